@@ -1,0 +1,122 @@
+"""Stash's raw-plugin protocol: stdin input, stderr log lines and progress, one stdout result.
+
+Standard library only: the hook path imports this module.
+
+Stash reads stderr line by line with a 64 KiB scanner; a longer line stops its reader, so long
+messages are split. Every line of a multi-line message carries the level prefix. Progress is a
+0..1 float on stderr (stdout is reserved for the final JSON result).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+LEVEL_CODES = {"trace": "t", "debug": "d", "info": "i", "warning": "w", "error": "e"}
+# Stash's scanner limit is 64 KiB per line; stay well below it, counting UTF-8 bytes.
+MAX_LINE_BYTES = 60_000
+
+
+class PluginInputError(ValueError):
+    """The stdin JSON is not a usable PluginInput."""
+
+
+def read_input(stream: IO[str] | None = None) -> dict[str, Any]:
+    """Parse the PluginInput JSON Stash writes to stdin.
+
+    Raises PluginInputError with a message a person can act on; the caller reports it as the
+    run's error instead of a traceback.
+    """
+    text = (stream or sys.stdin).read()
+    if not text.strip():
+        raise PluginInputError("no input on stdin: Stash passes a JSON PluginInput to the plugin")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PluginInputError(f"stdin is not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise PluginInputError("stdin JSON must be an object with server_connection and args")
+    args = data.get("args")
+    if args is not None and not isinstance(args, dict):
+        raise PluginInputError("PluginInput.args must be an object")
+    return data
+
+
+def split_utf8(text: str, limit: int = MAX_LINE_BYTES) -> list[str]:
+    """Split text into pieces of at most `limit` UTF-8 bytes without cutting a character."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return [text]
+    pieces = []
+    start = 0
+    while start < len(encoded):
+        end = min(start + limit, len(encoded))
+        # Back off to a character boundary (continuation bytes are 0b10xxxxxx).
+        while end < len(encoded) and (encoded[end] & 0xC0) == 0x80:
+            end -= 1
+        pieces.append(encoded[start:end].decode("utf-8"))
+        start = end
+    return pieces
+
+
+def format_log(level: str, message: str) -> str:
+    """Return the stderr bytes (as text) for one log message: prefixed, split, newline-ended."""
+    code = LEVEL_CODES[level]
+    out = []
+    for line in str(message).splitlines() or [""]:
+        for piece in split_utf8(line):
+            out.append(f"\x01{code}\x02{piece}\n")
+    return "".join(out)
+
+
+class StashLog:
+    """Writes log lines and progress to Stash over stderr.
+
+    `debug_enabled` gates debug lines (the `debug_logging` setting); `scrub` removes secrets
+    and, when asked, file paths from every line before it leaves the process.
+    """
+
+    def __init__(
+        self, stream: IO[str] | None = None, *, debug_enabled: bool = False, scrub: Any = None
+    ) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self.debug_enabled = debug_enabled
+        self._scrub = scrub
+
+    def set_scrubber(self, scrub: Any) -> None:
+        self._scrub = scrub
+
+    def log(self, level: str, message: str) -> None:
+        if level == "debug" and not self.debug_enabled:
+            return
+        text = self._scrub(message) if self._scrub else message
+        self._stream.write(format_log(level, text))
+        self._stream.flush()
+
+    def debug(self, message: str) -> None:
+        self.log("debug", message)
+
+    def info(self, message: str) -> None:
+        self.log("info", message)
+
+    def warning(self, message: str) -> None:
+        self.log("warning", message)
+
+    def error(self, message: str) -> None:
+        self.log("error", message)
+
+    def progress(self, fraction: float) -> None:
+        value = min(1.0, max(0.0, float(fraction)))
+        self._stream.write(f"\x01p\x02{value:.4f}\n")
+        self._stream.flush()
+
+
+def write_result(
+    output: Any = None, error: str | None = None, stream: IO[str] | None = None
+) -> None:
+    """Print the single JSON result Stash parses from stdout."""
+    target = stream if stream is not None else sys.stdout
+    target.write(json.dumps({"output": output, "error": error}, ensure_ascii=False))
+    target.write("\n")
+    target.flush()

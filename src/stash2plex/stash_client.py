@@ -1,0 +1,185 @@
+"""The only code that talks to Stash: our own GraphQL documents over `requests`, with timeouts.
+
+Connection facts (see docs): Stash passes the host it binds to, which may be 0.0.0.0 or ::,
+so we connect to loopback then; the plugin's session cookie expires (one hour by default), so
+long runs switch to the API key read once through the cookie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from . import stash_documents as docs
+from .errors import AuthError, PermanentError, ServerDownError, TransientError, redact
+
+DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
+PAGE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class StashConnection:
+    """Where Stash is and how to authenticate, built from Stash's `server_connection`."""
+
+    url: str
+    session_cookie: str | None = None
+    api_key: str | None = None
+    verify_tls: bool = True
+
+    @classmethod
+    def from_server_connection(
+        cls, connection: dict[str, Any], api_key: str | None = None
+    ) -> StashConnection:
+        scheme = connection.get("Scheme") or "http"
+        host = str(connection.get("Host") or "")
+        if host in ("", "0.0.0.0", "::", "[::]"):
+            host = "127.0.0.1"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        port = connection.get("Port") or 9999
+        cookie = (connection.get("SessionCookie") or {}).get("Value") or None
+        # Stash's certificate is rarely valid for loopback; the connection never leaves the host.
+        return cls(
+            f"{scheme}://{host}:{port}",
+            cookie,
+            api_key or None,
+            verify_tls=scheme != "https" or host not in ("127.0.0.1", "[::1]"),
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.session_cookie, self.api_key) if s)
+
+
+class StashClient:
+    def __init__(
+        self,
+        connection: StashConnection,
+        *,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.connection = connection
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {"Content-Type": "application/json", "Accept": "application/json"}
+        )
+        self._apply_auth()
+
+    def _apply_auth(self) -> None:
+        self.session.cookies.clear()
+        self.session.headers.pop("ApiKey", None)
+        if self.connection.api_key:
+            self.session.headers["ApiKey"] = self.connection.api_key
+        elif self.connection.session_cookie:
+            self.session.cookies.set("session", self.connection.session_cookie)
+
+    def use_api_key(self, api_key: str) -> None:
+        """Switch from the expiring session cookie to the API key."""
+        self.connection = StashConnection(
+            self.connection.url, self.connection.session_cookie, api_key, self.connection.verify_tls
+        )
+        self._apply_auth()
+
+    # ------------------------------------------------------------------ transport
+    def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST one GraphQL document; return `data` or raise a classified error."""
+        secrets = self.connection.secrets()
+        try:
+            response = self.session.post(
+                f"{self.connection.url}/graphql",
+                json={"query": document, "variables": variables or {}},
+                timeout=self.timeout,
+                verify=self.connection.verify_tls,
+            )
+        except requests.ConnectionError as exc:
+            raise ServerDownError(f"Stash is not reachable at {self.connection.url}") from exc
+        except requests.Timeout as exc:
+            raise TransientError("Stash did not answer in time") from exc
+        if response.status_code == 401:
+            raise AuthError(
+                "Stash rejected the plugin's credentials (401): the session cookie expired and "
+                "no API key is available; generate an API key in Stash's Settings > Security"
+            )
+        if response.status_code >= 500:
+            raise TransientError(f"Stash answered HTTP {response.status_code}")
+        if response.status_code != 200:
+            body = redact(response.text[:300], secrets)
+            raise PermanentError(f"Stash rejected a query (HTTP {response.status_code}): {body}")
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise TransientError("Stash sent a reply that is not JSON") from exc
+        if payload.get("errors") and not payload.get("data"):
+            messages = "; ".join(str(e.get("message")) for e in payload["errors"])
+            raise TransientError(redact(f"Stash GraphQL error: {messages}", secrets))
+        return payload.get("data") or {}
+
+    # ------------------------------------------------------------------ queries
+    def find_scene(self, scene_id: int) -> dict[str, Any] | None:
+        return self.execute(docs.FIND_SCENE, {"id": str(scene_id)}).get("findScene")
+
+    def find_scenes(
+        self,
+        *,
+        page: int = 1,
+        per_page: int = PAGE_SIZE,
+        scene_filter: dict[str, Any] | None = None,
+        sort: str = "id",
+    ) -> tuple[int, list[dict[str, Any]]]:
+        data = self.execute(
+            docs.FIND_SCENES,
+            {
+                "filter": {"page": page, "per_page": per_page, "sort": sort, "direction": "ASC"},
+                "scene_filter": scene_filter or {},
+            },
+        )["findScenes"]
+        return int(data["count"]), list(data["scenes"])
+
+    def scene_ids(self, scene_filter: dict[str, Any] | None = None) -> list[int]:
+        """Every scene id matching the filter, paged."""
+        ids: list[int] = []
+        page = 1
+        while True:
+            data = self.execute(
+                docs.FIND_SCENE_IDS,
+                {
+                    "filter": {"page": page, "per_page": 1000, "sort": "id", "direction": "ASC"},
+                    "scene_filter": scene_filter or {},
+                },
+            )["findScenes"]
+            ids.extend(int(scene["id"]) for scene in data["scenes"])
+            if not data["scenes"] or len(ids) >= int(data["count"]):
+                return ids
+            page += 1
+
+    def version(self) -> str:
+        data = self.execute(docs.VERSION)
+        return str((data.get("version") or {}).get("version") or "")
+
+    def plugin_settings(self, plugin_id: str) -> dict[str, Any]:
+        """The plugin's saved settings; empty when the user never saved any."""
+        data = self.execute(docs.PLUGIN_SETTINGS, {"include": [plugin_id]})
+        plugins = (data.get("configuration") or {}).get("plugins") or {}
+        return dict(plugins.get(plugin_id) or {})
+
+    def api_key(self) -> str:
+        """Stash's API key ('' if the user never generated one)."""
+        data = self.execute(docs.API_KEY)
+        return str(((data.get("configuration") or {}).get("general") or {}).get("apiKey") or "")
+
+    def download(self, url: str) -> tuple[bytes, str]:
+        """Fetch an image Stash serves; returns (bytes, content type)."""
+        try:
+            response = self.session.get(
+                url, timeout=self.timeout, verify=self.connection.verify_tls
+            )
+        except requests.ConnectionError as exc:
+            raise ServerDownError("Stash is not reachable for an image download") from exc
+        except requests.Timeout as exc:
+            raise TransientError("Stash did not send an image in time") from exc
+        if response.status_code != 200:
+            raise TransientError(f"Stash answered HTTP {response.status_code} for an image")
+        return response.content, response.headers.get("Content-Type", "")

@@ -1,0 +1,128 @@
+"""The worker lock, and starting the one worker detached when work is due.
+
+Standard library only: the hook path calls `ensure_worker`.
+
+Exactly one worker drains at a time: it holds an exclusive OS file lock on
+``<data dir>/worker.lock`` for its lifetime (the kernel releases it if the worker is killed).
+A hook that finds the lock free takes it itself and hands the locked file to the worker it
+starts, so between the probe and the worker's start nobody else can see the lock free: a
+burst of fifty hooks starts at most one worker.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LOCK_FILENAME = "worker.lock"
+WORKER_OUTPUT = "worker.out"
+MAX_OUTPUT_BYTES = 1_000_000
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def try_lock(fd: int) -> bool:
+    """Take the exclusive lock on `fd` without waiting; False if another process holds it."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt
+
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True
+
+
+def unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def open_lock_file(data_dir: Path) -> int:
+    return os.open(data_dir / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
+
+
+def worker_running(data_dir: Path) -> bool:
+    """True if some process holds the worker lock."""
+    fd = open_lock_file(data_dir)
+    try:
+        if try_lock(fd):
+            unlock(fd)
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def ensure_worker(
+    data_dir: Path, *, python: str | None = None, python_path: list[str] | None = None
+) -> bool:
+    """Start a detached worker unless one holds the lock. Returns True if one was started.
+
+    The worker gets the already-locked file descriptor (`--lock-fd`), its std streams go to a
+    file in the data directory (never Stash's pipes, or Stash would wait for the worker to exit
+    before finishing the user's save), and it runs in a new session so Stash killing the hook
+    does not kill it.
+    """
+    fd = open_lock_file(data_dir)
+    try:
+        if not try_lock(fd):
+            return False
+        _rotate(data_dir / WORKER_OUTPUT)
+        env = dict(os.environ)
+        paths = [*(python_path or []), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        with open(data_dir / WORKER_OUTPUT, "ab") as output:
+            command = [
+                python or sys.executable,
+                "-m",
+                "stash2plex",
+                "worker",
+                "--data-dir",
+                str(data_dir),
+            ]
+            kwargs: dict = {}
+            if fcntl is not None:
+                command += ["--lock-fd", str(fd)]
+                kwargs = {"pass_fds": (fd,), "start_new_session": True}
+            else:
+                # Windows cannot pass a locked handle: release it and let the worker race for
+                # it; the loser exits at once.
+                unlock(fd)
+                kwargs = {"creationflags": 0x00000008 | 0x00000200}  # DETACHED, NEW_GROUP
+            subprocess.Popen(
+                command,
+                cwd=data_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                close_fds=True,
+                **kwargs,
+            )
+        return True
+    finally:
+        os.close(fd)
+
+
+def _rotate(path: Path) -> None:
+    try:
+        if path.stat().st_size > MAX_OUTPUT_BYTES:
+            os.replace(path, path.with_suffix(path.suffix + ".1"))
+    except FileNotFoundError:
+        pass

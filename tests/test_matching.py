@@ -1,0 +1,62 @@
+"""Deterministic matching over an index: mapped path, basename + size, ambiguity."""
+
+from stash2plex.matching import match_scene
+from stash2plex.pathmap import parse_path_map
+from stash2plex.store import IndexEntry
+
+INDEX = [
+    IndexEntry(1, 1, "/plex/a/clip.mp4", 100),
+    IndexEntry(2, 1, "/plex/b/clip.mp4", 200),
+    IndexEntry(3, 1, "/plex/c/unique.mp4", 300),
+    IndexEntry(4, 1, "/plex/d/second.mp4", 400),
+]
+RULES = parse_path_map("/stash => /plex")
+
+
+def by_path(path):
+    return [e for e in INDEX if e.path == path]
+
+
+def by_basename(name):
+    return [e for e in INDEX if e.path.rsplit("/", 1)[-1] == name]
+
+
+def run(files, rules=RULES):
+    return match_scene(files, rules, by_path, by_basename)
+
+
+def test_mapped_full_path_wins_over_duplicate_basenames():
+    result = run([{"path": "/stash/b/clip.mp4", "size": 200}])
+    assert result.match.rating_key == 2
+    assert result.match.rule == "mapped_path"
+
+
+def test_second_file_of_a_scene_can_match():
+    result = run(
+        [{"path": "/stash/zz/missing.mp4", "size": 1}, {"path": "/stash/d/second.mp4", "size": 400}]
+    )
+    assert result.match.rating_key == 4
+
+
+def test_basename_with_size_matches_when_folders_differ():
+    result = run([{"path": "/elsewhere/unique.mp4", "size": 300}], rules=())
+    assert result.match.rating_key == 3
+    assert result.match.rule == "basename_size"
+
+
+def test_duplicate_basename_with_other_size_does_not_cross_match():
+    result = run([{"path": "/stash/new/clip.mp4", "size": 999}])
+    assert result.match is None
+    assert result.ambiguous
+
+
+def test_same_name_different_size_single_candidate_is_not_a_match():
+    result = run([{"path": "/stash/new/unique.mp4", "size": 1}])
+    assert result.match is None
+    assert not result.ambiguous
+
+
+def test_ambiguous_basename_lists_candidates():
+    result = run([{"path": "/other/clip.mp4", "size": None}], rules=())
+    assert result.match is None
+    assert [c.rating_key for c in result.candidates] == [1, 2]

@@ -1,0 +1,63 @@
+"""Desired Plex state from a scene: text cleaning, dates, fallbacks, minimal edits."""
+
+from stash2plex.config import Config
+from stash2plex.metadata import (
+    changed_fields,
+    clean_text,
+    desired_item,
+    edit_params,
+    plex_date,
+)
+
+
+def scene(**overrides):
+    base = {
+        "id": "1",
+        "title": "A title",
+        "details": "Para one.\n\nPara two.",
+        "date": "2021-03-04",
+        "studio": {"name": "Studio"},
+        "files": [{"path": "/data/x/My File.mp4", "basename": "My File.mp4"}],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_clean_text_keeps_breaks_tabs_and_typography_drops_controls():
+    text = "“Quotes” — dash…\r\nline\ttab\x00\x07 zwj👩\u200d💻"
+    assert clean_text(text, 100) == "“Quotes” — dash…\nline\ttab zwj👩\u200d💻"
+
+
+def test_clean_text_limits_length():
+    assert len(clean_text("x" * 50, 10)) == 10
+
+
+def test_partial_dates_expand_to_first_day_and_garbage_is_dropped():
+    assert plex_date("2021") == "2021-01-01"
+    assert plex_date("2021-07") == "2021-07-01"
+    assert plex_date("2021-07-09") == "2021-07-09"
+    assert plex_date("July 2021") == ""
+    assert plex_date(None) == ""
+
+
+def test_title_falls_back_to_file_name():
+    assert desired_item(scene(title=None), Config()).fields["title"] == "My File"
+    assert desired_item(scene(title="  "), Config()).fields["title"] == "My File"
+
+
+def test_unchanged_scene_needs_no_edit_and_changed_field_only_itself():
+    first = desired_item(scene(), Config())
+    pushed = first.fingerprints()
+    assert changed_fields(first, pushed) == []
+    second = desired_item(scene(details="New"), Config())
+    assert changed_fields(second, pushed) == ["summary"]
+
+
+def test_edit_params_set_and_lock_each_field():
+    desired = desired_item(scene(), Config())
+    assert edit_params(desired, ["title", "studio"]) == {
+        "title.value": "A title",
+        "title.locked": 1,
+        "studio.value": "Studio",
+        "studio.locked": 1,
+    }
