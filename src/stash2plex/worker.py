@@ -95,6 +95,7 @@ class Worker:
             raise RuntimeError("another Stash2Plex worker is already draining the queue")
         report = DrainReport()
         idle_since: float | None = None
+        self._event("info", "worker_started", f"worker {self.owner} started")
         try:
             while True:
                 processed = self._drain_due(report, progress)

@@ -1,0 +1,177 @@
+"""Benchmark: the whole hook process, as Stash runs it, in wall time and peak memory.
+
+The budget (DESIGN.md principle 1) is under 150 ms and under 30 MB on a 2-core machine,
+because a Stash hook blocks the user's "Save" until the process exits.
+
+Two cases, each the median of repeated runs:
+- "worker running": the usual case during editing and bulk imports; the hook records the job
+  and sees the worker lock held.
+- "starts the worker": the first hook after a quiet period; the hook also starts the detached
+  worker (which is killed again after each run, outside the measurement).
+
+Usage: python bench/bench_hook.py [--runs N] [--out bench/results/hook.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from stash2plex.worker_lock import open_lock_file, try_lock  # noqa: E402
+
+WALL_BUDGET_MS = 150.0
+MEMORY_BUDGET_MB = 30.0
+
+
+def install_plugin(root: Path) -> Path:
+    plugin = root / "plugins" / "stash2plex"
+    plugin.mkdir(parents=True)
+    shutil.copy(REPO / "Stash2Plex.yml", plugin)
+    shutil.copy(REPO / "stash2plex_plugin.py", plugin)
+    shutil.copytree(REPO / "src" / "stash2plex", plugin / "stash2plex")
+    return plugin
+
+
+def hook_input(plugin: Path, scene_id: int) -> bytes:
+    return json.dumps(
+        {
+            "server_connection": {
+                "Scheme": "http",
+                "Host": "0.0.0.0",
+                "Port": 9,
+                "SessionCookie": {"Name": "session", "Value": "bench-cookie"},
+                "Dir": str(plugin.parent.parent),
+                "PluginDir": str(plugin),
+            },
+            "args": {
+                "hookContext": {
+                    "id": scene_id,
+                    "type": "Scene.Update.Post",
+                    "input": {"id": str(scene_id), "title": "x"},
+                    "inputFields": ["id", "title"],
+                }
+            },
+        }
+    ).encode()
+
+
+def run_hook(plugin: Path, scene_id: int, cwd: Path) -> tuple[float, float]:
+    """One hook process; returns (wall ms, peak RSS MB) from the child's own rusage."""
+    env = dict(os.environ, PYTHONPATH=str(plugin.parent), STASH2PLEX_IDLE_EXIT="0")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(plugin / "stash2plex_plugin.py")],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin and process.stdout and process.stderr
+    process.stdin.write(hook_input(plugin, scene_id))
+    process.stdin.close()
+    out, err = process.stdout.read(), process.stderr.read()
+    # Reap the child ourselves to read its own rusage (peak RSS of that process alone).
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall_ms = (time.perf_counter() - started) * 1000
+    if process.returncode != 0 or b'"error": null' not in out:
+        raise SystemExit(f"hook failed: {out!r} {err!r}")
+    return wall_ms, usage.ru_maxrss / 1024
+
+
+def measure(runs: int, *, worker_running: bool) -> tuple[list[float], list[float]]:
+    walls, memories = [], []
+    with tempfile.TemporaryDirectory(prefix="s2p-bench-") as tmp:
+        root = Path(tmp)
+        plugin = install_plugin(root)
+        cwd = root / "cwd"
+        cwd.mkdir()
+        data = plugin / "data"
+        data.mkdir()
+        holder = None
+        if worker_running:
+            holder = open_lock_file(data)
+            assert try_lock(holder)
+        run_hook(plugin, 1, cwd)  # warm the store's schema and the OS file cache
+        for number in range(runs):
+            wall, memory = run_hook(plugin, 1000 + number, cwd)
+            walls.append(wall)
+            memories.append(memory)
+            if not worker_running:
+                kill_workers(data)
+        if holder is not None:
+            os.close(holder)
+        kill_workers(data)
+    return walls, memories
+
+
+def kill_workers(data: Path) -> None:
+    needle = str(data).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"stash2plex\0worker" in cmdline and needle in cmdline:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    time.sleep(0.05)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=25)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "hook.md")
+    args = parser.parse_args()
+    rows = []
+    ok = True
+    for label, running in (("worker running", True), ("starts the worker", False)):
+        walls, memories = measure(args.runs, worker_running=running)
+        wall, memory = statistics.median(walls), statistics.median(memories)
+        passed = wall < WALL_BUDGET_MS and memory < MEMORY_BUDGET_MB
+        ok &= passed
+        rows.append(
+            f"| {label} | {wall:.1f} | {max(walls):.1f} | {memory:.1f} | "
+            f"{'yes' if passed else 'NO'} |"
+        )
+    command = "python bench/bench_hook.py " + " ".join(sys.argv[1:])
+    report = "\n".join(
+        [
+            "# Hook process: wall time and peak memory",
+            "",
+            f"Command: `{command.strip()}`  ",
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, {args.runs} runs per case (median).  ",
+            f"Budget: under {WALL_BUDGET_MS:.0f} ms and under {MEMORY_BUDGET_MB:.0f} MB.",
+            "",
+            "| case | median wall ms | max wall ms | median peak RSS MB | within budget |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    print(report)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

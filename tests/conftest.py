@@ -1,0 +1,93 @@
+"""Shared fixtures: a clean environment, the sandbox servers, a plugin installed as Stash would
+see it, and the guarantee that no worker process outlives the test that caused it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# plexapi reads its config file at import time; point it at nothing so a developer's
+# ~/.config/plexapi cannot leak into the tests.
+os.environ["PLEXAPI_CONFIG_PATH"] = str(Path(__file__).parent / "no-such-plexapi-config.ini")
+
+REPO = Path(__file__).resolve().parents[1]
+PLEX_TOKEN = "test-plex-token-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the host's Stash2Plex/Plex settings out of every test."""
+    for name in list(os.environ):
+        if name.startswith(("STASH2PLEX_", "PLEX_", "STASH_")):
+            monkeypatch.delenv(name)
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> object:
+    """Poll until `condition()` is truthy; fail the test with `message` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def worker_pids(data_dir: Path) -> list[int]:
+    """PIDs of stash2plex workers started for `data_dir` (read from /proc)."""
+    pids = []
+    needle = f"--data-dir\0{data_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"stash2plex\0worker" in cmdline and needle in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def reap_workers(data_dir: Path, grace: float = 5.0) -> None:
+    """Wait briefly for workers to exit on their own, then kill what remains."""
+    deadline = time.monotonic() + grace
+    while worker_pids(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in worker_pids(data_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def plugin_dir(tmp_path: Path) -> Iterator[Path]:
+    """The plugin as installed under Stash's plugins folder (the package linked, not copied)."""
+    target = tmp_path / "plugins" / "stash2plex"
+    target.mkdir(parents=True)
+    shutil.copy(REPO / "Stash2Plex.yml", target)
+    shutil.copy(REPO / "stash2plex_plugin.py", target)
+    (target / "stash2plex").symlink_to(REPO / "src" / "stash2plex", target_is_directory=True)
+    yield target
+    reap_workers(target / "data")
+    assert not worker_pids(target / "data"), "a stash2plex worker outlived its test"
+
+
+@pytest.fixture
+def worker_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for plugin runs: detached workers exit soon after the queue is empty."""
+    monkeypatch.setenv("STASH2PLEX_IDLE_EXIT", "1")
+    return dict(os.environ)

@@ -1,0 +1,37 @@
+"""Per-key validation: a bad value warns and falls back; required settings are reported."""
+
+from stash2plex.config import build_config
+
+
+def test_absent_settings_mean_defaults_and_required_ones_are_missing():
+    config = build_config({})
+    assert config.missing == ("plex_url", "plex_token")
+    assert config.plex_timeout == 30.0
+
+
+def test_one_bad_value_warns_names_the_key_and_keeps_the_rest():
+    config = build_config(
+        {
+            "plex_url": "localhost:32400",
+            "plex_token": "tok-123456",
+            "path_map": "/a -> /b",
+            "plex_library": "Movies, Clips",
+        }
+    )
+    assert config.plex_url == ""
+    assert config.plex_token == "tok-123456"
+    assert config.plex_library == ("Movies", "Clips")
+    assert config.path_map == ()
+    assert any(w.startswith("setting plex_url") and "http://" in w for w in config.warnings)
+    assert any(w.startswith("setting path_map") and "/a -> /b" in w for w in config.warnings)
+
+
+def test_secret_values_never_appear_in_warnings():
+    config = build_config({"plex_timeout": "soon", "plex_token": "tok-123456"})
+    assert all("tok-123456" not in w for w in config.warnings)
+    assert config.secrets() == ("tok-123456",)
+
+
+def test_numbers_are_range_checked():
+    assert build_config({"plex_timeout": 500}).plex_timeout == 30.0
+    assert build_config({"plex_timeout": "12"}).plex_timeout == 12.0

@@ -1,0 +1,149 @@
+"""The whole path, as a user meets it: Stash fires a hook, the plugin runs as Stash runs it, a
+detached worker syncs, and the emulated Plex shows the scene's metadata, locked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from stash2plex.sandbox.library import generate_library, seed_plex
+from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.runner import PluginRunner
+from stash2plex.sandbox.stash_emulator import StashEmulator
+
+from stash2plex.config import PLUGIN_ID
+from stash2plex.store import Store
+from stash2plex.worker_lock import worker_running
+
+from .conftest import PLEX_TOKEN, wait_until
+
+SYNCED_FIELDS = {"title", "summary", "studio", "originallyAvailableAt"}
+
+
+@pytest.fixture
+def library():
+    return generate_library(60, seed=3)
+
+
+@pytest.fixture
+def plex(library):
+    with PlexEmulator(token=PLEX_TOKEN) as emulator:
+        seed_plex(emulator, library)
+        yield emulator
+        assert emulator.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
+
+
+@pytest.fixture
+def stash(library, plex):
+    settings = {
+        "plex_url": plex.url,
+        "plex_token": PLEX_TOKEN,
+        "plex_library": "Stash Scenes",
+        "path_map": library.path_map,
+    }
+    with StashEmulator(library, plugin_settings=settings, plugin_id=PLUGIN_ID) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def runner(plugin_dir, worker_env, tmp_path):
+    cwd = tmp_path / "stash-cwd"
+    cwd.mkdir()
+    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
+
+
+def full_scene(library):
+    for scene in library.scenes.values():
+        if (
+            scene.files
+            and scene.in_plex
+            and scene.title
+            and scene.details
+            and "\n" in scene.details
+            and scene.studio_id
+            and scene.date
+            and len(scene.date) == 10
+        ):
+            return scene
+    raise AssertionError("the generated library has no fully described scene")
+
+
+def rating_key_of(plex, library, scene):
+    key = plex.find_by_file(library.plex_path(scene.files[0].path))
+    assert key is not None
+    return key
+
+
+def drained(data_dir: Path, scene_id: int) -> bool:
+    if worker_running(data_dir):
+        return False
+    with Store.open(data_dir) as store:
+        job = store.job(scene_id)
+        return job is not None and job.state == "done"
+
+
+def test_hook_reaches_plex_locked_and_an_identical_hook_writes_nothing(
+    library, plex, stash, runner, plugin_dir
+):
+    scene = full_scene(library)
+    key = rating_key_of(plex, library, scene)
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+
+    run = runner.run_hook(
+        "Scene.Update.Post",
+        scene.id,
+        connection,
+        input={"id": str(scene.id), "title": scene.title},
+        input_fields=["id", "title"],
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.error is None
+    assert "queued" in str(run.output)
+    assert run.wall_seconds < 5
+    wait_until(lambda: plex.item(key).title == scene.title, message="the title in Plex")
+    item = plex.item(key)
+    studio = library.studios[scene.studio_id].name
+    assert item.summary == scene.details.strip()
+    assert item.studio == studio
+    assert item.originally_available_at == scene.date
+    assert set(item.locked) >= SYNCED_FIELDS
+    wait_until(lambda: drained(plugin_dir / "data", scene.id), message="the worker to finish")
+    writes_before = len(plex.log.writes())
+
+    again = runner.run_hook("Scene.Update.Post", scene.id, connection)
+
+    assert again.returncode == 0 and again.error is None
+    wait_until(lambda: drained(plugin_dir / "data", scene.id), message="the second drain")
+    assert len(plex.log.writes()) == writes_before
+    assert plex.item(key).edit_count == 1
+
+
+def test_fifty_simultaneous_hooks_leave_fifty_jobs_and_one_worker(
+    library, plex, stash, runner, plugin_dir, monkeypatch
+):
+    scene_ids = sorted(library.scenes)[:50]
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+
+    handles = [runner.start_hook("Scene.Update.Post", sid, connection) for sid in scene_ids]
+    runs = [handle.wait(60) for handle in handles]
+
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert run.error is None
+        assert "locked" not in run.stderr.lower()
+    with Store.open(plugin_dir / "data") as store:
+        recorded = [job.scene_id for job in store.jobs()]
+        starts = [e for e in store.recent_events(500) if e["kind"] == "worker_started"]
+    assert recorded == scene_ids
+    assert len(starts) <= 1
+
+
+def test_malformed_hook_payload_is_reported_and_loses_nothing(stash, runner, plugin_dir):
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+    run = runner.run_hook("Scene.Update.Post", 0, connection)
+    assert run.returncode == 1
+    assert "without a scene id" in run.error
+    assert not (plugin_dir / "data" / "worker.lock").exists() or not worker_running(
+        plugin_dir / "data"
+    )
