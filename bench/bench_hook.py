@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from stash2plex.sandbox.processes import reap_workers  # noqa: E402
 from stash2plex.worker_lock import open_lock_file, try_lock  # noqa: E402
 
 WALL_BUDGET_MS = 150.0
@@ -112,27 +112,11 @@ def measure(runs: int, *, worker_running: bool) -> tuple[list[float], list[float
             walls.append(wall)
             memories.append(memory)
             if not worker_running:
-                kill_workers(data)
+                reap_workers(data, grace=0)
         if holder is not None:
             os.close(holder)
-        kill_workers(data)
+        reap_workers(data, grace=0)
     return walls, memories
-
-
-def kill_workers(data: Path) -> None:
-    needle = str(data).encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"stash2plex\0worker" in cmdline and needle in cmdline:
-                try:
-                    os.kill(int(entry.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-    time.sleep(0.05)
 
 
 def main() -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from stash2plex.sandbox.processes import reap_workers, worker_pids
 
 # plexapi reads its config file at import time; point it at nothing so a developer's
 # ~/.config/plexapi cannot leak into the tests.
@@ -43,34 +44,6 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
-
-
-def worker_pids(data_dir: Path) -> list[int]:
-    """PIDs of stash2plex workers started for `data_dir` (read from /proc)."""
-    pids = []
-    needle = f"--data-dir\0{data_dir}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"stash2plex\0worker" in cmdline and needle in cmdline:
-            pids.append(int(entry.name))
-    return pids
-
-
-def reap_workers(data_dir: Path, grace: float = 5.0) -> None:
-    """Wait briefly for workers to exit on their own, then kill what remains."""
-    deadline = time.monotonic() + grace
-    while worker_pids(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in worker_pids(data_dir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
