@@ -7,6 +7,7 @@ end and counts as down up to `now`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def outage_metrics(
     mttr = sum(o.duration(now) for o in completed) / len(completed) if completed else None
     gaps = [
         later.started_at - earlier.ended_at
-        for earlier, later in zip(ordered, ordered[1:])
+        for earlier, later in pairwise(ordered)
         if earlier.ended_at is not None
     ]
     mtbf = sum(gaps) / len(gaps) if gaps else None
