@@ -13,7 +13,7 @@ from typing import Any
 
 from .stash_client import StashClient
 from .store import Store
-from .worker import DrainReport, Worker
+from .worker import BLOCKED_KEY, DrainReport, Worker
 from .worker_lock import worker_running
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -93,7 +93,9 @@ def process_queue(
             due = _due_count(store)
             if progress:
                 progress(max(0, total - due), total)
-            if due == 0:
+            # Stop following when nothing is left, or when the worker says it is blocked
+            # (settings missing, Plex down): waiting on it would never end.
+            if due == 0 or store.get_value(BLOCKED_KEY):
                 break
             sleep(0.5)
     return None

@@ -57,7 +57,13 @@ def _drain_report(data_dir: Path, log: protocol.StashLog) -> dict[str, Any]:
         "dead_letters": status.dead_letters,
     }
     if report is None:
-        result["note"] = "the background worker drained the queue"
+        with Store.open(data_dir) as store:
+            blocked = store.get_value("worker_blocked")
+        if blocked:
+            result["blocked"] = blocked["reason"]
+            log.error(f"Stash2Plex: the queue is not draining: {blocked['reason']}")
+        else:
+            result["note"] = "the background worker drained the queue"
     else:
         result.update(
             synced=report.synced,

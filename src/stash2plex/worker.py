@@ -34,6 +34,7 @@ NOT_IN_PLEX_RECHECK_SECONDS = 60.0
 AMBIGUOUS_RECHECK_SECONDS = 3600.0
 SERVER_DOWN_RECHECK_SECONDS = 5.0
 CONTEXT_RETRY_SECONDS = 30.0
+BLOCKED_KEY = "worker_blocked"
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
+        self._blocked = True  # clear any stale "blocked" left by a previous worker
         self._context_failed_at: float | None = None
 
     # ------------------------------------------------------------------ running
@@ -162,12 +164,14 @@ class Worker:
         try:
             self._context = self.context_factory(self.store)
             self._context_failed_at = None
+            self._set_blocked(None)
             for warning in self._context.config.warnings:
                 self._event("warning", "config", warning)
             return True
         except errors.SyncError as exc:
             self._context_failed_at = now
             self._event("error", "config", exc.message)
+            self._set_blocked(exc.message)
             report.errors.append(exc.message)
             return False
 
@@ -227,6 +231,7 @@ class Worker:
                 error_class=kind,
             )
             self._context = None  # reconnect (and re-read settings) when Plex is back
+            self._set_blocked(message)
             report.deferred += 1
             return True
         elif kind == errors.NOT_IN_PLEX:
@@ -275,6 +280,15 @@ class Worker:
         self.store.dead_letter(job, error_class=kind, message=message, attempts=attempts)
         self._event("error", "dead_letter", f"scene {job.scene_id}: {message}")
         report.dead_lettered += 1
+
+    def _set_blocked(self, reason: str | None) -> None:
+        """Tell tasks following this worker why it cannot make progress (or that it can)."""
+        if reason is None:
+            if self._blocked:
+                self.store.delete_value(BLOCKED_KEY)
+        else:
+            self.store.put_value(BLOCKED_KEY, {"reason": reason, "at": self.clock()})
+        self._blocked = reason is not None
 
     def _event(self, level: str, kind: str, message: str) -> None:
         getattr(log, "warning" if level == "warning" else level, log.info)(message)
