@@ -60,3 +60,10 @@ def test_ambiguous_basename_lists_candidates():
     result = run([{"path": "/other/clip.mp4", "size": None}], rules=())
     assert result.match is None
     assert [c.rating_key for c in result.candidates] == [1, 2]
+
+
+def test_two_files_held_as_two_plex_items_match_the_primary_file():
+    result = run(
+        [{"path": "/stash/a/clip.mp4", "size": 100}, {"path": "/stash/d/second.mp4", "size": 400}]
+    )
+    assert result.match.rating_key == 1

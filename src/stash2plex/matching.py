@@ -1,8 +1,8 @@
 """Deterministic matching of a Stash scene to a Plex item. Pure logic over an index lookup.
 
-Order: the full path mapped through the path rules, then the basename with the file size as a
-tiebreak. Any of a scene's files may match. Ambiguity is reported with its candidates, never
-guessed.
+Order: the full path mapped through the path rules (the primary file first), then the
+basename with the file size as a tiebreak. Any of a scene's files may match. Ambiguity is
+reported with its candidates, never guessed.
 """
 
 from __future__ import annotations
@@ -50,17 +50,17 @@ def match_scene(
 ) -> MatchResult:
     """Find the one Plex item holding one of the scene's files."""
     tried = [map_path(str(f.get("path", "")), rules) for f in files if f.get("path")]
-    exact: list[IndexEntry] = []
+    # Files in Stash's order: the first is the primary file. An exact mapped path is this
+    # scene for certain, so the first file that Plex holds exactly once decides.
     for plex_path in tried:
-        exact.extend(by_path(plex_path))
-    keys = {e.rating_key for e in exact}
-    if len(keys) == 1:
-        entry = exact[0]
-        return MatchResult(
-            Match(entry.rating_key, entry.section_id, entry.path, MAPPED_PATH), tried=tried
-        )
-    if len(keys) > 1:
-        return MatchResult(None, _unique(exact), tried)
+        exact = _unique(by_path(plex_path))
+        if len(exact) == 1:
+            entry = exact[0]
+            return MatchResult(
+                Match(entry.rating_key, entry.section_id, entry.path, MAPPED_PATH), tried=tried
+            )
+        if len(exact) > 1:  # the same file in two libraries: which one the user means is unclear
+            return MatchResult(None, exact, tried)
 
     candidates: list[IndexEntry] = []
     for stash_file in files:
