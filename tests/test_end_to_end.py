@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from stash2plex.config import PLUGIN_ID
 from stash2plex.sandbox.library import generate_library, seed_plex
 from stash2plex.sandbox.plex_emulator import PlexEmulator
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.stash_emulator import StashEmulator
-
-from stash2plex.config import PLUGIN_ID
 from stash2plex.store import Store
 from stash2plex.worker_lock import worker_running
 
