@@ -147,3 +147,46 @@ def test_malformed_hook_payload_is_reported_and_loses_nothing(stash, runner, plu
     assert not (plugin_dir / "data" / "worker.lock").exists() or not worker_running(
         plugin_dir / "data"
     )
+
+
+def assert_no_secrets(stash, connection, *texts):
+    secrets = [PLEX_TOKEN, connection["SessionCookie"]["Value"]]
+    if stash.api_key:
+        secrets.append(stash.api_key)
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_sync_all_task_reports_progress_and_syncs_every_matchable_scene(
+    library, plex, stash, runner, plugin_dir
+):
+    stash.api_key = "stash-api-key-abcdef"
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+
+    run = runner.run_task("Sync All Scenes", connection)
+
+    assert run.returncode == 0, run.stderr
+    assert run.error is None
+    matchable = [s for s in library.scenes.values() if s.files and s.in_plex]
+    assert run.output["queued"] == len(library.scenes)
+    assert run.output["synced"] == len(matchable)
+    assert run.output["dead_letters"] == 0
+    assert run.progress and all(0.0 <= p <= 1.0 for p in run.progress)
+    assert run.progress[-1] == 1.0
+    assert any("synced" in m for m in run.messages("info"))
+    for scene in matchable:
+        item = plex.item(rating_key_of(plex, library, scene))
+        assert item.title == (scene.title or "").strip() or not scene.title
+    worker_log = plugin_dir / "data" / "worker.log"
+    assert_no_secrets(
+        stash,
+        connection,
+        run.stdout,
+        run.stderr,
+        worker_log.read_text() if worker_log.exists() else "",
+    )
+
+    again = runner.run_task("Process Queue", connection)
+    assert again.returncode == 0 and again.error is None
+    assert again.output["queue"].get("pending", 0) == 0
