@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from stash2plex.store import SCHEMA_VERSION, IndexEntry, Store, StoreError
+from stash2plex.store import SCHEMA_VERSION, ListedItem, Store, StoreError
 
 
 class FakeClock:
@@ -141,9 +141,46 @@ def test_job_counts_split_waiting_by_reason(store, clock):
 
 def test_index_lookup_by_path_and_basename(store):
     store.replace_index(
-        1, [IndexEntry(10, 1, "/plex/a/x.mp4", 5), IndexEntry(11, 1, "/plex/b/x.mp4", 6)]
+        1,
+        [
+            ListedItem(10, 1, (("/plex/a/x.mp4", 5),), ("Coll",)),
+            ListedItem(11, 1, (("/plex/b/x.mp4", 6), ("/plex/b/x2.mp4", 9))),
+        ],
     )
     assert [e.rating_key for e in store.index_by_path("/plex/a/x.mp4")] == [10]
     assert sorted(e.rating_key for e in store.index_by_basename("x.mp4")) == [10, 11]
-    store.replace_index(1, [IndexEntry(12, 1, "/plex/c/y.mp4", 7)])
+    assert [e.rating_key for e in store.index_by_path("/plex/b/x2.mp4")] == [11]
+    assert store.listed_collections(10) == ["Coll"]
+    assert store.indexed_rating_keys(1) == {10, 11}
+    store.add_to_index([ListedItem(12, 1, (("/plex/c/y.mp4", 7),))])
+    assert store.indexed_rating_keys(1) == {10, 11, 12}
+    store.replace_index(1, [ListedItem(12, 1, (("/plex/c/y.mp4", 7),))])
     assert store.index_by_basename("x.mp4") == []
+    assert store.listed_collections(10) is None
+
+
+def test_link_keeps_fingerprints_and_what_it_owns(store):
+    store.save_link(3, 30, 1, "/plex/a.mp4", {"title": "ab"}, {"collection": ["Studio"]})
+    link = store.link(3)
+    assert (link.rating_key, link.fingerprints, link.owned) == (
+        30,
+        {"title": "ab"},
+        {"collection": ["Studio"]},
+    )
+
+
+def test_a_version_1_store_migrates_and_keeps_its_data(tmp_path):
+    from stash2plex.store import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "stash2plex.db")
+    conn.executescript(MIGRATIONS[0] + "PRAGMA user_version=1;")
+    conn.execute(
+        "INSERT INTO links (scene_id, rating_key, section_id, plex_path, fingerprints, synced_at)"
+        " VALUES (1, 2, 3, '/p', '{\"title\": \"x\"}', 0)"
+    )
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        link = store.link(1)
+        assert (link.rating_key, link.fingerprints, link.owned) == (2, {"title": "x"}, {})
+        assert store.index_size() == 0

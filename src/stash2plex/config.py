@@ -36,7 +36,7 @@ def _url(value: Any) -> str:
     return text
 
 
-def _library_list(value: Any) -> tuple[str, ...]:
+def _name_list(value: Any) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(value).split(",") if part.strip())
 
 
@@ -57,6 +57,12 @@ def _positive_number(low: float, high: float) -> Callable[[Any], float]:
     return check
 
 
+def _flag(key: str, display_name: str, description: str) -> Setting:
+    """A checkbox whose unchecked state (Stash's untouched state) is the default."""
+    return Setting(key, "BOOLEAN", False, display_name, description)
+
+
+# fmt: off
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "plex_url",
@@ -84,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Plex libraries",
         "Comma-separated names of the Plex libraries holding your Stash files. Empty: every "
         "movie and other-videos library.",
-        check=_library_list,
+        check=_name_list,
     ),
     Setting(
         "path_map",
@@ -104,7 +110,59 @@ SETTINGS: tuple[Setting, ...] = (
         "How long to wait for one Plex request (connect and read). Default: 30.",
         check=_positive_number(1, 300),
     ),
+    # Field toggles. Stash shows an untouched checkbox as off and stores nothing, so every
+    # field that syncs by default is switched off by a `skip_` setting.
+    _flag("skip_title", "Do not sync titles",
+          "Leave Plex titles alone. Default: off (titles sync; an untitled scene shows its "
+          "file name)."),
+    _flag("skip_summary", "Do not sync details",
+          "Leave Plex summaries alone. Default: off (Stash details sync, line breaks kept)."),
+    _flag("skip_date", "Do not sync dates",
+          "Leave Plex release dates alone. Default: off. A date of only a year, or a year and "
+          "a month, is sent as the first day of that period."),
+    _flag("skip_studio", "Do not sync studios", "Leave the Plex studio alone. Default: off."),
+    _flag("skip_performers", "Do not sync performers",
+          "Leave Plex actors alone. Default: off (performers become actors, mirrored exactly)."),
+    _flag("skip_tags", "Do not sync tags",
+          "Leave Plex genres alone. Default: off (tags become genres, mirrored exactly)."),
+    _flag("skip_collections", "Do not sync collections",
+          "Do not put items into collections. Default: off (each item joins a collection named "
+          "after its studio). Collections you made in Plex are never touched."),
+    _flag("skip_poster", "Do not sync posters",
+          "Leave Plex posters alone. Default: off (the scene cover becomes the poster, uploaded "
+          "only when it changed)."),
+    _flag("skip_art", "Do not sync background art",
+          "Leave Plex background art alone. Default: off (the scene screenshot becomes the "
+          "background, uploaded only when it changed)."),
+    _flag("sync_performer_photos", "Sync performer photos",
+          "Give Plex actors their Stash photo. Default: off. Plex must be able to reach Stash's "
+          "address to fetch the photos, and when Stash has a password the photo address "
+          "carries Stash's API key, which then ends up stored in Plex."),
+    _flag("sync_rating", "Sync ratings",
+          "Send the Stash rating (0-100) as the Plex user rating (0-10). Default: off."),
+    _flag("collection_parent_studio", "Parent studio collection",
+          "Also put items into a collection named after the studio's parent studio. "
+          "Default: off."),
+    _flag("collection_groups", "Group collections",
+          "Also put items into a collection per Stash group (movie) they belong to. "
+          "Default: off."),
+    Setting("tag_include", "STRING", (), "Only these tags",
+            "Comma-separated tag names to sync as genres; naming a parent tag includes its "
+            "child tags. Empty: every tag.", check=_name_list),
+    Setting("tag_exclude", "STRING", (), "Never these tags",
+            "Comma-separated tag names never synced as genres; naming a parent tag excludes "
+            "its child tags too.", check=_name_list),
+    _flag("preserve_plex_edits", "Preserve Plex edits",
+          "When a field was changed in Plex after Stash2Plex last wrote it, leave it and "
+          "report it instead of overwriting. Default: off (Stash wins)."),
+    _flag("trigger_plex_scan", "Ask Plex to scan new files",
+          "When a scene's file is not in Plex yet, ask Plex to scan that folder. Default: off "
+          "(wait for Plex's own scan)."),
+    _flag("skip_not_found", "Drop scenes Plex does not have",
+          "Drop a scene whose file is not in Plex instead of waiting for Plex to scan it (for "
+          "Plex libraries that hold only part of Stash). Default: off."),
 )
+# fmt: on
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 
@@ -115,6 +173,24 @@ class Config:
     plex_library: tuple[str, ...] = ()
     path_map: tuple[PathRule, ...] = ()
     plex_timeout: float = 30.0
+    skip_title: bool = False
+    skip_summary: bool = False
+    skip_date: bool = False
+    skip_studio: bool = False
+    skip_performers: bool = False
+    skip_tags: bool = False
+    skip_collections: bool = False
+    skip_poster: bool = False
+    skip_art: bool = False
+    sync_performer_photos: bool = False
+    sync_rating: bool = False
+    collection_parent_studio: bool = False
+    collection_groups: bool = False
+    tag_include: tuple[str, ...] = ()
+    tag_exclude: tuple[str, ...] = ()
+    preserve_plex_edits: bool = False
+    trigger_plex_scan: bool = False
+    skip_not_found: bool = False
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property

@@ -2,6 +2,10 @@
 
 Each synced field is fingerprinted; the store keeps the fingerprints of what we last pushed,
 so an unchanged scene costs no write and only changed fields are sent.
+
+What replace semantics own: genres and actors mirror Stash exactly. Collections are shared
+with the user, so only the ones Stash2Plex added are ever removed (see `collection_list`).
+Stash has no sort title, so Plex's is left alone.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,17 +22,50 @@ from .config import Config
 
 TITLE_MAX = 255
 SUMMARY_MAX = 10_000
+TAG_MAX = 255
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$")
+
+# Fingerprint keys, also the names a preview and a report use.
+TEXT_FIELDS = ("title", "summary", "studio", "originallyAvailableAt")
+LIST_FIELDS = ("genre", "actor", "collection")
+IMAGE_FIELDS = ("poster", "art")
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    thumb: str = ""
 
 
 @dataclass(frozen=True)
 class DesiredItem:
-    """What the Plex item should show. `fields` maps Plex field keys to values ('' clears)."""
+    """What the Plex item should show. Only the fields being synced are present.
+
+    `fields`: Plex field key -> value ('' clears). `genres`/`actors`/`collections`: complete
+    lists (None = not synced). `rating`: 0-10 or None to clear (absent when not synced).
+    `images`: poster/art -> the Stash URL to fetch the image from.
+    """
 
     fields: dict[str, str] = field(default_factory=dict)
+    genres: tuple[str, ...] | None = None
+    actors: tuple[Actor, ...] | None = None
+    collections: tuple[str, ...] | None = None
+    rating: float | None = None
+    sync_rating: bool = False
+    images: dict[str, str] = field(default_factory=dict)
 
     def fingerprints(self) -> dict[str, str]:
-        return {key: fingerprint(value) for key, value in self.fields.items()}
+        """Fingerprint of every synced value except images (their content is hashed later)."""
+        prints = {key: fingerprint(value) for key, value in self.fields.items()}
+        if self.genres is not None:
+            prints["genre"] = fingerprint(list(self.genres))
+        if self.actors is not None:
+            prints["actor"] = fingerprint([[a.name, a.thumb] for a in self.actors])
+        if self.collections is not None:
+            prints["collection"] = fingerprint(sorted(self.collections))
+        if self.sync_rating:
+            prints["rating"] = fingerprint(self.rating)
+        return prints
 
 
 def fingerprint(value: Any) -> str:
@@ -70,30 +108,163 @@ def file_title(scene: dict[str, Any]) -> str:
     return basename.rsplit(".", 1)[0] if "." in basename else basename
 
 
-def desired_item(scene: dict[str, Any], config: Config) -> DesiredItem:
-    """Compute the Plex fields for a scene."""
-    del config  # field toggles arrive with the full field set
+def _tag_names(tag: dict[str, Any]) -> set[str]:
+    """A tag's name and the names of all its ancestors, case-folded."""
+    names = {str(tag.get("name", "")).casefold()}
+    for parent in tag.get("parents") or []:
+        names |= _tag_names(parent)
+    return names
+
+
+def genre_list(
+    tags: Iterable[dict[str, Any]], include: tuple[str, ...], exclude: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Tag names to send as genres. Naming a parent tag in a filter covers its children."""
+    wanted = {name.casefold() for name in include}
+    unwanted = {name.casefold() for name in exclude}
+    genres: list[str] = []
+    for tag in tags:
+        lineage = _tag_names(tag)
+        if wanted and not lineage & wanted:
+            continue
+        if lineage & unwanted:
+            continue
+        name = clean_text(tag.get("name"), TAG_MAX)
+        if name and name not in genres:
+            genres.append(name)
+    return tuple(genres)
+
+
+def wanted_collections(scene: dict[str, Any], config: Config) -> tuple[str, ...]:
+    """The collections Stash2Plex wants this item in: its studio, optionally more."""
+    names: list[str] = []
     studio = scene.get("studio") or {}
-    fields = {
-        "title": clean_text(scene.get("title"), TITLE_MAX)
-        or clean_text(file_title(scene), TITLE_MAX),
-        "summary": clean_text(scene.get("details"), SUMMARY_MAX),
-        "studio": clean_text(studio.get("name"), TITLE_MAX),
-        "originallyAvailableAt": plex_date(scene.get("date")),
-    }
-    return DesiredItem(fields=fields)
+    if studio.get("name"):
+        names.append(clean_text(studio["name"], TAG_MAX))
+    parent = studio.get("parent_studio") or {}
+    if config.collection_parent_studio and parent.get("name"):
+        names.append(clean_text(parent["name"], TAG_MAX))
+    if config.collection_groups:
+        for entry in scene.get("groups") or []:
+            name = clean_text((entry.get("group") or {}).get("name"), TAG_MAX)
+            if name:
+                names.append(name)
+    unique: list[str] = []
+    for name in names:
+        if name and name not in unique:
+            unique.append(name)
+    return tuple(unique)
+
+
+def desired_item(scene: dict[str, Any], config: Config) -> DesiredItem:
+    """Compute the Plex state for a scene under the settings' field toggles."""
+    studio = scene.get("studio") or {}
+    fields: dict[str, str] = {}
+    if not config.skip_title:
+        fields["title"] = clean_text(scene.get("title"), TITLE_MAX) or clean_text(
+            file_title(scene), TITLE_MAX
+        )
+    if not config.skip_summary:
+        fields["summary"] = clean_text(scene.get("details"), SUMMARY_MAX)
+    if not config.skip_studio:
+        fields["studio"] = clean_text(studio.get("name"), TITLE_MAX)
+    if not config.skip_date:
+        fields["originallyAvailableAt"] = plex_date(scene.get("date"))
+    actors = None
+    if not config.skip_performers:
+        actors = tuple(
+            Actor(
+                clean_text(p.get("name"), TAG_MAX),
+                _photo(p) if config.sync_performer_photos else "",
+            )
+            for p in scene.get("performers") or []
+            if clean_text(p.get("name"), TAG_MAX)
+        )
+    rating100 = scene.get("rating100")
+    images = {}
+    screenshot = (scene.get("paths") or {}).get("screenshot")
+    if screenshot:
+        if not config.skip_poster:
+            images["poster"] = screenshot
+        if not config.skip_art:
+            images["art"] = screenshot
+    return DesiredItem(
+        fields=fields,
+        genres=None
+        if config.skip_tags
+        else genre_list(scene.get("tags") or [], config.tag_include, config.tag_exclude),
+        actors=actors,
+        collections=None if config.skip_collections else wanted_collections(scene, config),
+        rating=round(rating100 / 10, 1) if isinstance(rating100, int) else None,
+        sync_rating=config.sync_rating,
+        images=images,
+    )
+
+
+def _photo(performer: dict[str, Any]) -> str:
+    path = str(performer.get("image_path") or "")
+    # Stash marks its generated placeholder with default=true: no photo then.
+    return "" if "default=true" in path else path
 
 
 def changed_fields(desired: DesiredItem, pushed: dict[str, str]) -> list[str]:
-    """Field keys whose desired value differs from what we last pushed."""
+    """Keys whose desired value differs from what we last pushed (images excluded)."""
     current = desired.fingerprints()
     return sorted(key for key, value in current.items() if pushed.get(key) != value)
 
 
-def edit_params(desired: DesiredItem, keys: list[str]) -> dict[str, Any]:
-    """The parameters of one batched Plex edit: each written field set and locked."""
+def collection_list(
+    wanted: tuple[str, ...], owned_before: Iterable[str], in_plex: Iterable[str]
+) -> list[str]:
+    """The item's full collection list after our change.
+
+    Plex replaces the whole list on edit, so the list keeps every collection the user made
+    (those in Plex we never added), drops ours that are no longer wanted, and adds the wanted.
+    """
+    ours_before = set(owned_before)
+    result = [name for name in in_plex if name not in ours_before or name in wanted]
+    result += [name for name in wanted if name not in result]
+    return result
+
+
+def edit_params(
+    desired: DesiredItem,
+    keys: Iterable[str],
+    *,
+    pushed_lists: dict[str, list[str]] | None = None,
+    collections: list[str] | None = None,
+) -> dict[str, Any]:
+    """The parameters of one batched Plex edit: each written field or list set and locked.
+
+    An emptied list cannot be sent as an empty replacement; it is removed with `-=` naming what
+    we pushed before (`pushed_lists`).
+    """
     params: dict[str, Any] = {}
+    previous = pushed_lists or {}
     for key in keys:
-        params[f"{key}.value"] = desired.fields[key]
-        params[f"{key}.locked"] = 1
+        if key in desired.fields:
+            params[f"{key}.value"] = desired.fields[key]
+            params[f"{key}.locked"] = 1
+        elif key == "genre" and desired.genres is not None:
+            _list_params(params, "genre", list(desired.genres), previous.get("genre", []))
+        elif key == "actor" and desired.actors is not None:
+            names = [a.name for a in desired.actors]
+            _list_params(params, "actor", names, previous.get("actor", []))
+            for index, actor in enumerate(desired.actors):
+                if actor.thumb:
+                    params[f"actor[{index}].tag.thumb"] = actor.thumb
+        elif key == "collection" and collections is not None:
+            _list_params(params, "collection", collections, previous.get("collection_all", []))
     return params
+
+
+def _list_params(params: dict[str, Any], family: str, values: list[str], before: list[str]) -> None:
+    params[f"{family}.locked"] = 1
+    if values:
+        for index, value in enumerate(values):
+            params[f"{family}[{index}].tag.tag"] = value
+    elif before:
+        # plexapi's removal encoding: each value percent-encoded, joined by commas.
+        from urllib.parse import quote
+
+        params[f"{family}[].tag.tag-"] = ",".join(quote(v, safe="") for v in before)

@@ -16,8 +16,8 @@ from xml.etree import ElementTree as ET
 
 import requests
 
-from .errors import ServerDownError, translate_plex_errors
-from .store import IndexEntry
+from .errors import NotInPlexError, ServerDownError, translate_plex_errors
+from .store import ListedItem
 
 LISTING_PAGE_SIZE = 500
 MOVIE_SEARCH_TYPE = 1
@@ -29,6 +29,18 @@ class Section:
     title: str
     type: str
     locations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlexItem:
+    """What Plex holds for one item, from its detail (complete tag lists)."""
+
+    rating_key: int
+    section_id: int
+    fields: dict[str, str]
+    tags: dict[str, list[str]]  # genre, actor, collection, ... in order
+    locked: frozenset[str]
+    user_rating: float | None
 
 
 @dataclass(frozen=True)
@@ -102,47 +114,43 @@ class PlexClient:
             if d.tag == "Directory"
         ]
 
-    def list_section(self, section_id: int) -> list[IndexEntry]:
-        """Every movie-type item of a section with its file paths, paged."""
-        entries: list[IndexEntry] = []
+    def list_section(self, section_id: int) -> list[ListedItem]:
+        """Every movie-type item of a section with its files, paged."""
+        items: list[ListedItem] = []
         start = 0
         while True:
-            root = self._query(
-                f"/library/sections/{section_id}/all?type={MOVIE_SEARCH_TYPE}",
-                headers={
-                    "X-Plex-Container-Start": str(start),
-                    "X-Plex-Container-Size": str(LISTING_PAGE_SIZE),
-                },
-            )
-            if root is None:
-                break
-            videos = [child for child in root if child.tag == "Video"]
-            for video in videos:
-                rating_key = int(video.get("ratingKey"))
-                for part in video.iter("Part"):
-                    size = part.get("size")
-                    entries.append(
-                        IndexEntry(
-                            rating_key,
-                            section_id,
-                            part.get("file", ""),
-                            int(size) if size and size.isdigit() else None,
-                        )
-                    )
-            total = int(root.get("totalSize") or root.get("size") or 0)
+            page, total = self._listing_page(section_id, start, LISTING_PAGE_SIZE)
+            items.extend(page)
             start += LISTING_PAGE_SIZE
-            if not videos or start >= total:
-                break
-        return entries
+            if not page or start >= total:
+                return items
 
-    def item_detail(self, rating_key: int) -> ET.Element:
+    def newest_items(self, section_id: int, count: int) -> tuple[list[ListedItem], int]:
+        """The most recently added items and the section's total size (incremental refresh)."""
+        return self._listing_page(section_id, 0, count, sort="addedAt:desc")
+
+    def _listing_page(
+        self, section_id: int, start: int, size: int, sort: str | None = None
+    ) -> tuple[list[ListedItem], int]:
+        query = f"/library/sections/{section_id}/all?type={MOVIE_SEARCH_TYPE}"
+        if sort:
+            query += f"&sort={sort}"
+        root = self._query(
+            query,
+            headers={"X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(size)},
+        )
+        if root is None:
+            return [], 0
+        items = [_listed_item(video, section_id) for video in root if video.tag == "Video"]
+        return items, int(root.get("totalSize") or root.get("size") or 0)
+
+    def item_detail(self, rating_key: int) -> PlexItem:
+        """The full item: every tag (listings truncate them) and which fields are locked."""
         root = self._query(f"/library/metadata/{rating_key}")
         video = root.find("Video") if root is not None else None
         if video is None:
-            from .errors import NotInPlexError
-
             raise NotInPlexError(f"Plex item {rating_key} no longer exists")
-        return video
+        return _plex_item(video)
 
     def health(self) -> Health:
         """Prove Plex is really serving: reachable, token accepted, library readable."""
@@ -171,8 +179,54 @@ class PlexClient:
         plural = {"poster": "posters", "art": "arts"}[kind]
         self._query(f"/library/metadata/{rating_key}/{plural}", method="post", data=data)
 
+    def rate(self, rating_key: int, rating: float | None) -> None:
+        """Set (0-10) or clear (None) the user rating, as plexapi's `rate()` does."""
+        value = -1 if rating is None else rating
+        self._query(
+            f"/:/rate?key={rating_key}&identifier=com.plexapp.plugins.library&rating={value}",
+            method="put",
+        )
+
     def scan_path(self, section_id: int, path: str) -> None:
         """Ask Plex to scan one folder (a partial scan); new items appear later."""
         from urllib.parse import quote_plus
 
         self._query(f"/library/sections/{section_id}/refresh?path={quote_plus(path)}")
+
+
+_TAG_ELEMENTS = {
+    "Genre": "genre",
+    "Role": "actor",
+    "Collection": "collection",
+    "Director": "director",
+    "Label": "label",
+}
+_FIELD_ATTRIBUTES = ("title", "titleSort", "summary", "studio", "originallyAvailableAt")
+
+
+def _listed_item(video: ET.Element, section_id: int) -> ListedItem:
+    files = []
+    for part in video.iter("Part"):
+        size = part.get("size")
+        files.append((part.get("file", ""), int(size) if size and size.isdigit() else None))
+    collections = tuple(c.get("tag", "") for c in video.findall("Collection"))
+    return ListedItem(int(video.get("ratingKey")), section_id, tuple(files), collections)
+
+
+def _plex_item(video: ET.Element) -> PlexItem:
+    tags: dict[str, list[str]] = {}
+    for child in video:
+        family = _TAG_ELEMENTS.get(child.tag)
+        if family:
+            tags.setdefault(family, []).append(child.get("tag", ""))
+    rating = video.get("userRating")
+    return PlexItem(
+        rating_key=int(video.get("ratingKey")),
+        section_id=int(video.get("librarySectionID") or 0),
+        fields={name: video.get(name, "") for name in _FIELD_ATTRIBUTES},
+        tags=tags,
+        locked=frozenset(
+            f.get("name", "") for f in video.findall("Field") if f.get("locked") == "1"
+        ),
+        user_rating=float(rating) if rating else None,
+    )

@@ -21,7 +21,7 @@ SCENE_FIELDS = """
     paths { screenshot }
     studio { id name parent_studio { id name } }
     performers { id name image_path }
-    tags { id name }
+    tags { id name parents { name parents { name parents { name } } } }
     groups { group { id name } scene_index }
 """
 

@@ -111,6 +111,17 @@ MIGRATIONS: tuple[str, ...] = (
         jobs_affected INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 2: what a link owns in Plex (list values pushed, collections we added), and one row per
+    # indexed Plex item so the index can be refreshed incrementally.
+    """
+    ALTER TABLE links ADD COLUMN owned TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE plex_items (
+        rating_key INTEGER PRIMARY KEY,
+        section_id INTEGER NOT NULL,
+        collections TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX plex_items_section ON plex_items (section_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -142,6 +153,17 @@ class Link:
     plex_path: str
     fingerprints: dict[str, str]
     synced_at: float
+    owned: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ListedItem:
+    """One Plex item as a library listing shows it."""
+
+    rating_key: int
+    section_id: int
+    files: tuple[tuple[str, int | None], ...]
+    collections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -508,6 +530,7 @@ class Store:
             row["plex_path"],
             json.loads(row["fingerprints"]),
             row["synced_at"],
+            json.loads(row["owned"] or "{}"),
         )
 
     def save_link(
@@ -517,16 +540,19 @@ class Store:
         section_id: int,
         plex_path: str,
         fingerprints: dict[str, str],
+        owned: dict[str, Any] | None = None,
     ) -> None:
+        """Record the scene's Plex item and the fingerprints of what we pushed to it."""
         with self.transaction() as conn:
             conn.execute(
                 """
                 INSERT INTO links (scene_id, rating_key, section_id, plex_path, fingerprints,
-                                   synced_at)
-                VALUES (?, ?, ?, ?, ?, ?)
+                                   synced_at, owned)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(scene_id) DO UPDATE SET rating_key = excluded.rating_key,
                     section_id = excluded.section_id, plex_path = excluded.plex_path,
-                    fingerprints = excluded.fingerprints, synced_at = excluded.synced_at
+                    fingerprints = excluded.fingerprints, synced_at = excluded.synced_at,
+                    owned = excluded.owned
                 """,
                 (
                     scene_id,
@@ -535,6 +561,7 @@ class Store:
                     plex_path,
                     json.dumps(fingerprints, sort_keys=True),
                     self.clock(),
+                    json.dumps(owned or {}, sort_keys=True, ensure_ascii=False),
                 ),
             )
 
@@ -545,15 +572,57 @@ class Store:
         return int(self._conn.execute("SELECT COUNT(*) FROM links").fetchone()[0])
 
     # ----------------------------------------------------------------- Plex index
-    def replace_index(self, section_id: int, entries: list[IndexEntry]) -> None:
+    def replace_index(self, section_id: int, items: list[ListedItem]) -> None:
         """Store a fresh full listing of one section."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM plex_index WHERE section_id = ?", (section_id,))
-            conn.executemany(
-                "INSERT OR REPLACE INTO plex_index (rating_key, section_id, path, basename, size)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(e.rating_key, e.section_id, e.path, _basename(e.path), e.size) for e in entries],
-            )
+            conn.execute("DELETE FROM plex_items WHERE section_id = ?", (section_id,))
+            self._insert_items(conn, items)
+
+    def add_to_index(self, items: list[ListedItem]) -> None:
+        """Add or refresh some items (an incremental refresh)."""
+        with self.transaction() as conn:
+            for item in items:
+                conn.execute("DELETE FROM plex_index WHERE rating_key = ?", (item.rating_key,))
+            self._insert_items(conn, items)
+
+    @staticmethod
+    def _insert_items(conn: sqlite3.Connection, items: list[ListedItem]) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO plex_items (rating_key, section_id, collections) "
+            "VALUES (?, ?, ?)",
+            [
+                (i.rating_key, i.section_id, json.dumps(list(i.collections), ensure_ascii=False))
+                for i in items
+            ],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO plex_index (rating_key, section_id, path, basename, size)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (i.rating_key, i.section_id, path, _basename(path), size)
+                for i in items
+                for path, size in i.files
+            ],
+        )
+
+    def drop_from_index(self, rating_key: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM plex_index WHERE rating_key = ?", (rating_key,))
+            conn.execute("DELETE FROM plex_items WHERE rating_key = ?", (rating_key,))
+
+    def indexed_rating_keys(self, section_id: int) -> set[int]:
+        rows = self._conn.execute(
+            "SELECT rating_key FROM plex_items WHERE section_id = ?", (section_id,)
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def listed_collections(self, rating_key: int) -> list[str] | None:
+        """The collection tags the listing showed for an item (None if not indexed)."""
+        row = self._conn.execute(
+            "SELECT collections FROM plex_items WHERE rating_key = ?", (rating_key,)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
 
     def index_by_path(self, path: str) -> list[IndexEntry]:
         rows = self._conn.execute(
@@ -569,7 +638,7 @@ class Store:
         return [IndexEntry(*row) for row in rows]
 
     def index_size(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM plex_index").fetchone()[0])
+        return int(self._conn.execute("SELECT COUNT(*) FROM plex_items").fetchone()[0])
 
     # ----------------------------------------------------------------- events
     def add_event(

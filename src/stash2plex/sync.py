@@ -1,19 +1,32 @@
-"""Sync one scene: read it from Stash, match it, diff against what we pushed, write, record.
+"""Sync one scene: read it from Stash, match it, plan the changes, write them, record them.
 
-The I/O sequence lives here; the decisions are pure functions in `metadata` and `matching`.
+`SceneSyncer.plan` only reads (it is what "Preview Sync" shows); `apply` is the only step that
+writes to Plex. The decisions are pure functions in `metadata` and `matching`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Config
-from .errors import AmbiguousMatchError, NotInPlexError
-from .matching import Match, match_scene
-from .metadata import changed_fields, desired_item, edit_params
-from .plex_client import PlexClient
+from .errors import AmbiguousMatchError, NotInPlexError, PermanentError
+from .matching import Match, MatchResult, match_scene
+from .metadata import (
+    TEXT_FIELDS,
+    DesiredItem,
+    changed_fields,
+    collection_list,
+    desired_item,
+    edit_params,
+    fingerprint,
+)
+from .pathmap import map_path
+from .plex_client import PlexClient, PlexItem
 from .stash_client import StashClient
 from .store import Store
 
@@ -25,6 +38,11 @@ NO_FILE = "no_file"
 # A scene missing from the index triggers a re-listing at most this often, so a burst of
 # scenes Plex has not scanned yet costs one listing, not one per scene.
 INDEX_REFRESH_MIN_SECONDS = 30.0
+# An incremental refresh reads the newest items first; more new items than this means a
+# full re-listing is cheaper than paging by date.
+INCREMENTAL_PAGE = 100
+# Listings show at most about two collection tags; at that count the list may be truncated.
+LISTING_COLLECTION_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -32,6 +50,27 @@ class SyncOutcome:
     status: str
     rating_key: int | None = None
     written: list[str] = field(default_factory=list)
+    preserved: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncPlan:
+    """Everything a sync would change, computed from reads only."""
+
+    scene_id: int
+    match: Match
+    desired: DesiredItem
+    changes: list[str]  # text/list fields and "rating" to write
+    params: dict[str, Any]  # the one batched edit
+    images: dict[str, str]  # kind -> Stash URL whose content must be checked
+    preserved: list[str]  # fields edited in Plex and left alone (preserve_plex_edits)
+    fingerprints: dict[str, str]  # to record once applied (image hashes added then)
+    owned: dict[str, Any]
+    current: PlexItem | None = None
+
+    @property
+    def writes_fields(self) -> bool:
+        return bool(self.params)
 
 
 class PlexIndex:
@@ -45,46 +84,62 @@ class PlexIndex:
         self.config = config
         self.clock = clock
 
-    def section_ids(self) -> list[int]:
+    def sections(self) -> list[dict[str, Any]]:
+        """The configured libraries (id, title, locations), cached until the settings change."""
         cached = self.store.get_value("plex_sections")
         wanted = list(self.config.plex_library)
         if cached and cached.get("wanted") == wanted and cached.get("url") == self.config.plex_url:
-            return list(cached["ids"])
+            return list(cached["sections"])
         sections = self.plex.sections()
         if wanted:
-            by_title = {s.title.strip().lower(): s for s in sections}
-            missing = [name for name in wanted if name.strip().lower() not in by_title]
+            by_title = {s.title.strip().casefold(): s for s in sections}
+            missing = [name for name in wanted if name.strip().casefold() not in by_title]
             if missing:
-                from .errors import PermanentError
-
                 raise PermanentError(
                     f"Plex has no library named {', '.join(missing)}; set `plex_library` to one "
                     f"of: {', '.join(s.title for s in sections) or '(none)'}"
                 )
-            ids = [by_title[name.strip().lower()].id for name in wanted]
+            chosen = [by_title[name.strip().casefold()] for name in wanted]
         else:
-            ids = [s.id for s in sections if s.type == "movie"]
+            chosen = [s for s in sections if s.type == "movie"]
+        found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
         self.store.put_value(
-            "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "ids": ids}
+            "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
         )
-        return ids
+        return found
 
-    def refresh(self, *, force: bool = False) -> bool:
-        """Re-list the libraries unless that happened very recently. True if it re-listed."""
+    def section_ids(self) -> list[int]:
+        return [section["id"] for section in self.sections()]
+
+    def refresh(self, *, force: bool = False, full: bool = False) -> bool:
+        """Bring the index up to date unless that happened very recently. True if it did.
+
+        Incremental: read the newest items first and stop at the first one already indexed;
+        if the section's total then disagrees with the index (items deleted), re-list it.
+        """
         last = self.store.get_value("plex_index_refreshed_at", 0.0)
         if not force and self.clock() - float(last) < INDEX_REFRESH_MIN_SECONDS:
             return False
         for section_id in self.section_ids():
-            self.store.replace_index(section_id, self.plex.list_section(section_id))
+            known = self.store.indexed_rating_keys(section_id)
+            if full or not known:
+                self.store.replace_index(section_id, self.plex.list_section(section_id))
+                continue
+            newest, total = self.plex.newest_items(section_id, INCREMENTAL_PAGE)
+            fresh = [item for item in newest if item.rating_key not in known]
+            if len(fresh) == len(newest) == INCREMENTAL_PAGE or len(known) + len(fresh) != total:
+                self.store.replace_index(section_id, self.plex.list_section(section_id))
+            elif fresh:
+                self.store.add_to_index(fresh)
         self.store.put_value("plex_index_refreshed_at", self.clock())
         return True
 
     def ensure_built(self) -> None:
         if self.store.get_value("plex_index_refreshed_at") is None:
-            self.refresh(force=True)
+            self.refresh(force=True, full=True)
 
-    def match(self, files: list[dict]) -> Match:
-        """Match, re-listing once if the file is not in the index yet."""
+    def match(self, files: list[dict[str, Any]]) -> Match:
+        """Match, refreshing the index once if the file is not in it yet."""
         self.ensure_built()
         result = self._match(files)
         if result.match is None and not result.ambiguous and self.refresh():
@@ -93,7 +148,8 @@ class PlexIndex:
             return result.match
         if result.ambiguous:
             raise AmbiguousMatchError(
-                f"{len(result.candidates)} Plex items could be this scene; not guessing",
+                f"{len(result.candidates)} Plex items could be this scene; not guessing: "
+                + "; ".join(c.path for c in result.candidates[:5]),
                 detail={
                     "candidates": [
                         {"rating_key": c.rating_key, "path": c.path} for c in result.candidates
@@ -105,7 +161,19 @@ class PlexIndex:
             detail={"paths": result.tried},
         )
 
-    def _match(self, files: list[dict]):  # -> MatchResult
+    def request_scan(self, plex_paths: list[str]) -> list[str]:
+        """Ask Plex to scan the folders of these files, in the libraries that hold them."""
+        scanned = []
+        for path in plex_paths:
+            folder = posixpath.dirname(path.replace("\\", "/")) if "/" in path else path
+            for section in self.sections():
+                locations = section.get("locations") or []
+                if not locations or any(path.startswith(loc) for loc in locations):
+                    self.plex.scan_path(section["id"], folder)
+                    scanned.append(f"{section['title']}: {folder}")
+        return scanned
+
+    def _match(self, files: list[dict[str, Any]]) -> MatchResult:
         return match_scene(
             files, self.config.path_map, self.store.index_by_path, self.store.index_by_basename
         )
@@ -126,6 +194,7 @@ class SceneSyncer:
         self.config = config
         self.index = PlexIndex(store, plex, config, clock)
 
+    # ------------------------------------------------------------------ sync
     def sync(self, scene_id: int) -> SyncOutcome:
         scene = self.stash.find_scene(scene_id)
         if scene is None:
@@ -134,32 +203,158 @@ class SceneSyncer:
         files = scene.get("files") or []
         if not files:
             return SyncOutcome(NO_FILE)
-        match = self._linked_match(scene_id, files) or self.index.match(files)
+        linked = self._linked_match(scene_id, files)
+        match = linked or self.index.match(files)
+        try:
+            plan = self.plan(scene, match)
+            written = self.apply(plan)
+        except NotInPlexError:
+            # The item we knew was deleted in Plex (404): forget it, re-list, match afresh.
+            self.store.drop_link(scene_id)
+            self.store.drop_from_index(match.rating_key)
+            self.index.refresh(force=True, full=True)
+            plan = self.plan(scene, self.index.match(files))
+            written = self.apply(plan)
+        return SyncOutcome(
+            SYNCED if written else UNCHANGED, plan.match.rating_key, written, plan.preserved
+        )
+
+    def plan(self, scene: dict[str, Any], match: Match) -> SyncPlan:
+        """What syncing this scene to this item would change. Reads only."""
+        scene_id = int(scene["id"])
         link = self.store.link(scene_id)
-        pushed = link.fingerprints if link and link.rating_key == match.rating_key else {}
+        same_item = link is not None and link.rating_key == match.rating_key
+        pushed = dict(link.fingerprints) if link and same_item else {}
+        owned = dict(link.owned) if link and same_item else {}
         desired = desired_item(scene, self.config)
-        changed = changed_fields(desired, pushed)
-        if changed:
-            self.plex.edit(match.section_id, match.rating_key, edit_params(desired, changed))
-        self.store.save_link(
+        changes = changed_fields(desired, pushed)
+
+        listed = self.store.listed_collections(match.rating_key) or []
+        ours = set(owned.get("collection", []))
+        collections_unknown = "collection" in changes and (
+            any(name not in ours for name in listed) or len(listed) >= LISTING_COLLECTION_LIMIT
+        )
+        current = None
+        if collections_unknown or (self.config.preserve_plex_edits and pushed):
+            current = self.plex.item_detail(match.rating_key)
+
+        preserved = self._edited_in_plex(changes, current, pushed, owned)
+        changes = [key for key in changes if key not in preserved]
+        in_plex = current.tags.get("collection", []) if current else listed
+        full_collections = (
+            collection_list(desired.collections, ours, in_plex)
+            if desired.collections is not None
+            else []
+        )
+        params = edit_params(
+            desired,
+            [key for key in changes if key != "rating"],
+            pushed_lists=owned,
+            collections=full_collections,
+        )
+        new_prints = {**pushed, **desired.fingerprints()}
+        for key in preserved:  # keep the old print so a later Stash change is still noticed
+            if key in pushed:
+                new_prints[key] = pushed[key]
+            else:
+                new_prints.pop(key, None)
+        new_owned = dict(owned)
+        if desired.genres is not None and "genre" not in preserved:
+            new_owned["genre"] = list(desired.genres)
+        if desired.actors is not None and "actor" not in preserved:
+            new_owned["actor"] = [a.name for a in desired.actors]
+        if desired.collections is not None:
+            new_owned["collection"] = list(desired.collections)
+            new_owned["collection_all"] = full_collections
+        images = {
+            kind: url
+            for kind, url in desired.images.items()
+            if pushed.get(f"{kind}_url") != fingerprint(url)
+        }
+        return SyncPlan(
             scene_id,
+            match,
+            desired,
+            changes,
+            params,
+            images,
+            preserved,
+            new_prints,
+            new_owned,
+            current,
+        )
+
+    def apply(self, plan: SyncPlan) -> list[str]:
+        """Write the plan to Plex and record it. Returns what was written."""
+        written = [key for key in plan.changes if key != "rating"] if plan.params else []
+        match = plan.match
+        if plan.params:
+            self.plex.edit(match.section_id, match.rating_key, plan.params)
+        if "rating" in plan.changes:
+            self.plex.rate(match.rating_key, plan.desired.rating)
+            written.append("rating")
+        downloads: dict[str, tuple[bytes, str]] = {}
+        for kind, url in plan.images.items():
+            if url not in downloads:
+                downloads[url] = self.stash.download(url)
+            data, content_type = downloads[url]
+            plan.fingerprints[f"{kind}_url"] = fingerprint(url)
+            if _is_placeholder(data, content_type):
+                continue  # Stash's "no cover" drawing is never worth uploading
+            digest = hashlib.sha1(data).hexdigest()
+            if plan.fingerprints.get(kind) != digest:
+                self.plex.upload_image(match.rating_key, kind, data)
+                plan.fingerprints[kind] = digest
+                written.append(kind)
+        self.store.save_link(
+            plan.scene_id,
             match.rating_key,
             match.section_id,
             match.plex_path,
-            {**pushed, **desired.fingerprints()},
+            plan.fingerprints,
+            plan.owned,
         )
-        return SyncOutcome(SYNCED if changed else UNCHANGED, match.rating_key, changed)
+        return written
 
-    def _linked_match(self, scene_id: int, files: list[dict]) -> Match | None:
+    # ------------------------------------------------------------------ helpers
+    def _edited_in_plex(
+        self,
+        changes: list[str],
+        current: PlexItem | None,
+        pushed: dict[str, str],
+        owned: dict[str, Any],
+    ) -> list[str]:
+        """Fields someone changed in Plex after our last push (preserve_plex_edits)."""
+        if not (self.config.preserve_plex_edits and current and pushed):
+            return []
+        edited = []
+        for key in changes:
+            text_edited = (
+                key in TEXT_FIELDS
+                and key in pushed
+                and fingerprint(current.fields.get(key, "")) != pushed[key]
+            )
+            list_edited = (
+                key in ("genre", "actor")
+                and key in owned
+                and current.tags.get(key, []) != owned[key]
+            )
+            if text_edited or list_edited:
+                edited.append(key)
+        return edited
+
+    def _linked_match(self, scene_id: int, files: list[dict[str, Any]]) -> Match | None:
         """The stored link, if the index still shows that item holding that file."""
         link = self.store.link(scene_id)
         if link is None:
             return None
-        from .pathmap import map_path
-
         current_paths = {map_path(str(f.get("path", "")), self.config.path_map) for f in files}
         if link.plex_path not in current_paths:
             return None
         if any(e.rating_key == link.rating_key for e in self.store.index_by_path(link.plex_path)):
             return Match(link.rating_key, link.section_id, link.plex_path, "link")
         return None
+
+
+def _is_placeholder(data: bytes, content_type: str) -> bool:
+    return "svg" in content_type.lower() or data.lstrip()[:5].lower() in (b"<svg ", b"<?xml")

@@ -40,13 +40,38 @@ def sniff_content_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=4096)
 def scene_cover(scene_id: int, version: int) -> bytes:
-    """The cover of a scene at a cover version; every fifth one is a PNG, the rest JPEG."""
-    rgb = _pattern("scene", scene_id, version, *SCENE_SIZE)
+    """The cover of a scene at a cover version; every fifth one is a PNG, the rest JPEG.
+
+    Encoding pixels in pure Python costs tens of milliseconds, which would dominate a sync of
+    thousands of scenes; so each format is encoded once from a pattern picked by the version,
+    and the scene and version are written into a comment (JPEG COM segment, PNG tEXt chunk).
+    The bytes stay a valid image and differ per scene and version.
+    """
+    label = f"stash2plex sandbox scene {scene_id} cover {version}".encode()
     if (scene_id + version) % 5 == 0:
-        return encode_png(*SCENE_SIZE, rgb)
-    return encode_jpeg(*SCENE_SIZE, rgb)
+        return _with_png_text(_base_cover("png", version % 7), label)
+    return _with_jpeg_comment(_base_cover("jpeg", version % 7), label)
+
+
+@lru_cache(maxsize=16)
+def _base_cover(kind: str, variant: int) -> bytes:
+    rgb = _pattern("scene", variant, 1, *SCENE_SIZE)
+    return encode_png(*SCENE_SIZE, rgb) if kind == "png" else encode_jpeg(*SCENE_SIZE, rgb)
+
+
+def _with_jpeg_comment(jpeg: bytes, label: bytes) -> bytes:
+    # A COM segment right after SOI: marker FFFE, 2-byte length including itself.
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(label) + 2) + label + jpeg[2:]
+
+
+def _with_png_text(png: bytes, label: bytes) -> bytes:
+    # A tEXt chunk right after IHDR (8-byte signature + 25-byte IHDR chunk).
+    body = b"Comment\x00" + label
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body
+    chunk += struct.pack(">I", zlib.crc32(b"tEXt" + body) & 0xFFFFFFFF)
+    return png[:33] + chunk + png[33:]
 
 
 @lru_cache(maxsize=512)
