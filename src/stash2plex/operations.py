@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import errors
+from .context import Context
 from .stash_client import StashClient
 from .store import Store
+from .sync import SceneSyncer
 from .worker import BLOCKED_KEY, DrainReport, Worker
 from .worker_lock import worker_running
 
@@ -99,6 +102,92 @@ def process_queue(
                 break
             sleep(0.5)
     return None
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    plex: str
+    stash: str
+
+
+@dataclass(frozen=True)
+class ScenePreview:
+    scene_id: int
+    status: str  # "would change" | "unchanged" | "not in Plex" | "ambiguous" | "no file" | ...
+    rating_key: int | None = None
+    changes: tuple[FieldChange, ...] = ()
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scene_id": self.scene_id,
+            "status": self.status,
+            "rating_key": self.rating_key,
+            "changes": [c.__dict__ for c in self.changes],
+            "note": self.note,
+        }
+
+
+def preview(
+    context: Context, *, scene_id: int | None = None, count: int = 10
+) -> list[ScenePreview]:
+    """What a sync would change in Plex, field by field. Reads Stash and Plex; writes nothing.
+
+    Plex's current values come from each item's detail (one read per scene), so the preview
+    shows what is really there, including edits made in Plex.
+    """
+    syncer = SceneSyncer(context.store, context.stash, context.plex, context.config)
+    if scene_id is not None:
+        scene = context.stash.find_scene(scene_id)
+        scenes = [scene] if scene else []
+        if not scenes:
+            return [ScenePreview(scene_id, "not in Stash", note="no such scene in Stash")]
+    else:
+        _, scenes = context.stash.find_scenes(per_page=count)
+    return [_preview_scene(syncer, scene) for scene in scenes]
+
+
+def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
+    scene_id = int(scene["id"])
+    files = scene.get("files") or []
+    if not files:
+        return ScenePreview(scene_id, "no file", note="the scene has no video file")
+    try:
+        match = syncer.index.match(files)
+        plan = syncer.plan(scene, match)
+        current = plan.current or syncer.plex.item_detail(match.rating_key)
+    except errors.SyncError as exc:
+        status = {errors.NOT_IN_PLEX: "not in Plex", errors.AMBIGUOUS: "ambiguous"}.get(
+            exc.error_class, "error"
+        )
+        return ScenePreview(scene_id, status, note=exc.message)
+    changes = []
+    desired = plan.desired
+    for key in plan.changes:
+        if key in desired.fields:
+            changes.append(FieldChange(key, current.fields.get(key, ""), desired.fields[key]))
+        elif key == "genre":
+            changes.append(_list_change(key, current.tags.get(key, []), desired.genres or ()))
+        elif key == "actor":
+            names = [a.name for a in desired.actors or ()]
+            changes.append(_list_change(key, current.tags.get(key, []), names))
+        elif key == "collection":
+            new = plan.owned.get("collection_all", [])
+            changes.append(_list_change(key, current.tags.get(key, []), new))
+        elif key == "rating":
+            changes.append(FieldChange(key, str(current.user_rating or ""), str(desired.rating)))
+    for kind in plan.images:
+        changes.append(
+            FieldChange(kind, "(current image)", "the Stash cover, if its content changed")
+        )
+    note = f"left alone, edited in Plex: {', '.join(plan.preserved)}" if plan.preserved else ""
+    status = "would change" if changes else "unchanged"
+    return ScenePreview(scene_id, status, match.rating_key, tuple(changes), note)
+
+
+def _list_change(key: str, before: list[str], after: Any) -> FieldChange:
+    return FieldChange(key, ", ".join(before), ", ".join(after))
 
 
 def _due_count(store: Store) -> int:

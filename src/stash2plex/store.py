@@ -311,46 +311,51 @@ class Store:
         for an ambiguity to be resolved is made due now: the scene may have changed in a way
         that settles it. A job waiting for a retry keeps its backoff, to spare a failing Plex.
         """
-        now = self.clock()
-        new = 0
         with self.transaction() as conn:
-            for scene_id in scene_ids:
-                prior = conn.execute(
-                    "SELECT state FROM jobs WHERE scene_id = ?", (int(scene_id),)
-                ).fetchone()
-                if prior is None or prior[0] == DONE:
-                    new += 1
-                conn.execute(
-                    """
-                    INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
-                                      enqueued_at, updated_at)
-                    VALUES (?, 'pending', 0, ?, 0, ?, ?, ?)
-                    ON CONFLICT(scene_id) DO UPDATE SET
-                        generation = jobs.generation + 1,
-                        source = excluded.source,
-                        updated_at = excluded.updated_at,
-                        attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
-                        enqueued_at = CASE WHEN jobs.state = 'done'
-                                           THEN excluded.enqueued_at ELSE jobs.enqueued_at END,
-                        due_at = CASE
-                            WHEN jobs.state = 'done' THEN excluded.due_at
-                            WHEN jobs.state = 'waiting' AND jobs.reason IN
-                                ('not_in_plex', 'ambiguous') THEN excluded.due_at
-                            ELSE jobs.due_at END,
-                        state = CASE
-                            WHEN jobs.state = 'leased' THEN 'leased'
-                            WHEN jobs.state = 'waiting' AND jobs.reason IN
-                                ('not_in_plex', 'ambiguous') THEN 'pending'
-                            WHEN jobs.state = 'waiting' THEN 'waiting'
-                            ELSE 'pending' END,
-                        reason = CASE
-                            WHEN jobs.state IN ('leased', 'pending') THEN jobs.reason
-                            WHEN jobs.state = 'waiting' AND jobs.reason NOT IN
-                                ('not_in_plex', 'ambiguous') THEN jobs.reason
-                            ELSE NULL END
-                    """,
-                    (int(scene_id), now, source, now, now),
-                )
+            return self._upsert_jobs(conn, scene_ids, source, self.clock())
+
+    @staticmethod
+    def _upsert_jobs(
+        conn: sqlite3.Connection, scene_ids: list[int] | tuple[int, ...], source: str, now: float
+    ) -> int:
+        new = 0
+        for scene_id in scene_ids:
+            prior = conn.execute(
+                "SELECT state FROM jobs WHERE scene_id = ?", (int(scene_id),)
+            ).fetchone()
+            if prior is None or prior[0] == DONE:
+                new += 1
+            conn.execute(
+                """
+                INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
+                                  enqueued_at, updated_at)
+                VALUES (?, 'pending', 0, ?, 0, ?, ?, ?)
+                ON CONFLICT(scene_id) DO UPDATE SET
+                    generation = jobs.generation + 1,
+                    source = excluded.source,
+                    updated_at = excluded.updated_at,
+                    attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
+                    enqueued_at = CASE WHEN jobs.state = 'done'
+                                       THEN excluded.enqueued_at ELSE jobs.enqueued_at END,
+                    due_at = CASE
+                        WHEN jobs.state = 'done' THEN excluded.due_at
+                        WHEN jobs.state = 'waiting' AND jobs.reason IN
+                            ('not_in_plex', 'ambiguous') THEN excluded.due_at
+                        ELSE jobs.due_at END,
+                    state = CASE
+                        WHEN jobs.state = 'leased' THEN 'leased'
+                        WHEN jobs.state = 'waiting' AND jobs.reason IN
+                            ('not_in_plex', 'ambiguous') THEN 'pending'
+                        WHEN jobs.state = 'waiting' THEN 'waiting'
+                        ELSE 'pending' END,
+                    reason = CASE
+                        WHEN jobs.state IN ('leased', 'pending') THEN jobs.reason
+                        WHEN jobs.state = 'waiting' AND jobs.reason NOT IN
+                            ('not_in_plex', 'ambiguous') THEN jobs.reason
+                        ELSE NULL END
+                """,
+                (int(scene_id), now, source, now, now),
+            )
         return new
 
     def record_entity_change(self, kind: str, entity_id: int) -> None:
@@ -360,6 +365,28 @@ class Store:
                 "INSERT INTO entity_changes (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
                 (kind, int(entity_id), self.clock()),
+            )
+
+    def entity_changes(self) -> list[tuple[str, int, float]]:
+        """Performer/studio/tag/group changes not yet expanded into scene jobs."""
+        rows = self._conn.execute(
+            "SELECT kind, entity_id, recorded_at FROM entity_changes ORDER BY recorded_at"
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def expand_entity_change(
+        self, kind: str, entity_id: int, recorded_at: float, scene_ids: list[int]
+    ) -> None:
+        """Queue the affected scenes and clear the change in one transaction.
+
+        The change is cleared only if it was not recorded again meanwhile, so a rename made
+        while we were asking Stash for the scenes is expanded once more.
+        """
+        with self.transaction() as conn:
+            self._upsert_jobs(conn, scene_ids, f"{kind} {entity_id} changed", self.clock())
+            conn.execute(
+                "DELETE FROM entity_changes WHERE kind = ? AND entity_id = ? AND recorded_at = ?",
+                (kind, entity_id, recorded_at),
             )
 
     def forget_scene(self, scene_id: int) -> None:

@@ -83,6 +83,7 @@ class PlexIndex:
         self.plex = plex
         self.config = config
         self.clock = clock
+        self.refresh_min_seconds = INDEX_REFRESH_MIN_SECONDS
 
     def sections(self) -> list[dict[str, Any]]:
         """The configured libraries (id, title, locations), cached until the settings change."""
@@ -118,7 +119,7 @@ class PlexIndex:
         if the section's total then disagrees with the index (items deleted), re-list it.
         """
         last = self.store.get_value("plex_index_refreshed_at", 0.0)
-        if not force and self.clock() - float(last) < INDEX_REFRESH_MIN_SECONDS:
+        if not force and self.clock() - float(last) < self.refresh_min_seconds:
             return False
         for section_id in self.section_ids():
             known = self.store.indexed_rating_keys(section_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import operations, protocol
-from .context import connect_stash
+from .context import build_context, connect_stash
 from .errors import SyncError
 from .store import Store
 
@@ -104,7 +104,37 @@ def process_queue(
     return _drain_report(data_dir, log)
 
 
+def preview(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    scene_id = _int_arg(args, "scene_id", None)
+    count = _int_arg(args, "count", 10)
+    with Store.open(data_dir) as store:
+        context = build_context(store, connection)
+        previews = operations.preview(context, scene_id=scene_id, count=count)
+    for item in previews:
+        log.info(
+            f"Stash2Plex preview: scene {item.scene_id}: {item.status}"
+            + (f" ({item.note})" if item.note else "")
+        )
+        for change in item.changes:
+            log.info(f"    {change.field}: {change.plex!r} -> {change.stash!r}")
+    return {"previewed": len(previews), "scenes": [item.as_dict() for item in previews]}
+
+
+def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
+    """Task args arrive as strings from defaultArgs and as numbers from the API."""
+    value = args.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SyncError(f"task argument {key}={value!r} must be a whole number") from None
+
+
 TASKS = {
     "sync_all": sync_all,
     "process_queue": process_queue,
+    "preview": preview,
 }

@@ -30,7 +30,9 @@ LEASE_SECONDS = 300.0
 BATCH_SIZE = 20
 POLL_SECONDS = 0.2
 IDLE_EXIT_SECONDS = 30.0
-NOT_IN_PLEX_RECHECK_SECONDS = 60.0
+# How often a scene Plex has not scanned yet is looked for again (the index is refreshed at
+# most this often too). STASH2PLEX_RECHECK_SECONDS overrides it, for tests and impatient users.
+NOT_IN_PLEX_RECHECK_SECONDS = float(os.environ.get("STASH2PLEX_RECHECK_SECONDS", "60"))
 AMBIGUOUS_RECHECK_SECONDS = 3600.0
 SERVER_DOWN_RECHECK_SECONDS = 5.0
 CONTEXT_RETRY_SECONDS = 30.0
@@ -143,6 +145,10 @@ class Worker:
     ) -> int:
         if self._context is None and not self._ensure_context(report):
             return 0
+        try:
+            self._expand_entity_changes(self._context)
+        except errors.SyncError as exc:
+            self._event("warning", "entity_changed", f"could not expand changes: {exc.message}")
         jobs = self.store.claim_due(self.owner, BATCH_SIZE, LEASE_SECONDS)
         for index, job in enumerate(jobs):
             stop = self._process(job, report)
@@ -175,12 +181,36 @@ class Worker:
             report.errors.append(exc.message)
             return False
 
+    def _syncer(self, context: Context) -> SceneSyncer:
+        syncer = SceneSyncer(self.store, context.stash, context.plex, context.config, self.clock)
+        syncer.index.refresh_min_seconds = min(30.0, NOT_IN_PLEX_RECHECK_SECONDS)
+        return syncer
+
+    def _expand_entity_changes(self, context: Context) -> None:
+        """Turn performer/studio/tag/group changes into jobs for the scenes that show them."""
+        filters = {
+            "performer": lambda ids: {"performers": {"value": ids, "modifier": "INCLUDES"}},
+            "studio": lambda ids: {"studios": {"value": ids, "modifier": "INCLUDES", "depth": -1}},
+            "tag": lambda ids: {"tags": {"value": ids, "modifier": "INCLUDES", "depth": -1}},
+            "group": lambda ids: {"groups": {"value": ids, "modifier": "INCLUDES"}},
+        }
+        for kind, entity_id, recorded_at in self.store.entity_changes():
+            build = filters.get(kind)
+            scene_ids = context.stash.scene_ids(build([str(entity_id)])) if build else []
+            self.store.expand_entity_change(kind, entity_id, recorded_at, scene_ids)
+            if scene_ids:
+                self._event(
+                    "info",
+                    "entity_changed",
+                    f"{kind} {entity_id} changed: {len(scene_ids)} scenes queued",
+                )
+
     # ------------------------------------------------------------------ one job
     def _process(self, job: Job, report: DrainReport) -> bool:
         """Sync one job and route the result. Returns True when the drain must pause."""
         assert self._context is not None
         context = self._context
-        syncer = SceneSyncer(self.store, context.stash, context.plex, context.config, self.clock)
+        syncer = self._syncer(context)
         try:
             outcome = syncer.sync(job.scene_id)
         except errors.SyncError as exc:
@@ -235,6 +265,18 @@ class Worker:
             report.deferred += 1
             return True
         elif kind == errors.NOT_IN_PLEX:
+            config = self._context.config if self._context else None
+            if config is not None and config.skip_not_found:
+                self.store.complete(job)
+                self._event("info", "not_in_plex", f"scene {job.scene_id} dropped: {message}")
+                report.skipped += 1
+                return False
+            detail = dict(exc.detail or {})
+            previous = job.detail or {}
+            detail["scan_requested"] = previous.get("scan_requested", False)
+            if config is not None and config.trigger_plex_scan and not detail["scan_requested"]:
+                detail["scan_requested"] = True
+                self._request_scan(job, detail.get("paths") or [])
             self.store.defer(
                 job,
                 reason="not_in_plex",
@@ -242,7 +284,7 @@ class Worker:
                 attempts=job.attempts,
                 error=message,
                 error_class=kind,
-                detail=exc.detail,
+                detail=detail,
             )
         elif kind == errors.AMBIGUOUS:
             self.store.defer(
@@ -273,6 +315,18 @@ class Worker:
             return False
         report.deferred += 1
         return False
+
+    def _request_scan(self, job: Job, paths: list[str]) -> None:
+        assert self._context is not None
+        try:
+            scanned = self._syncer(self._context).index.request_scan(paths)
+        except errors.SyncError as exc:
+            self._event("warning", "scan", f"could not ask Plex to scan: {exc.message}")
+            return
+        if scanned:
+            self._event(
+                "info", "scan", f"scene {job.scene_id}: asked Plex to scan {'; '.join(scanned)}"
+            )
 
     def _dead_letter(
         self, job: Job, kind: str, message: str, attempts: int, report: DrainReport

@@ -1,0 +1,109 @@
+"""A sandbox for sync tests: both emulators, a data directory, and the real worker drained in
+this process (the detached worker is covered by the end-to-end tests of the plugin)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stash2plex.config import PLUGIN_ID
+from stash2plex.context import build_context
+from stash2plex.operations import queue_all_scenes
+from stash2plex.sandbox import images
+from stash2plex.sandbox.library import SampleLibrary, Scene, generate_library, seed_plex
+from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.stash_emulator import StashEmulator
+from stash2plex.store import Store
+from stash2plex.worker import DrainReport, Worker
+
+PLEX_TOKEN = "sandbox-plex-token-42"
+
+
+@dataclass
+class Sandbox:
+    library: SampleLibrary
+    plex: PlexEmulator
+    stash: StashEmulator
+    data_dir: Path
+    section_id: int
+
+    def settings(self, **changes: Any) -> None:
+        """Change plugin settings in Stash (None removes a key, as if never saved)."""
+        values = dict(self.stash.plugin_settings)
+        for key, value in changes.items():
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
+        self.stash.plugin_settings = values
+
+    def store(self) -> Store:
+        return Store.open(self.data_dir)
+
+    def queue(self, *scene_ids: int) -> None:
+        with self.store() as store:
+            if scene_ids:
+                store.enqueue(list(scene_ids), source="test")
+            else:
+                queue_all_scenes(store, build_context(store).stash)
+
+    def drain(self, *scene_ids: int) -> DrainReport:
+        """Queue the scenes (all when none given) and drain until nothing is due."""
+        self.queue(*scene_ids)
+        return Worker(self.data_dir).run(until_idle=True)
+
+    def rating_key(self, scene: Scene, file_index: int = 0) -> int:
+        key = self.plex.find_by_file(self.library.plex_path(scene.files[file_index].path))
+        assert key is not None, f"scene {scene.id} file {file_index} is not in Plex"
+        return key
+
+    def item(self, scene: Scene):
+        return self.plex.item(self.rating_key(scene))
+
+    def writes(self) -> int:
+        return len(self.plex.log.writes())
+
+    def job(self, scene_id: int):
+        with self.store() as store:
+            return store.job(scene_id)
+
+    def find(self, predicate) -> Scene:
+        for scene in self.library.scenes.values():
+            if scene.files and scene.in_plex and predicate(scene):
+                return scene
+        raise AssertionError("no scene in the sample library fits the test")
+
+
+def cover_sha1(scene: Scene) -> str:
+    return hashlib.sha1(images.scene_cover(scene.id, scene.cover_version)).hexdigest()
+
+
+@contextmanager
+def sandbox(
+    tmp_path: Path,
+    *,
+    scenes: int = 40,
+    seed: int = 11,
+    settings: dict[str, Any] | None = None,
+    **library_options: Any,
+) -> Iterator[Sandbox]:
+    library = generate_library(scenes, seed=seed, **library_options)
+    with PlexEmulator(token=PLEX_TOKEN) as plex:
+        section_id = seed_plex(plex, library)
+        values = {
+            "plex_url": plex.url,
+            "plex_token": PLEX_TOKEN,
+            "plex_library": "Stash Scenes",
+            "path_map": library.path_map,
+            **(settings or {}),
+        }
+        with StashEmulator(library, plugin_settings=values, plugin_id=PLUGIN_ID) as stash:
+            data_dir = tmp_path / "data"
+            with Store.open(data_dir) as store:
+                store.put_value("server_connection", stash.server_connection())
+            yield Sandbox(library, plex, stash, data_dir, section_id)
+        assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
