@@ -3,6 +3,7 @@
     SyncError                       every failure the worker routes; `error_class` names the route
     ├── TransientError              retry with backoff, counting attempts      (timeouts, 5xx, ...)
     ├── ServerDownError             open the breaker; wait without burning attempts (refused, 503)
+    │   └── StashDownError          Stash itself is unreachable: wait, but it is no Plex outage
     ├── NotInPlexError              wait for Plex to scan the file (a waiting state, never the DLQ)
     ├── AmbiguousMatchError         wait, listing the candidates (never guessed)
     ├── PermanentError              dead-letter at once (bad data, other 4xx)
@@ -43,6 +44,10 @@ class TransientError(SyncError):
 
 class ServerDownError(SyncError):
     error_class = SERVER_DOWN
+
+
+class StashDownError(ServerDownError):
+    """Stash is unreachable (restarting, stopped). Jobs wait; Plex's breaker is not touched."""
 
 
 class NotInPlexError(SyncError):
@@ -116,8 +121,6 @@ def translate_plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
         error = classify_status(status, "Plex") if status else PermanentError("Plex: bad request")
         raise type(error)(redact(f"{error.message}: {_short(exc)}", secrets)) from exc
     except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-        if isinstance(exc, requests.ReadTimeout):
-            raise TransientError("Plex did not answer in time (read timeout)") from exc
         text = str(exc)
         if "RemoteDisconnected" in text or "Connection aborted" in text:
             raise TransientError("Plex closed the connection mid-request") from exc

@@ -13,7 +13,7 @@ from typing import Any
 import requests
 
 from . import stash_documents as docs
-from .errors import AuthError, PermanentError, ServerDownError, TransientError, redact
+from .errors import AuthError, PermanentError, StashDownError, TransientError, redact
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 PAGE_SIZE = 200
@@ -95,7 +95,7 @@ class StashClient:
                 verify=self.connection.verify_tls,
             )
         except requests.ConnectionError as exc:
-            raise ServerDownError(f"Stash is not reachable at {self.connection.url}") from exc
+            raise StashDownError(f"Stash is not reachable at {self.connection.url}") from exc
         except requests.Timeout as exc:
             raise TransientError("Stash did not answer in time") from exc
         if response.status_code == 401:
@@ -177,7 +177,7 @@ class StashClient:
                 url, timeout=self.timeout, verify=self.connection.verify_tls
             )
         except requests.ConnectionError as exc:
-            raise ServerDownError("Stash is not reachable for an image download") from exc
+            raise StashDownError("Stash is not reachable for an image download") from exc
         except requests.Timeout as exc:
             raise TransientError("Stash did not send an image in time") from exc
         if response.status_code != 200:

@@ -500,6 +500,29 @@ class Store:
                 (now, job.scene_id),
             )
 
+    def make_due(self, reason: str) -> int:
+        """Make every job waiting for `reason` due now (Plex is back, the token was fixed)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = 'pending', due_at = ?, reason = NULL "
+                "WHERE state = 'waiting' AND reason = ?",
+                (self.clock(), reason),
+            )
+        return cursor.rowcount
+
+    def clear_pending(self) -> int:
+        """Drop jobs not being worked on (pending or waiting); leased jobs are left alone."""
+        with self.transaction() as conn:
+            cursor = conn.execute("DELETE FROM jobs WHERE state IN ('pending', 'waiting')")
+        return cursor.rowcount
+
+    def prune_done_jobs(self, older_than: float) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?", (older_than,)
+            )
+        return cursor.rowcount
+
     def job(self, scene_id: int) -> Job | None:
         row = self._conn.execute("SELECT * FROM jobs WHERE scene_id = ?", (scene_id,)).fetchone()
         return _job(row) if row else None
@@ -539,10 +562,65 @@ class Store:
         ).fetchone()
         return row[0]
 
-    def dead_letters(self) -> list[dict[str, Any]]:
+    def dead_letters(self, error_class: str | None = None) -> list[dict[str, Any]]:
+        if error_class is None:
+            rows = self._conn.execute("SELECT * FROM dead_letters ORDER BY failed_at, id")
+        else:
+            rows = self._conn.execute(
+                "SELECT * FROM dead_letters WHERE error_class = ? ORDER BY failed_at, id",
+                (error_class,),
+            )
+        return [dict(row) for row in rows]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT error_class, COUNT(*) FROM dead_letters GROUP BY error_class"
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def delete_dead_letters(
+        self, ids: list[int] | None = None, older_than: float | None = None
+    ) -> int:
+        """Delete dead letters: the given ids, those older than a time, or (neither) all."""
+        with self.transaction() as conn:
+            if ids is not None:
+                cursor = conn.executemany(
+                    "DELETE FROM dead_letters WHERE id = ?", [(i,) for i in ids]
+                )
+            elif older_than is not None:
+                cursor = conn.execute("DELETE FROM dead_letters WHERE failed_at < ?", (older_than,))
+            else:
+                cursor = conn.execute("DELETE FROM dead_letters")
+        return cursor.rowcount
+
+    # ----------------------------------------------------------------- outages
+    def start_outage(self, started_at: float) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute("INSERT INTO outages (started_at) VALUES (?)", (started_at,))
+            # Keep the last 30 outages.
+            conn.execute(
+                "DELETE FROM outages WHERE id NOT IN "
+                "(SELECT id FROM outages ORDER BY started_at DESC LIMIT 30)"
+            )
+        return int(cursor.lastrowid or 0)
+
+    def end_outage(self, ended_at: float, jobs_affected: int) -> dict[str, Any] | None:
+        """Close the open outage; returns it, or None if none was open."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT * FROM outages WHERE ended_at IS NULL ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE outages SET ended_at = ?, jobs_affected = ? WHERE id = ?",
+                (ended_at, jobs_affected, row["id"]),
+            )
+        return {**dict(row), "ended_at": ended_at, "jobs_affected": jobs_affected}
+
+    def outages(self) -> list[dict[str, Any]]:
         return [
-            dict(row)
-            for row in self._conn.execute("SELECT * FROM dead_letters ORDER BY failed_at, id")
+            dict(row) for row in self._conn.execute("SELECT * FROM outages ORDER BY started_at")
         ]
 
     # ----------------------------------------------------------------- links
@@ -676,6 +754,15 @@ class Store:
             "INSERT INTO events (at, level, kind, message, data) VALUES (?, ?, ?, ?, ?)",
             (self.clock(), level, kind, message, json.dumps(data) if data else None),
         )
+
+    def prune_events(self, older_than: float, keep: int = 1000) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM events WHERE at < ? OR id NOT IN "
+                "(SELECT id FROM events ORDER BY id DESC LIMIT ?)",
+                (older_than, keep),
+            )
+        return cursor.rowcount
 
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         return [
