@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from .breaker import BreakerState
 from .context import Context
+from .outage_metrics import Outage, outage_metrics
 from .stash_client import StashClient
 from .store import Store
 from .sync import SceneSyncer
-from .worker import BLOCKED_KEY, DrainReport, Worker
+from .worker import BLOCKED_KEY, BREAKER_KEY, PAUSE_KEY, DrainReport, Worker
 from .worker_lock import worker_running
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -77,6 +79,7 @@ def process_queue(
     """
     make_worker = worker_factory or (lambda d: Worker(d, clock=clock, sleep=sleep))
     with Store.open(data_dir, clock=clock) as store:
+        store.nudge_auth_pause()  # a fixed token should lift an auth pause right away
         total = max(1, _due_count(store))
     if not worker_running(data_dir):
         worker = make_worker(data_dir)
@@ -193,3 +196,156 @@ def _list_change(key: str, before: list[str], after: Any) -> FieldChange:
 def _due_count(store: Store) -> int:
     counts = store.job_counts()
     return counts.get("pending", 0) + counts.get("leased", 0) + counts.get("waiting:retry", 0)
+
+
+# ---------------------------------------------------------------------- queue management
+def status_report(store: Store, data_dir: Path) -> dict[str, Any]:
+    """Everything "View Queue Status" shows."""
+    counts = store.job_counts()
+    waiting = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("waiting:")}
+    outages = store.outages()
+    last_sync = store.last_synced_at()
+    state = BreakerState.from_dict(store.get_value(BREAKER_KEY))
+    return {
+        "pending": counts.get("pending", 0),
+        "in_progress": counts.get("leased", 0),
+        "waiting": waiting,
+        "done": counts.get("done", 0),
+        "dead_letters": store.dead_letter_counts(),
+        "breaker": state.state,
+        "paused": (store.get_value(PAUSE_KEY) or {}).get("reason"),
+        "worker_running": worker_running(data_dir),
+        "last_outage": outages[-1] if outages else None,
+        "last_sync_at": last_sync,
+        "linked_scenes": store.link_count(),
+    }
+
+
+def clear_pending(store: Store) -> int:
+    return store.clear_pending()
+
+
+def clear_dead_letters(store: Store) -> int:
+    return store.delete_dead_letters()
+
+
+def purge_dead_letters(store: Store, days: float) -> int:
+    if days < 0:
+        raise errors.PermanentError("days must be 0 or more")
+    return store.delete_dead_letters(older_than=store.clock() - days * 86400)
+
+
+def retry_dead_letters(store: Store, error_class: str | None = None) -> int:
+    """Queue dead-lettered scenes again (all, or one error class) and remove those letters."""
+    letters = store.dead_letters(error_class)
+    scene_ids = sorted({letter["scene_id"] for letter in letters})
+    store.enqueue(scene_ids, source="retry dead letters")
+    store.delete_dead_letters(ids=[letter["id"] for letter in letters])
+    return len(scene_ids)
+
+
+@dataclass
+class RecoveryReport:
+    window: tuple[float, float] | None
+    recovered: list[int]
+    skipped: dict[str, list[int]]
+    failed: dict[int, str]
+    health: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window": list(self.window) if self.window else None,
+            "recovered": len(self.recovered),
+            "skipped": {reason: len(ids) for reason, ids in self.skipped.items()},
+            "failed": {str(k): v for k, v in self.failed.items()},
+            "health": self.health,
+        }
+
+
+def recover_outage_jobs(
+    context: Context, classes: tuple[str, ...] = (errors.TRANSIENT,)
+) -> RecoveryReport:
+    """Re-queue dead letters that failed during the last completed outage.
+
+    Only after a health check passes; skips scenes already queued and scenes deleted from
+    Stash; recovered letters leave the dead-letter queue, so running it twice is harmless.
+    """
+    store = context.store
+    health = context.plex.health()
+    completed = [o for o in store.outages() if o["ended_at"] is not None]
+    if not health.ok:
+        return RecoveryReport(None, [], {}, {}, f"Plex is not healthy: {health.detail}")
+    if not completed:
+        return RecoveryReport(None, [], {}, {}, "no completed outage recorded")
+    last = completed[-1]
+    window = (float(last["started_at"]), float(last["ended_at"]))
+    letters = [
+        letter
+        for error_class in classes
+        for letter in store.dead_letters(error_class)
+        if window[0] <= letter["failed_at"] <= window[1]
+    ]
+    report = RecoveryReport(window, [], {}, {}, health.detail)
+    handled: list[int] = []
+    for letter in letters:
+        scene_id = letter["scene_id"]
+        job = store.job(scene_id)
+        if job is not None and job.state != "done":
+            report.skipped.setdefault("already queued", []).append(scene_id)
+            handled.append(letter["id"])
+            continue
+        try:
+            scene = context.stash.find_scene(scene_id)
+        except errors.SyncError as exc:
+            report.failed[scene_id] = exc.message
+            continue
+        if scene is None:
+            report.skipped.setdefault("deleted in Stash", []).append(scene_id)
+            handled.append(letter["id"])
+            continue
+        store.enqueue([scene_id], source="recover outage jobs")
+        report.recovered.append(scene_id)
+        handled.append(letter["id"])
+    store.delete_dead_letters(ids=handled)
+    return report
+
+
+def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
+    health = context.plex.health()
+    status = status_report(context.store, data_dir)
+    return {
+        "healthy": health.ok,
+        "latency_ms": round(health.latency_ms, 1),
+        "detail": health.detail,
+        "breaker": status["breaker"],
+        "paused": status["paused"],
+        "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},
+    }
+
+
+def outage_report(store: Store, limit: int = 10) -> dict[str, Any]:
+    outages = store.outages()
+    now = store.clock()
+    metrics = outage_metrics(
+        [Outage(o["started_at"], o["ended_at"], o["jobs_affected"]) for o in outages], now
+    )
+    return {
+        "outages": metrics.outages,
+        "completed": metrics.completed,
+        "total_downtime_s": round(metrics.total_downtime, 1),
+        "mttr_s": None if metrics.mttr is None else round(metrics.mttr, 1),
+        "mtbf_s": None if metrics.mtbf is None else round(metrics.mtbf, 1),
+        "availability_pct": None
+        if metrics.availability is None
+        else round(metrics.availability, 3),
+        "recent": [
+            {
+                "started_at": o["started_at"],
+                "ended_at": o["ended_at"],
+                "duration_s": round((o["ended_at"] or now) - o["started_at"], 1),
+                "jobs_affected": o["jobs_affected"],
+                "ongoing": o["ended_at"] is None,
+            }
+            for o in outages[-limit:]
+        ],
+    }

@@ -300,6 +300,19 @@ class Store:
     def delete_value(self, key: str) -> None:
         self._conn.execute("DELETE FROM kv WHERE key = ?", (key,))
 
+    def nudge_auth_pause(self) -> None:
+        """A hook or task arrived: a paused worker re-reads the settings and probes at once,
+        so a fixed token lifts the pause without waiting for the next timed probe."""
+        if self.get_value("auth_pause") is None:  # the usual case: no write at all
+            return
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM kv WHERE key = 'auth_pause'").fetchone()
+            if row is None:
+                return
+            pause = json.loads(row[0])
+            pause["next_probe_at"] = 0
+            conn.execute("UPDATE kv SET value = ? WHERE key = 'auth_pause'", (json.dumps(pause),))
+
     # ----------------------------------------------------------------- jobs
     def enqueue(self, scene_ids: list[int] | tuple[int, ...], source: str) -> int:
         """Mark scenes dirty; returns how many were not already outstanding.
@@ -672,6 +685,10 @@ class Store:
 
     def drop_link(self, scene_id: int) -> None:
         self._conn.execute("DELETE FROM links WHERE scene_id = ?", (scene_id,))
+
+    def last_synced_at(self) -> float | None:
+        row = self._conn.execute("SELECT MAX(synced_at) FROM links").fetchone()
+        return row[0]
 
     def link_count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM links").fetchone()[0])

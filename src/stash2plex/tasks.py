@@ -133,8 +133,119 @@ def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
         raise SyncError(f"task argument {key}={value!r} must be a whole number") from None
 
 
+def queue_status(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    with Store.open(data_dir) as store:
+        store.put_value("server_connection", connection)
+        status = operations.status_report(store, data_dir)
+    waiting = ", ".join(f"{n} {reason}" for reason, n in status["waiting"].items()) or "none"
+    dead = ", ".join(f"{n} {cls}" for cls, n in status["dead_letters"].items()) or "none"
+    log.info(
+        f"Stash2Plex queue: {status['pending']} pending, {status['in_progress']} in progress, "
+        f"waiting: {waiting}; dead letters: {dead}; breaker {status['breaker']}"
+        + (f"; PAUSED: {status['paused']}" if status["paused"] else "")
+    )
+    return status
+
+
+def clear_queue(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    with Store.open(data_dir) as store:
+        cleared = operations.clear_pending(store)
+    log.info(f"Stash2Plex: cleared {cleared} pending jobs (jobs in progress were left alone)")
+    return {"cleared": cleared}
+
+
+def clear_dlq(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    with Store.open(data_dir) as store:
+        cleared = operations.clear_dead_letters(store)
+    log.info(f"Stash2Plex: removed {cleared} dead letters")
+    return {"cleared": cleared}
+
+
+def purge_dlq(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    days = _int_arg(args, "days", 30)
+    with Store.open(data_dir) as store:
+        purged = operations.purge_dead_letters(store, days)
+    log.info(f"Stash2Plex: purged {purged} dead letters older than {days} days")
+    return {"purged": purged, "days": days}
+
+
+def retry_dlq(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    error_class = str(args.get("error_class") or "") or None
+    with Store.open(data_dir) as store:
+        store.put_value("server_connection", connection)
+        queued = operations.retry_dead_letters(store, error_class)
+    log.info(f"Stash2Plex: re-queued {queued} scenes from the dead-letter queue")
+    result = {"requeued": queued}
+    if queued:
+        result.update(_drain_report(data_dir, log))
+    return result
+
+
+def recover_outage(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    extra = tuple(c.strip() for c in str(args.get("include_classes") or "").split(",") if c)
+    with Store.open(data_dir) as store:
+        context = build_context(store, connection)
+        report = operations.recover_outage_jobs(context, ("transient", *extra))
+    result = report.as_dict()
+    skipped = ", ".join(f"{n} {why}" for why, n in result["skipped"].items()) or "none"
+    log.info(
+        f"Stash2Plex: recovered {result['recovered']} jobs, skipped {skipped}, "
+        f"failed {len(result['failed'])} ({report.health})"
+    )
+    if report.recovered:
+        result.update(_drain_report(data_dir, log))
+    return result
+
+
+def health_check(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    with Store.open(data_dir) as store:
+        report = operations.health_report(build_context(store, connection), data_dir)
+    verdict = "healthy" if report["healthy"] else "NOT healthy"
+    log.info(
+        f"Stash2Plex: Plex is {verdict} ({report['detail']}, {report['latency_ms']} ms); "
+        f"breaker {report['breaker']}; queue {report['queue']}"
+    )
+    if not report["healthy"]:
+        log.error(f"Stash2Plex: {report['detail']}")
+    return report
+
+
+def outage_summary(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    with Store.open(data_dir) as store:
+        report = operations.outage_report(store)
+    log.info(
+        f"Stash2Plex: {report['outages']} outages, MTTR {report['mttr_s']} s, MTBF "
+        f"{report['mtbf_s']} s, availability {report['availability_pct']} %"
+    )
+    return report
+
+
 TASKS = {
     "sync_all": sync_all,
     "process_queue": process_queue,
     "preview": preview,
+    "queue_status": queue_status,
+    "clear_queue": clear_queue,
+    "clear_dlq": clear_dlq,
+    "purge_dlq": purge_dlq,
+    "retry_dlq": retry_dlq,
+    "recover_outage_jobs": recover_outage,
+    "health_check": health_check,
+    "outage_summary": outage_summary,
 }

@@ -32,7 +32,8 @@ from .worker_lock import open_lock_file, try_lock, unlock
 
 log = logging.getLogger("stash2plex.worker")
 
-LEASE_SECONDS = 300.0
+# A killed worker's jobs become due again after this (STASH2PLEX_LEASE_SECONDS overrides it).
+LEASE_SECONDS = float(os.environ.get("STASH2PLEX_LEASE_SECONDS", "300"))
 BATCH_SIZE = 20
 POLL_SECONDS = 0.2
 IDLE_EXIT_SECONDS = 30.0
@@ -50,7 +51,7 @@ EVENT_RETENTION_SECONDS = 30 * 86400.0
 
 BLOCKED_KEY = "worker_blocked"
 BREAKER_KEY = "breaker"
-PAUSE_KEY = "auth_pause"
+PAUSE_KEY = "auth_pause"  # the store's nudge_auth_pause knows this key too
 RAMP_KEY = "recovery_started_at"
 PLEX_DOWN = "plex_down"
 
