@@ -1,0 +1,200 @@
+"""Outage resilience end to end: the real worker against the emulators with injected faults."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from stash2plex import operations
+from stash2plex.worker import BREAKER_KEY, PAUSE_KEY, Worker
+
+from .sandbox import PLEX_TOKEN, sandbox
+
+
+class SteppedClock:
+    """Real time plus an offset the test can advance (to reach a probe without sleeping)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, scenes=30) as opened:
+        yield opened
+
+
+def matchable(box):
+    return [s for s in box.library.scenes.values() if s.files and s.in_plex]
+
+
+@pytest.mark.slow
+def test_an_outage_mid_drain_ends_with_everything_synced_one_outage_and_a_ramp(tmp_path):
+    with sandbox(tmp_path, scenes=1000, seed=5) as box:
+        box.queue()
+        writes_at_outage = 150
+        done = threading.Event()
+        reports = []
+
+        def drain() -> None:
+            worker = Worker(box.data_dir, idle_exit_seconds=0.3, ramp_seconds=3.0)
+            reports.append(worker.run())
+            done.set()
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while box.writes() < writes_at_outage and time.monotonic() < deadline:
+            time.sleep(0.01)
+        box.plex.faults.refuse_connections()
+        down_at = time.time()
+        time.sleep(1.5)
+        box.plex.faults.accept_connections()
+        assert done.wait(120), "the drain did not finish"
+
+        with box.store() as store:
+            assert store.dead_letters() == []
+            assert store.outstanding_jobs() == 0
+            outages = store.outages()
+            linked = store.link_count()
+        assert linked == len(matchable(box))
+        assert len(outages) == 1
+        outage = outages[0]
+        assert outage["ended_at"] is not None and outage["started_at"] >= down_at - 1
+        assert outage["jobs_affected"] > 0
+        for scene in matchable(box)[::50]:
+            if scene.title:
+                assert box.item(scene).title == scene.title.strip()
+        # The ramp: right after the recovery, edits are spaced out; at the end they are not.
+        edits = [
+            r.at
+            for r in box.plex.log.entries
+            if r.route == "PUT /library/sections/{id}/all" and r.at > outage["ended_at"]
+        ]
+        assert len(edits) > 40
+        early = [b - a for a, b in zip(edits[:6], edits[1:6], strict=False)]
+        late = [b - a for a, b in zip(edits[-6:], edits[-5:], strict=False)]
+        assert sum(early) / len(early) > 2 * sum(late) / len(late)
+
+
+def test_a_rejected_token_pauses_with_a_clear_message_and_a_fixed_token_resumes(box):
+    scene = next(s for s in matchable(box) if s.title)
+    box.plex.token = "rotated-token-123"
+    box.queue(scene.id)
+
+    report = Worker(box.data_dir).run(until_idle=True)
+
+    assert report.synced == 0
+    job = box.job(scene.id)
+    assert (job.state, job.reason, job.attempts) == ("waiting", "auth", 0)
+    with box.store() as store:
+        pause = store.get_value(PAUSE_KEY)
+        assert store.dead_letters() == []
+    assert pause["setting"] == "plex_token" and "plex_token" in pause["reason"]
+    assert PLEX_TOKEN not in pause["reason"]
+
+    box.settings(plex_token="rotated-token-123")  # the user fixes the setting in Stash
+    result = operations.process_queue(box.data_dir)
+
+    assert result is not None and result.synced == 1
+    assert box.item(scene).title == scene.title.strip()
+    with box.store() as store:
+        assert store.get_value(PAUSE_KEY) is None
+
+
+def test_maintenance_503_is_an_outage_that_burns_no_attempt(box):
+    clock = SteppedClock()
+    scene = next(s for s in matchable(box) if s.title)
+    box.plex.faults.maintenance(True)
+    box.queue(scene.id)
+
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+    job = box.job(scene.id)
+    assert (job.state, job.reason, job.attempts) == ("waiting", "plex_down", 0)
+    with box.store() as store:
+        assert store.get_value(BREAKER_KEY)["state"] == "open"
+        assert [o["ended_at"] for o in store.outages()] == [None]
+    # Still in maintenance at the first probe: stays open, nothing dead-lettered.
+    clock.offset += 6
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+    assert box.job(scene.id).reason == "plex_down"
+
+    box.plex.faults.maintenance(False)
+    clock.offset += 11
+    report = Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+    assert report.synced == 1
+    with box.store() as store:
+        assert store.get_value(BREAKER_KEY)["state"] == "closed"
+        [outage] = store.outages()
+        assert outage["ended_at"] is not None and outage["jobs_affected"] == 1
+        assert store.dead_letters() == []
+        events = [e["message"] for e in store.recent_events(50)]
+    assert any(m.startswith("Plex is back online after") for m in events)
+
+
+@pytest.mark.parametrize(
+    "inject, message",
+    [
+        (lambda faults: faults.garbage_xml(count=1), "malformed XML"),
+        (lambda faults: faults.fail(520, count=1), "non-standard HTTP status"),
+        (lambda faults: faults.fail(500, count=1), "HTTP 500"),
+        (lambda faults: faults.drop_connections(count=1), "closed the connection"),
+    ],
+)
+def test_odd_answers_are_classified_transient_and_retried(box, inject, message):
+    clock = SteppedClock()
+    scene = next(s for s in matchable(box) if s.title)
+    Worker(box.data_dir, clock=clock).run(until_idle=True)  # build the index first
+    box.stash.update_scene(scene.id, title="Retitled")
+    inject(box.plex.faults)
+    box.queue(scene.id)
+
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+    job = box.job(scene.id)
+    assert (job.state, job.reason, job.attempts) == ("waiting", "retry", 1)
+    assert job.last_error_class == "transient"
+    assert message in job.last_error
+    clock.offset += 3600
+    report = Worker(box.data_dir, clock=clock).run(until_idle=True)
+    assert report.synced == 1
+    assert box.item(scene).title == "Retitled"
+
+
+def test_a_permanent_error_dead_letters_at_once_with_its_reason(box):
+    scene = next(s for s in matchable(box) if s.title)
+    Worker(box.data_dir).run(until_idle=True)
+    box.stash.update_scene(scene.id, title="Rejected")
+    box.plex.faults.fail(400, count=1, route=r"^PUT ")
+    box.queue(scene.id)
+
+    report = Worker(box.data_dir).run(until_idle=True)
+
+    assert report.dead_lettered == 1
+    with box.store() as store:
+        [letter] = store.dead_letters()
+    assert letter["scene_id"] == scene.id and letter["error_class"] == "permanent"
+    assert "400" in letter["message"] and letter["attempts"] == 1
+    assert letter["failed_at"] > 1_600_000_000  # a real timestamp, comparable in queries
+
+
+def test_transient_failures_use_up_max_attempts_then_dead_letter(box):
+    clock = SteppedClock()
+    scene = next(s for s in matchable(box) if s.title)
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+    box.stash.update_scene(scene.id, title="Never")
+    box.plex.faults.fail(502, route=r"^PUT ")
+    box.queue(scene.id)
+    for _ in range(10):
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        clock.offset += 3600
+    with box.store() as store:
+        [letter] = store.dead_letters()
+    assert (letter["error_class"], letter["attempts"]) == ("transient", 5)
