@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -77,8 +78,8 @@ def test_an_outage_mid_drain_ends_with_everything_synced_one_outage_and_a_ramp(t
             if r.route == "PUT /library/sections/{id}/all" and r.at > outage["ended_at"]
         ]
         assert len(edits) > 40
-        early = [b - a for a, b in zip(edits[:6], edits[1:6], strict=False)]
-        late = [b - a for a, b in zip(edits[-6:], edits[-5:], strict=False)]
+        early = [b - a for a, b in pairwise(edits[:6])]
+        late = [b - a for a, b in pairwise(edits[-6:])]
         assert sum(early) / len(early) > 2 * sum(late) / len(late)
 
 
