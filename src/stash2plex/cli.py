@@ -77,3 +77,42 @@ def demo(scenes: int, seed: int) -> None:
     from .demo import run_demo
 
     sys.exit(run_demo(scenes=scenes, seed=seed))
+
+
+def _checkout_root() -> Path:
+    """The checkout this package runs from (src layout), else the current directory."""
+    candidate = Path(__file__).resolve().parents[2]
+    return candidate if (candidate / "pyproject.toml").is_file() else Path.cwd()
+
+
+@main.command("build-plugin")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write Stash2Plex.zip and index.yml into.",
+)
+@click.option("--version", "version", default=None, help="Index version (default: manifest's).")
+@click.option(
+    "--date",
+    default=None,
+    help="Index date, 'YYYY-MM-DD HH:MM:SS' UTC (default: SOURCE_DATE_EPOCH or last commit).",
+)
+@click.option(
+    "--repo-root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=_checkout_root,
+    help="The checkout to build from.",
+)
+def build_plugin(out_dir: Path, version: str | None, date: str | None, repo_root: Path) -> None:
+    """Build the installable plugin zip and a Stash plugin source index."""
+    from .packaging import BuildError
+    from .packaging import build_plugin as build
+
+    try:
+        result = build(out_dir, repo_root=repo_root, version=version, date=date)
+    except BuildError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{result.zip_path}  sha256 {result.sha256}")
+    click.echo(f"{result.index_path}  version {result.version}, date {result.date}")

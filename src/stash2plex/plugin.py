@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from . import protocol
+from . import deps, protocol
 from .hook_events import ENTITY_CHANGED, SCENE_DELETED, SCENE_DIRTY, HookError, parse_hook
 from .store import Store, StoreError
 from .worker_lock import ensure_worker
@@ -39,6 +39,8 @@ def worker_python_path(plugin_dir: Path | None) -> list[str]:
     paths = [str(PACKAGE_ROOT)]
     if plugin_dir is not None and (plugin_dir / "deps").is_dir():
         paths.append(str(plugin_dir / "deps"))
+    if plugin_dir is not None:
+        paths += deps.recorded_paths(plugin_dir)  # folders PythonDepManager installed into
     return paths
 
 
@@ -70,6 +72,12 @@ def main(
         log.error(f"Stash2Plex: {exc}")
         protocol.write_result(error=str(exc), stream=stdout)
         return 1
+    # Tasks need plexapi & co.: install them on the first task run (never in a hook).
+    problem = deps.ensure_dependencies(Path(plugin_dir) if plugin_dir else None, log)
+    if problem is not None:
+        log.error(f"Stash2Plex: {problem}")
+        protocol.write_result(error=problem, stream=stdout)
+        return 1
     from .tasks import run_task  # the task path may import the full dependencies
 
     return run_task(
@@ -86,6 +94,7 @@ def run_hook(
         if connection:
             # The worker reads settings from Stash through the freshest connection we saw.
             store.put_value("server_connection", connection)
+        store.nudge_auth_pause()
         if event.action == SCENE_DIRTY:
             store.enqueue([event.object_id], source=event.trigger)
             message = f"scene {event.object_id} queued for Plex"
@@ -97,6 +106,9 @@ def run_hook(
             message = f"{event.entity_kind} {event.object_id} changed; its scenes will be re-synced"
         else:
             return f"{event.trigger} ignored"
+    if not deps.dependencies_present(plugin_dir):
+        # A worker could not import plexapi; the job waits for the first task run.
+        return f"{message}; {deps.MISSING_HINT}"
     ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
     return message
 
