@@ -54,7 +54,9 @@ def worker(data_dir: Path, lock_fd: int | None, idle_exit: float | None) -> None
         else float(os.environ.get("STASH2PLEX_IDLE_EXIT", IDLE_EXIT_SECONDS)),
     )
     configure_worker_logging(
-        data_dir, lambda: engine._context.config.secrets() if engine._context else ()
+        data_dir,
+        lambda: engine._context.config.secrets() if engine._context else (),
+        lambda: bool(engine._context and engine._context.config.obfuscate_paths),
     )
     try:
         engine.run(lock_fd)

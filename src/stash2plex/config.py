@@ -57,6 +57,16 @@ def _positive_number(low: float, high: float) -> Callable[[Any], float]:
     return check
 
 
+def _whole_number(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        number = float(value)
+        if number != int(number) or not low <= number <= high:
+            raise ValueError(f"a whole number from {low} to {high}")
+        return int(number)
+
+    return check
+
+
 def _flag(key: str, display_name: str, description: str) -> Setting:
     """A checkbox whose unchecked state (Stash's untouched state) is the default."""
     return Setting(key, "BOOLEAN", False, display_name, description)
@@ -110,6 +120,24 @@ SETTINGS: tuple[Setting, ...] = (
         "How long to wait for one Plex request (connect and read). Default: 30.",
         check=_positive_number(1, 300),
     ),
+    Setting("enabled", "BOOLEAN", True, "Enabled",
+            "Default: on (an untouched setting means on). Off: scenes you save are still "
+            "recorded, but nothing is sent to Plex until you switch it back on."),
+    Setting("verify_tls", "BOOLEAN", True, "Verify Plex's certificate",
+            "For an https Plex URL, check its certificate. Default: on (an untouched setting "
+            "means on); switch off only for a self-signed certificate you trust."),
+    Setting("max_retries", "NUMBER", 5, "Attempts before giving up",
+            "How many times a scene is tried when Plex answers with errors or timeouts before "
+            "it goes to the dead-letter queue. Waiting for Plex to come back never counts. "
+            "Default: 5.", check=_whole_number(1, 50)),
+    Setting("dlq_retention_days", "NUMBER", 30, "Keep dead letters (days)",
+            "Dead letters older than this are removed automatically. Default: 30.",
+            check=_whole_number(1, 3650)),
+    _flag("debug_logging", "Debug logging",
+          "Write detailed debug lines to Stash's log and the worker log. Default: off."),
+    _flag("obfuscate_paths", "Hide file paths in logs",
+          "Replace file paths in every log line and report with stable pseudonyms, so logs can "
+          "be shared. Default: off."),
     # Field toggles. Stash shows an untouched checkbox as off and stores nothing, so every
     # field that syncs by default is switched off by a `skip_` setting.
     _flag("skip_title", "Do not sync titles",
@@ -173,6 +201,12 @@ class Config:
     plex_library: tuple[str, ...] = ()
     path_map: tuple[PathRule, ...] = ()
     plex_timeout: float = 30.0
+    enabled: bool = True
+    verify_tls: bool = True
+    max_retries: int = 5
+    dlq_retention_days: int = 30
+    debug_logging: bool = False
+    obfuscate_paths: bool = False
     skip_title: bool = False
     skip_summary: bool = False
     skip_date: bool = False

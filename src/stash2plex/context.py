@@ -71,5 +71,10 @@ def build_context(store: Store, connection: dict[str, Any] | None = None) -> Con
             + ", ".join(config.missing)
             + " in Settings > Plugins > Stash2Plex"
         )
-    plex = PlexClient(config.plex_url, config.plex_token, timeout=config.plex_timeout)
+    plex = PlexClient(
+        config.plex_url,
+        config.plex_token,
+        timeout=config.plex_timeout,
+        verify_tls=config.verify_tls,
+    )
     return Context(store, config, stash, plex)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from . import operations, protocol
-from .context import build_context, connect_stash
-from .errors import SyncError
+from .context import build_context, connect_stash, load_config
+from .errors import SyncError, redact
+from .pseudonyms import obfuscate_paths
 from .store import Store
 
 
@@ -21,7 +24,8 @@ def run_task(
     log: protocol.StashLog,
     stdout: IO[str] | None = None,
 ) -> int:
-    del plugin_dir  # used once dependencies are installed per plugin
+    del plugin_dir  # dependencies are already on the path (see plugin.main)
+    scrub = _configure_output(connection, data_dir, log)
     mode = str(args.get("mode") or "")
     handler = TASKS.get(mode)
     if handler is None:
@@ -33,10 +37,40 @@ def run_task(
         output = handler(args, connection, data_dir, log)
     except SyncError as exc:
         log.error(f"Stash2Plex: {exc.message}")
-        protocol.write_result(error=exc.message, stream=stdout)
+        protocol.write_result(error=scrub(exc.message), stream=stdout)
         return 1
-    protocol.write_result(output=output, stream=stdout)
+    protocol.write_result(output=json.loads(scrub(json.dumps(output))), stream=stdout)
     return 0
+
+
+def _configure_output(
+    connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> Callable[[str], str]:
+    """Apply `debug_logging` and `obfuscate_paths` to everything this task prints.
+
+    Secrets are always scrubbed. The settings are read from Stash; if Stash cannot be reached
+    the task still runs with the defaults and its own error says why.
+    """
+    secrets: tuple[str, ...] = tuple(
+        s for s in [(connection.get("SessionCookie") or {}).get("Value")] if s
+    )
+    hide_paths = False
+    try:
+        with Store.open(data_dir) as store:
+            stash = connect_stash(store, connection)
+            config = load_config(stash)
+        secrets += config.secrets() + stash.connection.secrets()
+        hide_paths = config.obfuscate_paths
+        log.debug_enabled = config.debug_logging
+    except SyncError:
+        pass
+
+    def scrub(text: str) -> str:
+        text = redact(text, secrets)
+        return obfuscate_paths(text) if hide_paths else text
+
+    log.set_scrubber(scrub)
+    return scrub
 
 
 def _progress(log: protocol.StashLog):

@@ -25,6 +25,7 @@ from pathlib import Path
 from . import breaker, errors
 from .backoff import RetryPolicy, retry_delay
 from .context import Context, build_context
+from .pseudonyms import obfuscate_paths
 from .rate_limit import RecoveryRamp
 from .store import Job, Store
 from .sync import SceneSyncer
@@ -89,6 +90,7 @@ class Worker:
         self.sleep = sleep
         self.context_factory = context_factory
         self.policy = policy or RetryPolicy()
+        self._explicit_policy = policy is not None
         self.rng = rng or random.Random()
         self.idle_exit_seconds = idle_exit_seconds
         self.poll_seconds = poll_seconds
@@ -157,6 +159,11 @@ class Worker:
                 return 0
         if self._context is None and not self._ensure_context(report):
             return 0
+        if not self._context.config.enabled:
+            # Switched off in the settings: keep every job, re-read the settings later.
+            self._set_blocked("Stash2Plex is switched off (setting `enabled`)")
+            self._context, self._context_failed_at = None, self.clock()
+            return 0
         try:
             self._expand_entity_changes(self._context)
         except errors.SyncError as exc:
@@ -207,6 +214,9 @@ class Worker:
             return False
         self._context_failed_at = None
         self._set_blocked(None)
+        logging.getLogger("stash2plex").setLevel(
+            logging.DEBUG if self._context.config.debug_logging else logging.INFO
+        )
         for warning in self._context.config.warnings:
             self._event("warning", "config", warning)
         return True
@@ -389,7 +399,7 @@ class Worker:
         defer = {"attempts": job.attempts, "error": message, "error_class": kind}
         if kind == errors.TRANSIENT:
             attempts = job.attempts + 1
-            if attempts >= self.policy.max_attempts:
+            if attempts >= self._max_attempts():
                 self._dead_letter(job, kind, message, attempts, report)
                 return False
             delay = retry_delay(attempts, self.policy, self.rng)
@@ -440,6 +450,12 @@ class Worker:
             return False
         report.deferred += 1
         return False
+
+    def _max_attempts(self) -> int:
+        """The `max_retries` setting, unless the worker was built with an explicit policy."""
+        if self._explicit_policy or self._context is None:
+            return self.policy.max_attempts
+        return self._context.config.max_retries
 
     def _not_in_plex(
         self, job: Job, exc: errors.SyncError, message: str, report: DrainReport
@@ -495,6 +511,9 @@ class Worker:
         self._housekept_at = now
         self.store.prune_done_jobs(now - DONE_JOB_RETENTION_SECONDS)
         self.store.prune_events(now - EVENT_RETENTION_SECONDS)
+        if self._context is not None:
+            days = self._context.config.dlq_retention_days
+            self.store.delete_dead_letters(older_than=now - days * 86400)
 
     def _set_blocked(self, reason: str | None) -> None:
         """Tell tasks following this worker why it cannot make progress (or that it can)."""
@@ -521,8 +540,13 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def configure_worker_logging(data_dir: Path, secrets: Callable[[], tuple[str, ...]]) -> None:
-    """Log to a rotating file in the data directory, scrubbing secrets from every record."""
+def configure_worker_logging(
+    data_dir: Path,
+    secrets: Callable[[], tuple[str, ...]],
+    hide_paths: Callable[[], bool] = lambda: False,
+) -> None:
+    """Log to a rotating file in the data directory, scrubbing secrets (and, when asked, file
+    paths) from every record."""
     from logging.handlers import RotatingFileHandler
 
     handler = RotatingFileHandler(
@@ -532,7 +556,8 @@ def configure_worker_logging(data_dir: Path, secrets: Callable[[], tuple[str, ..
 
     class _Scrub(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
-            record.msg = errors.redact(record.getMessage(), secrets())
+            text = errors.redact(record.getMessage(), secrets())
+            record.msg = obfuscate_paths(text) if hide_paths() else text
             record.args = ()
             return True
 
