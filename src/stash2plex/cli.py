@@ -2,32 +2,58 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .errors import SyncError
 
-
-def _default_data_dir() -> str | None:
-    return os.environ.get("STASH2PLEX_DATA_DIR")
+# Exit codes: 0 done, 1 done but something needs attention (unhealthy, failures, blocked),
+# 2 a usage or configuration error, 3 another worker already drains the queue.
+EXIT_ATTENTION = 1
+EXIT_CONFIG = 2
 
 
 @click.group()
 @click.version_option(__version__, prog_name="stash2plex")
-def main() -> None:
-    """Stash2Plex: push scene metadata from Stash to Plex, reliably."""
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("STASH2PLEX_DATA_DIR") or str(Path.home() / ".stash2plex"),
+    show_default="STASH2PLEX_DATA_DIR or ~/.stash2plex",
+    help="The data directory (point it at the plugin's data folder to share its queue).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A TOML settings file (default: STASH2PLEX_CONFIG or <data dir>/stash2plex.toml).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path, config_file: Path | None, as_json: bool) -> None:
+    """Stash2Plex: push scene metadata from Stash to Plex, reliably.
+
+    Settings come from Stash's plugin page, overridden by a TOML file and by
+    STASH2PLEX_<SETTING> environment variables; STASH2PLEX_STASH_URL and
+    STASH2PLEX_STASH_API_KEY say where Stash is.
+    """
+    ctx.obj = Cli(Path(data_dir), config_file, as_json)
 
 
 @main.command()
 @click.option(
     "--data-dir",
+    "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=_default_data_dir,
-    required=True,
-    help="The data directory shared with the plugin (or STASH2PLEX_DATA_DIR).",
+    default=None,
+    help="Overrides the group's --data-dir (the plugin passes it this way).",
 )
 @click.option(
     "--lock-fd",
@@ -42,10 +68,12 @@ def main() -> None:
     default=None,
     help="Exit after the queue has been empty this many seconds.",
 )
-def worker(data_dir: Path, lock_fd: int | None, idle_exit: float | None) -> None:
+@click.pass_obj
+def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: float | None) -> None:
     """Drain the queue; exit after an idle period. Normally started by the plugin."""
     from .worker import IDLE_EXIT_SECONDS, Worker, configure_worker_logging
 
+    data_dir = data_dir or cli.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = Worker(
         data_dir,
@@ -118,3 +146,336 @@ def build_plugin(out_dir: Path, version: str | None, date: str | None, repo_root
         raise click.ClickException(str(exc)) from None
     click.echo(f"{result.zip_path}  sha256 {result.sha256}")
     click.echo(f"{result.index_path}  version {result.version}, date {result.date}")
+
+
+# ---------------------------------------------------------------------- operations
+class Cli:
+    """What every operational command needs: the data directory, settings, output mode."""
+
+    def __init__(self, data_dir: Path, config_file: Path | None, as_json: bool) -> None:
+        self.data_dir = data_dir
+        self.config_file = config_file
+        self.as_json = as_json
+
+    def store(self):  # -> Store
+        from .store import Store
+
+        return Store.open(self.data_dir)
+
+    def local(self):  # -> LocalSettings
+        from .config_sources import load_local_settings
+
+        return load_local_settings(self.data_dir, self.config_file)
+
+    def context(self, store):  # -> Context
+        from .context import build_context
+
+        return build_context(store, local=self.local())
+
+    def show(self, data: object, render: object = None) -> None:
+        """Print `data` as JSON with --json, else through `render` (a rich renderable)."""
+        if self.as_json:
+            click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        else:
+            from rich.console import Console
+
+            Console().print(render if render is not None else data)
+
+
+def _fail(exc: SyncError) -> None:
+    from .errors import PERMANENT
+
+    click.secho(f"stash2plex: {exc.message}", fg="red", err=True)
+    sys.exit(EXIT_CONFIG if exc.error_class == PERMANENT else EXIT_ATTENTION)
+
+
+def _table(title: str, rows: dict) -> object:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for key, value in rows.items():
+        table.add_row(str(key), "—" if value in (None, {}, []) else str(value))
+    return table
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the effective configuration."""
+
+
+@config_group.command("check")
+@click.pass_obj
+def config_check(cli: Cli) -> None:
+    """Print every setting's effective value (secrets masked) and where it came from."""
+    from .config import SETTINGS
+
+    try:
+        with cli.store() as store:
+            context = cli.context(store)
+    except SyncError as exc:
+        _fail(exc)
+    config = context.config
+    rows = []
+    for setting in SETTINGS:
+        value = getattr(config, setting.key)
+        if setting.secret and value:
+            value = f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
+        elif isinstance(value, tuple):
+            value = ", ".join(
+                str(getattr(v, "stash_prefix", v))
+                + (f" => {v.plex_prefix}" if hasattr(v, "plex_prefix") else "")
+                for v in value
+            )
+        rows.append({"key": setting.key, "value": value, "source": context.sources[setting.key]})
+    data = {"settings": rows, "warnings": list(config.warnings), "missing": list(config.missing)}
+    from rich.table import Table
+
+    table = Table(title="Effective configuration")
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["key"], str(row["value"]), row["source"])
+    cli.show(data, table)
+    for warning in config.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    if config.missing:
+        click.secho(f"missing required settings: {', '.join(config.missing)}", fg="red", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@main.command("sync")
+@click.option("--all", "all_scenes", is_flag=True, help="Queue every scene in Stash.")
+@click.argument("scene_ids", nargs=-1, type=int)
+@click.pass_obj
+def sync_command(cli: Cli, all_scenes: bool, scene_ids: tuple[int, ...]) -> None:
+    """Queue scenes (or --all) and drain the queue with a progress bar."""
+    from .operations import queue_all_scenes
+
+    if not all_scenes and not scene_ids:
+        raise click.UsageError("give scene ids or --all")
+    try:
+        with cli.store() as store:
+            context = cli.context(store)
+            if all_scenes:
+                queue_all_scenes(store, context.stash)
+            else:
+                store.enqueue(list(scene_ids), source="cli")
+    except SyncError as exc:
+        _fail(exc)
+    _drain(cli)
+
+
+def _drain(cli: Cli) -> None:
+    from rich.progress import Progress
+
+    from .operations import process_queue
+
+    with Progress(disable=cli.as_json, transient=True) as bar:
+        task = bar.add_task("syncing", total=None)
+        report = process_queue(
+            cli.data_dir, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    with cli.store() as store:
+        from .operations import status_report
+
+        status = status_report(store, cli.data_dir)
+    data = {"status": status}
+    if report is not None:
+        data["drained"] = {
+            k: getattr(report, k)
+            for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
+        }
+        data["errors"] = report.errors
+    cli.show(
+        data,
+        _table(
+            "Drain",
+            {
+                **data.get("drained", {}),
+                "waiting": status["waiting"],
+                "dead letters": status["dead_letters"],
+                "breaker": status["breaker"],
+            },
+        ),
+    )
+    blocked = (
+        (report is not None and report.errors)
+        or status["breaker"] != "closed"
+        or (status["paused"])
+    )
+    if blocked:
+        sys.exit(EXIT_ATTENTION)
+
+
+@main.group("queue")
+def queue_group() -> None:
+    """The job queue."""
+
+
+@queue_group.command("status")
+@click.pass_obj
+def queue_status(cli: Cli) -> None:
+    """Pending, waiting by reason, in progress, dead letters, breaker, last outage and sync."""
+    from .operations import status_report
+
+    with cli.store() as store:
+        status = status_report(store, cli.data_dir)
+    cli.show(status, _table("Queue", status))
+
+
+@queue_group.command("process")
+@click.pass_obj
+def queue_process(cli: Cli) -> None:
+    """Drain in the foreground until the queue is empty or Plex goes down."""
+    _drain(cli)
+
+
+@queue_group.command("clear")
+@click.pass_obj
+def queue_clear(cli: Cli) -> None:
+    """Remove pending and waiting jobs (jobs in progress are left alone)."""
+    with cli.store() as store:
+        cleared = store.clear_pending()
+    cli.show({"cleared": cleared}, f"cleared {cleared} pending jobs")
+
+
+@main.group("dlq")
+def dlq_group() -> None:
+    """The dead-letter queue."""
+
+
+@dlq_group.command("list")
+@click.option("--class", "error_class", default=None, help="Only this error class.")
+@click.pass_obj
+def dlq_list(cli: Cli, error_class: str | None) -> None:
+    """List dead letters with their error class, reason and attempts."""
+    from rich.table import Table
+
+    with cli.store() as store:
+        letters = store.dead_letters(error_class)
+    table = Table(title=f"{len(letters)} dead letters")
+    for column in ("scene", "class", "attempts", "failed at", "reason"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        failed = time.strftime("%Y-%m-%d %H:%M", time.localtime(letter["failed_at"]))
+        table.add_row(
+            str(letter["scene_id"]),
+            letter["error_class"],
+            str(letter["attempts"]),
+            failed,
+            letter["message"],
+        )
+    cli.show(letters, table)
+
+
+@dlq_group.command("retry")
+@click.option("--class", "error_class", default=None, help="Only this error class.")
+@click.pass_obj
+def dlq_retry(cli: Cli, error_class: str | None) -> None:
+    """Queue dead-lettered scenes again and drain."""
+    from .operations import retry_dead_letters
+
+    with cli.store() as store:
+        queued = retry_dead_letters(store, error_class)
+    if not cli.as_json:
+        click.echo(f"re-queued {queued} scenes")
+    if queued:
+        _drain(cli)
+
+
+@dlq_group.command("purge")
+@click.option("--days", type=click.FloatRange(0), default=30, show_default=True)
+@click.pass_obj
+def dlq_purge(cli: Cli, days: float) -> None:
+    """Remove dead letters older than N days."""
+    from .operations import purge_dead_letters
+
+    with cli.store() as store:
+        purged = purge_dead_letters(store, days)
+    cli.show(
+        {"purged": purged, "days": days}, f"purged {purged} dead letters older than {days} days"
+    )
+
+
+@dlq_group.command("clear")
+@click.pass_obj
+def dlq_clear(cli: Cli) -> None:
+    """Remove every dead letter."""
+    with cli.store() as store:
+        cleared = store.delete_dead_letters()
+    cli.show({"cleared": cleared}, f"removed {cleared} dead letters")
+
+
+@main.command("health")
+@click.pass_obj
+def health(cli: Cli) -> None:
+    """Prove Plex is serving (reachable, token accepted, library readable). Exit 1 if not."""
+    from .operations import health_report
+
+    try:
+        with cli.store() as store:
+            report = health_report(cli.context(store), cli.data_dir)
+    except SyncError as exc:
+        _fail(exc)
+    cli.show(report, _table("Health", report))
+    if not report["healthy"]:
+        sys.exit(EXIT_ATTENTION)
+
+
+@main.command("outages")
+@click.pass_obj
+def outages(cli: Cli) -> None:
+    """Outage history with MTTR, MTBF and availability."""
+    from .operations import outage_report
+
+    with cli.store() as store:
+        report = outage_report(store)
+    cli.show(report, _table("Outages", {k: v for k, v in report.items() if k != "recent"}))
+
+
+@main.command("recover-outage-jobs")
+@click.option(
+    "--include", "include", multiple=True, help="Also recover this error class (e.g. permanent)."
+)
+@click.pass_obj
+def recover_outage_jobs(cli: Cli, include: tuple[str, ...]) -> None:
+    """Re-queue dead letters that failed during the last outage, after a health check."""
+    from .operations import recover_outage_jobs as recover
+
+    try:
+        with cli.store() as store:
+            report = recover(cli.context(store), ("transient", *include))
+    except SyncError as exc:
+        _fail(exc)
+    data = report.as_dict()
+    cli.show(data, _table("Recover outage jobs", data))
+    if report.failed or (report.window is None and "not healthy" in report.health):
+        sys.exit(EXIT_ATTENTION)
+    if report.recovered:
+        _drain(cli)
+
+
+@main.command("preview")
+@click.argument("scene_id", type=int, required=False)
+@click.option("--count", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.pass_obj
+def preview(cli: Cli, scene_id: int | None, count: int) -> None:
+    """What a sync would change in Plex, field by field; writes nothing."""
+    from rich.table import Table
+
+    from .operations import preview as run_preview
+
+    try:
+        with cli.store() as store:
+            previews = run_preview(cli.context(store), scene_id=scene_id, count=count)
+    except SyncError as exc:
+        _fail(exc)
+    table = Table(title="Preview")
+    for column in ("scene", "status", "field", "Plex now", "from Stash"):
+        table.add_column(column, overflow="fold")
+    for item in previews:
+        if not item.changes:
+            table.add_row(str(item.scene_id), item.status, "", "", item.note)
+        for change in item.changes:
+            table.add_row(str(item.scene_id), item.status, change.field, change.plex, change.stash)
+    cli.show([p.as_dict() for p in previews], table)

@@ -7,10 +7,11 @@ once through it and kept in the store (mode 0600) for later runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import PLUGIN_ID, Config, build_config
+from .config_sources import LocalSettings, effective_settings, load_local_settings
 from .errors import AuthError, PermanentError
 from .plex_client import PlexClient
 from .stash_client import StashClient, StashConnection
@@ -30,16 +31,26 @@ class Context:
     config: Config
     stash: StashClient
     plex: PlexClient
+    sources: dict[str, str] = field(default_factory=dict)
 
 
-def connect_stash(store: Store, connection: dict[str, Any] | None = None) -> StashClient:
-    """A Stash client that survives the session cookie's expiry by switching to the API key."""
+def connect_stash(
+    store: Store, connection: dict[str, Any] | None = None, local: LocalSettings | None = None
+) -> StashClient:
+    """A Stash client that survives the session cookie's expiry by switching to the API key.
+
+    Outside Stash (CLI, service) `stash_url` and `stash_api_key` from the environment or the
+    settings file say where Stash is; inside, the plugin's server connection does.
+    """
+    if local is not None and local.stash_url:
+        return StashClient(StashConnection.from_url(local.stash_url, local.stash_api_key))
     if connection is not None:
         store.put_value(SERVER_CONNECTION_KEY, connection)
     connection = connection or store.get_value(SERVER_CONNECTION_KEY)
     if not connection:
         raise NotConfiguredError(
-            "no Stash connection recorded yet: save a scene in Stash or run a Stash2Plex task"
+            "no Stash connection recorded yet: save a scene in Stash, run a Stash2Plex task, "
+            "or set STASH2PLEX_STASH_URL (and STASH2PLEX_STASH_API_KEY) for the command line"
         )
     stored_key = store.get_value(API_KEY_KEY) or None
     client = StashClient(StashConnection.from_server_connection(connection, api_key=stored_key))
@@ -58,13 +69,21 @@ def connect_stash(store: Store, connection: dict[str, Any] | None = None) -> Sta
     return client
 
 
-def load_config(stash: StashClient) -> Config:
-    return build_config(stash.plugin_settings(PLUGIN_ID))
+def load_config(
+    stash: StashClient, local: LocalSettings | None = None
+) -> tuple[Config, dict[str, str]]:
+    """The effective settings (Stash's, overridden by file and environment) and their sources."""
+    values, sources = effective_settings(stash.plugin_settings(PLUGIN_ID), local or LocalSettings())
+    return build_config(values), sources
 
 
-def build_context(store: Store, connection: dict[str, Any] | None = None) -> Context:
-    stash = connect_stash(store, connection)
-    config = load_config(stash)
+def build_context(
+    store: Store, connection: dict[str, Any] | None = None, local: LocalSettings | None = None
+) -> Context:
+    if local is None:
+        local = load_local_settings(store.path.parent)
+    stash = connect_stash(store, connection, local)
+    config, sources = load_config(stash, local)
     if config.missing:
         raise NotConfiguredError(
             "Stash2Plex is not configured: set "
@@ -77,4 +96,4 @@ def build_context(store: Store, connection: dict[str, Any] | None = None) -> Con
         timeout=config.plex_timeout,
         verify_tls=config.verify_tls,
     )
-    return Context(store, config, stash, plex)
+    return Context(store, config, stash, plex, sources)

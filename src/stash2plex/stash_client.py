@@ -48,6 +48,18 @@ class StashConnection:
             verify_tls=scheme != "https" or host not in ("127.0.0.1", "[::1]"),
         )
 
+    @classmethod
+    def from_url(cls, url: str, api_key: str | None = None) -> StashConnection:
+        """A connection given by address, for the command line and the service."""
+        text = url.strip().rstrip("/")
+        if text.endswith("/graphql"):
+            text = text[: -len("/graphql")]
+        if not text.lower().startswith(("http://", "https://")):
+            raise PermanentError(
+                f"stash_url {url!r} must start with http:// or https://, e.g. http://127.0.0.1:9999"
+            )
+        return cls(text, None, api_key or None)
+
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.session_cookie, self.api_key) if s)
 

@@ -58,7 +58,7 @@ def _configure_output(
     try:
         with Store.open(data_dir) as store:
             stash = connect_stash(store, connection)
-            config = load_config(stash)
+            config, _ = load_config(stash)
         secrets += config.secrets() + stash.connection.secrets()
         hide_paths = config.obfuscate_paths
         log.debug_enabled = config.debug_logging

@@ -1,0 +1,110 @@
+"""Where settings come from outside Stash: environment variables and a TOML file.
+
+For the CLI and the service the same settings as in Stash's plugin page can be given as
+`STASH2PLEX_<KEY>` environment variables (e.g. `STASH2PLEX_PLEX_URL`) or in a TOML file
+(`--config`, `STASH2PLEX_CONFIG`, or `stash2plex.toml` in the data directory). Precedence,
+lowest first: defaults, Stash's plugin settings, the file, the environment. Two extra keys say
+how to reach Stash without a plugin connection: `stash_url` and `stash_api_key`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import SETTINGS, SETTINGS_BY_KEY
+from .errors import PermanentError
+
+ENV_PREFIX = "STASH2PLEX_"
+CONFIG_FILENAME = "stash2plex.toml"
+CONNECTION_KEYS = ("stash_url", "stash_api_key")
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Settings given outside Stash, with where each came from."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None
+
+    @property
+    def stash_url(self) -> str | None:
+        return self.values.get("stash_url") or None
+
+    @property
+    def stash_api_key(self) -> str | None:
+        return self.values.get("stash_api_key") or None
+
+    def plugin_values(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k in SETTINGS_BY_KEY}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise PermanentError(f"cannot read the settings file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PermanentError(f"the settings file {path} is not valid TOML: {exc}") from None
+    table = data.get("stash2plex", data)
+    known = {*SETTINGS_BY_KEY, *CONNECTION_KEYS}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise PermanentError(
+            f"the settings file {path} has unknown keys {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(known))}"
+        )
+    return dict(table)
+
+
+def load_local_settings(
+    data_dir: Path | None,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LocalSettings:
+    """Read the TOML file (if any) and the environment, later sources winning."""
+    env = os.environ if environ is None else environ
+    path = config_file or (
+        Path(env[f"{ENV_PREFIX}CONFIG"]) if env.get(f"{ENV_PREFIX}CONFIG") else None
+    )
+    if path is None and data_dir is not None and (data_dir / CONFIG_FILENAME).is_file():
+        path = data_dir / CONFIG_FILENAME
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        for key, value in _read_toml(path).items():
+            values[key] = value
+            sources[key] = f"file {path}"
+    for key in [*(s.key for s in SETTINGS), *CONNECTION_KEYS]:
+        name = f"{ENV_PREFIX}{key.upper()}"
+        if name in env:
+            values[key] = env[name]
+            sources[key] = f"environment {name}"
+    return LocalSettings(values, sources, path)
+
+
+def effective_settings(
+    stash_values: Mapping[str, Any], local: LocalSettings
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge Stash's plugin settings with the local ones; returns (values, source per key)."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.key in local.values:
+            merged[setting.key] = local.values[setting.key]
+            sources[setting.key] = local.sources[setting.key]
+        elif stash_values.get(setting.key) is not None:
+            merged[setting.key] = stash_values[setting.key]
+            sources[setting.key] = "Stash plugin settings"
+        else:
+            sources[setting.key] = "default"
+    return merged, sources

@@ -1,0 +1,111 @@
+"""The command line for people who run Stash2Plex outside Stash: settings from the environment
+or a TOML file, the operations as commands, --json output and meaningful exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from stash2plex.cli import main
+
+from .sandbox import PLEX_TOKEN, sandbox
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, scenes=25, settings={}) as opened:
+        opened.stash.plugin_settings = {}  # nothing saved in Stash: the CLI brings it all
+        yield opened
+
+
+@pytest.fixture
+def cli(box, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", box.stash.url)
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", box.plex.url)
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", PLEX_TOKEN)
+    runner = CliRunner()
+
+    def run(*args: str, expect: int = 0):
+        result = runner.invoke(main, ["--data-dir", str(box.data_dir), *args])
+        assert result.exit_code == expect, result.output
+        assert PLEX_TOKEN not in result.output
+        return result
+
+    return run
+
+
+def test_config_check_shows_values_sources_and_masks_the_token(box, cli, tmp_path):
+    settings_file = tmp_path / "s2p.toml"
+    settings_file.write_text(
+        f'[stash2plex]\npath_map = "{box.library.path_map}"\nmax_retries = 7\n'
+    )
+    result = cli("--config", str(settings_file), "--json", "config", "check")
+    rows = {row["key"]: row for row in json.loads(result.output)["settings"]}
+    assert rows["plex_url"]["source"] == "environment STASH2PLEX_PLEX_URL"
+    assert rows["plex_token"]["value"].startswith("***")
+    assert rows["max_retries"] == {
+        "key": "max_retries",
+        "value": 7,
+        "source": f"file {settings_file}",
+    }
+    assert rows["plex_timeout"]["source"] == "default"
+
+
+def test_missing_required_setting_exits_2_naming_it(cli, monkeypatch):
+    monkeypatch.delenv("STASH2PLEX_PLEX_TOKEN")
+    result = cli("config", "check", expect=2)
+    assert "plex_token" in result.output
+
+
+def test_unknown_key_in_the_settings_file_is_named(box, cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("plex_tokn = 'x'\n")
+    result = cli("--config", str(bad), "config", "check", expect=2)
+    assert "plex_tokn" in result.output
+
+
+def test_sync_all_then_status_health_and_preview(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
+    cli("sync", "--all")
+    matchable = [s for s in box.library.scenes.values() if s.files and s.in_plex]
+    status = json.loads(cli("--json", "queue", "status").output)
+    assert status["linked_scenes"] == len(matchable)
+    assert status["pending"] == 0 and status["breaker"] == "closed"
+
+    health = json.loads(cli("--json", "health").output)
+    assert health["healthy"] is True and health["latency_ms"] >= 0
+
+    scene = matchable[0]
+    in_plex = box.item(scene).title
+    box.stash.update_scene(scene.id, title="Previewed title")
+    writes = box.writes()
+    previews = json.loads(cli("--json", "preview", str(scene.id)).output)
+    assert previews[0]["status"] == "would change"
+    assert {"field": "title", "plex": in_plex, "stash": "Previewed title"} in previews[0]["changes"]
+    assert box.writes() == writes
+
+
+def test_health_exits_1_when_plex_is_down(box, cli):
+    box.plex.faults.maintenance(True)
+    result = cli("--json", "health", expect=1)
+    assert json.loads(result.output)["healthy"] is False
+
+
+def test_dead_letter_commands(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
+    with box.store() as store:
+        store.enqueue([1, 2], "test")
+        for job in store.claim_due("t", 2, 60):
+            store.dead_letter(job, error_class="transient", message="HTTP 502", attempts=5)
+    listed = json.loads(cli("--json", "dlq", "list").output)
+    assert sorted(letter["scene_id"] for letter in listed) == [1, 2]
+    cli("dlq", "retry", "--class", "permanent")
+    assert len(json.loads(cli("--json", "dlq", "list").output)) == 2
+    cli("dlq", "purge", "--days", "30")
+    assert len(json.loads(cli("--json", "dlq", "list").output)) == 2
+    cli("dlq", "clear")
+    assert json.loads(cli("--json", "dlq", "list").output) == []
+    outages = json.loads(cli("--json", "outages").output)
+    assert outages["outages"] == 0 and outages["mttr_s"] is None
