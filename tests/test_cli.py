@@ -109,3 +109,29 @@ def test_dead_letter_commands(box, cli, monkeypatch):
     assert json.loads(cli("--json", "dlq", "list").output) == []
     outages = json.loads(cli("--json", "outages").output)
     assert outages["outages"] == 0 and outages["mttr_s"] is None
+
+
+def test_diagnose_suggests_the_path_map_rule_that_makes_matching_exact(box, cli):
+    result = cli("--json", "diagnose")
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert checks["Stash"]["ok"] and checks["Plex"]["ok"] and checks["libraries"]["ok"]
+    assert "by file name and size only" in checks["path mapping"]["detail"]
+    assert f"'{box.library.path_map}'" in checks["path mapping"]["fix"]
+
+
+def test_diagnose_fails_when_plex_holds_other_files(box, cli):
+    for key in box.plex.items(box.section_id):
+        box.plex.delete_item(key)
+    box.plex.add_item(box.section_id, "/plex/media/unrelated.mp4", sizes=1)
+    result = cli("--json", "diagnose", expect=1)
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert not checks["path mapping"]["ok"]
+    assert "0 of" in checks["path mapping"]["detail"]
+
+
+def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
+    result = cli("--json", "diagnose", expect=1)
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert not checks["Plex"]["ok"] and "plex_token" in checks["Plex"]["fix"]
+    assert "wrong-token-000" not in result.output

@@ -479,3 +479,23 @@ def preview(cli: Cli, scene_id: int | None, count: int) -> None:
         for change in item.changes:
             table.add_row(str(item.scene_id), item.status, change.field, change.plex, change.stash)
     cli.show([p.as_dict() for p in previews], table)
+
+
+@main.command("diagnose")
+@click.pass_obj
+def diagnose_command(cli: Cli) -> None:
+    """Check Stash, the settings, Plex, the token, the libraries and the path mapping."""
+    from rich.table import Table
+
+    from .diagnose import as_dicts, diagnose
+
+    with cli.store() as store:
+        checks = diagnose(store, local=cli.local())
+    table = Table(title="Diagnose")
+    for column in ("check", "", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        table.add_row(check.name, "OK" if check.ok else "FIX", check.detail, check.fix)
+    cli.show(as_dicts(checks), table)
+    if any(not check.ok for check in checks):
+        sys.exit(EXIT_ATTENTION)

@@ -270,6 +270,24 @@ def outage_summary(
     return report
 
 
+def diagnose(
+    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> dict[str, Any]:
+    from .diagnose import as_dicts
+    from .diagnose import diagnose as run_diagnose
+
+    with Store.open(data_dir) as store:
+        checks = run_diagnose(store, connection)
+    for check in checks:
+        if check.ok:
+            log.info(f"Stash2Plex diagnose: OK   {check.name}: {check.detail}")
+        else:
+            log.warning(f"Stash2Plex diagnose: FIX  {check.name}: {check.detail}. {check.fix}")
+    blocking = [c for c in checks if not c.ok]
+    log.info(f"Stash2Plex diagnose: {len(blocking)} problem(s) found")
+    return {"problems": len(blocking), "checks": as_dicts(checks)}
+
+
 TASKS = {
     "sync_all": sync_all,
     "process_queue": process_queue,
@@ -282,4 +300,5 @@ TASKS = {
     "recover_outage_jobs": recover_outage,
     "health_check": health_check,
     "outage_summary": outage_summary,
+    "diagnose": diagnose,
 }

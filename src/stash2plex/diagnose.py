@@ -1,0 +1,229 @@
+"""Diagnose: what would block syncing, each problem with its fix.
+
+Checks, in order, stopping where later checks cannot run: Stash reachable; settings complete
+and valid; Plex reachable and the token accepted; the libraries readable; the path mapping,
+tried on a sample of scenes (suggesting a `path_map` rule when Plex holds the same file names
+under another root); and the queue's own holds and dead letters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import errors
+from .config_sources import LocalSettings
+from .context import connect_stash, load_config
+from .matching import MAPPED_PATH, match_scene
+from .pathmap import map_path
+from .plex_client import PlexClient
+from .store import Store
+from .sync import PlexIndex
+
+SAMPLE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def diagnose(
+    store: Store, connection: dict[str, Any] | None = None, local: LocalSettings | None = None
+) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        stash = connect_stash(store, connection, local)
+        version = stash.version()
+    except errors.SyncError as exc:
+        return [
+            Check(
+                "Stash",
+                False,
+                exc.message,
+                "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
+                "STASH2PLEX_STASH_API_KEY.",
+            )
+        ]
+    checks.append(Check("Stash", True, f"Stash {version} answers"))
+    config, _ = load_config(stash, local)
+    for warning in config.warnings:
+        key = warning.split()[1]
+        checks.append(
+            Check(
+                f"setting {key}",
+                False,
+                warning,
+                f"Correct {key} in Settings > Plugins > Stash2Plex.",
+            )
+        )
+    if config.missing:
+        checks.append(
+            Check(
+                "settings",
+                False,
+                f"missing: {', '.join(config.missing)}",
+                "Set them in Settings > Plugins > Stash2Plex (see docs/settings.md).",
+            )
+        )
+        return checks
+    if not config.enabled:
+        checks.append(
+            Check(
+                "enabled",
+                False,
+                "Stash2Plex is switched off",
+                "Tick 'Enabled' in Settings > Plugins > Stash2Plex.",
+            )
+        )
+    plex = PlexClient(
+        config.plex_url,
+        config.plex_token,
+        timeout=min(config.plex_timeout, 15),
+        verify_tls=config.verify_tls,
+    )
+    health = plex.health()
+    if not health.ok:
+        fix = (
+            "Copy a fresh X-Plex-Token into plex_token."
+            if "401" in health.detail
+            else "Check plex_url and that Plex is running and reachable from Stash's machine."
+        )
+        checks.append(Check("Plex", False, health.detail, fix))
+        return checks
+    checks.append(Check("Plex", True, f"{health.detail} in {health.latency_ms:.0f} ms"))
+    index = PlexIndex(store, plex, config)
+    try:
+        sections = index.sections()
+        index.refresh(force=True, full=True)
+    except errors.SyncError as exc:
+        checks.append(
+            Check(
+                "libraries",
+                False,
+                exc.message,
+                "Set plex_library to the names of the libraries holding your files.",
+            )
+        )
+        return checks
+    if not sections:
+        checks.append(
+            Check(
+                "libraries",
+                False,
+                "no movie or other-videos library in Plex",
+                "Add your Stash folder to a Plex library of type Movies or Other Videos.",
+            )
+        )
+        return checks
+    titles = ", ".join(s["title"] for s in sections)
+    checks.append(Check("libraries", True, f"{titles}: {store.index_size()} items indexed"))
+    checks.append(_path_check(stash, store, config))
+    checks.extend(_queue_checks(store))
+    return checks
+
+
+def _path_check(stash, store: Store, config) -> Check:
+    _, scenes = stash.find_scenes(per_page=SAMPLE_SIZE)
+    with_files = [s for s in scenes if s.get("files")]
+    if not with_files:
+        return Check("path mapping", True, "no scene with a file to test")
+    exact, by_name, missing = 0, [], []
+    for scene in with_files:
+        result = match_scene(
+            scene["files"], config.path_map, store.index_by_path, store.index_by_basename
+        )
+        if result.match is None:
+            missing.append(scene["files"][0]["path"])
+        elif result.match.rule == MAPPED_PATH:
+            exact += 1
+        else:
+            by_name.append(scene["files"][0]["path"])
+    detail = f"{exact + len(by_name)} of {len(with_files)} sample scenes match a Plex item" + (
+        f" ({len(by_name)} by file name and size only)" if by_name else ""
+    )
+    if not missing and not by_name:
+        return Check("path mapping", True, detail)
+    suggestion = _suggest_rule(missing + by_name, store)
+    example = (missing or by_name)[0]
+    fix = f"For example {example} was looked for as {map_path(example, config.path_map)}. "
+    fix += (
+        f"Plex holds these files under another root: set path_map to '{suggestion}'."
+        if suggestion
+        else "Make sure the Plex library covers Stash's folders, or set path_map "
+        "('/stash/prefix => /plex/prefix')."
+    )
+    # Matching by name and size works but is a guess-free fallback only while names are unique.
+    return Check("path mapping", not missing, detail, fix)
+
+
+def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:
+    """A `path_map` rule from a Stash path and the Plex path with the same file name."""
+    for path in stash_paths:
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        candidates = store.index_by_basename(name)
+        if len(candidates) != 1:
+            continue
+        plex_path = candidates[0].path
+        common = 0
+        while (
+            common < min(len(path), len(plex_path)) and path[-1 - common] == plex_path[-1 - common]
+        ):
+            common += 1
+        stash_prefix = path[: len(path) - common].rstrip("/\\")
+        plex_prefix = plex_path[: len(plex_path) - common].rstrip("/\\")
+        # Cut back to whole folder names.
+        suffix = path[len(path) - common :]
+        cut = suffix.find("/") if "/" in suffix else suffix.find("\\")
+        if cut > 0:
+            stash_prefix += suffix[:cut]
+            plex_prefix += suffix[:cut]
+        if stash_prefix and plex_prefix and stash_prefix != plex_prefix:
+            return f"{stash_prefix} => {plex_prefix}"
+    return None
+
+
+def _queue_checks(store: Store) -> list[Check]:
+    from .breaker import BreakerState
+    from .worker import BREAKER_KEY, PAUSE_KEY
+
+    checks = []
+    breaker = BreakerState.from_dict(store.get_value(BREAKER_KEY))
+    if not breaker.is_closed:
+        checks.append(
+            Check(
+                "queue",
+                False,
+                "the circuit breaker is open (Plex was down)",
+                "It closes by itself at the next passing health probe.",
+            )
+        )
+    pause = store.get_value(PAUSE_KEY)
+    if pause:
+        checks.append(
+            Check(
+                "queue",
+                False,
+                f"paused: {pause['reason']}",
+                "Fix plex_token, then run any task (or save a scene).",
+            )
+        )
+    dead = store.dead_letter_counts()
+    if dead:
+        summary = ", ".join(f"{n} {cls}" for cls, n in dead.items())
+        checks.append(
+            Check(
+                "dead letters",
+                False,
+                summary,
+                "See `stash2plex dlq list`; retry with 'Retry Dead Letters'.",
+            )
+        )
+    return checks
+
+
+def as_dicts(checks: list[Check]) -> list[dict[str, Any]]:
+    return [asdict(c) for c in checks]
