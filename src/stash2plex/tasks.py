@@ -27,6 +27,7 @@ def run_task(
     del plugin_dir  # dependencies are already on the path (see plugin.main)
     scrub = _configure_output(connection, data_dir, log)
     mode = str(args.get("mode") or "")
+    log.debug(f"Stash2Plex: task {mode!r} with data directory {data_dir}")
     handler = TASKS.get(mode)
     if handler is None:
         message = f"unknown task mode {mode!r}; expected one of: {', '.join(sorted(TASKS))}"

@@ -506,14 +506,14 @@ class Worker:
     def _housekeeping(self) -> None:
         """Bound what grows: finished jobs and old events (dead letters: see retention)."""
         now = self.clock()
-        if now - self._housekept_at < HOUSEKEEPING_SECONDS:
+        # Dead-letter retention is a setting: wait until the settings have been read.
+        if self._context is None or now - self._housekept_at < HOUSEKEEPING_SECONDS:
             return
         self._housekept_at = now
         self.store.prune_done_jobs(now - DONE_JOB_RETENTION_SECONDS)
         self.store.prune_events(now - EVENT_RETENTION_SECONDS)
-        if self._context is not None:
-            days = self._context.config.dlq_retention_days
-            self.store.delete_dead_letters(older_than=now - days * 86400)
+        days = self._context.config.dlq_retention_days
+        self.store.delete_dead_letters(older_than=now - days * 86400)
 
     def _set_blocked(self, reason: str | None) -> None:
         """Tell tasks following this worker why it cannot make progress (or that it can)."""
