@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stash2plex.config import PLUGIN_ID
 from stash2plex.context import build_context
 from stash2plex.operations import queue_all_scenes
 from stash2plex.sandbox import images
-from stash2plex.sandbox.library import SampleLibrary, Scene, generate_library, seed_plex
+from stash2plex.sandbox.library import SampleLibrary, Scene, generate_library
 from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.session import running_sandbox
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.store import Store
 from stash2plex.worker import DrainReport, Worker
@@ -92,18 +92,13 @@ def sandbox(
     **library_options: Any,
 ) -> Iterator[Sandbox]:
     library = generate_library(scenes, seed=seed, **library_options)
-    with PlexEmulator(token=PLEX_TOKEN) as plex:
-        section_id = seed_plex(plex, library)
-        values = {
-            "plex_url": plex.url,
-            "plex_token": PLEX_TOKEN,
-            "plex_library": "Stash Scenes",
-            "path_map": library.path_map,
-            **(settings or {}),
-        }
-        with StashEmulator(library, plugin_settings=values, plugin_id=PLUGIN_ID) as stash:
-            data_dir = tmp_path / "data"
-            with Store.open(data_dir) as store:
-                store.put_value("server_connection", stash.server_connection())
-            yield Sandbox(library, plex, stash, data_dir, section_id)
+    with running_sandbox(library, plex_token=PLEX_TOKEN, settings=settings) as (
+        plex,
+        stash,
+        section_id,
+    ):
+        data_dir = tmp_path / "data"
+        with Store.open(data_dir) as store:
+            store.put_value("server_connection", stash.server_connection())
+        yield Sandbox(library, plex, stash, data_dir, section_id)
         assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from stash2plex.config import PLUGIN_ID
-from stash2plex.sandbox.library import generate_library, seed_plex
-from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.runner import PluginRunner
-from stash2plex.sandbox.stash_emulator import StashEmulator
+from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store import Store
 from stash2plex.worker_lock import worker_running
 
@@ -26,23 +24,20 @@ def library():
 
 
 @pytest.fixture
-def plex(library):
-    with PlexEmulator(token=PLEX_TOKEN) as emulator:
-        seed_plex(emulator, library)
-        yield emulator
-        assert emulator.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
+def servers(library):
+    with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, _):
+        yield plex, stash
+        assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
 
 
 @pytest.fixture
-def stash(library, plex):
-    settings = {
-        "plex_url": plex.url,
-        "plex_token": PLEX_TOKEN,
-        "plex_library": "Stash Scenes",
-        "path_map": library.path_map,
-    }
-    with StashEmulator(library, plugin_settings=settings, plugin_id=PLUGIN_ID) as emulator:
-        yield emulator
+def plex(servers):
+    return servers[0]
+
+
+@pytest.fixture
+def stash(servers):
+    return servers[1]
 
 
 @pytest.fixture

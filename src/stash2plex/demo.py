@@ -14,12 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import PLUGIN_ID
 from .context import connect_stash
 from .operations import queue_all_scenes
-from .sandbox.library import generate_library, seed_plex
+from .sandbox.library import generate_library
 from .sandbox.plex_emulator import PlexEmulator
-from .sandbox.stash_emulator import StashEmulator
+from .sandbox.session import running_sandbox
 from .store import Store
 from .worker import Worker
 
@@ -32,36 +31,28 @@ def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None
     console = console or Console()
     library = generate_library(scenes, seed=seed)
     with (
-        PlexEmulator(token=PLEX_TOKEN) as plex,
+        running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, section_id),
         tempfile.TemporaryDirectory(prefix="stash2plex-demo-") as data_dir,
     ):
-        section_id = seed_plex(plex, library)
-        settings = {
-            "plex_url": plex.url,
-            "plex_token": PLEX_TOKEN,
-            "plex_library": "Stash Scenes",
-            "path_map": library.path_map,
-        }
-        with StashEmulator(library, plugin_settings=settings, plugin_id=PLUGIN_ID) as stash:
-            console.print(
-                f"[bold]Stash2Plex demo[/]: {len(library.scenes)} scenes in an emulated Stash at "
-                f"{stash.url}, {len(plex.items(section_id))} items in an emulated Plex at "
-                f"{plex.url}"
-            )
-            sample = _sample_scene_ids(library)
-            before = {sid: _plex_view(plex, library, sid) for sid in sample}
-            started = time.monotonic()
-            report = _sync(Path(data_dir), stash.server_connection(), console)
-            elapsed = time.monotonic() - started
-            after = {sid: _plex_view(plex, library, sid) for sid in sample}
-            _print_sample(console, library, before, after)
-            with Store.open(data_dir) as store:
-                counts = store.job_counts()
-                dead = store.dead_letters()
-                linked = store.link_count()
-            matchable = sum(1 for s in library.scenes.values() if s.files and s.in_plex)
-            requests = len(plex.log.entries)
-            unknown = plex.log.unknown()
+        console.print(
+            f"[bold]Stash2Plex demo[/]: {len(library.scenes)} scenes in an emulated Stash at "
+            f"{stash.url}, {len(plex.items(section_id))} items in an emulated Plex at "
+            f"{plex.url}"
+        )
+        sample = _sample_scene_ids(library)
+        before = {sid: _plex_view(plex, library, sid) for sid in sample}
+        started = time.monotonic()
+        report = _sync(Path(data_dir), stash.server_connection(), console)
+        elapsed = time.monotonic() - started
+        after = {sid: _plex_view(plex, library, sid) for sid in sample}
+        _print_sample(console, library, before, after)
+        with Store.open(data_dir) as store:
+            counts = store.job_counts()
+            dead = store.dead_letters()
+            linked = store.link_count()
+        matchable = sum(1 for s in library.scenes.values() if s.files and s.in_plex)
+        requests = len(plex.log.entries)
+        unknown = plex.log.unknown()
     table = Table(title="Summary", show_header=False)
     table.add_row("scenes in Stash", str(len(library.scenes)))
     table.add_row("synced to Plex", f"{report.synced} (linked {linked} of {matchable} matchable)")

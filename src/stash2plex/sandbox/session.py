@@ -1,0 +1,33 @@
+"""Both emulators started, seeded from one library and configured for Stash2Plex."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..config import PLUGIN_ID
+from .library import SampleLibrary, seed_plex
+from .plex_emulator import PlexEmulator
+from .stash_emulator import StashEmulator
+
+SECTION_TITLE = "Stash Scenes"
+
+
+@contextmanager
+def running_sandbox(
+    library: SampleLibrary, *, plex_token: str, settings: dict[str, Any] | None = None
+) -> Iterator[tuple[PlexEmulator, StashEmulator, int]]:
+    """Yield (plex, stash, section id): Plex holds the library's files, Stash its scenes, and
+    Stash's saved plugin settings point at that Plex (`settings` adds or overrides keys)."""
+    with PlexEmulator(token=plex_token) as plex:
+        section_id = seed_plex(plex, library, section_title=SECTION_TITLE)
+        values = {
+            "plex_url": plex.url,
+            "plex_token": plex_token,
+            "plex_library": SECTION_TITLE,
+            "path_map": library.path_map,
+            **(settings or {}),
+        }
+        with StashEmulator(library, plugin_settings=values, plugin_id=PLUGIN_ID) as stash:
+            yield plex, stash, section_id
