@@ -41,6 +41,8 @@ INDEX_REFRESH_MIN_SECONDS = 30.0
 # An incremental refresh reads the newest items first; more new items than this means a
 # full re-listing is cheaper than paging by date.
 INCREMENTAL_PAGE = 100
+# How long a listing's collection tags are trusted for an item's first sync.
+INDEX_FRESH_SECONDS = 600.0
 # Listings show at most about two collection tags; at that count the list may be truncated.
 LISTING_COLLECTION_LIMIT = 2
 
@@ -134,6 +136,11 @@ class PlexIndex:
                 self.store.add_to_index(fresh)
         self.store.put_value("plex_index_refreshed_at", self.clock())
         return True
+
+    def fresh(self) -> bool:
+        """True when the index was refreshed within the last few minutes."""
+        last = self.store.get_value("plex_index_refreshed_at")
+        return last is not None and self.clock() - float(last) < INDEX_FRESH_SECONDS
 
     def ensure_built(self) -> None:
         if self.store.get_value("plex_index_refreshed_at") is None:
@@ -233,7 +240,13 @@ class SceneSyncer:
         listed = self.store.listed_collections(match.rating_key) or []
         ours = set(owned.get("collection", []))
         collections_unknown = "collection" in changes and (
-            any(name not in ours for name in listed) or len(listed) >= LISTING_COLLECTION_LIMIT
+            # After our first push the user may have added collections in Plex at any time,
+            # so a change reads the item. A first push may trust a fresh listing that shows
+            # fewer collections than listings truncate to, none of them the user's.
+            "collection" in pushed
+            or not self.index.fresh()
+            or any(name not in ours for name in listed)
+            or len(listed) >= LISTING_COLLECTION_LIMIT
         )
         current = None
         if collections_unknown or (self.config.preserve_plex_edits and pushed):

@@ -1,0 +1,226 @@
+"""Every setting in the manifest reaches the code: each one changes behaviour or is validated.
+
+The connection and operational settings are proven here; the field settings in
+tests/test_field_settings.py. A registry maps every manifest key
+to the tests that prove it, and a test fails when a key has none or a named test is missing.
+"""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import pytest
+
+from stash2plex.context import build_context
+from stash2plex.sandbox.manifest import load_manifest
+from stash2plex.worker import BLOCKED_KEY, PAUSE_KEY, Worker
+
+from .sandbox import sandbox
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+
+PROVEN_BY = {
+    "plex_url": ["test_settings_reach_code.py::test_plex_url_is_validated_and_used"],
+    "plex_token": ["test_settings_reach_code.py::test_plex_token_is_sent_and_a_wrong_one_pauses"],
+    "plex_library": ["test_settings_reach_code.py::test_plex_library_selects_and_names_missing"],
+    "path_map": ["test_settings_reach_code.py::test_path_map_makes_matching_exact"],
+    "plex_timeout": ["test_settings_reach_code.py::test_plex_timeout_bounds_each_request"],
+    "enabled": ["test_settings_reach_code.py::test_enabled_off_keeps_jobs_and_sends_nothing"],
+    "verify_tls": ["test_settings_reach_code.py::test_verify_tls_reaches_the_plex_session"],
+    "max_retries": ["test_settings_reach_code.py::test_max_retries_sets_attempts_before_dlq"],
+    "dlq_retention_days": ["test_settings_reach_code.py::test_dlq_retention_days_prunes"],
+    "debug_logging": ["test_settings_reach_code.py::test_debug_logging_and_obfuscate_paths"],
+    "obfuscate_paths": ["test_settings_reach_code.py::test_debug_logging_and_obfuscate_paths"],
+    "skip_title": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_summary": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_date": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_studio": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_performers": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_tags": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_collections": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_poster": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "skip_art": ["test_field_settings.py::test_each_skip_setting_leaves_its_field_alone"],
+    "sync_performer_photos": [
+        "test_field_settings.py::test_performer_photos_only_when_asked_and_never_the_placeholder"
+    ],
+    "sync_rating": ["test_field_settings.py::test_rating_syncs_only_when_asked"],
+    "collection_parent_studio": [
+        "test_field_settings.py::test_parent_studio_and_group_collections_are_optional"
+    ],
+    "collection_groups": [
+        "test_field_settings.py::test_parent_studio_and_group_collections_are_optional"
+    ],
+    "tag_include": ["test_field_settings.py::test_tag_filters_cover_child_tags_and_exclusion_wins"],
+    "tag_exclude": ["test_field_settings.py::test_tag_filters_cover_child_tags_and_exclusion_wins"],
+    "preserve_plex_edits": [
+        "test_field_settings.py::test_preserve_plex_edits_keeps_a_field_edited_in_plex_and_reports_it"
+    ],
+    "trigger_plex_scan": [
+        "test_field_settings.py::test_a_new_scene_waits_for_plex_then_syncs_by_itself"
+    ],
+    "skip_not_found": ["test_field_settings.py::test_skip_not_found_drops_instead_of_waiting"],
+}
+
+
+def _test_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+
+
+def test_every_manifest_setting_is_proven_by_a_test():
+    keys = set(load_manifest(REPO / "Stash2Plex.yml").settings)
+    assert keys == set(PROVEN_BY), "update PROVEN_BY to match the manifest's settings"
+    for key, proofs in PROVEN_BY.items():
+        for proof in proofs:
+            file_name, _, test_name = proof.partition("::")
+            path = HERE / file_name
+            assert path.is_file(), f"{key}: {file_name} does not exist"
+            text = path.read_text()
+            assert test_name in _test_names(path), f"{key}: {proof} does not exist"
+            assert key in text, f"{key}: {file_name} never sets it"
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, scenes=15) as opened:
+        yield opened
+
+
+def some_scene(box):
+    return box.find(lambda s: bool(s.title))
+
+
+def test_plex_url_is_validated_and_used(box):
+    box.settings(plex_url="plex.local:32400")
+    with box.store() as store, pytest.raises(Exception, match="plex_url"):
+        build_context(store)
+    box.settings(plex_url=box.plex.url)
+    assert box.drain(some_scene(box).id).synced == 1
+
+
+def test_plex_token_is_sent_and_a_wrong_one_pauses(box):
+    box.settings(plex_token="not-the-token")
+    scene = some_scene(box)
+    box.drain(scene.id)
+    assert box.job(scene.id).reason == "auth"
+    with box.store() as store:
+        assert "plex_token" in store.get_value(PAUSE_KEY)["reason"]
+
+
+def test_plex_library_selects_and_names_missing(box):
+    box.settings(plex_library="Nope")
+    scene = some_scene(box)
+    box.drain(scene.id)
+    with box.store() as store:
+        [letter] = store.dead_letters()
+    assert "Nope" in letter["message"] and "Stash Scenes" in letter["message"]
+
+
+def test_path_map_makes_matching_exact(box):
+    scene = some_scene(box)
+    box.drain(scene.id)
+    with box.store() as store:
+        link = store.link(scene.id)
+    assert link.plex_path == box.library.plex_path(scene.files[0].path)
+    box.settings(path_map="/nowhere => /never")
+    box.plex.delete_item(box.rating_key(scene))
+    box.plex.add_item(
+        box.section_id,
+        "/other/root/" + scene.files[0].path.rsplit("/", 1)[-1],
+        sizes=scene.files[0].size + 1,
+    )
+    box.stash.update_scene(scene.id, title="Moved")
+    box.drain(scene.id)
+    assert box.job(scene.id).reason == "not_in_plex"
+
+
+def test_plex_timeout_bounds_each_request(box):
+    box.settings(plex_timeout=1)
+    scene = some_scene(box)
+    box.drain()
+    box.stash.update_scene(scene.id, title="Slow")
+    box.plex.faults.latency(1.5, route=r"^PUT ")
+    started = time.monotonic()
+    box.drain(scene.id)
+    assert time.monotonic() - started < 5
+    job = box.job(scene.id)
+    assert job.reason == "retry" and "in time" in job.last_error
+
+
+def test_enabled_off_keeps_jobs_and_sends_nothing(box):
+    box.settings(enabled=False)
+    scene = some_scene(box)
+    box.drain(scene.id)
+    assert box.writes() == 0
+    assert box.job(scene.id).state == "pending"
+    with box.store() as store:
+        assert "enabled" in store.get_value(BLOCKED_KEY)["reason"]
+    box.settings(enabled=True)
+    assert Worker(box.data_dir).run(until_idle=True).synced == 1  # the kept job now syncs
+
+
+def test_verify_tls_reaches_the_plex_session(box):
+    with box.store() as store:
+        assert build_context(store).plex.session.verify is True
+        box.settings(verify_tls=False)
+        assert build_context(store).plex.session.verify is False
+
+
+def test_max_retries_sets_attempts_before_dlq(box):
+    box.settings(max_retries=2)
+    scene = some_scene(box)
+    box.drain()
+    box.stash.update_scene(scene.id, title="Failing")
+    box.plex.faults.fail(500, route=r"^PUT ")
+    box.queue(scene.id)
+    clock_offset = [0.0]
+    for _ in range(4):
+        Worker(box.data_dir, clock=lambda: time.time() + clock_offset[0]).run(until_idle=True)
+        clock_offset[0] += 7200
+    with box.store() as store:
+        [letter] = store.dead_letters()
+    assert letter["attempts"] == 2
+
+
+def test_dlq_retention_days_prunes(box):
+    box.settings(dlq_retention_days=3)
+    with box.store() as store:
+        store.enqueue([1, 2], "test")
+        old, new = store.claim_due("t", 2, 60)
+        store.clock = lambda: time.time() - 5 * 86400
+        store.dead_letter(old, error_class="permanent", message="old", attempts=1)
+        store.clock = time.time
+        store.dead_letter(new, error_class="permanent", message="new", attempts=1)
+    box.drain(some_scene(box).id)
+    with box.store() as store:
+        assert [letter["message"] for letter in store.dead_letters()] == ["new"]
+
+
+def test_debug_logging_and_obfuscate_paths(box, tmp_path):
+    import io
+
+    from stash2plex import protocol
+    from stash2plex.tasks import run_task
+
+    scene = box.find(lambda s: len(s.files) == 1)
+    box.plex.delete_item(box.rating_key(scene))
+    connection = box.stash.server_connection()
+    for debug, hide in ((False, False), (True, True)):
+        box.settings(debug_logging=debug, obfuscate_paths=hide)
+        err, out = io.StringIO(), io.StringIO()
+        run_task(
+            {"mode": "preview", "scene_id": str(scene.id)},
+            connection,
+            box.data_dir,
+            None,
+            log=protocol.StashLog(err),
+            stdout=out,
+        )
+        text = err.getvalue() + out.getvalue()
+        assert ("\x01d\x02" in err.getvalue()) is debug
+        plex_path = box.library.plex_path(scene.files[0].path)
+        assert (plex_path in text) is (not hide)
+        assert ("<path-" in text) is hide
