@@ -1,0 +1,42 @@
+"""Serve both emulators in their own process, for benchmarks.
+
+Builds the library from the seed (deterministically, so the benchmark process can rebuild
+the same one), seeds Plex, applies a latency to every Plex route, prints one JSON line with
+the URLs and the Stash server connection, and serves until stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.session import running_sandbox
+
+TOKEN = "bench-plex-token"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenes", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--latency-ms", type=float, default=2.0)
+    args = parser.parse_args()
+    library = generate_library(args.scenes, seed=args.seed)
+    with running_sandbox(library, plex_token=TOKEN) as (plex, stash, _):
+        plex.faults.latency(args.latency_ms / 1000)
+        print(
+            json.dumps(
+                {"plex": plex.url, "stash": stash.url, "connection": stash.server_connection()}
+            ),
+            flush=True,
+        )
+        sys.stdin.read()  # serve until the benchmark closes our stdin
+
+
+if __name__ == "__main__":
+    main()
