@@ -222,7 +222,7 @@ def retry_dlq(
     log.info(f"Stash2Plex: re-queued {queued} scenes from the dead-letter queue")
     result = {"requeued": queued}
     if queued:
-        result.update(_drain_report(data_dir, log))
+        result["drain"] = _drain_report(data_dir, log)
     return result
 
 
@@ -240,7 +240,7 @@ def recover_outage(
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
-        result.update(_drain_report(data_dir, log))
+        result["drain"] = _drain_report(data_dir, log)
     return result
 
 

@@ -1,0 +1,199 @@
+"""Every queue-management task, run through the plugin runner exactly as Stash runs it, with
+its report checked against the store's real state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.runner import PluginRunner
+from stash2plex.sandbox.session import running_sandbox
+from stash2plex.store import Store
+
+from .conftest import PLEX_TOKEN
+
+DAY = 86400.0
+
+
+@pytest.fixture
+def env(plugin_dir, worker_env, tmp_path):
+    library = generate_library(20, seed=4)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, _):
+        stash.api_key = "stash-api-key-7890"
+        runner = PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
+        connection = stash.server_connection(plugin_dir=str(plugin_dir))
+        data_dir = plugin_dir / "data"
+
+        def task(name: str, **args):
+            run = runner.run_task(name, connection, args=args or None)
+            log = data_dir / "worker.log"
+            for text in (run.stdout, run.stderr, log.read_text() if log.exists() else ""):
+                for secret in (PLEX_TOKEN, connection["SessionCookie"]["Value"], stash.api_key):
+                    assert secret not in text
+            return run
+
+        yield library, plex, stash, task, data_dir
+
+
+def matchable(library):
+    return [s.id for s in library.scenes.values() if s.files and s.in_plex]
+
+
+def letters(data_dir, *specs):
+    """Write dead letters (scene id, error class, age in days) as failures would."""
+    with Store.open(data_dir) as store:
+        for scene_id, error_class, age in specs:
+            store.enqueue([scene_id], "test")
+            [job] = [j for j in store.claim_due("t", 100, 60) if j.scene_id == scene_id]
+            store.clock = lambda age=age: time.time() - age * DAY
+            store.dead_letter(job, error_class=error_class, message="why", attempts=5)
+            store.clock = time.time
+
+
+def test_view_queue_status_reports_the_real_state(env):
+    library, _plex, _stash, task, data_dir = env
+    first, second, third, fourth = matchable(library)[:4]
+    task("Sync All Scenes")
+    data_dir.mkdir(exist_ok=True)
+    letters(data_dir, (first, "transient", 1), (second, "permanent", 1))
+    with Store.open(data_dir) as store:
+        store.enqueue([third, fourth], "test")
+        for job in store.claim_due("t", 10, 600):
+            if job.scene_id == fourth:
+                store.defer(job, reason="not_in_plex", due_at=time.time() + 600, attempts=0)
+            else:
+                store.release(job)
+
+    run = task("View Queue Status")
+
+    status = run.output
+    assert status["pending"] == 1 and status["in_progress"] == 0
+    assert status["waiting"] == {"not_in_plex": 1}
+    assert status["dead_letters"] == {"transient": 1, "permanent": 1}
+    assert status["breaker"] == "closed" and status["last_sync_at"] is not None
+    assert any("1 pending" in m for m in run.messages("info"))
+
+
+def test_clear_pending_queue_leaves_jobs_in_progress(env):
+    library, _plex, _stash, task, data_dir = env
+    a, b, c = matchable(library)[:3]
+    data_dir.mkdir(exist_ok=True)
+    with Store.open(data_dir) as store:
+        store.enqueue([a, b, c], "test")
+        claimed = store.claim_due("busy-worker", 10, 600)
+        [leased] = [j for j in claimed if j.scene_id == c]
+        for job in claimed:
+            if job.scene_id != c:
+                store.release(job)  # only c stays in progress
+    run = task("Clear Pending Queue")
+    assert run.output == {"cleared": 2}
+    with Store.open(data_dir) as store:
+        assert [j.scene_id for j in store.jobs()] == [leased.scene_id]
+
+
+def test_dead_letter_tasks(env):
+    library, _plex, _stash, task, data_dir = env
+    a, b, c = matchable(library)[:3]
+    data_dir.mkdir(exist_ok=True)
+    letters(data_dir, (a, "transient", 40), (b, "permanent", 1), (c, "transient", 1))
+
+    assert task("Purge Old DLQ Entries").output == {"purged": 1, "days": 30}
+    retried = task("Retry Dead Letters (transient only)").output
+    assert retried["requeued"] == 1 and retried["drain"]["synced"] == 1
+    with Store.open(data_dir) as store:
+        assert [(d["scene_id"], d["error_class"]) for d in store.dead_letters()] == [
+            (b, "permanent")
+        ]
+    assert task("Retry Dead Letters").output["requeued"] == 1
+    letters(data_dir, (a, "permanent", 2))
+    assert task("Clear Dead Letter Queue").output == {"cleared": 1}
+
+
+def test_recover_outage_jobs_picks_the_window_skips_and_is_idempotent(env):
+    library, plex, stash, task, data_dir = env
+    inside, outside, permanent, queued, deleted = matchable(library)[:5]
+    now = time.time()
+    data_dir.mkdir(exist_ok=True)
+    with Store.open(data_dir) as store:
+        store.start_outage(now - 2 * 3600)
+        store.end_outage(now - 3600, jobs_affected=4)
+    letters(
+        data_dir,
+        (inside, "transient", 1.5 / 24),
+        (outside, "transient", 3 / 24),
+        (permanent, "permanent", 1.5 / 24),
+        (queued, "transient", 1.5 / 24),
+        (deleted, "transient", 1.5 / 24),
+    )
+    with Store.open(data_dir) as store:
+        store.enqueue([queued], "test")
+    stash.delete_scene(deleted)
+
+    first = task("Recover Outage Jobs").output
+    assert first["recovered"] == 1
+    assert first["skipped"] == {"already queued": 1, "deleted in Stash": 1}
+    assert first["drain"]["synced"] >= 1
+    second = task("Recover Outage Jobs").output
+    assert second["recovered"] == 0 and second["skipped"] == {}
+    with Store.open(data_dir) as store:
+        remaining = sorted(d["scene_id"] for d in store.dead_letters())
+    assert remaining == sorted([outside, permanent])
+
+    plex.faults.refuse_connections()
+    letters(data_dir, (inside, "transient", 1.5 / 24))
+    refused = task("Recover Outage Jobs").output
+    assert refused["recovered"] == 0 and "not healthy" in refused["health"]
+    plex.faults.accept_connections()
+
+
+def test_health_check_reports_latency_maintenance_and_a_bad_token(env):
+    _library, plex, _stash, task, _data_dir = env
+    healthy = task("Health Check").output
+    assert healthy["healthy"] is True and healthy["latency_ms"] > 0
+    assert healthy["breaker"] == "closed"
+    plex.faults.maintenance(True)
+    down = task("Health Check").output
+    assert down["healthy"] is False and "503" in down["detail"]
+    plex.faults.maintenance(False)
+    plex.token = "a-different-token"
+    rejected = task("Health Check")
+    assert rejected.output["healthy"] is False and "plex_token" in rejected.output["detail"]
+    assert any("plex_token" in m for m in rejected.messages("error"))
+
+
+def test_outage_summary_report_has_exact_metrics(env):
+    _library, _plex, _stash, task, data_dir = env
+    data_dir.mkdir(exist_ok=True)
+    now = time.time()
+    with Store.open(data_dir) as store:
+        store.start_outage(now - 1000)
+        store.end_outage(now - 940, jobs_affected=3)  # 60 s
+        store.start_outage(now - 700)
+        store.end_outage(now - 580, jobs_affected=5)  # 120 s
+    report = task("Outage Summary Report").output
+    assert (report["outages"], report["completed"]) == (2, 2)
+    assert report["mttr_s"] == 90.0
+    assert report["mtbf_s"] == 240.0
+    # Observed since the first outage began, 1000 s ago, down 180 s of it.
+    assert report["availability_pct"] == pytest.approx(100 * (1 - 180 / 1000), abs=0.05)
+    assert [o["jobs_affected"] for o in report["recent"]] == [3, 5]
+
+
+def test_process_queue_returns_when_plex_is_down_without_burning_attempts(env):
+    library, plex, _stash, task, data_dir = env
+    scene = matchable(library)[0]
+    data_dir.mkdir(exist_ok=True)
+    with Store.open(data_dir) as store:
+        store.enqueue([scene], "test")
+    plex.faults.refuse_connections()
+    run = task("Process Queue")
+    plex.faults.accept_connections()
+    assert run.returncode == 0
+    assert run.output["queue"] == {"waiting:plex_down": 1}
+    assert any("not reachable" in m for m in run.messages("error")) or run.output.get("errors")
+    with Store.open(data_dir) as store:
+        assert store.job(scene).attempts == 0 and store.dead_letters() == []
