@@ -185,3 +185,43 @@ def test_sync_all_task_reports_progress_and_syncs_every_matchable_scene(
     again = runner.run_task("Process Queue", connection)
     assert again.returncode == 0 and again.error is None
     assert again.output["queue"].get("pending", 0) == 0
+
+
+def test_scene_destroy_hook_forgets_the_job_and_the_link(library, plex, stash, runner, plugin_dir):
+    scene = full_scene(library)
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+    runner.run_hook("Scene.Update.Post", scene.id, connection)
+    wait_until(lambda: drained(plugin_dir / "data", scene.id), message="the first sync")
+    with Store.open(plugin_dir / "data") as store:
+        assert store.link(scene.id) is not None
+
+    run = runner.run_hook(
+        "Scene.Destroy.Post",
+        scene.id,
+        connection,
+        input={"id": str(scene.id), "delete_file": False},
+    )
+
+    assert run.returncode == 0 and "forgotten" in run.output
+    with Store.open(plugin_dir / "data") as store:
+        assert store.job(scene.id) is None and store.link(scene.id) is None
+
+
+def test_preview_sync_task_lists_changes_and_writes_nothing(
+    library, plex, stash, runner, plugin_dir
+):
+    scene = full_scene(library)
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+    writes = len(plex.log.writes())
+
+    run = runner.run_task("Preview Sync", connection, args={"scene_id": scene.id})
+    default = runner.run_task("Preview Sync", connection)
+
+    assert run.returncode == 0 and run.error is None
+    [preview] = run.output["scenes"]
+    assert preview["status"] == "would change"
+    title = next(c for c in preview["changes"] if c["field"] == "title")
+    assert title["stash"] == scene.title.strip()
+    assert any("title" in m and "->" in m for m in run.messages("info"))
+    assert default.output["previewed"] == 10
+    assert len(plex.log.writes()) == writes
