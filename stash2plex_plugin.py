@@ -12,8 +12,8 @@ for candidate in (HERE, HERE / "src"):
     if (candidate / "stash2plex" / "__init__.py").is_file():
         sys.path.insert(0, str(candidate))
         break
-if (HERE / "deps").is_dir():
-    sys.path.append(str(HERE / "deps"))
+if (HERE / "data" / "deps").is_dir():  # dependencies installed on the first task run
+    sys.path.append(str(HERE / "data" / "deps"))
 
 from stash2plex.plugin import main  # noqa: E402
 

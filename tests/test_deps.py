@@ -218,7 +218,7 @@ def test_present_dependencies_need_nothing(tmp_path):
 
     assert ensure_dependencies(tmp_path, log) is None
     assert deps.dependencies_present(tmp_path)
-    assert not (tmp_path / "deps").exists()
+    assert not (tmp_path / "data" / "deps").exists()
     assert stream.getvalue() == ""
 
 
@@ -236,7 +236,7 @@ def test_pythondepmanager_installs_and_its_folders_are_recorded_for_hooks(plugin
     assert importlib.import_module("s2p_probe").SOURCE == "PythonDepManager"
     folder = str(plugins_root / "py_dependencies" / "s2p_probe_1.0")
     assert deps.recorded_paths(plugin) == [folder]
-    assert not (plugin / "deps" / "s2p_probe").exists(), "pip must not run"
+    assert not (plugin / "data" / "deps" / "s2p_probe").exists(), "pip must not run"
     # A later hook process has only the plugins root and deps/ on its path: it finds the
     # recorded folder, and the worker it starts gets that folder on its PYTHONPATH.
     sys.path.remove(folder)
@@ -256,7 +256,7 @@ def test_pythondepmanager_failure_falls_back_to_pip(plugins_root, wheelhouse, mo
 
     assert calls.read_text().count("s2p_probe:s2p-probe==1.0") == 1
     assert "git is required" in stream.getvalue()
-    assert (plugin / "deps" / "s2p_probe" / "__init__.py").is_file()
+    assert (plugin / "data" / "deps" / "s2p_probe" / "__init__.py").is_file()
     assert importlib.import_module("s2p_probe").SOURCE == "pip"
     assert deps.dependencies_present(plugin, [PROBE])
     assert not deps.recorded_paths(plugin)
@@ -275,7 +275,7 @@ def test_pip_uses_the_plugins_requirements_file(plugins_root, wheelhouse, monkey
 
     assert f"-r {plugin / 'requirements.txt'}" in stream.getvalue()
     assert "--target" in stream.getvalue()
-    assert (plugin / "deps" / "s2p_probe").is_dir()
+    assert (plugin / "data" / "deps" / "s2p_probe").is_dir()
 
 
 def test_pip_failure_names_the_exact_command(plugins_root, wheelhouse, monkeypatch):
@@ -359,7 +359,7 @@ def test_a_python_with_only_the_standard_library(tmp_path, wheelhouse, worker_en
             task = runner.run_task("Process Queue", connection, timeout=300)
 
             assert task.error is None, task.stderr
-            assert (plugin / "deps" / "plexapi" / "__init__.py").is_file()
+            assert (plugin / "data" / "deps" / "plexapi" / "__init__.py").is_file()
             assert any("dependencies installed into" in line.message for line in task.logs)
             wait_until(lambda: plex.item(key).title == scene.title, message="the title in Plex")
     finally:

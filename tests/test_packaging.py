@@ -183,7 +183,9 @@ def test_installed_zip_records_hooks_and_runs_tasks(build, servers, tmp_path, wo
         task = runner.run_task("Process Queue", connection, timeout=120)
 
         assert task.returncode == 0 and task.error is None, task.stderr
-        assert not (plugin / "deps").exists(), "dependencies were present: nothing to install"
+        assert not (plugin / "data" / "deps").exists(), (
+            "dependencies were present: nothing to install"
+        )
     finally:
         reap_workers(data)
     assert not worker_pids(data)

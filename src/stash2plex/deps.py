@@ -8,11 +8,11 @@ which usually has none of plexapi, requests, click and rich. A hook never instal
 blocks the user's save); it only asks `dependencies_present` whether starting a worker is
 useful. The first task run calls `ensure_dependencies`, which, in order:
 
-1. finds them importable already (system packages, `<plugin dir>/deps`, or the folders a
+1. finds them importable already (system packages, `<plugin dir>/data/deps`, or the folders a
    previous PythonDepManager install recorded) and does nothing;
 2. asks PythonDepManager, a CommunityScripts plugin that may sit beside this one (importable
    because Stash puts the plugins folder on PYTHONPATH);
-3. otherwise runs pip with `--target <plugin dir>/deps`: never into the system Python, and the
+3. otherwise runs pip with `--target <plugin dir>/data/deps`: never into the system Python, and the
    folder survives plugin updates, which unzip over the plugin folder.
 
 When none of that works it returns a message naming the exact command to run by hand.
@@ -35,9 +35,11 @@ from typing import Protocol
 
 from .worker_lock import try_lock, unlock
 
-DEPS_DIRNAME = "deps"
+# Inside the default data directory, beside the store: it survives plugin updates (which
+# unzip over the plugin folder) and goes with an uninstall.
+DEPS_DIRNAME = "data/deps"
 REQUIREMENTS_FILENAME = "requirements.txt"
-#: Inside `deps/`: the folders PythonDepManager installed into, one per line, so that hooks
+#: Inside `data/deps/`: the folders PythonDepManager installed into, one per line, so that hooks
 #: (deciding whether to start a worker) and the worker (its PYTHONPATH) find them too.
 RECORDED_PATHS_FILENAME = "pythondepmanager-paths.txt"
 INSTALL_LOCK_FILENAME = ".install.lock"
@@ -129,7 +131,7 @@ def dependencies_present(
     """True if every dependency can be found, without importing any (cheap: the hook path).
 
     Looks where a worker started by the hook will look: this interpreter's sys.path (which the
-    plugin entry extends with `<plugin dir>/deps`) and the folders PythonDepManager recorded.
+    plugin entry extends with `<plugin dir>/data/deps`) and the folders PythonDepManager recorded.
     """
     extra = dependency_paths(plugin_dir)
     return all(_findable(dependency.module, extra) for dependency in dependencies)
@@ -182,7 +184,7 @@ def ensure_dependencies(
 def pip_command(
     plugin_dir: Path, dependencies: Sequence[Dependency] = DEPENDENCIES, python: str | None = None
 ) -> list[str]:
-    """The pip command that installs the dependencies into `<plugin dir>/deps`.
+    """The pip command that installs the dependencies into `<plugin dir>/data/deps`.
 
     Uses the plugin's requirements.txt (shipped in the zip) when there is one, else the ranges
     above (a checkout). `--target` keeps the system Python untouched (pip skips its

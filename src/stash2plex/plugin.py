@@ -37,8 +37,8 @@ def resolve_data_dir(plugin_dir: str | os.PathLike[str] | None) -> Path:
 def worker_python_path(plugin_dir: Path | None) -> list[str]:
     """What the worker needs on sys.path: this package and plugin-local dependencies."""
     paths = [str(PACKAGE_ROOT)]
-    if plugin_dir is not None and (plugin_dir / "deps").is_dir():
-        paths.append(str(plugin_dir / "deps"))
+    if plugin_dir is not None and (plugin_dir / deps.DEPS_DIRNAME).is_dir():
+        paths.append(str(plugin_dir / deps.DEPS_DIRNAME))
     if plugin_dir is not None:
         paths += deps.recorded_paths(plugin_dir)  # folders PythonDepManager installed into
     return paths
