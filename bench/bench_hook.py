@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,8 +26,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
+from report import command_line, machine, write_report  # noqa: E402
 from stash2plex.sandbox.processes import reap_workers  # noqa: E402
 from stash2plex.worker_lock import open_lock_file, try_lock  # noqa: E402
 
@@ -135,25 +136,19 @@ def main() -> int:
             f"| {label} | {wall:.1f} | {max(walls):.1f} | {memory:.1f} | "
             f"{'yes' if passed else 'NO'} |"
         )
-    command = "python bench/bench_hook.py " + " ".join(sys.argv[1:])
-    report = "\n".join(
-        [
-            "# Hook process: wall time and peak memory",
-            "",
-            f"Command: `{command.strip()}`  ",
-            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, {args.runs} runs per case (median).  ",
-            f"Budget: under {WALL_BUDGET_MS:.0f} ms and under {MEMORY_BUDGET_MB:.0f} MB.",
-            "",
-            "| case | median wall ms | max wall ms | median peak RSS MB | within budget |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-        ]
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    report = [
+        "# Hook process: wall time and peak memory",
+        "",
+        f"Command: `{command_line('bench_hook.py').strip()}`  ",
+        f"Machine: {machine()}, {args.runs} runs per case (median).  ",
+        f"Budget: under {WALL_BUDGET_MS:.0f} ms and under {MEMORY_BUDGET_MB:.0f} MB.",
+        "",
+        "| case | median wall ms | max wall ms | median peak RSS MB | within budget |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    write_report(args.out, report)
     return 0 if ok else 1
 
 

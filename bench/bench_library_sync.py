@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -24,8 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
+from report import command_line, machine, write_report  # noqa: E402
 from stash2plex.context import connect_stash  # noqa: E402
 from stash2plex.operations import queue_all_scenes  # noqa: E402
 from stash2plex.sandbox.library import generate_library  # noqa: E402
@@ -120,41 +120,32 @@ def main() -> int:
         ok &= met
         rows.append(f"| {name} | {value:.3f} | {op} {target:g} | {'yes' if met else 'NO'} |")
     routes = sorted(set(first["routes"]) | set(again["routes"]))
-    command = "python bench/bench_library_sync.py " + " ".join(sys.argv[1:])
-    report = "\n".join(
-        [
-            "# Library sync: requests, throughput, memory",
-            "",
-            f"Command: `{command.strip()}`  ",
-            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}. Library: {args.scenes} generated scenes ({matchable} "
-            f"in Plex), {args.latency_ms:g} ms injected latency on every Plex route; the emulators "
-            "run in their own process.",
-            "",
-            "| measure | value | target | met |",
-            "|---|---|---|---|",
-            *rows,
-            "",
-            f"First sync: {first['synced']} scenes written in {first['seconds']:.1f} s, "
-            f"{first['requests']} Plex requests. Unchanged re-sync: {again['unchanged']} scenes "
-            f"checked in {again['seconds']:.1f} s, {again['requests']} Plex requests. Linked "
-            f"{linked} of {matchable}; {dead} dead letters. Peak RSS of the benchmark process "
-            f"(the worker) after the first sync: {peak_mb:.0f} MB.",
-            "",
-            "Plex requests by route:",
-            "",
-            "| route | first sync | re-sync |",
-            "|---|---|---|",
-            *(
-                f"| `{r}` | {first['routes'].get(r, 0)} | {again['routes'].get(r, 0)} |"
-                for r in routes
-            ),
-            "",
-        ]
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
+    report = [
+        "# Library sync: requests, throughput, memory",
+        "",
+        f"Command: `{command_line('bench_library_sync.py').strip()}`  ",
+        f"Machine: {machine()}. Library: {args.scenes} generated scenes ({matchable} "
+        f"in Plex), {args.latency_ms:g} ms injected latency on every Plex route; the emulators "
+        "run in their own process.",
+        "",
+        "| measure | value | target | met |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        f"First sync: {first['synced']} scenes written in {first['seconds']:.1f} s, "
+        f"{first['requests']} Plex requests. Unchanged re-sync: {again['unchanged']} scenes "
+        f"checked in {again['seconds']:.1f} s, {again['requests']} Plex requests. Linked "
+        f"{linked} of {matchable}; {dead} dead letters. Peak RSS of the benchmark process "
+        f"(the worker) after the first sync: {peak_mb:.0f} MB.",
+        "",
+        "Plex requests by route:",
+        "",
+        "| route | first sync | re-sync |",
+        "|---|---|---|",
+        *(f"| `{r}` | {first['routes'].get(r, 0)} | {again['routes'].get(r, 0)} |" for r in routes),
+        "",
+    ]
+    write_report(args.out, report)
     return 0 if ok else 1
 
 
