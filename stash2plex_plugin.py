@@ -15,7 +15,7 @@ for candidate in (HERE, HERE / "src"):
 if (HERE / "data" / "deps").is_dir():  # dependencies installed on the first task run
     sys.path.append(str(HERE / "data" / "deps"))
 
-from stash2plex.plugin import main  # noqa: E402
+from stash2plex.plugin.entry import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(entry_dir=HERE))

@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
 from report import command_line, machine, write_report  # noqa: E402
+from stash2plex.engine.worker_lock import open_lock_file, try_lock  # noqa: E402
 from stash2plex.sandbox.processes import reap_workers  # noqa: E402
-from stash2plex.worker_lock import open_lock_file, try_lock  # noqa: E402
 
 WALL_BUDGET_MS = 150.0
 MEMORY_BUDGET_MB = 30.0

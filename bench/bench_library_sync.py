@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
 from report import command_line, machine, write_report  # noqa: E402
-from stash2plex.context import connect_stash  # noqa: E402
-from stash2plex.operations import queue_all_scenes  # noqa: E402
+from stash2plex.engine.context import connect_stash  # noqa: E402
+from stash2plex.engine.worker import Worker  # noqa: E402
+from stash2plex.operations.queue import queue_all_scenes  # noqa: E402
 from stash2plex.sandbox.library import generate_library  # noqa: E402
-from stash2plex.store import Store  # noqa: E402
-from stash2plex.worker import Worker  # noqa: E402
+from stash2plex.store.db import Store  # noqa: E402
 
 TARGETS = {"first_requests": 4.0, "resync_requests": 0.05, "scenes_per_second": 30.0}
 

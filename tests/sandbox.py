@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stash2plex.context import build_context
-from stash2plex.operations import queue_all_scenes
+from stash2plex.engine.context import build_context
+from stash2plex.engine.worker import DrainReport, Worker
+from stash2plex.operations.queue import queue_all_scenes
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import SampleLibrary, Scene, generate_library
 from stash2plex.sandbox.plex_emulator import PlexEmulator
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.sandbox.stash_emulator import StashEmulator
-from stash2plex.store import Store
-from stash2plex.worker import DrainReport, Worker
+from stash2plex.store.db import Store
 
 PLEX_TOKEN = "sandbox-plex-token-42"
 

@@ -1,6 +1,6 @@
 """Per-key validation: a bad value warns and falls back; required settings are reported."""
 
-from stash2plex.config import build_config
+from stash2plex.settings.config import build_config
 
 
 def test_absent_settings_mean_defaults_and_required_ones_are_missing():

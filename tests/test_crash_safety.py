@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from stash2plex.config import build_config
-from stash2plex.metadata import desired_item
+from stash2plex.engine.worker_lock import worker_running
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.processes import worker_pids
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
-from stash2plex.store import Store
-from stash2plex.worker_lock import worker_running
+from stash2plex.settings.config import build_config
+from stash2plex.store.db import Store
+from stash2plex.sync.metadata import desired_item
 
 from .conftest import PLEX_TOKEN, wait_until
 

@@ -23,15 +23,15 @@ from packaging.specifiers import SpecifierSet
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name
 
-from stash2plex import deps
-from stash2plex.config import PLUGIN_ID
-from stash2plex.deps import Dependency, ensure_dependencies
-from stash2plex.packaging import build_plugin, runtime_requirements
-from stash2plex.protocol import StashLog
+from stash2plex.engine.worker_lock import worker_running
+from stash2plex.plugin import deps
+from stash2plex.plugin.deps import Dependency, ensure_dependencies
+from stash2plex.plugin.packaging import build_plugin, runtime_requirements
+from stash2plex.plugin.protocol import StashLog
 from stash2plex.sandbox.processes import reap_workers, worker_pids
 from stash2plex.sandbox.runner import PluginRunner
-from stash2plex.store import Store
-from stash2plex.worker_lock import worker_running
+from stash2plex.settings.config import PLUGIN_ID
+from stash2plex.store.db import Store
 
 from .conftest import REPO, wait_until
 from .test_packaging import emulated_servers, find_synced_scene, install_zip

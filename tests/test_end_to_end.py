@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from stash2plex.engine.worker_lock import worker_running
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
-from stash2plex.store import Store
-from stash2plex.worker_lock import worker_running
+from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN, wait_until
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 from plexapi.server import PlexServer
 
-from stash2plex import worker as worker_module
-from stash2plex.worker import Worker
+from stash2plex.engine import worker as worker_module
+from stash2plex.engine.worker import Worker
 
 from .sandbox import PLEX_TOKEN, sandbox
 

@@ -1,6 +1,6 @@
 import pytest
 
-from stash2plex.hook_events import (
+from stash2plex.plugin.hook_events import (
     ENTITY_CHANGED,
     IGNORED,
     SCENE_DELETED,

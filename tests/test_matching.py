@@ -1,8 +1,8 @@
 """Deterministic matching over an index: mapped path, basename + size, ambiguity."""
 
-from stash2plex.matching import match_scene
-from stash2plex.pathmap import parse_path_map
-from stash2plex.store import IndexEntry
+from stash2plex.store.db import IndexEntry
+from stash2plex.sync.matching import match_scene
+from stash2plex.sync.pathmap import parse_path_map
 
 INDEX = [
     IndexEntry(1, 1, "/plex/a/clip.mp4", 100),

@@ -1,7 +1,7 @@
 """Desired Plex state from a scene: text cleaning, dates, fallbacks, minimal edits."""
 
-from stash2plex.config import Config
-from stash2plex.metadata import (
+from stash2plex.settings.config import Config
+from stash2plex.sync.metadata import (
     changed_fields,
     clean_text,
     desired_item,

@@ -8,8 +8,8 @@ from itertools import pairwise
 
 import pytest
 
-from stash2plex import operations
-from stash2plex.worker import BREAKER_KEY, PAUSE_KEY, Worker
+from stash2plex.engine.worker import BREAKER_KEY, PAUSE_KEY, Worker
+from stash2plex.operations import queue as operations
 
 from .sandbox import PLEX_TOKEN, sandbox
 

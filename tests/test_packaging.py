@@ -17,10 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from stash2plex import deps
 from stash2plex.cli import main as cli_main
-from stash2plex.config import PLUGIN_ID
-from stash2plex.packaging import (
+from stash2plex.plugin import deps
+from stash2plex.plugin.packaging import (
     DATE_FORMAT,
     BuildError,
     build_plugin,
@@ -32,7 +31,8 @@ from stash2plex.sandbox.plex_emulator import PlexEmulator
 from stash2plex.sandbox.processes import reap_workers, worker_pids
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.stash_emulator import StashEmulator
-from stash2plex.store import Store
+from stash2plex.settings.config import PLUGIN_ID
+from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN, REPO, wait_until
 
@@ -149,7 +149,7 @@ def test_zip_holds_what_users_need_and_nothing_else(build):
         "README.md",
         *package,
     }
-    assert "stash2plex/deps.py" in names and "stash2plex/plugin.py" in names
+    assert "stash2plex/plugin/deps.py" in names and "stash2plex/plugin/entry.py" in names
     assert not [n for n in names if "sandbox/" in n or "__pycache__" in n or n.endswith(".pyc")]
     for info in infos:
         # Stash creates each file with the entry's mode: it must be a readable regular file.

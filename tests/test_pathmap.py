@@ -1,6 +1,6 @@
 import pytest
 
-from stash2plex.pathmap import PathMapError, map_path, parse_path_map
+from stash2plex.sync.pathmap import PathMapError, map_path, parse_path_map
 
 
 def test_longest_prefix_wins_and_separator_follows_target():

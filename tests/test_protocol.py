@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from stash2plex.protocol import (
+from stash2plex.plugin.protocol import (
     MAX_LINE_BYTES,
     PluginInputError,
     StashLog,

@@ -5,10 +5,10 @@ import random
 
 import pytest
 
-from stash2plex import breaker as b
-from stash2plex.backoff import RetryPolicy, retry_delay
-from stash2plex.outage_metrics import Outage, outage_metrics
-from stash2plex.rate_limit import RecoveryRamp
+from stash2plex.engine import breaker as b
+from stash2plex.engine.backoff import RetryPolicy, retry_delay
+from stash2plex.engine.outage_metrics import Outage, outage_metrics
+from stash2plex.engine.ramp import RecoveryRamp
 
 
 class MaxRandom(random.Random):

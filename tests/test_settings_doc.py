@@ -8,10 +8,10 @@ import shutil
 import pytest
 import yaml
 
-from stash2plex import settings_doc
-from stash2plex.config import PLUGIN_ID, SETTINGS, Setting
 from stash2plex.sandbox.manifest import load_manifest, validate_community_schema
-from stash2plex.settings_doc import (
+from stash2plex.settings import reference as settings_doc
+from stash2plex.settings.config import PLUGIN_ID, SETTINGS, Setting
+from stash2plex.settings.reference import (
     WRITE_COMMAND,
     render_manifest,
     render_reference,

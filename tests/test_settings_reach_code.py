@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from stash2plex.context import build_context
+from stash2plex.engine.context import build_context
+from stash2plex.engine.worker import BLOCKED_KEY, PAUSE_KEY, Worker
 from stash2plex.sandbox.manifest import load_manifest
-from stash2plex.worker import BLOCKED_KEY, PAUSE_KEY, Worker
 
 from .sandbox import sandbox
 
@@ -202,8 +202,8 @@ def test_dlq_retention_days_prunes(box):
 def test_debug_logging_and_obfuscate_paths(box, tmp_path):
     import io
 
-    from stash2plex import protocol
-    from stash2plex.tasks import run_task
+    from stash2plex.plugin import protocol
+    from stash2plex.plugin.tasks import run_task
 
     scene = box.find(lambda s: len(s.files) == 1)
     box.plex.delete_item(box.rating_key(scene))

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from stash2plex.context import API_KEY_KEY, connect_stash
+from stash2plex.clients.stash import StashClient, StashConnection
+from stash2plex.engine.context import API_KEY_KEY, connect_stash
 from stash2plex.errors import AuthError, TransientError
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.stash_emulator import StashEmulator
-from stash2plex.stash_client import StashClient, StashConnection
-from stash2plex.store import Store
+from stash2plex.store.db import Store
 
 
 @pytest.mark.parametrize(

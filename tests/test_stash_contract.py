@@ -24,8 +24,8 @@ from graphql import (
     validate,
 )
 
+from stash2plex.clients.stash_documents import ALL_DOCUMENTS
 from stash2plex.sandbox.stash_emulator import load_schema
-from stash2plex.stash_documents import ALL_DOCUMENTS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "stash-graphql-schema"
 

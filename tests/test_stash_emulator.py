@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import requests
 
-from stash2plex import stash_documents as docs
+from stash2plex.clients import stash_documents as docs
+from stash2plex.clients.stash import StashClient, StashConnection
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import SampleLibrary, VideoFile, generate_library
 from stash2plex.sandbox.stash_emulator import StashEmulator
-from stash2plex.stash_client import StashClient, StashConnection
 
 ALL_IDS = {"sort": "id", "direction": "ASC", "per_page": -1}
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from stash2plex.store import SCHEMA_VERSION, ListedItem, Store, StoreError
+from stash2plex.store.db import SCHEMA_VERSION, ListedItem, Store, StoreError
 
 
 class FakeClock:
@@ -170,7 +170,7 @@ def test_link_keeps_fingerprints_and_what_it_owns(store):
 
 
 def test_a_version_1_store_migrates_and_keeps_its_data(tmp_path):
-    from stash2plex.store import MIGRATIONS
+    from stash2plex.store.db import MIGRATIONS
 
     conn = sqlite3.connect(tmp_path / "stash2plex.db")
     conn.executescript(MIGRATIONS[0] + "PRAGMA user_version=1;")

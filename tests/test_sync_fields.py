@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stash2plex.metadata import plex_date
+from stash2plex.sync.metadata import plex_date
 
 from .sandbox import cover_sha1, sandbox
 

@@ -10,7 +10,7 @@ import pytest
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
-from stash2plex.store import Store
+from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN
 

@@ -1,6 +1,6 @@
 """`python -m stash2plex`: the command line (the detached worker is started this way)."""
 
-from .cli import main
+from stash2plex.cli import main
 
 if __name__ == "__main__":
     main()

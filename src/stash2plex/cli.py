@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import SyncError
+from stash2plex import __version__
+from stash2plex.errors import SyncError
 
 # Exit codes: 0 done, 1 done but something needs attention (unhealthy, failures, blocked),
 # 2 a usage or configuration error, 3 another worker already drains the queue.
@@ -71,7 +71,7 @@ def main(ctx: click.Context, data_dir: Path, config_file: Path | None, as_json: 
 @click.pass_obj
 def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: float | None) -> None:
     """Drain the queue; exit after an idle period. Normally started by the plugin."""
-    from .worker import IDLE_EXIT_SECONDS, Worker, configure_worker_logging
+    from stash2plex.engine.worker import IDLE_EXIT_SECONDS, Worker, configure_worker_logging
 
     data_dir = data_dir or cli.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: floa
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(scenes: int, seed: int) -> None:
     """Sync a generated library between emulated Stash and Plex servers on loopback."""
-    from .demo import run_demo
+    from stash2plex.sandbox.demo import run_demo
 
     sys.exit(run_demo(scenes=scenes, seed=seed))
 
@@ -137,8 +137,8 @@ def _checkout_root() -> Path:
 )
 def build_plugin(out_dir: Path, version: str | None, date: str | None, repo_root: Path) -> None:
     """Build the installable plugin zip and a Stash plugin source index."""
-    from .packaging import BuildError
-    from .packaging import build_plugin as build
+    from stash2plex.plugin.packaging import BuildError
+    from stash2plex.plugin.packaging import build_plugin as build
 
     try:
         result = build(out_dir, repo_root=repo_root, version=version, date=date)
@@ -158,17 +158,17 @@ class Cli:
         self.as_json = as_json
 
     def store(self):  # -> Store
-        from .store import Store
+        from stash2plex.store.db import Store
 
         return Store.open(self.data_dir)
 
     def local(self):  # -> LocalSettings
-        from .config_sources import load_local_settings
+        from stash2plex.settings.sources import load_local_settings
 
         return load_local_settings(self.data_dir, self.config_file)
 
     def context(self, store):  # -> Context
-        from .context import build_context
+        from stash2plex.engine.context import build_context
 
         return build_context(store, local=self.local())
 
@@ -183,7 +183,7 @@ class Cli:
 
 
 def _fail(exc: SyncError) -> None:
-    from .errors import PERMANENT
+    from stash2plex.errors import PERMANENT
 
     click.secho(f"stash2plex: {exc.message}", fg="red", err=True)
     sys.exit(EXIT_CONFIG if exc.error_class == PERMANENT else EXIT_ATTENTION)
@@ -207,7 +207,7 @@ def config_group() -> None:
 @click.pass_obj
 def config_check(cli: Cli) -> None:
     """Print every setting's effective value (secrets masked) and where it came from."""
-    from .config import SETTINGS
+    from stash2plex.settings.config import SETTINGS
 
     try:
         with cli.store() as store:
@@ -249,7 +249,7 @@ def config_check(cli: Cli) -> None:
 @click.pass_obj
 def sync_command(cli: Cli, all_scenes: bool, scene_ids: tuple[int, ...]) -> None:
     """Queue scenes (or --all) and drain the queue with a progress bar."""
-    from .operations import queue_all_scenes
+    from stash2plex.operations.queue import queue_all_scenes
 
     if not all_scenes and not scene_ids:
         raise click.UsageError("give scene ids or --all")
@@ -268,7 +268,7 @@ def sync_command(cli: Cli, all_scenes: bool, scene_ids: tuple[int, ...]) -> None
 def _drain(cli: Cli) -> None:
     from rich.progress import Progress
 
-    from .operations import process_queue
+    from stash2plex.operations.queue import process_queue
 
     with Progress(disable=cli.as_json, transient=True) as bar:
         task = bar.add_task("syncing", total=None)
@@ -276,7 +276,7 @@ def _drain(cli: Cli) -> None:
             cli.data_dir, progress=lambda done, total: bar.update(task, completed=done, total=total)
         )
     with cli.store() as store:
-        from .operations import status_report
+        from stash2plex.operations.queue import status_report
 
         status = status_report(store, cli.data_dir)
     data = {"status": status}
@@ -316,7 +316,7 @@ def queue_group() -> None:
 @click.pass_obj
 def queue_status(cli: Cli) -> None:
     """Pending, waiting by reason, in progress, dead letters, breaker, last outage and sync."""
-    from .operations import status_report
+    from stash2plex.operations.queue import status_report
 
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
@@ -373,7 +373,7 @@ def dlq_list(cli: Cli, error_class: str | None) -> None:
 @click.pass_obj
 def dlq_retry(cli: Cli, error_class: str | None) -> None:
     """Queue dead-lettered scenes again and drain."""
-    from .operations import retry_dead_letters
+    from stash2plex.operations.queue import retry_dead_letters
 
     with cli.store() as store:
         queued = retry_dead_letters(store, error_class)
@@ -388,7 +388,7 @@ def dlq_retry(cli: Cli, error_class: str | None) -> None:
 @click.pass_obj
 def dlq_purge(cli: Cli, days: float) -> None:
     """Remove dead letters older than N days."""
-    from .operations import purge_dead_letters
+    from stash2plex.operations.queue import purge_dead_letters
 
     with cli.store() as store:
         purged = purge_dead_letters(store, days)
@@ -410,7 +410,7 @@ def dlq_clear(cli: Cli) -> None:
 @click.pass_obj
 def health(cli: Cli) -> None:
     """Prove Plex is serving (reachable, token accepted, library readable). Exit 1 if not."""
-    from .operations import health_report
+    from stash2plex.operations.queue import health_report
 
     try:
         with cli.store() as store:
@@ -426,7 +426,7 @@ def health(cli: Cli) -> None:
 @click.pass_obj
 def outages(cli: Cli) -> None:
     """Outage history with MTTR, MTBF and availability."""
-    from .operations import outage_report
+    from stash2plex.operations.queue import outage_report
 
     with cli.store() as store:
         report = outage_report(store)
@@ -440,7 +440,7 @@ def outages(cli: Cli) -> None:
 @click.pass_obj
 def recover_outage_jobs(cli: Cli, include: tuple[str, ...]) -> None:
     """Re-queue dead letters that failed during the last outage, after a health check."""
-    from .operations import recover_outage_jobs as recover
+    from stash2plex.operations.queue import recover_outage_jobs as recover
 
     try:
         with cli.store() as store:
@@ -463,7 +463,7 @@ def preview(cli: Cli, scene_id: int | None, count: int) -> None:
     """What a sync would change in Plex, field by field; writes nothing."""
     from rich.table import Table
 
-    from .operations import preview as run_preview
+    from stash2plex.operations.queue import preview as run_preview
 
     try:
         with cli.store() as store:
@@ -487,7 +487,7 @@ def diagnose_command(cli: Cli) -> None:
     """Check Stash, the settings, Plex, the token, the libraries and the path mapping."""
     from rich.table import Table
 
-    from .diagnose import as_dicts, diagnose
+    from stash2plex.operations.diagnose import as_dicts, diagnose
 
     with cli.store() as store:
         checks = diagnose(store, local=cli.local())

@@ -39,8 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from . import plex_xml as xml
-from .plex_model import (
+from stash2plex.sandbox import plex_xml as xml
+from stash2plex.sandbox.plex_model import (
     SEARCH_TYPE_COLLECTION,
     SEARCH_TYPE_MOVIE,
     ActorState,

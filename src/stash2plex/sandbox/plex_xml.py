@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from .plex_model import (
+from stash2plex.sandbox.plex_model import (
     SEARCH_TYPE_COLLECTION,
     SEARCH_TYPE_MOVIE,
     TAG_ELEMENTS,

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .manifest import PluginManifest, load_manifest
+from stash2plex.sandbox.manifest import PluginManifest, load_manifest
 
 __all__ = [
     "STDERR_LINE_LIMIT",

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..config import PLUGIN_ID
-from .library import SampleLibrary, seed_plex
-from .plex_emulator import PlexEmulator
-from .stash_emulator import StashEmulator
+from stash2plex.sandbox.library import SampleLibrary, seed_plex
+from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.stash_emulator import StashEmulator
+from stash2plex.settings.config import PLUGIN_ID
 
 SECTION_TITLE = "Stash Scenes"
 

@@ -46,8 +46,16 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.utilities import get_operation_ast
 
-from . import images
-from .library import Performer, SampleLibrary, Scene, Studio, Tag, VideoFile, format_rfc3339
+from stash2plex.sandbox import images
+from stash2plex.sandbox.library import (
+    Performer,
+    SampleLibrary,
+    Scene,
+    Studio,
+    Tag,
+    VideoFile,
+    format_rfc3339,
+)
 
 STASH_VERSION = {"version": "v0.30.1", "hash": "b23b0267", "build_time": "2025-12-18 14:57:33"}
 SESSION_COOKIE = "session"

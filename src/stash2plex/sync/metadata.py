@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
+from stash2plex.settings.config import Config
 
 TITLE_MAX = 255
 SUMMARY_MAX = 10_000

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config
-from .errors import AmbiguousMatchError, NotInPlexError, PermanentError
-from .matching import Match, MatchResult, match_scene
-from .metadata import (
+from stash2plex.clients.plex import PlexClient, PlexItem
+from stash2plex.clients.stash import StashClient
+from stash2plex.errors import AmbiguousMatchError, NotInPlexError, PermanentError
+from stash2plex.settings.config import Config
+from stash2plex.store.db import Store
+from stash2plex.sync.matching import Match, MatchResult, match_scene
+from stash2plex.sync.metadata import (
     TEXT_FIELDS,
     DesiredItem,
     changed_fields,
@@ -25,10 +28,7 @@ from .metadata import (
     edit_params,
     fingerprint,
 )
-from .pathmap import map_path
-from .plex_client import PlexClient, PlexItem
-from .stash_client import StashClient
-from .store import Store
+from stash2plex.sync.pathmap import map_path
 
 SYNCED = "synced"
 UNCHANGED = "unchanged"

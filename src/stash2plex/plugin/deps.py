@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .worker_lock import try_lock, unlock
+from stash2plex.engine.worker_lock import try_lock, unlock
 
 # Inside the default data directory, beside the store: it survives plugin updates (which
 # unzip over the plugin folder) and goes with an uninstall.
@@ -54,7 +54,7 @@ _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class Log(Protocol):
-    """What this module logs through (a `stash2plex.protocol.StashLog`)."""
+    """What this module logs through (a `stash2plex.plugin.protocol.StashLog`)."""
 
     def info(self, message: str) -> None: ...
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pathmap import PathMapError, PathRule, parse_path_map
+from stash2plex.sync.pathmap import PathMapError, PathRule, parse_path_map
 
 PLUGIN_ID = "Stash2Plex"
 

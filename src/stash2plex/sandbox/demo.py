@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .context import connect_stash
-from .operations import queue_all_scenes
-from .sandbox.library import generate_library
-from .sandbox.plex_emulator import PlexEmulator
-from .sandbox.session import running_sandbox
-from .store import Store
-from .worker import Worker
+from stash2plex.engine.context import connect_stash
+from stash2plex.engine.worker import Worker
+from stash2plex.operations.queue import queue_all_scenes
+from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.session import running_sandbox
+from stash2plex.store.db import Store
 
 SAMPLE_SIZE = 4
 PLEX_TOKEN = "demo-plex-token"

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import errors
-from .config_sources import LocalSettings
-from .context import connect_stash, load_config
-from .matching import MAPPED_PATH, match_scene
-from .pathmap import map_path
-from .plex_client import PlexClient
-from .store import Store
-from .sync import PlexIndex
+from stash2plex import errors
+from stash2plex.clients.plex import PlexClient
+from stash2plex.engine.context import connect_stash, load_config
+from stash2plex.settings.sources import LocalSettings
+from stash2plex.store.db import Store
+from stash2plex.sync.matching import MAPPED_PATH, match_scene
+from stash2plex.sync.pathmap import map_path
+from stash2plex.sync.syncer import PlexIndex
 
 SAMPLE_SIZE = 25
 
@@ -187,8 +187,8 @@ def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:
 
 
 def _queue_checks(store: Store) -> list[Check]:
-    from .breaker import BreakerState
-    from .worker import BREAKER_KEY, PAUSE_KEY
+    from stash2plex.engine.breaker import BreakerState
+    from stash2plex.engine.worker import BREAKER_KEY, PAUSE_KEY
 
     checks = []
     breaker = BreakerState.from_dict(store.get_value(BREAKER_KEY))

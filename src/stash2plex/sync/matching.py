@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pathmap import PathRule, map_path
-from .store import IndexEntry
+from stash2plex.store.db import IndexEntry
+from stash2plex.sync.pathmap import PathRule, map_path
 
 MAPPED_PATH = "mapped_path"
 BASENAME_SIZE = "basename_size"

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import PLUGIN_ID, Config, build_config
-from .config_sources import LocalSettings, effective_settings, load_local_settings
-from .errors import AuthError, PermanentError
-from .plex_client import PlexClient
-from .stash_client import StashClient, StashConnection
-from .store import Store
+from stash2plex.clients.plex import PlexClient
+from stash2plex.clients.stash import StashClient, StashConnection
+from stash2plex.errors import AuthError, PermanentError
+from stash2plex.settings.config import PLUGIN_ID, Config, build_config
+from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
+from stash2plex.store.db import Store
 
 SERVER_CONNECTION_KEY = "server_connection"
 API_KEY_KEY = "stash_api_key"

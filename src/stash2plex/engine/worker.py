@@ -22,16 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import breaker, errors
-from .backoff import RetryPolicy, retry_delay
-from .context import Context, build_context
-from .pseudonyms import obfuscate_paths
-from .rate_limit import RecoveryRamp
-from .store import Job, Store
-from .sync import SceneSyncer
-from .worker_lock import open_lock_file, try_lock, unlock
+from stash2plex import errors
+from stash2plex.engine import breaker
+from stash2plex.engine.backoff import RetryPolicy, retry_delay
+from stash2plex.engine.context import Context, build_context
+from stash2plex.engine.ramp import RecoveryRamp
+from stash2plex.engine.worker_lock import open_lock_file, try_lock, unlock
+from stash2plex.pseudonyms import obfuscate_paths
+from stash2plex.store.db import Job, Store
+from stash2plex.sync.syncer import SceneSyncer
 
-log = logging.getLogger("stash2plex.worker")
+log = logging.getLogger("stash2plex.engine.worker")
 
 # A killed worker's jobs become due again after this (STASH2PLEX_LEASE_SECONDS overrides it).
 LEASE_SECONDS = float(os.environ.get("STASH2PLEX_LEASE_SECONDS", "300"))

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import operations, protocol
-from .context import build_context, connect_stash, load_config
-from .errors import SyncError, redact
-from .pseudonyms import obfuscate_paths
-from .store import Store
+from stash2plex.engine.context import build_context, connect_stash, load_config
+from stash2plex.errors import SyncError, redact
+from stash2plex.operations import queue as operations
+from stash2plex.plugin import protocol
+from stash2plex.pseudonyms import obfuscate_paths
+from stash2plex.store.db import Store
 
 
 def run_task(
@@ -274,8 +275,8 @@ def outage_summary(
 def diagnose(
     args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
 ) -> dict[str, Any]:
-    from .diagnose import as_dicts
-    from .diagnose import diagnose as run_diagnose
+    from stash2plex.operations.diagnose import as_dicts
+    from stash2plex.operations.diagnose import diagnose as run_diagnose
 
     with Store.open(data_dir) as store:
         checks = run_diagnose(store, connection)

@@ -13,13 +13,19 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from . import deps, protocol
-from .hook_events import ENTITY_CHANGED, SCENE_DELETED, SCENE_DIRTY, HookError, parse_hook
-from .store import Store, StoreError
-from .worker_lock import ensure_worker
+from stash2plex.engine.worker_lock import ensure_worker
+from stash2plex.plugin import deps, protocol
+from stash2plex.plugin.hook_events import (
+    ENTITY_CHANGED,
+    SCENE_DELETED,
+    SCENE_DIRTY,
+    HookError,
+    parse_hook,
+)
+from stash2plex.store.db import Store, StoreError
 
 DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_data_dir(plugin_dir: str | os.PathLike[str] | None) -> Path:
@@ -78,7 +84,7 @@ def main(
         log.error(f"Stash2Plex: {problem}")
         protocol.write_result(error=problem, stream=stdout)
         return 1
-    from .tasks import run_task  # the task path may import the full dependencies
+    from stash2plex.plugin.tasks import run_task  # the task path may import the full dependencies
 
     return run_task(
         args, connection, data_dir, Path(plugin_dir) if plugin_dir else None, log=log, stdout=stdout

@@ -1,8 +1,8 @@
 """Generate the settings reference (`docs/settings.md`) and the manifest's `settings:` block from
 `config.SETTINGS`, the single source of truth for settings.
 
-    python -m stash2plex.settings_doc --write   # rewrite both files
-    python -m stash2plex.settings_doc --check   # exit 1 if either is stale
+    python -m stash2plex.settings.reference --write   # rewrite both files
+    python -m stash2plex.settings.reference --check   # exit 1 if either is stale
 
 Only the `settings:` block of `Stash2Plex.yml` is generated; the rest of the manifest is left
 byte for byte as written. The YAML is written by hand (no YAML library needed): strings are
@@ -19,11 +19,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import PLUGIN_ID, SETTINGS, Setting
+from stash2plex.settings.config import PLUGIN_ID, SETTINGS, Setting
 
 MANIFEST = f"{PLUGIN_ID}.yml"
 REFERENCE = "docs/settings.md"
-WRITE_COMMAND = "python -m stash2plex.settings_doc --write"
+WRITE_COMMAND = "python -m stash2plex.settings.reference --write"
 
 # A plain scalar that reads the same in YAML 1.1 and 1.2: starts with a letter, no `: `/` #`
 # (excluding `:` and `#` altogether keeps the rule simple), no quotes, no trailing space.
@@ -109,7 +109,7 @@ def render_reference(settings: Sequence[Setting] = SETTINGS) -> str:
         [
             "# Settings reference",
             "",
-            f"<!-- Generated from src/stash2plex/config.py by `{WRITE_COMMAND}`; "
+            f"<!-- Generated from src/stash2plex/settings/config.py by `{WRITE_COMMAND}`; "
             "do not edit by hand. -->",
             "",
             f"Set these in Stash under **Settings > Plugins > {PLUGIN_ID}**. The command line "
@@ -170,12 +170,12 @@ def write_files(repo_root: Path) -> list[Path]:
 
 
 def _default_repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stash2plex.settings_doc",
+        prog="python -m stash2plex.settings.reference",
         description="Generate docs/settings.md and the settings: block of the manifest.",
     )
     action = parser.add_mutually_exclusive_group(required=True)

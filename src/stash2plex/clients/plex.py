@@ -16,8 +16,8 @@ from xml.etree import ElementTree as ET
 
 import requests
 
-from .errors import NotInPlexError, ServerDownError, translate_plex_errors
-from .store import ListedItem
+from stash2plex.errors import NotInPlexError, ServerDownError, translate_plex_errors
+from stash2plex.store.db import ListedItem
 
 LISTING_PAGE_SIZE = 500
 MOVIE_SEARCH_TYPE = 1

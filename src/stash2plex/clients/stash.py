@@ -12,8 +12,8 @@ from typing import Any
 
 import requests
 
-from . import stash_documents as docs
-from .errors import AuthError, PermanentError, StashDownError, TransientError, redact
+from stash2plex.clients import stash_documents as docs
+from stash2plex.errors import AuthError, PermanentError, StashDownError, TransientError, redact
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 PAGE_SIZE = 200

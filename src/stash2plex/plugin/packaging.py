@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import PLUGIN_ID
+from stash2plex.settings.config import PLUGIN_ID
 
 MANIFEST_NAME = f"{PLUGIN_ID}.yml"
 ZIP_NAME = f"{PLUGIN_ID}.zip"
@@ -88,11 +88,11 @@ def runtime_requirements(pyproject: Path) -> list[str]:
 
 
 def render_requirements(requirements: list[str]) -> str:
-    """requirements.txt for the plugin folder, read by `stash2plex.deps` on the first task."""
+    """requirements.txt for the plugin folder, read by `plugin.deps` on the first task."""
     header = (
         "# Runtime dependencies of Stash2Plex, generated from pyproject.toml by\n"
         "# `stash2plex build-plugin`. The first task run installs them into deps/ beside this\n"
-        "# file (see stash2plex/deps.py), never into the system Python.\n"
+        "# file (see stash2plex/plugin/deps.py), never into the system Python.\n"
     )
     return header + "".join(f"{requirement}\n" for requirement in requirements)
 

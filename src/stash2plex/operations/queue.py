@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import errors
-from .breaker import BreakerState
-from .context import Context
-from .outage_metrics import Outage, outage_metrics
-from .stash_client import StashClient
-from .store import Store
-from .sync import SceneSyncer
-from .worker import BLOCKED_KEY, BREAKER_KEY, PAUSE_KEY, DrainReport, Worker
-from .worker_lock import worker_running
+from stash2plex import errors
+from stash2plex.clients.stash import StashClient
+from stash2plex.engine.breaker import BreakerState
+from stash2plex.engine.context import Context
+from stash2plex.engine.outage_metrics import Outage, outage_metrics
+from stash2plex.engine.worker import BLOCKED_KEY, BREAKER_KEY, PAUSE_KEY, DrainReport, Worker
+from stash2plex.engine.worker_lock import worker_running
+from stash2plex.store.db import Store
+from stash2plex.sync.syncer import SceneSyncer
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import SETTINGS, SETTINGS_BY_KEY
-from .errors import PermanentError
+from stash2plex.errors import PermanentError
+from stash2plex.settings.config import SETTINGS, SETTINGS_BY_KEY
 
 ENV_PREFIX = "STASH2PLEX_"
 CONFIG_FILENAME = "stash2plex.toml"
