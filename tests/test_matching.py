@@ -1,6 +1,6 @@
 """Deterministic matching over an index: mapped path, basename + size, ambiguity."""
 
-from stash2plex.store.db import IndexEntry
+from stash2plex.records import IndexEntry
 from stash2plex.sync.matching import match_scene
 from stash2plex.sync.pathmap import parse_path_map
 

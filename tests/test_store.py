@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from stash2plex.store.db import SCHEMA_VERSION, ListedItem, Store, StoreError
+from stash2plex.records import ListedItem
+from stash2plex.store.db import SCHEMA_VERSION, Store, StoreError
 
 
 class FakeClock:

@@ -17,7 +17,7 @@ from xml.etree import ElementTree as ET
 import requests
 
 from stash2plex.errors import NotInPlexError, ServerDownError, translate_plex_errors
-from stash2plex.store.db import ListedItem
+from stash2plex.records import ListedItem
 
 LISTING_PAGE_SIZE = 500
 MOVIE_SEARCH_TYPE = 1

@@ -29,7 +29,8 @@ from stash2plex.engine.context import Context, build_context
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.worker_lock import open_lock_file, try_lock, unlock
 from stash2plex.pseudonyms import obfuscate_paths
-from stash2plex.store.db import Job, Store
+from stash2plex.records import Job
+from stash2plex.store.db import Store
 from stash2plex.sync.syncer import SceneSyncer
 
 log = logging.getLogger("stash2plex.engine.worker")

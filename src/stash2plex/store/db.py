@@ -18,9 +18,10 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stash2plex.records import IndexEntry, Job, Link, ListedItem
 
 Clock = Callable[[], float]
 
@@ -128,50 +129,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreError(RuntimeError):
     """The store cannot be opened or is newer than this code."""
-
-
-@dataclass(frozen=True)
-class Job:
-    scene_id: int
-    state: str
-    reason: str | None
-    attempts: int
-    due_at: float
-    generation: int
-    source: str | None
-    enqueued_at: float
-    last_error: str | None
-    last_error_class: str | None
-    detail: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Link:
-    scene_id: int
-    rating_key: int
-    section_id: int
-    plex_path: str
-    fingerprints: dict[str, str]
-    synced_at: float
-    owned: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ListedItem:
-    """One Plex item as a library listing shows it."""
-
-    rating_key: int
-    section_id: int
-    files: tuple[tuple[str, int | None], ...]
-    collections: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    rating_key: int
-    section_id: int
-    path: str
-    size: int | None
 
 
 def _create_private_file(path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stash2plex.store.db import IndexEntry
+from stash2plex.records import IndexEntry
 from stash2plex.sync.pathmap import PathRule, map_path
 
 MAPPED_PATH = "mapped_path"
