@@ -6,6 +6,8 @@
     │   └── StashDownError          Stash itself is unreachable: wait, but it is no Plex outage
     ├── NotInPlexError              wait for Plex to scan the file (a waiting state, never the DLQ)
     ├── AmbiguousMatchError         wait, listing the candidates (never guessed)
+    ├── ConflictError               wait: several scenes claim one Plex item (never write a mix)
+    ├── ConfigError                 hold the queue until a setting is fixed (names the setting)
     ├── PermanentError              dead-letter at once (bad data, other 4xx)
     └── AuthError                   pause the queue; say which setting to fix (401)
 
@@ -27,6 +29,8 @@ NOT_IN_PLEX = "not_in_plex"
 AMBIGUOUS = "ambiguous"
 PERMANENT = "permanent"
 AUTH = "auth"
+CONFLICT = "conflict"
+CONFIG = "config"
 
 
 class SyncError(Exception):
@@ -56,6 +60,28 @@ class NotInPlexError(SyncError):
 
 class AmbiguousMatchError(SyncError):
     error_class = AMBIGUOUS
+
+
+class ConflictError(SyncError):
+    """Several Stash scenes map to one Plex item (e.g. files Plex stacked as parts).
+
+    `detail["scene_ids"]` names every scene involved; nothing is written until it is resolved.
+    """
+
+    error_class = CONFLICT
+
+
+class ConfigError(SyncError):
+    """A setting makes syncing impossible (unknown library, unsupported library type, ...).
+
+    `setting` names the setting to fix; the queue holds (no dead letters) until it is fixed.
+    """
+
+    error_class = CONFIG
+
+    def __init__(self, message: str, *, setting: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message, detail=detail)
+        self.setting = setting
 
 
 class PermanentError(SyncError):
