@@ -4,6 +4,7 @@ this process (the detached worker is covered by the end-to-end tests of the plug
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,16 @@ from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.store.db import Store
 
 PLEX_TOKEN = "sandbox-plex-token-42"
+
+
+class SteppedClock:
+    """Real time plus an offset the test can advance (to reach a timer without sleeping)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
 
 
 @dataclass

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from stash2plex.cli import main
+from stash2plex.records import Decision
 
 from .sandbox import PLEX_TOKEN, sandbox
 
@@ -97,8 +98,10 @@ def test_dead_letter_commands(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
     with box.store() as store:
         store.enqueue([1, 2], "test")
-        for job in store.claim_due("t", 2, 60):
-            store.dead_letter(job, error_class="transient", message="HTTP 502", attempts=5)
+        for job in store.claim_due("t", 2):
+            store.apply(
+                job, Decision("dead_letter", 5, error_class="transient", message="HTTP 502")
+            )
     listed = json.loads(cli("--json", "dlq", "list").output)
     assert sorted(letter["scene_id"] for letter in listed) == [1, 2]
     cli("dlq", "retry", "--class", "permanent")

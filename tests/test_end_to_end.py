@@ -70,8 +70,6 @@ def rating_key_of(plex, library, scene):
 
 
 def drained(data_dir: Path, scene_id: int) -> bool:
-    if worker_running(data_dir):
-        return False
     with Store.open(data_dir) as store:
         job = store.job(scene_id)
         return job is not None and job.state == "done"
@@ -126,11 +124,14 @@ def test_fifty_simultaneous_hooks_leave_fifty_jobs_and_one_worker(
     for run in runs:
         assert run.returncode == 0, run.stderr
         assert run.error is None
-        assert "locked" not in run.stderr.lower()
+
+    def recorded() -> list[int]:  # a hook that met a busy store spooled; the worker merges
+        with Store.open(plugin_dir / "data") as store:
+            return [job.scene_id for job in store.jobs()]
+
+    wait_until(lambda: recorded() == scene_ids, message="every hook's job in the store")
     with Store.open(plugin_dir / "data") as store:
-        recorded = [job.scene_id for job in store.jobs()]
         starts = [e for e in store.recent_events(500) if e["kind"] == "worker_started"]
-    assert recorded == scene_ids
     assert len(starts) <= 1
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
+import time
 
 import pytest
 from plexapi.server import PlexServer
 
-from stash2plex.engine import worker as worker_module
 from stash2plex.engine.worker import Worker
 
-from .sandbox import PLEX_TOKEN, sandbox
+from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
 
 
 @pytest.fixture
@@ -177,8 +176,8 @@ def test_skip_not_found_drops_instead_of_waiting(box):
 
 
 @pytest.mark.parametrize("trigger_scan", [True, False])
-def test_a_new_scene_waits_for_plex_then_syncs_by_itself(box, monkeypatch, trigger_scan):
-    monkeypatch.setattr(worker_module, "NOT_IN_PLEX_RECHECK_SECONDS", 0.3)
+def test_a_new_scene_waits_for_plex_then_syncs_by_itself(box, trigger_scan):
+    clock = SteppedClock()
     box.plex.scan_delay = 0.2
     scene = box.find(lambda s: len(s.files) == 1 and bool(s.title))
     plex_path = box.library.plex_path(scene.files[0].path)
@@ -186,20 +185,24 @@ def test_a_new_scene_waits_for_plex_then_syncs_by_itself(box, monkeypatch, trigg
     box.plex.add_scannable_file(box.section_id, plex_path, size=scene.files[0].size)
     box.settings(trigger_plex_scan=trigger_scan or None)
     box.queue(scene.id)
-    done = threading.Event()
-    threading.Thread(
-        target=lambda: (Worker(box.data_dir, idle_exit_seconds=0.2).run(), done.set()),
-        daemon=True,
-    ).start()
 
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+    job = box.job(scene.id)
+    assert job.reason == "not_in_plex"
     folder = plex_path.rsplit("/", 1)[0]
-    if not trigger_scan:
-        threading.Event().wait(1.0)
+    time.sleep(0.3)  # the emulated scan takes 0.2 s
+    box.plex.run_due_scans()
+    if trigger_scan:
+        assert box.plex.find_by_file(plex_path) is not None
+    else:
         assert box.plex.find_by_file(plex_path) is None  # nobody asked Plex to scan
-        assert box.job(scene.id).reason == "not_in_plex"
-        box.plex.run_due_scans()
         PlexServer(box.plex.url, PLEX_TOKEN).library.sectionByID(box.section_id).update(folder)
-    assert done.wait(30), "the scene never synced"
+        time.sleep(0.3)
+        box.plex.run_due_scans()
+    clock.offset = job.due_at - time.time() + 1  # the re-check timer fires
+    report = Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+    assert report.synced == 1
     assert box.plex.item(box.plex.find_by_file(plex_path)).title == scene.title.strip()
     scans = [r for r in box.plex.log.entries if r.route.endswith("/refresh")]
     assert any(r.query.get("path") == folder for r in scans)

@@ -1,24 +1,18 @@
 import pytest
 
-from stash2plex.plugin.hook_events import (
-    ENTITY_CHANGED,
-    IGNORED,
-    SCENE_DELETED,
-    SCENE_DIRTY,
-    HookError,
-    parse_hook,
-)
+from stash2plex.errors import HookError
+from stash2plex.plugin.hook_events import parse_hook
 
 
 @pytest.mark.parametrize(
     "trigger, action",
     [
-        ("Scene.Update.Post", SCENE_DIRTY),
-        ("Scene.Create.Post", SCENE_DIRTY),
-        ("Scene.Destroy.Post", SCENE_DELETED),
-        ("Performer.Update.Post", ENTITY_CHANGED),
-        ("Tag.Merge.Post", ENTITY_CHANGED),
-        ("Image.Update.Post", IGNORED),
+        ("Scene.Update.Post", "scene_dirty"),
+        ("Scene.Create.Post", "scene_dirty"),
+        ("Scene.Destroy.Post", "scene_deleted"),
+        ("Performer.Update.Post", "entity_changed"),
+        ("Tag.Merge.Post", "entity_changed"),
+        ("Image.Update.Post", "ignored"),
     ],
 )
 def test_trigger_routes(trigger, action):
@@ -35,11 +29,27 @@ def test_input_of_any_shape_is_ignored():
 
 
 @pytest.mark.parametrize(
+    "raw, expected", [(7, 7), (7.0, 7), ("7", 7), (" 7 ", 7), (2**63 - 1, 2**63 - 1)]
+)
+def test_whole_number_ids_are_taken(raw, expected):
+    assert parse_hook({"type": "Scene.Update.Post", "id": raw}).object_id == expected
+
+
+@pytest.mark.parametrize(
     "context, message",
     [
         (None, "must be an object"),
         ({"type": "nonsense", "id": 1}, "not a Stash hook trigger"),
-        ({"type": "Scene.Update.Post", "id": "x"}, "not an integer"),
+        ({"type": "Scene.Upd\ufffdte.Post", "id": 1}, "not a Stash hook trigger"),
+        ({"type": 5, "id": 1}, "not a Stash hook trigger"),
+        ({"type": "Scene.Update.Post", "id": "x"}, "is not an id"),
+        ({"type": "Scene.Update.Post", "id": 3.7}, "not a whole number"),
+        ({"type": "Scene.Update.Post", "id": True}, "is not an id"),
+        ({"type": "Scene.Update.Post", "id": None}, "is not an id"),
+        ({"type": "Scene.Update.Post", "id": [1]}, "is not an id"),
+        ({"type": "Scene.Update.Post", "id": 2**63}, "out of range"),
+        ({"type": "Scene.Update.Post", "id": -4}, "out of range"),
+        ({"type": "Scene.Update.Post", "id": 1e300}, "out of range"),
         ({"type": "Scene.Update.Post"}, "without a scene id"),
     ],
 )

@@ -8,20 +8,11 @@ from itertools import pairwise
 
 import pytest
 
-from stash2plex.engine.worker import BREAKER_KEY, PAUSE_KEY, Worker
+from stash2plex.engine.worker import Worker
 from stash2plex.operations import queue as operations
 
-from .sandbox import PLEX_TOKEN, sandbox
-
-
-class SteppedClock:
-    """Real time plus an offset the test can advance (to reach a probe without sleeping)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from .conftest import wait_until
+from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
 
 
 @pytest.fixture
@@ -36,18 +27,11 @@ def matchable(box):
 
 @pytest.mark.slow
 def test_an_outage_mid_drain_ends_with_everything_synced_one_outage_and_a_ramp(tmp_path):
-    with sandbox(tmp_path, scenes=1000, seed=5) as box:
+    with sandbox(tmp_path, scenes=300, seed=5) as box:
         box.queue()
-        writes_at_outage = 150
-        done = threading.Event()
-        reports = []
-
-        def drain() -> None:
-            worker = Worker(box.data_dir, idle_exit_seconds=0.3, ramp_seconds=3.0)
-            reports.append(worker.run())
-            done.set()
-
-        thread = threading.Thread(target=drain, daemon=True)
+        writes_at_outage = 60
+        worker = Worker(box.data_dir)
+        thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 60
         while box.writes() < writes_at_outage and time.monotonic() < deadline:
@@ -56,7 +40,14 @@ def test_an_outage_mid_drain_ends_with_everything_synced_one_outage_and_a_ramp(t
         down_at = time.time()
         time.sleep(1.5)
         box.plex.faults.accept_connections()
-        assert done.wait(120), "the drain did not finish"
+
+        def drained() -> bool:
+            with box.store() as store:
+                return store.outstanding_jobs() == 0
+
+        wait_until(drained, timeout=120, message="the drain to finish by itself")
+        worker.request_stop()
+        thread.join(10)
 
         with box.store() as store:
             assert store.dead_letters() == []
@@ -94,10 +85,10 @@ def test_a_rejected_token_pauses_with_a_clear_message_and_a_fixed_token_resumes(
     job = box.job(scene.id)
     assert (job.state, job.reason, job.attempts) == ("waiting", "auth", 0)
     with box.store() as store:
-        pause = store.get_value(PAUSE_KEY)
+        pause = store.holds().pause
         assert store.dead_letters() == []
-    assert pause["setting"] == "plex_token" and "plex_token" in pause["reason"]
-    assert PLEX_TOKEN not in pause["reason"]
+    assert pause.setting == "plex_token" and "plex_token" in pause.message
+    assert PLEX_TOKEN not in pause.message
 
     box.settings(plex_token="rotated-token-123")  # the user fixes the setting in Stash
     result = operations.process_queue(box.data_dir)
@@ -105,7 +96,7 @@ def test_a_rejected_token_pauses_with_a_clear_message_and_a_fixed_token_resumes(
     assert result is not None and result.synced == 1
     assert box.item(scene).title == scene.title.strip()
     with box.store() as store:
-        assert store.get_value(PAUSE_KEY) is None
+        assert store.holds().pause is None
 
 
 def test_maintenance_503_is_an_outage_that_burns_no_attempt(box):
@@ -119,7 +110,7 @@ def test_maintenance_503_is_an_outage_that_burns_no_attempt(box):
     job = box.job(scene.id)
     assert (job.state, job.reason, job.attempts) == ("waiting", "plex_down", 0)
     with box.store() as store:
-        assert store.get_value(BREAKER_KEY)["state"] == "open"
+        assert store.holds().breaker.state == "open"
         assert [o["ended_at"] for o in store.outages()] == [None]
     # Still in maintenance at the first probe: stays open, nothing dead-lettered.
     clock.offset += 6
@@ -132,7 +123,7 @@ def test_maintenance_503_is_an_outage_that_burns_no_attempt(box):
 
     assert report.synced == 1
     with box.store() as store:
-        assert store.get_value(BREAKER_KEY)["state"] == "closed"
+        assert store.holds().breaker.state == "closed"
         [outage] = store.outages()
         assert outage["ended_at"] is not None and outage["jobs_affected"] == 1
         assert store.dead_letters() == []

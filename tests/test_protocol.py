@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from stash2plex.errors import PluginInputError
 from stash2plex.plugin.protocol import (
     MAX_LINE_BYTES,
-    PluginInputError,
     StashLog,
     format_log,
     read_input,
@@ -52,11 +52,22 @@ def test_scrubber_applies_to_every_line():
         ("{not json", "not JSON"),
         ("[1]", "must be an object"),
         ('{"args": 3}', "args must be an object"),
+        ('{"args": {"hookContext": {"id": Infinity}}}', "Infinity"),
+        ('{"args": {}, "x": NaN}', "NaN"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"server_connection": "http://x", "args": {}}', "server_connection must be an object"),
+        ('{"server_connection": {"PluginDir": 5}, "args": {}}', "PluginDir must be a folder"),
     ],
 )
 def test_bad_input_gets_a_clear_message(text, message):
     with pytest.raises(PluginInputError, match=message):
         read_input(io.StringIO(text))
+
+
+def test_invalid_utf8_is_named():
+    raw = b'{"args": {"hookContext": {"type": "Scene.Upd\xffte.Post", "id": 1}}}'
+    with pytest.raises(PluginInputError, match="not valid UTF-8"):
+        read_input(io.BytesIO(raw))
 
 
 def test_result_is_one_json_object():

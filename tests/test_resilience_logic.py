@@ -5,7 +5,6 @@ import random
 
 import pytest
 
-from stash2plex.engine import breaker as b
 from stash2plex.engine.backoff import RetryPolicy, retry_delay
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.ramp import RecoveryRamp
@@ -28,35 +27,6 @@ def test_backoff_policy_is_validated():
         RetryPolicy(base_seconds=0)
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
-
-
-def test_breaker_opens_probes_with_backoff_and_closes():
-    state, change = b.record_server_down(b.BreakerState(), now=100.0)
-    assert (state.state, state.opened_at, state.next_probe_at) == (b.OPEN, 100.0, 105.0)
-    assert change == b.Transition(b.CLOSED, b.OPEN, 100.0)
-    assert not b.probe_due(state, 104.9)
-    assert b.probe_due(state, 105.0)
-    delays = []
-    now = 105.0
-    for _ in range(6):
-        state, _ = b.start_probe(state, now)
-        assert state.state == b.HALF_OPEN
-        state, _ = b.probe_failed(state, now)
-        delays.append(state.next_probe_at - now)
-        now = state.next_probe_at
-    assert delays == [10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
-    state, _ = b.start_probe(state, now)
-    state, change = b.record_success(state, now)
-    assert state == b.BreakerState()
-    assert change == b.Transition(b.HALF_OPEN, b.CLOSED, now)
-
-
-def test_corrupt_breaker_state_reads_as_closed():
-    assert b.BreakerState.from_dict({"state": "weird"}).is_closed
-    assert b.BreakerState.from_dict({"nonsense": 1}).is_closed
-    assert b.BreakerState.from_dict(None).is_closed
-    stored = b.BreakerState(b.OPEN, 1, 5.0, 0, 10.0)
-    assert b.BreakerState.from_dict(stored.as_dict()) == stored
 
 
 def test_ramp_starts_slow_reaches_full_rate_and_backs_off_on_errors():

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from stash2plex.engine.context import build_context
-from stash2plex.engine.worker import BLOCKED_KEY, PAUSE_KEY, Worker
+from stash2plex.engine.worker import Worker
+from stash2plex.records import Decision
 from stash2plex.sandbox.manifest import load_manifest
 
 from .sandbox import sandbox
@@ -25,7 +26,9 @@ HERE = Path(__file__).resolve().parent
 PROVEN_BY = {
     "plex_url": ["test_settings_reach_code.py::test_plex_url_is_validated_and_used"],
     "plex_token": ["test_settings_reach_code.py::test_plex_token_is_sent_and_a_wrong_one_pauses"],
-    "plex_library": ["test_settings_reach_code.py::test_plex_library_selects_and_names_missing"],
+    "plex_library": [
+        "test_settings_reach_code.py::test_a_missing_plex_library_holds_the_queue_until_fixed"
+    ],
     "path_map": ["test_settings_reach_code.py::test_path_map_makes_matching_exact"],
     "plex_timeout": ["test_settings_reach_code.py::test_plex_timeout_bounds_each_request"],
     "enabled": ["test_settings_reach_code.py::test_enabled_off_keeps_jobs_and_sends_nothing"],
@@ -107,16 +110,25 @@ def test_plex_token_is_sent_and_a_wrong_one_pauses(box):
     box.drain(scene.id)
     assert box.job(scene.id).reason == "auth"
     with box.store() as store:
-        assert "plex_token" in store.get_value(PAUSE_KEY)["reason"]
+        assert "plex_token" in store.holds().pause.message
 
 
-def test_plex_library_selects_and_names_missing(box):
+def test_a_missing_plex_library_holds_the_queue_until_fixed(box):
     box.settings(plex_library="Nope")
     scene = some_scene(box)
     box.drain(scene.id)
     with box.store() as store:
-        [letter] = store.dead_letters()
-    assert "Nope" in letter["message"] and "Stash Scenes" in letter["message"]
+        assert store.dead_letters() == []
+        pause = store.holds().pause
+    assert (pause.kind, pause.setting, pause.source) == (
+        "config",
+        "plex_library",
+        "Stash plugin settings",
+    )
+    assert "Nope" in pause.message and "Stash Scenes (movie)" in pause.message
+    assert box.job(scene.id).reason == "settings"
+    box.settings(plex_library="Stash Scenes")
+    assert Worker(box.data_dir).run(until_idle=True).synced == 1
 
 
 def test_path_map_makes_matching_exact(box):
@@ -157,7 +169,7 @@ def test_enabled_off_keeps_jobs_and_sends_nothing(box):
     assert box.writes() == 0
     assert box.job(scene.id).state == "pending"
     with box.store() as store:
-        assert "enabled" in store.get_value(BLOCKED_KEY)["reason"]
+        assert "enabled" in store.holds().pause.message
     box.settings(enabled=True)
     assert Worker(box.data_dir).run(until_idle=True).synced == 1  # the kept job now syncs
 
@@ -189,11 +201,11 @@ def test_dlq_retention_days_prunes(box):
     box.settings(dlq_retention_days=3)
     with box.store() as store:
         store.enqueue([1, 2], "test")
-        old, new = store.claim_due("t", 2, 60)
+        old, new = store.claim_due("t", 2)
         store.clock = lambda: time.time() - 5 * 86400
-        store.dead_letter(old, error_class="permanent", message="old", attempts=1)
+        store.apply(old, Decision("dead_letter", 1, error_class="permanent", message="old"))
         store.clock = time.time
-        store.dead_letter(new, error_class="permanent", message="new", attempts=1)
+        store.apply(new, Decision("dead_letter", 1, error_class="permanent", message="new"))
     box.drain(some_scene(box).id)
     with box.store() as store:
         assert [letter["message"] for letter in store.dead_letters()] == ["new"]

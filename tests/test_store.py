@@ -3,10 +3,11 @@
 import os
 import sqlite3
 import stat
+from dataclasses import replace
 
 import pytest
 
-from stash2plex.records import ListedItem
+from stash2plex.records import BreakerState, Decision, Holds, ListedItem, Pause
 from stash2plex.store.db import SCHEMA_VERSION, Store, StoreError
 
 
@@ -54,52 +55,69 @@ def test_enqueue_coalesces_a_burst_into_one_job(store):
     assert jobs[0].state == "pending"
 
 
+def done(attempts: int = 0) -> Decision:
+    return Decision("done", attempts, status="synced")
+
+
+def waiting(reason, due_at, attempts=0) -> Decision:
+    return Decision("wait", attempts, reason=reason, due_at=due_at, message="why")
+
+
 def test_claim_leases_due_jobs_once(store, clock):
     store.enqueue([1, 2, 3], "task")
-    first = store.claim_due("w1", 2, lease_seconds=60)
-    second = store.claim_due("w2", 10, lease_seconds=60)
+    first = store.claim_due("w1", 2)
+    second = store.claim_due("w1", 10)
     assert [j.scene_id for j in first] == [1, 2]
     assert [j.scene_id for j in second] == [3]
-    assert store.claim_due("w3", 10, lease_seconds=60) == []
+    assert store.claim_due("w1", 10) == []
 
 
-def test_expired_lease_becomes_due_again(store, clock):
-    store.enqueue([5], "hook")
-    [_job] = store.claim_due("killed-worker", 1, lease_seconds=60)
-    clock.now += 59
-    assert store.claim_due("w2", 1, lease_seconds=60) == []
-    clock.now += 2
-    [again] = store.claim_due("w2", 1, lease_seconds=60)
-    assert again.scene_id == 5
+def test_taking_the_lock_voids_every_other_owners_lease_at_once(store, clock):
+    store.enqueue([5, 6], "hook")
+    [killed, _] = store.claim_due("killed-worker", 2)
+    store.apply(killed, waiting("retry", clock.now + 50, attempts=1))
+    store.claim_due("killed-worker", 5)  # 5 is due again later; 6 stays leased
+    assert store.take_ownership("next-worker") == 1
+    [again] = store.claim_due("next-worker", 5)
+    assert again.scene_id == 6  # no lease timer to wait for
+    assert store.take_ownership("next-worker") == 0  # its own leases stay
 
 
 def test_edit_during_sync_makes_the_job_due_again(store):
     store.enqueue([9], "hook")
-    [job] = store.claim_due("w", 1, 60)
+    [job] = store.claim_due("w", 1)
     store.enqueue([9], "hook")  # the user saved again while we were syncing
-    store.complete(job)
+    store.apply(job, done())
     assert store.job(9).state == "pending"
-    [again] = store.claim_due("w", 1, 60)
-    store.complete(again)
+    [again] = store.claim_due("w", 1)
+    store.apply(again, done())
     assert store.job(9).state == "done"
     assert store.outstanding_jobs() == 0
 
 
+def test_an_edit_during_a_failed_attempt_gets_a_try_instead_of_a_dead_letter(store):
+    store.enqueue([9], "hook")
+    [job] = store.claim_due("w", 1)
+    store.enqueue([9], "hook")
+    store.apply(job, Decision("dead_letter", 1, error_class="permanent", message="bad"))
+    assert store.dead_letters() == [] and store.job(9).state == "pending"
+
+
 def test_done_job_is_requeued_fresh(store):
     store.enqueue([4], "hook")
-    [job] = store.claim_due("w", 1, 60)
-    store.complete(job)
+    [job] = store.claim_due("w", 1)
+    store.apply(job, done())
     assert store.enqueue([4], "hook") == 1
     assert store.job(4).state == "pending"
 
 
 def test_retry_waiting_job_keeps_its_backoff_on_new_edit(store, clock):
     store.enqueue([3], "hook")
-    [job] = store.claim_due("w", 1, 60)
-    store.defer(job, reason="retry", due_at=clock.now + 100, attempts=1, error="500")
+    [job] = store.claim_due("w", 1)
+    store.apply(job, waiting("retry", clock.now + 100, attempts=1))
     store.enqueue([3], "hook")
-    waiting = store.job(3)
-    assert (waiting.state, waiting.reason, waiting.due_at, waiting.attempts) == (
+    job = store.job(3)
+    assert (job.state, job.reason, job.due_at, job.attempts) == (
         "waiting",
         "retry",
         clock.now + 100,
@@ -107,10 +125,11 @@ def test_retry_waiting_job_keeps_its_backoff_on_new_edit(store, clock):
     )
 
 
-def test_not_in_plex_job_is_rechecked_on_new_edit(store, clock):
+@pytest.mark.parametrize("reason", ["not_in_plex", "ambiguous", "conflict"])
+def test_matching_waits_are_rechecked_on_new_edit(store, clock, reason):
     store.enqueue([3], "hook")
-    [job] = store.claim_due("w", 1, 60)
-    store.defer(job, reason="not_in_plex", due_at=clock.now + 600, attempts=0)
+    [job] = store.claim_due("w", 1)
+    store.apply(job, waiting(reason, clock.now + 600))
     store.enqueue([3], "hook")
     job = store.job(3)
     assert (job.state, job.due_at) == ("pending", clock.now)
@@ -118,9 +137,9 @@ def test_not_in_plex_job_is_rechecked_on_new_edit(store, clock):
 
 def test_dead_letter_records_class_message_attempts_and_time(store, clock):
     store.enqueue([11], "hook")
-    [job] = store.claim_due("w", 1, 60)
+    [job] = store.claim_due("w", 1)
     clock.now = 5_000.0
-    store.dead_letter(job, error_class="permanent", message="bad data", attempts=1)
+    store.apply(job, Decision("dead_letter", 1, error_class="permanent", message="bad data"))
     [letter] = store.dead_letters()
     assert letter["scene_id"] == 11
     assert (letter["error_class"], letter["message"], letter["attempts"]) == (
@@ -132,12 +151,71 @@ def test_dead_letter_records_class_message_attempts_and_time(store, clock):
     assert store.job(11) is None
 
 
+def test_a_scene_is_queued_or_dead_lettered_never_both(store):
+    store.enqueue([11, 12], "hook")
+    for job in store.claim_due("w", 2):
+        store.apply(job, Decision("dead_letter", 5, error_class="transient", message="502"))
+    store.enqueue([11], "hook")  # saving the scene again is a redrive
+    assert [d["scene_id"] for d in store.dead_letters()] == [12]
+    [letter] = store.dead_letters()
+    assert store.redrive([letter["id"]], "retry") == [12]
+    assert store.dead_letters() == []
+    assert {j.scene_id for j in store.jobs("pending")} == {11, 12}
+
+
 def test_job_counts_split_waiting_by_reason(store, clock):
     store.enqueue([1, 2, 3], "task")
-    jobs = store.claim_due("w", 3, 60)
-    store.defer(jobs[0], reason="not_in_plex", due_at=clock.now + 1, attempts=0)
-    store.defer(jobs[1], reason="retry", due_at=clock.now + 1, attempts=1)
+    jobs = store.claim_due("w", 3)
+    store.apply(jobs[0], waiting("not_in_plex", clock.now + 1))
+    store.apply(jobs[1], waiting("retry", clock.now + 1, attempts=1))
     assert store.job_counts() == {"waiting:not_in_plex": 1, "waiting:retry": 1, "leased": 1}
+
+
+def test_the_breaker_opening_and_closing_records_one_outage_and_releases_parked_jobs(store, clock):
+    store.enqueue(list(range(1, 401)), "sync all")
+    [job] = store.claim_due("w", 1)
+    opened = BreakerState(state="open", opened_at=clock.now, next_probe_at=clock.now + 2)
+    store.apply(job, Decision("wait", 0, reason="plex_down", breaker=opened, stop=True))
+    assert store.job(job.scene_id).due_at >= 1e18  # parked: no timer, the breaker owns it
+    assert store.next_due_at() == clock.now
+    clock.now += 6
+    store.change_holds(lambda h: (replace(h, breaker=BreakerState(trial=True)), []))
+    [outage] = store.outages()
+    assert (outage["started_at"], outage["ended_at"]) == (1_000.0, 1_006.0)
+    assert outage["jobs_affected"] == 400
+    assert store.job(job.scene_id).state == "pending"
+    assert store.holds().ramp_started_at == 1_006.0
+
+
+def test_an_outage_opened_by_a_failure_streak_gives_the_streak_its_attempts_back(store, clock):
+    store.enqueue([1, 2, 3], "task")
+    jobs = store.claim_due("w", 3)
+    for job in jobs[:2]:
+        store.apply(job, waiting("retry", clock.now + 10, attempts=1))
+    opened = BreakerState(state="open", opened_at=clock.now)
+    streak = BreakerState(failures=((clock.now, 1), (clock.now, 2)))
+    store.change_holds(lambda h: (replace(h, breaker=streak), []))
+    store.apply(jobs[2], Decision("wait", 0, reason="plex_down", breaker=opened))
+    for scene_id in (1, 2):
+        job = store.job(scene_id)
+        assert (job.reason, job.attempts) == ("plex_down", 0)
+
+
+def test_lifting_a_pause_releases_what_waits_behind_it(store, clock):
+    store.enqueue([1], "task")
+    [job] = store.claim_due("w", 1)
+    pause = Pause(kind="plex_auth", message="401", since=clock.now, next_check_at=clock.now + 5)
+    store.apply(job, Decision("wait", 0, reason="auth", pause=pause))
+    clock.now += 1
+    store.nudge()
+    assert store.holds().pause.next_check_at == clock.now
+    store.change_holds(lambda h: (replace(h, pause=None), []))
+    assert store.job(1).state == "pending"
+
+
+def test_unreadable_holds_read_as_none(store):
+    store.put_value("holds", {"breaker": {"state": "weird"}, "pause": {"nonsense": 1}})
+    assert store.holds() == Holds()
 
 
 def test_index_lookup_by_path_and_basename(store):

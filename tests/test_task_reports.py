@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from stash2plex.records import Decision
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
@@ -48,9 +49,9 @@ def letters(data_dir, *specs):
     with Store.open(data_dir) as store:
         for scene_id, error_class, age in specs:
             store.enqueue([scene_id], "test")
-            [job] = [j for j in store.claim_due("t", 100, 60) if j.scene_id == scene_id]
+            [job] = [j for j in store.claim_due("t", 100) if j.scene_id == scene_id]
             store.clock = lambda age=age: time.time() - age * DAY
-            store.dead_letter(job, error_class=error_class, message="why", attempts=5)
+            store.apply(job, Decision("dead_letter", 5, error_class=error_class, message="why"))
             store.clock = time.time
 
 
@@ -62,11 +63,12 @@ def test_view_queue_status_reports_the_real_state(env):
     letters(data_dir, (first, "transient", 1), (second, "permanent", 1))
     with Store.open(data_dir) as store:
         store.enqueue([third, fourth], "test")
-        for job in store.claim_due("t", 10, 600):
+        for job in store.claim_due("t", 10):
             if job.scene_id == fourth:
-                store.defer(job, reason="not_in_plex", due_at=time.time() + 600, attempts=0)
+                waiting = Decision("wait", 0, reason="not_in_plex", due_at=time.time() + 600)
+                store.apply(job, waiting)
             else:
-                store.release(job)
+                store.release([job])
 
     run = task("View Queue Status")
 
@@ -84,11 +86,9 @@ def test_clear_pending_queue_leaves_jobs_in_progress(env):
     data_dir.mkdir(exist_ok=True)
     with Store.open(data_dir) as store:
         store.enqueue([a, b, c], "test")
-        claimed = store.claim_due("busy-worker", 10, 600)
+        claimed = store.claim_due("busy-worker", 10)
         [leased] = [j for j in claimed if j.scene_id == c]
-        for job in claimed:
-            if job.scene_id != c:
-                store.release(job)  # only c stays in progress
+        store.release([j for j in claimed if j.scene_id != c])  # only c stays in progress
     run = task("Clear Pending Queue")
     assert run.output == {"cleared": 2}
     with Store.open(data_dir) as store:
@@ -115,27 +115,23 @@ def test_dead_letter_tasks(env):
 
 def test_recover_outage_jobs_picks_the_window_skips_and_is_idempotent(env):
     library, plex, stash, task, data_dir = env
-    inside, outside, permanent, queued, deleted = matchable(library)[:5]
+    inside, outside, permanent, deleted = matchable(library)[:4]
     now = time.time()
     data_dir.mkdir(exist_ok=True)
     with Store.open(data_dir) as store:
-        store.start_outage(now - 2 * 3600)
-        store.end_outage(now - 3600, jobs_affected=4)
+        store.record_outage(now - 2 * 3600, now - 3600, jobs_affected=4)
     letters(
         data_dir,
         (inside, "transient", 1.5 / 24),
         (outside, "transient", 3 / 24),
         (permanent, "permanent", 1.5 / 24),
-        (queued, "transient", 1.5 / 24),
         (deleted, "transient", 1.5 / 24),
     )
-    with Store.open(data_dir) as store:
-        store.enqueue([queued], "test")
     stash.delete_scene(deleted)
 
     first = task("Recover Outage Jobs").output
     assert first["recovered"] == 1
-    assert first["skipped"] == {"already queued": 1, "deleted in Stash": 1}
+    assert first["skipped"] == {"deleted in Stash": 1}
     assert first["drain"]["synced"] >= 1
     second = task("Recover Outage Jobs").output
     assert second["recovered"] == 0 and second["skipped"] == {}
@@ -170,10 +166,8 @@ def test_outage_summary_report_has_exact_metrics(env):
     data_dir.mkdir(exist_ok=True)
     now = time.time()
     with Store.open(data_dir) as store:
-        store.start_outage(now - 1000)
-        store.end_outage(now - 940, jobs_affected=3)  # 60 s
-        store.start_outage(now - 700)
-        store.end_outage(now - 580, jobs_affected=5)  # 120 s
+        store.record_outage(now - 1000, now - 940, jobs_affected=3)  # 60 s
+        store.record_outage(now - 700, now - 580, jobs_affected=5)  # 120 s
     report = task("Outage Summary Report").output
     assert (report["outages"], report["completed"]) == (2, 2)
     assert report["mttr_s"] == 90.0

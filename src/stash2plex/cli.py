@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,24 +73,34 @@ def main(ctx: click.Context, data_dir: Path, config_file: Path | None, as_json: 
 @click.pass_obj
 def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: float | None) -> None:
     """Drain the queue; exit after an idle period. Normally started by the plugin."""
-    from stash2plex.engine.worker import IDLE_EXIT_SECONDS, Worker, configure_worker_logging
+    from stash2plex.engine.worker import Worker, WorkerBusyError, configure_worker_logging
+    from stash2plex.errors import StoreError
 
     data_dir = data_dir or cli.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    engine = Worker(
-        data_dir,
-        idle_exit_seconds=idle_exit
-        if idle_exit is not None
-        else float(os.environ.get("STASH2PLEX_IDLE_EXIT", IDLE_EXIT_SECONDS)),
-    )
+    engine = None
+    for _ in range(120):  # a store locked by another process: wait for it (up to 10 min)
+        try:
+            engine = (
+                Worker(data_dir)
+                if idle_exit is None
+                else Worker(data_dir, idle_exit_seconds=idle_exit)
+            )
+            break
+        except StoreError as exc:
+            click.echo(f"stash2plex worker: {exc}; trying again in 5 s", err=True)
+            time.sleep(5)
+    if engine is None:
+        sys.exit(EXIT_ATTENTION)
     configure_worker_logging(
         data_dir,
-        lambda: engine._context.config.secrets() if engine._context else (),
-        lambda: bool(engine._context and engine._context.config.obfuscate_paths),
+        lambda: engine.context.config.secrets() if engine.context else (),
+        lambda: bool(engine.context and engine.context.config.obfuscate_paths),
     )
+    signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())
     try:
         engine.run(lock_fd)
-    except RuntimeError as exc:
+    except WorkerBusyError as exc:
         click.echo(str(exc), err=True)
         sys.exit(3)
 
@@ -268,18 +280,21 @@ def sync_command(cli: Cli, all_scenes: bool, scene_ids: tuple[int, ...]) -> None
 def _drain(cli: Cli) -> None:
     from rich.progress import Progress
 
+    from stash2plex.engine.worker_lock import ensure_worker
     from stash2plex.operations.queue import process_queue
 
     with Progress(disable=cli.as_json, transient=True) as bar:
         task = bar.add_task("syncing", total=None)
         report = process_queue(
-            cli.data_dir, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            cli.data_dir,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            handover=lambda: ensure_worker(cli.data_dir),
         )
     with cli.store() as store:
         from stash2plex.operations.queue import status_report
 
         status = status_report(store, cli.data_dir)
-    data = {"status": status}
+    data: dict[str, Any] = {"status": status}
     if report is not None:
         data["drained"] = {
             k: getattr(report, k)

@@ -1,49 +1,69 @@
-"""Error classes, and the one place where library exceptions are translated into them.
+"""Every exception class the product raises, and the one table that maps HTTP statuses to them.
 
     SyncError                       every failure the worker routes; `error_class` names the route
     ├── TransientError              retry with backoff, counting attempts      (timeouts, 5xx, ...)
+    │   └── InternalError           a bug of ours: retried like a transient failure, never a hold
     ├── ServerDownError             open the breaker; wait without burning attempts (refused, 503)
-    │   └── StashDownError          Stash itself is unreachable: wait, but it is no Plex outage
+    │   └── StashDownError          Stash itself is unreachable: a pause of its own, no Plex outage
     ├── NotInPlexError              wait for Plex to scan the file (a waiting state, never the DLQ)
     ├── AmbiguousMatchError         wait, listing the candidates (never guessed)
     ├── ConflictError               wait: several scenes claim one Plex item (never write a mix)
     ├── ConfigError                 hold the queue until a setting is fixed (names the setting)
     ├── PermanentError              dead-letter at once (bad data, other 4xx)
-    └── AuthError                   pause the queue; say which setting to fix (401)
+    └── AuthError                   pause the queue; say which credential to fix (401)
 
-The class decides the route; the message is what a person reads, so it says what to do.
-Messages never contain a token: translation goes through `redact` before anything is kept.
+Each error knows which server it came from (`server`: "plex", "stash", or None for our own),
+so the same status can take the right route on each side: Plex's 401 is the Plex token, Stash's
+401 is Stash's API key. The class decides the route; the message is what a person reads, so
+it says what to do. Messages never contain a secret: everything is passed through `redact`.
+
+Translation of library exceptions happens at each client's boundary (`clients.plex`,
+`clients.stash`), both through `error_for_status` for HTTP statuses.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from typing import Any
 
-TRANSIENT = "transient"
-SERVER_DOWN = "server_down"
-NOT_IN_PLEX = "not_in_plex"
-AMBIGUOUS = "ambiguous"
-PERMANENT = "permanent"
-AUTH = "auth"
-CONFLICT = "conflict"
-CONFIG = "config"
+from stash2plex.vocabulary import ErrorClass, Server
+
+TRANSIENT: ErrorClass = "transient"
+SERVER_DOWN: ErrorClass = "server_down"
+NOT_IN_PLEX: ErrorClass = "not_in_plex"
+AMBIGUOUS: ErrorClass = "ambiguous"
+PERMANENT: ErrorClass = "permanent"
+AUTH: ErrorClass = "auth"
+CONFLICT: ErrorClass = "conflict"
+CONFIG: ErrorClass = "config"
 
 
 class SyncError(Exception):
-    error_class = TRANSIENT
+    """A classified failure. `status` is the HTTP status when one was received."""
 
-    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+    error_class: ErrorClass = TRANSIENT
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: dict[str, Any] | None = None,
+        server: Server | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.server = server
+        self.status = status
 
 
 class TransientError(SyncError):
     error_class = TRANSIENT
+
+
+class InternalError(TransientError):
+    """An unexpected exception in our own code: counted as an attempt, never a hold."""
 
 
 class ServerDownError(SyncError):
@@ -51,7 +71,11 @@ class ServerDownError(SyncError):
 
 
 class StashDownError(ServerDownError):
-    """Stash is unreachable (restarting, stopped). Jobs wait; Plex's breaker is not touched."""
+    """Stash is unreachable (restarting, stopped, 503). Jobs wait; Plex's breaker is untouched."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("server", "stash")
+        super().__init__(message, **kwargs)
 
 
 class NotInPlexError(SyncError):
@@ -79,8 +103,8 @@ class ConfigError(SyncError):
 
     error_class = CONFIG
 
-    def __init__(self, message: str, *, setting: str, detail: dict[str, Any] | None = None) -> None:
-        super().__init__(message, detail=detail)
+    def __init__(self, message: str, *, setting: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.setting = setting
 
 
@@ -92,7 +116,41 @@ class AuthError(SyncError):
     error_class = AUTH
 
 
-_STATUS_PREFIX = re.compile(r"^\((\d{3})\)")
+class NotConfiguredError(PermanentError):
+    """Required settings are missing (or no Stash connection is known): nothing can sync."""
+
+
+# The one status table, for Plex and Stash alike: status -> (class, what it means).
+_STATUS_TABLE: dict[int, tuple[type[SyncError], str]] = {
+    401: (AuthError, "rejected the credentials (401 Unauthorized)"),
+    408: (TransientError, "timed out the request (408)"),
+    429: (TransientError, "is too busy (429 Too Many Requests)"),
+    503: (ServerDownError, "is unavailable (503, e.g. starting up or in maintenance)"),
+}
+
+
+def error_for_status(status: int, server: Server, detail: str = "") -> SyncError:
+    """The classified error for an HTTP status from `server` (message names the server).
+
+    401 -> AuthError; 503 -> ServerDownError (StashDownError for Stash); 408, 429 and other
+    5xx -> TransientError; 404 -> NotInPlexError for Plex; other 4xx -> PermanentError.
+    """
+    name = "Plex" if server == "plex" else "Stash"
+    cls: type[SyncError]
+    if status in _STATUS_TABLE:
+        cls, meaning = _STATUS_TABLE[status]
+    elif status >= 500:
+        cls, meaning = TransientError, f"failed the request (HTTP {status})"
+    elif status == 404 and server == "plex":
+        cls, meaning = NotInPlexError, "has no such item (404)"
+    else:
+        cls, meaning = PermanentError, f"rejected the request (HTTP {status})"
+    if cls is ServerDownError and server == "stash":
+        cls = StashDownError
+    message = f"{name} {meaning}" + (f": {detail}" if detail else "")
+    return cls(message, server=server, status=status)
+
+
 _TOKEN_PATTERNS = (
     re.compile(r"(X-Plex-Token=)[^&\s]+", re.IGNORECASE),
     re.compile(r"(apikey=)[^&\s]+", re.IGNORECASE),
@@ -109,66 +167,34 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     return text
 
 
-def _status_of(exc: BaseException) -> int | None:
-    # plexapi exceptions carry no status attribute; their message starts with "(NNN)".
-    match = _STATUS_PREFIX.match(str(exc))
-    return int(match.group(1)) if match else None
-
-
-def classify_status(status: int, what: str) -> SyncError:
-    """Map an HTTP status from Plex or Stash to an error class."""
-    if status == 401:
-        return AuthError(f"{what} answered 401 Unauthorized")
-    if status == 503:
-        return ServerDownError(f"{what} is unavailable (503, e.g. startup maintenance)")
-    if status in (408, 429) or status >= 500:
-        return TransientError(f"{what} answered HTTP {status}")
-    return PermanentError(f"{what} rejected the request with HTTP {status}")
-
-
-@contextlib.contextmanager
-def translate_plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
-    """Turn anything plexapi or requests raises into a SyncError (chained with `from`)."""
-    import requests
-    from plexapi import exceptions as plex_exc
-
-    try:
-        yield
-    except SyncError:
-        raise
-    except plex_exc.Unauthorized as exc:
-        raise AuthError(
-            "Plex rejected the token (401): set a valid `plex_token` in the plugin settings"
-        ) from exc
-    except plex_exc.NotFound as exc:
-        raise NotInPlexError(redact(f"Plex has no such item: {exc}", secrets)) from exc
-    except plex_exc.BadRequest as exc:
-        status = _status_of(exc)
-        error = classify_status(status, "Plex") if status else PermanentError("Plex: bad request")
-        raise type(error)(redact(f"{error.message}: {_short(exc)}", secrets)) from exc
-    except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-        text = str(exc)
-        if "RemoteDisconnected" in text or "Connection aborted" in text:
-            raise TransientError("Plex closed the connection mid-request") from exc
-        raise ServerDownError("Plex is not reachable (connection refused or timed out)") from exc
-    except requests.Timeout as exc:
-        raise TransientError("Plex did not answer in time (read timeout)") from exc
-    except requests.RequestException as exc:
-        raise TransientError(redact(f"HTTP error talking to Plex: {_short(exc)}", secrets)) from exc
-    except ET.ParseError as exc:
-        raise TransientError("Plex sent a malformed XML answer") from exc
-    except TypeError as exc:
-        # plexapi raises TypeError for statuses `requests` has no name for (520, 599, ...).
-        if "NoneType" in str(exc) and "subscriptable" in str(exc):
-            raise TransientError(
-                "Plex (or a proxy in front of it) answered a non-standard HTTP status"
-            ) from exc
-        raise
-    except AttributeError as exc:
-        # An empty 200 body leaves plexapi objects without attributes.
-        raise TransientError("Plex sent an empty or incomplete answer") from exc
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
+def shorten(text: str, limit: int = 300) -> str:
+    """One line of at most `limit` characters (for messages that quote a server's answer)."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------- the store
+class StoreError(RuntimeError):
+    """The store cannot be used; the message says why and what to do. Not routed: the entry
+    points report it (a hook falls back to the spool when the store is only busy)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's write lock longer than we may wait."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the store is full."""
+
+
+class StoreUnreadableError(StoreError):
+    """The store file is not a readable database (truncated, overwritten, corrupt)."""
+
+
+# ---------------------------------------------------------------------------- input
+class PluginInputError(ValueError):
+    """Stash's stdin JSON is not a usable PluginInput; the message says what was wrong."""
+
+
+class HookError(ValueError):
+    """A hook context is malformed; the message says what was wrong."""

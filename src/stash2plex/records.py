@@ -6,7 +6,9 @@ A leaf module: standard library only, so the hook path may import it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from stash2plex.vocabulary import ErrorClass, SyncStatus, WaitReason
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,115 @@ class IndexEntry:
     section_id: int
     path: str
     size: int | None
+
+
+# ---------------------------------------------------------------------------- holds
+BreakerPhase = Literal["closed", "open", "half_open"]
+# A pause is a hold a person lifts by fixing something (a setting, a credential) or, for
+# "stash_down", one that lifts when Stash answers again. The breaker is the hold for Plex.
+PauseKind = Literal["plex_auth", "stash_auth", "config", "not_configured", "disabled", "stash_down"]
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """The circuit breaker in front of Plex (transitions: `engine.breaker`).
+
+    `failures`: recent consecutive failures as (epoch seconds, scene id), oldest first; they
+    open the breaker when they look like a sick server rather than a bad item. `probes`:
+    failed health probes since opening (drives the probe backoff). `trial`: closed by a probe,
+    with no job succeeded since (one more failure reopens at once).
+    """
+
+    state: BreakerPhase = "closed"
+    opened_at: float | None = None
+    probes: int = 0
+    next_probe_at: float | None = None
+    failures: tuple[tuple[float, int], ...] = ()
+    trial: bool = False
+    reason: str = ""
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Why the queue is held until something outside Plex's health changes.
+
+    `setting` names what to fix and `source` where its value came from (Stash's plugin
+    settings, an environment variable, a file). Checks back off: `checks` failed so far,
+    the next at `next_check_at` (epoch seconds); a hook or task makes it due at once.
+    """
+
+    kind: PauseKind
+    message: str
+    since: float
+    next_check_at: float
+    checks: int = 0
+    setting: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Holds:
+    """Everything that stops the drain, as one value the store keeps.
+
+    `ramp_started_at`: when the last recovery began (the drain is paced for a while after).
+    `nudged_at`: when a hook or task last asked the worker to re-read the settings.
+    """
+
+    breaker: BreakerState = BreakerState()
+    pause: Pause | None = None
+    ramp_started_at: float | None = None
+    nudged_at: float = 0.0
+
+    @property
+    def held(self) -> bool:
+        return not self.breaker.is_closed or self.pause is not None
+
+    def next_check_at(self) -> float | None:
+        """When the next probe or settings check is due (None when nothing holds)."""
+        times = []
+        if not self.breaker.is_closed:
+            times.append(self.breaker.next_probe_at or 0.0)
+        if self.pause is not None:
+            times.append(self.pause.next_check_at)
+        return min(times) if times else None
+
+
+# ---------------------------------------------------------------------------- decisions
+Action = Literal["done", "retry", "wait", "dead_letter"]
+EventLevel = Literal["info", "warning", "error"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something a person should see later (the worker has no Stash log)."""
+
+    level: EventLevel
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one job. `due_at` None with action "wait": parked until a hold lifts.
+
+    `breaker` is the new breaker state when it changed; `pause` a pause to set; `stop`: nothing
+    else in the batch can succeed now. Produced by `engine.routing.route`, applied by the store
+    in one transaction.
+    """
+
+    action: Action
+    attempts: int
+    status: SyncStatus | None = None
+    reason: WaitReason | None = None
+    due_at: float | None = None
+    error_class: ErrorClass | None = None
+    message: str | None = None
+    detail: dict[str, Any] | None = None
+    breaker: BreakerState | None = None
+    pause: Pause | None = None
+    stop: bool = False
+    event: Event | None = None

@@ -8,15 +8,28 @@ on one makes a hidden HTTP request, which would break our request budget and our
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-from collections.abc import Callable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from xml.etree import ElementTree as ET
 
 import requests
 
-from stash2plex.errors import NotInPlexError, ServerDownError, translate_plex_errors
+from stash2plex.errors import (
+    AuthError,
+    ConfigError,
+    NotInPlexError,
+    PermanentError,
+    ServerDownError,
+    SyncError,
+    TransientError,
+    error_for_status,
+    redact,
+    shorten,
+)
 from stash2plex.records import ListedItem
 
 LISTING_PAGE_SIZE = 500
@@ -45,9 +58,16 @@ class PlexItem:
 
 @dataclass(frozen=True)
 class Health:
+    """A health probe's verdict; `error` is the classified failure when not ok."""
+
     ok: bool
     latency_ms: float
     detail: str
+    error: SyncError | None = None
+
+    @property
+    def error_class(self) -> str | None:
+        return self.error.error_class if self.error is not None else None
 
 
 class PlexClient:
@@ -85,7 +105,7 @@ class PlexClient:
         if self._server is None:
             from plexapi.server import PlexServer
 
-            with translate_plex_errors(self.secrets):
+            with plex_errors(self.secrets):
                 self._server = PlexServer(
                     self.url, self._token, session=self.session, timeout=self.timeout
                 )
@@ -97,7 +117,7 @@ class PlexClient:
 
     def _query(self, path: str, method: str = "get", **kwargs: Any) -> Any:
         server = self.server()
-        with translate_plex_errors(self.secrets):
+        with plex_errors(self.secrets):
             return server.query(path, method=getattr(server._session, method), **kwargs)
 
     # ------------------------------------------------------------------ reads
@@ -158,12 +178,8 @@ class PlexClient:
         try:
             self.reset()
             sections = self.sections()
-        except ServerDownError as exc:
-            return Health(False, (self._clock() - started) * 1000, exc.message)
-        except Exception as exc:  # any classified failure is "not healthy", with its reason
-            return Health(
-                False, (self._clock() - started) * 1000, getattr(exc, "message", str(exc))
-            )
+        except SyncError as exc:
+            return Health(False, (self._clock() - started) * 1000, exc.message, exc)
         return Health(True, (self._clock() - started) * 1000, f"{len(sections)} libraries readable")
 
     # ------------------------------------------------------------------ writes
@@ -210,7 +226,7 @@ def _listed_item(video: ET.Element, section_id: int) -> ListedItem:
         size = part.get("size")
         files.append((part.get("file", ""), int(size) if size and size.isdigit() else None))
     collections = tuple(c.get("tag", "") for c in video.findall("Collection"))
-    return ListedItem(int(video.get("ratingKey")), section_id, tuple(files), collections)
+    return ListedItem(int(video.get("ratingKey") or 0), section_id, tuple(files), collections)
 
 
 def _plex_item(video: ET.Element) -> PlexItem:
@@ -221,7 +237,7 @@ def _plex_item(video: ET.Element) -> PlexItem:
             tags.setdefault(family, []).append(child.get("tag", ""))
     rating = video.get("userRating")
     return PlexItem(
-        rating_key=int(video.get("ratingKey")),
+        rating_key=int(video.get("ratingKey") or 0),
         section_id=int(video.get("librarySectionID") or 0),
         fields={name: video.get(name, "") for name in _FIELD_ATTRIBUTES},
         tags=tags,
@@ -230,3 +246,66 @@ def _plex_item(video: ET.Element) -> PlexItem:
         ),
         user_rating=float(rating) if rating else None,
     )
+
+
+_STATUS_PREFIX = re.compile(r"^\((\d{3})\)")
+
+
+@contextlib.contextmanager
+def plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
+    """Translate anything plexapi or requests raises into a SyncError from Plex (chained).
+
+    Facts (plexapi 4.18.3, `PlexServer.query`): 401 raises Unauthorized, 404 NotFound, any other
+    non-2xx BadRequest whose message starts with "(status)"; a status `requests` has no name for
+    (520, 599, ...) makes plexapi itself fail with TypeError; an empty body makes the parsed
+    objects lack attributes.
+    """
+    import requests
+    from plexapi import exceptions as plex_exc
+
+    try:
+        yield
+    except SyncError:
+        raise
+    except plex_exc.Unauthorized as exc:
+        raise AuthError(
+            "Plex rejected the token (401): set a valid `plex_token`", server="plex", status=401
+        ) from exc
+    except plex_exc.NotFound as exc:
+        message = redact(f"Plex has no such item: {shorten(str(exc))}", secrets)
+        raise NotInPlexError(message, server="plex", status=404) from exc
+    except plex_exc.BadRequest as exc:
+        match = _STATUS_PREFIX.match(str(exc))
+        if match is None:
+            raise PermanentError("Plex rejected the request", server="plex") from exc
+        raise error_for_status(int(match.group(1)), "plex") from exc
+    except requests.exceptions.SSLError as exc:
+        raise ConfigError(
+            "Plex's TLS certificate was rejected: " + shorten(redact(str(exc), secrets), 200),
+            setting="verify_tls",
+            server="plex",
+        ) from exc
+    except (requests.ConnectTimeout, requests.ConnectionError) as exc:
+        text = str(exc)
+        if "RemoteDisconnected" in text or "Connection aborted" in text:
+            raise TransientError("Plex closed the connection mid-request", server="plex") from exc
+        raise ServerDownError(
+            "Plex is not reachable (connection refused or timed out)", server="plex"
+        ) from exc
+    except requests.Timeout as exc:
+        raise TransientError("Plex did not answer in time (read timeout)", server="plex") from exc
+    except requests.RequestException as exc:
+        raise TransientError(
+            redact(f"HTTP error talking to Plex: {shorten(str(exc))}", secrets), server="plex"
+        ) from exc
+    except ET.ParseError as exc:
+        raise TransientError("Plex sent a malformed XML answer", server="plex") from exc
+    except TypeError as exc:
+        if "NoneType" in str(exc) and "subscriptable" in str(exc):
+            raise TransientError(
+                "Plex (or a proxy in front of it) answered a non-standard HTTP status",
+                server="plex",
+            ) from exc
+        raise
+    except AttributeError as exc:
+        raise TransientError("Plex sent an empty or incomplete answer", server="plex") from exc

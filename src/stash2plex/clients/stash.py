@@ -13,7 +13,15 @@ from typing import Any
 import requests
 
 from stash2plex.clients import stash_documents as docs
-from stash2plex.errors import AuthError, PermanentError, StashDownError, TransientError, redact
+from stash2plex.errors import (
+    AuthError,
+    PermanentError,
+    StashDownError,
+    TransientError,
+    error_for_status,
+    redact,
+    shorten,
+)
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 PAGE_SIZE = 200
@@ -109,25 +117,36 @@ class StashClient:
         except requests.ConnectionError as exc:
             raise StashDownError(f"Stash is not reachable at {self.connection.url}") from exc
         except requests.Timeout as exc:
-            raise TransientError("Stash did not answer in time") from exc
+            raise TransientError("Stash did not answer in time", server="stash") from exc
         if response.status_code == 401:
-            raise AuthError(
-                "Stash rejected the plugin's credentials (401): the session cookie expired and "
-                "no API key is available; generate an API key in Stash's Settings > Security"
-            )
-        if response.status_code >= 500:
-            raise TransientError(f"Stash answered HTTP {response.status_code}")
+            raise self._auth_error()
         if response.status_code != 200:
-            body = redact(response.text[:300], secrets)
-            raise PermanentError(f"Stash rejected a query (HTTP {response.status_code}): {body}")
+            body = shorten(redact(response.text, secrets)) if response.status_code < 500 else ""
+            raise error_for_status(response.status_code, "stash", body)
         try:
             payload = response.json()
         except ValueError as exc:
-            raise TransientError("Stash sent a reply that is not JSON") from exc
+            raise TransientError("Stash sent a reply that is not JSON", server="stash") from exc
         if payload.get("errors") and not payload.get("data"):
             messages = "; ".join(str(e.get("message")) for e in payload["errors"])
-            raise TransientError(redact(f"Stash GraphQL error: {messages}", secrets))
+            raise TransientError(
+                redact(f"Stash GraphQL error: {messages}", secrets), server="stash"
+            )
         return payload.get("data") or {}
+
+    def _auth_error(self) -> AuthError:
+        """Stash's 401, naming the credential that was refused."""
+        if self.connection.api_key:
+            message = (
+                "Stash rejected the API key (401): it was regenerated or removed; set the "
+                "current key from Stash's Settings > Security"
+            )
+        else:
+            message = (
+                "Stash rejected the plugin's session (401): the session cookie expired and no "
+                "API key is available; generate an API key in Stash's Settings > Security"
+            )
+        return AuthError(message, server="stash", status=401)
 
     # ------------------------------------------------------------------ queries
     def find_scene(self, scene_id: int) -> dict[str, Any] | None:
@@ -191,7 +210,9 @@ class StashClient:
         except requests.ConnectionError as exc:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except requests.Timeout as exc:
-            raise TransientError("Stash did not send an image in time") from exc
+            raise TransientError("Stash did not send an image in time", server="stash") from exc
+        if response.status_code == 401:
+            raise self._auth_error()
         if response.status_code != 200:
-            raise TransientError(f"Stash answered HTTP {response.status_code} for an image")
+            raise error_for_status(response.status_code, "stash", "for an image download")
         return response.content, response.headers.get("Content-Type", "")

@@ -1,88 +1,99 @@
-"""The circuit breaker: a small pure state machine (closed, open, half-open) with an injected
-clock. Its state is a plain dict so the store can keep it; a corrupt state reads as closed.
+"""The circuit breaker in front of Plex: pure transitions over `records.BreakerState`.
 
-Only "server down" failures trip it (connection refused, 503 maintenance, timeouts of the
-health probe). A scene that is simply not in Plex yet says nothing about Plex's health.
-While open, the worker probes Plex's health on a timer with backoff (5 s, 10 s, 20 s, capped
-at 60 s); a passing probe closes the breaker and the queue drains again.
+It opens in two ways:
+- at once, on an unambiguous sign that Plex is down (connection refused, 503 maintenance);
+- by behaviour, when consecutive failures of *different* scenes (5xx, timeouts, dropped
+  connections) pile up within a short window. A server that fails every request is down,
+  whatever the status code; one bad item failing repeatedly is not.
+
+While open, the worker probes Plex's health on a timer with backoff (2 s, 4 s, 8 s, 16 s, then
+every 30 s). The first passing probe closes the breaker (the outage ends then) on trial: if
+the next job fails the same way, it reopens at once and the probe backoff continues.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
-CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half_open"
+from stash2plex.records import BreakerPhase, BreakerState
 
-FAILURE_THRESHOLD = 1  # a refused connection is unambiguous: one is enough
-PROBE_BASE_SECONDS = 5.0
-PROBE_CAP_SECONDS = 60.0
+CLOSED: BreakerPhase = "closed"
+OPEN: BreakerPhase = "open"
+HALF_OPEN: BreakerPhase = "half_open"
 
-
-@dataclass(frozen=True)
-class BreakerState:
-    state: str = CLOSED
-    failures: int = 0
-    opened_at: float | None = None
-    probes: int = 0  # failed probes since opening: drives the probe backoff
-    next_probe_at: float | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any) -> BreakerState:
-        """Read a stored state; anything unreadable means closed (never block on bad data)."""
-        try:
-            state = cls(**data)
-        except (TypeError, ValueError):
-            return cls()
-        if state.state not in (CLOSED, OPEN, HALF_OPEN):
-            return cls()
-        return state
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def is_closed(self) -> bool:
-        return self.state == CLOSED
+FAILURE_WINDOW_SECONDS = 60.0
+FAILURE_THRESHOLD = 5  # consecutive failures within the window...
+DISTINCT_SCENES = 3  # ...of at least this many scenes
+PROBE_BASE_SECONDS = 2.0
+PROBE_CAP_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class Transition:
-    """A state change worth logging and recording (an outage starts or ends)."""
+    """A change of phase worth recording: closed -> open starts an outage, -> closed ends it."""
 
-    old: str
-    new: str
+    old: BreakerPhase
+    new: BreakerPhase
     at: float
 
 
 def probe_delay(probes_failed: int) -> float:
-    """5 s, 10 s, 20 s, 40 s, then 60 s between health probes while Plex is down."""
+    """Seconds before the next probe: 2, 4, 8, 16, then 30 (capped)."""
     return min(PROBE_CAP_SECONDS, PROBE_BASE_SECONDS * 2 ** max(0, probes_failed))
 
 
-def record_server_down(state: BreakerState, now: float) -> tuple[BreakerState, Transition | None]:
-    failures = state.failures + 1
-    if state.state == CLOSED and failures >= FAILURE_THRESHOLD:
-        opened = BreakerState(OPEN, failures, now, 0, now + probe_delay(0))
-        return opened, Transition(CLOSED, OPEN, now)
+def _open(state: BreakerState, now: float, reason: str) -> tuple[BreakerState, Transition]:
+    probes = state.probes if state.trial else 0
+    opened = BreakerState(
+        state=OPEN,
+        opened_at=now,
+        probes=probes,
+        next_probe_at=now + probe_delay(probes),
+        failures=(),
+        trial=False,
+        reason=reason,
+    )
+    return opened, Transition(state.state, OPEN, now)
+
+
+def record_server_down(
+    state: BreakerState, now: float, reason: str = ""
+) -> tuple[BreakerState, Transition | None]:
+    """Plex refused the connection or is in maintenance: open now (no-op if already open)."""
+    if state.state == CLOSED:
+        return _open(state, now, reason)
     if state.state == HALF_OPEN:
-        reopened = replace(
-            state, state=OPEN, failures=failures, next_probe_at=now + probe_delay(state.probes)
-        )
-        return reopened, Transition(HALF_OPEN, OPEN, now)
+        return probe_failed(state, now)
+    return state, None
+
+
+def record_failure(
+    state: BreakerState, now: float, scene_id: int, reason: str = ""
+) -> tuple[BreakerState, Transition | None]:
+    """A job failed with a server-side symptom (5xx, timeout, dropped connection).
+
+    Opens the breaker when the failure is the first after a probe closed it, or when the
+    consecutive failures within the window reach the threshold across enough scenes.
+    """
+    if state.state != CLOSED:
+        return state, None
+    if state.trial:
+        return _open(state, now, reason)
+    recent = tuple(f for f in state.failures if now - f[0] <= FAILURE_WINDOW_SECONDS)
+    failures = (*recent, (now, scene_id))
+    if len(failures) >= FAILURE_THRESHOLD and len({f[1] for f in failures}) >= DISTINCT_SCENES:
+        return _open(state, now, reason)
     return replace(state, failures=failures), None
 
 
 def record_success(state: BreakerState, now: float) -> tuple[BreakerState, Transition | None]:
+    """A job went through: the failure streak and any trial end."""
+    del now
+    if state.state == CLOSED and not state.failures and not state.trial and not state.probes:
+        return state, None
     if state.state == CLOSED:
-        return (state if state.failures == 0 else BreakerState()), None
-    return BreakerState(), Transition(state.state, CLOSED, now)
-
-
-def probe_due(state: BreakerState, now: float) -> bool:
-    return state.state != CLOSED and (state.next_probe_at is None or now >= state.next_probe_at)
+        return BreakerState(), None
+    return state, None
 
 
 def start_probe(state: BreakerState, now: float) -> tuple[BreakerState, Transition | None]:
@@ -93,6 +104,20 @@ def start_probe(state: BreakerState, now: float) -> tuple[BreakerState, Transiti
 
 
 def probe_failed(state: BreakerState, now: float) -> tuple[BreakerState, Transition | None]:
+    """The probe failed: open again, the next probe later."""
     probes = state.probes + 1
     reopened = replace(state, state=OPEN, probes=probes, next_probe_at=now + probe_delay(probes))
-    return reopened, (Transition(HALF_OPEN, OPEN, now) if state.state == HALF_OPEN else None)
+    return reopened, (Transition(state.state, OPEN, now) if state.state != OPEN else None)
+
+
+def probe_succeeded(state: BreakerState, now: float) -> tuple[BreakerState, Transition | None]:
+    """Plex serves again: close (the outage ends now), on trial until a job succeeds."""
+    if state.state == CLOSED:
+        return state, None
+    closed = BreakerState(state=CLOSED, probes=state.probes, trial=True)
+    return closed, Transition(state.state, CLOSED, now)
+
+
+def probe_due(state: BreakerState, now: float) -> bool:
+    """True when the breaker is not closed and its next probe time has come."""
+    return state.state != CLOSED and (state.next_probe_at is None or now >= state.next_probe_at)

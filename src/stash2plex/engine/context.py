@@ -12,17 +12,13 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
-from stash2plex.errors import AuthError, PermanentError
+from stash2plex.errors import AuthError, NotConfiguredError
 from stash2plex.settings.config import PLUGIN_ID, Config, build_config
 from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
 from stash2plex.store.db import Store
 
 SERVER_CONNECTION_KEY = "server_connection"
 API_KEY_KEY = "stash_api_key"
-
-
-class NotConfiguredError(PermanentError):
-    """Required settings are missing: syncing stops until they are set."""
 
 
 @dataclass

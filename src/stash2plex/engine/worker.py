@@ -1,14 +1,16 @@
-"""The one engine that drains the queue: leases due jobs, syncs them, routes failures by class.
+"""The one engine that drains the queue: a thin loop of lease, sync, route, apply.
 
-It owns every timer as a real wait (retries, re-checks, health probes while Plex is down, the
-gentle ramp after a recovery), so nothing depends on some other process happening to run.
-Started detached by a hook, it exits after the queue has been empty for an idle period; before
-exiting it releases the lock and looks once more for jobs, so a hook that saw the lock held
-just before cannot be left without a worker.
+Each job's result goes through the pure `routing.route`, and the store applies the decision,
+its hold changes and its event in one transaction. Holds (the breaker in front of Plex, a
+pause waiting for a setting or for Stash) are checked on their own timers by `_check`, which
+re-reads the settings and probes Plex; `holds.after_check` decides what that means.
 
-Two holds stop the drain: the circuit breaker (Plex unreachable or in maintenance) and the
-auth pause (Plex rejected the token). Both are lifted only by a health probe that proves Plex
-is serving with the current settings.
+The worker owns every timer as a real wait (retries, re-checks, probes, the gentle ramp after a
+recovery), so nothing depends on some other process happening to run. Started detached by a
+hook (or handed over by a foreground task that stopped early), it keeps running while work is
+outstanding and it can act on it, and exits after an idle period otherwise; before exiting it
+releases the lock and looks once more, so a hook that saw the lock held is never left
+without a worker.
 """
 
 from __future__ import annotations
@@ -17,50 +19,52 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from stash2plex import errors
-from stash2plex.engine import breaker
-from stash2plex.engine.backoff import RetryPolicy, retry_delay
+from stash2plex.engine import holds as hold_checks
+from stash2plex.engine import pauses
 from stash2plex.engine.context import Context, build_context
 from stash2plex.engine.ramp import RecoveryRamp
-from stash2plex.engine.worker_lock import open_lock_file, try_lock, unlock
+from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
+from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
 from stash2plex.pseudonyms import obfuscate_paths
-from stash2plex.records import Job
+from stash2plex.records import Decision, EventLevel, Holds, Job
+from stash2plex.store import spool
 from stash2plex.store.db import Store
 from stash2plex.sync.syncer import SceneSyncer
+from stash2plex.vocabulary import SyncStatus
 
-log = logging.getLogger("stash2plex.engine.worker")
+log = logging.getLogger("stash2plex.worker")
 
-# A killed worker's jobs become due again after this (STASH2PLEX_LEASE_SECONDS overrides it).
-LEASE_SECONDS = float(os.environ.get("STASH2PLEX_LEASE_SECONDS", "300"))
 BATCH_SIZE = 20
 POLL_SECONDS = 0.2
 IDLE_EXIT_SECONDS = 30.0
-# How often a scene Plex has not scanned yet is looked for again (the index is refreshed at
-# most this often too). STASH2PLEX_RECHECK_SECONDS overrides it, for tests and impatient users.
-NOT_IN_PLEX_RECHECK_SECONDS = float(os.environ.get("STASH2PLEX_RECHECK_SECONDS", "60"))
-AMBIGUOUS_RECHECK_SECONDS = 3600.0
-STASH_DOWN_RECHECK_SECONDS = 10.0
-CONTEXT_RETRY_SECONDS = 30.0
-# Waiting jobs parked behind a hold are released when the hold lifts, not by their due time.
-PARKED_SECONDS = 365 * 86400.0
+# A worker held only by missing settings keeps checking them this long before it exits (the
+# next hook or task starts a fresh one); switched off, it exits after the idle period.
+NOT_CONFIGURED_EXIT_SECONDS = 900.0
+# Settings are re-read this often while draining, and at most this often when nudged.
+SETTINGS_REFRESH_SECONDS = 60.0
+SETTINGS_NUDGE_MIN_SECONDS = 2.0
+STORE_BUSY_RETRY_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 3600.0
 DONE_JOB_RETENTION_SECONDS = 7 * 86400.0
 EVENT_RETENTION_SECONDS = 30 * 86400.0
 
-BLOCKED_KEY = "worker_blocked"
-BREAKER_KEY = "breaker"
-PAUSE_KEY = "auth_pause"  # the store's nudge_auth_pause knows this key too
-RAMP_KEY = "recovery_started_at"
-PLEX_DOWN = "plex_down"
+
+class WorkerBusyError(RuntimeError):
+    """Another worker holds the lock and drains the queue."""
 
 
 @dataclass
 class DrainReport:
+    """What one drain did, by outcome. `errors`: messages a person should read."""
+
     synced: int = 0
     unchanged: int = 0
     skipped: int = 0
@@ -72,8 +76,27 @@ class DrainReport:
     def processed(self) -> int:
         return self.synced + self.unchanged + self.skipped + self.deferred + self.dead_lettered
 
+    def count(self, decision: Decision) -> None:
+        if decision.action == "dead_letter":
+            self.dead_lettered += 1
+        elif decision.action != "done":
+            self.deferred += 1
+        elif decision.status == "synced":
+            self.synced += 1
+        elif decision.status == "unchanged":
+            self.unchanged += 1
+        else:
+            self.skipped += 1
+
 
 class Worker:
+    """Drains the queue of the store in `data_dir` while holding the worker lock.
+
+    `clock` and `sleep` are injected (seconds); `context_factory` builds the settings and the
+    clients from the store; `handover` is called after the lock is released when work is left
+    (a foreground drain hands over to a detached worker that way).
+    """
+
     def __init__(
         self,
         data_dir: Path,
@@ -81,29 +104,36 @@ class Worker:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         context_factory: Callable[[Store], Context] = build_context,
-        policy: RetryPolicy | None = None,
+        policy: RoutePolicy | None = None,
         rng: random.Random | None = None,
         idle_exit_seconds: float = IDLE_EXIT_SECONDS,
         poll_seconds: float = POLL_SECONDS,
-        ramp_seconds: float | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.clock = clock
         self.sleep = sleep
         self.context_factory = context_factory
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or RoutePolicy()
         self._explicit_policy = policy is not None
         self.rng = rng or random.Random()
         self.idle_exit_seconds = idle_exit_seconds
         self.poll_seconds = poll_seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
-        self._blocked = True  # clear any stale "blocked" left by a previous worker
-        self._context_failed_at: float | None = None
+        self._settings_read_at = float("-inf")
         self._housekept_at = float("-inf")
-        self._ramp_seconds = ramp_seconds
-        self._ramp = self._restore_ramp()
+        self._ramp: RecoveryRamp | None = None
+        self._stop = threading.Event()
+
+    @property
+    def context(self) -> Context | None:
+        """The settings and clients in use (None until read)."""
+        return self._context
+
+    def request_stop(self) -> None:
+        """Finish the job in hand, give the rest of the batch back, and return from `run`."""
+        self._stop.set()
 
     # ------------------------------------------------------------------ running
     def run(
@@ -112,120 +142,257 @@ class Worker:
         *,
         until_idle: bool = False,
         progress: Callable[[DrainReport], None] | None = None,
+        handover: Callable[[], Any] | None = None,
     ) -> DrainReport:
-        """Drain while holding the worker lock.
+        """Drain while holding the worker lock (`lock_fd`: already locked by a hook).
 
-        `until_idle`: return as soon as nothing is due or a hold stops the drain (the
-        foreground "Process Queue" task); otherwise keep running until the queue has been
-        empty for `idle_exit_seconds`.
+        `until_idle`: return as soon as nothing is due or a hold stops the drain (a
+        foreground task); otherwise keep running until there is nothing it can do for an idle
+        period. Raises WorkerBusyError when another worker holds the lock.
         """
         fd = lock_fd if lock_fd is not None else open_lock_file(self.data_dir)
         if lock_fd is None and not try_lock(fd):
             os.close(fd)
-            raise RuntimeError("another Stash2Plex worker is already draining the queue")
+            self.store.close()
+            raise WorkerBusyError("another Stash2Plex worker is already draining the queue")
         report = DrainReport()
-        idle_since: float | None = None
-        self._event("info", "worker_started", f"worker {self.owner} started")
+        locked = True
         try:
-            while True:
-                self._housekeeping()
+            mark_holder(fd)
+            voided = self.store.take_ownership(self.owner)
+            self.store.nudge()  # a fresh worker looks at the settings and holds at once
+            self._event("info", "worker_started", f"worker {self.owner} started")
+            if voided:
+                log.info("%d jobs leased by a stopped worker are due again", voided)
+            locked = self._loop(fd, report, until_idle, progress)
+        finally:
+            if locked:
+                release(fd)
+            os.close(fd)
+            try:
+                if handover is not None and not self._stop.is_set() and self._work_left():
+                    handover()
+            finally:
+                self.store.close()
+        return report
+
+    def _loop(
+        self,
+        fd: int,
+        report: DrainReport,
+        until_idle: bool,
+        progress: Callable[[DrainReport], None] | None,
+    ) -> bool:
+        """The drain loop; returns whether the lock is still held."""
+        idle_since: float | None = None
+        while not self._stop.is_set():
+            try:
                 processed = self._step(report, progress)
-                if processed:
+            except errors.StoreError as exc:
+                # Busy or full: the job stays leased (ours) and is tried again; never crash.
+                log.warning("the store is not usable right now: %s", exc)
+                self._wait(self.clock() + STORE_BUSY_RETRY_SECONDS)
+                continue
+            if processed:
+                idle_since = None
+                continue
+            if until_idle:
+                return True
+            exit_after = self._idle_exit_after()
+            if exit_after is None:
+                idle_since = None
+            else:
+                now = self.clock()
+                idle_since = now if idle_since is None else idle_since
+                if now - idle_since >= exit_after:
+                    # Release, then look once more: a hook that saw the lock held relies on
+                    # us to find its job (or to re-read the settings it nudged).
+                    release(fd)
+                    if not self._should_continue() or not try_lock(fd):
+                        return False
+                    mark_holder(fd)
                     idle_since = None
                     continue
-                if until_idle:
-                    return report
-                if self.store.outstanding_jobs():
-                    idle_since = None
-                else:
-                    idle_since = idle_since if idle_since is not None else self.clock()
-                    if self.clock() - idle_since >= self.idle_exit_seconds:
-                        # Release, then look once more: a hook that saw the lock held
-                        # relies on us to find its job.
-                        unlock(fd)
-                        if not self.store.outstanding_jobs() or not try_lock(fd):
-                            return report
-                        idle_since = None
-                        continue
-                self._wait_for_work()
-        finally:
-            os.close(fd)
-            self.store.close()
+            self._wait(self._next_wake())
+        return True
+
+    def _idle_exit_after(self) -> float | None:
+        """How long an idle worker may wait before exiting now; None: it must stay."""
+        holds = self.store.holds()
+        pause = holds.pause
+        if pause is not None and pause.kind == "not_configured":
+            return NOT_CONFIGURED_EXIT_SECONDS
+        if pauses.needs_a_person(pause):
+            return self.idle_exit_seconds
+        if holds.held or self._work_left():
+            return None
+        return self.idle_exit_seconds
+
+    def _should_continue(self) -> bool:
+        holds = self.store.holds()
+        if pauses.needs_a_person(holds.pause):
+            return holds.nudged_at > self._settings_read_at
+        return self._work_left()
+
+    def _work_left(self) -> bool:
+        return self.store.has_work() or spool.pending(self.data_dir)
 
     def _step(self, report: DrainReport, progress: Callable[[DrainReport], None] | None) -> int:
-        """One round: lift holds if a probe passes, then drain what is due."""
-        if self._held():
-            if self._probe_due():
-                self._probe()
-            if self._held():
+        """One round: merge spooled hooks, check holds if due, then drain what is due."""
+        self._merge_spool()
+        self._housekeeping()
+        holds = self.store.holds()
+        if holds.held:
+            next_check = holds.next_check_at()
+            if next_check is not None and next_check <= self.clock():
+                holds = self._check(holds)
+            if holds.held:
                 return 0
-        if self._context is None and not self._ensure_context(report):
+        context = self._current_context(holds)
+        if context is None:
             return 0
-        if not self._context.config.enabled:
-            # Switched off in the settings: keep every job, re-read the settings later.
-            self._set_blocked("Stash2Plex is switched off (setting `enabled`)")
-            self._context, self._context_failed_at = None, self.clock()
-            return 0
-        try:
-            self._expand_entity_changes(self._context)
-        except errors.SyncError as exc:
-            self._event("warning", "entity_changed", f"could not expand changes: {exc.message}")
-        jobs = self.store.claim_due(self.owner, BATCH_SIZE, LEASE_SECONDS)
+        self._expand_entity_changes(context)
+        jobs = self.store.claim_due(self.owner, BATCH_SIZE)
         for index, job in enumerate(jobs):
-            self._pace()
-            stop = self._process(job, report)
+            if self._stop.is_set():
+                self.store.release(jobs[index:])
+                return index
+            self._pace(holds)
+            decision = self._decide(context, job, holds)
+            holds = self.store.apply(job, decision)
+            if self._ramp is not None:
+                self._ramp.record(self.clock(), ok=decision.action == "done")
+            self._note(job, decision, report)
             if progress:
                 progress(report)
-            if stop:
-                for rest in jobs[index + 1 :]:
-                    self.store.release(rest)
+            if decision.stop:
+                self.store.release(jobs[index + 1 :])
+                if decision.pause is not None:
+                    self._context = None  # a setting or Stash is the problem: read them again
                 return index + 1
         return len(jobs)
 
-    def _wait_for_work(self) -> None:
-        """Sleep until the next job or probe is due, waking early when another process commits."""
-        version = self.store.data_version()
-        now = self.clock()
-        if self._held():
-            deadline = self._next_probe_at()
-        elif self._context is None and self._context_failed_at is not None:
-            deadline = self._context_failed_at + CONTEXT_RETRY_SECONDS
-        else:
-            next_due = self.store.next_due_at()
-            deadline = now + self.idle_exit_seconds if next_due is None else next_due
-        deadline = max(deadline, now + self.poll_seconds)
-        while self.clock() < deadline:
-            self.sleep(min(self.poll_seconds, max(0.0, deadline - self.clock())))
-            if self.store.data_version() != version:
-                return
-
-    def _ensure_context(self, report: DrainReport) -> bool:
-        now = self.clock()
-        if (
-            self._context_failed_at is not None
-            and now - self._context_failed_at < CONTEXT_RETRY_SECONDS
-        ):
-            return False
-        try:
-            self._context = self.context_factory(self.store)
-        except errors.SyncError as exc:
-            self._context_failed_at = now
-            self._event("error", "config", exc.message)
-            self._set_blocked(exc.message)
-            report.errors.append(exc.message)
-            return False
-        self._context_failed_at = None
-        self._set_blocked(None)
-        logging.getLogger("stash2plex").setLevel(
-            logging.DEBUG if self._context.config.debug_logging else logging.INFO
+    def _decide(self, context: Context, job: Job, holds: Holds) -> Decision:
+        result = self._sync(context, job)
+        if isinstance(result, errors.NotInPlexError):
+            self._maybe_request_scan(context, job, result)
+        return route(
+            job,
+            result,
+            breaker=holds.breaker,
+            now=self.clock(),
+            policy=self.policy,
+            settings=RouteSettings(
+                max_attempts=self._max_attempts(context),
+                skip_not_found=context.config.skip_not_found,
+                sources=context.sources,
+            ),
+            rng=self.rng,
         )
-        for warning in self._context.config.warnings:
-            self._event("warning", "config", warning)
-        return True
 
+    def _sync(self, context: Context, job: Job) -> SyncStatus | errors.SyncError:
+        try:
+            outcome = self._syncer(context).sync(job.scene_id)
+        except errors.SyncError as exc:
+            secrets = context.config.secrets() + context.stash.connection.secrets()
+            exc.message = errors.redact(exc.message, secrets)
+            return exc
+        except Exception as exc:  # a bug of ours must not spin: it counts as an attempt
+            log.exception("unexpected error syncing scene %s", job.scene_id)
+            return errors.InternalError(f"unexpected {type(exc).__name__}: {exc}")
+        if outcome.preserved:
+            self._event(
+                "info",
+                "preserved",
+                f"scene {job.scene_id}: left {', '.join(outcome.preserved)} alone "
+                "(edited in Plex; preserve_plex_edits is on)",
+            )
+        if outcome.status == "no_file":
+            self._event("info", "skipped", f"scene {job.scene_id} has no video file")
+        if outcome.status == "synced":
+            return "synced"
+        return "unchanged" if outcome.status == "unchanged" else "skipped"
+
+    def _note(self, job: Job, decision: Decision, report: DrainReport) -> None:
+        report.count(decision)
+        if decision.event is not None:
+            getattr(log, decision.event.level)(decision.event.message)
+        if decision.action == "dead_letter" and decision.message:
+            report.errors.append(f"scene {job.scene_id}: {decision.message}")
+        if decision.pause is not None:
+            report.errors.append(decision.pause.message)
+
+    # ------------------------------------------------------------------ settings
+    def _current_context(self, holds: Holds) -> Context | None:
+        """The context to drain with, re-reading the settings when due or nudged.
+
+        A failure to read them, or `enabled` off, becomes a pause (returns None).
+        """
+        now = self.clock()
+        since = now - self._settings_read_at
+        stale = since >= SETTINGS_REFRESH_SECONDS or (
+            holds.nudged_at > self._settings_read_at and since >= SETTINGS_NUDGE_MIN_SECONDS
+        )
+        if self._context is not None and not stale:
+            return self._context
+        result = self._read_settings()
+        if result.settings_error is None and result.enabled:
+            return self._context
+        self.store.change_holds(
+            lambda current: hold_checks.after_check(current, result, self.clock(), self._sources())
+        )
+        return None
+
+    def _read_settings(self) -> hold_checks.CheckResult:
+        self._settings_read_at = self.clock()
+        try:
+            context = self.context_factory(self.store)
+        except errors.SyncError as exc:
+            self._context = None
+            return hold_checks.CheckResult(settings_error=exc)
+        if self._context is not None and _same_plex(self._context, context):
+            context = replace(context, plex=self._context.plex)  # keep its connection
+        self._context = context
+        level = logging.DEBUG if context.config.debug_logging else logging.INFO
+        logging.getLogger("stash2plex").setLevel(level)
+        for warning in context.config.warnings:
+            log.warning(warning)
+        return hold_checks.CheckResult(enabled=context.config.enabled)
+
+    def _sources(self) -> dict[str, str]:
+        return dict(self._context.sources) if self._context is not None else {}
+
+    def _check(self, holds: Holds) -> Holds:
+        """Re-read the settings and, if Plex holds the queue, probe it; lift what can be."""
+        result = self._read_settings()
+        readable = result.settings_error is None and result.enabled
+        if readable and self._context is not None and hold_checks.needs_plex_probe(holds):
+            result = self._probe(self._context)
+        return self.store.change_holds(
+            lambda current: hold_checks.after_check(current, result, self.clock(), self._sources())
+        )
+
+    def _probe(self, context: Context) -> hold_checks.CheckResult:
+        health = context.plex.health()
+        if not health.ok:
+            error = health.error or errors.ServerDownError(health.detail, server="plex")
+            return hold_checks.CheckResult(probed=True, plex_error=error)
+        try:
+            self._syncer(context).index.sections(refresh=True)
+        except errors.SyncError as exc:
+            return hold_checks.CheckResult(probed=True, plex_error=exc)
+        return hold_checks.CheckResult(probed=True)
+
+    def _max_attempts(self, context: Context) -> int:
+        """The `max_retries` setting, unless the worker was built with an explicit policy."""
+        return (
+            self.policy.retry.max_attempts if self._explicit_policy else context.config.max_retries
+        )
+
+    # ------------------------------------------------------------------ helpers
     def _syncer(self, context: Context) -> SceneSyncer:
         syncer = SceneSyncer(self.store, context.stash, context.plex, context.config, self.clock)
-        syncer.index.refresh_min_seconds = min(30.0, NOT_IN_PLEX_RECHECK_SECONDS)
+        syncer.index.refresh_min_seconds = min(30.0, self.policy.not_in_plex_recheck)
         return syncer
 
     def _expand_entity_changes(self, context: Context) -> None:
@@ -238,7 +405,11 @@ class Worker:
         }
         for kind, entity_id, recorded_at in self.store.entity_changes():
             build = filters.get(kind)
-            scene_ids = context.stash.scene_ids(build([str(entity_id)])) if build else []
+            try:
+                scene_ids = context.stash.scene_ids(build([str(entity_id)])) if build else []
+            except errors.SyncError as exc:
+                log.warning("could not expand the change of %s %s: %s", kind, entity_id, exc)
+                return
             self.store.expand_entity_change(kind, entity_id, recorded_at, scene_ids)
             if scene_ids:
                 self._event(
@@ -247,264 +418,72 @@ class Worker:
                     f"{kind} {entity_id} changed: {len(scene_ids)} scenes queued",
                 )
 
-    # ------------------------------------------------------------------ holds and probes
-    def _breaker(self) -> breaker.BreakerState:
-        return breaker.BreakerState.from_dict(self.store.get_value(BREAKER_KEY))
+    def _maybe_request_scan(self, context: Context, job: Job, error: errors.NotInPlexError) -> None:
+        """With `trigger_plex_scan`, ask Plex once per job to scan the file's folder."""
+        detail = dict(error.detail or {})
+        detail["scan_requested"] = bool((job.detail or {}).get("scan_requested"))
+        if context.config.trigger_plex_scan and not detail["scan_requested"]:
+            detail["scan_requested"] = True
+            try:
+                scanned = self._syncer(context).index.request_scan(detail.get("paths") or [])
+            except errors.SyncError as exc:
+                self._event("warning", "scan", f"could not ask Plex to scan: {exc.message}")
+            else:
+                if scanned:
+                    message = f"scene {job.scene_id}: asked Plex to scan {'; '.join(scanned)}"
+                    self._event("info", "scan", message)
+        error.detail = detail
 
-    def _save_breaker(self, state: breaker.BreakerState, change: breaker.Transition | None) -> None:
-        self.store.put_value(BREAKER_KEY, state.as_dict())
-        if change is not None:
-            self._event("info", "breaker", f"circuit breaker {change.old} -> {change.new}")
-
-    def _paused(self) -> dict | None:
-        return self.store.get_value(PAUSE_KEY)
-
-    def _held(self) -> bool:
-        return not self._breaker().is_closed or self._paused() is not None
-
-    def _next_probe_at(self) -> float:
-        state = self._breaker()
-        if not state.is_closed:
-            return state.next_probe_at or self.clock()
-        pause = self._paused() or {}
-        return float(pause.get("next_probe_at", self.clock()))
-
-    def _probe_due(self) -> bool:
-        return self.clock() >= self._next_probe_at()
-
-    def _probe(self) -> None:
-        """Check that Plex really serves with the current settings, and lift holds if so."""
-        now = self.clock()
-        breaker_open = not self._breaker().is_closed
-        if breaker_open:
-            self._save_breaker(*breaker.start_probe(self._breaker(), now))
-        self._context = None  # re-read settings: a fixed token or URL takes effect now
-        try:
-            context = self.context_factory(self.store)
-            health = context.plex.health()
-        except errors.SyncError as exc:
-            context, health = None, None
-            detail = exc.message
-        else:
-            detail = health.detail
-        now = self.clock()
-        if context is not None and health is not None and health.ok:
-            self._context = context
-            self._recovered(now)
+    def _merge_spool(self) -> None:
+        if not spool.pending(self.data_dir):
             return
-        if "401" in detail or self._paused() is not None:
-            pause = {
-                "reason": detail,
-                "setting": "plex_token",
-                "next_probe_at": now + CONTEXT_RETRY_SECONDS,
-            }
-            self.store.put_value(PAUSE_KEY, pause)
-        if breaker_open:
-            self._save_breaker(*breaker.probe_failed(self._breaker(), now))
-        self._set_blocked(f"Plex is not serving yet: {detail}")
+        entries, files = spool.take(self.data_dir)
+        merged = self.store.merge_spool(entries)
+        spool.discard(files)
+        if merged:
+            log.info("recorded %d hook events that waited in the spool", merged)
 
-    def _recovered(self, now: float) -> None:
-        state = self._breaker()
-        if not state.is_closed:
-            closed, change = breaker.record_success(state, now)
-            self._save_breaker(closed, change)
-            waiting = self.store.make_due(PLEX_DOWN)
-            outage = self.store.end_outage(now, jobs_affected=waiting)
-            duration = now - (outage or {}).get("started_at", state.opened_at or now)
-            self._event(
-                "info",
-                "recovered",
-                f"Plex is back online after {_duration(duration)}; {waiting} jobs waiting",
-            )
-            self._ramp = RecoveryRamp(now, **self._ramp_options())
-            self.store.put_value(RAMP_KEY, now)
-        if self._paused() is not None:
-            self.store.delete_value(PAUSE_KEY)
-            resumed = self.store.make_due("auth")
-            self._event("info", "auth", f"Plex accepts the token again; {resumed} jobs resumed")
-        self._set_blocked(None)
-
-    def _plex_down(self, message: str) -> None:
-        state, change = breaker.record_server_down(self._breaker(), self.clock())
-        self._save_breaker(state, change)
-        if change is not None and change.new == breaker.OPEN and change.old == breaker.CLOSED:
-            self.store.start_outage(change.at)
-            self._event("error", "outage", f"Plex is down: {message}; jobs wait for it")
-        self._context = None
-
-    # ------------------------------------------------------------------ recovery ramp
-    def _ramp_options(self) -> dict:
-        return {} if self._ramp_seconds is None else {"ramp_seconds": self._ramp_seconds}
-
-    def _restore_ramp(self) -> RecoveryRamp | None:
-        started = self.store.get_value(RAMP_KEY)
-        if started is None:
-            return None
-        ramp = RecoveryRamp(float(started), **self._ramp_options())
-        return None if ramp.finished(self.clock()) else ramp
-
-    def _pace(self) -> None:
+    def _pace(self, holds: Holds) -> None:
         """After a recovery, start each job only when the ramp's token bucket allows."""
-        if self._ramp is None:
+        started = holds.ramp_started_at
+        if started is None:
+            self._ramp = None
             return
+        if self._ramp is None or self._ramp.started_at != started:
+            self._ramp = RecoveryRamp(started)
         now = self.clock()
         if self._ramp.finished(now):
+            self.store.change_holds(lambda current: (replace(current, ramp_started_at=None), []))
             self._ramp = None
-            self.store.delete_value(RAMP_KEY)
             return
         wait = self._ramp.wait_time(now)
         if wait > 0:
             self.sleep(wait)
         self._ramp.take(self.clock())
 
-    # ------------------------------------------------------------------ one job
-    def _process(self, job: Job, report: DrainReport) -> bool:
-        """Sync one job and route the result. Returns True when the drain must pause."""
-        assert self._context is not None
-        try:
-            outcome = self._syncer(self._context).sync(job.scene_id)
-        except errors.SyncError as exc:
-            if self._ramp is not None:
-                self._ramp.record(self.clock(), ok=False)
-            return self._route_failure(job, exc, report)
-        except Exception as exc:  # an unexpected bug must not spin: count it as an attempt
-            log.exception("unexpected error syncing scene %s", job.scene_id)
-            failure = errors.TransientError(f"unexpected {type(exc).__name__}: {exc}")
-            return self._route_failure(job, failure, report)
-        if self._ramp is not None:
-            self._ramp.record(self.clock(), ok=True)
-        self.store.complete(job)
-        if outcome.preserved:
-            self._event(
-                "info",
-                "preserved",
-                f"scene {job.scene_id}: left {', '.join(outcome.preserved)} alone "
-                "(edited in Plex; preserve_plex_edits is on)",
-            )
-        if outcome.status == "synced":
-            report.synced += 1
-        elif outcome.status == "unchanged":
-            report.unchanged += 1
-        else:
-            report.skipped += 1
-            if outcome.status == "no_file":
-                self._event(
-                    "info", "skipped", f"scene {job.scene_id} has no video file; nothing to sync"
-                )
-        return False
-
-    def _route_failure(self, job: Job, exc: errors.SyncError, report: DrainReport) -> bool:
+    def _next_wake(self) -> float:
+        """When the worker has something to do next: a due job, a check, housekeeping."""
         now = self.clock()
-        secrets = self._context.config.secrets() if self._context else ()
-        message = errors.redact(exc.message, secrets)
-        kind = exc.error_class
-        defer = {"attempts": job.attempts, "error": message, "error_class": kind}
-        if kind == errors.TRANSIENT:
-            attempts = job.attempts + 1
-            if attempts >= self._max_attempts():
-                self._dead_letter(job, kind, message, attempts, report)
-                return False
-            delay = retry_delay(attempts, self.policy, self.rng)
-            self.store.defer(
-                job, reason="retry", due_at=now + delay, **{**defer, "attempts": attempts}
-            )
-        elif isinstance(exc, errors.StashDownError):
-            self.store.defer(
-                job, reason="stash_down", due_at=now + STASH_DOWN_RECHECK_SECONDS, **defer
-            )
-            self._context = None
-            self._set_blocked(message)
-            report.deferred += 1
-            return True
-        elif kind == errors.SERVER_DOWN:
-            self.store.defer(job, reason=PLEX_DOWN, due_at=now + PARKED_SECONDS, **defer)
-            self._plex_down(message)
-            self._set_blocked(message)
-            report.deferred += 1
-            return True
-        elif kind == errors.NOT_IN_PLEX:
-            return self._not_in_plex(job, exc, message, report)
-        elif kind == errors.AMBIGUOUS:
-            self.store.defer(
-                job,
-                reason="ambiguous",
-                due_at=now + AMBIGUOUS_RECHECK_SECONDS,
-                detail=exc.detail,
-                **defer,
-            )
-        elif kind == errors.AUTH:
-            self.store.defer(job, reason="auth", due_at=now + PARKED_SECONDS, **defer)
-            self.store.put_value(
-                PAUSE_KEY,
-                {
-                    "reason": message,
-                    "setting": "plex_token",
-                    "next_probe_at": now + CONTEXT_RETRY_SECONDS,
-                },
-            )
-            self._event("error", "auth", f"queue paused: {message}")
-            self._context = None
-            self._set_blocked(message)
-            report.deferred += 1
-            return True
+        holds = self.store.holds()
+        candidates = [now + self.idle_exit_seconds, self._housekept_at + HOUSEKEEPING_SECONDS]
+        if holds.held:
+            candidates.append(holds.next_check_at() or now)
         else:
-            self._dead_letter(job, kind, message, job.attempts + 1, report)
-            return False
-        report.deferred += 1
-        return False
+            due = self.store.next_due_at()
+            if due is not None:
+                candidates.append(due)
+            if self._context is not None:
+                candidates.append(self._settings_read_at + SETTINGS_REFRESH_SECONDS)
+        return max(min(candidates), now + self.poll_seconds)
 
-    def _max_attempts(self) -> int:
-        """The `max_retries` setting, unless the worker was built with an explicit policy."""
-        if self._explicit_policy or self._context is None:
-            return self.policy.max_attempts
-        return self._context.config.max_retries
+    def _wait(self, deadline: float) -> None:
+        """Sleep until `deadline`, waking early when another process commits or on stop."""
+        version = self.store.data_version()
+        while self.clock() < deadline and not self._stop.is_set():
+            self.sleep(min(self.poll_seconds, max(0.0, deadline - self.clock())))
+            if self.store.data_version() != version or spool.pending(self.data_dir):
+                return
 
-    def _not_in_plex(
-        self, job: Job, exc: errors.SyncError, message: str, report: DrainReport
-    ) -> bool:
-        config = self._context.config if self._context else None
-        if config is not None and config.skip_not_found:
-            self.store.complete(job)
-            self._event("info", "not_in_plex", f"scene {job.scene_id} dropped: {message}")
-            report.skipped += 1
-            return False
-        detail = dict(exc.detail or {})
-        detail["scan_requested"] = (job.detail or {}).get("scan_requested", False)
-        if config is not None and config.trigger_plex_scan and not detail["scan_requested"]:
-            detail["scan_requested"] = True
-            self._request_scan(job, detail.get("paths") or [])
-        self.store.defer(
-            job,
-            reason="not_in_plex",
-            due_at=self.clock() + NOT_IN_PLEX_RECHECK_SECONDS,
-            attempts=job.attempts,
-            error=message,
-            error_class=exc.error_class,
-            detail=detail,
-        )
-        report.deferred += 1
-        return False
-
-    def _request_scan(self, job: Job, paths: list[str]) -> None:
-        assert self._context is not None
-        try:
-            scanned = self._syncer(self._context).index.request_scan(paths)
-        except errors.SyncError as exc:
-            self._event("warning", "scan", f"could not ask Plex to scan: {exc.message}")
-            return
-        if scanned:
-            self._event(
-                "info", "scan", f"scene {job.scene_id}: asked Plex to scan {'; '.join(scanned)}"
-            )
-
-    def _dead_letter(
-        self, job: Job, kind: str, message: str, attempts: int, report: DrainReport
-    ) -> None:
-        self.store.dead_letter(job, error_class=kind, message=message, attempts=attempts)
-        self._event("error", "dead_letter", f"scene {job.scene_id}: {message}")
-        report.dead_lettered += 1
-
-    # ------------------------------------------------------------------ bookkeeping
     def _housekeeping(self) -> None:
         """Bound what grows: finished jobs and old events (dead letters: see retention)."""
         now = self.clock()
@@ -517,29 +496,14 @@ class Worker:
         days = self._context.config.dlq_retention_days
         self.store.delete_dead_letters(older_than=now - days * 86400)
 
-    def _set_blocked(self, reason: str | None) -> None:
-        """Tell tasks following this worker why it cannot make progress (or that it can)."""
-        if reason is None:
-            if self._blocked:
-                self.store.delete_value(BLOCKED_KEY)
-        else:
-            self.store.put_value(BLOCKED_KEY, {"reason": reason, "at": self.clock()})
-        self._blocked = reason is not None
-
-    def _event(self, level: str, kind: str, message: str) -> None:
-        getattr(log, "warning" if level == "warning" else level, log.info)(message)
+    def _event(self, level: EventLevel, kind: str, message: str) -> None:
+        getattr(log, level)(message)
         self.store.add_event(level, kind, message)
 
 
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+def _same_plex(old: Context, new: Context) -> bool:
+    keys = ("plex_url", "plex_token", "plex_timeout", "verify_tls")
+    return all(getattr(old.config, k) == getattr(new.config, k) for k in keys)
 
 
 def configure_worker_logging(
@@ -547,11 +511,17 @@ def configure_worker_logging(
     secrets: Callable[[], tuple[str, ...]],
     hide_paths: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Log to a rotating file in the data directory, scrubbing secrets (and, when asked, file
-    paths) from every record."""
+    """Log to a rotating file in the data directory (mode 0600), scrubbing secrets (and, when
+    asked, file paths) from every record."""
     from logging.handlers import RotatingFileHandler
 
-    handler = RotatingFileHandler(
+    class PrivateRotatingFileHandler(RotatingFileHandler):
+        def _open(self):  # type: ignore[no-untyped-def]
+            fd = os.open(self.baseFilename, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+            os.chmod(self.baseFilename, 0o600)
+            return os.fdopen(fd, "a", encoding=self.encoding)
+
+    handler = PrivateRotatingFileHandler(
         data_dir / "worker.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

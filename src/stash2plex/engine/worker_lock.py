@@ -7,6 +7,10 @@ Exactly one worker drains at a time: it holds an exclusive OS file lock on
 A hook that finds the lock free takes it itself and hands the locked file to the worker it
 starts, so between the probe and the worker's start nobody else can see the lock free: a
 burst of fifty hooks starts at most one worker.
+
+Nothing but a drain ever takes the lock: the holder writes its process id into the lock file,
+and `worker_running` reads that id instead of probing the lock (a probe would briefly hold it,
+and a hook arriving in that moment would think a worker runs and start none).
 """
 
 from __future__ import annotations
@@ -57,16 +61,36 @@ def open_lock_file(data_dir: Path) -> int:
     return os.open(data_dir / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
 
 
+def mark_holder(fd: int) -> None:
+    """Record this process as the lock holder (call right after taking the lock)."""
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+
+def release(fd: int) -> None:
+    """Clear the holder record and give the lock up (the file descriptor stays open)."""
+    os.ftruncate(fd, 0)
+    unlock(fd)
+
+
 def worker_running(data_dir: Path) -> bool:
-    """True if some process holds the worker lock."""
-    fd = open_lock_file(data_dir)
+    """True if a live process holds the worker lock, read without touching the lock."""
     try:
-        if try_lock(fd):
-            unlock(fd)
-            return False
+        text = (data_dir / LOCK_FILENAME).read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return False
+    if not text.isdigit():
+        return False
+    if sys.platform == "win32":  # os.kill(pid, 0) would signal the process there
         return True
-    finally:
-        os.close(fd)
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False  # the holder died (killed): the kernel released its lock
+    except PermissionError:
+        return True
+    return True
 
 
 def ensure_worker(

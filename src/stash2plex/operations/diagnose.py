@@ -187,30 +187,18 @@ def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:
 
 
 def _queue_checks(store: Store) -> list[Check]:
-    from stash2plex.engine.breaker import BreakerState
-    from stash2plex.engine.worker import BREAKER_KEY, PAUSE_KEY
+    from stash2plex.operations.queue import hold_message
 
     checks = []
-    breaker = BreakerState.from_dict(store.get_value(BREAKER_KEY))
-    if not breaker.is_closed:
-        checks.append(
-            Check(
-                "queue",
-                False,
-                "the circuit breaker is open (Plex was down)",
-                "It closes by itself at the next passing health probe.",
-            )
+    holds = store.holds()
+    message = hold_message(holds)
+    if message is not None:
+        fix = (
+            "It lifts by itself at the next passing health probe."
+            if holds.pause is None
+            else "Fix it; the queue resumes by itself (a saved scene or any task checks at once)."
         )
-    pause = store.get_value(PAUSE_KEY)
-    if pause:
-        checks.append(
-            Check(
-                "queue",
-                False,
-                f"paused: {pause['reason']}",
-                "Fix plex_token, then run any task (or save a scene).",
-            )
-        )
+        checks.append(Check("queue", False, f"held: {message}", fix))
     dead = store.dead_letter_counts()
     if dead:
         summary = ", ".join(f"{n} {cls}" for cls, n in dead.items())

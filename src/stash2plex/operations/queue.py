@@ -13,11 +13,11 @@ from typing import Any
 
 from stash2plex import errors
 from stash2plex.clients.stash import StashClient
-from stash2plex.engine.breaker import BreakerState
 from stash2plex.engine.context import Context
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
-from stash2plex.engine.worker import BLOCKED_KEY, BREAKER_KEY, PAUSE_KEY, DrainReport, Worker
+from stash2plex.engine.worker import DrainReport, Worker, WorkerBusyError
 from stash2plex.engine.worker_lock import worker_running
+from stash2plex.records import Holds
 from stash2plex.store.db import Store
 from stash2plex.sync.syncer import SceneSyncer
 
@@ -71,37 +71,41 @@ def process_queue(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     worker_factory: Callable[[Path], Worker] | None = None,
+    handover: Callable[[], Any] | None = None,
 ) -> DrainReport | None:
-    """Drain in the foreground until nothing is due.
+    """Drain in the foreground until nothing is due or a hold stops the drain.
 
     Only the lock holder drains. If a detached worker holds the lock, follow its progress from
-    the store until the queue is drained or only waiting jobs remain; returns None then.
+    the store until the queue is drained or held; returns None then. `handover` is called
+    when this drain stops with work left (a hold, retries not yet due), to start a detached
+    worker that owns those timers.
     """
     make_worker = worker_factory or (lambda d: Worker(d, clock=clock, sleep=sleep))
     with Store.open(data_dir, clock=clock) as store:
-        store.nudge_auth_pause()  # a fixed token should lift an auth pause right away
+        store.nudge()  # a fixed setting should lift a pause right away
         total = max(1, _due_count(store))
     if not worker_running(data_dir):
         worker = make_worker(data_dir)
         try:
             return worker.run(
                 until_idle=True,
+                handover=handover,
                 progress=(
                     (lambda report: progress(report.processed, max(total, report.processed)))
                     if progress
                     else None
                 ),
             )
-        except RuntimeError:
+        except WorkerBusyError:
             pass  # a worker started between our check and the lock: follow it instead
     with Store.open(data_dir, clock=clock) as store:
         while worker_running(data_dir):
             due = _due_count(store)
             if progress:
                 progress(max(0, total - due), total)
-            # Stop following when nothing is left, or when the worker says it is blocked
-            # (settings missing, Plex down): waiting on it would never end.
-            if due == 0 or store.get_value(BLOCKED_KEY):
+            # Stop following when nothing is left, or when a hold stops the worker (settings
+            # missing, Plex down): waiting on it would never end.
+            if due == 0 or store.holds().held:
                 break
             sleep(0.5)
     return None
@@ -200,25 +204,38 @@ def _due_count(store: Store) -> int:
 
 # ---------------------------------------------------------------------- queue management
 def status_report(store: Store, data_dir: Path) -> dict[str, Any]:
-    """Everything "View Queue Status" shows."""
+    """Everything "View Queue Status" shows (reads only; never takes the worker lock)."""
     counts = store.job_counts()
     waiting = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("waiting:")}
     outages = store.outages()
-    last_sync = store.last_synced_at()
-    state = BreakerState.from_dict(store.get_value(BREAKER_KEY))
+    holds = store.holds()
     return {
         "pending": counts.get("pending", 0),
         "in_progress": counts.get("leased", 0),
         "waiting": waiting,
         "done": counts.get("done", 0),
         "dead_letters": store.dead_letter_counts(),
-        "breaker": state.state,
-        "paused": (store.get_value(PAUSE_KEY) or {}).get("reason"),
+        "breaker": holds.breaker.state,
+        "breaker_since": holds.breaker.opened_at if not holds.breaker.is_closed else None,
+        "paused": hold_message(holds),
         "worker_running": worker_running(data_dir),
         "last_outage": outages[-1] if outages else None,
-        "last_sync_at": last_sync,
+        "last_sync_at": store.last_synced_at(),
         "linked_scenes": store.link_count(),
     }
+
+
+def hold_message(holds: Holds) -> str | None:
+    """One sentence saying what holds the queue and how it ends, or None."""
+    pause = holds.pause
+    if pause is not None:
+        where = f" (from {pause.source})" if pause.source else ""
+        setting = f"; fix `{pause.setting}`{where}" if pause.setting else ""
+        return f"{pause.message}{setting}"
+    if not holds.breaker.is_closed:
+        reason = f": {holds.breaker.reason}" if holds.breaker.reason else ""
+        return f"Plex is down{reason}; jobs wait and sync by themselves when it is back"
+    return None
 
 
 def clear_pending(store: Store) -> int:
@@ -236,12 +253,10 @@ def purge_dead_letters(store: Store, days: float) -> int:
 
 
 def retry_dead_letters(store: Store, error_class: str | None = None) -> int:
-    """Queue dead-lettered scenes again (all, or one error class) and remove those letters."""
+    """Queue dead-lettered scenes again (all, or one error class) and remove those letters,
+    in one transaction. Returns how many scenes were queued."""
     letters = store.dead_letters(error_class)
-    scene_ids = sorted({letter["scene_id"] for letter in letters})
-    store.enqueue(scene_ids, source="retry dead letters")
-    store.delete_dead_letters(ids=[letter["id"] for letter in letters])
-    return len(scene_ids)
+    return len(store.redrive([letter["id"] for letter in letters], "retry dead letters"))
 
 
 @dataclass
@@ -267,8 +282,9 @@ def recover_outage_jobs(
 ) -> RecoveryReport:
     """Re-queue dead letters that failed during the last completed outage.
 
-    Only after a health check passes; skips scenes already queued and scenes deleted from
-    Stash; recovered letters leave the dead-letter queue, so running it twice is harmless.
+    Only after a health check passes; skips scenes deleted from Stash (their letters are
+    removed); recovered letters leave the dead-letter queue in the same transaction that queues
+    their scenes, so running it twice, or a kill in the middle, is harmless.
     """
     store = context.store
     health = context.plex.health()
@@ -286,14 +302,10 @@ def recover_outage_jobs(
         if window[0] <= letter["failed_at"] <= window[1]
     ]
     report = RecoveryReport(window, [], {}, {}, health.detail)
+    redrive: list[int] = []
     handled: list[int] = []
     for letter in letters:
         scene_id = letter["scene_id"]
-        job = store.job(scene_id)
-        if job is not None and job.state != "done":
-            report.skipped.setdefault("already queued", []).append(scene_id)
-            handled.append(letter["id"])
-            continue
         try:
             scene = context.stash.find_scene(scene_id)
         except errors.SyncError as exc:
@@ -303,9 +315,10 @@ def recover_outage_jobs(
             report.skipped.setdefault("deleted in Stash", []).append(scene_id)
             handled.append(letter["id"])
             continue
-        store.enqueue([scene_id], source="recover outage jobs")
         report.recovered.append(scene_id)
-        handled.append(letter["id"])
+        redrive.append(letter["id"])
+    # One transaction: a kill leaves every scene either still dead-lettered or queued.
+    store.redrive(redrive, "recover outage jobs")
     store.delete_dead_letters(ids=handled)
     return report
 

@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from stash2plex.engine.worker_lock import ensure_worker
+from stash2plex.errors import HookError, StoreError, StoreLockedError, StoreUnreadableError
 from stash2plex.plugin import deps, protocol
-from stash2plex.plugin.hook_events import (
-    ENTITY_CHANGED,
-    SCENE_DELETED,
-    SCENE_DIRTY,
-    HookError,
-    parse_hook,
-)
-from stash2plex.store.db import Store, StoreError
+from stash2plex.plugin.hook_events import HookEvent, parse_hook
+from stash2plex.store import spool
+from stash2plex.store.db import Store, quarantine
 
 DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
+# A hook waits this long for another process's write lock, then spools the event instead:
+# the user's Save must not wait on the store.
+HOOK_BUSY_SECONDS = 0.5
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -70,7 +69,11 @@ def main(
         data_dir = resolve_data_dir(plugin_dir)
         if "hookContext" in args:
             output = run_hook(
-                args["hookContext"], connection, data_dir, Path(plugin_dir) if plugin_dir else None
+                args["hookContext"],
+                connection,
+                data_dir,
+                Path(plugin_dir) if plugin_dir else None,
+                log,
             )
             protocol.write_result(output=output, stream=stdout)
             return 0
@@ -92,31 +95,82 @@ def main(
 
 
 def run_hook(
-    hook_context: Any, connection: dict[str, Any], data_dir: Path, plugin_dir: Path | None
+    hook_context: Any,
+    connection: dict[str, Any],
+    data_dir: Path,
+    plugin_dir: Path | None,
+    log: protocol.StashLog,
 ) -> str:
-    """Record one hook event and make sure a worker will handle it. No network I/O."""
+    """Record one hook event and make sure a worker will handle it. No network I/O.
+
+    If the store is locked past the hook's budget, the event goes to the spool (the worker
+    merges it); an unreadable store is moved aside and a fresh one used. Raises HookError
+    (bad input) or StoreError (the event could not be recorded at all).
+    """
     event = parse_hook(hook_context)
-    with Store.open(data_dir) as store:
-        if connection:
-            # The worker reads settings from Stash through the freshest connection we saw.
-            store.put_value("server_connection", connection)
-        store.nudge_auth_pause()
-        if event.action == SCENE_DIRTY:
-            store.enqueue([event.object_id], source=event.trigger)
-            message = f"scene {event.object_id} queued for Plex"
-        elif event.action == SCENE_DELETED:
-            store.forget_scene(event.object_id)
-            return f"scene {event.object_id} forgotten"
-        elif event.action == ENTITY_CHANGED:
-            store.record_entity_change(event.entity_kind or "", event.object_id)
-            message = f"{event.entity_kind} {event.object_id} changed; its scenes will be re-synced"
-        else:
-            return f"{event.trigger} ignored"
+    if event.action == "ignored":
+        return f"{event.trigger} ignored"
+    try:
+        _record(event, connection, data_dir, log)
+        note = ""
+    except StoreLockedError:
+        try:
+            spool.append(data_dir, _spool_entry(event, connection))
+        except OSError as exc:
+            raise StoreError(
+                f"could not record {event.trigger} for {event.object_id}: the store is locked "
+                f"by another process and the spool could not be written ({exc.strerror})"
+            ) from None
+        note = " (the store was busy; it is queued as soon as it is free)"
+        log.warning(f"Stash2Plex: the store is busy; {event.trigger} {event.object_id} spooled")
+    message = _describe(event) + note
     if not deps.dependencies_present(plugin_dir):
         # A worker could not import plexapi; the job waits for the first task run.
+        log.warning(f"Stash2Plex: {deps.MISSING_HINT}")
         return f"{message}; {deps.MISSING_HINT}"
     ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
     return message
+
+
+def _record(
+    event: HookEvent, connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> None:
+    for attempt in (1, 2):
+        with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
+            if store.recovered_from:
+                log.error(f"Stash2Plex: {store.recovered_from}")
+            try:
+                store.record_hook(
+                    event.action,
+                    event.object_id,
+                    source=event.trigger,
+                    entity_kind=event.entity_kind,
+                    connection=connection or None,
+                )
+                return
+            except StoreUnreadableError as exc:
+                if attempt == 2:
+                    raise
+                problem = str(exc)
+        log.error(f"Stash2Plex: {quarantine(store.path, problem)}")
+
+
+def _spool_entry(event: HookEvent, connection: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "action": event.action,
+        "id": event.object_id,
+        "source": event.trigger,
+        "entity_kind": event.entity_kind,
+        "connection": connection or None,
+    }
+
+
+def _describe(event: HookEvent) -> str:
+    if event.action == "scene_dirty":
+        return f"scene {event.object_id} queued for Plex"
+    if event.action == "scene_deleted":
+        return f"scene {event.object_id} forgotten"
+    return f"{event.entity_kind} {event.object_id} changed; its scenes will be re-synced"
 
 
 if __name__ == "__main__":  # pragma: no cover - Stash runs stash2plex_plugin.py

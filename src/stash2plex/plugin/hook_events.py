@@ -3,17 +3,22 @@
 Standard library only (hook path). The hook's `input` is never used for metadata: it can be
 null (scans), an array (`scenesUpdate`) or a bulk input; the worker reads the current scene
 from Stash instead. Only the trigger and the object id matter.
+
+Stash sends ids as JSON numbers (Go `int`); a well-formed id is a whole number from 1 to
+2^63 - 1. Anything else (3.7, true, "abc", 1e30) is refused, never rounded into another scene.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-SCENE_DIRTY = "scene_dirty"
-SCENE_DELETED = "scene_deleted"
-ENTITY_CHANGED = "entity_changed"
-IGNORED = "ignored"
+from stash2plex.errors import HookError
+from stash2plex.vocabulary import HookAction
+
+MAX_ID = 2**63 - 1
+_TRIGGER = re.compile(r"[A-Z][A-Za-z]{1,40}\.[A-Z][A-Za-z]{1,40}\.(Pre|Post)")
 
 _ENTITY_KINDS = {
     "Performer": "performer",
@@ -24,37 +29,50 @@ _ENTITY_KINDS = {
 }
 
 
-class HookError(ValueError):
-    """The hook context is malformed; the message says what was wrong."""
-
-
 @dataclass(frozen=True)
 class HookEvent:
-    action: str  # SCENE_DIRTY | SCENE_DELETED | ENTITY_CHANGED | IGNORED
+    """One hook: what it asks of the store, its trigger (`Scene.Update.Post`) and object."""
+
+    action: HookAction
     trigger: str
     object_id: int
     entity_kind: str | None = None
 
 
+def parse_id(raw: Any, trigger: str) -> int:
+    """The object id of a hook, or HookError naming what was wrong."""
+    if isinstance(raw, bool) or raw is None:
+        raise HookError(f"{trigger}: hookContext.id {raw!r} is not an id")
+    if isinstance(raw, float):
+        if not raw.is_integer():
+            raise HookError(f"{trigger}: hookContext.id {raw!r} is not a whole number")
+        raw = int(raw)
+    if isinstance(raw, str) and raw.strip().isdigit():
+        raw = int(raw.strip())
+    if not isinstance(raw, int):
+        raise HookError(f"{trigger}: hookContext.id {str(raw)[:40]!r} is not an id")
+    if not 0 <= raw <= MAX_ID:
+        raise HookError(f"{trigger}: hookContext.id {raw} is out of range (1 to 2^63-1)")
+    return raw
+
+
 def parse_hook(hook_context: Any) -> HookEvent:
+    """The event a hook context describes; raises HookError when it is malformed."""
     if not isinstance(hook_context, dict):
         raise HookError("hookContext must be an object with `type` and `id`")
     trigger = hook_context.get("type")
-    if not isinstance(trigger, str) or trigger.count(".") != 2:
-        raise HookError(f"hookContext.type {trigger!r} is not a Stash hook trigger")
-    raw_id = hook_context.get("id", 0)
-    try:
-        object_id = int(raw_id)
-    except (TypeError, ValueError):
-        raise HookError(f"hookContext.id {raw_id!r} is not an integer id") from None
+    if not isinstance(trigger, str) or not _TRIGGER.fullmatch(trigger):
+        shown = trigger if isinstance(trigger, str) else type(trigger).__name__
+        raise HookError(f"hookContext.type {str(shown)[:60]!r} is not a Stash hook trigger")
+    object_id = parse_id(hook_context.get("id", 0), trigger)
     kind, operation, _ = trigger.split(".")
     if kind == "Scene":
         if object_id <= 0:
             raise HookError(f"{trigger} arrived without a scene id")
         if operation in ("Create", "Update"):
-            return HookEvent(SCENE_DIRTY, trigger, object_id)
+            return HookEvent("scene_dirty", trigger, object_id)
         if operation == "Destroy":
-            return HookEvent(SCENE_DELETED, trigger, object_id)
+            return HookEvent("scene_deleted", trigger, object_id)
     if kind in _ENTITY_KINDS and operation in ("Update", "Merge") and object_id > 0:
-        return HookEvent(ENTITY_CHANGED, trigger, object_id, _ENTITY_KINDS[kind])
-    return HookEvent(IGNORED, trigger, object_id)
+        return HookEvent("entity_changed", trigger, object_id, _ENTITY_KINDS[kind])
+    return HookEvent("ignored", trigger, object_id)

@@ -13,34 +13,60 @@ import json
 import sys
 from typing import IO, Any
 
+from stash2plex.errors import PluginInputError
+
 LEVEL_CODES = {"trace": "t", "debug": "d", "info": "i", "warning": "w", "error": "e"}
 # Stash's scanner limit is 64 KiB per line; stay well below it, counting UTF-8 bytes.
 MAX_LINE_BYTES = 60_000
 
 
-class PluginInputError(ValueError):
-    """The stdin JSON is not a usable PluginInput."""
+MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
-def read_input(stream: IO[str] | None = None) -> dict[str, Any]:
+def read_input(stream: IO[str] | IO[bytes] | None = None) -> dict[str, Any]:
     """Parse the PluginInput JSON Stash writes to stdin.
 
-    Raises PluginInputError with a message a person can act on; the caller reports it as the
-    run's error instead of a traceback.
+    Raises PluginInputError with a message a person can act on (not JSON, not UTF-8, nested
+    absurdly deep, non-finite numbers, wrong shapes); the caller reports it as the run's error
+    instead of a traceback.
     """
-    text = (stream or sys.stdin).read()
+    source: Any = stream if stream is not None else getattr(sys.stdin, "buffer", sys.stdin)
+    raw = source.read(MAX_INPUT_BYTES + 1)
+    if len(raw) > MAX_INPUT_BYTES:
+        raise PluginInputError("the input on stdin is larger than 16 MiB; not a PluginInput")
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PluginInputError(
+                f"stdin is not valid UTF-8 (byte {exc.start}); Stash sends UTF-8 JSON"
+            ) from None
+    else:
+        text = raw
     if not text.strip():
         raise PluginInputError("no input on stdin: Stash passes a JSON PluginInput to the plugin")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PluginInputError(f"stdin is not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise PluginInputError("stdin JSON is nested too deeply to be a PluginInput") from None
     if not isinstance(data, dict):
         raise PluginInputError("stdin JSON must be an object with server_connection and args")
     args = data.get("args")
     if args is not None and not isinstance(args, dict):
         raise PluginInputError("PluginInput.args must be an object")
+    connection = data.get("server_connection")
+    if connection is not None and not isinstance(connection, dict):
+        raise PluginInputError("PluginInput.server_connection must be an object")
+    plugin_dir = (connection or {}).get("PluginDir")
+    if plugin_dir is not None and not isinstance(plugin_dir, str):
+        raise PluginInputError("server_connection.PluginDir must be a folder path (a string)")
     return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise PluginInputError(f"stdin JSON contains {name}, which is not valid JSON")
 
 
 def split_utf8(text: str, limit: int = MAX_LINE_BYTES) -> list[str]:

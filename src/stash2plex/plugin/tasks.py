@@ -25,7 +25,6 @@ def run_task(
     log: protocol.StashLog,
     stdout: IO[str] | None = None,
 ) -> int:
-    del plugin_dir  # dependencies are already on the path (see plugin.main)
     scrub = _configure_output(connection, data_dir, log)
     mode = str(args.get("mode") or "")
     log.debug(f"Stash2Plex: task {mode!r} with data directory {data_dir}")
@@ -36,7 +35,7 @@ def run_task(
         protocol.write_result(error=message, stream=stdout)
         return 1
     try:
-        output = handler(args, connection, data_dir, log)
+        output = handler(args, connection, data_dir, log, _handover(data_dir, plugin_dir))
     except SyncError as exc:
         log.error(f"Stash2Plex: {exc.message}")
         protocol.write_result(error=scrub(exc.message), stream=stdout)
@@ -82,25 +81,29 @@ def _progress(log: protocol.StashLog):
     return report
 
 
-def _drain_report(data_dir: Path, log: protocol.StashLog) -> dict[str, Any]:
+def _handover(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
+    """Start a detached worker (with the plugin's dependencies on its path) for work a
+    foreground drain leaves behind."""
+    from stash2plex.engine.worker_lock import ensure_worker
+    from stash2plex.plugin.entry import worker_python_path
+
+    return lambda: ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
+
+
+def _drain_report(
+    data_dir: Path, log: protocol.StashLog, handover: Callable[[], Any]
+) -> dict[str, Any]:
     started = time.monotonic()
-    report = operations.process_queue(data_dir, progress=_progress(log))
+    report = operations.process_queue(data_dir, progress=_progress(log), handover=handover)
     with Store.open(data_dir) as store:
         status = operations.queue_status(store, data_dir)
+        held = operations.hold_message(store.holds())
     result: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "queue": status.counts,
         "dead_letters": status.dead_letters,
     }
-    if report is None:
-        with Store.open(data_dir) as store:
-            blocked = store.get_value("worker_blocked")
-        if blocked:
-            result["blocked"] = blocked["reason"]
-            log.error(f"Stash2Plex: the queue is not draining: {blocked['reason']}")
-        else:
-            result["note"] = "the background worker drained the queue"
-    else:
+    if report is not None:
         result.update(
             synced=report.synced,
             unchanged=report.unchanged,
@@ -112,6 +115,11 @@ def _drain_report(data_dir: Path, log: protocol.StashLog) -> dict[str, Any]:
             log.error(f"Stash2Plex: {error}")
         if report.errors:
             result["errors"] = report.errors
+    elif not held:
+        result["note"] = "the background worker drained the queue"
+    if held:
+        result["blocked"] = held
+        log.error(f"Stash2Plex: the queue is not draining: {held}")
     log.info(f"Stash2Plex: {_summary_line(result)}")
     return result
 
@@ -123,25 +131,37 @@ def _summary_line(result: dict[str, Any]) -> str:
 
 
 def sync_all(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         stash = connect_stash(store, connection)
         queued = operations.queue_all_scenes(store, stash)
     log.info(f"Stash2Plex: queued {queued} scenes")
-    return {"queued": queued, **_drain_report(data_dir, log)}
+    return {"queued": queued, **_drain_report(data_dir, log, handover)}
 
 
 def process_queue(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
-    return _drain_report(data_dir, log)
+    return _drain_report(data_dir, log, handover)
 
 
 def preview(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     scene_id = _int_arg(args, "scene_id", None)
     count = _int_arg(args, "count", 10)
@@ -170,7 +190,11 @@ def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
 
 
 def queue_status(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
@@ -186,7 +210,11 @@ def queue_status(
 
 
 def clear_queue(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         cleared = operations.clear_pending(store)
@@ -195,7 +223,11 @@ def clear_queue(
 
 
 def clear_dlq(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         cleared = operations.clear_dead_letters(store)
@@ -204,7 +236,11 @@ def clear_dlq(
 
 
 def purge_dlq(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     days = _int_arg(args, "days", 30)
     with Store.open(data_dir) as store:
@@ -214,21 +250,29 @@ def purge_dlq(
 
 
 def retry_dlq(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     error_class = str(args.get("error_class") or "") or None
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
         queued = operations.retry_dead_letters(store, error_class)
     log.info(f"Stash2Plex: re-queued {queued} scenes from the dead-letter queue")
-    result = {"requeued": queued}
+    result: dict[str, Any] = {"requeued": queued}
     if queued:
-        result["drain"] = _drain_report(data_dir, log)
+        result["drain"] = _drain_report(data_dir, log, handover)
     return result
 
 
 def recover_outage(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     extra = tuple(c.strip() for c in str(args.get("include_classes") or "").split(",") if c)
     with Store.open(data_dir) as store:
@@ -241,12 +285,16 @@ def recover_outage(
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
-        result["drain"] = _drain_report(data_dir, log)
+        result["drain"] = _drain_report(data_dir, log, handover)
     return result
 
 
 def health_check(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         report = operations.health_report(build_context(store, connection), data_dir)
@@ -261,7 +309,11 @@ def health_check(
 
 
 def outage_summary(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         report = operations.outage_report(store)
@@ -273,7 +325,11 @@ def outage_summary(
 
 
 def diagnose(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     from stash2plex.operations.diagnose import as_dicts
     from stash2plex.operations.diagnose import diagnose as run_diagnose

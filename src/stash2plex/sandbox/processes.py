@@ -32,7 +32,11 @@ def worker_pids(data_dir: Path) -> list[int]:
 
 
 def reap_workers(data_dir: Path, grace: float = 5.0) -> None:
-    """Let workers exit on their own for up to `grace` seconds, then SIGKILL what remains."""
+    """Ask workers to stop (SIGTERM: they finish the job in hand), give them up to `grace`
+    seconds, then SIGKILL what remains."""
+    for pid in worker_pids(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while worker_pids(data_dir) and time.monotonic() < deadline:
         time.sleep(0.05)

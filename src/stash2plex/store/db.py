@@ -16,24 +16,40 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from stash2plex.records import IndexEntry, Job, Link, ListedItem
+from stash2plex.errors import (
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+    StoreUnreadableError,
+)
+from stash2plex.records import (
+    Decision,
+    Event,
+    EventLevel,
+    Holds,
+    IndexEntry,
+    Job,
+    Link,
+    ListedItem,
+)
+from stash2plex.store.holds import PARKED, read_holds, write_holds
+from stash2plex.vocabulary import DONE, WAITING, HookAction
 
 Clock = Callable[[], float]
 
 DB_FILENAME = "stash2plex.db"
 BUSY_TIMEOUT_SECONDS = 30.0
 
-# Job states. A waiting job has a reason (see WAIT_REASONS); a leased job belongs to the
-# worker named in lease_owner until lease_until, after which any worker may take it again.
-PENDING = "pending"
-LEASED = "leased"
-WAITING = "waiting"
-DONE = "done"
+# The connection a hook or task last passed: the worker reads settings from Stash through it.
+SERVER_CONNECTION_KEY = "server_connection"
+HOOK_ACTIONS = ("scene_dirty", "scene_deleted", "entity_changed")
 
 # Each migration is applied once, in order; PRAGMA user_version records how many ran.
 MIGRATIONS: tuple[str, ...] = (
@@ -127,10 +143,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(RuntimeError):
-    """The store cannot be opened or is newer than this code."""
-
-
 def _create_private_file(path: Path) -> None:
     """Create the database file readable by its owner only: it holds a session cookie."""
     if path.exists():
@@ -144,14 +156,14 @@ def _file_lock(path: Path) -> Iterator[None]:
     """Blocking exclusive lock on a side file, released by the kernel if we die."""
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except ImportError:  # Windows: msvcrt locks a byte range instead.
+        if sys.platform == "win32":  # msvcrt locks a byte range instead
             import msvcrt
 
             msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -160,18 +172,33 @@ def _file_lock(path: Path) -> Iterator[None]:
 class Store:
     """Access to the SQLite database in the data directory.
 
-    One instance per thread; open it with `Store.open(data_dir)`.
+    One instance per thread; open it with `Store.open(data_dir)`. Every method that writes
+    runs in one transaction, so a kill between two calls never leaves half of one change.
+    Raises `StoreError` (locked, full, unreadable) with a message a person can act on.
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock) -> None:
         self._conn = conn
         self.path = path
         self.clock = clock
+        # Set when an unreadable store was moved aside on opening: a message for the user.
+        self.recovered_from: str | None = None
 
     # ----------------------------------------------------------------- opening
     @classmethod
-    def open(cls, data_dir: str | os.PathLike[str], *, clock: Clock = time.time) -> Store:
-        """Open (creating and migrating if needed) the store in `data_dir`."""
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        *,
+        clock: Clock = time.time,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    ) -> Store:
+        """Open (creating and migrating if needed) the store in `data_dir`.
+
+        `busy_timeout`: seconds to wait for another process's write lock (hooks wait briefly
+        and fall back to the spool). An unreadable store file is moved aside and a fresh one
+        created (`recovered_from` then says where the old one went).
+        """
         directory = Path(data_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -181,16 +208,41 @@ class Store:
                 "Check that its parent exists and is writable, or set STASH2PLEX_DATA_DIR."
             ) from None
         path = directory / DB_FILENAME
-        _create_private_file(path)
-        conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
+        recovered = None
+        problem = _unreadable_reason(path)
+        if problem is None:
+            try:
+                return cls._connect(path, clock, busy_timeout)
+            except StoreUnreadableError as exc:
+                problem = str(exc)
+        recovered = quarantine(path, problem)
+        store = cls._connect(path, clock, busy_timeout)
+        store.recovered_from = recovered
+        store.add_event("error", "store", recovered)
+        return store
+
+    @classmethod
+    def _connect(cls, path: Path, clock: Clock, busy_timeout: float) -> Store:
+        try:
+            _create_private_file(path)
+            conn = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise store_error(exc, path) from None
         conn.row_factory = sqlite3.Row
         store = cls(conn, path, clock)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != SCHEMA_VERSION:
-            store._migrate(directory)
-        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                store._migrate(path.parent)
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise store_error(exc, path) from None
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     def _migrate(self, directory: Path) -> None:
@@ -223,14 +275,23 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its first statement."""
-        self._conn.execute("BEGIN IMMEDIATE")
+        """A write transaction that holds the write lock from its first statement.
+
+        Raises StoreLockedError / StoreFullError / StoreError instead of sqlite3's errors.
+        """
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.path) from None
             raise
-        self._conn.execute("COMMIT")
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits (cheap wake-up check)."""
@@ -238,7 +299,12 @@ class Store:
 
     # ----------------------------------------------------------------- key/value
     def put_value(self, key: str, value: Any) -> None:
-        self._conn.execute(
+        """Store a JSON value (server connection, cached settings, watermarks)."""
+        with self.transaction() as conn:
+            self._put(conn, key, value)
+
+    def _put(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
+        conn.execute(
             "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
             "updated_at = excluded.updated_at",
@@ -246,6 +312,7 @@ class Store:
         )
 
     def get_value(self, key: str, default: Any = None) -> Any:
+        """A stored JSON value, or `default` when absent or unreadable."""
         row = self._conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         if row is None:
             return default
@@ -257,44 +324,130 @@ class Store:
     def delete_value(self, key: str) -> None:
         self._conn.execute("DELETE FROM kv WHERE key = ?", (key,))
 
-    def nudge_auth_pause(self) -> None:
-        """A hook or task arrived: a paused worker re-reads the settings and probes at once,
-        so a fixed token lifts the pause without waiting for the next timed probe."""
-        if self.get_value("auth_pause") is None:  # the usual case: no write at all
-            return
-        with self.transaction() as conn:
-            row = conn.execute("SELECT value FROM kv WHERE key = 'auth_pause'").fetchone()
-            if row is None:
-                return
-            pause = json.loads(row[0])
-            pause["next_probe_at"] = 0
-            conn.execute("UPDATE kv SET value = ? WHERE key = 'auth_pause'", (json.dumps(pause),))
+    # ----------------------------------------------------------------- holds
+    def holds(self) -> Holds:
+        """What currently stops the drain (breaker, pause), the ramp start and the last nudge."""
+        return read_holds(self._conn)
 
-    # ----------------------------------------------------------------- jobs
-    def enqueue(self, scene_ids: list[int] | tuple[int, ...], source: str) -> int:
-        """Mark scenes dirty; returns how many were not already outstanding.
+    def change_holds(self, change: Callable[[Holds], tuple[Holds, Sequence[Event]]]) -> Holds:
+        """Read, change and store the holds in one transaction; returns the new holds.
 
-        Coalesces with an existing job.
-
-        A job being synced right now (leased) gets its generation bumped, so the worker
-        knows to sync it again when it finishes. A job waiting for Plex to scan its file or
-        for an ambiguity to be resolved is made due now: the scene may have changed in a way
-        that settles it. A job waiting for a retry keeps its backoff, to spare a failing Plex.
+        `change` maps the current holds to the new ones and the events to record. The store
+        records what the change means: an outage starts or ends with the breaker, and jobs
+        parked behind a hold become due when it lifts (see `store.holds`).
         """
         with self.transaction() as conn:
-            return self._upsert_jobs(conn, scene_ids, source, self.clock())
+            old = read_holds(conn)
+            wanted, events = change(old)
+            new = write_holds(conn, old, wanted, self.clock())
+            for event in events:
+                self._add_event(conn, event)
+        return new
+
+    def nudge(self) -> None:
+        """A hook or task arrived: ask the worker to re-read the settings, and make a pause's
+        next check due now (the user may just have fixed the setting)."""
+        with self.transaction() as conn:
+            self._nudge(conn)
+
+    def _nudge(self, conn: sqlite3.Connection) -> None:
+        now = self.clock()
+        old = read_holds(conn)
+        pause = old.pause
+        if pause is not None and pause.next_check_at > now:
+            pause = replace(pause, next_check_at=now)
+        write_holds(conn, old, replace(old, pause=pause, nudged_at=now), now)
+
+    # ----------------------------------------------------------------- hooks
+    def record_hook(
+        self,
+        action: HookAction,
+        object_id: int,
+        *,
+        source: str,
+        entity_kind: str | None = None,
+        connection: dict[str, Any] | None = None,
+    ) -> None:
+        """Everything a hook records, in one transaction: the freshest Stash connection, a
+        nudge for the worker, and the event itself."""
+        with self.transaction() as conn:
+            if connection:
+                self._put(conn, SERVER_CONNECTION_KEY, connection)
+            self._nudge(conn)
+            self._record_action(conn, action, object_id, source, entity_kind)
+
+    def _record_action(
+        self,
+        conn: sqlite3.Connection,
+        action: HookAction,
+        object_id: int,
+        source: str,
+        entity_kind: str | None,
+    ) -> None:
+        if action == "scene_dirty":
+            self._upsert_jobs(conn, [object_id], source, self.clock())
+        elif action == "scene_deleted":
+            conn.execute("DELETE FROM jobs WHERE scene_id = ?", (object_id,))
+            conn.execute("DELETE FROM links WHERE scene_id = ?", (object_id,))
+            conn.execute("DELETE FROM dead_letters WHERE scene_id = ?", (object_id,))
+        elif action == "entity_changed":
+            conn.execute(
+                "INSERT INTO entity_changes (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
+                (entity_kind or "", int(object_id), self.clock()),
+            )
+
+    def merge_spool(self, entries: Iterable[dict[str, Any]]) -> int:
+        """Record hook events that were spooled while the store was busy (one transaction).
+
+        Malformed entries are skipped; returns how many were recorded.
+        """
+        recorded = 0
+        with self.transaction() as conn:
+            for entry in entries:
+                try:
+                    action = entry["action"]
+                    object_id = int(entry["id"])
+                    source = str(entry.get("source") or "spool")
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if action not in HOOK_ACTIONS:
+                    continue
+                if isinstance(entry.get("connection"), dict):
+                    self._put(conn, SERVER_CONNECTION_KEY, entry["connection"])
+                self._record_action(conn, action, object_id, source, entry.get("entity_kind"))
+                recorded += 1
+            if recorded:
+                self._nudge(conn)
+        return recorded
+
+    # ----------------------------------------------------------------- jobs
+    def enqueue(self, scene_ids: Iterable[int], source: str) -> int:
+        """Mark scenes dirty; returns how many were not already outstanding.
+
+        Coalesces with an existing job. A job being synced right now (leased) gets its
+        generation bumped, so it is synced again when it finishes. A job waiting for Plex to
+        scan its file, for an ambiguity or a conflict to be settled is made due now: the scene
+        may have changed in a way that settles it. A job waiting for a retry keeps its backoff,
+        to spare a failing Plex. A dead letter of the scene is replaced by the job (a redrive):
+        a scene is queued, dead-lettered or done, never two of these.
+        """
+        with self.transaction() as conn:
+            return self._upsert_jobs(conn, list(scene_ids), source, self.clock())
 
     @staticmethod
     def _upsert_jobs(
-        conn: sqlite3.Connection, scene_ids: list[int] | tuple[int, ...], source: str, now: float
+        conn: sqlite3.Connection, scene_ids: list[int], source: str, now: float
     ) -> int:
         new = 0
         for scene_id in scene_ids:
+            scene_id = int(scene_id)
             prior = conn.execute(
-                "SELECT state FROM jobs WHERE scene_id = ?", (int(scene_id),)
+                "SELECT state FROM jobs WHERE scene_id = ?", (scene_id,)
             ).fetchone()
             if prior is None or prior[0] == DONE:
                 new += 1
+            conn.execute("DELETE FROM dead_letters WHERE scene_id = ?", (scene_id,))
             conn.execute(
                 """
                 INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
@@ -310,32 +463,28 @@ class Store:
                     due_at = CASE
                         WHEN jobs.state = 'done' THEN excluded.due_at
                         WHEN jobs.state = 'waiting' AND jobs.reason IN
-                            ('not_in_plex', 'ambiguous') THEN excluded.due_at
+                            ('not_in_plex', 'ambiguous', 'conflict') THEN excluded.due_at
                         ELSE jobs.due_at END,
                     state = CASE
                         WHEN jobs.state = 'leased' THEN 'leased'
                         WHEN jobs.state = 'waiting' AND jobs.reason IN
-                            ('not_in_plex', 'ambiguous') THEN 'pending'
+                            ('not_in_plex', 'ambiguous', 'conflict') THEN 'pending'
                         WHEN jobs.state = 'waiting' THEN 'waiting'
                         ELSE 'pending' END,
                     reason = CASE
                         WHEN jobs.state IN ('leased', 'pending') THEN jobs.reason
                         WHEN jobs.state = 'waiting' AND jobs.reason NOT IN
-                            ('not_in_plex', 'ambiguous') THEN jobs.reason
+                            ('not_in_plex', 'ambiguous', 'conflict') THEN jobs.reason
                         ELSE NULL END
                 """,
-                (int(scene_id), now, source, now, now),
+                (scene_id, now, source, now, now),
             )
         return new
 
     def record_entity_change(self, kind: str, entity_id: int) -> None:
         """Remember that a performer/studio/tag/group changed; the worker expands it."""
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO entity_changes (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
-                (kind, int(entity_id), self.clock()),
-            )
+            self._record_action(conn, "entity_changed", entity_id, "", kind)
 
     def entity_changes(self) -> list[tuple[str, int, float]]:
         """Performer/studio/tag/group changes not yet expanded into scene jobs."""
@@ -360,125 +509,128 @@ class Store:
             )
 
     def forget_scene(self, scene_id: int) -> None:
-        """A scene was deleted in Stash: drop its job and its link."""
+        """A scene was deleted in Stash: drop its job, its link and its dead letters."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM jobs WHERE scene_id = ?", (scene_id,))
-            conn.execute("DELETE FROM links WHERE scene_id = ?", (scene_id,))
+            self._record_action(conn, "scene_deleted", scene_id, "", None)
 
-    def claim_due(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
-        """Lease up to `limit` due jobs, oldest due first.
+    def take_ownership(self, owner: str) -> int:
+        """The worker lock was just taken by `owner`: only the lock holder drains, so every
+        other owner's lease is void and those jobs are due at once. Returns how many."""
+        now = self.clock()
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = CASE WHEN reason IS NULL THEN 'pending' ELSE 'waiting' "
+                "END, due_at = MIN(due_at, ?), lease_until = NULL, lease_owner = NULL "
+                "WHERE state = 'leased' AND lease_owner IS NOT ?",
+                (now, owner),
+            )
+        return cursor.rowcount
 
-        A lease that expired (its worker was killed) counts as due: that is how a SIGKILL
-        loses nothing.
-        """
+    def claim_due(self, owner: str, limit: int) -> list[Job]:
+        """Lease up to `limit` due jobs to `owner` (the lock holder), oldest due first."""
         now = self.clock()
         with self.transaction() as conn:
             rows = conn.execute(
                 """
                 SELECT * FROM jobs
-                WHERE (state IN ('pending', 'waiting') AND due_at <= ?)
-                   OR (state = 'leased' AND lease_until <= ?)
+                WHERE state IN ('pending', 'waiting') AND due_at <= ?
                 ORDER BY due_at, scene_id
                 LIMIT ?
                 """,
-                (now, now, limit),
+                (now, limit),
             ).fetchall()
-            for row in rows:
-                conn.execute(
-                    "UPDATE jobs SET state = 'leased', lease_until = ?, lease_owner = ?, "
-                    "updated_at = ? WHERE scene_id = ?",
-                    (now + lease_seconds, owner, now, row["scene_id"]),
-                )
+            conn.executemany(
+                "UPDATE jobs SET state = 'leased', lease_until = ?, lease_owner = ?, "
+                "updated_at = ? WHERE scene_id = ?",
+                [(now, owner, now, row["scene_id"]) for row in rows],
+            )
         return [_job(row) for row in rows]
 
-    def complete(self, job: Job) -> None:
-        """The scene is in sync. If it was edited again meanwhile, it becomes due again."""
+    def apply(self, job: Job, decision: Decision) -> Holds:
+        """Apply one routing decision for a leased job, its hold changes and its event, in one
+        transaction. Returns the holds after it.
+
+        If the scene was edited again while it was being synced (its generation moved on), a
+        "done" or "dead letter" becomes a new pending job instead: that edit deserves a try.
+        """
         now = self.clock()
         with self.transaction() as conn:
-            conn.execute(
-                """
-                UPDATE jobs SET
-                    state = CASE WHEN generation = ? THEN 'done' ELSE 'pending' END,
-                    due_at = CASE WHEN generation = ? THEN due_at ELSE ? END,
-                    reason = NULL, attempts = 0, lease_until = NULL, lease_owner = NULL,
-                    last_error = NULL, last_error_class = NULL, detail = NULL, updated_at = ?
-                WHERE scene_id = ?
-                """,
-                (job.generation, job.generation, now, now, job.scene_id),
-            )
+            row = conn.execute(
+                "SELECT generation FROM jobs WHERE scene_id = ?", (job.scene_id,)
+            ).fetchone()
+            edited = row is not None and row[0] != job.generation
+            if row is None:
+                pass  # the scene was deleted (or the queue cleared) meanwhile
+            elif decision.action == "done" or (decision.action == "dead_letter" and edited):
+                self._finish(conn, job, now)
+            elif decision.action == "dead_letter":
+                conn.execute(
+                    "INSERT INTO dead_letters (scene_id, error_class, message, attempts, "
+                    "failed_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        job.scene_id,
+                        decision.error_class or "permanent",
+                        decision.message or "",
+                        decision.attempts,
+                        now,
+                    ),
+                )
+                conn.execute("DELETE FROM jobs WHERE scene_id = ?", (job.scene_id,))
+            else:
+                due = decision.due_at if decision.due_at is not None else PARKED
+                conn.execute(
+                    """
+                    UPDATE jobs SET state = 'waiting', reason = ?, due_at = ?, attempts = ?,
+                        lease_until = NULL, lease_owner = NULL, last_error = ?,
+                        last_error_class = ?, detail = ?, updated_at = ?
+                    WHERE scene_id = ?
+                    """,
+                    (
+                        decision.reason,
+                        due,
+                        decision.attempts,
+                        decision.message,
+                        decision.error_class,
+                        json.dumps(decision.detail) if decision.detail is not None else None,
+                        now,
+                        job.scene_id,
+                    ),
+                )
+            old = read_holds(conn)
+            new = old
+            if decision.breaker is not None:
+                new = replace(new, breaker=decision.breaker)
+            if decision.pause is not None:
+                new = replace(new, pause=decision.pause)
+            new = write_holds(conn, old, new, now)
+            if decision.event is not None:
+                self._add_event(conn, decision.event)
+        return new
 
-    def defer(
-        self,
-        job: Job,
-        *,
-        reason: str,
-        due_at: float,
-        attempts: int,
-        error: str | None = None,
-        error_class: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Park a job until `due_at` with a visible reason (retry, not in Plex, ...)."""
-        now = self.clock()
-        with self.transaction() as conn:
-            conn.execute(
-                """
-                UPDATE jobs SET state = 'waiting', reason = ?, due_at = ?, attempts = ?,
-                    lease_until = NULL, lease_owner = NULL, last_error = ?,
-                    last_error_class = ?, detail = ?, updated_at = ?
-                WHERE scene_id = ?
-                """,
-                (
-                    reason,
-                    due_at,
-                    attempts,
-                    error,
-                    error_class,
-                    json.dumps(detail) if detail is not None else None,
-                    now,
-                    job.scene_id,
-                ),
-            )
+    @staticmethod
+    def _finish(conn: sqlite3.Connection, job: Job, now: float) -> None:
+        """Done, unless edited meanwhile: then pending again at once."""
+        conn.execute(
+            """
+            UPDATE jobs SET
+                state = CASE WHEN generation = ? THEN 'done' ELSE 'pending' END,
+                due_at = CASE WHEN generation = ? THEN due_at ELSE ? END,
+                reason = NULL, attempts = 0, lease_until = NULL, lease_owner = NULL,
+                last_error = NULL, last_error_class = NULL, detail = NULL, updated_at = ?
+            WHERE scene_id = ?
+            """,
+            (job.generation, job.generation, now, now, job.scene_id),
+        )
 
-    def release(self, job: Job) -> None:
-        """Give a leased job back untouched (the worker is stopping or Plex went down)."""
+    def release(self, jobs: Iterable[Job]) -> None:
+        """Give leased jobs back untouched (the batch stopped or the worker is stopping)."""
         with self.transaction() as conn:
-            conn.execute(
+            conn.executemany(
                 "UPDATE jobs SET state = CASE WHEN reason IS NULL THEN 'pending' ELSE 'waiting' "
                 "END, lease_until = NULL, lease_owner = NULL WHERE scene_id = ? "
                 "AND state = 'leased'",
-                (job.scene_id,),
+                [(job.scene_id,) for job in jobs],
             )
-
-    def dead_letter(self, job: Job, *, error_class: str, message: str, attempts: int) -> None:
-        """Move a job to the dead-letter queue with a reason a person can act on."""
-        now = self.clock()
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO dead_letters (scene_id, error_class, message, attempts, failed_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (job.scene_id, error_class, message, attempts, now),
-            )
-            # If the scene was edited during the failed attempt, that edit still deserves a try.
-            conn.execute(
-                "DELETE FROM jobs WHERE scene_id = ? AND generation = ?",
-                (job.scene_id, job.generation),
-            )
-            conn.execute(
-                "UPDATE jobs SET state = 'pending', attempts = 0, due_at = ?, lease_until = NULL,"
-                " lease_owner = NULL, reason = NULL WHERE scene_id = ?",
-                (now, job.scene_id),
-            )
-
-    def make_due(self, reason: str) -> int:
-        """Make every job waiting for `reason` due now (Plex is back, the token was fixed)."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET state = 'pending', due_at = ?, reason = NULL "
-                "WHERE state = 'waiting' AND reason = ?",
-                (self.clock(), reason),
-            )
-        return cursor.rowcount
 
     def clear_pending(self) -> int:
         """Drop jobs not being worked on (pending or waiting); leased jobs are left alone."""
@@ -522,16 +674,23 @@ class Store:
             self._conn.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
         )
 
-    def next_due_at(self) -> float | None:
-        """When the earliest not-done job becomes due (an expired lease counts)."""
+    def has_work(self) -> bool:
+        """True when anything is outstanding: a job, or an entity change to expand."""
         row = self._conn.execute(
-            """
-            SELECT MIN(CASE WHEN state = 'leased' THEN lease_until ELSE due_at END)
-            FROM jobs WHERE state != 'done'
-            """
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state != 'done') "
+            "OR EXISTS (SELECT 1 FROM entity_changes)"
+        ).fetchone()
+        return bool(row[0])
+
+    def next_due_at(self) -> float | None:
+        """When the earliest waiting or pending job becomes due (parked jobs excluded)."""
+        row = self._conn.execute(
+            "SELECT MIN(due_at) FROM jobs WHERE state IN ('pending', 'waiting') AND due_at < ?",
+            (PARKED,),
         ).fetchone()
         return row[0]
 
+    # ----------------------------------------------------------------- dead letters
     def dead_letters(self, error_class: str | None = None) -> list[dict[str, Any]]:
         if error_class is None:
             rows = self._conn.execute("SELECT * FROM dead_letters ORDER BY failed_at, id")
@@ -563,35 +722,37 @@ class Store:
                 cursor = conn.execute("DELETE FROM dead_letters")
         return cursor.rowcount
 
+    def redrive(self, letter_ids: Iterable[int], source: str) -> list[int]:
+        """Queue the scenes of these dead letters again and remove the letters, in one
+        transaction. Returns the scene ids queued (sorted)."""
+        ids = list(letter_ids)
+        with self.transaction() as conn:
+            scene_ids = sorted(
+                {
+                    row[0]
+                    for chunk in _chunks(ids)
+                    for row in conn.execute(
+                        f"SELECT scene_id FROM dead_letters WHERE id IN ({_marks(chunk)})", chunk
+                    )
+                }
+            )
+            self._upsert_jobs(conn, scene_ids, source, self.clock())
+        return scene_ids
+
     # ----------------------------------------------------------------- outages
-    def start_outage(self, started_at: float) -> int:
-        with self.transaction() as conn:
-            cursor = conn.execute("INSERT INTO outages (started_at) VALUES (?)", (started_at,))
-            # Keep the last 30 outages.
-            conn.execute(
-                "DELETE FROM outages WHERE id NOT IN "
-                "(SELECT id FROM outages ORDER BY started_at DESC LIMIT 30)"
-            )
-        return int(cursor.lastrowid or 0)
-
-    def end_outage(self, ended_at: float, jobs_affected: int) -> dict[str, Any] | None:
-        """Close the open outage; returns it, or None if none was open."""
-        with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT * FROM outages WHERE ended_at IS NULL ORDER BY started_at DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE outages SET ended_at = ?, jobs_affected = ? WHERE id = ?",
-                (ended_at, jobs_affected, row["id"]),
-            )
-        return {**dict(row), "ended_at": ended_at, "jobs_affected": jobs_affected}
-
     def outages(self) -> list[dict[str, Any]]:
+        """Recorded outages, oldest first (the breaker's transitions record them)."""
         return [
             dict(row) for row in self._conn.execute("SELECT * FROM outages ORDER BY started_at")
         ]
+
+    def record_outage(self, started_at: float, ended_at: float, jobs_affected: int) -> None:
+        """Add a completed outage to the history (imported history, planted test history)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO outages (started_at, ended_at, jobs_affected) VALUES (?, ?, ?)",
+                (started_at, ended_at, jobs_affected),
+            )
 
     # ----------------------------------------------------------------- links
     def link(self, scene_id: int) -> Link | None:
@@ -721,12 +882,24 @@ class Store:
 
     # ----------------------------------------------------------------- events
     def add_event(
-        self, level: str, kind: str, message: str, data: dict[str, Any] | None = None
+        self, level: EventLevel, kind: str, message: str, data: dict[str, Any] | None = None
     ) -> None:
         """Record something a person should see later (the worker has no Stash log)."""
-        self._conn.execute(
+        with self.transaction() as conn:
+            self._add_event(conn, Event(level, kind, message), data)
+
+    def _add_event(
+        self, conn: sqlite3.Connection, event: Event, data: dict[str, Any] | None = None
+    ) -> None:
+        conn.execute(
             "INSERT INTO events (at, level, kind, message, data) VALUES (?, ?, ?, ?, ?)",
-            (self.clock(), level, kind, message, json.dumps(data) if data else None),
+            (
+                self.clock(),
+                event.level,
+                event.kind,
+                event.message,
+                json.dumps(data) if data else None,
+            ),
         )
 
     def prune_events(self, older_than: float, keep: int = 1000) -> int:
@@ -767,3 +940,90 @@ def _job(row: sqlite3.Row) -> Job:
         last_error_class=row["last_error_class"],
         detail=json.loads(row["detail"]) if row["detail"] else None,
     )
+
+
+def _marks(values: list[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(values: list[int], size: int = 500) -> Iterator[list[int]]:
+    """SQLite limits the number of bound parameters; large id lists go in chunks."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _unreadable_reason(path: Path) -> str | None:
+    """Why the store file cannot be a sound SQLite database, or None if it may be.
+
+    Cheap checks of the header only (no integrity scan on the hook path): the magic string,
+    and an in-header page count larger than the file (a truncated copy).
+    """
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return None
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        return "it is not an SQLite database"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_valid = header[24:28] == header[92:96]  # SQLite's "in-header size is valid" rule
+    if header_valid and pages and size < pages * page_size:
+        return f"it is truncated ({size} of {pages * page_size} bytes)"
+    return None
+
+
+def quarantine(path: Path, problem: str) -> str:
+    """Move an unreadable store (and its WAL files) aside; returns the message for people."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.unreadable-{stamp}")
+    with _file_lock(path.parent / "store.init.lock"):
+        if _unreadable_reason(path) is None and problem.startswith("it is"):
+            # Another process already replaced it with a fresh store.
+            return f"the store {path} was unreadable ({problem}) and was replaced"
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                os.replace(source, Path(f"{target}{suffix}"))
+    return (
+        f"the store {path} was unreadable ({problem}); it was moved aside to {target.name} and "
+        "a new, empty store was created. Queued scenes and links from before are not in it: "
+        "run the task 'Sync All Scenes' (or `stash2plex sync --all`) to restore them."
+    )
+
+
+def store_error(exc: BaseException, path: Path) -> StoreError:
+    """Translate sqlite3's (and the file system's) errors into messages people can act on."""
+    text = str(exc).lower()
+    if (isinstance(exc, OSError) and exc.errno == 28) or "disk is full" in text:
+        return StoreFullError(
+            f"the disk holding {path.parent} is full: free some space; saved scenes are "
+            "recorded again when Stash next fires a hook or you run 'Sync All Scenes'"
+        )
+    if "locked" in text or "busy" in text:
+        return StoreLockedError(
+            f"the store {path} is locked by another process (a backup, a database browser, a "
+            "stuck Stash2Plex process?); close it and try again"
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StoreUnreadableError(f"it is damaged ({exc})")
+    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+        return StoreError(
+            f"the store {path} cannot be written: check that the data directory is writable "
+            "by the user Stash runs as, or set STASH2PLEX_DATA_DIR"
+        )
+    if "unable to open" in text:
+        return StoreError(
+            f"cannot open the store {path}: check that the data directory exists and is "
+            "writable, or set STASH2PLEX_DATA_DIR"
+        )
+    return StoreError(f"the store {path} failed: {exc}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient, PlexItem
 from stash2plex.clients.stash import StashClient
-from stash2plex.errors import AmbiguousMatchError, NotInPlexError, PermanentError
+from stash2plex.errors import AmbiguousMatchError, ConfigError, NotInPlexError, TransientError
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
 from stash2plex.sync.matching import Match, MatchResult, match_scene
@@ -87,20 +87,36 @@ class PlexIndex:
         self.clock = clock
         self.refresh_min_seconds = INDEX_REFRESH_MIN_SECONDS
 
-    def sections(self) -> list[dict[str, Any]]:
-        """The configured libraries (id, title, locations), cached until the settings change."""
+    def sections(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """The configured libraries (id, title, locations), cached until the settings change.
+
+        `refresh`: ask Plex again even if cached (a probe of a paused queue). Raises
+        ConfigError when a configured library does not exist, TransientError when Plex lists
+        no library at all (a restarting server; a verdict on the settings needs an answer).
+        """
         cached = self.store.get_value("plex_sections")
         wanted = list(self.config.plex_library)
-        if cached and cached.get("wanted") == wanted and cached.get("url") == self.config.plex_url:
+        if (
+            not refresh
+            and cached
+            and cached.get("wanted") == wanted
+            and cached.get("url") == self.config.plex_url
+        ):
             return list(cached["sections"])
         sections = self.plex.sections()
+        if not sections:
+            raise TransientError(
+                "Plex listed no libraries at all (is it still starting?)", server="plex"
+            )
         if wanted:
             by_title = {s.title.strip().casefold(): s for s in sections}
             missing = [name for name in wanted if name.strip().casefold() not in by_title]
             if missing:
-                raise PermanentError(
+                choices = ", ".join(f"{s.title} ({s.type})" for s in sections)
+                raise ConfigError(
                     f"Plex has no library named {', '.join(missing)}; set `plex_library` to one "
-                    f"of: {', '.join(s.title for s in sections) or '(none)'}"
+                    f"of: {choices}",
+                    setting="plex_library",
                 )
             chosen = [by_title[name.strip().casefold()] for name in wanted]
         else:

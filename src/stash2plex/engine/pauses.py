@@ -1,0 +1,88 @@
+"""Pauses: holds lifted by a fixed setting or credential, or by Stash answering again. Pure.
+
+A paused queue is checked on a timer with backoff (5 s, 10 s, 20 s, 40 s, then every 60 s): a
+check re-reads the settings and, for Plex problems, probes Plex with them, so a fixed token,
+URL or library resumes the queue by itself. A hook or task makes the next check due at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from stash2plex import errors
+from stash2plex.records import Pause, PauseKind
+
+CHECK_BASE_SECONDS = 5.0
+CHECK_CAP_SECONDS = 60.0
+
+# What each pause asks a person to do when no more specific message is known.
+SETTING_OF_KIND: dict[PauseKind, str] = {
+    "plex_auth": "plex_token",
+    "stash_auth": "Stash API key",
+    "config": "",
+    "not_configured": "",
+    "disabled": "enabled",
+    "stash_down": "",
+}
+
+
+def check_delay(checks_failed: int) -> float:
+    """Seconds before the next check: 5, 10, 20, 40, then 60 (capped)."""
+    return min(CHECK_CAP_SECONDS, CHECK_BASE_SECONDS * 2 ** max(0, checks_failed))
+
+
+def pause_for(error: errors.SyncError, now: float, sources: dict[str, str]) -> Pause | None:
+    """The pause a failure calls for, or None when it is no pause (a job-level failure).
+
+    `sources` says where each setting's value came from, so the message can name it.
+    """
+    kind: PauseKind
+    if isinstance(error, errors.NotConfiguredError):
+        kind, setting = "not_configured", ""
+    elif isinstance(error, errors.ConfigError):
+        kind, setting = "config", error.setting
+    elif isinstance(error, errors.AuthError):
+        kind = "stash_auth" if error.server == "stash" else "plex_auth"
+        setting = SETTING_OF_KIND[kind]
+    elif isinstance(error, errors.StashDownError):
+        kind, setting = "stash_down", ""
+    else:
+        return None
+    return Pause(
+        kind=kind,
+        message=error.message,
+        since=now,
+        next_check_at=now + check_delay(0),
+        setting=setting,
+        source=sources.get(setting, ""),
+    )
+
+
+def disabled_pause(now: float, source: str) -> Pause:
+    """The user switched Stash2Plex off: nothing syncs until it is switched on."""
+    return Pause(
+        kind="disabled",
+        message="Stash2Plex is switched off (setting `enabled`); saved scenes wait",
+        since=now,
+        next_check_at=now + check_delay(0),
+        setting="enabled",
+        source=source,
+    )
+
+
+def check_failed(pause: Pause, now: float, replacement: Pause | None = None) -> Pause:
+    """A check found the pause still needed: keep it (with a newer message if the cause
+    changed, but the original start time) and check again later."""
+    base = replacement if replacement is not None else pause
+    checks = pause.checks + 1
+    return replace(base, since=pause.since, checks=checks, next_check_at=now + check_delay(checks))
+
+
+def nudged(pause: Pause, now: float) -> Pause:
+    """A hook or task arrived: check now (the user may have just fixed the setting)."""
+    return replace(pause, next_check_at=min(pause.next_check_at, now))
+
+
+def needs_a_person(pause: Pause | None) -> bool:
+    """True for pauses only a person ends (a worker need not stay up for them for long)."""
+    return pause is not None and pause.kind in ("disabled", "not_configured")

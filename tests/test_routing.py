@@ -1,0 +1,249 @@
+"""The job lifecycle as a table: one row per error class x hold x attempt count, each with the
+decision `route` must take; plus the breaker, pause and check transitions it relies on. Pure:
+injected time, no I/O."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stash2plex import errors
+from stash2plex.engine import breaker as b
+from stash2plex.engine import holds as h
+from stash2plex.engine import pauses
+from stash2plex.engine.backoff import RetryPolicy
+from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
+from stash2plex.records import BreakerState, Holds, Job, Pause
+from stash2plex.vocabulary import ERROR_CLASSES
+
+NOW = 1_000.0
+POLICY = RoutePolicy(retry=RetryPolicy(base_seconds=10, cap_seconds=900, max_attempts=5))
+SETTINGS = RouteSettings(max_attempts=5, sources={"plex_token": "Stash plugin settings"})
+
+
+class MaxRandom(random.Random):
+    def uniform(self, a, b):
+        return b
+
+
+def job(attempts: int = 0, scene_id: int = 7) -> Job:
+    return Job(scene_id, "leased", None, attempts, NOW, 0, "test", NOW, None, None, None)
+
+
+CLOSED = BreakerState()
+# Four failures of three scenes in the last minute: one more from Plex opens the breaker.
+NEAR_THRESHOLD = BreakerState(failures=((NOW - 5, 1), (NOW - 4, 2), (NOW - 3, 3), (NOW - 2, 1)))
+TRIAL = BreakerState(probes=2, trial=True)
+
+PLEX_500 = errors.TransientError("Plex failed the request (HTTP 500)", server="plex", status=500)
+STASH_500 = errors.TransientError("Stash failed the request (HTTP 500)", server="stash")
+INTERNAL = errors.InternalError("unexpected KeyError: 'x'")
+PLEX_DOWN = errors.ServerDownError("Plex is not reachable", server="plex")
+STASH_DOWN = errors.StashDownError("Stash is not reachable at http://127.0.0.1:9999")
+PLEX_401 = errors.AuthError("Plex rejected the token (401)", server="plex", status=401)
+STASH_401 = errors.AuthError("Stash rejected the API key (401)", server="stash", status=401)
+CONFIG = errors.ConfigError("Plex has no library named Films", setting="plex_library")
+NOT_CONFIGURED = errors.NotConfiguredError("Stash2Plex is not configured: set plex_url")
+NOT_IN_PLEX = errors.NotInPlexError("the scene's file is not in Plex yet")
+AMBIGUOUS = errors.AmbiguousMatchError("2 Plex items could be this scene")
+CONFLICT = errors.ConflictError("scenes 3 and 4 are one Plex item", detail={"scene_ids": [3, 4]})
+PERMANENT = errors.PermanentError("Plex rejected the request (HTTP 400)", server="plex")
+
+# error, breaker, attempts -> action, reason, attempts after, due in (None: parked), stop,
+# breaker phase after (None: unchanged), pause kind set
+TABLE = [
+    # transient from Plex: retry with backoff until the limit ...
+    (PLEX_500, CLOSED, 0, "retry", "retry", 1, 10.0, False, None, None),
+    (PLEX_500, CLOSED, 3, "retry", "retry", 4, 80.0, False, None, None),
+    (PLEX_500, CLOSED, 4, "dead_letter", None, 5, None, False, None, None),
+    # ... unless failures of several scenes say Plex itself is sick: an outage, no attempt
+    (PLEX_500, NEAR_THRESHOLD, 0, "wait", "plex_down", 0, None, True, "open", None),
+    (PLEX_500, NEAR_THRESHOLD, 4, "wait", "plex_down", 4, None, True, "open", None),
+    # after a probe closed the breaker, the first failure reopens it
+    (PLEX_500, TRIAL, 0, "wait", "plex_down", 0, None, True, "open", None),
+    # transient from Stash, or a bug of ours: attempts, never the breaker
+    (STASH_500, NEAR_THRESHOLD, 0, "retry", "retry", 1, 10.0, False, None, None),
+    (STASH_500, CLOSED, 4, "dead_letter", None, 5, None, False, None, None),
+    (INTERNAL, NEAR_THRESHOLD, 1, "retry", "retry", 2, 20.0, False, None, None),
+    (INTERNAL, CLOSED, 4, "dead_letter", None, 5, None, False, None, None),
+    # server down: Plex opens the breaker, Stash pauses; attempts untouched
+    (PLEX_DOWN, CLOSED, 0, "wait", "plex_down", 0, None, True, "open", None),
+    (PLEX_DOWN, CLOSED, 4, "wait", "plex_down", 4, None, True, "open", None),
+    (STASH_DOWN, CLOSED, 2, "wait", "stash_down", 2, None, True, None, "stash_down"),
+    # credentials and settings: a pause naming what to fix
+    (PLEX_401, CLOSED, 0, "wait", "auth", 0, None, True, None, "plex_auth"),
+    (STASH_401, CLOSED, 3, "wait", "auth", 3, None, True, None, "stash_auth"),
+    (CONFIG, CLOSED, 0, "wait", "settings", 0, None, True, None, "config"),
+    (NOT_CONFIGURED, CLOSED, 0, "wait", "settings", 0, None, True, None, "not_configured"),
+    # matching states: timers, never the dead-letter queue
+    (NOT_IN_PLEX, CLOSED, 0, "wait", "not_in_plex", 0, 60.0, False, None, None),
+    (NOT_IN_PLEX, NEAR_THRESHOLD, 4, "wait", "not_in_plex", 4, 60.0, False, None, None),
+    (AMBIGUOUS, CLOSED, 0, "wait", "ambiguous", 0, 3600.0, False, None, None),
+    (CONFLICT, CLOSED, 2, "wait", "conflict", 2, 3600.0, False, None, None),
+    # bad data: dead letter at once
+    (PERMANENT, CLOSED, 0, "dead_letter", None, 1, None, False, None, None),
+    (PERMANENT, NEAR_THRESHOLD, 3, "dead_letter", None, 4, None, False, None, None),
+]
+
+
+@pytest.mark.parametrize(
+    "error, breaker, attempts, action, reason, attempts_after, due_in, stop, phase, pause",
+    TABLE,
+)
+def test_routing_table(
+    error, breaker, attempts, action, reason, attempts_after, due_in, stop, phase, pause
+):
+    decision = route(
+        job(attempts),
+        error,
+        breaker=breaker,
+        now=NOW,
+        policy=POLICY,
+        settings=SETTINGS,
+        rng=MaxRandom(),
+    )
+    assert (decision.action, decision.reason, decision.attempts) == (action, reason, attempts_after)
+    assert decision.stop is stop
+    if action == "wait" and due_in is None:
+        assert decision.due_at is None  # parked until its hold lifts
+    elif due_in is not None:
+        assert decision.due_at == NOW + due_in
+    assert (decision.breaker or breaker).state == (phase or "closed")
+    assert (decision.pause.kind if decision.pause else None) == pause
+    if action != "done":
+        assert decision.error_class == error.error_class and decision.message == error.message
+    if action == "dead_letter":
+        assert decision.event is not None and decision.event.kind == "dead_letter"
+
+
+def test_every_error_class_has_a_row():
+    assert {row[0].error_class for row in TABLE} == set(ERROR_CLASSES)
+
+
+@pytest.mark.parametrize("status", ["synced", "unchanged", "skipped"])
+def test_success_is_done_and_ends_a_failure_streak(status):
+    decision = route(
+        job(3), status, breaker=NEAR_THRESHOLD, now=NOW, policy=POLICY, settings=SETTINGS
+    )
+    assert (decision.action, decision.status, decision.attempts) == ("done", status, 0)
+    assert decision.breaker == BreakerState()
+
+
+def test_skip_not_found_drops_the_scene():
+    settings = RouteSettings(skip_not_found=True)
+    decision = route(job(), NOT_IN_PLEX, breaker=CLOSED, now=NOW, policy=POLICY, settings=settings)
+    assert (decision.action, decision.status) == ("done", "skipped")
+
+
+def test_max_attempts_comes_from_the_settings():
+    settings = RouteSettings(max_attempts=2)
+    decision = route(job(1), PLEX_500, breaker=CLOSED, now=NOW, policy=POLICY, settings=settings)
+    assert (decision.action, decision.attempts) == ("dead_letter", 2)
+
+
+def test_a_pause_names_the_setting_and_where_it_came_from():
+    decision = route(job(), PLEX_401, breaker=CLOSED, now=NOW, policy=POLICY, settings=SETTINGS)
+    assert decision.pause.setting == "plex_token"
+    assert decision.pause.source == "Stash plugin settings"
+    assert decision.pause.next_check_at == NOW + pauses.CHECK_BASE_SECONDS
+
+
+# ---------------------------------------------------------------------------- the breaker
+def test_one_bad_item_failing_again_and_again_is_no_outage():
+    state = CLOSED
+    for second in range(10):
+        state, change = b.record_failure(state, NOW + second, scene_id=7)
+        assert change is None and state.is_closed
+
+
+def test_failures_older_than_the_window_do_not_count():
+    state = BreakerState(failures=tuple((NOW - 100 + i, i) for i in range(4)))
+    state, change = b.record_failure(state, NOW, scene_id=9)
+    assert change is None and state.failures == ((NOW, 9),)
+
+
+def test_the_breaker_opens_probes_with_backoff_and_closes_on_trial():
+    state, change = b.record_server_down(CLOSED, NOW)
+    assert (state.state, state.opened_at, state.next_probe_at) == ("open", NOW, NOW + 2)
+    assert change == b.Transition("closed", "open", NOW)
+    assert not b.probe_due(state, NOW + 1.9) and b.probe_due(state, NOW + 2)
+    delays, now = [], NOW + 2
+    for _ in range(6):
+        state, _ = b.start_probe(state, now)
+        assert state.state == "half_open"
+        state, _ = b.probe_failed(state, now)
+        delays.append(state.next_probe_at - now)
+        now = state.next_probe_at
+    assert delays == [4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    state, change = b.probe_succeeded(state, now)
+    assert state.is_closed and state.trial and change.new == "closed"
+    # A failure on trial reopens at once and the probe backoff goes on where it was.
+    reopened, change = b.record_failure(state, now + 1, scene_id=3)
+    assert change.new == "open" and reopened.next_probe_at == now + 1 + 30.0
+    # A success on trial ends it.
+    closed, _ = b.record_success(state, now + 1)
+    assert closed == BreakerState()
+
+
+# ---------------------------------------------------------------------------- checks
+def paused(kind, **changes) -> Holds:
+    pause = Pause(kind=kind, message="why", since=NOW - 50, next_check_at=NOW, **changes)
+    return Holds(pause=pause)
+
+
+OPEN = Holds(breaker=BreakerState(state="open", opened_at=NOW - 42, next_probe_at=NOW))
+
+
+def test_a_passing_probe_ends_the_outage_and_says_how_long():
+    after, events = h.after_check(OPEN, h.CheckResult(probed=True), NOW, {})
+    assert after.breaker.is_closed and after.breaker.trial
+    assert [e.message for e in events] == ["Plex is back online after 42 s"]
+
+
+def test_a_failing_probe_backs_off():
+    down = errors.ServerDownError("refused", server="plex")
+    after, events = h.after_check(OPEN, h.CheckResult(probed=True, plex_error=down), NOW, {})
+    assert after.breaker.state == "open" and after.breaker.next_probe_at == NOW + 4
+    assert events == []
+
+
+def test_plex_answering_401_ends_the_outage_and_pauses_on_the_token():
+    result = h.CheckResult(probed=True, plex_error=PLEX_401)
+    after, _ = h.after_check(OPEN, result, NOW, {"plex_token": "environment STASH2PLEX_PLEX_TOKEN"})
+    assert after.breaker.is_closed
+    assert after.pause.kind == "plex_auth"
+    assert after.pause.source == "environment STASH2PLEX_PLEX_TOKEN"
+
+
+@pytest.mark.parametrize("kind", ["disabled", "not_configured", "stash_down", "stash_auth"])
+def test_readable_enabled_settings_lift_settings_pauses(kind):
+    after, events = h.after_check(paused(kind), h.CheckResult(), NOW, {})
+    assert after.pause is None and events[0].kind == "resumed"
+
+
+@pytest.mark.parametrize("kind", ["plex_auth", "config"])
+def test_plex_pauses_need_a_passing_probe(kind):
+    holds = paused(kind, setting="plex_library")
+    assert h.needs_plex_probe(holds)
+    after, _ = h.after_check(holds, h.CheckResult(probed=True), NOW, {})
+    assert after.pause is None
+    still, _ = h.after_check(holds, h.CheckResult(probed=True, plex_error=CONFIG), NOW, {})
+    assert still.pause.kind == "config" and still.pause.checks == 1
+    assert still.pause.since == NOW - 50 and still.pause.next_check_at == NOW + 10
+
+
+def test_switched_off_pauses_even_while_plex_is_down_and_delays_the_probe():
+    after, _ = h.after_check(OPEN, h.CheckResult(enabled=False), NOW, {"enabled": "Stash"})
+    assert after.pause.kind == "disabled" and after.pause.source == "Stash"
+    assert after.breaker.state == "open" and after.breaker.next_probe_at == NOW + 2
+
+
+def test_unreadable_settings_keep_checking_with_backoff():
+    result = h.CheckResult(settings_error=STASH_DOWN)
+    after, _ = h.after_check(paused("stash_down"), result, NOW, {})
+    assert after.pause.kind == "stash_down" and after.pause.next_check_at == NOW + 10
+
+
+def test_check_delays_back_off_and_cap():
+    assert [pauses.check_delay(n) for n in range(6)] == [5, 10, 20, 40, 60, 60]
