@@ -24,8 +24,6 @@ from .conftest import PLEX_TOKEN, wait_until
 
 @pytest.fixture
 def setup(plugin_dir, monkeypatch, tmp_path):
-    monkeypatch.setenv("STASH2PLEX_IDLE_EXIT", "1")
-    monkeypatch.setenv("STASH2PLEX_LEASE_SECONDS", "1")
     library = generate_library(80, seed=21)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -52,8 +50,6 @@ def kill_workers(data_dir):
 
 
 def drained(data_dir):
-    if worker_running(data_dir):
-        return False
     with Store.open(data_dir) as store:
         return store.outstanding_jobs() == 0
 

@@ -38,6 +38,8 @@ MOVIE_SEARCH_TYPE = 1
 
 @dataclass(frozen=True)
 class Section:
+    """One Plex library section: its id, title, type (movie, show, ...) and folders."""
+
     id: int
     title: str
     type: str
@@ -122,6 +124,7 @@ class PlexClient:
 
     # ------------------------------------------------------------------ reads
     def sections(self) -> list[Section]:
+        """Every library section Plex has (GET /library/sections)."""
         root = self._query("/library/sections")
         return [
             Section(

@@ -40,6 +40,10 @@ class StashConnection:
     def from_server_connection(
         cls, connection: dict[str, Any], api_key: str | None = None
     ) -> StashConnection:
+        """From Stash's `server_connection` (a hook's or task's input).
+
+        A wildcard bind host (0.0.0.0, ::) becomes loopback.
+        """
         scheme = connection.get("Scheme") or "http"
         host = str(connection.get("Host") or "")
         if host in ("", "0.0.0.0", "::", "[::]"):
@@ -69,10 +73,13 @@ class StashConnection:
         return cls(text, None, api_key or None)
 
     def secrets(self) -> tuple[str, ...]:
+        """The credentials to keep out of every message."""
         return tuple(s for s in (self.session_cookie, self.api_key) if s)
 
 
 class StashClient:
+    """Stash's GraphQL API with explicit timeouts; raises classified SyncErrors."""
+
     def __init__(
         self,
         connection: StashConnection,
@@ -150,6 +157,7 @@ class StashClient:
 
     # ------------------------------------------------------------------ queries
     def find_scene(self, scene_id: int) -> dict[str, Any] | None:
+        """One scene with the fields the sync needs, or None when Stash has no such scene."""
         return self.execute(docs.FIND_SCENE, {"id": str(scene_id)}).get("findScene")
 
     def find_scenes(
@@ -160,6 +168,7 @@ class StashClient:
         scene_filter: dict[str, Any] | None = None,
         sort: str = "id",
     ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of scenes (1-based `page`) and the total count matching `scene_filter`."""
         data = self.execute(
             docs.FIND_SCENES,
             {
@@ -187,6 +196,7 @@ class StashClient:
             page += 1
 
     def version(self) -> str:
+        """Stash's version string (a cheap request that proves the credentials work)."""
         data = self.execute(docs.VERSION)
         return str((data.get("version") or {}).get("version") or "")
 

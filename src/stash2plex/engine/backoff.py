@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Backoff of transient failures: base and cap in seconds, and the attempts before a job
+    goes to the dead-letter queue."""
+
     base_seconds: float = 10.0
     cap_seconds: float = 900.0
     max_attempts: int = 5

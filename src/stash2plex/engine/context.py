@@ -23,6 +23,8 @@ API_KEY_KEY = "stash_api_key"
 
 @dataclass
 class Context:
+    """The store, the effective settings (and where each came from) and the two clients."""
+
     store: Store
     config: Config
     stash: StashClient
@@ -76,6 +78,11 @@ def load_config(
 def build_context(
     store: Store, connection: dict[str, Any] | None = None, local: LocalSettings | None = None
 ) -> Context:
+    """Read the settings through Stash and build the clients.
+
+    Raises NotConfiguredError when required settings are missing, and the Stash client's
+    errors (StashDownError, AuthError, ...) when the settings cannot be read.
+    """
     if local is None:
         local = load_local_settings(store.path.parent)
     stash = connect_stash(store, connection, local)

@@ -12,16 +12,21 @@ from itertools import pairwise
 
 @dataclass(frozen=True)
 class Outage:
+    """One outage: start and end in epoch seconds (no end while it lasts)."""
+
     started_at: float
     ended_at: float | None
     jobs_affected: int = 0
 
     def duration(self, now: float) -> float:
+        """Seconds it lasted, or has lasted until `now`."""
         return (self.ended_at if self.ended_at is not None else now) - self.started_at
 
 
 @dataclass(frozen=True)
 class OutageMetrics:
+    """MTTR and MTBF in seconds, availability in percent of the observed window."""
+
     outages: int
     completed: int
     total_downtime: float

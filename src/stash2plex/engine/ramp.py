@@ -19,6 +19,8 @@ MIN_SAMPLES = 5
 
 @dataclass
 class RecoveryRamp:
+    """A token bucket for the first minutes after a recovery (rates in jobs per second)."""
+
     started_at: float
     ramp_seconds: float = RAMP_SECONDS
     start_rate: float = START_RATE
@@ -29,6 +31,7 @@ class RecoveryRamp:
     results: deque[tuple[float, bool]] = field(default_factory=deque)
 
     def finished(self, now: float) -> bool:
+        """True once the ramp is over and no error penalty remains."""
         return now - self.started_at >= self.ramp_seconds and self.penalty >= 1.0
 
     def rate(self, now: float) -> float:
@@ -44,6 +47,7 @@ class RecoveryRamp:
         return (1.0 - self.tokens) / self.rate(now)
 
     def take(self, now: float) -> None:
+        """Spend the token of one job started at `now`."""
         self._refill(now)
         self.tokens -= 1.0
 

@@ -77,6 +77,7 @@ class DrainReport:
         return self.synced + self.unchanged + self.skipped + self.deferred + self.dead_lettered
 
     def count(self, decision: Decision) -> None:
+        """Count one decision under its outcome."""
         if decision.action == "dead_letter":
             self.dead_lettered += 1
         elif decision.action != "done":
@@ -125,6 +126,7 @@ class Worker:
         self._housekept_at = float("-inf")
         self._ramp: RecoveryRamp | None = None
         self._stop = threading.Event()
+        self._owning = False
 
     @property
     def context(self) -> Context | None:
@@ -157,13 +159,9 @@ class Worker:
             raise WorkerBusyError("another Stash2Plex worker is already draining the queue")
         report = DrainReport()
         locked = True
+        self._owning = False
         try:
             mark_holder(fd)
-            voided = self.store.take_ownership(self.owner)
-            self.store.nudge()  # a fresh worker looks at the settings and holds at once
-            self._event("info", "worker_started", f"worker {self.owner} started")
-            if voided:
-                log.info("%d jobs leased by a stopped worker are due again", voided)
             locked = self._loop(fd, report, until_idle, progress)
         finally:
             if locked:
@@ -211,6 +209,7 @@ class Worker:
                     if not self._should_continue() or not try_lock(fd):
                         return False
                     mark_holder(fd)
+                    self._owning = False
                     idle_since = None
                     continue
             self._wait(self._next_wake())
@@ -237,8 +236,19 @@ class Worker:
     def _work_left(self) -> bool:
         return self.store.has_work() or spool.pending(self.data_dir)
 
+    def _take_ownership(self) -> None:
+        """First thing with the lock: void other owners' leases, look at the holds at once."""
+        voided = self.store.take_ownership(self.owner)
+        self.store.nudge()  # a fresh worker looks at the settings and holds at once
+        self._event("info", "worker_started", f"worker {self.owner} started")
+        if voided:
+            log.info("%d jobs leased by a stopped worker are due again", voided)
+        self._owning = True
+
     def _step(self, report: DrainReport, progress: Callable[[DrainReport], None] | None) -> int:
         """One round: merge spooled hooks, check holds if due, then drain what is due."""
+        if not self._owning:
+            self._take_ownership()
         self._merge_spool()
         self._housekeeping()
         holds = self.store.holds()

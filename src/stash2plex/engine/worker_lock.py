@@ -48,6 +48,7 @@ def try_lock(fd: int) -> bool:
 
 
 def unlock(fd: int) -> None:
+    """Release the lock held on `fd` (the file stays open)."""
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
     else:
@@ -58,6 +59,7 @@ def unlock(fd: int) -> None:
 
 
 def open_lock_file(data_dir: Path) -> int:
+    """Open (creating) the worker lock file of `data_dir`; returns the descriptor."""
     return os.open(data_dir / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
 
 
@@ -111,7 +113,8 @@ def ensure_worker(
         env = dict(os.environ)
         paths = [*(python_path or []), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-        with open(data_dir / WORKER_OUTPUT, "ab") as output:
+        output_fd = os.open(data_dir / WORKER_OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(output_fd, "ab") as output:
             command = [
                 python or sys.executable,
                 "-m",

@@ -265,6 +265,7 @@ class Store:
                     self._conn.execute(f"PRAGMA user_version={number + 1}")
 
     def close(self) -> None:
+        """Close the connection."""
         self._conn.close()
 
     def __enter__(self) -> Store:
@@ -322,6 +323,7 @@ class Store:
             return default
 
     def delete_value(self, key: str) -> None:
+        """Remove a stored value (no-op when absent)."""
         self._conn.execute("DELETE FROM kv WHERE key = ?", (key,))
 
     # ----------------------------------------------------------------- holds
@@ -639,6 +641,8 @@ class Store:
         return cursor.rowcount
 
     def prune_done_jobs(self, older_than: float) -> int:
+        """Delete finished jobs last touched before `older_than` (epoch seconds); returns
+        how many."""
         with self.transaction() as conn:
             cursor = conn.execute(
                 "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?", (older_than,)
@@ -646,10 +650,12 @@ class Store:
         return cursor.rowcount
 
     def job(self, scene_id: int) -> Job | None:
+        """The job of a scene, or None."""
         row = self._conn.execute("SELECT * FROM jobs WHERE scene_id = ?", (scene_id,)).fetchone()
         return _job(row) if row else None
 
     def jobs(self, state: str | None = None) -> list[Job]:
+        """Every job (or those in `state`), by scene id."""
         if state is None:
             rows = self._conn.execute("SELECT * FROM jobs ORDER BY scene_id").fetchall()
         else:
@@ -692,6 +698,7 @@ class Store:
 
     # ----------------------------------------------------------------- dead letters
     def dead_letters(self, error_class: str | None = None) -> list[dict[str, Any]]:
+        """Dead letters (all, or of one error class), oldest first, as dicts of their columns."""
         if error_class is None:
             rows = self._conn.execute("SELECT * FROM dead_letters ORDER BY failed_at, id")
         else:
@@ -702,6 +709,7 @@ class Store:
         return [dict(row) for row in rows]
 
     def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters per error class."""
         rows = self._conn.execute(
             "SELECT error_class, COUNT(*) FROM dead_letters GROUP BY error_class"
         ).fetchall()
@@ -756,6 +764,7 @@ class Store:
 
     # ----------------------------------------------------------------- links
     def link(self, scene_id: int) -> Link | None:
+        """The scene's Plex item and what was pushed to it, or None."""
         row = self._conn.execute("SELECT * FROM links WHERE scene_id = ?", (scene_id,)).fetchone()
         if row is None:
             return None
@@ -802,13 +811,16 @@ class Store:
             )
 
     def drop_link(self, scene_id: int) -> None:
+        """Forget the scene's Plex item (it was deleted in Plex or Stash)."""
         self._conn.execute("DELETE FROM links WHERE scene_id = ?", (scene_id,))
 
     def last_synced_at(self) -> float | None:
+        """When any scene was last pushed (epoch seconds), or None."""
         row = self._conn.execute("SELECT MAX(synced_at) FROM links").fetchone()
         return row[0]
 
     def link_count(self) -> int:
+        """How many scenes are linked to a Plex item."""
         return int(self._conn.execute("SELECT COUNT(*) FROM links").fetchone()[0])
 
     # ----------------------------------------------------------------- Plex index
@@ -847,11 +859,13 @@ class Store:
         )
 
     def drop_from_index(self, rating_key: int) -> None:
+        """Remove one Plex item from the index (it was deleted in Plex)."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM plex_index WHERE rating_key = ?", (rating_key,))
             conn.execute("DELETE FROM plex_items WHERE rating_key = ?", (rating_key,))
 
     def indexed_rating_keys(self, section_id: int) -> set[int]:
+        """The ratingKeys the index holds for one section."""
         rows = self._conn.execute(
             "SELECT rating_key FROM plex_items WHERE section_id = ?", (section_id,)
         ).fetchall()
@@ -865,12 +879,14 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def index_by_path(self, path: str) -> list[IndexEntry]:
+        """Indexed Plex files at exactly this path."""
         rows = self._conn.execute(
             "SELECT rating_key, section_id, path, size FROM plex_index WHERE path = ?", (path,)
         ).fetchall()
         return [IndexEntry(*row) for row in rows]
 
     def index_by_basename(self, basename: str) -> list[IndexEntry]:
+        """Indexed Plex files with this file name."""
         rows = self._conn.execute(
             "SELECT rating_key, section_id, path, size FROM plex_index WHERE basename = ?",
             (basename,),
@@ -878,6 +894,7 @@ class Store:
         return [IndexEntry(*row) for row in rows]
 
     def index_size(self) -> int:
+        """How many Plex items the index holds."""
         return int(self._conn.execute("SELECT COUNT(*) FROM plex_items").fetchone()[0])
 
     # ----------------------------------------------------------------- events
@@ -903,6 +920,7 @@ class Store:
         )
 
     def prune_events(self, older_than: float, keep: int = 1000) -> int:
+        """Delete events older than `older_than` beyond the newest `keep`; returns how many."""
         with self.transaction() as conn:
             cursor = conn.execute(
                 "DELETE FROM events WHERE at < ? OR id NOT IN "
@@ -912,6 +930,7 @@ class Store:
         return cursor.rowcount
 
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest events, newest first, as dicts of their columns."""
         return [
             dict(row)
             for row in self._conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))

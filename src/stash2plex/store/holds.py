@@ -22,6 +22,7 @@ PAUSE_REASONS = ("auth", "settings", "stash_down")
 
 
 def holds_to_json(holds: Holds) -> str:
+    """The JSON the store keeps for `holds`."""
     return json.dumps(asdict(holds), sort_keys=True)
 
 
@@ -50,6 +51,7 @@ def holds_from_json(text: str | None) -> Holds:
 
 
 def read_holds(conn: sqlite3.Connection) -> Holds:
+    """The holds as stored (inside or outside a transaction)."""
     row = conn.execute("SELECT value FROM kv WHERE key = ?", (HOLDS_KEY,)).fetchone()
     return holds_from_json(row[0] if row else None)
 
