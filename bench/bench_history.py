@@ -78,10 +78,10 @@ def main() -> int:
         f"| scenes | {args.scenes} | |",
         f"| acknowledged edits | {len(report.acknowledged)} (refused hooks: "
         f"{report.refused_hooks}) | |",
-        f"| SIGKILLs that hit a running worker or task | {report.kills} | 20 |",
-        f"| other faults | {report.faults} | |",
-        f"| edits synced / waiting (visible reason) / lost | {verdicts['synced']} / "
-        f"{verdicts['waiting']} / {verdicts['lost']} | lost 0 |",
+        f"| SIGKILL rounds (processes killed) | {args.kills} ({report.kills}) | 20 |",
+        f"| other faults | {_faults(report.faults)} | |",
+        f"| scenes with acknowledged edits: synced / waiting (visible reason) / lost | "
+        f"{verdicts['synced']} / {verdicts['waiting']} / {verdicts['lost']} | lost 0 |",
         f"| scenes where Plex differs from Stash | {len(report.mismatches)} | 0 |",
         f"| dead letters | {report.dead_letters} | 0 |",
         f"| settle time after the last fault | {report.settle_seconds:.1f} s | |",
@@ -93,6 +93,10 @@ def main() -> int:
         lines += ["First differences:", "", *[f"- {m}" for m in report.mismatches[:10]], ""]
     write_report(args.out, lines)
     return 0 if not report.verdicts["lost"] and not report.mismatches else 1
+
+
+def _faults(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items()) if name != "kill")
 
 
 if __name__ == "__main__":
