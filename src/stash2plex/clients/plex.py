@@ -64,6 +64,7 @@ class Play:
     section_id: int
     account_id: int
     viewed_at: int  # epoch seconds
+    history_id: str = ""  # from `historyKey`; tells a play seen twice while paging
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class PlexClient:
                 int(video.get("librarySectionID") or section_id),
                 int(video.get("accountID") or 0),
                 int(video.get("viewedAt") or 0),
+                (video.get("historyKey") or "").rpartition("/")[2],
             )
             for video in self._paged(path)
             if (video.get("ratingKey") or "").isdigit() and (video.get("viewedAt") or "").isdigit()
@@ -267,6 +269,21 @@ class PlexClient:
         args = {"type": MOVIE_SEARCH_TYPE, **filters}
         path = f"/library/sections/{section_id}/all" + utils.joinArgs(args)
         return [_view_state(video, section_id) for video in self._paged(path)]
+
+    def items_view_states(self, rating_keys: list[int]) -> dict[int, ViewState]:
+        """The view state of these items (100 per request); deleted items are absent."""
+        states: dict[int, ViewState] = {}
+        for start in range(0, len(rating_keys), 100):
+            ids = ",".join(str(k) for k in rating_keys[start : start + 100])
+            try:
+                root = self._query(f"/library/metadata/{ids}")
+            except NotInPlexError:
+                continue  # none of them exists any more
+            for video in root if root is not None else []:
+                if video.tag == "Video":
+                    state = _view_state(video, int(video.get("librarySectionID") or 0))
+                    states[state.rating_key] = state
+        return states
 
     def accounts(self) -> dict[int, str]:
         """The server's accounts by id (`GET /accounts`; 1 is the server owner)."""
