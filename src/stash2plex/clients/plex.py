@@ -229,7 +229,12 @@ class PlexClient:
 
     # ------------------------------------------------------------------ plays (Plex -> Stash)
     def plays(
-        self, section_id: int, *, since: int | None = None, account_id: int | None = None
+        self,
+        section_id: int | None,
+        *,
+        since: int | None = None,
+        account_id: int | None = None,
+        rating_key: int | None = None,
     ) -> list[Play]:
         """The watch history of one library, newest first, paged.
 
@@ -240,7 +245,11 @@ class PlexClient:
         """
         from plexapi import utils
 
-        args: dict[str, Any] = {"sort": "viewedAt:desc", "librarySectionID": section_id}
+        args: dict[str, Any] = {"sort": "viewedAt:desc"}
+        if section_id is not None:
+            args["librarySectionID"] = section_id
+        if rating_key is not None:
+            args["metadataItemID"] = rating_key
         if account_id is not None:
             args["accountID"] = account_id
         if since is not None:
@@ -249,7 +258,7 @@ class PlexClient:
         return [
             Play(
                 int(video.get("ratingKey") or 0),
-                int(video.get("librarySectionID") or section_id),
+                int(video.get("librarySectionID") or section_id or 0),
                 int(video.get("accountID") or 0),
                 int(video.get("viewedAt") or 0),
                 (video.get("historyKey") or "").rpartition("/")[2],

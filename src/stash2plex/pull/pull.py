@@ -42,6 +42,11 @@ log = logging.getLogger("stash2plex.pull")
 LOCK_FILENAME = "pull.lock"
 WATERMARKS_KEY = "pull_watermarks"
 LAST_REPORT_KEY = "pull_last_report"
+TIMER_KEY = "pull_timer"  # when the last pull started, whoever ran it (see timer.py)
+# Plex items whose plays we saw before they were synced with a scene: once one is, its whole
+# history is read, so plays older than the watermark still reach the scene. Bounded.
+UNLINKED_KEY = "pull_unlinked_items"
+UNLINKED_LIMIT = 50_000
 OWNER_ACCOUNT = 1  # PMS's local account of the server owner, whose token the settings hold
 ALL_ACCOUNTS = "*"
 # Plays can reach Plex late with their original time (a phone that played offline syncs
@@ -123,6 +128,9 @@ def run_pull(
         if not locked:
             report.busy = True
             return report
+        # Any pull (timer, task, command, stream) moves the timer: the next poll is a full
+        # interval later, so the hooks our own writes fire cannot start another pull.
+        context.store.put_value(TIMER_KEY, {"last_attempt_at": started, "failed": False})
         _Pull(context, report, clock, progress).run(since)
     report.plex_requests = context.plex.request_count - requests_before
     report.seconds = round(clock() - started, 2)
@@ -146,6 +154,7 @@ class _Pull:
         self.report = report
         self.clock = clock
         self.progress = progress or (lambda fraction: None)
+        self._still_unlinked: list[int] = []
 
     def run(self, since: int | None) -> None:
         sections = PlexIndex(self.store, self.plex, self.config, self.clock).section_ids()
@@ -166,6 +175,7 @@ class _Pull:
                 if found:
                     newest = max(p.viewed_at for p in found)
                     plays_marks[str(section_id)] = max(newest, plays_marks.get(str(section_id), 0))
+            plays += self._backfill(account)
         self.progress(0.3)
         if self.config.pull_resume:
             for section_id in sections:
@@ -186,6 +196,16 @@ class _Pull:
         self._apply(plays, in_progress, rated)
         self.store.put_value(WATERMARKS_KEY, {"plays": plays_marks, "ratings": rating_marks})
         self.progress(1.0)
+
+    def _backfill(self, account: int | None) -> list[Play]:
+        """The whole history of items that got their scene since a pull saw them unlinked."""
+        waiting = [int(k) for k in self.store.get_value(UNLINKED_KEY) or []]
+        linked = self.store.scenes_by_rating_key(waiting)
+        plays: list[Play] = []
+        for rating_key in sorted(linked):
+            plays += self.plex.plays(None, account_id=account, rating_key=rating_key)
+        self._still_unlinked = [k for k in waiting if k not in linked]
+        return plays
 
     def _account(self) -> int | None:
         """The `accountID` whose plays count (None: every account)."""
@@ -227,6 +247,10 @@ class _Pull:
         unlinked = [p for p in plays if p.rating_key not in scenes_of]
         self.report.unlinked_plays = len(unlinked)
         self.report.unlinked_items = len({p.rating_key for p in unlinked})
+        if self.config.pull_plays:
+            waiting = dict.fromkeys(self._still_unlinked)
+            waiting.update(dict.fromkeys(sorted({p.rating_key for p in unlinked})))
+            self.store.put_value(UNLINKED_KEY, list(waiting)[-UNLINKED_LIMIT:])
 
         times: dict[int, list[int]] = {}
         for play in plays:

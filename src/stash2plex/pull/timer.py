@@ -14,11 +14,11 @@ from typing import Any
 
 from stash2plex.engine.context import Context
 from stash2plex.errors import SyncError, redact
+from stash2plex.pull.pull import TIMER_KEY
 from stash2plex.store.db import Store
 
 log = logging.getLogger("stash2plex.pull")
 
-TIMER_KEY = "pull_timer"
 RETRY_AFTER_FAILURE_SECONDS = 60.0
 
 
@@ -68,6 +68,7 @@ class PullTimer:
         if context is None or due is None or self.clock() < due:
             return False
         started = self.clock()
+        # The pull records its own start too; this covers a pull that fails before it.
         self.store.put_value(TIMER_KEY, {"last_attempt_at": started, "failed": False})
         try:
             report = self.run(context, clock=self.clock)
