@@ -34,6 +34,7 @@ from stash2plex.records import ListedItem
 
 LISTING_PAGE_SIZE = 500
 MOVIE_SEARCH_TYPE = 1
+COLLECTION_SEARCH_TYPE = 18
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,41 @@ class PlexClient:
             total = int(root.get("totalSize") or root.get("size") or 0)
             if not page or start >= total:
                 return elements
+
+    # ------------------------------------------------------------------ collection objects
+    def collections(self, section_id: int, title: str | None = None) -> dict[str, int]:
+        """The collection objects of a library by title (ratingKey), paged; with `title`,
+        only those whose title contains it (Plex's `title=` filter)."""
+        from plexapi import utils
+
+        args = {"title": title} if title else {}
+        path = f"/library/sections/{section_id}/collections" + utils.joinArgs(args)
+        found: dict[str, int] = {}
+        start = 0
+        while True:
+            root = self._query(
+                path,
+                headers={
+                    "X-Plex-Container-Start": str(start),
+                    "X-Plex-Container-Size": str(LISTING_PAGE_SIZE),
+                },
+            )
+            page = [d for d in (root if root is not None else []) if d.tag == "Directory"]
+            for directory in page:
+                key = directory.get("ratingKey") or ""
+                if key.isdigit():
+                    found[directory.get("title", "")] = int(key)
+            start += LISTING_PAGE_SIZE
+            total = int(root.get("totalSize") or root.get("size") or 0) if root is not None else 0
+            if not page or start >= total:
+                return found
+
+    def edit_collection(self, section_id: int, rating_key: int, params: dict[str, Any]) -> None:
+        """One batched edit of a collection object (search type 18), as plexapi sends it."""
+        from plexapi import utils
+
+        args = {"type": COLLECTION_SEARCH_TYPE, **params, "id": str(rating_key)}
+        self._query(f"/library/sections/{section_id}/all{utils.joinArgs(args)}", method="put")
 
     def scan_path(self, section_id: int, path: str) -> None:
         """Ask Plex to scan one folder (a partial scan); new items appear later."""

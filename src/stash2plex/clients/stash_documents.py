@@ -19,10 +19,10 @@ SCENE_FIELDS = """
     urls
     files { id path basename size duration }
     paths { screenshot }
-    studio { id name parent_studio { id name } }
+    studio { id name details image_path parent_studio { id name details image_path } }
     performers { id name image_path }
     tags { id name parents { name parents { name parents { name } } } }
-    groups { group { id name } scene_index }
+    groups { group { id name synopsis front_image_path } scene_index }
 """
 
 FIND_SCENE = (
