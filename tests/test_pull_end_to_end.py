@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import requests
 
-from stash2plex.engine.worker_lock import worker_running
 from stash2plex.pull import decisions
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.runner import PluginRunner
@@ -32,10 +31,21 @@ def runner(plugin_dir, worker_env, tmp_path):
 
 
 def idle(data_dir) -> bool:
-    if worker_running(data_dir):
-        return False
     with Store.open(data_dir) as store:
         return store.outstanding_jobs() == 0
+
+
+def generation(data_dir, scene_id: int) -> int:
+    with Store.open(data_dir) as store:
+        job = store.job(scene_id)
+        return -1 if job is None else job.generation
+
+
+def synced_again(data_dir, scene_id: int, before: int) -> bool:
+    """The scene was queued again (by a hook) since `before`, and that job is done."""
+    with Store.open(data_dir) as store:
+        job = store.job(scene_id)
+        return job is not None and job.generation > before and job.state == "done"
 
 
 @pytest.mark.slow
@@ -66,6 +76,7 @@ def test_pulled_writes_fire_hooks_that_cause_no_plex_write_and_no_new_pull(
         plex.stop_at(key, 90_000)
         plex.rate(key, 8.0)
         stash.on_hook = run_hook_as_stash
+        queued = generation(plugin_dir / "data", scene.id)
         plex_writes = len(plex.log.writes())
         history_reads = plex.log.count("GET /status/sessions/history/all")
 
@@ -86,15 +97,16 @@ def test_pulled_writes_fire_hooks_that_cause_no_plex_write_and_no_new_pull(
         # plays or the resume point; each ran the plugin, which queued the scene.
         assert [h["type"] for h in stash.hooks] == ["Scene.Update.Post"]
         assert [r.returncode for r in hook_runs] == [0] and "queued" in hook_runs[0].output
-        wait_until(lambda: idle(plugin_dir / "data"), message="the hook's worker to finish")
-        with Store.open(plugin_dir / "data") as store:
-            assert store.job(scene.id).state == "done"
+        wait_until(
+            lambda: synced_again(plugin_dir / "data", scene.id, queued),
+            message="the hook's job to be synced",
+        )
         assert len(plex.log.writes()) == plex_writes  # 0 Plex writes from our own writes
         # ... and no second pull: the worker the hook started found the poll not due.
         assert plex.log.count("GET /status/sessions/history/all") == history_reads + 1
 
         # A later change in Stash reaches Plex once, and the next pull writes nothing.
-        stash.on_hook = run_hook_as_stash
+        queued = generation(plugin_dir / "data", scene.id)
         query = "mutation($input: SceneUpdateInput!) { sceneUpdate(input: $input) { id } }"
         answer = requests.post(
             f"{stash.url}/graphql",
@@ -103,7 +115,10 @@ def test_pulled_writes_fire_hooks_that_cause_no_plex_write_and_no_new_pull(
         )
         assert answer.status_code == 200 and "errors" not in answer.json()
         wait_until(lambda: plex.item(key).user_rating == 6.0, message="6/10 in Plex")
-        wait_until(lambda: idle(plugin_dir / "data"), message="the rating push to finish")
+        wait_until(
+            lambda: synced_again(plugin_dir / "data", scene.id, queued),
+            message="the rating push to finish",
+        )
         assert len(plex.log.writes()) == plex_writes + 1
         hooks = len(stash.hooks)
 

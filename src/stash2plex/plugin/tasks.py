@@ -347,7 +347,11 @@ def diagnose(
 
 
 def pull_from_plex(
-    args: dict[str, Any], connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
 ) -> dict[str, Any]:
     """Plays, resume points and ratings recorded in Plex since the last pull, into Stash."""
     from stash2plex.pull.pull import run_pull
