@@ -25,9 +25,11 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, required=True)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=2.0)
+    parser.add_argument("--settings", default="{}", help="plugin settings to add, as JSON")
     args = parser.parse_args()
     library = generate_library(args.scenes, seed=args.seed)
-    with running_sandbox(library, plex_token=TOKEN) as (plex, stash, _):
+    settings = json.loads(args.settings)
+    with running_sandbox(library, plex_token=TOKEN, settings=settings) as (plex, stash, _):
         plex.faults.latency(args.latency_ms / 1000)
         print(
             json.dumps(

@@ -210,7 +210,9 @@ def test_dependency_table_matches_pyproject_and_pins_lie_in_range():
     for dependency in deps.DEPENDENCIES:
         requirement = Requirement(dependency.requirement)
         assert dependency.pin in SpecifierSet(str(requirement.specifier)), dependency
-        assert dependency.pythondepmanager_spec == f"{requirement.name}=={dependency.pin}"
+        # PythonDepManager needs the import name only when it differs (websocket-client).
+        prefix = "" if dependency.module == requirement.name else f"{dependency.module}:"
+        assert dependency.pythondepmanager_spec == f"{prefix}{requirement.name}=={dependency.pin}"
 
 
 def test_present_dependencies_need_nothing(tmp_path):

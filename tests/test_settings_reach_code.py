@@ -65,6 +65,19 @@ PROVEN_BY = {
         "test_field_settings.py::test_a_new_scene_waits_for_plex_then_syncs_by_itself"
     ],
     "skip_not_found": ["test_field_settings.py::test_skip_not_found_drops_instead_of_waiting"],
+    "label_tags": ["test_collection_art.py::test_labels_mirror_the_chosen_tags_and_keep_the_users"],
+    "pull_plays": [
+        "test_pull.py::test_two_plays_arrive_once_with_their_times_and_counts_only_go_up",
+        "test_pull.py::test_nothing_is_pulled_while_the_settings_are_off",
+    ],
+    "pull_resume": [
+        "test_pull.py::test_a_partial_view_sets_the_resume_point_and_only_plex_changes_move_it"
+    ],
+    "sync_rating_both_ways": ["test_pull.py::test_ratings_come_back_and_go_out_without_a_loop"],
+    "pull_account": ["test_pull.py::test_only_the_chosen_accounts_plays_count"],
+    "pull_interval_minutes": [
+        "test_pull.py::test_the_worker_pulls_within_one_poll_interval_on_its_own_clock"
+    ],
 }
 
 

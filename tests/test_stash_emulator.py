@@ -100,7 +100,14 @@ def test_find_scene_answers_every_field_the_project_asks_for(
         has_image = library.performers[int(performer["id"])].has_image
         assert performer["image_path"].endswith("&default=true") != has_image
     assert [t["name"] for t in got["tags"]] == [library.tags[i].name for i in scene.tag_ids]
-    assert got["groups"][0]["group"] == {"id": "1", "name": library.groups[1].name}
+    group = library.groups[1]
+    got_group = got["groups"][0]["group"]
+    assert {k: got_group[k] for k in ("id", "name", "synopsis")} == {
+        "id": "1",
+        "name": group.name,
+        "synopsis": group.synopsis,
+    }
+    assert "/group/1/frontimage?t=" in got_group["front_image_path"]
     assert "scene_index" in got["groups"][0]
     assert data(stash, docs.FIND_SCENE, {"id": "9999"}) == {"findScene": None}
 

@@ -421,6 +421,31 @@ def dlq_clear(cli: Cli) -> None:
     cli.show({"cleared": cleared}, f"removed {cleared} dead letters")
 
 
+@main.command("pull")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+    default=None,
+    help="Read Plex's plays from this local date/time on, instead of since the last pull.",
+)
+@click.pass_obj
+def pull(cli: Cli, since: object) -> None:
+    """Bring plays, resume points and ratings recorded in Plex into Stash (as the pull
+    settings allow). Exit 1 if another pull is running."""
+    from stash2plex.pull.pull import run_pull
+
+    start = int(since.timestamp()) if since is not None else None  # type: ignore[attr-defined]
+    try:
+        with cli.store() as store:
+            report = run_pull(cli.context(store), since=start)
+    except SyncError as exc:
+        _fail(exc)
+    data = report.as_dict()
+    cli.show(data, report.summary())
+    if report.busy:
+        sys.exit(EXIT_ATTENTION)
+
+
 @main.command("health")
 @click.pass_obj
 def health(cli: Cli) -> None:

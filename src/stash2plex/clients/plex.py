@@ -34,6 +34,7 @@ from stash2plex.records import ListedItem
 
 LISTING_PAGE_SIZE = 500
 MOVIE_SEARCH_TYPE = 1
+COLLECTION_SEARCH_TYPE = 18
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,30 @@ class PlexItem:
     tags: dict[str, list[str]]  # genre, actor, collection, ... in order
     locked: frozenset[str]
     user_rating: float | None
+
+
+@dataclass(frozen=True)
+class Play:
+    """One entry of Plex's watch history: an item played to the end by an account."""
+
+    rating_key: int
+    section_id: int
+    account_id: int
+    viewed_at: int  # epoch seconds
+    history_id: str = ""  # from `historyKey`; tells a play seen twice while paging
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """What the token's account sees of one item: resume point, plays and its rating."""
+
+    rating_key: int
+    section_id: int
+    view_offset_ms: int
+    view_count: int
+    last_viewed_at: int | None
+    user_rating: float | None
+    last_rated_at: int | None
 
 
 @dataclass(frozen=True)
@@ -206,6 +231,137 @@ class PlexClient:
             method="put",
         )
 
+    # ------------------------------------------------------------------ plays (Plex -> Stash)
+    def plays(
+        self,
+        section_id: int | None,
+        *,
+        since: int | None = None,
+        account_id: int | None = None,
+        rating_key: int | None = None,
+    ) -> list[Play]:
+        """The watch history of one library, newest first, paged.
+
+        The request plexapi's `PlexServer.history()` sends (`/status/sessions/history/all`,
+        `sort=viewedAt:desc`, `viewedAt>=` for `mindate`, `accountID`, `librarySectionID`),
+        with larger pages. Plays recorded while we page shift later pages, so an entry may
+        come twice but none is skipped; callers de-duplicate.
+        """
+        from plexapi import utils
+
+        args: dict[str, Any] = {"sort": "viewedAt:desc"}
+        if section_id is not None:
+            args["librarySectionID"] = section_id
+        if rating_key is not None:
+            args["metadataItemID"] = rating_key
+        if account_id is not None:
+            args["accountID"] = account_id
+        if since is not None:
+            args["viewedAt>"] = int(since)
+        path = "/status/sessions/history/all" + utils.joinArgs(args)
+        return [
+            Play(
+                int(video.get("ratingKey") or 0),
+                int(video.get("librarySectionID") or section_id or 0),
+                int(video.get("accountID") or 0),
+                int(video.get("viewedAt") or 0),
+                (video.get("historyKey") or "").rpartition("/")[2],
+            )
+            for video in self._paged(path)
+            if (video.get("ratingKey") or "").isdigit() and (video.get("viewedAt") or "").isdigit()
+        ]
+
+    def view_states(self, section_id: int, **filters: Any) -> list[ViewState]:
+        """Items of a library matching Plex filters, with their view state and rating.
+
+        e.g. `inProgress=1` (partly watched) or `**{"lastRatedAt>>": t}` (rated after t; a
+        field plexapi knows PMS filters on without listing it).
+        """
+        from plexapi import utils
+
+        args = {"type": MOVIE_SEARCH_TYPE, **filters}
+        path = f"/library/sections/{section_id}/all" + utils.joinArgs(args)
+        return [_view_state(video, section_id) for video in self._paged(path)]
+
+    def items_view_states(self, rating_keys: list[int]) -> dict[int, ViewState]:
+        """The view state of these items (100 per request); deleted items are absent."""
+        states: dict[int, ViewState] = {}
+        for start in range(0, len(rating_keys), 100):
+            ids = ",".join(str(k) for k in rating_keys[start : start + 100])
+            try:
+                root = self._query(f"/library/metadata/{ids}")
+            except NotInPlexError:
+                continue  # none of them exists any more
+            for video in root if root is not None else []:
+                if video.tag == "Video":
+                    state = _view_state(video, int(video.get("librarySectionID") or 0))
+                    states[state.rating_key] = state
+        return states
+
+    def accounts(self) -> dict[int, str]:
+        """The server's accounts by id (`GET /accounts`; 1 is the server owner)."""
+        root = self._query("/accounts")
+        return {
+            int(a.get("id")): a.get("name", "")
+            for a in (root if root is not None else [])
+            if a.tag == "Account" and (a.get("id") or "").isdigit()
+        }
+
+    def _paged(self, path: str) -> list[ET.Element]:
+        elements: list[ET.Element] = []
+        start = 0
+        while True:
+            root = self._query(
+                path,
+                headers={
+                    "X-Plex-Container-Start": str(start),
+                    "X-Plex-Container-Size": str(LISTING_PAGE_SIZE),
+                },
+            )
+            if root is None:
+                return elements
+            page = [child for child in root if child.tag == "Video"]
+            elements.extend(page)
+            start += LISTING_PAGE_SIZE
+            total = int(root.get("totalSize") or root.get("size") or 0)
+            if not page or start >= total:
+                return elements
+
+    # ------------------------------------------------------------------ collection objects
+    def collections(self, section_id: int, title: str | None = None) -> dict[str, int]:
+        """The collection objects of a library by title (ratingKey), paged; with `title`,
+        only those whose title contains it (Plex's `title=` filter)."""
+        from plexapi import utils
+
+        args = {"title": title} if title else {}
+        path = f"/library/sections/{section_id}/collections" + utils.joinArgs(args)
+        found: dict[str, int] = {}
+        start = 0
+        while True:
+            root = self._query(
+                path,
+                headers={
+                    "X-Plex-Container-Start": str(start),
+                    "X-Plex-Container-Size": str(LISTING_PAGE_SIZE),
+                },
+            )
+            page = [d for d in (root if root is not None else []) if d.tag == "Directory"]
+            for directory in page:
+                key = directory.get("ratingKey") or ""
+                if key.isdigit():
+                    found[directory.get("title", "")] = int(key)
+            start += LISTING_PAGE_SIZE
+            total = int(root.get("totalSize") or root.get("size") or 0) if root is not None else 0
+            if not page or start >= total:
+                return found
+
+    def edit_collection(self, section_id: int, rating_key: int, params: dict[str, Any]) -> None:
+        """One batched edit of a collection object (search type 18), as plexapi sends it."""
+        from plexapi import utils
+
+        args = {"type": COLLECTION_SEARCH_TYPE, **params, "id": str(rating_key)}
+        self._query(f"/library/sections/{section_id}/all{utils.joinArgs(args)}", method="put")
+
     def scan_path(self, section_id: int, path: str) -> None:
         """Ask Plex to scan one folder (a partial scan); new items appear later."""
         from urllib.parse import quote_plus
@@ -312,3 +468,21 @@ def plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
         raise
     except AttributeError as exc:
         raise TransientError("Plex sent an empty or incomplete answer", server="plex") from exc
+
+
+def _int_attr(element: ET.Element, name: str) -> int | None:
+    value = element.get(name)
+    return int(value) if value and value.lstrip("-").isdigit() else None
+
+
+def _view_state(video: ET.Element, section_id: int) -> ViewState:
+    rating = video.get("userRating")
+    return ViewState(
+        rating_key=int(video.get("ratingKey") or 0),
+        section_id=section_id,
+        view_offset_ms=_int_attr(video, "viewOffset") or 0,
+        view_count=_int_attr(video, "viewCount") or 0,
+        last_viewed_at=_int_attr(video, "lastViewedAt"),
+        user_rating=float(rating) if rating else None,
+        last_rated_at=_int_attr(video, "lastRatedAt"),
+    )

@@ -211,6 +211,44 @@ class StashClient:
         data = self.execute(docs.API_KEY)
         return str(((data.get("configuration") or {}).get("general") or {}).get("apiKey") or "")
 
+    # ------------------------------------------------------------------ Plex -> Stash
+    def play_states(self, scene_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Plays, resume point and rating of these scenes by id; deleted scenes are absent.
+
+        One query per 200 ids; a batch naming a deleted scene is an error in Stash, so that
+        batch is read again one scene at a time.
+        """
+        states: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(scene_ids), PAGE_SIZE):
+            batch = [str(i) for i in scene_ids[start : start + PAGE_SIZE]]
+            try:
+                scenes = self.execute(docs.SCENES_PLAY_STATE, {"ids": batch})["findScenes"]
+                found = scenes["scenes"]
+            except TransientError:
+                found = []
+                for scene_id in batch:
+                    scene = self.execute(docs.SCENE_PLAY_STATE, {"id": scene_id}).get("findScene")
+                    if scene:
+                        found.append(scene)
+            states.update({int(scene["id"]): scene for scene in found})
+        return states
+
+    def add_plays(self, scene_id: int, times: list[str]) -> int:
+        """Record plays at these RFC3339 times; returns the scene's new play count."""
+        data = self.execute(docs.SCENE_ADD_PLAY, {"id": str(scene_id), "times": times})
+        return int(data["sceneAddPlay"]["count"])
+
+    def save_resume_time(self, scene_id: int, seconds: float) -> None:
+        """Set the scene's resume point (seconds; 0 means start from the beginning)."""
+        self.execute(docs.SCENE_SAVE_ACTIVITY, {"id": str(scene_id), "resume_time": seconds})
+
+    def set_rating(self, scene_id: int, rating100: int | None) -> str:
+        """Set (1-100) or clear (None) the rating; returns the scene's new updated_at."""
+        data = self.execute(
+            docs.SCENE_SET_RATING, {"input": {"id": str(scene_id), "rating100": rating100}}
+        )
+        return str((data.get("sceneUpdate") or {}).get("updated_at") or "")
+
     def download(self, url: str) -> tuple[bytes, str]:
         """Fetch an image Stash serves; returns (bytes, content type)."""
         try:

@@ -19,10 +19,10 @@ SCENE_FIELDS = """
     urls
     files { id path basename size duration }
     paths { screenshot }
-    studio { id name parent_studio { id name } }
+    studio { id name details image_path parent_studio { id name details image_path } }
     performers { id name image_path }
     tags { id name parents { name parents { name parents { name } } } }
-    groups { group { id name } scene_index }
+    groups { group { id name synopsis front_image_path } scene_index }
 """
 
 FIND_SCENE = (
@@ -81,6 +81,44 @@ query Version {
 }
 """
 
+# ----------------------------------------------------------------------------- Plex -> Stash
+# What a pull compares against: each scene's plays, resume point and rating (with the time of
+# its last edit, which is when a rating changed at the latest).
+SCENES_PLAY_STATE = """
+query ScenesPlayState($ids: [ID!]) {
+  findScenes(ids: $ids) {
+    count
+    scenes { id rating100 updated_at resume_time play_count play_history }
+  }
+}
+"""
+
+SCENE_PLAY_STATE = """
+query ScenePlayState($id: ID!) {
+  findScene(id: $id) { id rating100 updated_at resume_time play_count play_history }
+}
+"""
+
+# Stash v0.30 fires no hook for plays or activity, and neither touches the scene's updated_at.
+SCENE_ADD_PLAY = """
+mutation SceneAddPlay($id: ID!, $times: [Timestamp!]) {
+  sceneAddPlay(id: $id, times: $times) { count history }
+}
+"""
+
+SCENE_SAVE_ACTIVITY = """
+mutation SceneSaveActivity($id: ID!, $resume_time: Float) {
+  sceneSaveActivity(id: $id, resume_time: $resume_time)
+}
+"""
+
+# A rating goes through sceneUpdate, which fires Scene.Update.Post: see pull/ratings.py.
+SCENE_SET_RATING = """
+mutation SceneSetRating($input: SceneUpdateInput!) {
+  sceneUpdate(input: $input) { id rating100 updated_at }
+}
+"""
+
 ALL_DOCUMENTS: dict[str, str] = {
     "FindScene": FIND_SCENE,
     "FindScenes": FIND_SCENES,
@@ -88,4 +126,9 @@ ALL_DOCUMENTS: dict[str, str] = {
     "PluginSettings": PLUGIN_SETTINGS,
     "ApiKey": API_KEY,
     "Version": VERSION,
+    "ScenesPlayState": SCENES_PLAY_STATE,
+    "ScenePlayState": SCENE_PLAY_STATE,
+    "SceneAddPlay": SCENE_ADD_PLAY,
+    "SceneSaveActivity": SCENE_SAVE_ACTIVITY,
+    "SceneSetRating": SCENE_SET_RATING,
 }

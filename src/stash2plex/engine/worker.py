@@ -34,6 +34,7 @@ from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
 from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
 from stash2plex.pseudonyms import obfuscate_paths
+from stash2plex.pull.timer import PullTimer
 from stash2plex.records import Decision, EventLevel, Holds, Job
 from stash2plex.store import spool
 from stash2plex.store.db import Store
@@ -127,6 +128,8 @@ class Worker:
         self._ramp: RecoveryRamp | None = None
         self._stop = threading.Event()
         self._owning = False
+        # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
+        self._pull_timer = PullTimer(self.store, clock)
 
     @property
     def context(self) -> Context | None:
@@ -262,6 +265,7 @@ class Worker:
         if context is None:
             return 0
         self._expand_entity_changes(context)
+        self._pull_timer.tick(context)
         jobs = self.store.claim_due(self.owner, BATCH_SIZE)
         for index, job in enumerate(jobs):
             if self._stop.is_set():
@@ -484,6 +488,9 @@ class Worker:
                 candidates.append(due)
             if self._context is not None:
                 candidates.append(self._settings_read_at + SETTINGS_REFRESH_SECONDS)
+            pull_due = self._pull_timer.next_due_at(self._context)
+            if pull_due is not None:
+                candidates.append(pull_due)
         return max(min(candidates), now + self.poll_seconds)
 
     def _wait(self, deadline: float) -> None:

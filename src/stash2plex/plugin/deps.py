@@ -100,6 +100,7 @@ DEPENDENCIES: tuple[Dependency, ...] = (
     Dependency("requests>=2.31,<3", "requests", "2.34.2"),
     Dependency("click>=8.1,<9", "click", "8.5.1"),
     Dependency("rich>=13.7,<16", "rich", "15.0.0"),
+    Dependency("websocket-client>=1.7,<2", "websocket", "1.9.2"),
 )
 
 

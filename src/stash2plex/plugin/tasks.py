@@ -346,6 +346,31 @@ def diagnose(
     return {"problems": len(blocking), "checks": as_dicts(checks)}
 
 
+def pull_from_plex(
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    handover: Callable[[], Any],
+) -> dict[str, Any]:
+    """Plays, resume points and ratings recorded in Plex since the last pull, into Stash."""
+    from stash2plex.pull.pull import run_pull
+
+    since = _int_arg(args, "since", None)
+    with Store.open(data_dir) as store:
+        report = run_pull(build_context(store, connection), since=since, progress=log.progress)
+    if report.busy:
+        log.warning("Stash2Plex: another pull from Plex is running; try again when it is done")
+    else:
+        log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
+    if report.unlinked_plays:
+        log.info(
+            f"Stash2Plex: {report.unlinked_plays} plays of {report.unlinked_items} Plex items "
+            "were not counted: those items are not synced with a scene yet (run Sync All Scenes)"
+        )
+    return report.as_dict()
+
+
 TASKS = {
     "sync_all": sync_all,
     "process_queue": process_queue,
@@ -359,4 +384,5 @@ TASKS = {
     "health_check": health_check,
     "outage_summary": outage_summary,
     "diagnose": diagnose,
+    "pull": pull_from_plex,
 }

@@ -96,6 +96,18 @@ def studio_image(studio_id: int, version: int = 1) -> bytes:
     return encode_png(*STUDIO_SIZE, _pattern("studio", studio_id, version, *STUDIO_SIZE))
 
 
+@lru_cache(maxsize=256)
+def group_front_image(group_id: int, version: int = 1) -> bytes:
+    """A group's front cover (JPEG, like a DVD cover)."""
+    return encode_jpeg(*PERFORMER_SIZE, _pattern("group", group_id, version, *PERFORMER_SIZE))
+
+
+STUDIO_PLACEHOLDER_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
+    b'<rect x="8" y="20" width="48" height="28" rx="4" fill="none" stroke="#888"/></svg>'
+)
+
+
 # --------------------------------------------------------------------------- pixels
 def _pattern(kind: str, entity_id: int, version: int, width: int, height: int) -> list[tuple]:
     """A diagonal two-colour gradient with a band, seeded by (kind, id, version)."""

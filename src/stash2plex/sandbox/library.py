@@ -22,6 +22,9 @@ class Studio:
     id: int
     name: str
     parent_id: int | None = None
+    details: str | None = None
+    has_image: bool = True  # False: Stash serves its SVG stand-in (`&default=true`)
+    image_version: int = 1  # bumped when the image is replaced
 
 
 @dataclass
@@ -42,6 +45,9 @@ class Tag:
 class Group:
     id: int
     name: str
+    synopsis: str | None = None
+    has_front_image: bool = False
+    front_image_version: int = 1
 
 
 @dataclass
@@ -71,6 +77,10 @@ class Scene:
     updated_at: str
     cover_version: int | None  # None: no cover, Stash serves its SVG placeholder
     in_plex: bool = True  # False: the file exists but Plex has not scanned it yet
+    # Plays and activity: Stash keeps each play's time; the resume point has no time of its own.
+    play_history: list[str] = field(default_factory=list)  # RFC3339, the server's offset
+    resume_time: float | None = None  # seconds
+    play_duration: float = 0.0  # seconds
 
 
 @dataclass
@@ -234,7 +244,10 @@ def generate_library(
     studios = _make_studios()
     performers = _make_performers(rng, max(24, n_scenes // 3))
     tags = _make_tags()
-    groups = {i: Group(i, name) for i, name in enumerate(_GROUP_NAMES, start=1)}
+    groups = {
+        i: Group(i, name, _group_synopsis(name), has_front_image=i % 2 == 1)
+        for i, name in enumerate(_GROUP_NAMES, start=1)
+    }
 
     builder = _SceneBuilder(rng, studios, performers, tags, groups, stash_root, now_dt)
     scenes = {i: builder.random_scene(i) for i in range(1, n_scenes + 1)}
@@ -250,12 +263,21 @@ def generate_library(
 def _make_studios() -> dict[int, Studio]:
     studios: dict[int, Studio] = {}
     for parent_name, children in _STUDIO_TREE:
-        parent = Studio(len(studios) + 1, parent_name)
+        parent = Studio(len(studios) + 1, parent_name, details=_studio_details(parent_name))
         studios[parent.id] = parent
         for child_name in children:
             child = Studio(len(studios) + 1, child_name, parent.id)
             studios[child.id] = child
     return studios
+
+
+def _studio_details(name: str) -> str:
+    # Parent networks describe themselves (two paragraphs, typography kept); labels do not.
+    return f"{name} — an independent network.\n\nFounded by film-makers; “small crews” only."
+
+
+def _group_synopsis(name: str) -> str | None:
+    return None if len(name) % 3 == 0 else f"“{name}”: a series in several parts.\nPart one…"
 
 
 def _make_performers(rng: random.Random, count: int) -> dict[int, Performer]:

@@ -19,11 +19,15 @@ steered through the control API under `/__sandbox__/` (see `EmulatorControl`).
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import json
+import queue
 import re
+import select
 import signal
 import socket
 import sys
@@ -46,6 +50,7 @@ from stash2plex.sandbox.plex_model import (
     ActorState,
     Behaviour,
     CollectionState,
+    HistoryEntry,
     ImageState,
     ItemState,
     PlexError,
@@ -58,6 +63,7 @@ __all__ = [
     "CollectionState",
     "EmulatorControl",
     "Faults",
+    "HistoryEntry",
     "ImageState",
     "ItemState",
     "PlexEmulator",
@@ -190,6 +196,41 @@ class _Response:
     body: bytes = b""
     content_type: str | None = XML_TYPE
     headers: dict[str, str] = field(default_factory=dict)
+    websocket_key: str | None = None  # set: answer 101 and serve notifications
+
+
+# RFC 6455: the server proves the handshake with SHA-1 of the client's key and this GUID.
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_IDLE_POLL_SECONDS = 0.2
+
+
+def _ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One unmasked, final server frame (text by default)."""
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, length])
+    elif length < 1 << 16:
+        header = bytes([0x80 | opcode, 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 127]) + length.to_bytes(8, "big")
+    return header + payload
+
+
+def _ws_read_frame(stream: Any) -> tuple[int, bytes] | None:
+    """(opcode, payload) of one client frame (clients mask theirs); None at end of stream."""
+    head = stream.read(2)
+    if len(head) < 2:
+        return None
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        length = int.from_bytes(stream.read(2), "big")
+    elif length == 127:
+        length = int.from_bytes(stream.read(8), "big")
+    mask = stream.read(4) if head[1] & 0x80 else b""
+    data = stream.read(length)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return opcode, data
 
 
 class Faults:
@@ -416,7 +457,47 @@ class _Handler(BaseHTTPRequestHandler):
         if response is None:  # a dropped connection: close without a word
             self.close_connection = True
             return
+        if response.websocket_key is not None:
+            self._serve_websocket(response.websocket_key)
+            return
         self._send(response)
+
+    def _serve_websocket(self, key: str) -> None:
+        """Switch protocols and push every notification of the library until either side
+        closes (or the emulator stops listening, which cuts the socket)."""
+        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.close_connection = True
+        emulator = self.server.emulator
+        inbox: queue.Queue[dict] = queue.Queue()
+        emulator.library.subscribers.append(inbox.put)
+        try:
+            while emulator._started:
+                with contextlib.suppress(queue.Empty):
+                    container = inbox.get(timeout=WS_IDLE_POLL_SECONDS)
+                    message = json.dumps({"NotificationContainer": container})
+                    self.wfile.write(_ws_frame(message.encode()))
+                    self.wfile.flush()
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable:
+                    frame = _ws_read_frame(self.rfile)
+                    if frame is None or frame[0] == 0x8:  # end of stream or close
+                        with contextlib.suppress(OSError):
+                            self.wfile.write(_ws_frame(b"", 0x8))
+                            self.wfile.flush()
+                        return
+                    if frame[0] == 0x9:  # ping
+                        self.wfile.write(_ws_frame(frame[1], 0xA))
+                        self.wfile.flush()
+        except (OSError, ValueError):
+            return  # the client went away or the emulator cut the connection
+        finally:
+            with contextlib.suppress(ValueError):
+                emulator.library.subscribers.remove(inbox.put)
 
     def _send(self, response: _Response) -> None:
         self.send_response(response.status)
@@ -612,6 +693,29 @@ class PlexEmulator:
         """The collection objects of a section, oldest first."""
         return self.library.collection_states(section_id)
 
+    def add_account(self, name: str) -> int:
+        """Another user of the server (a managed or shared user); returns its account id."""
+        return self.library.add_account(name)
+
+    def play(
+        self, rating_key: int, viewed_at: int | None = None, *, account_id: int = 1
+    ) -> HistoryEntry:
+        """One complete play of an item (as a player's scrobble), at `viewed_at` (epoch s)."""
+        return self.library.scrobble(rating_key, viewed_at=viewed_at, account_id=account_id)
+
+    def stop_at(self, rating_key: int, offset_ms: int, *, account_id: int = 1) -> None:
+        """A playback stopped part-way: the item's resume point becomes `offset_ms`."""
+        self.library.progress(rating_key, offset_ms, "stopped", account_id=account_id)
+
+    def rate(self, rating_key: int, rating: float | None) -> None:
+        """Rate an item 0-10 as a user in Plex Web would (None clears the rating)."""
+        self.library.rate(rating_key, "-1" if rating is None else str(rating))
+
+    def history(self) -> list[HistoryEntry]:
+        """Every play in the watch history, oldest first."""
+        with self.library.lock:
+            return list(self.library.history)
+
     # ------------------------------------------------------------------ request handling
     def _serve(self, handler: _Handler, body: bytes) -> _Response | None:
         method = handler.command
@@ -653,7 +757,8 @@ class PlexEmulator:
             return _error(404)
         request = _Request(method, path, groups, pairs, dict(pairs), handler.headers, body)
         try:
-            if func in ("post_images",):  # downloads happen outside the library lock
+            # Downloads and the notification stream run outside the library lock.
+            if func in ("post_images", "websocket_notifications"):
                 return getattr(self, func)(request)
             with self.library.lock:
                 return getattr(self, func)(request)
@@ -858,7 +963,7 @@ class PlexEmulator:
         return self._list_images(request, "art")
 
     def _list_images(self, request: _Request, kind: str) -> _Response:
-        item = self._item(request)
+        item = self.library.get_imageable(int(request.groups[0]))
         page, _, headers = self._page(request, item.images(kind))
         return _Response(200, xml.photos(item, kind, page), headers=headers)
 
@@ -871,7 +976,7 @@ class PlexEmulator:
         kind = "thumb" if request.groups[1] == "posters" else "art"
         url = request.params.get("url")
         with self.library.lock:
-            self._item(request)
+            self.library.get_imageable(int(request.groups[0]))
         if url:
             data = _download(url)
             if data is None:
@@ -935,6 +1040,78 @@ class PlexEmulator:
             raise PlexError(400) from None
         self.library.rate(key, params.get("rating", ""))
         return _Response(200)
+
+    # ------------------------------------------------------------------ plays and notifications
+    @_route("GET", "/status/sessions/history/all", "GET /status/sessions/history/all")
+    def get_history(self, request: _Request) -> _Response:
+        entries = self.library.history_entries(request.params)
+        page, start, headers = self._page(request, entries)
+        body = xml.history(self.library, page, total=len(entries), offset=start)
+        return _Response(200, body, headers=headers)
+
+    @_route("DELETE", r"/status/sessions/history/(\d+)", "DELETE /status/sessions/history/{id}")
+    def delete_history(self, request: _Request) -> _Response:
+        self.library.delete_history(int(request.groups[0]))
+        return _Response(200)
+
+    @_route("GET", "/accounts", "GET /accounts")
+    def get_accounts(self, request: _Request) -> _Response:
+        return _Response(200, xml.accounts(self.library))
+
+    def _library_key(self, request: _Request, name: str = "key") -> int:
+        if request.params.get("identifier") != xml.LIBRARY_IDENTIFIER:
+            raise PlexError(400)
+        try:
+            return int(request.params.get(name, ""))
+        except ValueError:
+            raise PlexError(400) from None
+
+    @_route("GET PUT", r"/:/(?P<kind>scrobble|unscrobble)", "{M} /:/{kind}")
+    def scrobble(self, request: _Request) -> _Response:
+        key = self._library_key(request)
+        if request.groups[0] == "scrobble":
+            self.library.scrobble(key)
+        else:
+            self.library.unscrobble(key)
+        return _Response(200)
+
+    @_route("GET PUT", "/:/timeline", "{M} /:/timeline")
+    def timeline(self, request: _Request) -> _Response:
+        """A player's report (plexapi `updateTimeline`): position, state, duration."""
+        key = self._library_key(request, "ratingKey")
+        params = request.params
+        try:
+            time_ms = int(params.get("time", ""))
+            duration = int(params["duration"]) if params.get("duration") else None
+        except ValueError:
+            raise PlexError(400) from None
+        session = request.headers.get("X-Plex-Session-Identifier") or params.get("sessionKey")
+        self.library.progress(
+            key,
+            time_ms,
+            params.get("state") or "stopped",
+            duration_ms=duration,
+            session_key=int(session) if session and session.isdigit() else None,
+        )
+        return _Response(200)
+
+    @_route("GET PUT", "/:/progress", "{M} /:/progress")
+    def progress(self, request: _Request) -> _Response:
+        """plexapi `updateProgress`: set the resume point."""
+        key = self._library_key(request)
+        try:
+            time_ms = int(request.params.get("time", ""))
+        except ValueError:
+            raise PlexError(400) from None
+        self.library.progress(key, time_ms, request.params.get("state") or "stopped")
+        return _Response(200)
+
+    @_route("GET", "/:/websockets/notifications", "GET /:/websockets/notifications")
+    def websocket_notifications(self, request: _Request) -> _Response:
+        key = request.headers.get("Sec-WebSocket-Key")
+        if "websocket" not in (request.headers.get("Upgrade") or "").lower() or not key:
+            raise PlexError(400, "a websocket upgrade is required")
+        return _Response(101, websocket_key=key)
 
     # ------------------------------------------------------------------ collections routes
     @_route("POST", "/library/collections", "POST /library/collections")
@@ -1063,6 +1240,22 @@ class PlexEmulator:
         if (method, route) == ("POST", "settings"):
             self._apply_settings(payload)
             return {"ok": True}
+        if (method, route) == ("POST", "plays"):
+            # Many plays at once: [{"rating_key", "viewed_at", "account_id"?}, ...].
+            with self.library.lock:
+                for play in _need(payload, "plays"):
+                    self.library.scrobble(
+                        int(play["rating_key"]),
+                        viewed_at=play.get("viewed_at"),
+                        account_id=int(play.get("account_id", 1)),
+                    )
+            return {"history": len(self.library.history)}
+        if (method, route) == ("POST", "stop_at"):
+            self.stop_at(int(_need(payload, "rating_key")), int(_need(payload, "offset_ms")))
+            return {"ok": True}
+        if (method, route) == ("POST", "rate"):
+            self.rate(int(_need(payload, "rating_key")), payload.get("rating"))
+            return {"ok": True}
         raise KeyError(f"{method} {CONTROL_PREFIX}{route}")
 
     def _apply_settings(self, payload: dict[str, Any]) -> None:
@@ -1184,6 +1377,17 @@ class EmulatorControl:
     def settings(self, **values: Any) -> None:
         """Set `Behaviour` switches, `token` or `allow_unauthenticated`."""
         self._call("POST", "settings", values)
+
+    def plays(self, plays: list[dict[str, Any]]) -> int:
+        """Add plays in bulk (`rating_key`, `viewed_at`, optional `account_id`); returns the
+        size of the watch history."""
+        return self._call("POST", "plays", {"plays": plays})["history"]
+
+    def stop_at(self, rating_key: int, offset_ms: int) -> None:
+        self._call("POST", "stop_at", {"rating_key": rating_key, "offset_ms": offset_ms})
+
+    def rate(self, rating_key: int, rating: float | None) -> None:
+        self._call("POST", "rate", {"rating_key": rating_key, "rating": rating})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

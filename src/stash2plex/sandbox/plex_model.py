@@ -94,6 +94,11 @@ class Behaviour:
     """[unverified] Removing the last collection tag deletes the collection object."""
     title_search_includes_original_title: bool = False
     """[unverified] `title=` also matches `originalTitle`."""
+    watched_threshold: float = 0.9
+    """Share of the duration a stopped or progressing timeline must reach to count as a play
+    (PMS's default "video played threshold" is 90%)."""
+    unscrobble_clears_history: bool = False
+    """[unverified] Marking an item unplayed also deletes its history entries."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,11 @@ class ItemState:
     countries: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     added_at: int = 0
+    # The view state of the token's owner (account 1), as the item's XML shows it.
+    view_count: int = 0
+    last_viewed_at: int | None = None
+    view_offset: int = 0
+    last_rated_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,9 @@ class CollectionState:
     children: list[int]
     section_id: int
     smart: bool = False
+    summary: str = ""
+    poster_sha1: str | None = None
+    locked: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -179,6 +192,27 @@ class Image:
     sha1: str
     data: bytes
     selected: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One play in the server's watch history (`/status/sessions/history/all`)."""
+
+    id: int
+    rating_key: int
+    section_id: int
+    account_id: int
+    device_id: int
+    viewed_at: int
+
+
+@dataclass
+class ViewState:
+    """One account's view state of one item."""
+
+    view_count: int = 0
+    last_viewed_at: int | None = None
+    view_offset: int = 0  # milliseconds; 0 when not partly watched
 
 
 @dataclass
@@ -225,10 +259,15 @@ class Item:
     arts: list[Image] = field(default_factory=list)
     refresh_count: int = 0
     edit_count: int = 0
+    views: dict[int, ViewState] = field(default_factory=dict)  # account id -> state
 
     @property
     def title(self) -> str:
         return self.text.get("title", "")
+
+    def view(self, account_id: int = 1) -> ViewState:
+        """The view state of one account (the token's owner, 1, by default)."""
+        return self.views.get(account_id) or ViewState()
 
     @property
     def title_sort(self) -> str:
@@ -269,10 +308,18 @@ class Collection:
     user_rating: float | None = None
     last_rated_at: int | None = None
     edit_count: int = 0
+    posters: list[Image] = field(default_factory=list)
+    arts: list[Image] = field(default_factory=list)
 
     @property
     def title_sort(self) -> str:
         return self.text.get("titleSort") or self.title
+
+    def selected(self, kind: str) -> Image | None:
+        return next((img for img in self.images(kind) if img.selected), None)
+
+    def images(self, kind: str) -> list[Image]:
+        return self.posters if kind == "thumb" else self.arts
 
 
 @dataclass
@@ -333,6 +380,14 @@ class PlexLibrary:
         self._next_tag_id = 1000
         self._next_location_id = 1
         self.created_at = self.now()
+        # Server accounts (`/accounts`): 0 is the system, 1 the server owner (the token's).
+        self.accounts: dict[int, str] = {0: "", 1: "owner"}
+        self.history: list[HistoryEntry] = []
+        self._next_history_id = 1
+        # Callbacks that receive every notification the websocket would carry.
+        self.subscribers: list[Callable[[dict], None]] = []
+        self._next_session_key = 1
+        self._scrobbled_sessions: set[int] = set()
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> int:
@@ -504,6 +559,10 @@ class PlexLibrary:
                 countries=item.names("country"),
                 sizes=[part.size for part in item.parts],
                 added_at=item.added_at,
+                view_count=item.view().view_count,
+                last_viewed_at=item.view().last_viewed_at,
+                view_offset=item.view().view_offset,
+                last_rated_at=item.last_rated_at,
             )
 
     def item_keys(self, section_id: int | None = None) -> list[int]:
@@ -528,6 +587,9 @@ class PlexLibrary:
                     self.collection_children(c),
                     c.section_id,
                     c.smart,
+                    c.text.get("summary", ""),
+                    _selected_sha1(c.posters),
+                    frozenset(c.locked),
                 )
                 for c in self.collections.values()
                 if c.section_id == section_id
@@ -734,6 +796,7 @@ class PlexLibrary:
         item.edit_count += 1
         if changed:
             item.updated_at = self.now()
+            self._timeline(item)
 
     def _set_field(self, item: Item, name: str, value: str) -> bool:
         if name in TEXT_FIELDS:
@@ -948,6 +1011,185 @@ class PlexLibrary:
                     item.tags["collection"] = [t for t in tags if t.name != coll.title]
                     item.updated_at = self.now()
 
+    # ------------------------------------------------------------------ plays and history
+    def add_account(self, name: str) -> int:
+        """A managed or shared user of the server; returns its account id."""
+        with self.lock:
+            account_id = max(self.accounts) + 1
+            self.accounts[account_id] = name
+            return account_id
+
+    def _view(self, item: Item, account_id: int) -> ViewState:
+        if account_id not in self.accounts:
+            raise PlexError(400, f"no account {account_id}")
+        return item.views.setdefault(account_id, ViewState())
+
+    def scrobble(
+        self,
+        rating_key: int,
+        *,
+        account_id: int = 1,
+        viewed_at: int | None = None,
+        device_id: int = 1,
+    ) -> HistoryEntry:
+        """`/:/scrobble`: one full play. Counts it, clears the resume point, logs history."""
+        with self.lock:
+            item = self.get_item(rating_key)
+            at = self.now() if viewed_at is None else int(viewed_at)
+            view = self._view(item, account_id)
+            view.view_count += 1
+            view.last_viewed_at = max(view.last_viewed_at or 0, at)
+            view.view_offset = 0
+            entry = HistoryEntry(
+                self._next_history_id, rating_key, item.section_id, account_id, device_id, at
+            )
+            self._next_history_id += 1
+            self.history.append(entry)
+            self._timeline(item)
+            return entry
+
+    def unscrobble(self, rating_key: int, *, account_id: int = 1) -> None:
+        """`/:/unscrobble`: the item is unplayed again."""
+        with self.lock:
+            item = self.get_item(rating_key)
+            item.views[account_id] = ViewState()
+            if self.behaviour.unscrobble_clears_history:
+                self.history = [
+                    h
+                    for h in self.history
+                    if not (h.rating_key == rating_key and h.account_id == account_id)
+                ]
+            self._timeline(item)
+
+    def progress(
+        self,
+        rating_key: int,
+        time_ms: int,
+        state: str = "stopped",
+        *,
+        duration_ms: int | None = None,
+        account_id: int = 1,
+        session_key: int | None = None,
+    ) -> None:
+        """`/:/timeline` and `/:/progress`: a player reports its position.
+
+        Past `watched_threshold` of the duration the play counts (a scrobble); otherwise a
+        stopped or paused position becomes the resume point (`viewOffset`).
+        """
+        if state not in ("playing", "paused", "stopped", "buffering"):
+            raise PlexError(400, f"bad state {state!r}")
+        with self.lock:
+            item = self.get_item(rating_key)
+            if time_ms < 0:
+                raise PlexError(400, "bad time")
+            duration = duration_ms or item.duration_ms
+            view = self._view(item, account_id)
+            key = session_key if session_key is not None else self._new_session_key()
+            self._notify(
+                {
+                    "type": "playing",
+                    "size": 1,
+                    "PlaySessionStateNotification": [
+                        {
+                            "sessionKey": str(key),
+                            "guid": "",
+                            "ratingKey": str(rating_key),
+                            "url": "",
+                            "key": f"/library/metadata/{rating_key}",
+                            "viewOffset": int(time_ms),
+                            "playQueueItemID": key,
+                            "state": state,
+                        }
+                    ],
+                }
+            )
+            watched = duration > 0 and time_ms >= duration * self.behaviour.watched_threshold
+            if watched:
+                # One play per playback session, however many reports pass the threshold.
+                if key not in self._scrobbled_sessions:
+                    self._scrobbled_sessions.add(key)
+                    self.scrobble(rating_key, account_id=account_id)
+                return
+            if time_ms > 0 and state in ("stopped", "paused"):
+                view.view_offset = int(time_ms)
+                self._timeline(item)
+
+    def _new_session_key(self) -> int:
+        key = self._next_session_key
+        self._next_session_key += 1
+        return key
+
+    def history_entries(self, params: dict[str, str]) -> list[HistoryEntry]:
+        """The watch history filtered and sorted as `/status/sessions/history/all` answers."""
+        with self.lock:
+            entries = list(self.history)
+        filters: list[Callable[[HistoryEntry], bool]] = []
+        for key, value in params.items():
+            if _ignored_param(key) or key == "sort":
+                continue
+            try:
+                number = int(value)
+            except ValueError:
+                raise PlexError(400, f"bad value {value!r} for {key}") from None
+            if key == "accountID":
+                filters.append(lambda h, n=number: h.account_id == n)
+            elif key == "metadataItemID":
+                filters.append(lambda h, n=number: h.rating_key == n)
+            elif key == "librarySectionID":
+                filters.append(lambda h, n=number: h.section_id == n)
+            elif key in ("viewedAt>", "viewedAt>="):  # plexapi sends `viewedAt>=<epoch>`
+                filters.append(lambda h, n=number: h.viewed_at >= n)
+            elif key in ("viewedAt<", "viewedAt<="):
+                filters.append(lambda h, n=number: h.viewed_at <= n)
+            else:
+                raise PlexError(400, f"unsupported history filter {key!r}")
+        entries = [h for h in entries if all(f(h) for f in filters)]
+        sort = params.get("sort") or "viewedAt:desc"
+        name, _, direction = sort.partition(":")
+        if name not in ("viewedAt", "id") or direction not in ("", "asc", "desc"):
+            raise PlexError(400, f"unsupported sort {sort!r}")
+        entries.sort(
+            key=lambda h: (h.viewed_at, h.id) if name == "viewedAt" else (h.id,),
+            reverse=direction == "desc",
+        )
+        return entries
+
+    def delete_history(self, history_id: int) -> None:
+        with self.lock:
+            kept = [h for h in self.history if h.id != history_id]
+            if len(kept) == len(self.history):
+                raise PlexError(404, f"no history entry {history_id}")
+            self.history = kept
+
+    # ------------------------------------------------------------------ notifications
+    def _notify(self, container: dict) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber(container)
+
+    def _timeline(self, target: Item | Collection) -> None:
+        """A "timeline" notification: the item's metadata or view state changed (state 5)."""
+        if not self.subscribers:
+            return
+        self._notify(
+            {
+                "type": "timeline",
+                "size": 1,
+                "TimelineEntry": [
+                    {
+                        "identifier": "com.plexapp.plugins.library",
+                        "sectionID": str(target.section_id),
+                        "itemID": str(target.rating_key),
+                        "type": SEARCH_TYPE_MOVIE
+                        if isinstance(target, Item)
+                        else SEARCH_TYPE_COLLECTION,
+                        "title": target.title,
+                        "state": 5,
+                        "updatedAt": self.now(),
+                    }
+                ],
+            }
+        )
+
     # ------------------------------------------------------------------ ratings and images
     def rate(self, rating_key: int, rating: str) -> None:
         """`PUT /:/rate`: user rating 0-10; -1 clears it."""
@@ -968,11 +1210,21 @@ class PlexLibrary:
             target.user_rating = None if value == -1 else value
             target.last_rated_at = None if value == -1 else self.now()
             target.updated_at = self.now()
+            self._timeline(target)
+
+    def get_imageable(self, rating_key: int) -> Item | Collection:
+        """An item or a collection: both carry posters and art."""
+        found: Item | Collection | None = self.items.get(rating_key) or self.collections.get(
+            rating_key
+        )
+        if found is None:
+            raise PlexError(404, f"no item {rating_key}")
+        return found
 
     def add_image(self, rating_key: int, kind: str, data: bytes) -> Image:
         """Store an uploaded poster (`kind="thumb"`) or art; the same bytes twice are one image."""
         with self.lock:
-            item = self.get_item(rating_key)
+            item = self.get_imageable(rating_key)
             sha1 = hashlib.sha1(data).hexdigest()
             images = item.images(kind)
             image = next((img for img in images if img.sha1 == sha1), None)
@@ -990,7 +1242,7 @@ class PlexLibrary:
 
     def select_image(self, rating_key: int, kind: str, image_key: str) -> None:
         with self.lock:
-            item = self.get_item(rating_key)
+            item = self.get_imageable(rating_key)
             images = item.images(kind)
             if not any(img.rating_key == image_key for img in images):
                 raise PlexError(404, f"no image {image_key!r}")
@@ -1002,14 +1254,14 @@ class PlexLibrary:
 
     def deselect_image(self, rating_key: int, kind: str) -> None:
         with self.lock:
-            item = self.get_item(rating_key)
+            item = self.get_imageable(rating_key)
             for img in item.images(kind):
                 img.selected = False
             item.updated_at = self.now()
 
     def image_bytes(self, rating_key: int, kind: str, image_key: str | None = None) -> bytes:
         with self.lock:
-            item = self.get_item(rating_key)
+            item = self.get_imageable(rating_key)
             images = item.images("thumb") + item.images("art")
             if image_key is None:
                 image = item.selected(kind)
@@ -1147,19 +1399,19 @@ _INTEGER_FIELDS: dict[str, Callable[[Item], float | None]] = {
     "decade": lambda i: i.year // 10 * 10 if i.year else None,
     "duration": lambda i: i.duration_ms,
     "userRating": lambda i: i.user_rating,
-    "viewCount": lambda i: 0,
+    "viewCount": lambda i: i.view().view_count,
     "mediaSize": lambda i: i.media_size,
 }
 _DATE_FIELDS: dict[str, Callable[[Item], int | None]] = {
     "addedAt": lambda i: i.added_at,
     "updatedAt": lambda i: i.updated_at,
     "originallyAvailableAt": lambda i: _date_epoch(i.originally_available_at),
-    "lastViewedAt": lambda i: None,
+    "lastViewedAt": lambda i: i.view().last_viewed_at,
     "lastRatedAt": lambda i: i.last_rated_at,
 }
 _BOOLEAN_FIELDS: dict[str, Callable[[Item], bool]] = {
-    "unwatched": lambda i: True,
-    "inProgress": lambda i: False,
+    "unwatched": lambda i: i.view().view_count == 0,
+    "inProgress": lambda i: i.view().view_offset > 0,
 }
 
 
@@ -1287,9 +1539,9 @@ _SORT_KEYS: dict[str, Callable[[Item], object]] = {
     "duration": lambda i: i.duration_ms,
     "addedAt": lambda i: i.added_at,
     "updatedAt": lambda i: i.updated_at,
-    "lastViewedAt": lambda i: None,
+    "lastViewedAt": lambda i: i.view().last_viewed_at,
     "lastRatedAt": lambda i: i.last_rated_at,
-    "viewCount": lambda i: 0,
+    "viewCount": lambda i: i.view().view_count,
     "mediaSize": lambda i: i.media_size,
     "id": lambda i: i.rating_key,
 }

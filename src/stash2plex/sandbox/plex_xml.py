@@ -19,6 +19,7 @@ from stash2plex.sandbox.plex_model import (
     SEARCH_TYPE_MOVIE,
     TAG_ELEMENTS,
     Collection,
+    HistoryEntry,
     Image,
     Item,
     PlexLibrary,
@@ -334,7 +335,7 @@ def _media(item: Item) -> list[str]:
     return out
 
 
-def _image_url(item: Item, kind: str) -> str | None:
+def _image_url(item: Item | Collection, kind: str) -> str | None:
     if item.selected(kind) is None:
         return None
     return f"/library/metadata/{item.rating_key}/{kind}/{item.updated_at}"
@@ -379,6 +380,10 @@ def _video_pairs(item: Item, section: Section, *, detail: bool) -> list[tuple[st
         ("audienceRating", item.numbers.get("audienceRating")),
         ("userRating", item.user_rating),
         ("lastRatedAt", item.last_rated_at if item.user_rating is not None else None),
+        # The token owner's view state; PMS leaves each attribute out while it is zero.
+        ("viewOffset", item.view().view_offset or None),
+        ("viewCount", item.view().view_count or None),
+        ("lastViewedAt", item.view().last_viewed_at),
         ("year", item.year),
         ("tagline", text.get("tagline") or None),
         ("editionTitle", text.get("editionTitle") or None),
@@ -481,11 +486,14 @@ def collection_directory(library: PlexLibrary, coll: Collection, *, detail: bool
         ("index", library.tag_id("collection", coll.title)),
         ("userRating", coll.user_rating),
         ("lastRatedAt", coll.last_rated_at),
+        # An uploaded poster replaces the composite of the children's posters.
         (
             "thumb",
-            f"/library/collections/{coll.rating_key}/composite/{coll.updated_at}"
+            _image_url(coll, "thumb")
+            or f"/library/collections/{coll.rating_key}/composite/{coll.updated_at}"
             "?width=400&height=600",
         ),
+        ("art", _image_url(coll, "art")),
         ("addedAt", coll.added_at),
         ("updatedAt", coll.updated_at),
         ("childCount", len(children)),
@@ -505,8 +513,64 @@ def new_collection(library: PlexLibrary, coll: Collection) -> bytes:
     )
 
 
+# ---------------------------------------------------------------------- plays
+def history(
+    library: PlexLibrary, entries: Sequence[HistoryEntry], *, total: int, offset: int
+) -> bytes:
+    """`GET /status/sessions/history/all`: one `<Video>` per play, newest first by default.
+
+    Shape of the real answer (PMS 1.41, plexapi's `MovieHistory`): the item's keys and title
+    plus `historyKey`, `viewedAt`, `accountID` and `deviceID`; no media, no tags.
+    """
+    children = []
+    for entry in entries:
+        item = library.items.get(entry.rating_key)
+        children.append(
+            element(
+                "Video",
+                [
+                    ("historyKey", f"/status/sessions/history/{entry.id}"),
+                    ("key", f"/library/metadata/{entry.rating_key}"),
+                    ("ratingKey", entry.rating_key),
+                    ("librarySectionID", entry.section_id),
+                    ("title", item.title if item else None),
+                    ("type", "movie"),
+                    ("thumb", _image_url(item, "thumb") if item else None),
+                    ("originallyAvailableAt", item.originally_available_at if item else None),
+                    ("viewedAt", entry.viewed_at),
+                    ("accountID", entry.account_id),
+                    ("deviceID", entry.device_id),
+                ],
+            )
+        )
+    return document([("size", len(children)), ("totalSize", total), ("offset", offset)], children)
+
+
+def accounts(library: PlexLibrary) -> bytes:
+    """`GET /accounts`: the server's accounts (0 the system, 1 the owner), as `SystemAccount`."""
+    children = [
+        element(
+            "Account",
+            [
+                ("id", account_id),
+                ("key", f"/accounts/{account_id}"),
+                ("name", name),
+                ("defaultAudioLanguage", "en"),
+                ("autoSelectAudio", True),
+                ("defaultSubtitleLanguage", "en"),
+                ("subtitleMode", 0),
+                ("thumb", ""),
+            ],
+        )
+        for account_id, name in sorted(library.accounts.items())
+    ]
+    return document(
+        [("size", len(children)), ("identifier", "com.plexapp.system.accounts")], children
+    )
+
+
 # ---------------------------------------------------------------------- images
-def photos(item: Item, kind: str, images: Sequence[Image]) -> bytes:
+def photos(item: Item | Collection, kind: str, images: Sequence[Image]) -> bytes:
     """`GET /library/metadata/{id}/posters|arts`: one `<Photo>` per stored image."""
     children = []
     for img in images:

@@ -48,6 +48,7 @@ from graphql.utilities import get_operation_ast
 
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import (
+    Group,
     Performer,
     SampleLibrary,
     Scene,
@@ -74,7 +75,17 @@ SCENE_SORTS = frozenset(
 )
 DEFAULT_PER_PAGE = 25
 
-_IMAGE_ROUTE = re.compile(r"^/(scene)/(\d+)/screenshot$|^/(performer|studio)/(\d+)/image$")
+_IMAGE_ROUTE = re.compile(
+    r"^/(scene)/(\d+)/screenshot$|^/(performer|studio)/(\d+)/image$|^/(group)/(\d+)/frontimage$"
+)
+# Every field of SceneUpdateInput (v0.30.1): a hook's `input` carries them all, unset = null.
+SCENE_UPDATE_INPUT_FIELDS = (
+    *("clientMutationId", "id", "title", "code", "details", "director", "url", "urls", "date"),
+    *("rating100", "o_counter", "organized", "studio_id", "gallery_ids", "performer_ids"),
+    *("movies", "groups", "tag_ids", "cover_image", "stash_ids", "resume_time"),
+    *("play_duration", "play_count", "primary_file_id"),
+)
+_RELATIVE_TIME = re.compile(r"^([<>])(\d+)([smhd])$")
 _OPERATION_NAME = re.compile(r"\b(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
 
@@ -132,6 +143,10 @@ class StashEmulator:
         self.session_max_age = session_max_age
         self.log: list[GraphQLRequest] = []
         self.http_log: list[tuple[str, str, int]] = []  # (method, path with query, status)
+        # Hooks Stash fires after a mutation commits: each is logged, then handed to
+        # `on_hook` (if set) before the mutation's answer is sent, as Stash runs its hooks.
+        self.hooks: list[dict[str, Any]] = []
+        self.on_hook: Callable[[dict[str, Any]], None] | None = None
         self._lock = threading.RLock()
         self._cookies: dict[str, float] = {}  # value -> expiry (clock seconds)
         self._faults = _Faults()
@@ -279,11 +294,52 @@ class StashEmulator:
         with self._lock:
             pools[kind][entity_id].name = name
             # The entity's own updated_at moves, and with it the cache-buster of its image URL.
-            stamp = max(int(self.clock()), self._stamp(kind, entity_id) + 1)
-            self._entity_stamps[(kind, entity_id)] = stamp
+            self._bump(kind, entity_id)
 
     def _stamp(self, kind: str, entity_id: int) -> int:
         return self._entity_stamps.get((kind, entity_id), self._base_stamp)
+
+    def _bump(self, kind: str, entity_id: int) -> None:
+        stamp = max(int(self.clock()), self._stamp(kind, entity_id) + 1)
+        self._entity_stamps[(kind, entity_id)] = stamp
+
+    def update_studio(
+        self, studio_id: int, *, details: str | None = None, new_image: bool = False
+    ) -> None:
+        """Edit a studio as a user would: new details and/or a new image (new bytes, new `t=`)."""
+        with self._lock:
+            studio = self.library.studios[studio_id]
+            if details is not None:
+                studio.details = details
+            if new_image:
+                studio.has_image = True
+                studio.image_version += 1
+            self._bump("studio", studio_id)
+
+    def update_group(
+        self, group_id: int, *, synopsis: str | None = None, new_front_image: bool = False
+    ) -> None:
+        """Edit a group: new synopsis and/or a new front image."""
+        with self._lock:
+            group = self.library.groups[group_id]
+            if synopsis is not None:
+                group.synopsis = synopsis
+            if new_front_image:
+                group.has_front_image = True
+                group.front_image_version += 1
+            self._bump("group", group_id)
+
+    def _fire_hook(self, trigger: str, object_id: int, hook_input: Any, fields: list[str]) -> None:
+        hook = {"type": trigger, "id": object_id, "input": hook_input}
+        if fields:
+            hook["inputFields"] = fields
+        self.hooks.append(hook)
+        if self.on_hook is not None:
+            self.on_hook(copy.deepcopy(hook))
+
+    def hook_count(self, trigger: str | None = None) -> int:
+        """How many hooks fired (of one trigger, e.g. "Scene.Update.Post")."""
+        return sum(1 for h in list(self.hooks) if trigger is None or h["type"] == trigger)
 
     # ----------------------------------------------------------------- log and faults
     def count(self, operation_name: str | None = None) -> int:
@@ -348,8 +404,8 @@ class StashEmulator:
 
         route = _IMAGE_ROUTE.match(parts.path)
         if route and method in ("GET", "HEAD"):
-            kind = route.group(1) or route.group(3)
-            entity_id = int(route.group(2) or route.group(4))
+            kind = route.group(1) or route.group(3) or route.group(5)
+            entity_id = int(route.group(2) or route.group(4) or route.group(6))
             image = self._image(kind, entity_id)
             if image is None:
                 handler.reply(404, b"404 page not found\n", "text/plain; charset=utf-8")
@@ -377,8 +433,19 @@ class StashEmulator:
             if not performer.has_image:
                 return images.default_performer_image()
             return images.performer_image(performer.id)
+        if kind == "group":
+            group = library.groups.get(entity_id)
+            if group is None:
+                return None
+            if not group.has_front_image:
+                return images.STUDIO_PLACEHOLDER_SVG
+            return images.group_front_image(group.id, group.front_image_version)
         studio = library.studios.get(entity_id)
-        return None if studio is None else images.studio_image(studio.id)
+        if studio is None:
+            return None
+        if not studio.has_image:
+            return images.STUDIO_PLACEHOLDER_SVG  # Stash's studio.svg stand-in
+        return images.studio_image(studio.id, studio.image_version)
 
     # ----------------------------------------------------------------- GraphQL
     def _execute(self, payload: dict, base_url: str) -> tuple[int, dict]:
@@ -476,6 +543,69 @@ class _Root:
     def version(self, info: Any) -> dict:
         return dict(STASH_VERSION)
 
+    # ----------------------------------------------------------------- mutations
+    def _scene(self, scene_id: str) -> Scene:
+        scene = self.emulator.library.scenes.get(_parse_id(scene_id))
+        if scene is None:
+            raise StashError(f"scene with id {scene_id} not found")
+        return scene
+
+    def sceneUpdate(self, info: Any, input: dict) -> _SceneView:
+        """Set the fields sent; bump updated_at; fire `Scene.Update.Post` (as Stash does)."""
+        emulator = self.emulator
+        with emulator._lock:
+            scene = self._scene(input["id"])
+            for name, value in input.items():
+                if name in ("id", "clientMutationId"):
+                    continue
+                if name == "rating100":
+                    scene.rating100 = value
+                elif name in ("title", "details", "date", "code"):
+                    setattr(scene, name, value)
+                elif name == "organized":
+                    scene.organized = bool(value)
+                elif name == "studio_id":
+                    scene.studio_id = None if value is None else _parse_id(value)
+                elif name in ("performer_ids", "tag_ids"):
+                    setattr(scene, name, [_parse_id(v) for v in value or []])
+                elif name == "resume_time":
+                    scene.resume_time = value
+                elif name == "play_duration":
+                    scene.play_duration = float(value or 0)
+            scene.updated_at = emulator.now_text()
+        hook_input = {key: None for key in SCENE_UPDATE_INPUT_FIELDS}
+        hook_input.update(copy.deepcopy(input))
+        emulator._fire_hook("Scene.Update.Post", scene.id, hook_input, list(input))
+        return _SceneView(self, scene)
+
+    def sceneAddPlay(self, info: Any, id: str, times: list[str] | None = None) -> dict:
+        """Add one play per time (now when none); no hook, updated_at unchanged (Stash)."""
+        emulator = self.emulator
+        with emulator._lock:
+            scene = self._scene(id)
+            now = emulator.clock()
+            moments = [_timestamp(t, now) for t in times] if times else [now]
+            for moment in moments:
+                stamp = datetime.fromtimestamp(int(moment), emulator.tz)
+                scene.play_history.append(format_rfc3339(stamp))
+            return {"count": len(scene.play_history), "history": _history(scene)}
+
+    def sceneSaveActivity(
+        self,
+        info: Any,
+        id: str,
+        resume_time: float | None = None,
+        playDuration: float | None = None,
+    ) -> bool:
+        """Set the resume point (if given) and add to the play duration; no hook (Stash)."""
+        with self.emulator._lock:
+            scene = self._scene(id)
+            if resume_time is not None:
+                scene.resume_time = float(resume_time)
+            if playDuration is not None and playDuration > 0:
+                scene.play_duration += float(playDuration)
+        return True
+
 
 def _result(root: _Root, matched: list[Scene], shown: list[Scene]) -> dict:
     primaries = [s.files[0] for s in matched if s.files]
@@ -504,6 +634,18 @@ class _SceneView:
         self.organized = scene.organized
         self.created_at = scene.created_at
         self.updated_at = scene.updated_at
+        self.resume_time = scene.resume_time
+        self.play_duration = scene.play_duration
+        self.play_count = len(scene.play_history)
+
+    @property
+    def play_history(self) -> list[str]:
+        return _history(self._scene)
+
+    @property
+    def last_played_at(self) -> str | None:
+        history = _history(self._scene)
+        return history[0] if history else None
 
     @property
     def files(self) -> list[dict]:
@@ -540,12 +682,27 @@ class _SceneView:
         pool = self._root.emulator.library.groups
         return [
             {
-                "group": {"id": str(i), "name": pool[i].name},
+                "group": _GroupView(self._root, pool[i]),
                 "scene_index": _scene_index(self._scene.id, i),
             }
             for i in self._scene.group_ids
             if i in pool
         ]
+
+
+class _GroupView:
+    def __init__(self, root: _Root, group: Group) -> None:
+        self._root = root
+        self._group = group
+        self.id = str(group.id)
+        self.name = group.name
+        self.synopsis = group.synopsis
+
+    @property
+    def front_image_path(self) -> str:
+        stamp = self._root.emulator._stamp("group", self._group.id)
+        url = f"{self._root.base_url}/group/{self._group.id}/frontimage?t={stamp}"
+        return url if self._group.has_front_image else url + "&default=true"
 
 
 class _StudioView:
@@ -554,6 +711,7 @@ class _StudioView:
         self._studio = studio
         self.id = str(studio.id)
         self.name = studio.name
+        self.details = studio.details
         self.urls: list[str] = []
 
     @property
@@ -569,7 +727,9 @@ class _StudioView:
     @property
     def image_path(self) -> str:
         stamp = self._root.emulator._stamp("studio", self._studio.id)
-        return f"{self._root.base_url}/studio/{self._studio.id}/image?t={stamp}"
+        url = f"{self._root.base_url}/studio/{self._studio.id}/image?t={stamp}"
+        # Stash flags its stand-in for a studio without an image in the URL.
+        return url if self._studio.has_image else url + "&default=true"
 
 
 class _PerformerView:
@@ -1009,6 +1169,27 @@ def _parse_id(value: Any) -> int:
         return int(str(value))
     except ValueError:
         raise StashError(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+
+
+def _history(scene: Scene) -> list[str]:
+    """Play times, newest first."""
+    return sorted(scene.play_history, key=_unix, reverse=True)
+
+
+def _timestamp(value: str, now: float) -> float:
+    """Stash's Timestamp input: RFC3339, or "<4h" (4 hours ago) / ">5m" (5 minutes ahead)."""
+    relative = _RELATIVE_TIME.match(value.strip())
+    if relative:
+        sign = -1 if relative.group(1) == "<" else 1
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[relative.group(3)]
+        return now + sign * int(relative.group(2)) * unit
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise StashError(f"invalid timestamp {value!r}") from None
+    if moment.tzinfo is None:
+        raise StashError(f"invalid timestamp {value!r}: no UTC offset")
+    return moment.timestamp()
 
 
 def _unix(timestamp: str) -> int:

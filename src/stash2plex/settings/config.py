@@ -189,6 +189,29 @@ SETTINGS: tuple[Setting, ...] = (
     _flag("skip_not_found", "Drop scenes Plex does not have",
           "Drop a scene whose file is not in Plex instead of waiting for Plex to scan it (for "
           "Plex libraries that hold only part of Stash). Default: off."),
+    Setting("label_tags", "STRING", (), "Tags as Plex labels",
+            "Comma-separated tag names sent as Plex labels (which Plex uses to limit what "
+            "shared users see); naming a parent tag includes its child tags. Labels Stash2Plex "
+            "set are replaced when the tags change; labels you add in Plex are kept. Empty "
+            "(default): no labels.", check=_name_list),
+    # Plex -> Stash. Everything that writes to Stash is off until switched on.
+    _flag("pull_plays", "Pull plays from Plex",
+          "Every play Plex records for a synced item becomes a Stash play at the same time "
+          "(never twice; play counts only go up). Default: off."),
+    _flag("pull_resume", "Pull resume points from Plex",
+          "Where you stopped watching in Plex becomes the scene's resume point in Stash, "
+          "whenever it changed in Plex since the last pull. Default: off."),
+    _flag("sync_rating_both_ways", "Sync ratings both ways",
+          "Ratings flow both ways (implies Sync ratings): a Plex rating of 8/10 becomes 80 in "
+          "Stash, a Stash rating of 60 becomes 6/10 in Plex. When both changed, the later "
+          "change wins. Default: off."),
+    Setting("pull_account", "STRING", "", "Plex user whose plays count",
+            "Whose plays are pulled: empty (default) for the owner of the Plex token, or a "
+            "Plex account name or number as the server lists it, or * for every user. "
+            "Resume points and ratings are always the token owner's.", check=str.strip),
+    Setting("pull_interval_minutes", "NUMBER", 15, "Pull every (minutes)",
+            "How often a running worker or service catches up on Plex's plays, resume points "
+            "and ratings. Default: 15.", check=_whole_number(1, 1440)),
 )
 # fmt: on
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -225,7 +248,18 @@ class Config:
     preserve_plex_edits: bool = False
     trigger_plex_scan: bool = False
     skip_not_found: bool = False
+    label_tags: tuple[str, ...] = ()
+    pull_plays: bool = False
+    pull_resume: bool = False
+    sync_rating_both_ways: bool = False
+    pull_account: str = ""
+    pull_interval_minutes: int = 15
     warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def pulls(self) -> bool:
+        """Whether anything comes back from Plex."""
+        return self.pull_plays or self.pull_resume or self.sync_rating_both_ways
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -270,4 +304,6 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
                 f"setting {setting.key} = {shown} is not valid (expected {exc}); "
                 f"using the default {setting.default!r}"
             )
+    if parsed.get("sync_rating_both_ways"):
+        parsed["sync_rating"] = True  # both ways includes Stash -> Plex
     return Config(**parsed, warnings=tuple(warnings))

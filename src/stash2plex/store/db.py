@@ -139,6 +139,30 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX plex_items_section ON plex_items (section_id);
     """,
+    # 3: Plex -> Stash. Per scene what we last pulled: Plex's resume point (Stash keeps no
+    # time for its own), and the rating both sides showed at the last decision (`rating_known`
+    # says whether `rating_agreed` means "unrated" or "never decided"). And the collection
+    # objects in Plex: whether Stash2Plex created them, and what it last put on them.
+    """
+    CREATE TABLE pull_state (
+        scene_id INTEGER PRIMARY KEY,
+        resume_offset_ms INTEGER,
+        resume_pulled_at REAL,
+        rating_known INTEGER NOT NULL DEFAULT 0,
+        rating_agreed INTEGER,
+        rating_plex_at INTEGER,
+        rating_decided_at REAL
+    );
+    CREATE TABLE plex_collections (
+        section_id INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        ours INTEGER NOT NULL,
+        rating_key INTEGER,
+        fingerprints TEXT NOT NULL DEFAULT '{}',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (section_id, title)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -935,6 +959,116 @@ class Store:
             dict(row)
             for row in self._conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
         ]
+
+    # ----------------------------------------------------------------- Plex -> Stash pull
+    def scenes_by_rating_key(self, rating_keys: list[int]) -> dict[int, list[int]]:
+        """The linked scenes of each Plex item (usually one); unlinked items are absent."""
+        found: dict[int, list[int]] = {}
+        for start in range(0, len(rating_keys), 500):
+            chunk = rating_keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT rating_key, scene_id FROM links WHERE rating_key IN ({marks}) "
+                "ORDER BY scene_id",
+                chunk,
+            )
+            for row in rows:
+                found.setdefault(row[0], []).append(row[1])
+        return found
+
+    def pull_states(self, scene_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """What the last pulls recorded per scene (absent: nothing yet)."""
+        states: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(scene_ids), 500):
+            chunk = scene_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT * FROM pull_state WHERE scene_id IN ({marks})", chunk
+            )
+            states.update({row["scene_id"]: dict(row) for row in rows})
+        return states
+
+    def resumed_scenes(self) -> dict[int, tuple[int, int]]:
+        """Linked scenes whose last pulled resume point was not 0: scene -> (ratingKey,
+        offset in ms). When Plex no longer lists one as in progress, its point was reset."""
+        rows = self._conn.execute(
+            "SELECT p.scene_id, l.rating_key, p.resume_offset_ms FROM pull_state p "
+            "JOIN links l ON l.scene_id = p.scene_id WHERE p.resume_offset_ms > 0"
+        )
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def save_resume_pulled(self, scene_id: int, offset_ms: int) -> None:
+        self._conn.execute(
+            "INSERT INTO pull_state (scene_id, resume_offset_ms, resume_pulled_at) "
+            "VALUES (?, ?, ?) ON CONFLICT(scene_id) DO UPDATE SET "
+            "resume_offset_ms = excluded.resume_offset_ms, "
+            "resume_pulled_at = excluded.resume_pulled_at",
+            (scene_id, offset_ms, self.clock()),
+        )
+
+    def save_rating_agreed(self, scene_id: int, rating100: int | None, plex_at: int | None) -> None:
+        """Both sides now show `rating100` (None: unrated); Plex's rating time then."""
+        self._conn.execute(
+            "INSERT INTO pull_state (scene_id, rating_known, rating_agreed, rating_plex_at, "
+            "rating_decided_at) VALUES (?, 1, ?, ?, ?) ON CONFLICT(scene_id) DO UPDATE SET "
+            "rating_known = 1, rating_agreed = excluded.rating_agreed, "
+            "rating_plex_at = excluded.rating_plex_at, "
+            "rating_decided_at = excluded.rating_decided_at",
+            (scene_id, rating100, plex_at, self.clock()),
+        )
+
+    def set_link_fingerprint(self, scene_id: int, key: str, value: str) -> None:
+        """Record one field as pushed (a value that reached Plex another way), so the next
+        sync of the scene does not write it again."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT fingerprints FROM links WHERE scene_id = ?", (scene_id,)
+            ).fetchone()
+            if row is None:
+                return
+            prints = json.loads(row[0])
+            prints[key] = value
+            conn.execute(
+                "UPDATE links SET fingerprints = ? WHERE scene_id = ?",
+                (json.dumps(prints, sort_keys=True), scene_id),
+            )
+
+    # ----------------------------------------------------------------- collection objects
+    def plex_collection(self, section_id: int, title: str) -> dict[str, Any] | None:
+        row = self._conn.execute(
+            "SELECT * FROM plex_collections WHERE section_id = ? AND title = ?",
+            (section_id, title),
+        ).fetchone()
+        if row is None:
+            return None
+        found = dict(row)
+        found["ours"] = bool(found["ours"])
+        found["fingerprints"] = json.loads(found["fingerprints"])
+        return found
+
+    def save_plex_collection(
+        self,
+        section_id: int,
+        title: str,
+        *,
+        ours: bool,
+        rating_key: int | None = None,
+        fingerprints: dict[str, str] | None = None,
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO plex_collections (section_id, title, ours, rating_key, fingerprints, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(section_id, title) DO UPDATE SET "
+            "ours = excluded.ours, rating_key = excluded.rating_key, "
+            "fingerprints = excluded.fingerprints, updated_at = excluded.updated_at",
+            (
+                section_id,
+                title,
+                int(ours),
+                rating_key,
+                json.dumps(fingerprints or {}, sort_keys=True),
+                self.clock(),
+            ),
+        )
 
 
 def _basename(path: str) -> str:

@@ -50,6 +50,7 @@ class DesiredItem:
     genres: tuple[str, ...] | None = None
     actors: tuple[Actor, ...] | None = None
     collections: tuple[str, ...] | None = None
+    labels: tuple[str, ...] | None = None  # None: labels not synced (`label_tags` empty)
     rating: float | None = None
     sync_rating: bool = False
     images: dict[str, str] = field(default_factory=dict)
@@ -63,6 +64,8 @@ class DesiredItem:
             prints["actor"] = fingerprint([[a.name, a.thumb] for a in self.actors])
         if self.collections is not None:
             prints["collection"] = fingerprint(sorted(self.collections))
+        if self.labels is not None:
+            prints["label"] = fingerprint(sorted(self.labels))
         if self.sync_rating:
             prints["rating"] = fingerprint(self.rating)
         return prints
@@ -195,6 +198,10 @@ def desired_item(scene: dict[str, Any], config: Config) -> DesiredItem:
         else genre_list(scene.get("tags") or [], config.tag_include, config.tag_exclude),
         actors=actors,
         collections=None if config.skip_collections else wanted_collections(scene, config),
+        # Labels: only the chosen tags (by name, or a parent naming its children).
+        labels=genre_list(scene.get("tags") or [], config.label_tags, ())
+        if config.label_tags
+        else None,
         rating=round(rating100 / 10, 1) if isinstance(rating100, int) else None,
         sync_rating=config.sync_rating,
         images=images,
@@ -233,6 +240,7 @@ def edit_params(
     *,
     pushed_lists: dict[str, list[str]] | None = None,
     collections: list[str] | None = None,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
     """The parameters of one batched Plex edit: each written field or list set and locked.
 
@@ -255,6 +263,8 @@ def edit_params(
                     params[f"actor[{index}].tag.thumb"] = actor.thumb
         elif key == "collection" and collections is not None:
             _list_params(params, "collection", collections, previous.get("collection_all", []))
+        elif key == "label" and labels is not None:
+            _list_params(params, "label", labels, previous.get("label_all", []))
     return params
 
 

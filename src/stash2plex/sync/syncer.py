@@ -18,6 +18,7 @@ from stash2plex.clients.stash import StashClient
 from stash2plex.errors import AmbiguousMatchError, ConfigError, NotInPlexError, TransientError
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
+from stash2plex.sync.collection_art import CollectionArt
 from stash2plex.sync.matching import Match, MatchResult, match_scene
 from stash2plex.sync.metadata import (
     TEXT_FIELDS,
@@ -229,8 +230,10 @@ class SceneSyncer:
             return SyncOutcome(NO_FILE)
         linked = self._linked_match(scene_id, files)
         match = linked or self.index.match(files)
+        art = CollectionArt(self.store, self.stash, self.plex, self.config)
         try:
             plan = self.plan(scene, match)
+            art.note_wanted(plan.match.section_id, scene)
             written = self.apply(plan)
         except NotInPlexError:
             # The item we knew was deleted in Plex (404): forget it, re-list, match afresh.
@@ -239,6 +242,8 @@ class SceneSyncer:
             self.index.refresh(force=True, full=True)
             plan = self.plan(scene, self.index.match(files))
             written = self.apply(plan)
+        # The collections' own poster and summary (only those Stash2Plex created).
+        written += art.ensure(plan.match.section_id, scene)
         return SyncOutcome(
             SYNCED if written else UNCHANGED, plan.match.rating_key, written, plan.preserved
         )
@@ -265,7 +270,9 @@ class SceneSyncer:
             or len(listed) >= LISTING_COLLECTION_LIMIT
         )
         current = None
-        if collections_unknown or (self.config.preserve_plex_edits and pushed):
+        # Listings never carry labels: changing ours needs the item's full list.
+        labels_unknown = "label" in changes
+        if collections_unknown or labels_unknown or (self.config.preserve_plex_edits and pushed):
             current = self.plex.item_detail(match.rating_key)
 
         preserved = self._edited_in_plex(changes, current, pushed, owned)
@@ -276,11 +283,17 @@ class SceneSyncer:
             if desired.collections is not None
             else []
         )
+        full_labels = (
+            collection_list(desired.labels, owned.get("label", []), current.tags.get("label", []))
+            if desired.labels is not None and current is not None
+            else []
+        )
         params = edit_params(
             desired,
             [key for key in changes if key != "rating"],
             pushed_lists=owned,
             collections=full_collections,
+            labels=full_labels,
         )
         new_prints = {**pushed, **desired.fingerprints()}
         for key in preserved:  # keep the old print so a later Stash change is still noticed
@@ -296,6 +309,9 @@ class SceneSyncer:
         if desired.collections is not None:
             new_owned["collection"] = list(desired.collections)
             new_owned["collection_all"] = full_collections
+        if desired.labels is not None and "label" in changes:
+            new_owned["label"] = list(desired.labels)
+            new_owned["label_all"] = full_labels
         images = {
             kind: url
             for kind, url in desired.images.items()

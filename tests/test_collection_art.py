@@ -1,0 +1,151 @@
+"""Richer Plex: collections that show their studio's (or group's) image and text, touched only
+when Stash2Plex created them and only when something changed; labels from chosen tags."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from stash2plex.sandbox import images
+
+from .sandbox import sandbox
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path) as opened:
+        yield opened
+
+
+def studio_scene(box, **where):
+    def fits(scene):
+        studio = box.library.studios.get(scene.studio_id or 0)
+        return studio is not None and all(getattr(studio, k) == v for k, v in where.items())
+
+    return box.find(fits)
+
+
+def collection(box, title):
+    return next(c for c in box.plex.collections(box.section_id) if c.title == title)
+
+
+def test_a_studio_collection_shows_the_studios_image_and_details(box):
+    scene = studio_scene(box, parent_id=None)  # parent networks have details
+    studio = box.library.studios[scene.studio_id]
+
+    box.drain(scene.id)
+
+    shown = collection(box, studio.name)
+    assert shown.poster_sha1 == hashlib.sha1(images.studio_image(studio.id)).hexdigest()
+    assert shown.summary == studio.details
+    assert "summary" in shown.locked
+
+    # Every other scene of the studio: no request for the collection at all.
+    writes = box.writes()
+    box.drain()
+    collection_writes = [
+        r for r in box.plex.log.writes()[writes:] if r.query.get("id") == str(shown.rating_key)
+    ]
+    assert collection_writes == []
+
+    # A new image in Stash: downloaded and uploaded once; new details: one edit.
+    box.stash.update_studio(studio.id, new_image=True, details="Now with a new logo.")
+    box.stash.rename("studio", studio.id, studio.name)  # Stash's Studio.Update.Post
+    writes = box.writes()
+    box.drain(scene.id)
+    shown = collection(box, studio.name)
+    assert shown.poster_sha1 == hashlib.sha1(images.studio_image(studio.id, 2)).hexdigest()
+    assert shown.summary == "Now with a new logo."
+    assert box.writes() == writes + 2
+    # Same bytes again under a new URL (the studio saved without a new image): no upload.
+    box.stash.update_studio(studio.id, details="Now with a new logo.")
+    writes = box.writes()
+    box.drain(scene.id)
+    assert box.writes() == writes
+
+
+def test_a_studio_without_an_image_gets_no_placeholder_poster(box):
+    scene = studio_scene(box, parent_id=None)
+    studio = box.library.studios[scene.studio_id]
+    studio.has_image = False
+    box.drain(scene.id)
+    shown = collection(box, studio.name)
+    assert shown.poster_sha1 is None and shown.summary == studio.details
+
+
+def test_a_collection_the_user_made_is_never_touched(box):
+    scene = studio_scene(box, parent_id=None)
+    studio = box.library.studios[scene.studio_id]
+    other = box.find(lambda s: s.studio_id != scene.studio_id)
+    # The user made a collection with the studio's name in Plex before Stash2Plex ran.
+    box.plex.library.create_collection(
+        {
+            "sectionId": str(box.section_id),
+            "title": studio.name,
+            "smart": "0",
+            "uri": f"server://{box.plex.machine_identifier}/com.plexapp.plugins.library"
+            f"/library/metadata/{box.rating_key(other)}",
+        }
+    )
+
+    box.drain(scene.id)
+
+    shown = collection(box, studio.name)
+    assert shown.summary == "" and shown.poster_sha1 is None
+    assert box.rating_key(scene) in shown.children  # items still join it, as before
+
+
+def test_group_collections_show_the_front_image_and_synopsis(tmp_path):
+    with sandbox(tmp_path, settings={"collection_groups": True}) as box:
+        scene = box.find(
+            lambda s: any(
+                box.library.groups[g].has_front_image and box.library.groups[g].synopsis
+                for g in s.group_ids
+            )
+        )
+        group = next(
+            box.library.groups[g]
+            for g in scene.group_ids
+            if box.library.groups[g].has_front_image and box.library.groups[g].synopsis
+        )
+        box.drain(scene.id)
+        shown = collection(box, group.name)
+        assert shown.poster_sha1 == hashlib.sha1(images.group_front_image(group.id)).hexdigest()
+        assert shown.summary == group.synopsis
+
+
+def test_labels_mirror_the_chosen_tags_and_keep_the_users(tmp_path):
+    with sandbox(tmp_path, settings={"label_tags": "Mood, Interview"}) as box:
+        tags = box.library.tags
+        mood = {t.id for t in tags.values() if t.name == "Mood"}
+        children = {t.id for t in tags.values() if set(t.parent_ids) & mood}
+        scene = box.find(lambda s: bool(set(s.tag_ids) & children))
+        chosen = children | {t.id for t in tags.values() if t.name == "Interview"}
+        wanted = [tags[t].name for t in scene.tag_ids if t in chosen]
+        box.drain(scene.id)
+        key = box.rating_key(scene)
+        assert box.plex.item(key).labels == wanted
+        assert "label" in box.plex.item(key).locked
+
+        # The user adds a label in Plex; a tag change in Stash replaces only ours.
+        box.plex.library.apply_edit(
+            box.section_id,
+            [("id", str(key)), ("type", "1")]
+            + [(f"label[{i}].tag.tag", name) for i, name in enumerate([*wanted, "Kids OK"])],
+        )
+        kept = [t for t in scene.tag_ids if t not in children]
+        box.stash.update_scene(scene.id, tag_ids=kept)
+        box.drain(scene.id)
+        still_ours = [tags[t].name for t in kept if tags[t].name == "Interview"]
+        assert sorted(box.plex.item(key).labels) == sorted(["Kids OK", *still_ours])
+
+        writes = box.writes()
+        box.drain(scene.id)
+        assert box.writes() == writes
+
+
+def test_no_labels_unless_asked(box):
+    scene = box.find(lambda s: bool(s.tag_ids))
+    box.drain(scene.id)
+    assert box.item(scene).labels == []

@@ -1,0 +1,245 @@
+"""Plex -> Stash against both emulators: plays, resume points, ratings, whose plays count, the
+worker's timer, the notification stream and the command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from stash2plex.cli import main
+from stash2plex.engine.context import build_context
+from stash2plex.engine.worker import Worker
+from stash2plex.errors import PermanentError
+from stash2plex.pull import decisions
+from stash2plex.pull.pull import run_pull
+from stash2plex.pull.stream import PlexAlertStream
+
+from .conftest import wait_until
+from .sandbox import PLEX_TOKEN, sandbox
+
+PULLS = {"pull_plays": True, "pull_resume": True}
+T0 = 1_700_000_000  # 2023-11-14, a fixed play time
+
+
+def history(box, scene) -> list[int]:
+    return sorted(decisions.epoch(t) for t in box.library.scenes[scene.id].play_history)
+
+
+def pull(box, **kwargs):
+    with box.store() as store:
+        return run_pull(build_context(store), **kwargs)
+
+
+def history_reads(box) -> int:
+    return box.plex.log.count("GET /status/sessions/history/all")
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, settings=PULLS) as opened:
+        opened.drain()  # every matchable scene linked to its Plex item
+        yield opened
+
+
+def test_two_plays_arrive_once_with_their_times_and_counts_only_go_up(box):
+    scene = box.find(lambda s: True)
+    key = box.rating_key(scene)
+    box.plex.play(key, T0)
+    box.plex.play(key, T0 + 3600)
+    stranger = box.plex.add_item(box.section_id, "/plex/media/not-in-stash/x.mkv")
+    box.plex.play(stranger, T0 + 60)
+    hooks_before = box.stash.hook_count()
+
+    first = pull(box)
+
+    assert history(box, scene) == [T0, T0 + 3600]
+    assert (first.plays_added, first.scenes_played, first.stash_writes) == (2, 1, 1)
+    assert (first.unlinked_plays, first.unlinked_items) == (1, 1)
+    assert box.stash.hook_count() == hooks_before  # Stash fires no hook for plays
+    assert box.stash.count("SceneAddPlay") == 1
+
+    second = pull(box)
+    third = pull(box)
+    assert second.plays_added == third.plays_added == 0
+    assert box.stash.count("SceneAddPlay") == 1
+    assert history(box, scene) == [T0, T0 + 3600]
+
+    # A play recorded in Stash itself stays: pulls only ever add.
+    box.stash.update_scene(scene.id, play_history=[*scene.play_history, "2024-01-01T00:00:00Z"])
+    assert pull(box).plays_added == 0
+    assert len(box.library.scenes[scene.id].play_history) == 3
+
+
+def test_a_play_of_an_item_synced_later_still_arrives(box):
+    scene = box.find(lambda s: True)
+    key = box.rating_key(scene)
+    box.plex.play(key, T0)
+    with box.store() as store:
+        link = store.link(scene.id)
+        store.drop_link(scene.id)
+    assert pull(box).unlinked_plays == 1
+    box.plex.play(box.rating_key(box.find(lambda s: s.id != scene.id)), T0 + 7 * 86400)
+    pull(box)  # the watermark is now a week past the first play
+    with box.store() as store:
+        store.save_link(scene.id, link.rating_key, link.section_id, link.plex_path, {})
+
+    report = pull(box)
+
+    assert history(box, scene) == [T0]
+    assert report.plays_added == 1
+
+
+def test_the_worker_pulls_within_one_poll_interval_on_its_own_clock(box):
+    box.settings(pull_interval_minutes=5)
+    clock = FakeClock(2_000_000_000.0)
+    scene = box.find(lambda s: True)
+    key = box.rating_key(scene)
+
+    def drain_at(seconds: float) -> None:
+        clock.now = 2_000_000_000.0 + seconds
+        Worker(box.data_dir, clock=clock, sleep=clock.sleep).run(until_idle=True)
+
+    drain_at(0)  # first round: the catch-up poll runs at once
+    reads = history_reads(box)
+    box.plex.play(key, T0)
+    box.plex.play(key, T0 + 60)
+    drain_at(120)
+    assert history_reads(box) == reads and history(box, scene) == []  # not due yet
+    drain_at(300)
+    assert history(box, scene) == [T0, T0 + 60]
+    assert history_reads(box) == reads + 1
+
+
+def test_a_partial_view_sets_the_resume_point_and_only_plex_changes_move_it(box):
+    scene = box.find(lambda s: True)
+    key = box.rating_key(scene)
+    box.plex.stop_at(key, 125_500)
+
+    assert pull(box).resume_points == 1
+    assert box.library.scenes[scene.id].resume_time == 125.5
+
+    box.stash.update_scene(scene.id, resume_time=30.0)  # the user moved on in Stash
+    assert pull(box).resume_points == 0
+    assert box.library.scenes[scene.id].resume_time == 30.0
+
+    box.plex.stop_at(key, 200_000)
+    pull(box)
+    assert box.library.scenes[scene.id].resume_time == 200.0
+
+    box.plex.play(key)  # watched to the end in Plex: the point is reset there, and here
+    report = pull(box)
+    assert report.resume_points == 1 and report.plays_added == 1
+    assert box.library.scenes[scene.id].resume_time == 0.0
+    assert pull(box).resume_points == 0
+
+
+def test_only_the_chosen_accounts_plays_count(box):
+    scene = box.find(lambda s: True)
+    key = box.rating_key(scene)
+    guest = box.plex.add_account("Guest Viewer")
+    box.plex.play(key, T0, account_id=guest)
+    box.plex.play(key, T0 + 10)
+
+    assert pull(box).plays_added == 1  # the token owner's only
+    assert history(box, scene) == [T0 + 10]
+    box.settings(pull_account="guest viewer")
+    report = pull(box, since=T0 - 1)
+    assert report.account == "Guest Viewer" and report.plays_added == 1
+    assert history(box, scene) == [T0, T0 + 10]
+    box.settings(pull_account="nobody")
+    with pytest.raises(PermanentError, match="Guest Viewer"):
+        pull(box)
+
+
+def test_nothing_is_pulled_while_the_settings_are_off(tmp_path):
+    with sandbox(tmp_path, settings={}) as box:
+        box.drain()
+        scene = box.find(lambda s: True)
+        box.plex.play(box.rating_key(scene), T0)
+        report = pull(box)
+        assert "switch on" in report.note and history(box, scene) == []
+        assert history_reads(box) == 0
+
+
+def test_ratings_come_back_and_go_out_without_a_loop(tmp_path):
+    with sandbox(tmp_path, settings={"sync_rating_both_ways": True}) as box:
+        box.drain()
+        scene = box.find(lambda s: True)
+        key = box.rating_key(scene)
+        box.plex.rate(key, 8.0)
+        writes = box.writes()
+
+        report = pull(box)
+
+        assert report.ratings_to_stash == 1 and box.library.scenes[scene.id].rating100 == 80
+        [hook] = [h for h in box.stash.hooks if h["id"] == scene.id]
+        assert hook["type"] == "Scene.Update.Post" and hook["inputFields"] == ["id", "rating100"]
+        # The hook queues the scene; its sync must find nothing to write.
+        assert box.drain(scene.id).unchanged == 1
+        assert box.writes() == writes
+
+        # A later change in Stash (as the UI saves it) goes to Plex once.
+        set_rating_in_stash(box, scene.id, 60)
+        box.drain(scene.id)
+        assert box.plex.item(key).user_rating == 6.0
+        assert box.writes() == writes + 1
+        stash_writes = box.stash.count("SceneSetRating")
+        again = pull(box)
+        assert (again.ratings_to_stash, again.ratings_to_plex, again.stash_writes) == (0, 0, 0)
+        assert box.stash.count("SceneSetRating") == stash_writes
+        assert box.writes() == writes + 1
+        assert box.drain(scene.id).synced == 0
+
+
+def set_rating_in_stash(box, scene_id: int, rating100: int) -> None:
+    query = "mutation($input: SceneUpdateInput!) { sceneUpdate(input: $input) { id } }"
+    body = {"query": query, "variables": {"input": {"id": str(scene_id), "rating100": rating100}}}
+    response = requests.post(f"{box.stash.url}/graphql", json=body, timeout=10)
+    assert response.status_code == 200 and "errors" not in response.json()
+    box.queue(scene_id)  # what the Scene.Update.Post hook records
+
+
+def test_the_stream_pulls_at_once_when_plex_reports_playback(box, caplog):
+    caplog.set_level(logging.DEBUG)
+    scene = box.find(lambda s: True)
+    key = box.rating_key(scene)
+    with PlexAlertStream(box.data_dir) as stream:
+        wait_until(stream.connected.is_set, message="the websocket to connect")
+        wait_until(lambda: stream.pulls >= 1, message="the catch-up pull on connecting")
+        end = box.plex.library.items[key].duration_ms
+        box.plex.library.progress(key, end, "stopped")  # a player reached the end, twice
+        box.plex.library.progress(key, end, "stopped")
+        wait_until(lambda: len(history(box, scene)) == 2, message="two plays in Stash")
+        box.plex.stop_at(key, 42_000)
+        wait_until(
+            lambda: box.library.scenes[scene.id].resume_time == 42.0, message="the resume point"
+        )
+    assert stream.notifications >= 3
+    assert PLEX_TOKEN not in caplog.text
+
+
+def test_pull_command_reads_from_a_date(box, monkeypatch):
+    scene = box.find(lambda s: True)
+    box.plex.play(box.rating_key(scene), T0)
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", box.stash.url)
+    result = CliRunner().invoke(
+        main, ["--data-dir", str(box.data_dir), "--json", "pull", "--since", "2023-11-01"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["plays_added"] == 1
+    assert PLEX_TOKEN not in result.output
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
