@@ -998,6 +998,7 @@ class Store:
         return {row[0]: (row[1], row[2]) for row in rows}
 
     def save_resume_pulled(self, scene_id: int, offset_ms: int) -> None:
+        """Remember the Plex resume point (ms) last given to Stash for a scene."""
         self._conn.execute(
             "INSERT INTO pull_state (scene_id, resume_offset_ms, resume_pulled_at) "
             "VALUES (?, ?, ?) ON CONFLICT(scene_id) DO UPDATE SET "
@@ -1035,6 +1036,8 @@ class Store:
 
     # ----------------------------------------------------------------- collection objects
     def plex_collection(self, section_id: int, title: str) -> dict[str, Any] | None:
+        """What we know of one Plex collection (ours or the user's, its ratingKey, what we put
+        on it), or None."""
         row = self._conn.execute(
             "SELECT * FROM plex_collections WHERE section_id = ? AND title = ?",
             (section_id, title),
@@ -1055,6 +1058,7 @@ class Store:
         rating_key: int | None = None,
         fingerprints: dict[str, str] | None = None,
     ) -> None:
+        """Record a Plex collection: whether Stash2Plex created it and what was last put on it."""
         self._conn.execute(
             "INSERT INTO plex_collections (section_id, title, ours, rating_key, fingerprints, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(section_id, title) DO UPDATE SET "
