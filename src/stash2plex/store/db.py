@@ -911,6 +911,11 @@ class Store:
             )
         return cursor.rowcount
 
+    def first_event_at(self) -> float | None:
+        """When the oldest kept event happened (how long this store has been watching)."""
+        row = self._conn.execute("SELECT MIN(at) FROM events").fetchone()
+        return row[0]
+
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         return [
             dict(row)
