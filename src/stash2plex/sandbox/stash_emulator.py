@@ -195,13 +195,15 @@ class StashEmulator:
         if runner is None or runner.manifest.id != plugin_id:
             return None
         names = runner.manifest.ui.javascript if kind == "javascript" else runner.manifest.ui.css
-        root = os.path.realpath(runner.plugin_dir)
+        # Stash joins each name to the plugin folder (filepath.Join cleans `..`, symlinks are
+        # followed when the file is opened); stricter here: a name may not climb out of it.
+        root = os.path.normpath(os.path.abspath(runner.plugin_dir))
         parts = []
         for name in names:
             if name.startswith(("http://", "https://")):
                 continue
-            path = os.path.realpath(os.path.join(runner.plugin_dir, name))
-            if not path.startswith(root + os.sep):  # as Stash: never outside the plugin folder
+            path = os.path.normpath(os.path.join(root, name))
+            if not path.startswith(root + os.sep):
                 continue
             with contextlib.suppress(OSError), open(path, "rb") as handle:
                 parts.append(handle.read())
