@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -25,6 +24,7 @@ from stash2plex.store.db import Store
 
 from .conftest import wait_until
 from .sandbox import Sandbox, sandbox
+from .serving import RunningService, start_service, stop_service
 
 TOKEN = "s3rve-token-0123456789abcdef"
 CSRF = "csrf-token-for-tests"
@@ -167,24 +167,6 @@ def test_plex_routes_are_bounded_labels() -> None:
 
 
 # ------------------------------------------------------------------------ the real service
-class Service:
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc = proc
-        self.url = url
-
-    def metrics(self) -> dict[str, list]:
-        text = requests.get(self.url + "metrics", timeout=10).text
-        return {f.name: f.samples for f in text_string_to_metric_families(text)}
-
-    def synced(self) -> float:
-        samples = self.metrics()["stash2plex_syncs"]
-        return sum(
-            s.value
-            for s in samples
-            if s.name.endswith("_total") and s.labels["outcome"] == "synced"
-        )
-
-
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Sandbox]:
     with sandbox(tmp_path, scenes=30, seed=9) as opened:
@@ -192,35 +174,19 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def service(box: Sandbox) -> Iterator[Service]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STASH2PLEX_")}
-    env["STASH2PLEX_STASH_URL"] = box.stash.url
-    proc = subprocess.Popen(
-        [*SERVE, "--data-dir", str(box.data_dir), "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if match is None:
-        proc.kill()
-        pytest.fail(f"serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+def service(box: Sandbox) -> Iterator[RunningService]:
+    running = start_service(box.data_dir, box.stash.url)
     try:
-        yield Service(proc, match.group(1))
+        yield running
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+        stop_service(running)
 
 
 def matchable(box: Sandbox) -> list[int]:
     return sorted(s.id for s in box.library.scenes.values() if s.files and s.in_plex)
 
 
-def test_metrics_counters_move_during_a_sync(box: Sandbox, service: Service) -> None:
+def test_metrics_counters_move_during_a_sync(box: Sandbox, service: RunningService) -> None:
     assert service.synced() == 0
     wait_until(lambda: worker_running(box.data_dir), message="the service to take the lock")
     scenes = matchable(box)[:8]
@@ -243,7 +209,7 @@ def test_metrics_counters_move_during_a_sync(box: Sandbox, service: Service) -> 
     assert jobs["done"] == len(scenes)
 
 
-def test_sigterm_finishes_the_job_in_hand_and_exits_cleanly(box: Sandbox, service: Service):
+def test_sigterm_finishes_the_job_in_hand_and_exits_cleanly(box: Sandbox, service: RunningService):
     wait_until(lambda: worker_running(box.data_dir), message="the service to take the lock")
     box.plex.faults.latency(0.25)  # each sync takes a second or so
     scenes = matchable(box)

@@ -1272,6 +1272,14 @@ class _Server(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that drops a keep-alive connection is normal, not an emulator error.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         """Cut keep-alive connections, or a stopped server would still answer on them."""
         with self._connections_lock:

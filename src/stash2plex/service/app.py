@@ -173,6 +173,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/", page),
+            Route("/favicon.ico", lambda request: Response(status_code=204)),
             Route("/api/views/{name}", view),
             Route("/api/actions/{name}", action, methods=["POST"]),
             Route("/metrics", metrics_endpoint),
