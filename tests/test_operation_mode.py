@@ -3,6 +3,9 @@ through the plugin runner exactly as Stash does, and the plugin answers from the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import requests
 
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.network_guard import LOG_ENV, write_guard
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
@@ -96,3 +100,40 @@ def test_a_task_button_queues_the_task_in_stash(stash):
     assert reply.json()["data"]["runPluginTask"] == "1"
     run = stash.task_runs[0].wait()
     assert run.error is None and "pending" in run.output
+
+
+def test_the_page_s_views_make_no_network_request(plugin_dir: Path, tmp_path: Path):
+    guard = write_guard(tmp_path / "guard")
+    net_log = tmp_path / "network.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STASH2PLEX_")}
+    env.update({"PYTHONPATH": str(guard), LOG_ENV: str(net_log)})
+    # The guard works: a child that connects is caught and recorded.
+    control = subprocess.run(
+        [sys.executable, "-c", "import socket; socket.socket().connect(('127.0.0.1', 9))"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert control.returncode != 0 and "network guard" in control.stderr
+    assert net_log.read_text().count("connect") == 1
+    net_log.unlink()
+
+    with Store.open(plugin_dir / "data") as store:
+        store.enqueue([1, 2], source="test")
+    cwd = tmp_path / "stash-cwd"
+    cwd.mkdir()
+    runner = PluginRunner(plugin_dir, cwd=cwd, env=env)
+    # Port 9 is the discard port: nothing answers there, so a request could not succeed either.
+    connection = {"Scheme": "http", "Host": "0.0.0.0", "Port": 9, "SessionCookie": {"Value": "c"}}
+    for view, params in (
+        ("overview", {}),
+        ("outages", {}),
+        ("waiting", {}),
+        ("dead_letters", {}),
+        ("scene", {"scene_id": 1}),
+    ):
+        run = runner.run_task(None, connection, args={"mode": "operation", "view": view, **params})
+        assert run.error is None, (view, run.error)
+        assert isinstance(run.output, dict)
+        assert run.logs == []  # nothing logged on success: the page asks every few seconds
+    assert not net_log.exists() or net_log.read_text() == ""
