@@ -267,3 +267,20 @@ def test_the_operation_path_imports_no_third_party_package() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_health_check_lets_the_badge_link_the_item_in_plex_web(tmp_path: Path):
+    from stash2plex.engine.context import build_context
+    from stash2plex.operations.queue import health_report
+
+    from .sandbox import sandbox
+
+    with sandbox(tmp_path, scenes=5) as box, box.store() as store:
+        assert views.plex_web_url(store, 7) is None  # nothing known about Plex yet
+        report = health_report(build_context(store), box.data_dir)
+        assert report["healthy"] is True
+        machine = box.plex.library.machine_identifier
+        assert views.plex_web_url(store, 7) == (
+            f"{box.plex.url}/web/index.html#!/server/{machine}/details"
+            "?key=%2Flibrary%2Fmetadata%2F7"
+        )
