@@ -4,6 +4,7 @@ through the plugin runner exactly as Stash does, and the plugin answers from the
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,16 @@ def test_the_page_s_views_make_no_network_request(plugin_dir: Path, tmp_path: Pa
         assert isinstance(run.output, dict)
         assert run.logs == []  # nothing logged on success: the page asks every few seconds
     assert not net_log.exists() or net_log.read_text() == ""
+
+
+def test_the_pages_task_buttons_name_tasks_of_the_manifest():
+    from stash2plex.sandbox.manifest import load_manifest
+
+    from .conftest import REPO
+
+    source = (REPO / "ui" / "src" / "page.jsx").read_text(encoding="utf-8")
+    block = re.search(r"const TASKS = \[(.*?)\];", source, re.S)
+    assert block is not None
+    buttons = re.findall(r'"([^"]+)"', block.group(1))
+    tasks = {task.name for task in load_manifest(REPO / "Stash2Plex.yml").tasks}
+    assert buttons and set(buttons) <= tasks
