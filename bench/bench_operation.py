@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from report import command_line, machine, write_report  # noqa: E402
 from stash2plex.operations import views  # noqa: E402
+from stash2plex.records import Decision  # noqa: E402
 from stash2plex.sandbox.network_guard import LOG_ENV, write_guard  # noqa: E402
 from stash2plex.sandbox.runner import PluginRunner  # noqa: E402
 from stash2plex.store.db import Store  # noqa: E402
@@ -60,15 +61,16 @@ def seed(data_dir: Path) -> None:
         for index, job in enumerate(jobs[:4000]):
             reason = REASONS[index % len(REASONS)]
             detail = {"paths": [f"/media/{job.scene_id}.mp4"]}
-            store.defer(job, reason=reason, due_at=now + 3600, attempts=1, detail=detail)
+            store.apply(job, Decision("wait", 1, reason=reason, due_at=now + 3600, detail=detail))
         for job in jobs[4000:7000]:
-            store.complete(job)
+            store.apply(job, Decision("done", 0, status="synced"))
         for job in jobs[7000:7500]:
-            store.dead_letter(job, error_class="permanent", message="bad data", attempts=1)
+            store.apply(
+                job, Decision("dead_letter", 1, error_class="permanent", message="bad data")
+            )
         for i in range(30):
             start = now - (30 - i) * 86400
-            store.start_outage(start)
-            store.end_outage(start + 600, 10)
+            store.record_outage(start, start + 600, 10)
         for i in range(1000):
             store.add_event("info", "bench", f"event {i}")
 

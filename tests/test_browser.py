@@ -28,6 +28,7 @@ from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN, REPO, wait_until
 from .sandbox import Sandbox, sandbox
+from .seeding import dead, done, wait
 from .serving import RunningService, start_service, stop_service
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -116,7 +117,8 @@ def seed(data_dir: Path, dead_scene: int) -> None:
         jobs = {job.scene_id: job for job in store.jobs()}
         now = store.clock()
         for scene_id in (101, 102):
-            store.defer(
+            wait(
+                store,
                 jobs[scene_id],
                 reason="not_in_plex",
                 due_at=now + 3600,
@@ -124,7 +126,8 @@ def seed(data_dir: Path, dead_scene: int) -> None:
                 error="the scene's file is not in Plex yet",
                 detail={"paths": [f"/media/{scene_id}.mp4"]},
             )
-        store.defer(
+        wait(
+            store,
             jobs[103],
             reason="ambiguous",
             due_at=now + 3600,
@@ -132,13 +135,16 @@ def seed(data_dir: Path, dead_scene: int) -> None:
             error="2 Plex items could be this scene; not guessing",
             detail={"candidates": [{"rating_key": 9001, "path": "/a/x.mp4"}]},
         )
-        store.complete(jobs[104])
-        store.complete(jobs[105])
-        store.dead_letter(
-            jobs[dead_scene], error_class="permanent", message="Plex refused (400)", attempts=1
+        done(store, jobs[104])
+        done(store, jobs[105])
+        dead(
+            store,
+            jobs[dead_scene],
+            error_class="permanent",
+            message="Plex refused (400)",
+            attempts=1,
         )
-        store.start_outage(now - 7200)
-        store.end_outage(now - 6600, 4)
+        store.record_outage(now - 7200, now - 6600, 4)
 
 
 def shown_counts(page) -> dict[str, int]:

@@ -20,6 +20,7 @@ from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN, wait_until
+from .seeding import dead
 
 OPERATION = (
     "mutation Op($plugin_id: ID!, $args: Map) "
@@ -51,7 +52,7 @@ def test_a_view_through_stash_equals_the_store(stash, plugin_dir: Path):
     with Store.open(plugin_dir / "data") as store:
         store.enqueue([1, 2, 3], source="test")
         (job,) = [j for j in store.jobs() if j.scene_id == 3]
-        store.dead_letter(job, error_class="permanent", message="bad data", attempts=1)
+        dead(store, job, error_class="permanent", message="bad data", attempts=1)
         counts = store.job_counts()
     reply = operation(stash, {"mode": "operation", "view": "overview"})
     assert "errors" not in reply

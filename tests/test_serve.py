@@ -24,6 +24,7 @@ from stash2plex.store.db import Store
 
 from .conftest import wait_until
 from .sandbox import Sandbox, sandbox
+from .seeding import dead
 from .serving import RunningService, start_service, stop_service
 
 TOKEN = "s3rve-token-0123456789abcdef"
@@ -43,7 +44,7 @@ def seeded(tmp_path: Path) -> Path:
     with Store.open(data_dir) as store:
         store.enqueue([1, 2, 3], source="test")
         job = store.job(3)
-        store.dead_letter(job, error_class="permanent", message="bad data", attempts=1)
+        dead(store, job, error_class="permanent", message="bad data", attempts=1)
     return data_dir
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from stash2plex.engine import breaker, worker
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.operations import actions, views
+from stash2plex.records import BreakerState, Pause
 from stash2plex.store.db import Store
+
+from .seeding import dead, done, wait
 
 DAY = 86400.0
 
@@ -42,7 +45,8 @@ def seed_queue(store: Store) -> None:
     jobs = {job.scene_id: job for job in store.jobs()}
     now = store.clock()
     for scene_id in (5, 6):
-        store.defer(
+        wait(
+            store,
             jobs[scene_id],
             reason="not_in_plex",
             due_at=now + 60,
@@ -51,7 +55,8 @@ def seed_queue(store: Store) -> None:
             error_class="not_in_plex",
             detail={"paths": [f"/media/{scene_id}.mp4"], "scan_requested": True},
         )
-    store.defer(
+    wait(
+        store,
         jobs[7],
         reason="ambiguous",
         due_at=now + 3600,
@@ -65,16 +70,9 @@ def seed_queue(store: Store) -> None:
             ]
         },
     )
-    store.defer(jobs[8], reason="retry", due_at=now + 30, attempts=2, error="HTTP 500")
-    store.complete(jobs[9])
-    store.dead_letter(jobs[10], error_class="permanent", message="Plex refused (400)", attempts=1)
-
-
-def test_the_worker_and_the_views_use_the_same_store_keys() -> None:
-    assert views.BREAKER_KEY == worker.BREAKER_KEY
-    assert views.PAUSE_KEY == worker.PAUSE_KEY
-    assert views.BLOCKED_KEY == worker.BLOCKED_KEY
-    assert views.RAMP_KEY == worker.RAMP_KEY
+    wait(store, jobs[8], reason="retry", due_at=now + 30, attempts=2, error="HTTP 500")
+    done(store, jobs[9])
+    dead(store, jobs[10], error_class="permanent", message="Plex refused (400)", attempts=1)
 
 
 def test_overview_counts_equal_the_stores_by_state_and_reason(store: Store, tmp_path: Path):
@@ -98,22 +96,25 @@ def test_overview_counts_equal_the_stores_by_state_and_reason(store: Store, tmp_
 
 
 def test_breaker_open_since_and_next_probe(store: Store, clock: Clock, tmp_path: Path):
-    opened, _ = breaker.record_server_down(breaker.BreakerState(), clock.now - 120)
-    store.put_value(worker.BREAKER_KEY, opened.as_dict())
-    store.put_value(worker.PAUSE_KEY, {"reason": "Plex rejected the token (401)"})
+    opened = BreakerState("open", opened_at=clock.now - 120, next_probe_at=clock.now + 5)
+    pause = Pause(
+        "auth", "Plex rejected the token (401)", clock.now, clock.now + 30, 0, "plex_token"
+    )
+    store.change_holds(lambda holds: (replace(holds, breaker=opened, pause=pause), []))
     data = views.overview(store, tmp_path / "data", {})
     assert data["breaker"] == {
         "state": "open",
         "since": clock.now - 120,
         "open_seconds": 120.0,
         "failed_probes": 0,
-        "next_probe_at": clock.now - 120 + breaker.probe_delay(0),
+        "next_probe_at": clock.now + 5,
     }
     assert data["paused"] == "Plex rejected the token (401)"
+    assert data["pause_setting"] == "plex_token"
 
 
 def test_recovery_ramp_progress_and_rate(store: Store, clock: Clock, tmp_path: Path):
-    store.put_value(worker.RAMP_KEY, clock.now - 30)
+    store.change_holds(lambda holds: (replace(holds, ramp_started_at=clock.now - 30), []))
     ramp = views.overview(store, tmp_path / "data", {})["ramp"]
     expected = RecoveryRamp(clock.now - 30)
     assert ramp["active"] is True
@@ -129,8 +130,7 @@ def test_outage_windows_clip_outages_and_report_availability(store: Store, clock
     store._conn.execute("UPDATE events SET at = ?", (now - 40 * DAY,))
     # 10 days ago: 1 h; 2 days ago: 30 min; straddling the 24 h edge: 2 h, 1 h inside.
     for start, length in ((now - 10 * DAY, 3600), (now - 2 * DAY, 1800), (now - DAY - 3600, 7200)):
-        store.start_outage(start)
-        store.end_outage(start + length, 3)
+        store.record_outage(start, start + length, 3)
     data = views.outages(store, tmp_path / "data", {})
     day, week, month = (data["windows"][k] for k in ("24h", "7d", "30d"))
     assert day["outages"] == 1 and day["downtime_s"] == 3600
@@ -147,7 +147,8 @@ def test_an_ongoing_outage_counts_up_to_now_and_nothing_watched_is_unknown(
 ):
     empty = views.outages(store, tmp_path / "data", {})
     assert empty["windows"]["24h"]["availability_pct"] is None
-    store.start_outage(clock.now - 600)
+    opened = BreakerState("open", opened_at=clock.now - 600, next_probe_at=clock.now + 5)
+    store.change_holds(lambda holds: (replace(holds, breaker=opened), []))
     data = views.outages(store, tmp_path / "data", {})
     assert data["windows"]["24h"]["downtime_s"] == 600
     assert data["windows"]["24h"]["availability_pct"] == 0.0  # watched only while down
@@ -169,9 +170,9 @@ def test_waiting_scenes_carry_reason_error_paths_and_candidates(store: Store, tm
 def test_dead_letters_newest_first(store: Store, clock: Clock, tmp_path: Path):
     store.enqueue([1, 2], source="test")
     first, second = store.jobs()
-    store.dead_letter(first, error_class="permanent", message="old", attempts=1)
+    dead(store, first, error_class="permanent", message="old", attempts=1)
     clock.now += 10
-    store.dead_letter(second, error_class="transient", message="new", attempts=5)
+    dead(store, second, error_class="transient", message="new", attempts=5)
     data = views.dead_letters(store, tmp_path / "data", {})
     assert [d["message"] for d in data["letters"]] == ["new", "old"]
     assert data["by_class"] == {"permanent": 1, "transient": 1}
@@ -184,9 +185,9 @@ def test_scene_states_for_the_badge(store: Store, clock: Clock, tmp_path: Path):
     assert state(1)["state"] == "not_linked"
     store.enqueue([1], source="test")
     assert state(1)["state"] == "queued"
-    (job,) = store.claim_due("me", 1, 60)
+    (job,) = store.claim_due("me", 1)
     assert state(1)["state"] == "syncing"
-    store.defer(job, reason="plex_down", due_at=clock.now + 1e6, attempts=0, error="refused")
+    wait(store, job, reason="plex_down", due_at=clock.now + 1e6, attempts=0, error="refused")
     waiting = state(1)
     assert (waiting["state"], waiting["reason"], waiting["error"]) == (
         "waiting",
@@ -197,7 +198,7 @@ def test_scene_states_for_the_badge(store: Store, clock: Clock, tmp_path: Path):
     store.put_value(
         views.PLEX_SERVER_KEY, {"url": "http://plex:32400", "machine_identifier": "abc"}
     )
-    store.complete(store.job(1))
+    done(store, store.job(1))
     synced = state(1)
     assert synced["state"] == "in_sync" and synced["rating_key"] == 501
     assert synced["plex_url"] == (
@@ -205,7 +206,7 @@ def test_scene_states_for_the_badge(store: Store, clock: Clock, tmp_path: Path):
     )
     clock.now += 5
     store.enqueue([1], source="test")
-    store.dead_letter(store.job(1), error_class="permanent", message="bad data", attempts=1)
+    dead(store, store.job(1), error_class="permanent", message="bad data", attempts=1)
     failed = state(1)
     assert failed["state"] == "failed" and failed["error"] == "bad data"
     with pytest.raises(views.ViewError, match="scene_id"):
@@ -222,7 +223,7 @@ def test_unknown_view_and_bad_parameters_say_what_is_wrong(store: Store, tmp_pat
 def test_retry_by_letter_id_requeues_only_that_scene(store: Store, tmp_path: Path):
     store.enqueue([1, 2], source="test")
     for job in store.jobs():
-        store.dead_letter(job, error_class="permanent", message="bad", attempts=1)
+        dead(store, job, error_class="permanent", message="bad", attempts=1)
     first = store.dead_letters()[0]
     result = actions.retry_dead_letters(store, {"ids": [first["id"]]})
     assert result == {"requeued": 1, "removed": 1}
@@ -234,9 +235,9 @@ def test_retry_by_letter_id_requeues_only_that_scene(store: Store, tmp_path: Pat
 def test_purge_needs_ids_or_days_and_never_empties_by_accident(store: Store, clock: Clock):
     store.enqueue([1, 2], source="test")
     jobs = store.jobs()
-    store.dead_letter(jobs[0], error_class="permanent", message="old", attempts=1)
+    dead(store, jobs[0], error_class="permanent", message="old", attempts=1)
     clock.now += 40 * DAY
-    store.dead_letter(jobs[1], error_class="permanent", message="new", attempts=1)
+    dead(store, jobs[1], error_class="permanent", message="new", attempts=1)
     with pytest.raises(actions.ActionError, match=r"ids .* or days"):
         actions.purge_dead_letters(store, {})
     assert actions.purge_dead_letters(store, {"days": 30}) == {"purged": 1}
@@ -248,7 +249,7 @@ def test_purge_needs_ids_or_days_and_never_empties_by_accident(store: Store, clo
 
 def test_sync_now_makes_a_waiting_scene_due_at_once(store: Store, clock: Clock):
     store.enqueue([4], source="test")
-    store.defer(store.job(4), reason="not_in_plex", due_at=clock.now + 60, attempts=0)
+    wait(store, store.job(4), reason="not_in_plex", due_at=clock.now + 60, attempts=0)
     assert actions.sync_scene(store, {"scene_id": "4"}) == {"queued": 4, "new": False}
     job = store.job(4)
     assert (job.state, job.due_at) == ("pending", clock.now)

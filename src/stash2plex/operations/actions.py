@@ -35,11 +35,10 @@ def retry_dead_letters(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     letters = store.dead_letters(error_class)
     if ids is not None:
         letters = [letter for letter in letters if letter["id"] in ids]
-    scene_ids = sorted({letter["scene_id"] for letter in letters})
-    if scene_ids:
-        store.enqueue(scene_ids, source=RETRY_SOURCE)
-    removed = store.delete_dead_letters(ids=[letter["id"] for letter in letters]) if letters else 0
-    return {"requeued": len(scene_ids), "removed": removed}
+    before = len(store.dead_letters())
+    # One transaction: the scenes are queued and their letters removed (the store's redrive).
+    scene_ids = store.redrive([letter["id"] for letter in letters], RETRY_SOURCE) if letters else []
+    return {"requeued": len(scene_ids), "removed": before - len(store.dead_letters())}
 
 
 def purge_dead_letters(store: Store, params: dict[str, Any]) -> dict[str, Any]:

@@ -15,18 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stash2plex.engine.breaker import BreakerState
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.store.db import Store
 
-# The keys the worker keeps its holds under (engine/worker.py); repeated here so a view does
-# not import the worker and its dependencies. tests/test_views.py proves them equal.
-BREAKER_KEY = "breaker"
-PAUSE_KEY = "auth_pause"
-BLOCKED_KEY = "worker_blocked"
-RAMP_KEY = "recovery_started_at"
 PLEX_SECTIONS_KEY = "plex_sections"
 PLEX_SERVER_KEY = "plex_server"
 #: Where reconciliation runs will be recorded (none yet: the view says so).
@@ -46,7 +39,7 @@ def overview(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, 
 
     Shape: ``{"now", "queue": {"pending", "in_progress", "waiting": {reason: n},
     "waiting_total", "done", "outstanding"}, "dead_letters": {"total", "by_class"},
-    "breaker": {...}, "paused": str|None, "blocked": str|None, "ramp": {...},
+    "breaker": {...}, "paused": str|None, "pause_setting": str|None, "ramp": {...},
     "worker_running", "linked_scenes", "last_sync_at", "recent_events": [...],
     "reconcile": {...}}``.
     """
@@ -55,8 +48,8 @@ def overview(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, 
     waiting = {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if ":" in k}
     pending, leased, done = counts.get("pending", 0), counts.get("leased", 0), counts.get("done", 0)
     by_class = dict(sorted(store.dead_letter_counts().items()))
-    pause = store.get_value(PAUSE_KEY) or {}
-    blocked = store.get_value(BLOCKED_KEY) or {}
+    holds = store.holds()
+    pause = holds.pause
     return {
         "now": now,
         "queue": {
@@ -69,8 +62,8 @@ def overview(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, 
         },
         "dead_letters": {"total": sum(by_class.values()), "by_class": by_class},
         "breaker": breaker_view(store, now),
-        "paused": pause.get("reason"),
-        "blocked": blocked.get("reason"),
+        "paused": None if pause is None else pause.message,
+        "pause_setting": None if pause is None else (pause.setting or None),
         "ramp": ramp_view(store, now),
         "worker_running": worker_running(data_dir),
         "linked_scenes": store.link_count(),
@@ -85,7 +78,7 @@ def overview(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, 
 
 def breaker_view(store: Store, now: float) -> dict[str, Any]:
     """The circuit breaker: state, since when it is open, when the next health probe runs."""
-    state = BreakerState.from_dict(store.get_value(BREAKER_KEY))
+    state = store.holds().breaker
     open_since = None if state.is_closed else state.opened_at
     return {
         "state": state.state,
@@ -98,7 +91,7 @@ def breaker_view(store: Store, now: float) -> dict[str, Any]:
 
 def ramp_view(store: Store, now: float) -> dict[str, Any]:
     """The gentle drain after a recovery: how far along, at how many jobs per second."""
-    started = store.get_value(RAMP_KEY)
+    started = store.holds().ramp_started_at
     if started is None:
         return {"active": False}
     ramp = RecoveryRamp(float(started))
