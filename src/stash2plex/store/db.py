@@ -143,6 +143,9 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_OPEN_PATHS: dict[str, int] = {}  # store files this process has open, with a count
+
+
 def _create_private_file(path: Path) -> None:
     """Create the database file readable by its owner only: it holds a session cookie."""
     if path.exists():
@@ -209,7 +212,9 @@ class Store:
             ) from None
         path = directory / DB_FILENAME
         recovered = None
-        problem = _unreadable_reason(path)
+        # Closing any descriptor of the file drops every POSIX lock this process holds on it,
+        # SQLite's included: read the header only when no connection of ours has it open.
+        problem = None if _OPEN_PATHS.get(str(path)) else _unreadable_reason(path)
         if problem is None:
             try:
                 return cls._connect(path, clock, busy_timeout)
@@ -232,6 +237,7 @@ class Store:
             raise store_error(exc, path) from None
         conn.row_factory = sqlite3.Row
         store = cls(conn, path, clock)
+        _OPEN_PATHS[str(path)] = _OPEN_PATHS.get(str(path), 0) + 1
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
@@ -265,6 +271,9 @@ class Store:
                     self._conn.execute(f"PRAGMA user_version={number + 1}")
 
     def close(self) -> None:
+        key = str(self.path)
+        if _OPEN_PATHS.get(key):
+            _OPEN_PATHS[key] -= 1
         self._conn.close()
 
     def __enter__(self) -> Store:
