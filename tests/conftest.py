@@ -18,6 +18,16 @@ from stash2plex.sandbox.processes import reap_workers, worker_pids
 os.environ["PLEXAPI_CONFIG_PATH"] = str(Path(__file__).parent / "no-such-plexapi-config.ini")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        default=None,
+        help="Write the browser tests' screenshots (PNG) into this folder, e.g. docs/images.",
+    )
+
+
 PLEX_TOKEN = "test-plex-token-0123456789"
 
 

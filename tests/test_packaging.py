@@ -161,6 +161,16 @@ def test_zip_holds_what_users_need_and_nothing_else(build):
     assert pinned == [dependency.requirement for dependency in deps.DEPENDENCIES]
 
 
+def test_zip_holds_the_ui_files_its_manifest_names(build, tmp_path):
+    with zipfile.ZipFile(build.zip_path) as archive:
+        names = set(archive.namelist())
+        (tmp_path / f"{PLUGIN_ID}.yml").write_bytes(archive.read(f"{PLUGIN_ID}.yml"))
+    ui = load_manifest(tmp_path / f"{PLUGIN_ID}.yml").ui
+    assert ui.javascript and ui.css
+    for name in [*ui.javascript, *ui.css]:
+        assert name in names, f"{name} is named in the manifest's ui: block but not in the zip"
+
+
 def test_installed_zip_records_hooks_and_runs_tasks(build, servers, tmp_path, worker_env):
     library, plex, stash = servers
     plugin = install_zip(build.zip_path, tmp_path / "plugins")

@@ -28,6 +28,13 @@ from stash2plex.clients.stash_documents import ALL_DOCUMENTS
 from stash2plex.sandbox.stash_emulator import load_schema
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "stash-graphql-schema"
+#: What the Plex page in Stash sends (bundled into the UI from these files).
+UI_DOCUMENTS = {
+    path.name: path.read_text(encoding="utf-8")
+    for path in sorted(
+        (Path(__file__).resolve().parents[1] / "ui" / "src" / "graphql").glob("*.graphql")
+    )
+}
 
 
 def load_real_schema(schema_dir: Path = SCHEMA_DIR) -> GraphQLSchema:
@@ -131,6 +138,28 @@ def test_every_document_validates_against_the_real_schema(
 def test_every_document_validates_against_the_emulator_subset(name: str) -> None:
     errors = validate(load_schema(), parse(ALL_DOCUMENTS[name]))
     assert not errors, [e.message for e in errors]
+
+
+@pytest.mark.parametrize("name", sorted(UI_DOCUMENTS))
+def test_the_stash_page_documents_validate_against_both_schemas(
+    real_schema: GraphQLSchema, name: str
+) -> None:
+    document = parse(UI_DOCUMENTS[name])
+    for schema in (real_schema, load_schema()):
+        errors = validate(schema, document)
+        assert not errors, [e.message for e in errors]
+
+
+def test_run_plugin_operation_is_declared_as_in_stash(real_schema: GraphQLSchema) -> None:
+    """`runPluginOperation(plugin_id: ID!, args: Map): Any` (schema.graphql, Mutation)."""
+    for schema in (real_schema, load_schema()):
+        assert schema.mutation_type is not None
+        field = schema.mutation_type.fields["runPluginOperation"]
+        assert str(field.type) == "Any"
+        assert {k: str(v.type) for k, v in field.args.items()} == {
+            "plugin_id": "ID!",
+            "args": "Map",
+        }
 
 
 def test_the_emulator_schema_is_a_true_subset_of_the_real_one(real_schema: GraphQLSchema) -> None:

@@ -107,6 +107,62 @@ def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: floa
 
 @main.command()
 @click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but loopback needs a token.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: any free port, printed at start).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A file whose first line is the bearer token (default: STASH2PLEX_SERVE_TOKEN).",
+)
+@click.pass_obj
+def serve(cli: Cli, host: str, port: int, token_file: Path | None) -> None:
+    """Run the sync engine as a service, with a dashboard, a JSON API and /metrics.
+
+    Shares the data directory with the plugin (point --data-dir at the plugin's data folder).
+    Stops cleanly on SIGTERM: the job in hand finishes first.
+    """
+    try:
+        from stash2plex.service.process import ServeError, ServiceOptions, read_token
+        from stash2plex.service.process import serve as run_service
+    except ImportError as exc:
+        click.secho(
+            f"stash2plex serve needs the [serve] extra ({exc.name} is missing): "
+            "pip install 'stash2plex[serve]'",
+            fg="red",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
+    from stash2plex.engine.context import build_context
+
+    try:
+        token = read_token(token_file)
+    except ServeError as exc:
+        click.secho(f"stash2plex serve: {exc}", fg="red", err=True)
+        sys.exit(EXIT_CONFIG)
+    local = cli.local()
+    options = ServiceOptions(
+        data_dir=cli.data_dir,
+        host=host,
+        port=port,
+        token=token,
+        context_factory=lambda store: build_context(store, local=local),
+    )
+    sys.exit(run_service(options))
+
+
+@main.command()
+@click.option(
     "--scenes",
     type=click.IntRange(1, 20000),
     default=300,

@@ -325,6 +325,8 @@ def recover_outage_jobs(
 
 def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     health = context.plex.health()
+    if health.ok:
+        remember_plex_server(context)
     status = status_report(context.store, data_dir)
     return {
         "healthy": health.ok,
@@ -362,3 +364,15 @@ def outage_report(store: Store, limit: int = 10) -> dict[str, Any]:
             for o in outages[-limit:]
         ],
     }
+
+
+def remember_plex_server(context: Context) -> None:
+    """Record the Plex server's URL and machine identifier, so the scene view can link an item
+    to its page in Plex Web (operations/views.py `plex_web_url`) without asking Plex."""
+    from stash2plex.operations.views import PLEX_SERVER_KEY
+
+    machine = getattr(context.plex.server(), "machineIdentifier", None)
+    if machine:
+        context.store.put_value(
+            PLEX_SERVER_KEY, {"url": context.config.plex_url, "machine_identifier": str(machine)}
+        )

@@ -24,6 +24,8 @@ DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
 # A hook waits this long for another process's write lock, then spools the event instead:
 # the user's Save must not wait on the store.
 HOOK_BUSY_SECONDS = 0.5
+#: `args.mode` of a `runPluginOperation` call from the Plex page (plugin/operations.py).
+OPERATION_MODE = "operation"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,8 +83,22 @@ def main(
         log.error(f"Stash2Plex: {exc}")
         protocol.write_result(error=str(exc), stream=stdout)
         return 1
+    plugin_path = Path(plugin_dir) if plugin_dir else None
+    if args.get("mode") == OPERATION_MODE:
+        # The Plex page in Stash: answered from the store, without the task path's imports.
+        from stash2plex.plugin.operations import run_operation
+
+        return run_operation(
+            args,
+            connection,
+            data_dir,
+            log=log,
+            stdout=stdout,
+            wake_worker=lambda: wake_worker(data_dir, plugin_path),
+            ensure_dependencies=lambda: deps.ensure_dependencies(plugin_path, log),
+        )
     # Tasks need plexapi & co.: install them on the first task run (never in a hook).
-    problem = deps.ensure_dependencies(Path(plugin_dir) if plugin_dir else None, log)
+    problem = deps.ensure_dependencies(plugin_path, log)
     if problem is not None:
         log.error(f"Stash2Plex: {problem}")
         protocol.write_result(error=problem, stream=stdout)
@@ -130,6 +146,15 @@ def run_hook(
         return f"{message}; {deps.MISSING_HINT}"
     ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
     return message
+
+
+def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
+    """Start a detached worker unless one runs (after a Plex page action changed the queue);
+    a hint instead when it cannot run yet."""
+    if not deps.dependencies_present(plugin_dir):
+        return deps.MISSING_HINT
+    ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
+    return None
 
 
 def _record(

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import os
 import posixpath
 import random
 import re
@@ -85,6 +86,9 @@ SCENE_UPDATE_INPUT_FIELDS = (
     *("movies", "groups", "tag_ids", "cover_image", "stash_ids", "resume_time"),
     *("play_duration", "play_count", "primary_file_id"),
 )
+_PLUGIN_ROUTE = re.compile(r"^/plugin/([^/]+)/(javascript|css)$")
+#: How long a `runPluginOperation` may run before the emulator gives up (Stash has no limit).
+OPERATION_TIMEOUT_SECONDS = 120.0
 _RELATIVE_TIME = re.compile(r"^([<>])(\d+)([smhd])$")
 _OPERATION_NAME = re.compile(r"\b(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
@@ -155,6 +159,70 @@ class StashEmulator:
         self._base_stamp = int(clock())
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.plugin_runner: Any = None  # a sandbox.runner.PluginRunner, see attach_plugin
+        #: Tasks started by `runPluginTask` (RunningPlugin objects; the job id is index + 1).
+        self.task_runs: list[Any] = []
+        self._ui_root: Any = None  # a directory served at / (see serve_ui)
+
+    # ----------------------------------------------------------------- plugins
+    def attach_plugin(self, runner: Any) -> None:
+        """Install the plugin a `PluginRunner` runs: `runPluginOperation` on its ID runs it
+        through the runner exactly as Stash runs a plugin operation, and its `ui:` files are
+        served at `/plugin/<ID>/javascript` and `/plugin/<ID>/css`, as Stash serves them."""
+        self.plugin_runner = runner
+
+    def serve_ui(self, root: Any) -> None:
+        """Serve a web UI from the directory `root` at `/` (index.html) and `/ui/<file>`, in
+        place of Stash's own UI: the browser tests load a page there that provides
+        `window.PluginApi` and talks to this emulator's `/graphql`."""
+        self._ui_root = root
+
+    def _run_operation(self, plugin_id: str, args: dict | None) -> Any:
+        runner = self.plugin_runner
+        if runner is None or runner.manifest.id != plugin_id:
+            raise StashError(f"no plugin with ID {plugin_id}")
+        # Stash builds the input from the caller's args alone: no task, so no defaultArgs.
+        run = runner.run_task(
+            None, self.server_connection(), args=args or {}, timeout=OPERATION_TIMEOUT_SECONDS
+        )
+        if run.error is not None:
+            raise StashError(run.error)
+        return run.output
+
+    def _run_task(self, plugin_id: str, task_name: str | None, args: dict | None) -> str:
+        runner = self.plugin_runner
+        if runner is None or runner.manifest.id != plugin_id:
+            raise StashError(f"no plugin with ID {plugin_id}")
+        if task_name is not None:
+            try:
+                runner.manifest.task(task_name)
+            except LookupError:
+                raise StashError(f"no task with name {task_name} in plugin {plugin_id}") from None
+        running = runner.start_task(task_name, self.server_connection(), args=args or {})
+        with self._lock:
+            self.task_runs.append(running)
+            return str(len(self.task_runs))
+
+    def _plugin_file(self, plugin_id: str, kind: str) -> bytes | None:
+        """The plugin's `ui.javascript` or `ui.css` files, concatenated (URLs are left to the
+        browser, as in Stash); None when no such plugin is installed."""
+        runner = self.plugin_runner
+        if runner is None or runner.manifest.id != plugin_id:
+            return None
+        names = runner.manifest.ui.javascript if kind == "javascript" else runner.manifest.ui.css
+        # Stash joins each name to the plugin folder (filepath.Join cleans `..`, symlinks are
+        # followed when the file is opened); stricter here: a name may not climb out of it.
+        root = os.path.normpath(os.path.abspath(runner.plugin_dir))
+        parts = []
+        for name in names:
+            if name.startswith(("http://", "https://")):
+                continue
+            path = os.path.normpath(os.path.join(root, name))
+            if not path.startswith(root + os.sep):
+                continue
+            with contextlib.suppress(OSError), open(path, "rb") as handle:
+                parts.append(handle.read())
+        return b"\n".join(parts)
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -402,6 +470,21 @@ class StashEmulator:
             handler.reply_json(status, reply)
             return
 
+        plugin_route = _PLUGIN_ROUTE.match(parts.path)
+        if plugin_route and method in ("GET", "HEAD"):
+            body = self._plugin_file(plugin_route.group(1), plugin_route.group(2))
+            if body is None:
+                handler.reply(404, b"Not Found\n", "text/plain; charset=utf-8")
+                return
+            kind = "text/javascript" if plugin_route.group(2) == "javascript" else "text/css"
+            handler.reply(200, body, kind)
+            return
+        if self._ui_root is not None and method in ("GET", "HEAD"):
+            served = _ui_file(self._ui_root, parts.path)
+            if served is not None:
+                handler.reply(200, served[0], served[1], {"Cache-Control": "no-store"})
+                return
+
         route = _IMAGE_ROUTE.match(parts.path)
         if route and method in ("GET", "HEAD"):
             kind = route.group(1) or route.group(3) or route.group(5)
@@ -605,6 +688,19 @@ class _Root:
             if playDuration is not None and playDuration > 0:
                 scene.play_duration += float(playDuration)
         return True
+
+    def runPluginOperation(self, info: Any, plugin_id: str, args: dict | None = None) -> Any:
+        return self.emulator._run_operation(plugin_id, args)
+
+    def runPluginTask(
+        self,
+        info: Any,
+        plugin_id: str,
+        task_name: str | None = None,
+        description: str | None = None,
+        args_map: dict | None = None,
+    ) -> str:
+        return self.emulator._run_task(plugin_id, task_name, args_map)
 
 
 def _result(root: _Root, matched: list[Scene], shown: list[Scene]) -> dict:
@@ -1237,6 +1333,33 @@ def _graphql_payload(
     return payload, ""
 
 
+_UI_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".map": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+
+
+def _ui_file(root: Any, path: str) -> tuple[bytes, str] | None:
+    """(body, content type) of a UI file: `/` and any page route give index.html (a single
+    page app), `/ui/<name>` a file under `root`; None when it is not the UI's."""
+    base = os.path.realpath(root)
+    if path.startswith("/ui/"):
+        target = os.path.realpath(os.path.join(base, path[len("/ui/") :]))
+        if not target.startswith(base + os.sep) or not os.path.isfile(target):
+            return None
+    elif path in ("/", "/index.html") or path.startswith(("/plugin/", "/scenes/")):
+        target = os.path.join(base, "index.html")
+    else:
+        return None
+    with open(target, "rb") as handle:
+        body = handle.read()
+    return body, _UI_TYPES.get(os.path.splitext(target)[1], "application/octet-stream")
+
+
 def _log_entry(payload: dict) -> GraphQLRequest:
     name = payload.get("operationName")
     if not name and isinstance(payload.get("query"), str):
@@ -1329,6 +1452,14 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that drops a keep-alive connection is normal, not an emulator error.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Cut keep-alive connections, or a stopped server would still answer on them."""

@@ -167,6 +167,9 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_OPEN_PATHS: dict[str, int] = {}  # store files this process has open, with a count
+
+
 def _create_private_file(path: Path) -> None:
     """Create the database file readable by its owner only: it holds a session cookie."""
     if path.exists():
@@ -233,7 +236,9 @@ class Store:
             ) from None
         path = directory / DB_FILENAME
         recovered = None
-        problem = _unreadable_reason(path)
+        # Closing any descriptor of the file drops every POSIX lock this process holds on it,
+        # SQLite's included: read the header only when no connection of ours has it open.
+        problem = None if _OPEN_PATHS.get(str(path)) else _unreadable_reason(path)
         if problem is None:
             try:
                 return cls._connect(path, clock, busy_timeout)
@@ -256,6 +261,7 @@ class Store:
             raise store_error(exc, path) from None
         conn.row_factory = sqlite3.Row
         store = cls(conn, path, clock)
+        _OPEN_PATHS[str(path)] = _OPEN_PATHS.get(str(path), 0) + 1
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
@@ -290,6 +296,9 @@ class Store:
 
     def close(self) -> None:
         """Close the connection."""
+        key = str(self.path)
+        if _OPEN_PATHS.get(key):
+            _OPEN_PATHS[key] -= 1
         self._conn.close()
 
     def __enter__(self) -> Store:
@@ -952,6 +961,11 @@ class Store:
                 (older_than, keep),
             )
         return cursor.rowcount
+
+    def first_event_at(self) -> float | None:
+        """When the oldest kept event happened (how long this store has been watching)."""
+        row = self._conn.execute("SELECT MIN(at) FROM events").fetchone()
+        return row[0]
 
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest events, newest first, as dicts of their columns."""
