@@ -11,13 +11,12 @@ import time
 import pytest
 
 from stash2plex.engine.worker_lock import worker_running
+from stash2plex.sandbox.history import expected_fields
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.processes import worker_pids
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
-from stash2plex.settings.config import build_config
 from stash2plex.store.db import Store
-from stash2plex.sync.metadata import desired_item
 
 from .conftest import PLEX_TOKEN, wait_until
 
@@ -52,22 +51,6 @@ def kill_workers(data_dir):
 def drained(data_dir):
     with Store.open(data_dir) as store:
         return store.outstanding_jobs() == 0
-
-
-def expected_fields(library, scene):
-    """What Plex must show: the scene as the Stash emulator serves it, through our rules."""
-    studio = library.studios.get(scene.studio_id)
-    scene_dict = {
-        "id": str(scene.id),
-        "title": scene.title,
-        "details": scene.details,
-        "date": scene.date,
-        "studio": {"name": studio.name} if studio else None,
-        "files": [{"path": f.path, "basename": f.path.rsplit("/", 1)[-1]} for f in scene.files],
-        "performers": [{"name": library.performers[p].name} for p in scene.performer_ids],
-        "tags": [{"name": library.tags[t].name} for t in scene.tag_ids],
-    }
-    return desired_item(scene_dict, build_config({}))
 
 
 @pytest.mark.slow
