@@ -175,12 +175,12 @@ def test_the_breaker_opens_probes_with_backoff_and_closes_on_trial():
         state, _ = b.probe_failed(state, now)
         delays.append(state.next_probe_at - now)
         now = state.next_probe_at
-    assert delays == [4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert delays == [4.0, 8.0, 10.0, 10.0, 10.0, 10.0]
     state, change = b.probe_succeeded(state, now)
     assert state.is_closed and state.trial and change.new == "closed"
     # A failure on trial reopens at once and the probe backoff goes on where it was.
     reopened, change = b.record_failure(state, now + 1, scene_id=3)
-    assert change.new == "open" and reopened.next_probe_at == now + 1 + 30.0
+    assert change.new == "open" and reopened.next_probe_at == now + 1 + 10.0
     # A success on trial ends it.
     closed, _ = b.record_success(state, now + 1)
     assert closed == BreakerState()

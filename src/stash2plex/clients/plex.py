@@ -208,7 +208,8 @@ class PlexClient:
             sections = self.sections()
         except SyncError as exc:
             return Health(False, (self._clock() - started) * 1000, exc.message, exc)
-        return Health(True, (self._clock() - started) * 1000, f"{len(sections)} libraries readable")
+        count = f"{len(sections)} {'library' if len(sections) == 1 else 'libraries'}"
+        return Health(True, (self._clock() - started) * 1000, f"{count} readable")
 
     # ------------------------------------------------------------------ writes
     def edit(self, section_id: int, rating_key: int, params: dict[str, Any]) -> None:

@@ -6,9 +6,11 @@ It opens in two ways:
   connections) pile up within a short window. A server that fails every request is down,
   whatever the status code; one bad item failing repeatedly is not.
 
-While open, the worker probes Plex's health on a timer with backoff (2 s, 4 s, 8 s, 16 s, then
-every 30 s). The first passing probe closes the breaker (the outage ends then) on trial: if
-the next job fails the same way, it reopens at once and the probe backoff continues.
+While open, the worker probes Plex's health on a timer with backoff (2 s, 4 s, 8 s, then every
+10 s: a probe costs two small requests, and an outage is recorded as ending at the first passing
+one, so a long gap would overstate it). The first passing probe closes the breaker (the outage
+ends then) on trial: if the next job fails the same way, it reopens at once and the probe
+backoff continues.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ FAILURE_WINDOW_SECONDS = 60.0
 FAILURE_THRESHOLD = 5  # consecutive failures within the window...
 DISTINCT_SCENES = 3  # ...of at least this many scenes
 PROBE_BASE_SECONDS = 2.0
-PROBE_CAP_SECONDS = 30.0
+PROBE_CAP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Transition:
 
 
 def probe_delay(probes_failed: int) -> float:
-    """Seconds before the next probe: 2, 4, 8, 16, then 30 (capped)."""
+    """Seconds before the next probe: 2, 4, 8, then 10 (capped)."""
     return min(PROBE_CAP_SECONDS, PROBE_BASE_SECONDS * 2 ** max(0, probes_failed))
 
 

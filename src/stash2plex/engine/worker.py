@@ -35,7 +35,7 @@ from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
 from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
 from stash2plex.pseudonyms import obfuscate_paths
 from stash2plex.pull.timer import PullTimer
-from stash2plex.records import Decision, EventLevel, Holds, Job
+from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
 from stash2plex.store.db import Store
 from stash2plex.sync.syncer import SceneSyncer
@@ -322,7 +322,7 @@ class Worker:
                 "(edited in Plex; preserve_plex_edits is on)",
             )
         if outcome.status == "no_file":
-            self._event("info", "skipped", f"scene {job.scene_id} has no video file")
+            log.debug("scene %s has no video file; nothing to sync", job.scene_id)
         if outcome.status == "synced":
             return "synced"
         return "unchanged" if outcome.status == "unchanged" else "skipped"
@@ -352,9 +352,7 @@ class Worker:
         result = self._read_settings()
         if result.settings_error is None and result.enabled:
             return self._context
-        self.store.change_holds(
-            lambda current: hold_checks.after_check(current, result, self.clock(), self._sources())
-        )
+        self._apply_check(result)
         return None
 
     def _read_settings(self) -> hold_checks.CheckResult:
@@ -382,9 +380,22 @@ class Worker:
         readable = result.settings_error is None and result.enabled
         if readable and self._context is not None and hold_checks.needs_plex_probe(holds):
             result = self._probe(self._context)
-        return self.store.change_holds(
-            lambda current: hold_checks.after_check(current, result, self.clock(), self._sources())
-        )
+        return self._apply_check(result)
+
+    def _apply_check(self, result: hold_checks.CheckResult) -> Holds:
+        """Store what a check means for the holds, and log its events (the worker log is the
+        only place a detached worker can tell a person)."""
+        logged: list[Event] = []
+
+        def change(current: Holds) -> tuple[Holds, list[Event]]:
+            holds, events = hold_checks.after_check(current, result, self.clock(), self._sources())
+            logged[:] = events
+            return holds, events
+
+        holds = self.store.change_holds(change)
+        for event in logged:
+            getattr(log, event.level)(event.message)
+        return holds
 
     def _probe(self, context: Context) -> hold_checks.CheckResult:
         health = context.plex.health()

@@ -63,11 +63,15 @@ def open_lock_file(data_dir: Path) -> int:
     return os.open(data_dir / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
 
 
-def mark_holder(fd: int) -> None:
-    """Record this process as the lock holder (call right after taking the lock)."""
+def mark_holder(fd: int, pid: int | None = None) -> None:
+    """Record the lock holder (this process, or the child it was handed to) in the lock file."""
+    data = f"{pid or os.getpid()}\n".encode()
     os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    if hasattr(os, "pwrite"):  # the descriptor may be shared with a child: no shared offset
+        os.pwrite(fd, data, 0)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
 
 
 def release(fd: int) -> None:
@@ -132,7 +136,7 @@ def ensure_worker(
                 # it; the loser exits at once.
                 unlock(fd)
                 kwargs = {"creationflags": 0x00000008 | 0x00000200}  # DETACHED, NEW_GROUP
-            subprocess.Popen(
+            child = subprocess.Popen(
                 command,
                 cwd=data_dir,
                 stdin=subprocess.DEVNULL,
@@ -142,6 +146,8 @@ def ensure_worker(
                 close_fds=True,
                 **kwargs,
             )
+        if fcntl is not None:
+            mark_holder(fd, child.pid)  # so a status check sees it before it has started
         return True
     finally:
         os.close(fd)

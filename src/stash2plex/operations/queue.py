@@ -209,16 +209,19 @@ def status_report(store: Store, data_dir: Path) -> dict[str, Any]:
     waiting = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("waiting:")}
     outages = store.outages()
     holds = store.holds()
+    running = worker_running(data_dir)
+    # Jobs leased by a worker that is gone are due again as soon as a worker starts.
+    leased = counts.get("leased", 0)
     return {
-        "pending": counts.get("pending", 0),
-        "in_progress": counts.get("leased", 0),
+        "pending": counts.get("pending", 0) + (0 if running else leased),
+        "in_progress": leased if running else 0,
         "waiting": waiting,
         "done": counts.get("done", 0),
         "dead_letters": store.dead_letter_counts(),
         "breaker": holds.breaker.state,
         "breaker_since": holds.breaker.opened_at if not holds.breaker.is_closed else None,
         "paused": hold_message(holds),
-        "worker_running": worker_running(data_dir),
+        "worker_running": running,
         "last_outage": outages[-1] if outages else None,
         "last_sync_at": store.last_synced_at(),
         "linked_scenes": store.link_count(),
@@ -342,7 +345,9 @@ def outage_report(store: Store, limit: int = 10) -> dict[str, Any]:
     outages = store.outages()
     now = store.clock()
     metrics = outage_metrics(
-        [Outage(o["started_at"], o["ended_at"], o["jobs_affected"]) for o in outages], now
+        [Outage(o["started_at"], o["ended_at"], o["jobs_affected"]) for o in outages],
+        now,
+        observed_since=store.watched_since(),
     )
     return {
         "outages": metrics.outages,

@@ -125,7 +125,7 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
     """
     now = store.clock()
     rows = store.outages()
-    watched_since = _watched_since(store, rows)
+    watched_since = store.watched_since()
     windows = {}
     for label, seconds in WINDOWS.items():
         start = now - seconds
@@ -163,13 +163,6 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
         "windows": windows,
         "timeline": {"since": since, "until": now, "outages": timeline},
     }
-
-
-def _watched_since(store: Store, rows: list[dict[str, Any]]) -> float | None:
-    events = store.first_event_at()
-    starts = [o["started_at"] for o in rows]
-    candidates = [t for t in [events, *starts] if t is not None]
-    return min(candidates) if candidates else None
 
 
 def waiting(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, Any]:

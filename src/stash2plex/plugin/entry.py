@@ -17,8 +17,9 @@ from stash2plex.engine.worker_lock import ensure_worker
 from stash2plex.errors import HookError, StoreError, StoreLockedError, StoreUnreadableError
 from stash2plex.plugin import deps, protocol
 from stash2plex.plugin.hook_events import HookEvent, parse_hook
+from stash2plex.records import Holds
 from stash2plex.store import spool
-from stash2plex.store.db import Store, quarantine
+from stash2plex.store.db import DB_FILENAME, Store, quarantine
 
 DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
 # A hook waits this long for another process's write lock, then spools the event instead:
@@ -127,8 +128,8 @@ def run_hook(
     if event.action == "ignored":
         return f"{event.trigger} ignored"
     try:
-        _record(event, connection, data_dir, log)
-        note = ""
+        holds = _record(event, connection, data_dir, log)
+        note = _hold_note(holds)
     except StoreLockedError:
         try:
             spool.append(data_dir, _spool_entry(event, connection))
@@ -149,8 +150,18 @@ def run_hook(
 
 
 def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
-    """Start a detached worker unless one runs (after a Plex page action changed the queue);
-    a hint instead when it cannot run yet."""
+    """Start a detached worker when work is outstanding and no drain holds the lock (a task
+    stopped with Stash's Stop button, a killed worker, a Plex page action that queued a scene).
+
+    Returns a hint when no worker can run yet (dependencies not installed), else None. Raises
+    StoreError only when the store cannot be read.
+    """
+    if not (data_dir / DB_FILENAME).exists():
+        return None
+    with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
+        outstanding = store.has_work()
+    if not (outstanding or spool.pending(data_dir)):
+        return None
     if not deps.dependencies_present(plugin_dir):
         return deps.MISSING_HINT
     ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
@@ -159,25 +170,37 @@ def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
 
 def _record(
     event: HookEvent, connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
-) -> None:
-    for attempt in (1, 2):
-        with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
-            if store.recovered_from:
-                log.error(f"Stash2Plex: {store.recovered_from}")
-            try:
-                store.record_hook(
-                    event.action,
-                    event.object_id,
-                    source=event.trigger,
-                    entity_kind=event.entity_kind,
-                    connection=connection or None,
-                )
-                return
-            except StoreUnreadableError as exc:
-                if attempt == 2:
-                    raise
-                problem = str(exc)
-        log.error(f"Stash2Plex: {quarantine(store.path, problem)}")
+) -> Holds:
+    """Record the event; a store found damaged on the way is moved aside and it is recorded
+    in a fresh one."""
+    try:
+        return _record_once(event, connection, data_dir, log)
+    except StoreUnreadableError as exc:
+        log.error(f"Stash2Plex: {quarantine(data_dir / DB_FILENAME, str(exc))}")
+        return _record_once(event, connection, data_dir, log)
+
+
+def _record_once(
+    event: HookEvent, connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
+) -> Holds:
+    with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
+        if store.recovered_from:
+            log.error(f"Stash2Plex: {store.recovered_from}")
+        return store.record_hook(
+            event.action,
+            event.object_id,
+            source=event.trigger,
+            entity_kind=event.entity_kind,
+            connection=connection or None,
+        )
+
+
+def _hold_note(holds: Holds) -> str:
+    """What the user should know when the queue is held by something only they can fix."""
+    pause = holds.pause
+    if pause is None or pause.kind not in ("not_configured", "disabled", "plex_auth", "config"):
+        return ""
+    return f"; it waits: {pause.message}"
 
 
 def _spool_entry(event: HookEvent, connection: dict[str, Any]) -> dict[str, Any]:

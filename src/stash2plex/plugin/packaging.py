@@ -91,8 +91,8 @@ def render_requirements(requirements: list[str]) -> str:
     """requirements.txt for the plugin folder, read by `plugin.deps` on the first task."""
     header = (
         "# Runtime dependencies of Stash2Plex, generated from pyproject.toml by\n"
-        "# `stash2plex build-plugin`. The first task run installs them into deps/ beside this\n"
-        "# file (see stash2plex/plugin/deps.py), never into the system Python.\n"
+        "# `stash2plex build-plugin`. The first task run installs them into data/deps/ beside\n"
+        "# this file (see stash2plex/plugin/deps.py), never into the system Python.\n"
     )
     return header + "".join(f"{requirement}\n" for requirement in requirements)
 

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from stash2plex.engine.context import build_context, connect_stash, load_config
-from stash2plex.errors import SyncError, redact
+from stash2plex.engine.worker_lock import ensure_worker
+from stash2plex.errors import StoreError, SyncError, redact
 from stash2plex.operations import queue as operations
 from stash2plex.plugin import protocol
+from stash2plex.plugin.entry import wake_worker, worker_python_path
 from stash2plex.pseudonyms import obfuscate_paths
 from stash2plex.store.db import Store
+
+# A task waits this long for another process's write lock before saying the store is busy.
+TASK_BUSY_SECONDS = 5.0
 
 
 def run_task(
@@ -25,7 +30,15 @@ def run_task(
     log: protocol.StashLog,
     stdout: IO[str] | None = None,
 ) -> int:
-    scrub = _configure_output(connection, data_dir, log)
+    try:
+        scrub = _configure_output(connection, data_dir, log)
+        # Whatever this task is, work left without a worker (a task stopped with Stash's Stop
+        # button, a worker killed) gets one now: every wake-up has an owner.
+        wake_worker(data_dir, plugin_dir)
+    except StoreError as exc:
+        log.error(f"Stash2Plex: {exc}")
+        protocol.write_result(error=str(exc), stream=stdout)
+        return 1
     mode = str(args.get("mode") or "")
     log.debug(f"Stash2Plex: task {mode!r} with data directory {data_dir}")
     handler = TASKS.get(mode)
@@ -39,6 +52,10 @@ def run_task(
     except SyncError as exc:
         log.error(f"Stash2Plex: {exc.message}")
         protocol.write_result(error=scrub(exc.message), stream=stdout)
+        return 1
+    except StoreError as exc:
+        log.error(f"Stash2Plex: {scrub(str(exc))}")
+        protocol.write_result(error=scrub(str(exc)), stream=stdout)
         return 1
     protocol.write_result(output=json.loads(scrub(json.dumps(output))), stream=stdout)
     return 0
@@ -57,7 +74,7 @@ def _configure_output(
     )
     hide_paths = False
     try:
-        with Store.open(data_dir) as store:
+        with Store.open(data_dir, busy_timeout=TASK_BUSY_SECONDS) as store:
             stash = connect_stash(store, connection)
             config, _ = load_config(stash)
         secrets += config.secrets() + stash.connection.secrets()
@@ -84,9 +101,6 @@ def _progress(log: protocol.StashLog):
 def _handover(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
     """Start a detached worker (with the plugin's dependencies on its path) for work a
     foreground drain leaves behind."""
-    from stash2plex.engine.worker_lock import ensure_worker
-    from stash2plex.plugin.entry import worker_python_path
-
     return lambda: ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
 
 

@@ -49,6 +49,7 @@ BUSY_TIMEOUT_SECONDS = 30.0
 
 # The connection a hook or task last passed: the worker reads settings from Stash through it.
 SERVER_CONNECTION_KEY = "server_connection"
+CREATED_AT_KEY = "created_at"
 HOOK_ACTIONS = ("scene_dirty", "scene_deleted", "entity_changed")
 
 # Each migration is applied once, in order; PRAGMA user_version records how many ran.
@@ -289,10 +290,12 @@ class Store:
                 return
             self._conn.execute("PRAGMA journal_mode=WAL")
             for number in range(version, SCHEMA_VERSION):
-                with self.transaction():
+                with self.transaction() as conn:
                     for statement in _split_sql(MIGRATIONS[number]):
-                        self._conn.execute(statement)
-                    self._conn.execute(f"PRAGMA user_version={number + 1}")
+                        conn.execute(statement)
+                    if number == 0:
+                        self._put(conn, CREATED_AT_KEY, self.clock())
+                    conn.execute(f"PRAGMA user_version={number + 1}")
 
     def close(self) -> None:
         """Close the connection."""
@@ -402,14 +405,15 @@ class Store:
         source: str,
         entity_kind: str | None = None,
         connection: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> Holds:
         """Everything a hook records, in one transaction: the freshest Stash connection, a
-        nudge for the worker, and the event itself."""
+        nudge for the worker, and the event itself. Returns the holds (for the hook's answer)."""
         with self.transaction() as conn:
             if connection:
                 self._put(conn, SERVER_CONNECTION_KEY, connection)
             self._nudge(conn)
             self._record_action(conn, action, object_id, source, entity_kind)
+            return read_holds(conn)
 
     def _record_action(
         self,
@@ -962,10 +966,17 @@ class Store:
             )
         return cursor.rowcount
 
-    def first_event_at(self) -> float | None:
-        """When the oldest kept event happened (how long this store has been watching)."""
-        row = self._conn.execute("SELECT MIN(at) FROM events").fetchone()
-        return row[0]
+    def watched_since(self) -> float | None:
+        """Since when this store has been watching Plex (epoch seconds): its creation, or for
+        stores older than that record, its oldest event or outage. Availability is computed
+        over this window, not from the first outage."""
+        row = self._conn.execute(
+            "SELECT MIN(t) FROM (SELECT MIN(at) AS t FROM events "
+            "UNION ALL SELECT MIN(started_at) FROM outages)"
+        ).fetchone()
+        created = self.get_value(CREATED_AT_KEY)
+        times = [float(v) for v in (row[0], created) if v is not None]
+        return min(times) if times else None
 
     def recent_events(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest events, newest first, as dicts of their columns."""
