@@ -157,8 +157,16 @@ def test_switched_off_the_worker_exits_and_switched_on_the_next_hook_drains(make
     env.save(env.matchable()[1])
     wait_until(lambda: env.outstanding() == 0, timeout=30, message="the next hook to drain")
 
+    # Switched off right after a save that made the worker read the settings: a scene saved
+    # now must not reach Plex.
+    env.save(env.matchable()[2])
+    wait_until(lambda: env.outstanding() == 0, message="that save synced")
     env.stash.plugin_settings = {**env.stash.plugin_settings, "enabled": False}
+    env.stash.update_scene(scene_id, title="Saved while switched off")
     env.save(scene_id)
+    time.sleep(3)
+    key = env.plex.find_by_file(env.library.plex_path(env.library.scenes[scene_id].files[0].path))
+    assert env.plex.item(key).title != "Saved while switched off"
     wait_until(lambda: env.outstanding() == 1, message="the save recorded")
     env.stash.plugin_settings = {**env.stash.plugin_settings, "enabled": True}
     run = env.runner.run_task("Process Queue", env.connection)
@@ -311,3 +319,72 @@ def test_garbage_in_place_of_the_store_gets_a_clear_message(make_env):
     run = env.save(env.matchable()[0])
     assert "Traceback" not in run.stderr
     assert any("not an SQLite database" in m for m in run.messages("error"))
+
+
+@pytest.mark.slow
+def test_a_store_damaged_under_a_running_worker_is_replaced_and_the_queue_goes_on(make_env):
+    env = make_env(40, latency=0.05)
+    with env.store() as store:
+        store.enqueue(env.matchable()[:20], "bulk import")
+    env.save(env.matchable()[20])
+    wait_until(lambda: env.edits() >= 5, message="the drain to be under way")
+    path = env.data_dir / "stash2plex.db"
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+    late = env.matchable()[30]
+    env.stash.update_scene(late, title="Saved after the damage")
+    env.save(late)
+
+    def synced():
+        with env.store() as store:
+            job = store.job(late)
+            return job is not None and job.state == "done"
+
+    wait_until(synced, timeout=60, message="the save after the damage synced")
+    assert list(env.data_dir.glob("stash2plex.db.unreadable-*"))
+
+
+def test_a_store_with_corrupt_pages_is_moved_aside_by_the_next_hook(make_env):
+    env = make_env(20)
+    env.save(env.matchable()[0])
+    wait_until(lambda: env.outstanding() == 0, message="the first sync")
+    env.kill_workers()
+    path = env.data_dir / "stash2plex.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(path.read_bytes())
+    for page in range(2, len(data) // page_size):
+        data[page * page_size : page * page_size + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+    run = env.save(env.matchable()[1])
+
+    assert "Traceback" not in run.stderr
+    assert any("moved aside" in m for m in run.messages("error")), run.stderr
+    wait_until(lambda: env.outstanding() == 0, message="the save synced into a fresh store")
+
+
+def test_a_task_on_a_locked_store_says_so_in_one_line(make_env):
+    env = make_env(10)
+    env.save(env.matchable()[0])
+    wait_until(lambda: env.outstanding() == 0, message="the first sync")
+    env.kill_workers()
+    holder = hold_the_store_locked(env.data_dir, 30)
+    try:
+        run = env.runner.run_task("View Queue Status", env.connection)
+    finally:
+        holder.kill()
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "locked by another process" in run.error
+    assert run.wall_seconds < 15
+
+
+def test_a_hook_that_cannot_start_the_worker_still_answers(make_env):
+    env = make_env(10)
+    (env.data_dir / "worker.lock").mkdir()
+    run = env.runner.run_hook("Scene.Update.Post", env.matchable()[0], env.connection)
+    assert run.returncode == 0 and run.error is None and "Traceback" not in run.stderr
+    assert "could not start" in str(run.output)
+    with env.store() as store:
+        assert store.job(env.matchable()[0]) is not None  # recorded all the same

@@ -50,6 +50,9 @@ def test_whole_number_ids_are_taken(raw, expected):
         ({"type": "Scene.Update.Post", "id": 2**63}, "out of range"),
         ({"type": "Scene.Update.Post", "id": -4}, "out of range"),
         ({"type": "Scene.Update.Post", "id": 1e300}, "out of range"),
+        ({"type": "Scene.Update.Post", "id": "\u00b2"}, "is not an id"),
+        ({"type": "Scene.Update.Post", "id": "\uff11\uff12"}, "is not an id"),
+        ({"type": "Scene.Update.Post", "id": "9" * 5000}, "out of range"),
         ({"type": "Scene.Update.Post"}, "without a scene id"),
     ],
 )

@@ -56,6 +56,7 @@ def test_scrubber_applies_to_every_line():
         ('{"args": {}, "x": NaN}', "NaN"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         ('{"server_connection": "http://x", "args": {}}', "server_connection must be an object"),
+        ('{"args": {"hookContext": {"id": ' + "9" * 5000 + "}}}", "cannot read"),
         ('{"server_connection": {"PluginDir": 5}, "args": {}}', "PluginDir must be a folder"),
     ],
 )

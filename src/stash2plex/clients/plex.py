@@ -9,12 +9,13 @@ on one makes a hidden HTTP request, which would break our request budget and our
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -31,6 +32,8 @@ from stash2plex.errors import (
     shorten,
 )
 from stash2plex.records import ListedItem
+
+_T = TypeVar("_T")
 
 LISTING_PAGE_SIZE = 500
 MOVIE_SEARCH_TYPE = 1
@@ -97,6 +100,18 @@ class Health:
         return self.error.error_class if self.error is not None else None
 
 
+def _reads(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Read an answer inside `plex_errors`, so an answer of the wrong shape is a classified
+    transient failure, never an exception that stops the worker."""
+
+    @functools.wraps(method)
+    def read(self: PlexClient, *args: Any, **kwargs: Any) -> _T:
+        with plex_errors(self.secrets):
+            return method(self, *args, **kwargs)
+
+    return read
+
+
 class PlexClient:
     """A lazily connected Plex server. Counts every request it sends (`request_count`)."""
 
@@ -118,10 +133,25 @@ class PlexClient:
         self._server: Any = None
         self._clock = clock
         self.request_count = 0
-        self.session.hooks["response"].append(self._count)
+        self.session.hooks["response"].append(self._inspect)
 
-    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def _inspect(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Count every request, and refuse answers that did not come from Plex.
+
+        A Plex Media Server marks every answer, errors included, with `X-Plex-Protocol`
+        (docs/plex-api-contract.md, captures). A reverse proxy's error or maintenance page, a
+        captive portal or a wrong port can answer 200 too; taking that as success would mark
+        scenes synced that never reached Plex. Such an answer means Plex is not reachable.
+        """
         self.request_count += 1
+        if response.status_code != 101 and "X-Plex-Protocol" not in response.headers:
+            raise ServerDownError(
+                f"something other than Plex answered at {self.url} (HTTP "
+                f"{response.status_code}, no X-Plex-Protocol header): a reverse proxy, a "
+                "maintenance page, or a URL that does not point at Plex",
+                server="plex",
+                status=response.status_code,
+            )
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -148,6 +178,7 @@ class PlexClient:
             return server.query(path, method=getattr(server._session, method), **kwargs)
 
     # ------------------------------------------------------------------ reads
+    @_reads
     def sections(self) -> list[Section]:
         """Every library section Plex has (GET /library/sections)."""
         root = self._query("/library/sections")
@@ -162,6 +193,7 @@ class PlexClient:
             if d.tag == "Directory"
         ]
 
+    @_reads
     def list_section(self, section_id: int) -> list[ListedItem]:
         """Every movie-type item of a section with its files, paged."""
         items: list[ListedItem] = []
@@ -173,6 +205,7 @@ class PlexClient:
             if not page or start >= total:
                 return items
 
+    @_reads
     def newest_items(self, section_id: int, count: int) -> tuple[list[ListedItem], int]:
         """The most recently added items and the section's total size (incremental refresh)."""
         return self._listing_page(section_id, 0, count, sort="addedAt:desc")
@@ -192,6 +225,7 @@ class PlexClient:
         items = [_listed_item(video, section_id) for video in root if video.tag == "Video"]
         return items, int(root.get("totalSize") or root.get("size") or 0)
 
+    @_reads
     def item_detail(self, rating_key: int) -> PlexItem:
         """The full item: every tag (listings truncate them) and which fields are locked."""
         root = self._query(f"/library/metadata/{rating_key}")
@@ -233,6 +267,7 @@ class PlexClient:
         )
 
     # ------------------------------------------------------------------ plays (Plex -> Stash)
+    @_reads
     def plays(
         self,
         section_id: int | None,
@@ -272,6 +307,7 @@ class PlexClient:
             if (video.get("ratingKey") or "").isdigit() and (video.get("viewedAt") or "").isdigit()
         ]
 
+    @_reads
     def view_states(self, section_id: int, **filters: Any) -> list[ViewState]:
         """Items of a library matching Plex filters, with their view state and rating.
 
@@ -284,6 +320,7 @@ class PlexClient:
         path = f"/library/sections/{section_id}/all" + utils.joinArgs(args)
         return [_view_state(video, section_id) for video in self._paged(path)]
 
+    @_reads
     def items_view_states(self, rating_keys: list[int]) -> dict[int, ViewState]:
         """The view state of these items (100 per request); deleted items are absent."""
         states: dict[int, ViewState] = {}
@@ -299,6 +336,7 @@ class PlexClient:
                     states[state.rating_key] = state
         return states
 
+    @_reads
     def accounts(self) -> dict[int, str]:
         """The server's accounts by id (`GET /accounts`; 1 is the server owner)."""
         root = self._query("/accounts")
@@ -329,6 +367,7 @@ class PlexClient:
                 return elements
 
     # ------------------------------------------------------------------ collection objects
+    @_reads
     def collections(self, section_id: int, title: str | None = None) -> dict[str, int]:
         """The collection objects of a library by title (ratingKey), paged; with `title`,
         only those whose title contains it (Plex's `title=` filter)."""
@@ -466,9 +505,19 @@ def plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
                 "Plex (or a proxy in front of it) answered a non-standard HTTP status",
                 server="plex",
             ) from exc
-        raise
+        raise TransientError(
+            f"Plex sent an answer that could not be read ({shorten(str(exc), 120)})",
+            server="plex",
+        ) from exc
     except AttributeError as exc:
         raise TransientError("Plex sent an empty or incomplete answer", server="plex") from exc
+    except (ValueError, KeyError) as exc:
+        # Raised while reading an answer (see `_reads`): a value missing or not a number.
+        raise TransientError(
+            f"Plex sent an answer that could not be read ({type(exc).__name__}: "
+            f"{shorten(str(exc), 120)})",
+            server="plex",
+        ) from exc
 
 
 def _int_attr(element: ET.Element, name: str) -> int | None:

@@ -9,8 +9,8 @@ It opens in two ways:
 While open, the worker probes Plex's health on a timer with backoff (2 s, 4 s, 8 s, then every
 10 s: a probe costs two small requests, and an outage is recorded as ending at the first passing
 one, so a long gap would overstate it). The first passing probe closes the breaker (the outage
-ends then) on trial: if the next job fails the same way, it reopens at once and the probe
-backoff continues.
+ends then) on trial: if the next job fails the same way, it reopens at once, the probe backoff
+continues, and the outage is resumed rather than counted again.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def probe_delay(probes_failed: int) -> float:
 
 
 def _open(state: BreakerState, now: float, reason: str) -> tuple[BreakerState, Transition]:
-    probes = state.probes if state.trial else 0
+    # A failure on trial means the passing probe was not the whole truth (Plex reads fine but
+    # fails writes): the probe backoff goes on, and the store resumes the same outage.
+    probes = state.probes + 1 if state.trial else 0
     opened = BreakerState(
         state=OPEN,
         opened_at=now,

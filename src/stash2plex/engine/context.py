@@ -60,7 +60,18 @@ def connect_stash(
             # The key was regenerated in Stash: forget it and read the new one via the cookie.
             store.delete_value(API_KEY_KEY)
             client = StashClient(StashConnection.from_server_connection(connection))
-    api_key = client.api_key()
+    try:
+        api_key = client.api_key()
+    except AuthError as exc:
+        if not stored_key:
+            raise
+        raise AuthError(
+            "Stash rejected the API key Stash2Plex kept (it was regenerated or removed) and "
+            "the plugin's session has expired: run any Stash2Plex task, or save a scene, so "
+            "the plugin can read the current key",
+            server="stash",
+            status=401,
+        ) from exc
     if api_key:
         store.put_value(API_KEY_KEY, api_key)
         client.use_api_key(api_key)
@@ -88,10 +99,12 @@ def build_context(
     stash = connect_stash(store, connection, local)
     config, sources = load_config(stash, local)
     if config.missing:
+        invalid = [w for w in config.warnings if any(f" {key} " in w for key in config.missing)]
         raise NotConfiguredError(
             "Stash2Plex is not configured: set "
             + ", ".join(config.missing)
             + " in Settings > Plugins > Stash2Plex"
+            + "".join(f" ({warning})" for warning in invalid)
         )
     plex = PlexClient(
         config.plex_url,

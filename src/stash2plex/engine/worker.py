@@ -37,7 +37,7 @@ from stash2plex.pseudonyms import obfuscate_paths
 from stash2plex.pull.timer import PullTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
-from stash2plex.store.db import Store
+from stash2plex.store.db import Store, quarantine
 from stash2plex.sync.syncer import SceneSyncer
 from stash2plex.vocabulary import SyncStatus
 
@@ -49,9 +49,11 @@ IDLE_EXIT_SECONDS = 30.0
 # A worker held only by missing settings keeps checking them this long before it exits (the
 # next hook or task starts a fresh one); switched off, it exits after the idle period.
 NOT_CONFIGURED_EXIT_SECONDS = 900.0
-# Settings are re-read this often while draining, and at most this often when nudged.
+# Waiting for Stash to answer, it keeps checking this long; a hook means Stash is back anyway.
+STASH_DOWN_EXIT_SECONDS = 3600.0
+# Settings are re-read this often while draining, and before the next batch after any hook or
+# task (a nudge): a scene saved after `enabled` was switched off is never sent.
 SETTINGS_REFRESH_SECONDS = 60.0
-SETTINGS_NUDGE_MIN_SECONDS = 2.0
 STORE_BUSY_RETRY_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 3600.0
 DONE_JOB_RETENTION_SECONDS = 7 * 86400.0
@@ -189,9 +191,17 @@ class Worker:
         while not self._stop.is_set():
             try:
                 processed = self._step(report, progress)
+            except errors.StoreUnreadableError as exc:
+                self._reopen_store(str(exc))
+                continue
             except errors.StoreError as exc:
                 # Busy or full: the job stays leased (ours) and is tried again; never crash.
                 log.warning("the store is not usable right now: %s", exc)
+                self._wait(self.clock() + STORE_BUSY_RETRY_SECONDS)
+                continue
+            except Exception:  # a bug of ours must not stop the engine: log it, go on
+                log.exception("unexpected error in the worker loop; going on")
+                self._context = None
                 self._wait(self.clock() + STORE_BUSY_RETRY_SECONDS)
                 continue
             if processed:
@@ -224,6 +234,8 @@ class Worker:
         pause = holds.pause
         if pause is not None and pause.kind == "not_configured":
             return NOT_CONFIGURED_EXIT_SECONDS
+        if pause is not None and pause.kind == "stash_down":
+            return STASH_DOWN_EXIT_SECONDS
         if pauses.needs_a_person(pause):
             return self.idle_exit_seconds
         if holds.held or self._work_left():
@@ -239,6 +251,17 @@ class Worker:
     def _work_left(self) -> bool:
         return self.store.has_work() or spool.pending(self.data_dir)
 
+    def _reopen_store(self, problem: str | None = None) -> None:
+        """The store file was damaged (moved aside here if no one else did) or replaced by a
+        hook that found it damaged: work on the store now at the path."""
+        if problem is not None and not self.store.replaced():
+            log.error(quarantine(self.store.path, problem, inode=self.store.inode))
+        else:
+            log.warning("the store was replaced (it was damaged); going on with the new one")
+        self.store.close()
+        self.store = Store.open(self.data_dir, clock=self.clock)
+        self._owning = False
+
     def _take_ownership(self) -> None:
         """First thing with the lock: void other owners' leases, look at the holds at once."""
         voided = self.store.take_ownership(self.owner)
@@ -250,6 +273,8 @@ class Worker:
 
     def _step(self, report: DrainReport, progress: Callable[[DrainReport], None] | None) -> int:
         """One round: merge spooled hooks, check holds if due, then drain what is due."""
+        if self.store.replaced():
+            self._reopen_store()
         if not self._owning:
             self._take_ownership()
         self._merge_spool()
@@ -290,6 +315,8 @@ class Worker:
         result = self._sync(context, job)
         if isinstance(result, errors.NotInPlexError):
             self._maybe_request_scan(context, job, result)
+        elif isinstance(result, errors.TransientError) and _repeated_server_failure(job, result):
+            result = self._confirm(context, result)
         return route(
             job,
             result,
@@ -303,6 +330,27 @@ class Worker:
             ),
             rng=self.rng,
         )
+
+    def _confirm(self, context: Context, error: errors.SyncError) -> errors.SyncError:
+        """A job failed again the same way: ask the server that failed whether it is sick.
+
+        When it fails a health check too, this is an outage (or Stash being down), not the
+        job's fault: it waits without burning attempts, however few jobs are queued and
+        however slowly they fail. When it is healthy, the failure belongs to this item.
+        """
+        if error.server == "plex":
+            health = context.plex.health()
+            if health.ok or (health.error is not None and health.error_class == errors.AUTH):
+                return error
+            return errors.ServerDownError(
+                f"Plex fails every request: {health.detail}", server="plex"
+            )
+        try:
+            context.stash.version()
+        except errors.SyncError as exc:
+            if exc.error_class in (errors.TRANSIENT, errors.SERVER_DOWN):
+                return errors.StashDownError(f"Stash fails every request: {exc.message}")
+        return error
 
     def _sync(self, context: Context, job: Job) -> SyncStatus | errors.SyncError:
         try:
@@ -344,9 +392,7 @@ class Worker:
         """
         now = self.clock()
         since = now - self._settings_read_at
-        stale = since >= SETTINGS_REFRESH_SECONDS or (
-            holds.nudged_at > self._settings_read_at and since >= SETTINGS_NUDGE_MIN_SECONDS
-        )
+        stale = since >= SETTINGS_REFRESH_SECONDS or holds.nudged_at > self._settings_read_at
         if self._context is not None and not stale:
             return self._context
         result = self._read_settings()
@@ -527,6 +573,16 @@ class Worker:
     def _event(self, level: EventLevel, kind: str, message: str) -> None:
         getattr(log, level)(message)
         self.store.add_event(level, kind, message)
+
+
+def _repeated_server_failure(job: Job, error: errors.TransientError) -> bool:
+    """A server-side transient failure (5xx, timeout, dropped connection) of a job that
+    already failed before."""
+    return (
+        not isinstance(error, errors.InternalError)
+        and error.server is not None
+        and job.attempts >= 1
+    )
 
 
 def _same_plex(old: Context, new: Context) -> bool:

@@ -81,9 +81,21 @@ def release(fd: int) -> None:
 
 
 def worker_running(data_dir: Path) -> bool:
-    """True if a live process holds the worker lock, read without touching the lock."""
+    """True if a live process holds the worker lock, read without touching the lock.
+
+    Linux: the kernel's lock table (/proc/locks) says whether the lock file is locked, which a
+    pid reused by an unrelated process cannot fake. Elsewhere: the recorded holder is alive.
+    """
+    path = data_dir / LOCK_FILENAME
     try:
-        text = (data_dir / LOCK_FILENAME).read_text(encoding="ascii", errors="replace").strip()
+        inode = os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+    locked = _locked_in_kernel_table(inode)
+    if locked is not None:
+        return locked
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
     except FileNotFoundError:
         return False
     if not text.isdigit():
@@ -97,6 +109,23 @@ def worker_running(data_dir: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _locked_in_kernel_table(inode: int) -> bool | None:
+    """Whether an flock lock is held on the file with this inode (None: cannot tell here)."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as table:
+            lines = table.readlines()
+    except OSError:
+        return None
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:02:131 0 EOF" (a "->" marks a waiter)
+        fields = line.split()
+        if len(fields) >= 6 and "FLOCK" in fields and "->" not in fields:
+            device_inode = fields[5] if fields[1] == "FLOCK" else fields[6]
+            if device_inode.rsplit(":", 1)[-1] == str(inode):
+                return True
+    return False
 
 
 def ensure_worker(

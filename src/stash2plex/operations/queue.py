@@ -104,8 +104,10 @@ def process_queue(
             if progress:
                 progress(max(0, total - due), total)
             # Stop following when nothing is left, or when a hold stops the worker (settings
-            # missing, Plex down): waiting on it would never end.
-            if due == 0 or store.holds().held:
+            # missing, Plex down) and the worker has already looked at it since our nudge:
+            # waiting on it would never end.
+            holds = store.holds()
+            if due == 0 or (holds.held and (holds.next_check_at() or 0) > clock()):
                 break
             sleep(0.5)
     return None

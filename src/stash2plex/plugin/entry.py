@@ -145,7 +145,11 @@ def run_hook(
         # A worker could not import plexapi; the job waits for the first task run.
         log.warning(f"Stash2Plex: {deps.MISSING_HINT}")
         return f"{message}; {deps.MISSING_HINT}"
-    ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
+    try:
+        ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
+    except OSError as exc:
+        log.error(f"Stash2Plex: could not start the background worker ({exc}); {message}")
+        return f"{message}; the background worker could not start ({exc.strerror or exc})"
     return message
 
 
@@ -175,9 +179,20 @@ def _record(
     in a fresh one."""
     try:
         return _record_once(event, connection, data_dir, log)
-    except StoreUnreadableError as exc:
-        log.error(f"Stash2Plex: {quarantine(data_dir / DB_FILENAME, str(exc))}")
+    except _Unreadable as damaged:
+        log.error(
+            f"Stash2Plex: {quarantine(data_dir / DB_FILENAME, damaged.problem, damaged.inode)}"
+        )
         return _record_once(event, connection, data_dir, log)
+
+
+class _Unreadable(Exception):
+    """The store turned out damaged while recording: which file, and why."""
+
+    def __init__(self, problem: str, inode: int | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.inode = inode
 
 
 def _record_once(
@@ -186,13 +201,16 @@ def _record_once(
     with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
         if store.recovered_from:
             log.error(f"Stash2Plex: {store.recovered_from}")
-        return store.record_hook(
-            event.action,
-            event.object_id,
-            source=event.trigger,
-            entity_kind=event.entity_kind,
-            connection=connection or None,
-        )
+        try:
+            return store.record_hook(
+                event.action,
+                event.object_id,
+                source=event.trigger,
+                entity_kind=event.entity_kind,
+                connection=connection or None,
+            )
+        except StoreUnreadableError as exc:
+            raise _Unreadable(str(exc), store.inode) from None
 
 
 def _hold_note(holds: Holds) -> str:

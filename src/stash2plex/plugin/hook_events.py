@@ -47,8 +47,8 @@ def parse_id(raw: Any, trigger: str) -> int:
         if not raw.is_integer():
             raise HookError(f"{trigger}: hookContext.id {raw!r} is not a whole number")
         raw = int(raw)
-    if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw.strip())
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
+        raw = int(raw.strip()) if len(raw.strip()) <= 19 else MAX_ID + 1
     if not isinstance(raw, int):
         raise HookError(f"{trigger}: hookContext.id {str(raw)[:40]!r} is not an id")
     if not 0 <= raw <= MAX_ID:

@@ -51,6 +51,8 @@ def read_input(stream: IO[str] | IO[bytes] | None = None) -> dict[str, Any]:
         raise PluginInputError(f"stdin is not JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
         raise PluginInputError("stdin JSON is nested too deeply to be a PluginInput") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise PluginInputError(f"stdin JSON holds a value Python cannot read ({exc})") from None
     if not isinstance(data, dict):
         raise PluginInputError("stdin JSON must be an object with server_connection and args")
     args = data.get("args")

@@ -2,9 +2,11 @@
 
 The chaos run saves scenes the way a user does (the scene changes in the Stash emulator, then
 the plugin's hook runs as Stash runs it; a hook that answered without error *acknowledged* the
-edit) while a fault schedule plays: SIGKILLs of the worker at random points, Plex refusing
-connections, 503 bursts, dropped connections, Stash answering 503. Then the faults stop and,
-with no further action, the run waits for the queue to settle.
+edit) while a fault schedule plays: SIGKILLs of the worker (and of the running task, as
+Stash's Stop button does) at random points, Plex refusing connections, 503 bursts, dropped
+connections, Plex failing only writes, a proxy answering 200 in Plex's place, Stash answering
+503, 500 or GraphQL errors. Then the faults stop and, with no further action, the run waits for
+the queue to settle.
 
 `classify` then sorts every acknowledged edit as:
 - synced: Plex shows the scene's current title;
@@ -33,7 +35,17 @@ from stash2plex.settings.config import build_config
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import desired_item
 
-FAULTS = ("kill", "refuse", "burst_503", "drop", "stash_503")
+FAULTS = (
+    "kill",
+    "refuse",
+    "burst_503",
+    "drop",
+    "writes_500",
+    "proxy_200",
+    "stash_503",
+    "stash_500",
+    "stash_graphql",
+)
 
 
 @dataclass(frozen=True)
@@ -194,8 +206,20 @@ class Chaos:
         if name == "drop":
             faults.drop_connections(count=self.rng.randint(1, 5))
             return lambda: None
+        if name == "writes_500":  # Plex reads fine but fails every edit and upload
+            faults.fail(500, route=r"^(PUT|POST) ")
+            return faults.clear
+        if name == "proxy_200":  # a proxy or portal answers 200 in Plex's place
+            faults.fail(200, body="<html><body>Back soon</body></html>", proxy=True)
+            return faults.clear
         if name == "stash_503":
             self.stash.fail(503)
+            return self.stash.clear
+        if name == "stash_500":
+            self.stash.fail(500)
+            return self.stash.clear
+        if name == "stash_graphql":
+            self.stash.graphql_error("database is locked")
             return self.stash.clear
         raise ValueError(name)
 

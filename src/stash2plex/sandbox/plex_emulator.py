@@ -188,6 +188,7 @@ class _Rule:
 class _FailRule(_Rule):
     status: int = 500
     body: str | None = None
+    proxy: bool = False
 
 
 @dataclass
@@ -197,6 +198,7 @@ class _Response:
     content_type: str | None = XML_TYPE
     headers: dict[str, str] = field(default_factory=dict)
     websocket_key: str | None = None  # set: answer 101 and serve notifications
+    from_plex: bool = True  # False: a reverse proxy or portal answered (no X-Plex-* headers)
 
 
 # RFC 6455: the server proves the handshake with SHA-1 of the client's key and this GUID.
@@ -273,11 +275,14 @@ class Faults:
         count: int | None = None,
         route: str | None = None,
         body: str | None = None,
+        proxy: bool = False,
     ) -> None:
         """Answer `status` (text/html, or `body`) to the next `count` matching requests
-        (None: until cleared). Rules are checked in the order they were added."""
+        (None: until cleared). Rules are checked in the order they were added. `proxy`: the
+        answer comes from something in front of Plex (a reverse proxy's error or maintenance
+        page, a captive portal), so it carries none of Plex's headers."""
         with self._lock:
-            self._fails.append(_FailRule(_compile(route), count, status, body))
+            self._fails.append(_FailRule(_compile(route), count, status, body, proxy))
 
     def latency(self, seconds: float, route: str | None = None) -> None:
         """Delay every matching request by `seconds` (real time); 0 removes the rule."""
@@ -334,7 +339,9 @@ class Faults:
                     if rule.consume():
                         self._fails.remove(rule)
                     body = rule.body if rule.body is not None else html_error(rule.status)
-                    return delay, _Response(rule.status, body.encode(), HTML_TYPE)
+                    answer = _Response(rule.status, body.encode(), HTML_TYPE)
+                    answer.from_plex = not rule.proxy
+                    return delay, answer
             if self._garbage is not None and self._garbage.applies(route):
                 if self._garbage.consume():
                     self._garbage = None
@@ -504,8 +511,9 @@ class _Handler(BaseHTTPRequestHandler):
         if response.content_type:
             self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("X-Plex-Protocol", "1.0")
-        self.send_header("Cache-Control", "no-cache")
+        if response.from_plex:
+            self.send_header("X-Plex-Protocol", "1.0")
+            self.send_header("Cache-Control", "no-cache")
         for name, value in response.headers.items():
             self.send_header(name, value)
         # Headers and body in one write: two small writes stall on Nagle + delayed ACK.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from stash2plex.sync.pathmap import PathMapError, PathRule, parse_path_map
 
@@ -31,8 +32,18 @@ class Setting:
 
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
+    example = "e.g. http://192.168.1.10:32400"
     if not text.lower().startswith(("http://", "https://")):
-        raise ValueError("a URL starting with http:// or https://, e.g. http://127.0.0.1:32400")
+        raise ValueError(f"a URL starting with http:// or https://, {example}")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError when not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(
+            f"a URL with a host name and a port number up to 65535, {example}"
+        ) from None
+    if not parts.hostname or any(ch.isspace() for ch in text) or port == 0:
+        raise ValueError(f"a URL with a host name and no spaces, {example}")
     return text
 
 
@@ -47,9 +58,20 @@ def _path_rules(value: Any) -> tuple[PathRule, ...]:
         raise ValueError(str(exc)) from None
 
 
+def _number(value: Any, accepted: str) -> float:
+    """`value` as a finite number, or ValueError saying in words what is accepted."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(accepted) from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(accepted)
+    return number
+
+
 def _positive_number(low: float, high: float) -> Callable[[Any], float]:
     def check(value: Any) -> float:
-        number = float(value)
+        number = _number(value, f"a number from {low:g} to {high:g}")
         if not low <= number <= high:
             raise ValueError(f"a number from {low:g} to {high:g}")
         return number
@@ -59,7 +81,7 @@ def _positive_number(low: float, high: float) -> Callable[[Any], float]:
 
 def _whole_number(low: int, high: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        number = float(value)
+        number = _number(value, f"a whole number from {low} to {high}")
         if number != int(number) or not low <= number <= high:
             raise ValueError(f"a whole number from {low} to {high}")
         return int(number)
@@ -298,7 +320,7 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
             continue
         try:
             parsed[setting.key] = _parse_one(setting, raw)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             shown = "***" if setting.secret else repr(raw)
             warnings.append(
                 f"setting {setting.key} = {shown} is not valid (expected {exc}); "

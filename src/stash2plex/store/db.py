@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -211,6 +212,7 @@ class Store:
         self.clock = clock
         # Set when an unreadable store was moved aside on opening: a message for the user.
         self.recovered_from: str | None = None
+        self.inode = _inode(path)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -296,6 +298,12 @@ class Store:
                     if number == 0:
                         self._put(conn, CREATED_AT_KEY, self.clock())
                     conn.execute(f"PRAGMA user_version={number + 1}")
+
+    def replaced(self) -> bool:
+        """True when the file at the store's path is no longer the one this store opened (a
+        damaged store was moved aside by another process and a fresh one created)."""
+        current = _inode(self.path)
+        return current is not None and current != self.inode
 
     def close(self) -> None:
         """Close the connection."""
@@ -1164,14 +1172,25 @@ def _unreadable_reason(path: Path) -> str | None:
     return None
 
 
-def quarantine(path: Path, problem: str) -> str:
-    """Move an unreadable store (and its WAL files) aside; returns the message for people."""
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def quarantine(path: Path, problem: str, inode: int | None = None) -> str:
+    """Move an unreadable store (and its WAL files) aside; returns the message for people.
+
+    `inode`: the file found unreadable; if another process already moved it aside and created
+    a fresh store, the fresh one is left alone.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.unreadable-{stamp}")
     with _file_lock(path.parent / "store.init.lock"):
-        if _unreadable_reason(path) is None and problem.startswith("it is"):
-            # Another process already replaced it with a fresh store.
-            return f"the store {path} was unreadable ({problem}) and was replaced"
+        current = _inode(path)
+        if current is None or (inode is not None and current != inode):
+            return f"the store {path} was unreadable ({problem}) and was already replaced"
         for suffix in ("", "-wal", "-shm"):
             source = Path(f"{path}{suffix}")
             if source.exists():
@@ -1181,6 +1200,14 @@ def quarantine(path: Path, problem: str) -> str:
         "a new, empty store was created. Queued scenes and links from before are not in it: "
         "run the task 'Sync All Scenes' (or `stash2plex sync --all`) to restore them."
     )
+
+
+def _nearly_full(folder: Path) -> bool:
+    """SQLite reports a full disk during a WAL write as a plain I/O error: look at the disk."""
+    try:
+        return shutil.disk_usage(folder).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def store_error(exc: BaseException, path: Path) -> StoreError:

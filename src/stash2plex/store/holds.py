@@ -60,13 +60,16 @@ def write_holds(conn: sqlite3.Connection, old: Holds, new: Holds, now: float) ->
     """Store `new` and record what changed from `old`. Call inside a write transaction.
 
     - breaker closed -> open: an outage row starts, counting the jobs it holds; the jobs of the
-      failure streak that opened it get their attempt back and wait for Plex instead;
+      failure streak that opened it get their attempt back and wait for Plex instead; reopened
+      by the first job after a passing probe (on trial), the last outage goes on instead;
     - breaker -> closed: the open outage ends now (counting the jobs it held) and the jobs parked
       behind it become due; the recovery ramp starts;
     - a pause lifted: the jobs parked behind it become due.
     """
     was_closed, is_closed = old.breaker.is_closed, new.breaker.is_closed
-    if was_closed and not is_closed:
+    if was_closed and not is_closed and old.breaker.trial:
+        _resume_outage(conn, old.breaker)
+    elif was_closed and not is_closed:
         _start_outage(conn, new.breaker.opened_at or now, old.breaker)
     elif not was_closed and is_closed:
         _end_outage(conn, now)
@@ -87,7 +90,9 @@ def _outstanding(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0])
 
 
-def _start_outage(conn: sqlite3.Connection, started_at: float, streak: BreakerState) -> None:
+def _refund(conn: sqlite3.Connection, streak: BreakerState) -> None:
+    """The scenes of the failure streak that opened the breaker wait for Plex instead of a
+    retry, with their attempt given back: a sick Plex costs probes, not attempts."""
     scenes = sorted({scene for _, scene in streak.failures})
     if scenes:
         marks = ",".join("?" * len(scenes))
@@ -97,6 +102,10 @@ def _start_outage(conn: sqlite3.Connection, started_at: float, streak: BreakerSt
             f"WHERE state = 'waiting' AND reason = 'retry' AND scene_id IN ({marks})",
             (PARKED, *scenes),
         )
+
+
+def _start_outage(conn: sqlite3.Connection, started_at: float, streak: BreakerState) -> None:
+    _refund(conn, streak)
     conn.execute(
         "INSERT INTO outages (started_at, jobs_affected) VALUES (?, ?)",
         (started_at, _outstanding(conn)),
@@ -106,6 +115,11 @@ def _start_outage(conn: sqlite3.Connection, started_at: float, streak: BreakerSt
         "(SELECT id FROM outages ORDER BY started_at DESC LIMIT ?)",
         (OUTAGES_KEPT,),
     )
+
+
+def _resume_outage(conn: sqlite3.Connection, streak: BreakerState) -> None:
+    _refund(conn, streak)
+    conn.execute("UPDATE outages SET ended_at = NULL WHERE id = (SELECT MAX(id) FROM outages)")
 
 
 def _end_outage(conn: sqlite3.Connection, now: float) -> None:

@@ -1,0 +1,160 @@
+"""Faults that must never end as lost edits or dead letters, each a kind found by trying to
+break the engine: an answer that did not come from Plex, Plex failing only writes, a sick
+server with only a few jobs queued, a hanging Plex, Stash failing every request, answers of
+the wrong shape in the probe path. The real worker against the emulators; timers reached with
+an injected clock."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from stash2plex import errors
+from stash2plex.clients.plex import PlexClient
+from stash2plex.engine.worker import Worker
+from stash2plex.engine.worker_lock import LOCK_FILENAME, worker_running
+
+from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
+
+PROXY_PAGE = "<html><head><title>Maintenance</title></head><body><p>Back soon</p></body></html>"
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, scenes=20, seed=8) as opened:
+        yield opened
+
+
+def edited(box, count: int):
+    """Sync the library once, then edit `count` scenes in Stash (their new titles must
+    reach Plex)."""
+    Worker(box.data_dir).run(until_idle=True)
+    scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:count]
+    for number, scene in enumerate(scenes):
+        box.stash.update_scene(scene.id, title=f"Edited {number}")
+    box.queue(*[s.id for s in scenes])
+    return scenes
+
+
+def run_for(box, clock, minutes: int) -> None:
+    """Let the worker's timers run for `minutes` of the injected clock, a step at a time."""
+    for _ in range(minutes):
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        clock.offset += 60
+
+
+@pytest.mark.parametrize("body", [PROXY_PAGE, ""])
+def test_an_answer_that_is_not_from_plex_is_an_outage_never_a_success(box, body):
+    clock = SteppedClock()
+    scenes = edited(box, 3)
+    box.plex.faults.fail(200, body=body, proxy=True)
+
+    run_for(box, clock, 3)
+
+    with box.store() as store:
+        assert store.dead_letters() == []
+        assert store.holds().breaker.state == "open"
+        assert "something other than Plex" in store.holds().breaker.reason
+        assert all(store.job(s.id).state != "done" for s in scenes)
+    box.plex.faults.clear()
+    run_for(box, clock, 2)
+    assert [box.item(s).title for s in scenes] == ["Edited 0", "Edited 1", "Edited 2"]
+
+
+def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
+    clock = SteppedClock()
+    scenes = edited(box, 8)
+    box.plex.faults.fail(500, route=r"^PUT ")
+
+    run_for(box, clock, 10)
+
+    with box.store() as store:
+        assert store.dead_letters() == []
+        outages = store.outages()
+    assert len(outages) == 1, outages
+    edits = box.plex.log.count(route="PUT /library/sections/{id}/all")
+    assert edits < 25, f"{edits} failing writes in 10 minutes: the probes did not back off"
+    box.plex.faults.clear()
+    run_for(box, clock, 3)
+    assert all(box.item(s).title.startswith("Edited") for s in scenes)
+    with box.store() as store:
+        assert [o["ended_at"] is not None for o in store.outages()] == [True]
+
+
+@pytest.mark.parametrize("how", ["500", "hang"])
+def test_a_sick_plex_with_few_jobs_queued_is_an_outage_not_dead_letters(box, how):
+    clock = SteppedClock()
+    if how == "hang":
+        box.settings(plex_timeout=1)
+    scenes = edited(box, 2)
+    if how == "500":
+        box.plex.faults.fail(500)
+    else:
+        box.plex.faults.latency(1.5)
+
+    run_for(box, clock, 30)
+
+    with box.store() as store:
+        assert store.dead_letters() == []
+        assert len(store.outages()) == 1
+        assert store.holds().breaker.state in ("open", "half_open")
+    box.plex.faults.clear()
+    run_for(box, clock, 2)
+    assert [box.item(s).title for s in scenes] == ["Edited 0", "Edited 1"]
+
+
+@pytest.mark.parametrize("fault", ["500", "graphql"])
+def test_stash_failing_every_request_pauses_instead_of_dead_letters(box, fault):
+    clock = SteppedClock()
+    scenes = edited(box, 2)
+    if fault == "500":
+        box.stash.fail(500)
+    else:
+        box.stash.graphql_error("database is locked")
+
+    run_for(box, clock, 30)
+
+    with box.store() as store:
+        assert store.dead_letters() == []
+        pause = store.holds().pause
+        assert pause is not None and pause.kind == "stash_down"
+        assert store.outages() == []  # Stash's trouble is no Plex outage
+    box.stash.clear()
+    run_for(box, clock, 2)
+    assert [box.item(s).title for s in scenes] == ["Edited 0", "Edited 1"]
+
+
+def test_one_bad_item_still_dead_letters_while_plex_is_healthy(box):
+    clock = SteppedClock()
+    [scene] = edited(box, 1)
+    box.plex.faults.fail(500, route=rf"^PUT .*id={box.rating_key(scene)}\b")
+    box.plex.faults.fail(500, route=r"^PUT ")
+
+    run_for(box, clock, 60)
+
+    with box.store() as store:
+        [letter] = store.dead_letters()
+        assert store.outages() == []
+    assert letter["scene_id"] == scene.id and letter["attempts"] == 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<?xml version="1.0"?><MediaContainer size="1"><Directory title="x" type="movie"/>'
+        "</MediaContainer>",
+        '<?xml version="1.0"?><MediaContainer size="1"><Directory key="one"/></MediaContainer>',
+    ],
+)
+def test_an_answer_of_the_wrong_shape_is_a_transient_failure(box, body):
+    box.plex.faults.fail(200, route=r"^GET /library/sections$", body=body)
+    client = PlexClient(box.plex.url, PLEX_TOKEN)
+    with pytest.raises(errors.TransientError, match="could not be read"):
+        client.sections()
+    assert client.health().error_class == "transient"
+
+
+def test_a_stale_pid_in_the_lock_file_is_no_running_worker(tmp_path):
+    (tmp_path / LOCK_FILENAME).write_text(f"{os.getpid()}\n")  # alive, but holds no lock
+    assert not worker_running(tmp_path)
