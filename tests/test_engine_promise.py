@@ -388,3 +388,18 @@ def test_a_hook_that_cannot_start_the_worker_still_answers(make_env):
     assert "could not start" in str(run.output)
     with env.store() as store:
         assert store.job(env.matchable()[0]) is not None  # recorded all the same
+
+
+@pytest.mark.slow
+def test_stop_pressed_mid_task_stops_the_watching_not_the_work(make_env):
+    env = make_env(150, seed=61, latency=0.01)
+    task = env.runner.start_task("Sync All Scenes", env.connection)
+    wait_until(lambda: env.edits() >= 10, timeout=60, message="the drain to be under way")
+    late = env.matchable()[-1]
+    env.stash.update_scene(late, title="Saved during the task")
+    env.save(late)
+    task.kill()  # Stash's Stop button
+
+    wait_until(env.all_synced, timeout=90, message="every scene synced after Stop")
+    key = env.plex.find_by_file(env.library.plex_path(env.library.scenes[late].files[0].path))
+    assert env.plex.item(key).title == "Saved during the task"

@@ -9,6 +9,7 @@ import pytest
 
 from stash2plex.records import Decision
 from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.processes import reap_workers, worker_pids
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
@@ -56,9 +57,12 @@ def letters(data_dir, *specs):
 
 
 def test_view_queue_status_reports_the_real_state(env):
-    library, _plex, _stash, task, data_dir = env
+    library, _plex, stash, task, data_dir = env
     first, second, third, fourth = matchable(library)[:4]
     task("Sync All Scenes")
+    reap_workers(data_dir)
+    # Switched off, so the worker the status task wakes for the pending job leaves it be.
+    stash.plugin_settings = {**stash.plugin_settings, "enabled": False}
     data_dir.mkdir(exist_ok=True)
     letters(data_dir, (first, "transient", 1), (second, "permanent", 1))
     with Store.open(data_dir) as store:
@@ -78,6 +82,7 @@ def test_view_queue_status_reports_the_real_state(env):
     assert status["dead_letters"] == {"transient": 1, "permanent": 1}
     assert status["breaker"] == "closed" and status["last_sync_at"] is not None
     assert any("1 pending" in m for m in run.messages("info"))
+    assert worker_pids(data_dir), "the task did not wake a worker for the pending job"
 
 
 def test_clear_pending_queue_leaves_jobs_in_progress(env):

@@ -344,7 +344,7 @@ def _drain(cli: Cli) -> None:
         report = process_queue(
             cli.data_dir,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
-            handover=lambda: ensure_worker(cli.data_dir),
+            start_worker=lambda: ensure_worker(cli.data_dir),
         )
     with cli.store() as store:
         from stash2plex.operations.queue import status_report

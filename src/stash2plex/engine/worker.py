@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from stash2plex import errors
 from stash2plex.engine import holds as hold_checks
@@ -97,8 +96,7 @@ class Worker:
     """Drains the queue of the store in `data_dir` while holding the worker lock.
 
     `clock` and `sleep` are injected (seconds); `context_factory` builds the settings and the
-    clients from the store; `handover` is called after the lock is released when work is left
-    (a foreground drain hands over to a detached worker that way).
+    clients from the store.
     """
 
     def __init__(
@@ -149,7 +147,6 @@ class Worker:
         *,
         until_idle: bool = False,
         progress: Callable[[DrainReport], None] | None = None,
-        handover: Callable[[], Any] | None = None,
     ) -> DrainReport:
         """Drain while holding the worker lock (`lock_fd`: already locked by a hook).
 
@@ -172,11 +169,7 @@ class Worker:
             if locked:
                 release(fd)
             os.close(fd)
-            try:
-                if handover is not None and not self._stop.is_set() and self._work_left():
-                    handover()
-            finally:
-                self.store.close()
+            self.store.close()
         return report
 
     def _loop(

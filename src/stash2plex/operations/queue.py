@@ -5,6 +5,7 @@ Operations return data (dataclasses and dicts); callers decide how to show it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,53 +65,102 @@ def queue_all_scenes(store: Store, stash: StashClient) -> int:
     return len(scene_ids)
 
 
+# A follower waits this long for a started worker to show up before starting one again, and
+# gives up (saying so) after the second try.
+WORKER_START_SECONDS = 15.0
+FOLLOW_POLL_SECONDS = 0.5
+
+
 def process_queue(
     data_dir: Path,
     *,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    start_worker: Callable[[], Any] | None = None,
     worker_factory: Callable[[Path], Worker] | None = None,
-    handover: Callable[[], Any] | None = None,
-) -> DrainReport | None:
-    """Drain in the foreground until nothing is due or a hold stops the drain.
+) -> DrainReport:
+    """Drain until nothing is due or a hold stops the drain, and report what was done.
 
-    Only the lock holder drains. If a detached worker holds the lock, follow its progress from
-    the store until the queue is drained or held; returns None then. `handover` is called
-    when this drain stops with work left (a hold, retries not yet due), to start a detached
-    worker that owns those timers.
+    With `start_worker` (Stash tasks, the CLI), the drain runs in a detached worker and this
+    process only follows it in the store: pressing Stop (a SIGKILL of the task) then stops the
+    watching, never the work, and a save made meanwhile is never left without a worker. Without
+    it (tests, the demo), the drain runs here. The report counts what finished since the call,
+    the dead letters with their reasons, what waits, and what holds the queue.
     """
-    make_worker = worker_factory or (lambda d: Worker(d, clock=clock, sleep=sleep))
+    started = clock()
     with Store.open(data_dir, clock=clock) as store:
         store.nudge()  # a fixed setting should lift a pause right away
-        total = max(1, _due_count(store))
-    if not worker_running(data_dir):
-        worker = make_worker(data_dir)
-        try:
-            return worker.run(
+        total = max(1, store.due_now())
+    if start_worker is None:
+        worker = (worker_factory or (lambda d: Worker(d, clock=clock, sleep=sleep)))(data_dir)
+        with contextlib.suppress(WorkerBusyError):  # another worker drains: follow it
+            worker.run(
                 until_idle=True,
-                handover=handover,
                 progress=(
                     (lambda report: progress(report.processed, max(total, report.processed)))
                     if progress
                     else None
                 ),
             )
-        except WorkerBusyError:
-            pass  # a worker started between our check and the lock: follow it instead
+    else:
+        start_worker()
+    problem = _follow(data_dir, total, progress, clock, sleep, start_worker)
+    return _drain_summary(data_dir, started, clock, problem)
+
+
+def _follow(
+    data_dir: Path,
+    total: int,
+    progress: Progress | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    start_worker: Callable[[], Any] | None,
+) -> str | None:
+    """Watch the store until nothing is due or a hold stops the worker (after the worker has
+    looked at it since our nudge: waiting on it would never end). Returns a problem, if any."""
+    missing_since: float | None = None
+    restarted = False
     with Store.open(data_dir, clock=clock) as store:
-        while worker_running(data_dir):
-            due = _due_count(store)
+        while True:
+            due = store.due_now()
             if progress:
                 progress(max(0, total - due), total)
-            # Stop following when nothing is left, or when a hold stops the worker (settings
-            # missing, Plex down) and the worker has already looked at it since our nudge:
-            # waiting on it would never end.
             holds = store.holds()
             if due == 0 or (holds.held and (holds.next_check_at() or 0) > clock()):
-                break
-            sleep(0.5)
-    return None
+                return None
+            if worker_running(data_dir):
+                missing_since = None
+            elif start_worker is None:
+                return None  # the in-process drain ended; nothing else drains here
+            else:
+                missing_since = clock() if missing_since is None else missing_since
+                if clock() - missing_since >= WORKER_START_SECONDS:
+                    if restarted:
+                        return (
+                            "the background worker did not start; its output is in worker.out "
+                            f"in {data_dir}"
+                        )
+                    start_worker()
+                    restarted, missing_since = True, None
+            sleep(FOLLOW_POLL_SECONDS)
+
+
+def _drain_summary(
+    data_dir: Path, started: float, clock: Callable[[], float], problem: str | None
+) -> DrainReport:
+    with Store.open(data_dir, clock=clock) as store:
+        summary = store.drain_summary(started)
+        held = hold_message(store.holds())
+    report = DrainReport(
+        synced=summary["synced"],
+        unchanged=summary["unchanged"],
+        skipped=summary["skipped"],
+        deferred=sum(summary["waiting"].values()),
+        dead_lettered=summary["dead_lettered"],
+        errors=[*summary["dead_letter_reasons"], *[m for m in (held, problem) if m]],
+    )
+    return report
 
 
 @dataclass(frozen=True)
@@ -197,11 +247,6 @@ def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
 
 def _list_change(key: str, before: list[str], after: Any) -> FieldChange:
     return FieldChange(key, ", ".join(before), ", ".join(after))
-
-
-def _due_count(store: Store) -> int:
-    counts = store.job_counts()
-    return counts.get("pending", 0) + counts.get("leased", 0) + counts.get("waiting:retry", 0)
 
 
 # ---------------------------------------------------------------------- queue management

@@ -48,7 +48,7 @@ def run_task(
         protocol.write_result(error=message, stream=stdout)
         return 1
     try:
-        output = handler(args, connection, data_dir, log, _handover(data_dir, plugin_dir))
+        output = handler(args, connection, data_dir, log, _starter(data_dir, plugin_dir))
     except SyncError as exc:
         log.error(f"Stash2Plex: {exc.message}")
         protocol.write_result(error=scrub(exc.message), stream=stdout)
@@ -98,17 +98,17 @@ def _progress(log: protocol.StashLog):
     return report
 
 
-def _handover(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
-    """Start a detached worker (with the plugin's dependencies on its path) for work a
-    foreground drain leaves behind."""
+def _starter(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
+    """Start a detached worker (with the plugin's dependencies on its path) unless one runs:
+    tasks only follow drains, so Stash's Stop button never stops the work itself."""
     return lambda: ensure_worker(data_dir, python_path=worker_python_path(plugin_dir))
 
 
 def _drain_report(
-    data_dir: Path, log: protocol.StashLog, handover: Callable[[], Any]
+    data_dir: Path, log: protocol.StashLog, start_worker: Callable[[], Any]
 ) -> dict[str, Any]:
     started = time.monotonic()
-    report = operations.process_queue(data_dir, progress=_progress(log), handover=handover)
+    report = operations.process_queue(data_dir, progress=_progress(log), start_worker=start_worker)
     with Store.open(data_dir) as store:
         status = operations.queue_status(store, data_dir)
         held = operations.hold_message(store.holds())
@@ -117,23 +117,19 @@ def _drain_report(
         "queue": status.counts,
         "dead_letters": status.dead_letters,
     }
-    if report is not None:
-        result.update(
-            synced=report.synced,
-            unchanged=report.unchanged,
-            skipped=report.skipped,
-            waiting=report.deferred,
-            dead_lettered=report.dead_lettered,
-        )
-        for error in report.errors:
-            log.error(f"Stash2Plex: {error}")
-        if report.errors:
-            result["errors"] = report.errors
-    elif not held:
-        result["note"] = "the background worker drained the queue"
+    result.update(
+        synced=report.synced,
+        unchanged=report.unchanged,
+        skipped=report.skipped,
+        waiting=report.deferred,
+        dead_lettered=report.dead_lettered,
+    )
+    for error in report.errors:
+        log.error(f"Stash2Plex: {error}")
+    if report.errors:
+        result["errors"] = report.errors
     if held:
         result["blocked"] = held
-        log.error(f"Stash2Plex: the queue is not draining: {held}")
     log.info(f"Stash2Plex: {_summary_line(result)}")
     return result
 
@@ -149,13 +145,13 @@ def sync_all(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         stash = connect_stash(store, connection)
         queued = operations.queue_all_scenes(store, stash)
     log.info(f"Stash2Plex: queued {queued} scenes")
-    return {"queued": queued, **_drain_report(data_dir, log, handover)}
+    return {"queued": queued, **_drain_report(data_dir, log, start_worker)}
 
 
 def process_queue(
@@ -163,11 +159,11 @@ def process_queue(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
-    return _drain_report(data_dir, log, handover)
+    return _drain_report(data_dir, log, start_worker)
 
 
 def preview(
@@ -175,7 +171,7 @@ def preview(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     scene_id = _int_arg(args, "scene_id", None)
     count = _int_arg(args, "count", 10)
@@ -208,7 +204,7 @@ def queue_status(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
@@ -228,7 +224,7 @@ def clear_queue(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         cleared = operations.clear_pending(store)
@@ -241,7 +237,7 @@ def clear_dlq(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         cleared = operations.clear_dead_letters(store)
@@ -254,7 +250,7 @@ def purge_dlq(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     days = _int_arg(args, "days", 30)
     with Store.open(data_dir) as store:
@@ -268,7 +264,7 @@ def retry_dlq(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     error_class = str(args.get("error_class") or "") or None
     with Store.open(data_dir) as store:
@@ -277,7 +273,7 @@ def retry_dlq(
     log.info(f"Stash2Plex: re-queued {queued} scenes from the dead-letter queue")
     result: dict[str, Any] = {"requeued": queued}
     if queued:
-        result["drain"] = _drain_report(data_dir, log, handover)
+        result["drain"] = _drain_report(data_dir, log, start_worker)
     return result
 
 
@@ -286,7 +282,7 @@ def recover_outage(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     extra = tuple(c.strip() for c in str(args.get("include_classes") or "").split(",") if c)
     with Store.open(data_dir) as store:
@@ -299,7 +295,7 @@ def recover_outage(
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
-        result["drain"] = _drain_report(data_dir, log, handover)
+        result["drain"] = _drain_report(data_dir, log, start_worker)
     return result
 
 
@@ -308,7 +304,7 @@ def health_check(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         report = operations.health_report(build_context(store, connection), data_dir)
@@ -327,7 +323,7 @@ def outage_summary(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     with Store.open(data_dir) as store:
         report = operations.outage_report(store)
@@ -343,7 +339,7 @@ def diagnose(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     from stash2plex.operations.diagnose import as_dicts
     from stash2plex.operations.diagnose import diagnose as run_diagnose
@@ -365,7 +361,7 @@ def pull_from_plex(
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
-    handover: Callable[[], Any],
+    start_worker: Callable[[], Any],
 ) -> dict[str, Any]:
     """Plays, resume points and ratings recorded in Plex since the last pull, into Stash."""
     from stash2plex.pull.pull import run_pull

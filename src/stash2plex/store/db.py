@@ -165,6 +165,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (section_id, title)
     );
     """,
+    # 4: what a finished job did (synced / unchanged / skipped), for reports of drains that a
+    # detached worker ran; and indexes for the hot paths at 100,000 jobs: claiming due jobs in
+    # order, counting by state and reason, dead letters by class.
+    """
+    ALTER TABLE jobs ADD COLUMN outcome TEXT;
+    CREATE INDEX jobs_due ON jobs (due_at, scene_id) WHERE state IN ('pending', 'waiting');
+    CREATE INDEX jobs_state_reason ON jobs (state, reason);
+    CREATE INDEX dead_letters_class ON dead_letters (error_class);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -609,7 +618,7 @@ class Store:
             if row is None:
                 pass  # the scene was deleted (or the queue cleared) meanwhile
             elif decision.action == "done" or (decision.action == "dead_letter" and edited):
-                self._finish(conn, job, now)
+                self._finish(conn, job, now, decision.status)
             elif decision.action == "dead_letter":
                 conn.execute(
                     "INSERT INTO dead_letters (scene_id, error_class, message, attempts, "
@@ -655,18 +664,19 @@ class Store:
         return new
 
     @staticmethod
-    def _finish(conn: sqlite3.Connection, job: Job, now: float) -> None:
-        """Done, unless edited meanwhile: then pending again at once."""
+    def _finish(conn: sqlite3.Connection, job: Job, now: float, outcome: str | None = None) -> None:
+        """Done (recording what the sync did), unless edited meanwhile: then pending again."""
         conn.execute(
             """
             UPDATE jobs SET
                 state = CASE WHEN generation = ? THEN 'done' ELSE 'pending' END,
                 due_at = CASE WHEN generation = ? THEN due_at ELSE ? END,
                 reason = NULL, attempts = 0, lease_until = NULL, lease_owner = NULL,
-                last_error = NULL, last_error_class = NULL, detail = NULL, updated_at = ?
+                last_error = NULL, last_error_class = NULL, detail = NULL, updated_at = ?,
+                outcome = ?
             WHERE scene_id = ?
             """,
-            (job.generation, job.generation, now, now, job.scene_id),
+            (job.generation, job.generation, now, now, outcome, job.scene_id),
         )
 
     def release(self, jobs: Iterable[Job]) -> None:
@@ -732,6 +742,50 @@ class Store:
             "OR EXISTS (SELECT 1 FROM entity_changes)"
         ).fetchone()
         return bool(row[0])
+
+    def due_now(self) -> int:
+        """Jobs a drain would work on now: pending, leased, or waiting with their time come."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'leased') "
+            "OR (state = 'waiting' AND due_at <= ?)",
+            (self.clock(),),
+        ).fetchone()
+        return int(row[0])
+
+    def drain_summary(self, since: float) -> dict[str, Any]:
+        """What the drains since `since` (epoch seconds) did: finished jobs by outcome, dead
+        letters with their reasons, and what waits now by reason.
+
+        Shape: ``{"synced", "unchanged", "skipped", "dead_lettered", "waiting": {reason: n},
+        "dead_letter_reasons": [str]}``.
+        """
+        outcomes = dict(
+            self._conn.execute(
+                "SELECT COALESCE(outcome, 'synced'), COUNT(*) FROM jobs "
+                "WHERE state = 'done' AND updated_at >= ? GROUP BY 1",
+                (since,),
+            ).fetchall()
+        )
+        letters = self._conn.execute(
+            "SELECT message, COUNT(*) FROM dead_letters WHERE failed_at >= ? GROUP BY message "
+            "ORDER BY COUNT(*) DESC",
+            (since,),
+        ).fetchall()
+        waiting = dict(
+            self._conn.execute(
+                "SELECT reason, COUNT(*) FROM jobs WHERE state = 'waiting' GROUP BY reason"
+            ).fetchall()
+        )
+        return {
+            "synced": int(outcomes.get("synced", 0)),
+            "unchanged": int(outcomes.get("unchanged", 0)),
+            "skipped": int(outcomes.get("skipped", 0)),
+            "dead_lettered": sum(int(n) for _, n in letters),
+            "waiting": {str(k): int(v) for k, v in waiting.items()},
+            "dead_letter_reasons": [
+                f"{message} ({n} scenes)" if n > 1 else message for message, n in letters
+            ],
+        }
 
     def next_due_at(self) -> float | None:
         """When the earliest waiting or pending job becomes due (parked jobs excluded)."""
