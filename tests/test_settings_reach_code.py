@@ -58,6 +58,9 @@ PROVEN_BY = {
     ],
     "tag_include": ["test_field_settings.py::test_tag_filters_cover_child_tags_and_exclusion_wins"],
     "tag_exclude": ["test_field_settings.py::test_tag_filters_cover_child_tags_and_exclusion_wins"],
+    "sync_empty_scenes": [
+        "test_situations.py::test_09_a_freshly_scanned_scene_leaves_agent_metadata_alone_and_locks_nothing"
+    ],
     "preserve_plex_edits": [
         "test_field_settings.py::test_preserve_plex_edits_keeps_a_field_edited_in_plex_and_reports_it"
     ],
