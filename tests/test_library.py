@@ -250,10 +250,12 @@ def trap_report(library: SampleLibrary) -> dict[str, bool]:
         "leaf tag on a scene": leaf is not None
         and any(leaf.id in s.tag_ids for s in library.scenes.values() if s.files),
         "TV library": any(kind == TV_SECTION[1] for _, kind, _ in library.extra_sections),
+        # A Windows disk cannot hold two names that differ in case only.
+        "no case-only twins": len({p.casefold() for p in plex_paths}) == len(plex_paths),
     }
 
 
-@pytest.mark.parametrize("n_scenes", [40, 120, 400])
+@pytest.mark.parametrize("n_scenes", [40, 120, 400, 2000])
 @pytest.mark.parametrize("seed", [0, 1, 5])
 def test_the_trap_library_sets_every_situation(n_scenes: int, seed: int) -> None:
     report = trap_report(generate_library(n_scenes, seed=seed, traps=True))

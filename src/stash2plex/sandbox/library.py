@@ -338,6 +338,8 @@ def generate_library(
     }
 
     builder = _SceneBuilder(rng, studios, performers, tags, groups, stash_root, now_dt)
+    # A Windows Plex shares a case-insensitive disk with Stash: no two names differ in case only.
+    builder.fold_case = _windows_root(plex_root)
     scenes = {i: builder.random_scene(i) for i in range(1, n_scenes + 1)}
     if n_scenes >= VARIETY_MINIMUM:
         builder.force_variety(scenes)
@@ -433,6 +435,7 @@ class _SceneBuilder:
         self.now = now
         self.next_file_id = 1
         self.used_paths: set[str] = set()
+        self.fold_case = False
         # Per scene: how many files (0, 1 or 2) and whether it joins a duplicate-basename pair.
         self.file_plan: dict[int, int] = {}
         self.duplicate_basename: set[int] = set()
@@ -670,14 +673,17 @@ class _SceneBuilder:
         folder = rng.choice(("Projects", "Archive/Old Drive", "Downloads/Incoming", "Été 2019"))
         return posixpath.join(self.stash_root, *folder.split("/"), f"{title}.{ext}")
 
+    def _used_key(self, path: str) -> str:
+        return path.casefold() if self.fold_case else path
+
     def new_file(self, path: str) -> VideoFile:
         base, ext = posixpath.splitext(path)
         candidate = path
         copy = 2
-        while candidate in self.used_paths:
+        while self._used_key(candidate) in self.used_paths:
             candidate = f"{base} ({copy}){ext}"
             copy += 1
-        self.used_paths.add(candidate)
+        self.used_paths.add(self._used_key(candidate))
         file = VideoFile(
             id=self.next_file_id,
             path=candidate,
