@@ -218,7 +218,13 @@ def test_02_deleting_a_performer_tag_or_studio_in_stash_updates_plex(
         assert run.returncode == 0 and run.error is None, run.stderr
         assert "deleted" in run.output
 
-    wait_until(lambda: done(plugin_dir, *(s.id for s in showing)), message="the re-sync")
+    def resynced() -> bool:
+        # The worker expands a deletion into jobs (in one transaction) before syncing them.
+        with Store.open(plugin_dir / "data") as store:
+            expanded = store.entity_deletions() == []
+        return expanded and done(plugin_dir, *(s.id for s in showing))
+
+    wait_until(resynced, message="the re-sync")
     for other in showing:
         for index in range(len(other.files)):
             item = plex.item(key_of(plex, library, other, index))
