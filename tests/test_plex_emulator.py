@@ -1099,10 +1099,15 @@ def test_stacked_parts_windows_and_nfd_paths_are_served_as_plex_spells_them(
     import unicodedata
 
     nfd = unicodedata.normalize("NFD", "M:\\Ünïcode Földer\\Café - part1.mp4")
-    key = emu.add_item(section, [nfd, "M:\\Ünïcode Földer\\Café - part2.mp4"], sizes=[1, 2])
+    files = [nfd, "M:\\Ünïcode Földer\\Café - part2.mp4"]
+    key = emu.add_item(section, files, sizes=[1, 2], stacked=True)
     movie = plex.fetchItem(key)
-    assert movie.locations == [nfd, "M:\\Ünïcode Földer\\Café - part2.mp4"]
-    assert [p.container for m in movie.media for p in m.parts] == ["mp4", "mp4"]
+    assert movie.locations == files
+    # Stacked: one Media holding a Part per file (versions would be one Media each).
+    [medium] = movie.media
+    assert [p.file for p in medium.parts] == files
+    versions = plex.fetchItem(emu.add_item(section, ["/v/a.mkv", "/v/b.mkv"]))
+    assert [[p.file for p in m.parts] for m in versions.media] == [["/v/a.mkv"], ["/v/b.mkv"]]
     assert movie.title == unicodedata.normalize("NFD", "Café - part1")
 
 

@@ -280,6 +280,7 @@ def test_04_two_scenes_plex_stacked_into_one_item_wait_as_a_conflict(
         section_id,
         [library.plex_path(first.files[0].path), library.plex_path(second.files[0].path)],
         sizes=[first.files[0].size, second.files[0].size],
+        stacked=True,
         title="Night Ferry",
     )
 

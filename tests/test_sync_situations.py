@@ -77,6 +77,7 @@ def test_a_conflict_is_settled_by_merging_the_scenes_in_stash(box):
         box.section_id,
         [box.library.plex_path(first.files[0].path), box.library.plex_path(second.files[0].path)],
         sizes=[first.files[0].size, second.files[0].size],
+        stacked=True,
     )
     clock = Clock()
     with box.store() as store:
@@ -134,6 +135,7 @@ def test_preview_says_a_fresh_scene_is_left_alone_and_diagnose_finds_conflicts_u
         box.section_id,
         [box.library.plex_path(first.files[0].path), box.library.plex_path(second.files[0].path)],
         sizes=[first.files[0].size, second.files[0].size],
+        stacked=True,
     )
     with box.store() as store:
         context = build_context(store)

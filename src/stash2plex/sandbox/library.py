@@ -902,6 +902,8 @@ class PlexSeedTarget(Protocol):
         sizes: int | list[int] | None = None,
         title: str | None = None,
         duration_ms: int = 600_000,
+        agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int: ...
 
     def add_scannable_file(self, section_id: int, path: str, size: int = 1_000_000) -> None: ...
@@ -933,7 +935,8 @@ def seed_plex(
         if len(paths) == 1:
             plex.add_item(section_id, plex_paths[0], sizes=files[0].size, **options)
         else:
-            plex.add_item(section_id, plex_paths, sizes=[f.size for f in files], **options)
+            sizes = [f.size for f in files]
+            plex.add_item(section_id, plex_paths, sizes=sizes, stacked=True, **options)
     for scene_id in sorted(library.scenes):
         scene = library.scenes[scene_id]
         if not scene.in_plex:

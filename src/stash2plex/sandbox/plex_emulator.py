@@ -669,12 +669,20 @@ class PlexEmulator:
         title: str | None = None,
         duration_ms: int = 600_000,
         agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int:
-        """Add a movie with one Media/Part per file (several: stacked parts); the title
-        defaults to the first file's stem, or comes with everything else from `agent` (what
-        a metadata agent found). Returns its ratingKey."""
+        """Add a movie with one Media/Part per file (versions), or with `stacked` one Media
+        with a Part per file (`- part1`, `- part2`); the title defaults to the first file's
+        stem, or comes with everything else from `agent` (what a metadata agent found).
+        Returns its ratingKey."""
         return self.library.add_item(
-            section_id, files, sizes=sizes, title=title, duration_ms=duration_ms, agent=agent
+            section_id,
+            files,
+            sizes=sizes,
+            title=title,
+            duration_ms=duration_ms,
+            agent=agent,
+            stacked=stacked,
         )
 
     def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
@@ -1228,6 +1236,7 @@ class PlexEmulator:
                 title=payload.get("title"),
                 duration_ms=int(payload.get("duration_ms", 600_000)),
                 agent=_agent_from_json(agent) if agent is not None else None,
+                stacked=bool(payload.get("stacked", False)),
             )
             return {"rating_key": key}
         if (method, route) == ("POST", "move"):
@@ -1410,12 +1419,14 @@ class EmulatorControl:
         sizes: int | list[int] | None = None,
         title: str | None = None,
         agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int:
         payload: dict[str, Any] = {
             "section_id": section_id,
             "files": files,
             "sizes": sizes,
             "title": title,
+            "stacked": stacked,
         }
         if agent is not None:
             payload["agent"] = dataclasses.asdict(agent)

@@ -306,6 +306,7 @@ class Item:
     edit_count: int = 0
     views: dict[int, ViewState] = field(default_factory=dict)  # account id -> state
     agent: AgentMetadata | None = None
+    stacked: bool = False  # the parts are one film in pieces (one Media), not versions
 
     @property
     def title(self) -> str:
@@ -513,9 +514,11 @@ class PlexLibrary:
         title: str | None = None,
         duration_ms: int = 600_000,
         agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int:
-        """An item with one part per file (several files: Plex stacked them, e.g. `- part1`,
-        `- part2`). `agent`: what a metadata agent found for it (title, summary, studio, date,
+        """An item with one part per file: several files are versions (one Media each), or
+        with `stacked` one film Plex stacked from `- part1`, `- part2` files (one Media with a
+        Part each). `agent`: what a metadata agent found for it (title, summary, studio, date,
         genres, actors...), as after a scan in a library with a real agent."""
         with self.lock:
             if section_id not in self.sections:
@@ -558,6 +561,7 @@ class PlexLibrary:
                 agent_title=item_title,
                 text={"title": item_title},
             )
+            item.stacked = stacked and len(parts) > 1
             if agent is not None:
                 item.agent = agent
                 item.agent_title = agent.title
