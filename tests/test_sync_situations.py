@@ -159,3 +159,34 @@ def test_diagnose_suggests_no_rule_when_only_the_unicode_form_differs(box):
         checks = {check.name: check for check in diagnose(store, box.stash.server_connection())}
     assert checks["path mapping"].ok, checks["path mapping"]
     assert "path_map to" not in checks["path mapping"].fix
+
+
+def test_a_scan_request_on_a_windows_plex_names_the_folder_in_its_spelling(tmp_path):
+    from stash2plex.settings.config import build_config
+    from stash2plex.store.db import Store
+    from stash2plex.sync.syncer import PlexIndex
+
+    class RecordingPlex:
+        def __init__(self):
+            self.scans = []
+
+        def scan_path(self, section_id, path):
+            self.scans.append((section_id, path))
+
+    config = build_config({"plex_url": "http://plex:32400", "plex_token": "t"})
+    plex = RecordingPlex()
+    with Store.open(tmp_path) as store:
+        store.put_value(
+            "plex_sections",
+            {
+                "wanted": [],
+                "url": config.plex_url,
+                "sections": [
+                    {"id": 1, "title": "Windows", "locations": ["m:/"]},
+                    {"id": 2, "title": "Elsewhere", "locations": ["D:\\Other"]},
+                ],
+            },
+        )
+        scanned = PlexIndex(store, plex, config).request_scan(["M:\\Studio A\\x.mp4"])
+    assert plex.scans == [(1, "M:\\Studio A")]
+    assert scanned == ["Windows: M:\\Studio A"]

@@ -12,7 +12,6 @@ is pushed to each of them. A Plex item holding files of several scenes (Plex sta
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from stash2plex.errors import (
     NotInPlexError,
     TransientError,
 )
-from stash2plex.paths import basename, path_key
+from stash2plex.paths import basename, is_windows_path, path_key, split_path
 from stash2plex.records import Link
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
@@ -290,10 +289,10 @@ class PlexIndex:
         """Ask Plex to scan the folders of these files, in the libraries that hold them."""
         scanned = []
         for path in plex_paths:
-            folder = posixpath.dirname(path.replace("\\", "/")) if "/" in path else path
+            folder = _folder(path)
             for section in self.sections():
                 locations = section.get("locations") or []
-                if not locations or any(path.startswith(loc) for loc in locations):
+                if not locations or any(_under(path, loc) for loc in locations):
                     self.plex.scan_path(section["id"], folder)
                     scanned.append(f"{section['title']}: {folder}")
         return scanned
@@ -662,6 +661,19 @@ class SceneSyncer:
             if text_edited or list_edited:
                 edited.append(key)
         return edited
+
+
+def _folder(path: str) -> str:
+    """The folder of a Plex path, in the path's own separator (a Windows server's `\\`)."""
+    parts = split_path(path)
+    separator = "\\" if "\\" in path and (is_windows_path(path) or "/" not in path) else "/"
+    return separator.join(parts[:-1]) or separator
+
+
+def _under(path: str, folder: str) -> bool:
+    """Whether a path lies in a library location, compared as `paths.path_key` compares."""
+    key, root = path_key(path), path_key(folder).rstrip("/\\")
+    return key == root or key.startswith(root + "/") or key.startswith(root + "\\")
 
 
 def _is_placeholder(data: bytes, content_type: str) -> bool:
