@@ -359,5 +359,7 @@ def test_a_deleted_entity_queues_the_scenes_that_showed_it_from_our_records(stor
 
 
 def test_the_entity_deleted_hook_is_recorded_like_the_others(store):
+    assert not store.has_work()
     store.record_hook("entity_deleted", 9, source="Studio.Destroy.Post", entity_kind="studio")
     assert [(k, i) for k, i, _ in store.entity_deletions()] == [("studio", 9)]
+    assert store.has_work()  # a worker must run to expand it

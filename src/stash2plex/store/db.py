@@ -794,10 +794,12 @@ class Store:
         )
 
     def has_work(self) -> bool:
-        """True when anything is outstanding: a job, or an entity change to expand."""
+        """True when anything is outstanding: a job, or an entity change or deletion to
+        expand."""
         row = self._conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state != 'done') "
-            "OR EXISTS (SELECT 1 FROM entity_changes)"
+            "OR EXISTS (SELECT 1 FROM entity_changes) "
+            "OR EXISTS (SELECT 1 FROM entity_deletions)"
         ).fetchone()
         return bool(row[0])
 
