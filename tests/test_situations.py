@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
-import time
 import unicodedata
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from stash2plex.cli import main as cli_main
-from stash2plex.engine.worker import SETTINGS_NUDGE_MIN_SECONDS
 from stash2plex.sandbox.library import Tag, generate_library
 from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
 from stash2plex.sandbox.runner import PluginRunner
@@ -134,16 +132,13 @@ def done(plugin_dir: Path, *scene_ids: int) -> bool:
 
 
 def change_settings(stash, **values) -> None:
-    """Save plugin settings in Stash (None removes a key), as the user does in its UI.
-
-    A running worker re-reads them when the next hook nudges it, but at most every
-    SETTINGS_NUDGE_MIN_SECONDS: wait that out, as a user between two saves would."""
+    """Save plugin settings in Stash (None removes a key), as the user does in its UI; a
+    running worker re-reads them when the next hook nudges it."""
     for name, value in values.items():
         if value is None:
             stash.plugin_settings.pop(name, None)
         else:
             stash.plugin_settings[name] = value
-    time.sleep(SETTINGS_NUDGE_MIN_SECONDS + 0.5)
 
 
 def waiting(plugin_dir: Path, reason: str, *scene_ids: int) -> bool:
