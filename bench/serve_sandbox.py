@@ -26,8 +26,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--latency-ms", type=float, default=2.0)
     parser.add_argument("--settings", default="{}", help="plugin settings to add, as JSON")
+    parser.add_argument("--traps", action="store_true", help="the library with every trap")
     args = parser.parse_args()
-    library = generate_library(args.scenes, seed=args.seed)
+    library = generate_library(args.scenes, seed=args.seed, traps=args.traps)
     settings = json.loads(args.settings)
     with running_sandbox(library, plex_token=TOKEN, settings=settings) as (plex, stash, _):
         plex.faults.latency(args.latency_ms / 1000)

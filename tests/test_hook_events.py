@@ -12,7 +12,12 @@ from stash2plex.plugin.hook_events import parse_hook
         ("Scene.Destroy.Post", "scene_deleted"),
         ("Performer.Update.Post", "entity_changed"),
         ("Tag.Merge.Post", "entity_changed"),
+        ("Performer.Destroy.Post", "entity_deleted"),
+        ("Studio.Destroy.Post", "entity_deleted"),
+        ("Tag.Destroy.Post", "entity_deleted"),
+        ("Group.Destroy.Post", "entity_deleted"),
         ("Image.Update.Post", "ignored"),
+        ("Image.Destroy.Post", "ignored"),
     ],
 )
 def test_trigger_routes(trigger, action):
@@ -21,6 +26,20 @@ def test_trigger_routes(trigger, action):
 
 def test_movie_hooks_count_as_group_changes():
     assert parse_hook({"type": "Movie.Update.Post", "id": 2}).entity_kind == "group"
+    assert parse_hook({"type": "Movie.Destroy.Post", "id": 2}).entity_kind == "group"
+
+
+def test_the_manifest_subscribes_to_every_destroy_the_product_handles():
+    from pathlib import Path
+
+    from stash2plex.sandbox.manifest import load_manifest
+
+    manifest = load_manifest(Path(__file__).resolve().parents[1] / "Stash2Plex.yml")
+    triggers = {t for hook in manifest.hooks for t in hook.triggered_by}
+    for kind in ("Performer", "Studio", "Tag", "Group"):
+        trigger = f"{kind}.Destroy.Post"
+        assert trigger in triggers
+        assert parse_hook({"type": trigger, "id": 4}).action == "entity_deleted"
 
 
 def test_input_of_any_shape_is_ignored():

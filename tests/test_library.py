@@ -169,7 +169,9 @@ class RecordingPlex:
         self.sections.append((title, locations, type))
         return 7
 
-    def add_item(self, section_id, files, *, sizes=None, title=None, duration_ms=600_000) -> int:
+    def add_item(
+        self, section_id, files, *, sizes=None, title=None, duration_ms=600_000, **agent
+    ) -> int:
         self.items.append(
             {
                 "section": section_id,
@@ -177,6 +179,7 @@ class RecordingPlex:
                 "sizes": sizes,
                 "title": title,
                 "ms": duration_ms,
+                **agent,
             }
         )
         return 1000 + len(self.items)
@@ -208,3 +211,92 @@ def test_seed_plex_adds_one_item_per_file_and_scannable_files_for_the_rest() -> 
         for f in s.files
     ]
     assert plex.scannable == expected_scannable and expected_scannable
+
+
+# --------------------------------------------------------------------------- traps
+def trap_report(library: SampleLibrary) -> dict[str, bool]:
+    """Which situations of the issue the library sets."""
+    from stash2plex.sandbox.library import DEEP_TAG_CHAIN, TV_SECTION
+    from stash2plex.sandbox.verify import CONFLICT, LEFT_ALONE, expected_items
+
+    items = library.plex_items()
+    owners = {f.path: s for s in library.scenes.values() for f in s.files}
+    agent = [p for p in library.agent]
+    expected = expected_items(library).values()
+    chain = [t for t in library.tags.values() if t.name in DEEP_TAG_CHAIN]
+    leaf = next((t for t in chain if t.name == DEEP_TAG_CHAIN[-1]), None)
+    plex_paths = [library.plex_path(p) for item in items for p in item]
+    return {
+        "20 % agent-filled": abs(len(agent) - 0.2 * len(items)) <= 1,
+        "agent item, no performers": any(
+            not owners[p].performer_ids and owners[p].title for p in agent
+        ),
+        "agent item, no tags": any(not owners[p].tag_ids and owners[p].title for p in agent),
+        "fresh scene on an agent item": any(e.state == LEFT_ALONE for e in expected),
+        "stacked conflict": any(e.state == CONFLICT for e in expected),
+        "a scene's own stacked parts": any(
+            len(item) == 2 and len({owners[p].id for p in item}) == 1 for item in items
+        ),
+        "multi-item scene": any(
+            len(s.files) == 2
+            and s.in_plex
+            and not any(f.path in x for x in library.stacks for f in s.files)
+            for s in library.scenes.values()
+        ),
+        "NFD Plex path": any(not unicodedata.is_normalized("NFC", p) for p in plex_paths),
+        "Windows Plex path": all(p.startswith("M:\\") for p in plex_paths),
+        "rule in another case and slash": library.path_map.endswith("m:/"),
+        "five-level chain": len(chain) == 5 and leaf is not None and len(leaf.parent_ids) == 2,
+        "leaf tag on a scene": leaf is not None
+        and any(leaf.id in s.tag_ids for s in library.scenes.values() if s.files),
+        "TV library": any(kind == TV_SECTION[1] for _, kind, _ in library.extra_sections),
+        # A Windows disk cannot hold two names that differ in case only.
+        "no case-only twins": len({p.casefold() for p in plex_paths}) == len(plex_paths),
+    }
+
+
+@pytest.mark.parametrize("n_scenes", [40, 120, 400, 2000])
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_the_trap_library_sets_every_situation(n_scenes: int, seed: int) -> None:
+    report = trap_report(generate_library(n_scenes, seed=seed, traps=True))
+    missing = [name for name, present in report.items() if not present]
+    assert not missing, f"seed {seed}, {n_scenes} scenes lack: {missing}"
+
+
+def test_traps_are_deterministic_and_off_by_default() -> None:
+    assert generate_library(60, seed=2, traps=True) == generate_library(60, seed=2, traps=True)
+    plain = generate_library(60, seed=2)
+    assert not plain.agent and not plain.stacks and not plain.extra_sections
+    with pytest.raises(ValueError):
+        generate_library(20, traps=True)
+
+
+def test_seed_plex_stacks_parts_fills_agent_items_and_adds_the_tv_library() -> None:
+    library = generate_library(60, seed=3, traps=True)
+    plex = RecordingPlex()
+    seed_plex(plex, library, section_title="Scenes")
+    assert plex.sections[0] == ("Scenes", ["M:\\"], "movie")
+    assert plex.sections[1][2] == "show"
+    stacked = [i for i in plex.items if isinstance(i["files"], list)]
+    assert len(stacked) == len(library.stacks)
+    assert all(" - part" not in (i["title"] or "") for i in stacked if i["title"])
+    filled = [i for i in plex.items if i.get("agent") is not None]
+    assert len(filled) == len(library.agent) and all(i["title"] is None for i in filled)
+
+
+def test_the_oracle_finds_a_wrong_field_a_stray_lock_and_a_written_conflict() -> None:
+    from stash2plex.sandbox.plex_emulator import PlexEmulator
+    from stash2plex.sandbox.verify import CONFLICT, expected_items, library_problems
+
+    library = generate_library(60, seed=3, traps=True)
+    with PlexEmulator(token="t") as plex:
+        seed_plex(plex, library)
+        problems = library_problems(plex, library)
+        expected = expected_items(library)
+        # Nothing synced yet: every synced-to-be item is wrong, conflicts and fresh ones fine.
+        assert {p for p, e in expected.items() if e.state == "synced"} <= set(problems)
+        conflict = next(p for p, e in expected.items() if e.state == CONFLICT)
+        assert conflict not in problems
+        key = plex.find_by_file(library.plex_path(conflict))
+        plex.library.get_item(key).locked.add("title")
+        assert "written although conflict" in library_problems(plex, library)[conflict][0]

@@ -67,3 +67,49 @@ def test_two_files_held_as_two_plex_items_match_the_primary_file():
         [{"path": "/stash/a/clip.mp4", "size": 100}, {"path": "/stash/d/second.mp4", "size": 400}]
     )
     assert result.match.rating_key == 1
+
+
+def test_every_file_of_a_scene_matches_its_own_item_exact_paths_first():
+    result = run(
+        [
+            {"path": "/elsewhere/unique.mp4", "size": 300},  # by name and size only
+            {"path": "/stash/d/second.mp4", "size": 400},  # exact
+            {"path": "/stash/a/clip.mp4", "size": 100},  # exact
+        ]
+    )
+    assert [m.rating_key for m in result.matches] == [4, 1, 3]
+    assert result.match.rating_key == 4
+
+
+def test_paths_compare_in_nfc_and_windows_paths_without_case():
+    import unicodedata
+
+    from stash2plex.records import IndexEntry
+
+    index = [
+        IndexEntry(7, 1, unicodedata.normalize("NFD", "/plex/Ünïcode/Café.mp4"), 5),
+        IndexEntry(8, 1, "M:\\Cam A\\clip.mp4", 6),
+        IndexEntry(9, 1, "M:\\Cam B\\clip.mp4", 6),
+    ]
+    from stash2plex.paths import basename_key, path_key
+
+    def by_path(path):
+        return [e for e in index if path_key(e.path) == path_key(path)]
+
+    def by_name(name):
+        return [e for e in index if basename_key(e.path) == basename_key(name)]
+
+    rules = parse_path_map("/stash => /plex; /win => m:/")
+    found = match_scene([{"path": "/stash/Ünïcode/Café.mp4", "size": 5}], rules, by_path, by_name)
+    assert found.match.rating_key == 7
+    found = match_scene([{"path": "/win/Cam B/clip.mp4", "size": 6}], rules, by_path, by_name)
+    assert (found.match.rating_key, found.match.rule) == (9, "mapped_path")
+
+
+def test_a_part_is_claimed_by_its_path_or_by_name_and_size():
+    from stash2plex.sync.matching import claims_part
+
+    assert claims_part({"path": "/stash/a/clip.mp4", "size": 1}, "/plex/a/clip.mp4", 9, RULES)
+    assert claims_part({"path": "/x/clip.mp4", "size": 9}, "/plex/a/CLIP.mp4", 9, ())
+    assert not claims_part({"path": "/x/clip.mp4", "size": 8}, "/plex/a/clip.mp4", 9, ())
+    assert not claims_part({"path": "", "size": 9}, "/plex/a/clip.mp4", 9, ())

@@ -61,3 +61,36 @@ def test_edit_params_set_and_lock_each_field():
         "studio.value": "Studio",
         "studio.locked": 1,
     }
+
+
+def test_a_field_or_list_we_empty_is_unlocked_never_locked():
+    from stash2plex.sync.metadata import Actor, DesiredItem
+
+    desired = DesiredItem(fields={"title": "T", "summary": ""}, genres=(), actors=(Actor("A"),))
+    params = edit_params(
+        desired,
+        ["title", "summary", "genre", "actor"],
+        present={"genre": ["Drama", "Sci, Fi", "Drama"]},
+    )
+    assert params["title.locked"] == 1 and params["summary.locked"] == 0
+    assert params["summary.value"] == ""
+    assert params["genre.locked"] == 0
+    assert params["genre[].tag.tag-"] == "Drama,Sci%2C%20Fi"
+    assert params["actor.locked"] == 1 and params["actor[0].tag.tag"] == "A"
+
+
+def test_own_metadata_is_a_title_details_date_studio_performers_or_tags():
+    from stash2plex.sync.metadata import has_own_metadata
+
+    fresh = {"id": "1", "title": None, "details": " ", "files": [{"path": "/a/b.mp4"}]}
+    assert not has_own_metadata(fresh)
+    assert not has_own_metadata({**fresh, "groups": [{"group": {"id": "1"}}], "rating100": 80})
+    for extra in (
+        {"title": "x"},
+        {"details": "d"},
+        {"date": "2020"},
+        {"studio": {"name": "S"}},
+        {"performers": [{"name": "P"}]},
+        {"tags": [{"name": "T"}]},
+    ):
+        assert has_own_metadata({**fresh, **extra})

@@ -1018,3 +1018,117 @@ def test_large_library_is_fast(emu: PlexEmulator, section: int, plex: PlexServer
     edits = time.monotonic() - started
     # Generous bounds for a loaded 2-core CI box; typical runs are ten times faster.
     assert listing < 5 and edits < 5, (listing, edits)
+
+
+# ---------------------------------------------------------------------- situations users meet
+def _agent():
+    from stash2plex.sandbox.plex_model import AgentMetadata
+
+    return AgentMetadata(
+        title="The Long Harbour",
+        summary="A ferry captain's last winter.",
+        studio="Gaumont",
+        originally_available_at="1998-04-02",
+        genres=("Drama", "Mystery", "Romance"),
+        actors=tuple(ActorState(n, "Herself", None) for n in ("A", "B", "C", "D")),
+        guid="plex://movie/5d7768265af944001f1f6977",
+    )
+
+
+@pytest.mark.parametrize("overwrites", [True, False])
+def test_an_agent_filled_item_shows_its_metadata_and_a_refresh_restores_unlocked_fields(
+    emu: PlexEmulator, section: int, plex: PlexServer, overwrites: bool
+) -> None:
+    emu.behaviour.agent_overwrites_unlocked = overwrites
+    key = emu.add_item(section, "/data/Movies/harbour.mkv", agent=_agent())
+    state = emu.item(key)
+    assert (state.title, state.studio, state.originally_available_at, state.year) == (
+        "The Long Harbour",
+        "Gaumont",
+        "1998-04-02",
+        1998,
+    )
+    assert [a.name for a in state.actors] == ["A", "B", "C", "D"] and not state.locked
+    assert state.guid == "plex://movie/5d7768265af944001f1f6977"
+    listing = xml_of(get(emu, f"/library/sections/{section}/all?type=1"))
+    video_el = listing.find("Video")
+    assert [r.get("tag") for r in video_el.findall("Role")] == ["A", "B", "C"]  # truncated
+    assert len(video_el.findall("Genre")) == 2
+
+    movie = plex.fetchItem(key)
+    movie.edit(
+        **{
+            "actor.locked": 0,
+            "actor[].tag.tag-": "A,B,C,D",
+            "title.value": "Mine",
+            "title.locked": 1,
+        }
+    )
+    movie.edit(**{"summary.value": "", "summary.locked": 0})
+    movie.refresh()
+    state = emu.item(key)
+    assert state.title == "Mine"  # locked
+    if overwrites:
+        assert state.summary == "A ferry captain's last winter."
+        assert [a.name for a in state.actors] == ["A", "B", "C", "D"]
+    else:
+        assert state.summary == "" and state.actors == []
+
+
+@pytest.mark.parametrize("bumps", [False, True])
+def test_a_renamed_file_keeps_its_item_and_rating_key(
+    emu: PlexEmulator, section: int, plex: PlexServer, clock: FakeClock, bumps: bool
+) -> None:
+    emu.behaviour.path_change_bumps_updated_at = bumps
+    key = emu.add_item(section, "/data/Movies/old name.mkv")
+    added = emu.item(key).added_at
+    clock.advance(60)
+    assert emu.move_file("/data/Movies/old name.mkv", "/data/Movies/new name.mkv") == key
+    state = emu.item(key)
+    assert state.files == ["/data/Movies/new name.mkv"] and state.added_at == added
+    assert (state.updated_at > added) is bumps
+    assert emu.find_by_file("/data/Movies/old name.mkv") is None
+    assert plex.fetchItem(key).locations == ["/data/Movies/new name.mkv"]
+    with pytest.raises(KeyError):
+        emu.move_file("/data/Movies/old name.mkv", "/x.mkv")
+
+
+def test_stacked_parts_windows_and_nfd_paths_are_served_as_plex_spells_them(
+    emu: PlexEmulator, section: int, plex: PlexServer
+) -> None:
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "M:\\Ünïcode Földer\\Café - part1.mp4")
+    files = [nfd, "M:\\Ünïcode Földer\\Café - part2.mp4"]
+    key = emu.add_item(section, files, sizes=[1, 2], stacked=True)
+    movie = plex.fetchItem(key)
+    assert movie.locations == files
+    # Stacked: one Media holding a Part per file (versions would be one Media each).
+    [medium] = movie.media
+    assert [p.file for p in medium.parts] == files
+    versions = plex.fetchItem(emu.add_item(section, ["/v/a.mkv", "/v/b.mkv"]))
+    assert [[p.file for p in m.parts] for m in versions.media] == [["/v/a.mkv"], ["/v/b.mkv"]]
+    assert movie.title == unicodedata.normalize("NFD", "Café - part1")
+
+
+def test_a_tv_section_gets_the_series_agent_and_lists_no_movies(
+    emu: PlexEmulator, plex: PlexServer
+) -> None:
+    shows = emu.add_section("Shows", ["/data/TV"], "show")
+    [directory] = [d for d in xml_of(get(emu, "/library/sections")) if d.get("key") == str(shows)]
+    assert (directory.get("type"), directory.get("agent"), directory.get("scanner")) == (
+        "show",
+        "tv.plex.agents.series",
+        "Plex TV Series",
+    )
+    assert xml_of(get(emu, f"/library/sections/{shows}/all?type=1")).get("totalSize") == "0"
+    with pytest.raises(ValueError):
+        emu.add_item(shows, "/data/TV/Show/S01E01.mkv")
+
+
+def test_the_control_api_adds_agent_items_and_moves_files(emu: PlexEmulator, section: int) -> None:
+    control = EmulatorControl(emu.url)
+    key = control.add_item(section, "/data/Movies/a.mkv", agent=_agent())
+    assert control.item(key)["title"] == "The Long Harbour"
+    assert control.move_file("/data/Movies/a.mkv", "/data/Movies/b.mkv") == key
+    assert control.find_by_file("/data/Movies/b.mkv") == key

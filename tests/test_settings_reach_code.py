@@ -58,6 +58,9 @@ PROVEN_BY = {
     ],
     "tag_include": ["test_field_settings.py::test_tag_filters_cover_child_tags_and_exclusion_wins"],
     "tag_exclude": ["test_field_settings.py::test_tag_filters_cover_child_tags_and_exclusion_wins"],
+    "sync_empty_scenes": [
+        "test_situations.py::test_09_a_freshly_scanned_scene_leaves_agent_metadata_alone_and_locks_nothing"
+    ],
     "preserve_plex_edits": [
         "test_field_settings.py::test_preserve_plex_edits_keeps_a_field_edited_in_plex_and_reports_it"
     ],
@@ -129,7 +132,12 @@ def test_plex_token_is_sent_and_a_wrong_one_pauses(box):
 def test_a_missing_plex_library_holds_the_queue_until_fixed(box):
     box.settings(plex_library="Nope")
     scene = some_scene(box)
-    box.drain(scene.id)
+    report = box.drain(scene.id)
+    job = box.job(scene.id)
+    # A setting is never a dead letter: the job waits, and the run says what to fix.
+    assert (job.state, job.reason) == ("waiting", "settings")
+    assert "Nope" in job.last_error and "Stash Scenes" in job.last_error
+    assert report.errors == [job.last_error]
     with box.store() as store:
         assert store.dead_letters() == []
         pause = store.holds().pause
@@ -138,7 +146,7 @@ def test_a_missing_plex_library_holds_the_queue_until_fixed(box):
         "plex_library",
         "Stash plugin settings",
     )
-    assert "Nope" in pause.message and "Stash Scenes (movie)" in pause.message
+    assert "Nope" in pause.message and "Stash Scenes" in pause.message
     assert box.job(scene.id).reason == "settings"
     box.settings(plex_library="Stash Scenes")
     assert Worker(box.data_dir).run(until_idle=True).synced == 1

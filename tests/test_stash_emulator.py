@@ -520,3 +520,84 @@ def test_stop_drops_keep_alive_connections_and_restart_keeps_the_port(
         assert session.post(url, json={"query": docs.VERSION}).status_code == 200
     finally:
         stash.stop()
+
+
+# --------------------------------------------------------------------------- situations
+def test_a_deleted_entity_leaves_no_trace_a_query_could_follow(
+    stash: StashEmulator, library: SampleLibrary
+) -> None:
+    scene = next(s for s in library.scenes.values() if s.performer_ids and s.studio_id)
+    performer, studio = scene.performer_ids[0], scene.studio_id
+    tag = next(t for t in library.tags.values() if t.parent_ids)
+    parent = tag.parent_ids[0]
+    updated = scene.updated_at
+
+    stash.delete_entity("performer", performer)
+    stash.delete_entity("studio", studio)
+    stash.delete_entity("tag", parent)
+
+    shown = data(stash, docs.FIND_SCENE, {"id": str(scene.id)})["findScene"]
+    assert str(performer) not in [p["id"] for p in shown["performers"]]
+    assert shown["studio"] is None and shown["updated_at"] == updated
+    include = {"performers": {"value": [str(performer)], "modifier": "INCLUDES"}}
+    assert scene_ids(stash, include) == []
+    assert parent not in library.tags[tag.id].parent_ids
+    assert all(s.studio_id != studio for s in library.scenes.values())
+    with pytest.raises(ValueError):
+        stash.delete_entity("scene", scene.id)
+
+
+def test_a_merge_moves_the_files_deletes_the_sources_and_fires_nothing(
+    stash: StashEmulator, library: SampleLibrary
+) -> None:
+    kept, merged = [s for s in library.scenes.values() if len(s.files) == 1][:2]
+    merged_file = merged.files[0]
+    stash.merge_scenes(kept.id, [merged.id])
+    assert merged.id not in library.scenes
+    shown = data(stash, docs.FIND_SCENE, {"id": str(kept.id)})["findScene"]
+    assert [f["path"] for f in shown["files"]][-1] == merged_file.path
+    assert data(stash, docs.FIND_SCENE, {"id": str(merged.id)})["findScene"] is None
+
+
+def test_a_moved_file_keeps_its_scene_and_windows_paths_have_their_basename(
+    stash: StashEmulator, library: SampleLibrary
+) -> None:
+    scene = next(s for s in library.scenes.values() if len(s.files) == 1)
+    old = scene.files[0].path
+    assert stash.move_file(old, "C:\\Media\\Cam A\\clip01.mp4") == scene.id
+    [file] = data(stash, docs.FIND_SCENE, {"id": str(scene.id)})["findScene"]["files"]
+    assert (file["path"], file["basename"]) == ("C:\\Media\\Cam A\\clip01.mp4", "clip01.mp4")
+    with pytest.raises(KeyError):
+        stash.move_file(old, "/x.mp4")
+
+
+def test_find_tags_pages_the_whole_hierarchy_with_several_parents(
+    stash: StashEmulator, library: SampleLibrary
+) -> None:
+    client = StashClient(StashConnection.from_url(stash.url))
+    tags = client.tag_hierarchy()
+    assert set(tags) == set(library.tags)
+    night = next(t for t in library.tags.values() if len(t.parent_ids) > 1)
+    assert set(tags[night.id][1]) == set(night.parent_ids)
+    requests_before = stash.count("FindTagHierarchy")
+    client.tag_hierarchy()
+    assert stash.count("FindTagHierarchy") == requests_before  # read once per client
+    client.forget_tag_hierarchy()
+    client.tag_hierarchy()
+    assert stash.count("FindTagHierarchy") == requests_before + 1
+    page = data(stash, docs.FIND_TAG_HIERARCHY, {"filter": {"page": 2, "per_page": 5}})
+    assert page["findTags"]["count"] == len(library.tags) and len(page["findTags"]["tags"]) == 5
+
+
+def test_scenes_with_a_file_are_found_by_its_name_in_either_normal_form(
+    stash: StashEmulator, library: SampleLibrary
+) -> None:
+    import unicodedata
+
+    scene = next(s for s in library.scenes.values() if len(s.files) == 1)
+    path = unicodedata.normalize("NFD", "/data/stash/Ünïcode Földer/Café – Ωmega.mp4")
+    stash.update_scene(scene.id, files=[VideoFile(scene.files[0].id, path, 5, 1.0)])
+    client = StashClient(StashConnection.from_url(stash.url))
+    found = client.scenes_with_file("Café – Ωmega.mp4")  # asked in NFC
+    assert [int(s["id"]) for s in found] == [scene.id]
+    assert found[0]["files"][0]["size"] == 5

@@ -263,3 +263,103 @@ def test_a_version_1_store_migrates_and_keeps_its_data(tmp_path):
         link = store.link(1)
         assert (link.rating_key, link.fingerprints, link.owned) == (2, {"title": "x"}, {})
         assert store.index_size() == 0
+
+
+def test_a_version_2_store_migrates_links_and_rebuilds_the_index(tmp_path):
+    from stash2plex.store.db import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "stash2plex.db")
+    conn.executescript(MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version=2;")
+    conn.execute(
+        "INSERT INTO links (scene_id, rating_key, section_id, plex_path, fingerprints, synced_at,"
+        ' owned) VALUES (1, 2, 3, \'/p\', \'{"title": "x"}\', 0, \'{"genre": ["a"]}\')'
+    )
+    conn.execute(
+        "INSERT INTO plex_index (rating_key, section_id, path, basename, size)"
+        " VALUES (2, 3, '/p', 'p', 1)"
+    )
+    conn.execute("INSERT INTO kv (key, value, updated_at) VALUES ('plex_index_refreshed_at', 5, 0)")
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        [link] = store.links(1)
+        assert (link.rating_key, link.fingerprints, link.owned, link.position) == (
+            2,
+            {"title": "x"},
+            {"genre": ["a"]},
+            0,
+        )
+        # The index is a cache: emptied, so the next sync lists Plex again with its keys.
+        assert store.index_size() == 0 and store.index_by_path("/p") == []
+        assert store.get_value("plex_index_refreshed_at") is None
+
+
+def test_a_scene_links_to_several_items_and_an_item_knows_its_scenes(store):
+    store.save_link(1, 10, 1, "/a.mp4", {"title": "x"}, position=0)
+    store.save_link(1, 11, 1, "/b.mp4", {"title": "x"}, position=1)
+    store.save_link(2, 11, 1, "/b.mp4", {}, position=0)
+    assert [link.rating_key for link in store.links(1)] == [10, 11]
+    assert store.link(1).rating_key == 10
+    assert [link.scene_id for link in store.links_to_item(11)] == [1, 2]
+    assert store.link_count() == 2
+    store.drop_link(1, 11)
+    assert [link.rating_key for link in store.links(1)] == [10]
+    store.drop_link(1)
+    assert store.links(1) == [] and store.link(2) is not None
+
+
+def test_index_keys_compare_unicode_forms_and_windows_paths_without_case(store):
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "/plex/Földer/Café.mp4")
+    store.replace_index(
+        1,
+        [
+            ListedItem(5, 1, ((nfd, 10),)),
+            ListedItem(6, 1, (("M:\\Studio A\\Clip.MP4", 20),)),
+        ],
+    )
+    assert [e.rating_key for e in store.index_by_path("/plex/Földer/Café.mp4")] == [5]
+    assert [e.rating_key for e in store.index_by_path("m:/studio a/clip.mp4")] == [6]
+    assert store.index_by_path("/plex/földer/café.mp4") == []  # POSIX paths keep their case
+    assert [e.rating_key for e in store.index_by_basename("CAFÉ.mp4")] == [5]
+    assert store.index_by_path("m:/studio a/clip.mp4")[0].path == "M:\\Studio A\\Clip.MP4"
+
+
+def test_listed_tags_and_item_files_come_from_the_listing(store):
+    store.replace_index(
+        1,
+        [ListedItem(5, 1, (("/a.mp4", 1), ("/b.mp4", 2)), ("C",), ("Drama",), ("X", "Y", "Z"))],
+    )
+    assert store.listed_tags(5) == {"genre": ["Drama"], "actor": ["X", "Y", "Z"]}
+    assert store.listed_tags(6) is None
+    assert store.item_files(5) == [("/a.mp4", 1), ("/b.mp4", 2)]
+    assert store.multi_part_items() == [5]
+
+
+def test_a_deleted_entity_queues_the_scenes_that_showed_it_from_our_records(store):
+    store.save_scene_entities(1, {"performer": [7], "tag": [3, 30]})
+    store.save_scene_entities(2, {"performer": [7, 8]})
+    store.save_scene_entities(3, {"performer": [8]})
+    assert store.scenes_showing("performer", 7) == [1, 2]
+    store.record_entity_deletion("performer", 7)
+    store.record_entity_deletion("tag", 30)  # an ancestor of scene 1's tag
+    assert [(kind, entity_id) for kind, entity_id, _ in store.entity_deletions()] == [
+        ("performer", 7),
+        ("tag", 30),
+    ]
+
+    assert store.expand_entity_deletions() == [("performer", 7, 2), ("tag", 30, 1)]
+
+    assert {job.scene_id for job in store.jobs("pending")} == {1, 2}
+    assert store.job(1).source == "tag 30 deleted"
+    assert store.entity_deletions() == [] and store.scenes_showing("performer", 7) == []
+    store.forget_scene(2)
+    assert store.scenes_showing("performer", 8) == [3]
+
+
+def test_the_entity_deleted_hook_is_recorded_like_the_others(store):
+    assert not store.has_work()
+    store.record_hook("entity_deleted", 9, source="Studio.Destroy.Post", entity_kind="studio")
+    assert [(k, i) for k, i, _ in store.entity_deletions()] == [("studio", 9)]
+    assert store.has_work()  # a worker must run to expand it

@@ -369,6 +369,11 @@ def _drain(cli: Cli) -> None:
             },
         ),
     )
+    if not cli.as_json:
+        # What a person must fix (e.g. a TV library named in plex_library), in full.
+        messages = [*(report.errors if report is not None else []), status["paused"]]
+        for message in dict.fromkeys(m for m in messages if m):
+            click.secho(f"stash2plex: {message}", fg="red", err=True)
     blocked = (
         (report is not None and report.errors)
         or status["breaker"] != "closed"

@@ -39,6 +39,7 @@ class Link:
     fingerprints: dict[str, str]
     synced_at: float
     owned: dict[str, Any]
+    position: int = 0  # 0: the scene's primary item; more when Plex holds its files apart
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class ListedItem:
     section_id: int
     files: tuple[tuple[str, int | None], ...]
     collections: tuple[str, ...] = ()
+    # The genre and actor tags the listing shows (truncated: at most ~2 genres, 3 actors).
+    genres: tuple[str, ...] = ()
+    actors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

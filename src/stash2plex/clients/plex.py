@@ -60,6 +60,18 @@ class PlexItem:
     tags: dict[str, list[str]]  # genre, actor, collection, ... in order
     locked: frozenset[str]
     user_rating: float | None
+    files: tuple[tuple[str, int | None], ...] = ()  # every part: (path as Plex spells it, size)
+
+    def as_listed(self) -> ListedItem:
+        """The item as the index stores it (from a detail, so its tag lists are complete)."""
+        return ListedItem(
+            self.rating_key,
+            self.section_id,
+            self.files,
+            tuple(self.tags.get("collection", [])),
+            tuple(self.tags.get("genre", [])),
+            tuple(self.tags.get("actor", [])),
+        )
 
 
 @dataclass(frozen=True)
@@ -419,13 +431,26 @@ _TAG_ELEMENTS = {
 _FIELD_ATTRIBUTES = ("title", "titleSort", "summary", "studio", "originallyAvailableAt")
 
 
-def _listed_item(video: ET.Element, section_id: int) -> ListedItem:
+def _files(video: ET.Element) -> tuple[tuple[str, int | None], ...]:
     files = []
     for part in video.iter("Part"):
         size = part.get("size")
         files.append((part.get("file", ""), int(size) if size and size.isdigit() else None))
-    collections = tuple(c.get("tag", "") for c in video.findall("Collection"))
-    return ListedItem(int(video.get("ratingKey") or 0), section_id, tuple(files), collections)
+    return tuple(files)
+
+
+def _listed_item(video: ET.Element, section_id: int) -> ListedItem:
+    def tags(element: str) -> tuple[str, ...]:
+        return tuple(c.get("tag", "") for c in video.findall(element))
+
+    return ListedItem(
+        int(video.get("ratingKey") or 0),
+        section_id,
+        _files(video),
+        tags("Collection"),
+        tags("Genre"),
+        tags("Role"),
+    )
 
 
 def _plex_item(video: ET.Element) -> PlexItem:
@@ -444,6 +469,7 @@ def _plex_item(video: ET.Element) -> PlexItem:
             f.get("name", "") for f in video.findall("Field") if f.get("locked") == "1"
         ),
         user_rating=float(rating) if rating else None,
+        files=_files(video),
     )
 
 

@@ -7,6 +7,7 @@ long runs switch to the API key read once through the cookie.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from stash2plex.errors import (
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 PAGE_SIZE = 200
+TAG_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class StashClient:
             {"Content-Type": "application/json", "Accept": "application/json"}
         )
         self._apply_auth()
+        self._tags: dict[int, tuple[str, tuple[int, ...]]] | None = None
 
     def _apply_auth(self) -> None:
         self.session.cookies.clear()
@@ -194,6 +197,49 @@ class StashClient:
             if not data["scenes"] or len(ids) >= int(data["count"]):
                 return ids
             page += 1
+
+    def scenes_with_file(self, basename: str) -> list[dict[str, Any]]:
+        """Scenes with a file of this name (`[{id, files: [{path, basename, size}]}]`).
+
+        Stash matches a quoted `path` value as one phrase anywhere in the file's full path
+        (SQL LIKE, so also inside folder names: callers compare the files themselves). The
+        name is asked for in NFC and, when it differs, in NFD: Stash stores what the file
+        system reported.
+        """
+        forms = list(dict.fromkeys(unicodedata.normalize(f, basename) for f in ("NFC", "NFD")))
+        scene_filter: dict[str, Any] = {}
+        for form in reversed(forms):
+            criterion = {"path": {"value": f'"{form}"', "modifier": "INCLUDES"}}
+            scene_filter = {**criterion, "OR": scene_filter} if scene_filter else criterion
+        data = self.execute(
+            docs.FIND_SCENE_FILES,
+            {"filter": {"per_page": -1, "sort": "id"}, "scene_filter": scene_filter},
+        )["findScenes"]
+        return list(data["scenes"])
+
+    def tag_hierarchy(self) -> dict[int, tuple[str, tuple[int, ...]]]:
+        """Every tag: id -> (name, parent ids). Read once per client (a run) and kept until
+        `forget_tag_hierarchy` (a tag changed); pages of 1000."""
+        if self._tags is None:
+            tags: dict[int, tuple[str, tuple[int, ...]]] = {}
+            page = 1
+            while True:
+                data = self.execute(
+                    docs.FIND_TAG_HIERARCHY,
+                    {"filter": {"page": page, "per_page": TAG_PAGE_SIZE, "sort": "id"}},
+                )["findTags"]
+                for tag in data["tags"]:
+                    parents = tuple(int(p["id"]) for p in tag.get("parents") or [])
+                    tags[int(tag["id"])] = (str(tag.get("name") or ""), parents)
+                if not data["tags"] or len(tags) >= int(data["count"]):
+                    break
+                page += 1
+            self._tags = tags
+        return self._tags
+
+    def forget_tag_hierarchy(self) -> None:
+        """A tag was changed, merged or deleted: read the hierarchy again when next needed."""
+        self._tags = None
 
     def version(self) -> str:
         """Stash's version string (a cheap request that proves the credentials work)."""

@@ -21,7 +21,7 @@ SCENE_FIELDS = """
     paths { screenshot }
     studio { id name details image_path parent_studio { id name details image_path } }
     performers { id name image_path }
-    tags { id name parents { name parents { name parents { name } } } }
+    tags { id name }
     groups { group { id name synopsis front_image_path } scene_index }
 """
 
@@ -55,6 +55,28 @@ query FindSceneIds($filter: FindFilterType, $scene_filter: SceneFilterType) {
   findScenes(filter: $filter, scene_filter: $scene_filter) {
     count
     scenes { id }
+  }
+}
+"""
+
+# Which scenes hold a file: for a Plex item holding files that are not the scene's own (Plex
+# stacked two scenes' files into one item), to tell a conflict from a file Stash does not have.
+FIND_SCENE_FILES = """
+query FindSceneFiles($filter: FindFilterType, $scene_filter: SceneFilterType) {
+  findScenes(filter: $filter, scene_filter: $scene_filter) {
+    count
+    scenes { id files { path basename size } }
+  }
+}
+"""
+
+# The whole tag hierarchy, read once per run when tag filters are set: any depth, and tags
+# with several parents (a scene's own tags carry only their ids and names).
+FIND_TAG_HIERARCHY = """
+query FindTagHierarchy($filter: FindFilterType) {
+  findTags(filter: $filter) {
+    count
+    tags { id name parents { id } }
   }
 }
 """
@@ -123,6 +145,8 @@ ALL_DOCUMENTS: dict[str, str] = {
     "FindScene": FIND_SCENE,
     "FindScenes": FIND_SCENES,
     "FindSceneIds": FIND_SCENE_IDS,
+    "FindSceneFiles": FIND_SCENE_FILES,
+    "FindTagHierarchy": FIND_TAG_HIERARCHY,
     "PluginSettings": PLUGIN_SETTINGS,
     "ApiKey": API_KEY,
     "Version": VERSION,

@@ -467,7 +467,17 @@ class Worker:
             "tag": lambda ids: {"tags": {"value": ids, "modifier": "INCLUDES", "depth": -1}},
             "group": lambda ids: {"groups": {"value": ids, "modifier": "INCLUDES"}},
         }
+        # Deleted ones first: Stash cannot list their scenes any more, but our records of what
+        # each scene showed when pushed can, without asking Stash.
+        for kind, entity_id, count in self.store.expand_entity_deletions():
+            if kind == "tag":  # tag filters need the hierarchy without it
+                context.stash.forget_tag_hierarchy()
+            self._event(
+                "info", "entity_deleted", f"{kind} {entity_id} deleted: {count} scenes queued"
+            )
         for kind, entity_id, recorded_at in self.store.entity_changes():
+            if kind == "tag":  # its parents may have changed: tag filters need them afresh
+                context.stash.forget_tag_hierarchy()
             build = filters.get(kind)
             try:
                 scene_ids = context.stash.scene_ids(build([str(entity_id)])) if build else []

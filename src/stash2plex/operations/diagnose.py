@@ -1,9 +1,11 @@
 """Diagnose: what would block syncing, each problem with its fix.
 
 Checks, in order, stopping where later checks cannot run: Stash reachable; settings complete
-and valid; Plex reachable and the token accepted; the libraries readable; the path mapping,
-tried on a sample of scenes (suggesting a `path_map` rule when Plex holds the same file names
-under another root); and the queue's own holds and dead letters.
+and valid; Plex reachable and the token accepted; the libraries readable and of a kind scenes
+can be synced into; the path mapping, tried on a sample of scenes (suggesting a `path_map`
+rule when Plex holds the same file names under another root, only one that makes them match);
+Plex items that hold files of several scenes (conflicts); and the queue's own holds and dead
+letters.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from typing import Any
 from stash2plex import errors
 from stash2plex.clients.plex import PlexClient
 from stash2plex.engine.context import connect_stash, load_config
+from stash2plex.paths import basename, nfc, path_key, split_path
 from stash2plex.settings.sources import LocalSettings
 from stash2plex.store.db import Store
-from stash2plex.sync.matching import MAPPED_PATH, match_scene
-from stash2plex.sync.pathmap import map_path
+from stash2plex.sync.matching import MAPPED_PATH, claims_part, match_scene
+from stash2plex.sync.pathmap import map_path, parse_path_map
 from stash2plex.sync.syncer import PlexIndex
 
 SAMPLE_SIZE = 25
+# Plex items with several files whose owners are looked up in Stash (one query per file).
+CONFLICT_SAMPLE = 50
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ def diagnose(
     titles = ", ".join(s["title"] for s in sections)
     checks.append(Check("libraries", True, f"{titles}: {store.index_size()} items indexed"))
     checks.append(_path_check(stash, store, config))
+    checks.append(_conflict_check(stash, store, config))
     checks.extend(_queue_checks(store))
     return checks
 
@@ -161,29 +167,69 @@ def _path_check(stash, store: Store, config) -> Check:
 
 
 def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:
-    """A `path_map` rule from a Stash path and the Plex path with the same file name."""
+    """A `path_map` rule from a Stash path and the Plex path with the same file name, offered
+    only if it really makes that path match (paths compare in one Unicode form, Windows paths
+    without case: a difference of spelling alone needs no rule)."""
     for path in stash_paths:
-        name = path.replace("\\", "/").rsplit("/", 1)[-1]
-        candidates = store.index_by_basename(name)
+        candidates = store.index_by_basename(basename(path))
         if len(candidates) != 1:
             continue
         plex_path = candidates[0].path
+        stash_parts, plex_parts = split_path(path), split_path(plex_path)
         common = 0
-        while (
-            common < min(len(path), len(plex_path)) and path[-1 - common] == plex_path[-1 - common]
-        ):
+        while common < min(len(stash_parts), len(plex_parts)) - 1 and path_key(
+            nfc(stash_parts[-2 - common]), windows=True
+        ) == path_key(nfc(plex_parts[-2 - common]), windows=True):
             common += 1
-        stash_prefix = path[: len(path) - common].rstrip("/\\")
-        plex_prefix = plex_path[: len(plex_path) - common].rstrip("/\\")
-        # Cut back to whole folder names.
-        suffix = path[len(path) - common :]
-        cut = suffix.find("/") if "/" in suffix else suffix.find("\\")
-        if cut > 0:
-            stash_prefix += suffix[:cut]
-            plex_prefix += suffix[:cut]
-        if stash_prefix and plex_prefix and stash_prefix != plex_prefix:
-            return f"{stash_prefix} => {plex_prefix}"
+        stash_prefix = _join_like(path, stash_parts[: len(stash_parts) - 1 - common])
+        plex_prefix = _join_like(plex_path, plex_parts[: len(plex_parts) - 1 - common])
+        if not stash_prefix or not plex_prefix or path_key(stash_prefix) == path_key(plex_prefix):
+            continue
+        rule = f"{stash_prefix} => {plex_prefix}"
+        mapped = map_path(path, parse_path_map(rule))
+        if any(e.rating_key == candidates[0].rating_key for e in store.index_by_path(mapped)):
+            return rule
     return None
+
+
+def _join_like(path: str, parts: list[str]) -> str:
+    """Segments joined with the separator the path itself uses ("/" for a root)."""
+    separator = "\\" if "\\" in path and "/" not in path else "/"
+    joined = separator.join(parts)
+    return joined or ("/" if path.startswith("/") and parts else "")
+
+
+def _conflict_check(stash, store: Store, config) -> Check:
+    """Plex items holding files of several Stash scenes (Plex stacked `part1`/`part2` files,
+    or several versions): those scenes wait, and nothing is written to the item."""
+    rules = config.path_map
+    conflicts: dict[int, set[int]] = {}
+    for rating_key in store.multi_part_items()[:CONFLICT_SAMPLE]:
+        owners: set[int] = set()
+        for path, size in store.item_files(rating_key):
+            for scene in stash.scenes_with_file(basename(path)):
+                if any(claims_part(f, path, size, rules) for f in scene.get("files") or []):
+                    owners.add(int(scene["id"]))
+        if len(owners) > 1:
+            conflicts[rating_key] = owners
+    for job in store.jobs("waiting"):
+        if job.reason == "conflict" and job.detail and job.detail.get("rating_key"):
+            conflicts.setdefault(int(job.detail["rating_key"]), set()).update(
+                int(i) for i in job.detail.get("scene_ids") or []
+            )
+    if not conflicts:
+        return Check("conflicts", True, "no Plex item holds files of several scenes")
+    described = "; ".join(
+        f"scenes {', '.join(str(i) for i in sorted(ids))} are one Plex item ({rating_key})"
+        for rating_key, ids in sorted(conflicts.items())
+    )
+    return Check(
+        "conflicts",
+        False,
+        f"{described}: nothing is written to these items",
+        "Merge the scenes in Stash if they are one video, or split the item apart in Plex "
+        "(its ... menu > Split Apart); the scenes then sync by themselves.",
+    )
 
 
 def _queue_checks(store: Store) -> list[Check]:

@@ -173,7 +173,9 @@ class FieldChange:
 @dataclass(frozen=True)
 class ScenePreview:
     scene_id: int
-    status: str  # "would change" | "unchanged" | "not in Plex" | "ambiguous" | "no file" | ...
+    # "would change" | "unchanged" | "left alone" | "not in Plex" | "ambiguous" | "conflict"
+    # | "settings" | "no file" | "not in Stash" | "error"
+    status: str
     rating_key: int | None = None
     changes: tuple[FieldChange, ...] = ()
     note: str = ""
@@ -207,20 +209,58 @@ def preview(
     return [_preview_scene(syncer, scene) for scene in scenes]
 
 
+_PREVIEW_STATUS = {
+    errors.NOT_IN_PLEX: "not in Plex",
+    errors.AMBIGUOUS: "ambiguous",
+    errors.CONFLICT: "conflict",
+    errors.CONFIG: "settings",
+}
+
+
 def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
     scene_id = int(scene["id"])
     files = scene.get("files") or []
     if not files:
         return ScenePreview(scene_id, "no file", note="the scene has no video file")
     try:
-        match = syncer.index.match(files)
-        plan = syncer.plan(scene, match)
-        current = plan.current or syncer.plex.item_detail(match.rating_key)
+        tree = syncer.tag_tree(scene)
+        matches = syncer.resolve(scene)
+        plans = [
+            syncer.plan(scene, match, tree=tree, position=position)
+            for position, match in enumerate(matches)
+        ]
+        currents = [
+            plan.current or (None if plan.left_alone else syncer.plex.item_detail(match.rating_key))
+            for plan, match in zip(plans, matches, strict=True)
+        ]
     except errors.SyncError as exc:
-        status = {errors.NOT_IN_PLEX: "not in Plex", errors.AMBIGUOUS: "ambiguous"}.get(
-            exc.error_class, "error"
-        )
+        status = _PREVIEW_STATUS.get(exc.error_class, "error")
         return ScenePreview(scene_id, status, note=exc.message)
+    if all(plan.left_alone for plan in plans):
+        return ScenePreview(
+            scene_id,
+            "left alone",
+            matches[0].rating_key,
+            note="the scene has no metadata of its own yet; its Plex item stays as it is "
+            "(setting sync_empty_scenes)",
+        )
+    changes: list[FieldChange] = []
+    for plan, current in zip(plans, currents, strict=True):
+        # A scene whose files Plex holds as several items: name the item for all but the first.
+        suffix = f" (item {plan.match.rating_key})" if plan.position else ""
+        if current is None:
+            continue
+        changes += [
+            FieldChange(change.field + suffix, change.plex, change.stash)
+            for change in _plan_changes(plan, current)
+        ]
+    preserved = list(dict.fromkeys(key for plan in plans for key in plan.preserved))
+    note = f"left alone, edited in Plex: {', '.join(preserved)}" if preserved else ""
+    status = "would change" if changes else "unchanged"
+    return ScenePreview(scene_id, status, matches[0].rating_key, tuple(changes), note)
+
+
+def _plan_changes(plan: Any, current: Any) -> list[FieldChange]:
     changes = []
     desired = plan.desired
     for key in plan.changes:
@@ -240,9 +280,7 @@ def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
         changes.append(
             FieldChange(kind, "(current image)", "the Stash cover, if its content changed")
         )
-    note = f"left alone, edited in Plex: {', '.join(plan.preserved)}" if plan.preserved else ""
-    status = "would change" if changes else "unchanged"
-    return ScenePreview(scene_id, status, match.rating_key, tuple(changes), note)
+    return changes
 
 
 def _list_change(key: str, before: list[str], after: Any) -> FieldChange:

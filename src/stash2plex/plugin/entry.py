@@ -236,6 +236,8 @@ def _describe(event: HookEvent) -> str:
         return f"scene {event.object_id} queued for Plex"
     if event.action == "scene_deleted":
         return f"scene {event.object_id} forgotten"
+    if event.action == "entity_deleted":
+        return f"{event.entity_kind} {event.object_id} deleted; its scenes will be re-synced"
     return f"{event.entity_kind} {event.object_id} changed; its scenes will be re-synced"
 
 

@@ -75,4 +75,7 @@ def parse_hook(hook_context: Any) -> HookEvent:
             return HookEvent("scene_deleted", trigger, object_id)
     if kind in _ENTITY_KINDS and operation in ("Update", "Merge") and object_id > 0:
         return HookEvent("entity_changed", trigger, object_id, _ENTITY_KINDS[kind])
+    if kind in _ENTITY_KINDS and operation == "Destroy" and object_id > 0:
+        # Stash no longer knows which scenes showed it: the worker asks our own records.
+        return HookEvent("entity_deleted", trigger, object_id, _ENTITY_KINDS[kind])
     return HookEvent("ignored", trigger, object_id)

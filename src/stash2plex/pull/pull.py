@@ -256,10 +256,12 @@ class _Pull:
         for play in plays:
             for scene_id in scenes_of.get(play.rating_key, []):
                 times.setdefault(scene_id, []).append(play.viewed_at)
-        rated_scenes = {
-            scene_id: state for state in rated for scene_id in scenes_of.get(state.rating_key, [])
-        }
-        stash_states = self.stash.play_states(sorted(set(times) | set(rated_scenes)))
+        rated_by_scene: dict[int, list[ViewState]] = {}
+        for state in rated:
+            for scene_id in scenes_of.get(state.rating_key, []):
+                rated_by_scene.setdefault(scene_id, []).append(state)
+        stash_states = self.stash.play_states(sorted(set(times) | set(rated_by_scene)))
+        rated_scenes = _one_rating_per_scene(rated_by_scene, stash_states)
         self._plays(times, stash_states)
         self.progress(0.7)
         self._resume_points(in_progress, scenes_of)
@@ -371,3 +373,17 @@ class _Pull:
         self.store.set_link_fingerprint(
             scene_id, "rating", fingerprint(decisions.plex_rating(rating100))
         )
+
+
+def _one_rating_per_scene(
+    rated: dict[int, list[ViewState]], stash_states: dict[int, dict]
+) -> dict[int, ViewState]:
+    """A scene whose files Plex holds as several items has a rating on each: the news is the
+    latest one that differs from Stash's (ratings pushed together share their second), else
+    the latest."""
+    chosen: dict[int, ViewState] = {}
+    for scene_id, states in rated.items():
+        in_stash = decisions.plex_rating((stash_states.get(scene_id) or {}).get("rating100"))
+        differing = [s for s in states if s.user_rating != in_stash]
+        chosen[scene_id] = max(differing or states, key=lambda s: s.last_rated_at or 0)
+    return chosen

@@ -17,9 +17,15 @@ from rich.table import Table
 from stash2plex.engine.context import connect_stash
 from stash2plex.engine.worker import Worker
 from stash2plex.operations.queue import queue_all_scenes
-from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.library import TRAPS_MINIMUM, generate_library
 from stash2plex.sandbox.plex_emulator import PlexEmulator
 from stash2plex.sandbox.session import running_sandbox
+from stash2plex.sandbox.verify import (
+    LEFT_ALONE,
+    conflict_scene_ids,
+    expected_items,
+    library_problems,
+)
 from stash2plex.store.db import Store
 
 SAMPLE_SIZE = 4
@@ -27,9 +33,14 @@ PLEX_TOKEN = "demo-plex-token"
 
 
 def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None) -> int:
-    """Run the demo; returns the process exit code (0 when every matchable scene synced)."""
+    """Run the demo; returns the process exit code (0 when every matchable scene is exactly
+    right in Plex, and what cannot be synced is reported and left unwritten).
+
+    The library carries the situations users meet (see `library.generate_library`'s traps):
+    a Windows Plex, NFD paths, agent-filled items, freshly scanned scenes, stacked files.
+    """
     console = console or Console()
-    library = generate_library(scenes, seed=seed)
+    library = generate_library(scenes, seed=seed, traps=scenes >= TRAPS_MINIMUM)
     with (
         running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, section_id),
         tempfile.TemporaryDirectory(prefix="stash2plex-demo-") as data_dir,
@@ -41,6 +52,7 @@ def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None
         )
         sample = _sample_scene_ids(library)
         before = {sid: _plex_view(plex, library, sid) for sid in sample}
+        items_before = {key: plex.item(key) for key in plex.items(section_id)}
         started = time.monotonic()
         report = _sync(Path(data_dir), stash.server_connection(), console)
         elapsed = time.monotonic() - started
@@ -50,24 +62,42 @@ def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None
             counts = store.job_counts()
             dead = store.dead_letters()
             linked = store.link_count()
-        matchable = sum(1 for s in library.scenes.values() if s.files and s.in_plex)
+            reported = {job.scene_id for job in store.jobs("waiting") if job.reason == "conflict"}
+        problems = library_problems(plex, library, before=items_before)
+        expected = expected_items(library)
+        conflicts = conflict_scene_ids(library)
+        left_alone = sum(1 for e in expected.values() if e.state == LEFT_ALONE)
+        matchable = sum(
+            1 for s in library.scenes.values() if s.files and s.in_plex and s.id not in conflicts
+        )
         requests = len(plex.log.entries)
         unknown = plex.log.unknown()
     table = Table(title="Summary", show_header=False)
     table.add_row("scenes in Stash", str(len(library.scenes)))
     table.add_row("synced to Plex", f"{report.synced} (linked {linked} of {matchable} matchable)")
-    table.add_row("skipped (no video file)", str(report.skipped))
+    table.add_row(
+        "checked field by field",
+        f"{len(expected) - len(problems)} of {len(expected)} Plex items exactly right",
+    )
+    table.add_row("left alone (no metadata of their own yet)", str(left_alone))
+    table.add_row("skipped (left alone or no video file)", str(report.skipped))
+    table.add_row(
+        "conflicts (one Plex item, several scenes)",
+        f"{len(reported)} scenes reported, nothing written",
+    )
     waiting = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("waiting:")}
     table.add_row("waiting", ", ".join(f"{v} {k}" for k, v in waiting.items()) or "0")
     table.add_row("failed (dead letters)", str(len(dead)))
     table.add_row("time", f"{elapsed:.1f} s ({report.synced / max(elapsed, 1e-9):.0f} scenes/s)")
-    table.add_row("Plex requests per scene", f"{requests / max(1, report.synced):.2f}")
+    table.add_row("Plex requests per synced scene", f"{requests / max(1, report.synced):.2f}")
     console.print(table)
     if unknown:
         console.print(f"[red]The Plex emulator saw {len(unknown)} requests to unknown routes[/]")
         return 1
-    if linked < matchable or dead:
-        console.print("[red]Not every matchable scene reached Plex.[/]")
+    for path, wrong in list(problems.items())[:5]:
+        console.print(f"[red]{path}: {'; '.join(wrong)}[/]")
+    if linked < matchable or dead or problems or reported != conflicts:
+        console.print("[red]Not every matchable scene is right in Plex.[/]")
         return 1
     console.print("[green]Every matchable scene is in sync.[/]")
     return 0

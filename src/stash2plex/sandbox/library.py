@@ -5,6 +5,13 @@ variety a real library throws at a sync: unicode, emoji and missing titles, mult
 details with tabs and typography, partial dates, nested studios and tags, scenes without a file
 or with two, duplicate file names in different folders, scenes without a cover. `seed_plex`
 puts the matching files into the Plex emulator the way Plex would see them after a scan.
+
+With `traps=True` it also sets the situations users meet that a plain library hides: a Windows
+Plex server (paths `M:\\...`, a rule written `m:/` in another case and slash), folder names that
+Plex spells in NFD, Plex items a metadata agent filled (20 %, including scenes with no
+performers or tags, and freshly scanned scenes with no metadata at all), two scenes whose files
+Plex stacked into one item (a conflict), a scene whose two files Plex stacked (no conflict), a
+five-level tag chain with a second parent, and a TV library next to the movie one.
 """
 
 from __future__ import annotations
@@ -12,9 +19,13 @@ from __future__ import annotations
 import math
 import posixpath
 import random
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
 
 
 @dataclass
@@ -92,18 +103,62 @@ class SampleLibrary:
     scenes: dict[int, Scene]
     stash_root: str
     plex_root: str
+    # How Plex spells some Stash paths (e.g. in NFD), when not just the root swapped.
+    plex_spellings: dict[str, str] = field(default_factory=dict)
+    # Stash path of an item's first file -> what a Plex metadata agent put into that item.
+    agent: dict[str, AgentMetadata] = field(default_factory=dict)
+    # Stash paths of files Plex holds as one item (stacked parts), in part order.
+    stacks: list[list[str]] = field(default_factory=list)
+    # More Plex libraries next to the scenes' one: (title, type, locations).
+    extra_sections: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    # The path_map rule as a user wrote it, when not "stash_root => plex_root".
+    path_map_rule: str | None = None
 
     def plex_path(self, stash_path: str) -> str:
-        """The path Plex sees for a Stash path (the stash_root prefix swapped for plex_root)."""
+        """The path Plex sees for a Stash path (the stash_root prefix swapped for plex_root,
+        with backslashes on a Windows Plex server)."""
+        if stash_path in self.plex_spellings:
+            return self.plex_spellings[stash_path]
         root = self.stash_root.rstrip("/")
         if stash_path == root or stash_path.startswith(root + "/"):
-            return self.plex_root.rstrip("/") + stash_path[len(root) :]
+            rest = stash_path[len(root) :]
+            if _windows_root(self.plex_root):
+                return self.plex_root.rstrip("\\/") + rest.replace("/", "\\")
+            return self.plex_root.rstrip("/") + rest
         return stash_path
 
     @property
     def path_map(self) -> str:
         """The project's `path_map` setting that maps this library's Stash paths to Plex's."""
-        return f"{self.stash_root} => {self.plex_root}"
+        return self.path_map_rule or f"{self.stash_root} => {self.plex_root}"
+
+    def plex_items(self) -> list[list[str]]:
+        """The Stash paths of each Plex item's files (one, or a stack), in seeding order."""
+        stacked = {path: stack for stack in self.stacks for path in stack}
+        items: list[list[str]] = []
+        seen: set[str] = set()
+        for scene_id in sorted(self.scenes):
+            scene = self.scenes[scene_id]
+            if not scene.in_plex:
+                continue
+            for file in scene.files:
+                if file.path in seen:
+                    continue
+                group = stacked.get(file.path, [file.path])
+                seen.update(group)
+                items.append(list(group))
+        return items
+
+    def file(self, stash_path: str) -> VideoFile:
+        for scene in self.scenes.values():
+            for file in scene.files:
+                if file.path == stash_path:
+                    return file
+        raise KeyError(stash_path)
+
+
+def _windows_root(path: str) -> bool:
+    return len(path) >= 2 and path[1] == ":" and path[0].isalpha()
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -213,6 +268,34 @@ _CAMERA_DIRS = _words("Camera A | Camera B | Phone | GoPro | Drone")
 
 # The variety that must exist whenever there are at least this many scenes.
 VARIETY_MINIMUM = 20
+TRAPS_MINIMUM = 40
+TRAP_PLEX_ROOT = "M:\\"
+# The rule a user writes for it: another case, the other slash (Windows ignores both).
+TRAP_PATH_MAP = "/data/stash => m:/"
+AGENT_RATIO = 0.2
+# Root > ... > leaf, five levels; the leaf has a second parent elsewhere.
+DEEP_TAG_CHAIN = ("Catalogue", "Fiction", "Speculative", "Science Fiction", "Cyberpunk")
+DEEP_TAG_SECOND_PARENT = "Style"
+UNICODE_FOLDER = "Ünïcode Földer"
+TV_SECTION = ("Stash Series", "show")
+
+# What metadata agents find: a film's title, tagline-like summary, studio, genres and cast.
+_AGENT_TITLES = _words(
+    "The Long Harbour | A Quiet Departure | Northern Lights Over Oslo | The Glass Orchard"
+    " | Midnight in Lisbon | Paper Boats | The Last Tram | Salt and Honey | Hidden Valley"
+    " | The Cartographer | Winter Garden | A Room Upstairs | Signal Lost | The Brass Key"
+)
+_AGENT_STUDIOS = _words(
+    "Universal Pictures | Studio Canal | Gaumont | A24 | Toho | Constantin Film | Pathé"
+)
+_AGENT_GENRES = _words(
+    "Drama | Comedy | Thriller | Romance | Documentary | Mystery | Adventure | Family"
+)
+_AGENT_CAST = _words(
+    "Jane Marlow | Tomasz Kral | Amélie Roux | Kenji Mori | Sara Lind | Peter Holm"
+    " | Ines Vidal | Marco Bellini | Ruth Abebe | Olaf Berg | Hana Sato | Luis Ortega"
+)
+_AGENT_ROLES = _words("Herself | The Captain | Anna | Dr. Weiss | Narrator | The Stranger")
 
 
 # --------------------------------------------------------------------------- generator
@@ -221,15 +304,18 @@ def generate_library(
     *,
     seed: int = 0,
     stash_root: str = "/data/stash",
-    plex_root: str = "/plex/media",
+    plex_root: str | None = None,
     not_in_plex_ratio: float = 0.0,
     now: str = "2025-06-01T12:00:00+10:00",
+    traps: bool = False,
 ) -> SampleLibrary:
     """A deterministic sample library of `n_scenes` scenes (ids 1..n_scenes).
 
     With `n_scenes >= 20` every kind of variety is guaranteed to be present (see the module
     docstring); `not_in_plex_ratio` of the scenes with files are marked as not yet in Plex.
     Timestamps lie before `now` and carry its UTC offset, as a Stash server in that zone writes.
+    `traps` (from 40 scenes) adds the situations listed in the module docstring; Plex is then a
+    Windows server at `M:\\` unless `plex_root` says otherwise.
     """
     if n_scenes < 0:
         raise ValueError("n_scenes must not be negative")
@@ -240,6 +326,8 @@ def generate_library(
     if now_dt.tzinfo is None:
         raise ValueError("now must carry a UTC offset")
     stash_root = stash_root.rstrip("/") or "/"
+    if plex_root is None:
+        plex_root = TRAP_PLEX_ROOT if traps else "/plex/media"
 
     studios = _make_studios()
     performers = _make_performers(rng, max(24, n_scenes // 3))
@@ -250,14 +338,21 @@ def generate_library(
     }
 
     builder = _SceneBuilder(rng, studios, performers, tags, groups, stash_root, now_dt)
+    # A Windows Plex shares a case-insensitive disk with Stash: no two names differ in case only.
+    builder.fold_case = _windows_root(plex_root)
     scenes = {i: builder.random_scene(i) for i in range(1, n_scenes + 1)}
     if n_scenes >= VARIETY_MINIMUM:
         builder.force_variety(scenes)
     builder.assign_files(scenes)
     if n_scenes >= VARIETY_MINIMUM:
         builder.force_size_spread(scenes)
-    _mark_not_in_plex(rng, scenes, not_in_plex_ratio)
-    return SampleLibrary(studios, performers, tags, groups, scenes, stash_root, plex_root)
+    library = SampleLibrary(studios, performers, tags, groups, scenes, stash_root, plex_root)
+    if traps:
+        if n_scenes < TRAPS_MINIMUM:
+            raise ValueError(f"traps need at least {TRAPS_MINIMUM} scenes")
+        _Traps(random.Random(f"stash2plex-traps:{seed}"), library, builder).set_all()
+    _mark_not_in_plex(rng, scenes, not_in_plex_ratio, library)
+    return library
 
 
 def _make_studios() -> dict[int, Studio]:
@@ -340,6 +435,7 @@ class _SceneBuilder:
         self.now = now
         self.next_file_id = 1
         self.used_paths: set[str] = set()
+        self.fold_case = False
         # Per scene: how many files (0, 1 or 2) and whether it joins a duplicate-basename pair.
         self.file_plan: dict[int, int] = {}
         self.duplicate_basename: set[int] = set()
@@ -577,14 +673,17 @@ class _SceneBuilder:
         folder = rng.choice(("Projects", "Archive/Old Drive", "Downloads/Incoming", "Été 2019"))
         return posixpath.join(self.stash_root, *folder.split("/"), f"{title}.{ext}")
 
+    def _used_key(self, path: str) -> str:
+        return path.casefold() if self.fold_case else path
+
     def new_file(self, path: str) -> VideoFile:
         base, ext = posixpath.splitext(path)
         candidate = path
         copy = 2
-        while candidate in self.used_paths:
+        while self._used_key(candidate) in self.used_paths:
             candidate = f"{base} ({copy}){ext}"
             copy += 1
-        self.used_paths.add(candidate)
+        self.used_paths.add(self._used_key(candidate))
         file = VideoFile(
             id=self.next_file_id,
             path=candidate,
@@ -596,8 +695,11 @@ class _SceneBuilder:
         return file
 
 
-def _mark_not_in_plex(rng: random.Random, scenes: dict[int, Scene], ratio: float) -> None:
-    with_files = [s for s in scenes.values() if s.files]
+def _mark_not_in_plex(
+    rng: random.Random, scenes: dict[int, Scene], ratio: float, library: SampleLibrary
+) -> None:
+    trapped = {path for stack in library.stacks for path in stack} | set(library.agent)
+    with_files = [s for s in scenes.values() if s.files and not {f.path for f in s.files} & trapped]
     count = round(len(with_files) * ratio)
     if ratio > 0 and with_files:
         count = max(1, count)
@@ -619,6 +721,173 @@ def format_rfc3339(moment: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+# --------------------------------------------------------------------------- traps
+class _Traps:
+    """Sets the situations of the module docstring on a generated library (in place)."""
+
+    def __init__(self, rng: random.Random, library: SampleLibrary, builder: _SceneBuilder):
+        self.rng = rng
+        self.library = library
+        self.builder = builder
+        self.used: set[int] = set()  # scenes already given a trap
+
+    def set_all(self) -> None:
+        library = self.library
+        library.path_map_rule = (
+            TRAP_PATH_MAP
+            if library.plex_root == TRAP_PLEX_ROOT and library.stash_root == "/data/stash"
+            else None
+        )
+        library.extra_sections.append(
+            (TV_SECTION[0], TV_SECTION[1], [_join_root(library.plex_root, "Series")])
+        )
+        self.deep_tags()
+        fresh = self.fresh_scenes()
+        self.unicode_folders()
+        self.stacked_conflicts()
+        self.stacked_own_parts()
+        self.agent_items(fresh)
+
+    def pick(self, count: int, test: Any = lambda s: True) -> list[Scene]:
+        scenes = [
+            s
+            for s in self.library.scenes.values()
+            if s.id not in self.used and len(s.files) == 1 and test(s)
+        ]
+        chosen = self.rng.sample(scenes, min(count, len(scenes)))
+        self.used.update(s.id for s in chosen)
+        return sorted(chosen, key=lambda s: s.id)
+
+    def share(self, ratio: float, minimum: int) -> int:
+        return max(minimum, round(len(self.library.scenes) * ratio))
+
+    def deep_tags(self) -> None:
+        tags = self.library.tags
+        by_name = {t.name: t for t in tags.values()}
+        parent: Tag | None = None
+        chain = []
+        for name in DEEP_TAG_CHAIN:
+            tag = Tag(len(tags) + 1, name, [parent.id] if parent else [])
+            tags[tag.id] = tag
+            chain.append(tag)
+            parent = tag
+        chain[-1].parent_ids.append(by_name[DEEP_TAG_SECOND_PARENT].id)
+        # Scenes showing the leaf, an inner level, and the leaf among other tags.
+        for scene in self.rng.sample(list(self.library.scenes.values()), self.share(0.02, 3)):
+            scene.tag_ids = [*scene.tag_ids[:5], chain[-1].id]
+        for scene in self.rng.sample(list(self.library.scenes.values()), 2):
+            if chain[2].id not in scene.tag_ids:
+                scene.tag_ids = [chain[2].id, *scene.tag_ids[:5]]
+
+    def fresh_scenes(self) -> list[Scene]:
+        """Just scanned: no metadata of its own (its Plex item is agent-filled)."""
+        scenes = self.pick(self.share(0.02, 2))
+        for scene in scenes:
+            scene.title = scene.details = scene.date = scene.code = None
+            scene.studio_id = None
+            scene.performer_ids, scene.tag_ids, scene.group_ids, scene.urls = [], [], [], []
+            scene.rating100 = None
+            scene.organized = False
+        return scenes
+
+    def unicode_folders(self) -> None:
+        """Stash stores the names in NFC; Plex (a Mac or SMB share behind it) reports NFD."""
+        library = self.library
+        for number, scene in enumerate(self.pick(self.share(0.01, 2)), start=1):
+            file = scene.files[0]
+            ext = posixpath.splitext(file.path)[1]
+            name = f"Café – Ωmega {number}{ext}"
+            file.path = posixpath.join(library.stash_root, UNICODE_FOLDER, name)
+            plain = SampleLibrary(  # the root swap alone, then the Mac's normal form
+                {}, {}, {}, {}, {}, library.stash_root, library.plex_root
+            ).plex_path(file.path)
+            library.plex_spellings[file.path] = unicodedata.normalize("NFD", plain)
+
+    def stacked_conflicts(self) -> None:
+        """Two scenes' files named `- part1`/`- part2` in one folder: Plex stacks them."""
+        library = self.library
+        pairs = self.share(0.005, 1)
+        scenes = self.pick(2 * pairs, lambda s: s.title is not None)
+        for index in range(0, len(scenes) - 1, 2):
+            first, second = scenes[index], scenes[index + 1]
+            name = f"Stacked Feature {first.id}"
+            folder = posixpath.join(library.stash_root, "Features", name)
+            ext = posixpath.splitext(first.files[0].path)[1] or ".mp4"
+            first.files[0].path = posixpath.join(folder, f"{name} - part1{ext}")
+            second.files[0].path = posixpath.join(folder, f"{name} - part2{ext}")
+            library.stacks.append([first.files[0].path, second.files[0].path])
+
+    def stacked_own_parts(self) -> None:
+        """A scene whose two files are `- pt1`/`- pt2` in one folder: one item, no conflict."""
+        library = self.library
+        candidates = [
+            s for s in library.scenes.values() if len(s.files) == 2 and s.id not in self.used
+        ]
+        if not candidates:
+            return
+        scene = self.rng.choice(sorted(candidates, key=lambda s: s.id))
+        self.used.add(scene.id)
+        name = f"Two Reels {scene.id}"
+        folder = posixpath.join(library.stash_root, "Features", name)
+        for number, file in enumerate(scene.files, start=1):
+            ext = posixpath.splitext(file.path)[1] or ".mp4"
+            file.path = posixpath.join(folder, f"{name} - pt{number}{ext}")
+        library.stacks.append([f.path for f in scene.files])
+
+    def agent_items(self, fresh: list[Scene]) -> None:
+        """A metadata agent filled AGENT_RATIO of the Plex items: every fresh scene's, some
+        whose scene has no performers or no tags, and others at random."""
+        library = self.library
+        items = library.plex_items()
+        wanted = max(len(fresh), round(len(items) * AGENT_RATIO))
+        owner = {f.path: s for s in library.scenes.values() for f in s.files}
+        chosen: list[str] = [s.files[0].path for s in fresh]
+
+        def add(paths: list[str], count: int) -> None:
+            for path in paths:
+                if count <= 0 or len(chosen) >= wanted:
+                    return
+                if path not in chosen:
+                    chosen.append(path)
+                    count -= 1
+
+        firsts = [item[0] for item in items]
+        plain = [p for p in firsts if not any(p in stack for stack in library.stacks)]
+        no_performers = [p for p in plain if not owner[p].performer_ids and owner[p].title]
+        no_tags = [p for p in plain if not owner[p].tag_ids and owner[p].title]
+        add(self.rng.sample(no_performers, len(no_performers)), 3)
+        add(self.rng.sample(no_tags, len(no_tags)), 3)
+        add(self.rng.sample(firsts, len(firsts)), len(firsts))
+        for path in chosen:
+            library.agent[path] = self.agent_metadata()
+
+    def agent_metadata(self) -> AgentMetadata:
+        rng = self.rng
+        year = rng.randint(1960, 2024)
+        cast = rng.sample(_AGENT_CAST, rng.choice((2, 4, 4, 5)))
+        return AgentMetadata(
+            title=rng.choice(_AGENT_TITLES),
+            summary=" ".join(rng.sample(_SENTENCES, 2)),
+            studio=rng.choice(_AGENT_STUDIOS),
+            originally_available_at=f"{year:04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            tagline=rng.choice(("", "Some journeys never end.", "Based on a true story.")),
+            genres=tuple(rng.sample(_AGENT_GENRES, rng.randint(1, 4))),
+            actors=tuple(
+                ActorState(name, rng.choice(_AGENT_ROLES), f"https://image.example.org/{i}.jpg")
+                for i, name in enumerate(cast)
+            ),
+            directors=(rng.choice(_AGENT_CAST),),
+            countries=(rng.choice(("France", "Japan", "Norway", "United States of America")),),
+            guid=f"plex://movie/{rng.getrandbits(96):024x}",
+        )
+
+
+def _join_root(root: str, name: str) -> str:
+    if _windows_root(root):
+        return root.rstrip("\\/") + "\\" + name
+    return root.rstrip("/") + "/" + name
+
+
 # --------------------------------------------------------------------------- Plex seeding
 class PlexSeedTarget(Protocol):
     """The part of the Plex emulator that `seed_plex` uses."""
@@ -633,6 +902,8 @@ class PlexSeedTarget(Protocol):
         sizes: int | list[int] | None = None,
         title: str | None = None,
         duration_ms: int = 600_000,
+        agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int: ...
 
     def add_scannable_file(self, section_id: int, path: str, size: int = 1_000_000) -> None: ...
@@ -645,23 +916,35 @@ def seed_plex(
 
     One movie section at `plex_root`. Each file of a scene that is in Plex becomes its own
     unmatched item titled with the file's stem (what Plex shows for a personal video it could
-    not match); files of scenes not yet in Plex are only scannable, so a section refresh finds
-    them. Scenes without files have nothing in Plex.
+    not match), except files Plex stacked (one item, several parts) and items a metadata agent
+    filled; files of scenes not yet in Plex are only scannable, so a section refresh finds
+    them. Scenes without files have nothing in Plex. Extra libraries (a TV one) are added after.
     """
     section_id = plex.add_section(section_title, [library.plex_root])
+    for paths in library.plex_items():
+        files = [library.file(p) for p in paths]
+        plex_paths = [library.plex_path(p) for p in paths]
+        agent = library.agent.get(paths[0])
+        stem = posixpath.splitext(posixpath.basename(plex_paths[0].replace("\\", "/")))[0]
+        options: dict[str, Any] = {"duration_ms": round(files[0].duration * 1000)}
+        if agent is not None:
+            options["agent"] = agent
+        else:
+            # A stacked item is named after the stem its parts share.
+            options["title"] = _STACK_SUFFIX.sub("", stem) if len(paths) > 1 else stem
+        if len(paths) == 1:
+            plex.add_item(section_id, plex_paths[0], sizes=files[0].size, **options)
+        else:
+            sizes = [f.size for f in files]
+            plex.add_item(section_id, plex_paths, sizes=sizes, stacked=True, **options)
     for scene_id in sorted(library.scenes):
         scene = library.scenes[scene_id]
-        for file in scene.files:
-            plex_path = library.plex_path(file.path)
-            if scene.in_plex:
-                stem = posixpath.splitext(posixpath.basename(plex_path))[0]
-                plex.add_item(
-                    section_id,
-                    plex_path,
-                    sizes=file.size,
-                    title=stem,
-                    duration_ms=round(file.duration * 1000),
-                )
-            else:
-                plex.add_scannable_file(section_id, plex_path, size=file.size)
+        if not scene.in_plex:
+            for file in scene.files:
+                plex.add_scannable_file(section_id, library.plex_path(file.path), size=file.size)
+    for title, section_type, locations in library.extra_sections:
+        plex.add_section(title, locations, section_type)
     return section_id
+
+
+_STACK_SUFFIX = re.compile(r"\s*-\s*(?:part|pt|cd|disc)\s*\d+$", re.IGNORECASE)

@@ -48,6 +48,7 @@ from stash2plex.sandbox.plex_model import (
     SEARCH_TYPE_COLLECTION,
     SEARCH_TYPE_MOVIE,
     ActorState,
+    AgentMetadata,
     Behaviour,
     CollectionState,
     HistoryEntry,
@@ -59,6 +60,7 @@ from stash2plex.sandbox.plex_model import (
 
 __all__ = [
     "ActorState",
+    "AgentMetadata",
     "Behaviour",
     "CollectionState",
     "EmulatorControl",
@@ -666,12 +668,27 @@ class PlexEmulator:
         sizes: int | list[int] | None = None,
         title: str | None = None,
         duration_ms: int = 600_000,
+        agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int:
-        """Add a movie with one Media/Part per file; the title defaults to the first file's
-        stem. Returns its ratingKey."""
+        """Add a movie with one Media/Part per file (versions), or with `stacked` one Media
+        with a Part per file (`- part1`, `- part2`); the title defaults to the first file's
+        stem, or comes with everything else from `agent` (what a metadata agent found).
+        Returns its ratingKey."""
         return self.library.add_item(
-            section_id, files, sizes=sizes, title=title, duration_ms=duration_ms
+            section_id,
+            files,
+            sizes=sizes,
+            title=title,
+            duration_ms=duration_ms,
+            agent=agent,
+            stacked=stacked,
         )
+
+    def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
+        """A file renamed on disk and rescanned: the item keeps its ratingKey, the part gets
+        the new path. Returns the ratingKey."""
+        return self.library.move_file(old_path, new_path, size)
 
     def delete_item(self, rating_key: int) -> None:
         """Remove an item (its ratingKey then answers 404)."""
@@ -1211,12 +1228,20 @@ class PlexEmulator:
             section = params.get("section_id")
             return self.items(int(section) if section else None)
         if (method, route) == ("POST", "items"):
+            agent = payload.get("agent")
             key = self.add_item(
                 int(_need(payload, "section_id")),
                 _need(payload, "files"),
                 sizes=payload.get("sizes"),
                 title=payload.get("title"),
                 duration_ms=int(payload.get("duration_ms", 600_000)),
+                agent=_agent_from_json(agent) if agent is not None else None,
+                stacked=bool(payload.get("stacked", False)),
+            )
+            return {"rating_key": key}
+        if (method, route) == ("POST", "move"):
+            key = self.move_file(
+                _need(payload, "old_path"), _need(payload, "new_path"), payload.get("size")
             )
             return {"rating_key": key}
         if match := re.fullmatch(r"items/(\d+)", route):
@@ -1288,6 +1313,27 @@ def _match(method: str, path: str) -> tuple[str, str | None, tuple[str, ...]]:
                 name = name.replace("{kind}", m.group("kind"))
             return name, func, m.groups()
     return UNKNOWN_ROUTE, None, ()
+
+
+def _agent_from_json(data: dict[str, Any]) -> AgentMetadata:
+    """An `AgentMetadata` from its JSON form (actors as objects with name, role and thumb)."""
+    if not isinstance(data, dict):
+        raise ValueError("agent must be an object")
+    actors = tuple(
+        ActorState(str(a["name"]), a.get("role"), a.get("thumb")) for a in data.get("actors", [])
+    )
+    return AgentMetadata(
+        title=str(_need(data, "title")),
+        summary=str(data.get("summary", "")),
+        studio=str(data.get("studio", "")),
+        originally_available_at=data.get("originally_available_at"),
+        tagline=str(data.get("tagline", "")),
+        genres=tuple(data.get("genres", ())),
+        actors=actors,
+        directors=tuple(data.get("directors", ())),
+        countries=tuple(data.get("countries", ())),
+        guid=data.get("guid"),
+    )
 
 
 def _need(values: dict[str, Any], name: str) -> Any:
@@ -1372,9 +1418,23 @@ class EmulatorControl:
         *,
         sizes: int | list[int] | None = None,
         title: str | None = None,
+        agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int:
-        payload = {"section_id": section_id, "files": files, "sizes": sizes, "title": title}
+        payload: dict[str, Any] = {
+            "section_id": section_id,
+            "files": files,
+            "sizes": sizes,
+            "title": title,
+            "stacked": stacked,
+        }
+        if agent is not None:
+            payload["agent"] = dataclasses.asdict(agent)
         return self._call("POST", "items", payload)["rating_key"]
+
+    def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
+        payload = {"old_path": old_path, "new_path": new_path, "size": size}
+        return self._call("POST", "move", payload)["rating_key"]
 
     def add_scannable_file(self, section_id: int, path: str, size: int = 1_000_000) -> None:
         self._call("POST", "scannable", {"section_id": section_id, "path": path, "size": size})

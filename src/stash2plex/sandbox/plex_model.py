@@ -53,6 +53,14 @@ COLLECTION_FIELDS = frozenset(("title", "titleSort", "summary", "contentRating")
 AGENT_TEXT_FIELDS = ("title", "titleSort", "originalTitle", "summary", "tagline", "studio")
 AGENT_TAG_FAMILIES = ("genre", "country", "director", "writer", "producer", "actor")
 
+# (agent, scanner) Plex gives a new section of each type.
+SECTION_DEFAULTS: dict[str, tuple[str, str]] = {
+    "movie": ("tv.plex.agents.none", "Plex Video Files Scanner"),
+    "show": ("tv.plex.agents.series", "Plex TV Series"),
+    "artist": ("tv.plex.agents.music", "Plex Music"),
+    "photo": ("com.plexapp.agents.none", "Plex Photo Scanner"),
+}
+
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TAG_SET = re.compile(r"^([A-Za-z]+)\[(\d+)\]\.(tag|tagging)\.([A-Za-z]+)$")
 _TAG_REMOVE = re.compile(r"^([A-Za-z]+)\[\]\.tag\.tag-$")
@@ -99,6 +107,9 @@ class Behaviour:
     (PMS's default "video played threshold" is 90%)."""
     unscrobble_clears_history: bool = False
     """[unverified] Marking an item unplayed also deletes its history entries."""
+    path_change_bumps_updated_at: bool = False
+    """[unverified] A file renamed in place (Plex keeps the item and its ratingKey; the part
+    gets the new path) bumps the item's `updatedAt`. Off: only the part changes."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,39 @@ class ActorState:
     name: str
     role: str | None
     thumb: str | None
+
+
+@dataclass(frozen=True)
+class AgentMetadata:
+    """What a Plex metadata agent found for an item: shown after the scan that added it,
+    restored by a refresh for every unlocked field. Nothing is locked by an agent."""
+
+    title: str
+    summary: str = ""
+    studio: str = ""
+    originally_available_at: str | None = None
+    tagline: str = ""
+    genres: tuple[str, ...] = ()
+    actors: tuple[ActorState, ...] = ()
+    directors: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    guid: str | None = None  # e.g. plex://movie/5d776..., else one is made up
+
+    def text(self) -> dict[str, str]:
+        return {
+            "title": self.title,
+            "summary": self.summary,
+            "studio": self.studio,
+            "tagline": self.tagline,
+        }
+
+    def tags(self) -> dict[str, list[Tag]]:
+        return {
+            "genre": [Tag(name) for name in self.genres],
+            "actor": [Tag(a.name, a.thumb, a.role) for a in self.actors],
+            "director": [Tag(name) for name in self.directors],
+            "country": [Tag(name) for name in self.countries],
+        }
 
 
 @dataclass(frozen=True)
@@ -161,6 +205,7 @@ class ItemState:
     last_viewed_at: int | None = None
     view_offset: int = 0
     last_rated_at: int | None = None
+    guid: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,6 +305,8 @@ class Item:
     refresh_count: int = 0
     edit_count: int = 0
     views: dict[int, ViewState] = field(default_factory=dict)  # account id -> state
+    agent: AgentMetadata | None = None
+    stacked: bool = False  # the parts are one film in pieces (one Media), not versions
 
     @property
     def title(self) -> str:
@@ -435,10 +482,15 @@ class PlexLibrary:
         locations: Sequence[str],
         type: str = "movie",
         *,
-        agent: str = "tv.plex.agents.none",
-        scanner: str = "Plex Video Files Scanner",
+        agent: str | None = None,
+        scanner: str | None = None,
         language: str = "xn",
     ) -> int:
+        """A section; agent and scanner default to what Plex picks for its type (personal
+        media for movies, the series agent and scanner for TV shows)."""
+        default_agent, default_scanner = SECTION_DEFAULTS.get(type, SECTION_DEFAULTS["movie"])
+        agent = agent or default_agent
+        scanner = scanner or default_scanner
         with self.lock:
             key = len(self.sections) + 1
             locs = []
@@ -461,7 +513,13 @@ class PlexLibrary:
         sizes: int | Sequence[int] | None = None,
         title: str | None = None,
         duration_ms: int = 600_000,
+        agent: AgentMetadata | None = None,
+        stacked: bool = False,
     ) -> int:
+        """An item with one part per file: several files are versions (one Media each), or
+        with `stacked` one film Plex stacked from `- part1`, `- part2` files (one Media with a
+        Part each). `agent`: what a metadata agent found for it (title, summary, studio, date,
+        genres, actors...), as after a scan in a library with a real agent."""
         with self.lock:
             if section_id not in self.sections:
                 raise KeyError(section_id)
@@ -492,7 +550,7 @@ class PlexLibrary:
                 self._by_file[path] = key
             now = self.now()
             item_title = title if title is not None else file_stem(paths[0])
-            self.items[key] = Item(
+            item = Item(
                 rating_key=key,
                 section_id=section_id,
                 parts=parts,
@@ -503,7 +561,37 @@ class PlexLibrary:
                 agent_title=item_title,
                 text={"title": item_title},
             )
+            item.stacked = stacked and len(parts) > 1
+            if agent is not None:
+                item.agent = agent
+                item.agent_title = agent.title
+                item.guid = (
+                    agent.guid or f"plex://movie/{hashlib.sha1(str(key).encode()).hexdigest()[:24]}"
+                )
+                self._apply_agent(item, set())
+            self.items[key] = item
             section.updated_at = now
+            return key
+
+    def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
+        """A file renamed or moved on disk and found again by a scan: Plex keeps the item (its
+        ratingKey, addedAt and metadata) and the part gets the new path. Returns the ratingKey."""
+        with self.lock:
+            key = self._by_file.get(old_path)
+            if key is None:
+                raise KeyError(old_path)
+            if new_path in self._by_file:
+                raise ValueError(f"{new_path} is already in the library")
+            item = self.items[key]
+            for part in item.parts:
+                if part.file == old_path:
+                    part.file = new_path
+                    if size is not None:
+                        part.size = int(size)
+            del self._by_file[old_path]
+            self._by_file[new_path] = key
+            if self.behaviour.path_change_bumps_updated_at:
+                item.updated_at = self.now()
             return key
 
     def delete_item(self, rating_key: int) -> None:
@@ -563,6 +651,7 @@ class PlexLibrary:
                 last_viewed_at=item.view().last_viewed_at,
                 view_offset=item.view().view_offset,
                 last_rated_at=item.last_rated_at,
+                guid=item.guid,
             )
 
     def item_keys(self, section_id: int | None = None) -> list[int]:
@@ -656,8 +745,35 @@ class PlexLibrary:
                 if item.section_id == section_id:
                     self._agent_refresh(item)
 
+    def _apply_agent(self, item: Item, locked: set[str]) -> bool:
+        """Put the agent's metadata into every field not in `locked`; True if any changed."""
+        agent = item.agent
+        assert agent is not None
+        changed = False
+        for name, value in agent.text().items():
+            if name not in locked and item.text.get(name, "") != value:
+                item.text[name] = value
+                changed = True
+        if "originallyAvailableAt" not in locked:
+            date = agent.originally_available_at
+            year = int(date[:4]) if date else None
+            if (item.originally_available_at, item.year) != (date, year):
+                item.originally_available_at, item.year = date, year
+                changed = True
+        for family, tags in agent.tags().items():
+            if family not in locked and [t.name for t in item.tags.get(family, [])] != [
+                t.name for t in tags
+            ]:
+                item.tags[family] = tags
+                changed = True
+        return changed
+
     def _agent_refresh(self, item: Item) -> None:
         if not self.behaviour.agent_overwrites_unlocked:
+            return
+        if item.agent is not None:
+            if self._apply_agent(item, item.locked):
+                item.updated_at = self.now()
             return
         changed = False
         for name in AGENT_TEXT_FIELDS:

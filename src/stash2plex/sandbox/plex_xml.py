@@ -296,27 +296,38 @@ def _container_ext(path: str) -> str:
 
 
 def _media(item: Item) -> list[str]:
+    """One `<Media>` per version (several files of one film), or one `<Media>` holding a
+    `<Part>` per file when Plex stacked the files (`- part1`, `- part2`: one film in pieces)."""
+    groups = [item.parts] if item.stacked else [[part] for part in item.parts]
     out = []
-    for part in item.parts:
-        ext = _container_ext(part.file)
-        part_el = element(
-            "Part",
-            [
-                ("id", part.id),
-                ("key", f"/library/parts/{part.id}/{item.added_at}/file.{ext}"),
-                ("duration", item.duration_ms),
-                ("file", part.file),
-                ("size", part.size),
-                ("container", ext),
-            ],
-        )
-        bitrate = part.size * 8 // max(1, item.duration_ms) if item.duration_ms else 0
+    for parts in groups:
+        ext = _container_ext(parts[0].file)
+        part_els = [
+            element(
+                "Part",
+                [
+                    ("id", part.id),
+                    (
+                        "key",
+                        f"/library/parts/{part.id}/{item.added_at}/file.{_container_ext(part.file)}",
+                    ),
+                    ("duration", item.duration_ms),
+                    ("file", part.file),
+                    ("size", part.size),
+                    ("container", _container_ext(part.file)),
+                ],
+            )
+            for part in parts
+        ]
+        duration = item.duration_ms * len(parts)
+        size = sum(part.size for part in parts)
+        bitrate = size * 8 // max(1, duration) if duration else 0
         out.append(
             element(
                 "Media",
                 [
-                    ("id", part.id),
-                    ("duration", item.duration_ms),
+                    ("id", parts[0].id),
+                    ("duration", duration),
                     ("bitrate", bitrate),
                     ("width", 1920),
                     ("height", 1080),
@@ -329,7 +340,7 @@ def _media(item: Item) -> list[str]:
                     ("videoFrameRate", "24p"),
                     ("videoProfile", "high"),
                 ],
-                [part_el],
+                part_els,
             )
         )
     return out

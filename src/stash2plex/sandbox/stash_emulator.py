@@ -345,6 +345,70 @@ class StashEmulator:
         with self._lock:
             del self.library.scenes[scene_id]
 
+    def delete_entity(self, kind: str, entity_id: int) -> None:
+        """Delete a performer, studio, tag or group, as Stash's destroy mutations do.
+
+        Stash's database drops every reference with it: scenes no longer show it (their
+        `updated_at` is not touched), a deleted studio's children lose their parent, a deleted
+        tag's children lose that parent. Afterwards no query can find which scenes showed it.
+        """
+        pools = self._pools()
+        if kind not in pools:
+            raise ValueError(f"kind must be one of {sorted(pools)}, not {kind!r}")
+        with self._lock:
+            del pools[kind][entity_id]
+            library = self.library
+            for scene in library.scenes.values():
+                if kind == "performer" and entity_id in scene.performer_ids:
+                    scene.performer_ids = [i for i in scene.performer_ids if i != entity_id]
+                elif kind == "studio" and scene.studio_id == entity_id:
+                    scene.studio_id = None
+                elif kind == "tag" and entity_id in scene.tag_ids:
+                    scene.tag_ids = [i for i in scene.tag_ids if i != entity_id]
+                elif kind == "group" and entity_id in scene.group_ids:
+                    scene.group_ids = [i for i in scene.group_ids if i != entity_id]
+            if kind == "studio":
+                for studio in library.studios.values():
+                    if studio.parent_id == entity_id:
+                        studio.parent_id = None
+            if kind == "tag":
+                for tag in library.tags.values():
+                    if entity_id in tag.parent_ids:
+                        tag.parent_ids = [i for i in tag.parent_ids if i != entity_id]
+
+    def merge_scenes(self, destination: int, sources: list[int], **values: Any) -> None:
+        """Merge scenes as Stash's `sceneMerge` does: the sources' files move to the
+        destination (after its own), the sources are deleted, `values` are set on the
+        destination. Like Stash, this fires no hook at all (`pkg/scene/merge.go`)."""
+        with self._lock:
+            target = self.library.scenes[destination]
+            for source_id in sources:
+                source = self.library.scenes.pop(source_id)
+                target.files = [*target.files, *source.files]
+            for name, value in values.items():
+                setattr(target, name, copy.deepcopy(value))
+            target.updated_at = self.now_text()
+
+    def move_file(self, old_path: str, new_path: str) -> int:
+        """A file renamed or moved on disk and found by a scan: Stash keeps the file (and its
+        scene) and updates the path. Returns the scene id."""
+        with self._lock:
+            for scene in self.library.scenes.values():
+                for index, file in enumerate(scene.files):
+                    if file.path == old_path:
+                        scene.files[index] = dataclasses.replace(file, path=new_path)
+                        scene.updated_at = self.now_text()
+                        return scene.id
+        raise KeyError(old_path)
+
+    def _pools(self) -> dict[str, dict]:
+        return {
+            "performer": self.library.performers,
+            "studio": self.library.studios,
+            "tag": self.library.tags,
+            "group": self.library.groups,
+        }
+
     def rename(self, kind: str, entity_id: int, name: str) -> None:
         """Rename a performer, studio, tag or group.
 
@@ -612,6 +676,33 @@ class _Root:
         shown = scenes if per_page < 0 else scenes[(page - 1) * per_page : page * per_page]
         return _result(self, scenes, shown)
 
+    def findTags(self, info: Any, filter: dict | None = None, ids: list[str] | None = None) -> dict:
+        """Tags by id (`ids`, all must exist) or paged by `filter` (sort `id` or `name`)."""
+        with self.emulator._lock:
+            pool = dict(self.emulator.library.tags)
+        if ids:
+            wanted = [_parse_id(i) for i in ids]
+            missing = next((i for i in wanted if i not in pool), None)
+            if missing is not None:
+                raise StashError(f"tag with id {missing} not found")
+            chosen = [pool[i] for i in wanted]
+            return {"count": len(chosen), "tags": [_TagView(self, t) for t in chosen]}
+        find = filter or {}
+        sort = find.get("sort") or "name"
+        if sort not in ("id", "name", "created_at", "updated_at", "scenes_count", "random"):
+            raise StashError(f"invalid sort: {sort}")
+        tags = sorted(pool.values(), key=lambda t: t.id)
+        if sort == "name":
+            tags.sort(key=lambda t: _natural(t.name))
+        if (find.get("direction") or "ASC") == "DESC":
+            tags.reverse()
+        page = find.get("page")
+        page = page if page is not None and page >= 1 else 1
+        per_page = find.get("per_page")
+        per_page = DEFAULT_PER_PAGE if per_page is None else per_page
+        shown = tags if per_page < 0 else tags[(page - 1) * per_page : page * per_page]
+        return {"count": len(tags), "tags": [_TagView(self, t) for t in shown]}
+
     def configuration(self, info: Any) -> dict:
         return {"general": {"apiKey": self.emulator.api_key}, "plugins": self._plugins}
 
@@ -867,13 +958,15 @@ _FORMATS = {".mkv": "matroska", ".webm": "webm", ".avi": "avi", ".wmv": "asf", "
 
 
 def _file_view(file: VideoFile) -> dict:
-    ext = posixpath.splitext(file.path)[1].lower()
+    # Stash on Windows stores paths with backslashes.
+    name = re.split(r"[\\/]", file.path)[-1] if "\\" in file.path else posixpath.basename(file.path)
+    ext = posixpath.splitext(name)[1].lower()
     tall = file.id % 4 == 0
     duration = file.duration
     return {
         "id": str(file.id),
         "path": file.path,
-        "basename": posixpath.basename(file.path),
+        "basename": name,
         "size": file.size,
         "format": _FORMATS.get(ext, "mp4"),
         "width": 1080 if tall else 1920,

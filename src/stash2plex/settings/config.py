@@ -202,6 +202,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tag_exclude", "STRING", (), "Never these tags",
             "Comma-separated tag names never synced as genres; naming a parent tag excludes "
             "its child tags too.", check=_name_list),
+    _flag("sync_empty_scenes", "Sync scenes without metadata",
+          "Also push a scene that has no metadata of its own yet (no title, details, date, "
+          "studio, performers or tags: e.g. just scanned) over its Plex item. Default: off "
+          "(such a scene leaves its Plex item as it is, so what a Plex agent found stays and "
+          "nothing is locked; it syncs as soon as it gets metadata)."),
     _flag("preserve_plex_edits", "Preserve Plex edits",
           "When a field was changed in Plex after Stash2Plex last wrote it, leave it and "
           "report it instead of overwriting. Default: off (Stash wins)."),
@@ -267,6 +272,7 @@ class Config:
     collection_groups: bool = False
     tag_include: tuple[str, ...] = ()
     tag_exclude: tuple[str, ...] = ()
+    sync_empty_scenes: bool = False
     preserve_plex_edits: bool = False
     trigger_plex_scan: bool = False
     skip_not_found: bool = False

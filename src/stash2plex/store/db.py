@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from stash2plex.errors import (
     StoreLockedError,
     StoreUnreadableError,
 )
+from stash2plex.paths import basename_key, path_key
 from stash2plex.records import (
     Decision,
     Event,
@@ -173,6 +174,54 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_due ON jobs (due_at, scene_id) WHERE state IN ('pending', 'waiting');
     CREATE INDEX jobs_state_reason ON jobs (state, reason);
     CREATE INDEX dead_letters_class ON dead_letters (error_class);
+    """,
+    # 5: a scene may link to several Plex items (one per file Plex holds apart); the ids of
+    # the performers, studios, tags and groups each scene showed when pushed (Stash cannot list
+    # a deleted one's scenes); deletions waiting to be expanded; index keys that compare paths
+    # in one Unicode form (and Windows paths without case); the tags a listing shows per item.
+    # The index is a cache: it is emptied so the next sync rebuilds it with the keys.
+    """
+    CREATE TABLE links_v5 (
+        scene_id INTEGER NOT NULL,
+        rating_key INTEGER NOT NULL,
+        section_id INTEGER NOT NULL,
+        plex_path TEXT NOT NULL,
+        fingerprints TEXT NOT NULL DEFAULT '{}',
+        synced_at REAL NOT NULL,
+        owned TEXT NOT NULL DEFAULT '{}',
+        position INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (scene_id, rating_key)
+    );
+    INSERT INTO links_v5 (scene_id, rating_key, section_id, plex_path, fingerprints, synced_at,
+                          owned)
+        SELECT scene_id, rating_key, section_id, plex_path, fingerprints, synced_at, owned
+        FROM links;
+    DROP TABLE links;
+    ALTER TABLE links_v5 RENAME TO links;
+    CREATE INDEX links_rating_key ON links (rating_key);
+    CREATE TABLE link_entities (
+        kind TEXT NOT NULL,
+        entity_id INTEGER NOT NULL,
+        scene_id INTEGER NOT NULL,
+        PRIMARY KEY (kind, entity_id, scene_id)
+    );
+    CREATE INDEX link_entities_scene ON link_entities (scene_id);
+    CREATE TABLE entity_deletions (
+        kind TEXT NOT NULL,
+        entity_id INTEGER NOT NULL,
+        recorded_at REAL NOT NULL,
+        PRIMARY KEY (kind, entity_id)
+    );
+    DROP INDEX plex_index_path;
+    DROP INDEX plex_index_basename;
+    ALTER TABLE plex_index ADD COLUMN path_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE plex_index ADD COLUMN basename_key TEXT NOT NULL DEFAULT '';
+    CREATE INDEX plex_index_path_key ON plex_index (path_key);
+    CREATE INDEX plex_index_basename_key ON plex_index (basename_key);
+    ALTER TABLE plex_items ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+    DELETE FROM plex_index;
+    DELETE FROM plex_items;
+    DELETE FROM kv WHERE key IN ('plex_index_refreshed_at', 'plex_index_full_at', 'plex_sections');
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -445,10 +494,19 @@ class Store:
         elif action == "scene_deleted":
             conn.execute("DELETE FROM jobs WHERE scene_id = ?", (object_id,))
             conn.execute("DELETE FROM links WHERE scene_id = ?", (object_id,))
+            conn.execute("DELETE FROM link_entities WHERE scene_id = ?", (object_id,))
             conn.execute("DELETE FROM dead_letters WHERE scene_id = ?", (object_id,))
         elif action == "entity_changed":
             conn.execute(
                 "INSERT INTO entity_changes (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
+                (entity_kind or "", int(object_id), self.clock()),
+            )
+        elif action == "entity_deleted":
+            # Stash can no longer list the scenes that showed it: the worker expands it from
+            # our own records (`link_entities`).
+            conn.execute(
+                "INSERT INTO entity_deletions (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
                 (entity_kind or "", int(object_id), self.clock()),
             )
@@ -736,10 +794,12 @@ class Store:
         )
 
     def has_work(self) -> bool:
-        """True when anything is outstanding: a job, or an entity change to expand."""
+        """True when anything is outstanding: a job, or an entity change or deletion to
+        expand."""
         row = self._conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state != 'done') "
-            "OR EXISTS (SELECT 1 FROM entity_changes)"
+            "OR EXISTS (SELECT 1 FROM entity_changes) "
+            "OR EXISTS (SELECT 1 FROM entity_deletions)"
         ).fetchone()
         return bool(row[0])
 
@@ -863,19 +923,23 @@ class Store:
 
     # ----------------------------------------------------------------- links
     def link(self, scene_id: int) -> Link | None:
-        """The scene's Plex item and what was pushed to it, or None."""
-        row = self._conn.execute("SELECT * FROM links WHERE scene_id = ?", (scene_id,)).fetchone()
-        if row is None:
-            return None
-        return Link(
-            row["scene_id"],
-            row["rating_key"],
-            row["section_id"],
-            row["plex_path"],
-            json.loads(row["fingerprints"]),
-            row["synced_at"],
-            json.loads(row["owned"] or "{}"),
-        )
+        """The scene's primary link (its first file's Plex item), if any."""
+        links = self.links(scene_id)
+        return links[0] if links else None
+
+    def links(self, scene_id: int) -> list[Link]:
+        """Every Plex item the scene is linked to, the primary first."""
+        rows = self._conn.execute(
+            "SELECT * FROM links WHERE scene_id = ? ORDER BY position, rating_key", (scene_id,)
+        ).fetchall()
+        return [_link(row) for row in rows]
+
+    def links_to_item(self, rating_key: int) -> list[Link]:
+        """Every scene linked to one Plex item (more than one only while a conflict waits)."""
+        rows = self._conn.execute(
+            "SELECT * FROM links WHERE rating_key = ? ORDER BY scene_id", (rating_key,)
+        ).fetchall()
+        return [_link(row) for row in rows]
 
     def save_link(
         self,
@@ -885,18 +949,21 @@ class Store:
         plex_path: str,
         fingerprints: dict[str, str],
         owned: dict[str, Any] | None = None,
+        position: int = 0,
     ) -> None:
-        """Record the scene's Plex item and the fingerprints of what we pushed to it."""
+        """Record one of the scene's Plex items and the fingerprints of what we pushed to it.
+
+        `position` orders a scene's items (0: the primary)."""
         with self.transaction() as conn:
             conn.execute(
                 """
                 INSERT INTO links (scene_id, rating_key, section_id, plex_path, fingerprints,
-                                   synced_at, owned)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(scene_id) DO UPDATE SET rating_key = excluded.rating_key,
+                                   synced_at, owned, position)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(scene_id, rating_key) DO UPDATE SET
                     section_id = excluded.section_id, plex_path = excluded.plex_path,
                     fingerprints = excluded.fingerprints, synced_at = excluded.synced_at,
-                    owned = excluded.owned
+                    owned = excluded.owned, position = excluded.position
                 """,
                 (
                     scene_id,
@@ -906,12 +973,18 @@ class Store:
                     json.dumps(fingerprints, sort_keys=True),
                     self.clock(),
                     json.dumps(owned or {}, sort_keys=True, ensure_ascii=False),
+                    position,
                 ),
             )
 
-    def drop_link(self, scene_id: int) -> None:
-        """Forget the scene's Plex item (it was deleted in Plex or Stash)."""
-        self._conn.execute("DELETE FROM links WHERE scene_id = ?", (scene_id,))
+    def drop_link(self, scene_id: int, rating_key: int | None = None) -> None:
+        """Forget one of the scene's links, or (no `rating_key`) all of them."""
+        if rating_key is None:
+            self._conn.execute("DELETE FROM links WHERE scene_id = ?", (scene_id,))
+        else:
+            self._conn.execute(
+                "DELETE FROM links WHERE scene_id = ? AND rating_key = ?", (scene_id, rating_key)
+            )
 
     def last_synced_at(self) -> float | None:
         """When any scene was last pushed (epoch seconds), or None."""
@@ -919,8 +992,67 @@ class Store:
         return row[0]
 
     def link_count(self) -> int:
-        """How many scenes are linked to a Plex item."""
-        return int(self._conn.execute("SELECT COUNT(*) FROM links").fetchone()[0])
+        """How many scenes are linked to Plex (a scene with several items counts once)."""
+        return int(self._conn.execute("SELECT COUNT(DISTINCT scene_id) FROM links").fetchone()[0])
+
+    # ----------------------------------------------------------------- what scenes showed
+    def save_scene_entities(self, scene_id: int, entities: Mapping[str, Iterable[int]]) -> None:
+        """Replace the performer/studio/tag/group ids recorded for a scene's last push."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM link_entities WHERE scene_id = ?", (scene_id,))
+            conn.executemany(
+                "INSERT OR IGNORE INTO link_entities (kind, entity_id, scene_id) VALUES (?, ?, ?)",
+                [(kind, int(i), scene_id) for kind, ids in entities.items() for i in ids],
+            )
+
+    def scenes_showing(self, kind: str, entity_id: int) -> list[int]:
+        """Scenes whose last push showed this performer/studio/tag/group (or a child tag's
+        ancestor, a child studio's parent)."""
+        rows = self._conn.execute(
+            "SELECT scene_id FROM link_entities WHERE kind = ? AND entity_id = ? ORDER BY scene_id",
+            (kind, entity_id),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def record_entity_deletion(self, kind: str, entity_id: int) -> None:
+        """Remember that a performer/studio/tag/group was deleted; the worker expands it."""
+        with self.transaction() as conn:
+            self._record_action(conn, "entity_deleted", entity_id, "", kind)
+
+    def entity_deletions(self) -> list[tuple[str, int, float]]:
+        """Deletions not yet expanded into scene jobs, oldest first."""
+        rows = self._conn.execute(
+            "SELECT kind, entity_id, recorded_at FROM entity_deletions ORDER BY recorded_at"
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def expand_entity_deletions(self) -> list[tuple[str, int, int]]:
+        """Queue the scenes that showed each deleted entity, from our own records (Stash can
+        no longer list them), and clear the deletions. Returns (kind, id, scenes queued)."""
+        expanded = []
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT kind, entity_id FROM entity_deletions ORDER BY recorded_at"
+            ).fetchall()
+            for kind, entity_id in rows:
+                scene_ids = [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT scene_id FROM link_entities WHERE kind = ? AND entity_id = ?",
+                        (kind, entity_id),
+                    )
+                ]
+                self._upsert_jobs(conn, scene_ids, f"{kind} {entity_id} deleted", self.clock())
+                conn.execute(
+                    "DELETE FROM link_entities WHERE kind = ? AND entity_id = ?",
+                    (kind, entity_id),
+                )
+                conn.execute(
+                    "DELETE FROM entity_deletions WHERE kind = ? AND entity_id = ?",
+                    (kind, entity_id),
+                )
+                expanded.append((kind, entity_id, len(scene_ids)))
+        return expanded
 
     # ----------------------------------------------------------------- Plex index
     def replace_index(self, section_id: int, items: list[ListedItem]) -> None:
@@ -931,7 +1063,7 @@ class Store:
             self._insert_items(conn, items)
 
     def add_to_index(self, items: list[ListedItem]) -> None:
-        """Add or refresh some items (an incremental refresh)."""
+        """Add or refresh some items (an incremental refresh, or one item read again)."""
         with self.transaction() as conn:
             for item in items:
                 conn.execute("DELETE FROM plex_index WHERE rating_key = ?", (item.rating_key,))
@@ -940,18 +1072,33 @@ class Store:
     @staticmethod
     def _insert_items(conn: sqlite3.Connection, items: list[ListedItem]) -> None:
         conn.executemany(
-            "INSERT OR REPLACE INTO plex_items (rating_key, section_id, collections) "
-            "VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO plex_items (rating_key, section_id, collections, tags) "
+            "VALUES (?, ?, ?, ?)",
             [
-                (i.rating_key, i.section_id, json.dumps(list(i.collections), ensure_ascii=False))
+                (
+                    i.rating_key,
+                    i.section_id,
+                    json.dumps(list(i.collections), ensure_ascii=False),
+                    json.dumps(
+                        {"genre": list(i.genres), "actor": list(i.actors)}, ensure_ascii=False
+                    ),
+                )
                 for i in items
             ],
         )
         conn.executemany(
-            "INSERT OR REPLACE INTO plex_index (rating_key, section_id, path, basename, size)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO plex_index (rating_key, section_id, path, basename, size,"
+            " path_key, basename_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (i.rating_key, i.section_id, path, _basename(path), size)
+                (
+                    i.rating_key,
+                    i.section_id,
+                    path,
+                    _basename(path),
+                    size,
+                    path_key(path),
+                    basename_key(path),
+                )
                 for i in items
                 for path, size in i.files
             ],
@@ -977,18 +1124,43 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def index_by_path(self, path: str) -> list[IndexEntry]:
-        """Indexed Plex files at exactly this path."""
+    def listed_tags(self, rating_key: int) -> dict[str, list[str]] | None:
+        """The genre and actor tags the listing showed for an item (listings truncate them;
+        None if not indexed)."""
+        row = self._conn.execute(
+            "SELECT tags FROM plex_items WHERE rating_key = ?", (rating_key,)
+        ).fetchone()
+        return json.loads(row[0] or "{}") if row else None
+
+    def item_files(self, rating_key: int) -> list[tuple[str, int | None]]:
+        """The files (parts) the index holds for one item, as Plex spells their paths."""
         rows = self._conn.execute(
-            "SELECT rating_key, section_id, path, size FROM plex_index WHERE path = ?", (path,)
+            "SELECT path, size FROM plex_index WHERE rating_key = ? ORDER BY rowid",
+            (rating_key,),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def multi_part_items(self) -> list[int]:
+        """Items that hold more than one file (Plex stacked them, or several versions)."""
+        rows = self._conn.execute(
+            "SELECT rating_key FROM plex_index GROUP BY rating_key HAVING COUNT(*) > 1 "
+            "ORDER BY rating_key"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def index_by_path(self, path: str) -> list[IndexEntry]:
+        """Indexed files at this path, compared as `stash2plex.paths.path_key` does."""
+        rows = self._conn.execute(
+            "SELECT rating_key, section_id, path, size FROM plex_index WHERE path_key = ?",
+            (path_key(path),),
         ).fetchall()
         return [IndexEntry(*row) for row in rows]
 
     def index_by_basename(self, basename: str) -> list[IndexEntry]:
-        """Indexed Plex files with this file name."""
+        """Indexed files with this file name (Unicode form and case ignored)."""
         rows = self._conn.execute(
-            "SELECT rating_key, section_id, path, size FROM plex_index WHERE basename = ?",
-            (basename,),
+            "SELECT rating_key, section_id, path, size FROM plex_index WHERE basename_key = ?",
+            (basename_key(basename),),
         ).fetchall()
         return [IndexEntry(*row) for row in rows]
 
@@ -1080,7 +1252,8 @@ class Store:
         offset in ms). When Plex no longer lists one as in progress, its point was reset."""
         rows = self._conn.execute(
             "SELECT p.scene_id, l.rating_key, p.resume_offset_ms FROM pull_state p "
-            "JOIN links l ON l.scene_id = p.scene_id WHERE p.resume_offset_ms > 0"
+            "JOIN links l ON l.scene_id = p.scene_id AND l.position = 0 "
+            "WHERE p.resume_offset_ms > 0"
         )
         return {row[0]: (row[1], row[2]) for row in rows}
 
@@ -1109,17 +1282,17 @@ class Store:
         """Record one field as pushed (a value that reached Plex another way), so the next
         sync of the scene does not write it again."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT fingerprints FROM links WHERE scene_id = ?", (scene_id,)
-            ).fetchone()
-            if row is None:
-                return
-            prints = json.loads(row[0])
-            prints[key] = value
-            conn.execute(
-                "UPDATE links SET fingerprints = ? WHERE scene_id = ?",
-                (json.dumps(prints, sort_keys=True), scene_id),
-            )
+            # Each of the scene's Plex items keeps its own fingerprints.
+            rows = conn.execute(
+                "SELECT rating_key, fingerprints FROM links WHERE scene_id = ?", (scene_id,)
+            ).fetchall()
+            for rating_key, fingerprints in rows:
+                prints = json.loads(fingerprints)
+                prints[key] = value
+                conn.execute(
+                    "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND rating_key = ?",
+                    (json.dumps(prints, sort_keys=True), scene_id, rating_key),
+                )
 
     # ----------------------------------------------------------------- collection objects
     def plex_collection(self, section_id: int, title: str) -> dict[str, Any] | None:
@@ -1168,6 +1341,19 @@ def _basename(path: str) -> str:
 
 def _split_sql(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def _link(row: sqlite3.Row) -> Link:
+    return Link(
+        row["scene_id"],
+        row["rating_key"],
+        row["section_id"],
+        row["plex_path"],
+        json.loads(row["fingerprints"]),
+        row["synced_at"],
+        json.loads(row["owned"] or "{}"),
+        row["position"],
+    )
 
 
 def _job(row: sqlite3.Row) -> Job:

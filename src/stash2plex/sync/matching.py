@@ -1,8 +1,11 @@
-"""Deterministic matching of a Stash scene to a Plex item. Pure logic over an index lookup.
+"""Deterministic matching of a Stash scene to Plex items. Pure logic over an index lookup.
 
-Order: the full path mapped through the path rules (the primary file first), then the
-basename with the file size as a tiebreak. Any of a scene's files may match. Ambiguity is
-reported with its candidates, never guessed.
+Each of a scene's files is matched on its own: first by the full path mapped through the path
+rules, then by the file name with the file size as a tiebreak. Paths compare as
+`stash2plex.paths` says (one Unicode normal form; Windows paths without case and with either
+slash). A scene whose files Plex holds as several items (a merged scene, a copy in another
+folder) matches all of them; the first is the primary (the primary file's, when Plex has it).
+Ambiguity is reported with its candidates, never guessed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stash2plex.paths import basename, basename_key, path_key
 from stash2plex.records import IndexEntry
 from stash2plex.sync.pathmap import PathRule, map_path
 
@@ -29,17 +33,39 @@ class Match:
 
 @dataclass(frozen=True)
 class MatchResult:
-    match: Match | None
+    """`matches`: one per distinct Plex item found, exact path matches first, each in the order
+    of the scene's files. `candidates`: items a file could be but that were not chosen."""
+
+    matches: list[Match] = field(default_factory=list)
     candidates: list[IndexEntry] = field(default_factory=list)
     tried: list[str] = field(default_factory=list)  # the Plex paths we looked for
 
     @property
+    def match(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+    @property
     def ambiguous(self) -> bool:
-        return self.match is None and len({c.rating_key for c in self.candidates}) > 1
+        return not self.matches and len({c.rating_key for c in self.candidates}) > 1
 
 
-def _basename(path: str) -> str:
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
+def claims_part(
+    stash_file: dict[str, Any], plex_path: str, plex_size: int | None, rules: tuple[PathRule, ...]
+) -> bool:
+    """Whether a Stash file is this Plex file: the same mapped path, or (another root the rules
+    do not cover) the same file name and size."""
+    path = str(stash_file.get("path", ""))
+    if not path:
+        return False
+    if path_key(map_path(path, rules)) == path_key(plex_path):
+        return True
+    size = stash_file.get("size")
+    return (
+        basename_key(path) == basename_key(plex_path)
+        and size is not None
+        and plex_size is not None
+        and int(size) == int(plex_size)
+    )
 
 
 def match_scene(
@@ -48,42 +74,43 @@ def match_scene(
     by_path: Callable[[str], list[IndexEntry]],
     by_basename: Callable[[str], list[IndexEntry]],
 ) -> MatchResult:
-    """Find the one Plex item holding one of the scene's files."""
+    """Find the Plex items holding the scene's files."""
     tried = [map_path(str(f.get("path", "")), rules) for f in files if f.get("path")]
-    # Files in Stash's order: the first is the primary file. An exact mapped path is this
-    # scene for certain, so the first file that Plex holds exactly once decides.
-    for plex_path in tried:
-        exact = _unique(by_path(plex_path))
-        if len(exact) == 1:
-            entry = exact[0]
-            return MatchResult(
-                Match(entry.rating_key, entry.section_id, entry.path, MAPPED_PATH), tried=tried
-            )
-        if len(exact) > 1:  # the same file in two libraries: which one the user means is unclear
-            return MatchResult(None, exact, tried)
-
+    exact: list[Match] = []
+    fallback: list[Match] = []
     candidates: list[IndexEntry] = []
     for stash_file in files:
         path = str(stash_file.get("path", ""))
         if not path:
             continue
-        same_name = by_basename(_basename(path))
+        same_path = _unique(by_path(map_path(path, rules)))
+        if len(same_path) == 1:
+            entry = same_path[0]
+            exact.append(Match(entry.rating_key, entry.section_id, entry.path, MAPPED_PATH))
+            continue
+        if len(same_path) > 1:  # the same file in two libraries: which one is meant is unclear
+            candidates.extend(same_path)
+            continue
+        same_name = by_basename(basename(path))
         if not same_name:
             continue
         size = stash_file.get("size")
         same_size = [e for e in same_name if size is not None and e.size == int(size)]
         if len({e.rating_key for e in same_size}) == 1:
             entry = same_size[0]
-            return MatchResult(
-                Match(entry.rating_key, entry.section_id, entry.path, BASENAME_SIZE), tried=tried
-            )
-        if len({e.rating_key for e in same_name}) == 1 and size is None:
+            fallback.append(Match(entry.rating_key, entry.section_id, entry.path, BASENAME_SIZE))
+        elif len({e.rating_key for e in same_name}) == 1 and size is None:
             entry = same_name[0]
-            return MatchResult(
-                Match(entry.rating_key, entry.section_id, entry.path, BASENAME), tried=tried
-            )
-        candidates.extend(same_size or same_name)
-    return MatchResult(None, _unique(candidates), tried)
+            fallback.append(Match(entry.rating_key, entry.section_id, entry.path, BASENAME))
+        else:
+            candidates.extend(same_size or same_name)
+    matches: list[Match] = []
+    for found in exact + fallback:
+        if all(m.rating_key != found.rating_key for m in matches):
+            matches.append(found)
+    chosen = {m.rating_key for m in matches}
+    left = [c for c in _unique(candidates) if c.rating_key not in chosen]
+    return MatchResult(matches, left, tried)
 
 
 def _unique(entries: list[IndexEntry]) -> list[IndexEntry]:

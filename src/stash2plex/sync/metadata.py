@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stash2plex.settings.config import Config
+from stash2plex.sync.tag_tree import TagTree
 
 TITLE_MAX = 255
 SUMMARY_MAX = 10_000
@@ -111,23 +112,23 @@ def file_title(scene: dict[str, Any]) -> str:
     return basename.rsplit(".", 1)[0] if "." in basename else basename
 
 
-def _tag_names(tag: dict[str, Any]) -> set[str]:
-    """A tag's name and the names of all its ancestors, case-folded."""
-    names = {str(tag.get("name", "")).casefold()}
-    for parent in tag.get("parents") or []:
-        names |= _tag_names(parent)
-    return names
-
-
 def genre_list(
-    tags: Iterable[dict[str, Any]], include: tuple[str, ...], exclude: tuple[str, ...]
+    tags: Iterable[dict[str, Any]],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    tree: TagTree | None = None,
 ) -> tuple[str, ...]:
-    """Tag names to send as genres. Naming a parent tag in a filter covers its children."""
+    """Tag names to send as genres. Naming a tag in a filter covers every tag below it, at any
+    depth and through any parent (`tree`: the whole hierarchy; without it only the tag itself
+    is known). Exclusion wins over inclusion."""
     wanted = {name.casefold() for name in include}
     unwanted = {name.casefold() for name in exclude}
     genres: list[str] = []
     for tag in tags:
-        lineage = _tag_names(tag)
+        lineage = {str(tag.get("name", "")).casefold()}
+        tag_id = _int_id(tag.get("id"))
+        if tree is not None and tag_id is not None and tag_id in tree:
+            lineage |= tree.lineage_names(tag_id)
         if wanted and not lineage & wanted:
             continue
         if lineage & unwanted:
@@ -136,6 +137,49 @@ def genre_list(
         if name and name not in genres:
             genres.append(name)
     return tuple(genres)
+
+
+def _int_id(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def has_own_metadata(scene: dict[str, Any]) -> bool:
+    """Whether the scene carries metadata of its own: a title, details, a date, a studio,
+    performers or tags. A freshly scanned scene has none of these (its file name is not
+    metadata), so pushing it would only wipe what a Plex agent found."""
+    return bool(
+        (scene.get("title") or "").strip()
+        or (scene.get("details") or "").strip()
+        or (scene.get("date") or "").strip()
+        or (scene.get("studio") or {}).get("name")
+        or scene.get("performers")
+        or scene.get("tags")
+    )
+
+
+def scene_entities(scene: dict[str, Any], tree: TagTree | None = None) -> dict[str, set[int]]:
+    """Ids of the performers, studios (with the parent), tags (with every ancestor, which tag
+    filters depend on) and groups a scene shows: what a deletion in Stash can change."""
+    studio = scene.get("studio") or {}
+    studios = {_int_id(studio.get("id")), _int_id((studio.get("parent_studio") or {}).get("id"))}
+    tags: set[int] = set()
+    for tag in scene.get("tags") or []:
+        tag_id = _int_id(tag.get("id"))
+        if tag_id is not None:
+            tags.add(tag_id)
+            if tree is not None:
+                tags |= tree.ancestors(tag_id)
+    return {
+        "performer": {i for p in scene.get("performers") or [] if (i := _int_id(p.get("id")))},
+        "studio": {i for i in studios if i is not None},
+        "tag": tags,
+        "group": {
+            i for g in scene.get("groups") or [] if (i := _int_id((g.get("group") or {}).get("id")))
+        },
+    }
 
 
 def wanted_collections(scene: dict[str, Any], config: Config) -> tuple[str, ...]:
@@ -159,8 +203,9 @@ def wanted_collections(scene: dict[str, Any], config: Config) -> tuple[str, ...]
     return tuple(unique)
 
 
-def desired_item(scene: dict[str, Any], config: Config) -> DesiredItem:
-    """Compute the Plex state for a scene under the settings' field toggles."""
+def desired_item(scene: dict[str, Any], config: Config, tree: TagTree | None = None) -> DesiredItem:
+    """Compute the Plex state for a scene under the settings' field toggles (`tree`: Stash's
+    tag hierarchy, needed only when tag filters are set)."""
     studio = scene.get("studio") or {}
     fields: dict[str, str] = {}
     if not config.skip_title:
@@ -195,11 +240,11 @@ def desired_item(scene: dict[str, Any], config: Config) -> DesiredItem:
         fields=fields,
         genres=None
         if config.skip_tags
-        else genre_list(scene.get("tags") or [], config.tag_include, config.tag_exclude),
+        else genre_list(scene.get("tags") or [], config.tag_include, config.tag_exclude, tree),
         actors=actors,
         collections=None if config.skip_collections else wanted_collections(scene, config),
         # Labels: only the chosen tags (by name, or a parent naming its children).
-        labels=genre_list(scene.get("tags") or [], config.label_tags, ())
+        labels=genre_list(scene.get("tags") or [], config.label_tags, (), tree)
         if config.label_tags
         else None,
         rating=round(rating100 / 10, 1) if isinstance(rating100, int) else None,
@@ -238,38 +283,40 @@ def edit_params(
     desired: DesiredItem,
     keys: Iterable[str],
     *,
-    pushed_lists: dict[str, list[str]] | None = None,
+    present: dict[str, list[str]] | None = None,
     collections: list[str] | None = None,
     labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The parameters of one batched Plex edit: each written field or list set and locked.
+    """The parameters of one batched Plex edit for the changed `keys`.
 
-    An emptied list cannot be sent as an empty replacement; it is removed with `-=` naming what
-    we pushed before (`pushed_lists`).
+    A field or list we fill is locked, so a Plex agent refresh cannot undo it; one we empty is
+    unlocked, never locked: we did not fill it. An emptied list cannot be sent as an empty
+    replacement; it is removed with `-=` naming every value Plex may hold (`present`: what we
+    pushed before and what Plex showed).
     """
     params: dict[str, Any] = {}
-    previous = pushed_lists or {}
+    before = present or {}
     for key in keys:
         if key in desired.fields:
             params[f"{key}.value"] = desired.fields[key]
-            params[f"{key}.locked"] = 1
+            params[f"{key}.locked"] = 1 if desired.fields[key] else 0
         elif key == "genre" and desired.genres is not None:
-            _list_params(params, "genre", list(desired.genres), previous.get("genre", []))
+            _list_params(params, "genre", list(desired.genres), before.get("genre", []))
         elif key == "actor" and desired.actors is not None:
             names = [a.name for a in desired.actors]
-            _list_params(params, "actor", names, previous.get("actor", []))
+            _list_params(params, "actor", names, before.get("actor", []))
             for index, actor in enumerate(desired.actors):
                 if actor.thumb:
                     params[f"actor[{index}].tag.thumb"] = actor.thumb
         elif key == "collection" and collections is not None:
-            _list_params(params, "collection", collections, previous.get("collection_all", []))
+            _list_params(params, "collection", collections, before.get("collection", []))
         elif key == "label" and labels is not None:
-            _list_params(params, "label", labels, previous.get("label_all", []))
+            _list_params(params, "label", labels, before.get("label", []))
     return params
 
 
 def _list_params(params: dict[str, Any], family: str, values: list[str], before: list[str]) -> None:
-    params[f"{family}.locked"] = 1
+    params[f"{family}.locked"] = 1 if values else 0
     if values:
         for index, value in enumerate(values):
             params[f"{family}[{index}].tag.tag"] = value
@@ -277,4 +324,5 @@ def _list_params(params: dict[str, Any], family: str, values: list[str], before:
         # plexapi's removal encoding: each value percent-encoded, joined by commas.
         from urllib.parse import quote
 
-        params[f"{family}[].tag.tag-"] = ",".join(quote(v, safe="") for v in before)
+        unique = list(dict.fromkeys(before))
+        params[f"{family}[].tag.tag-"] = ",".join(quote(v, safe="") for v in unique)

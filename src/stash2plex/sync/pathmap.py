@@ -1,17 +1,30 @@
 """Path mapping rules: how a Stash file path becomes the path Plex sees.
 
 Stash and Plex often see the same disk under different roots (two containers, a NAS share
-mounted on different machines). The user writes rules `stash_prefix => plex_prefix`, separated by
-`;` or new lines; the longest matching Stash prefix wins. Pure logic, no I/O.
+mounted on different machines, a Windows Plex server and a Linux Stash). The user writes rules
+`stash_prefix => plex_prefix`, separated by `;` or new lines; the longest matching Stash prefix
+wins. A prefix matches whole path segments, compared as `stash2plex.paths` compares paths:
+Unicode normal form ignored everywhere, case and slash direction ignored for Windows-style
+paths. Pure logic, no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stash2plex.paths import is_windows_path, nfc, split_path
+
 
 class PathMapError(ValueError):
     """A rule cannot be parsed; the message names the rule."""
+
+
+def _segments(path: str, windows: bool) -> list[str]:
+    parts = split_path(path)
+    while len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # "M:\" and "/data/" end with a separator that names no segment
+    keyed = [nfc(part) for part in parts]
+    return [part.casefold() for part in keyed] if windows else keyed
 
 
 @dataclass(frozen=True)
@@ -19,19 +32,25 @@ class PathRule:
     stash_prefix: str
     plex_prefix: str
 
+    def _windows(self, path: str) -> bool:
+        return is_windows_path(self.stash_prefix) or is_windows_path(path)
+
     def applies_to(self, path: str) -> bool:
-        prefix = self.stash_prefix.rstrip("/\\")
-        return path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "\\")
+        windows = self._windows(path)
+        prefix = _segments(self.stash_prefix, windows)
+        return _segments(path, windows)[: len(prefix)] == prefix
 
     def apply(self, path: str) -> str:
-        rest = path[len(self.stash_prefix.rstrip("/\\")) :]
-        target = self.plex_prefix.rstrip("/\\")
-        # A Windows Plex server sees backslashes; keep the separator style of the target.
-        if "\\" in target and "/" not in target:
-            rest = rest.replace("/", "\\")
-        elif "/" in target or not target:
-            rest = rest.replace("\\", "/")
-        return target + rest
+        windows = self._windows(path)
+        count = len(_segments(self.stash_prefix, windows))
+        rest = split_path(path)[count:]
+        target = self.plex_prefix
+        # A Windows Plex server reports backslashes; keep the separator style of the target.
+        backslash = is_windows_path(target) or ("\\" in target and "/" not in target)
+        sep = "\\" if backslash else "/"
+        if not rest:
+            return target
+        return target.rstrip("/\\") + sep + sep.join(rest)
 
 
 def parse_path_map(text: str | None) -> tuple[PathRule, ...]:
@@ -50,7 +69,7 @@ def parse_path_map(text: str | None) -> tuple[PathRule, ...]:
             raise PathMapError(f"path_map rule {entry!r} needs a prefix on both sides of '=>'")
         rules.append(PathRule(stash_prefix, plex_prefix))
     # Longest prefix first, so a specific rule beats a general one.
-    rules.sort(key=lambda rule: len(rule.stash_prefix), reverse=True)
+    rules.sort(key=lambda rule: len(_segments(rule.stash_prefix, False)), reverse=True)
     return tuple(rules)
 
 
@@ -60,3 +79,13 @@ def map_path(path: str, rules: tuple[PathRule, ...]) -> str:
         if rule.applies_to(path):
             return rule.apply(path)
     return path
+
+
+def unmap_path(plex_path: str, rules: tuple[PathRule, ...]) -> str:
+    """The Stash path of a Plex path: the rules read right to left (longest Plex prefix first)."""
+    reverse = sorted(
+        (PathRule(rule.plex_prefix, rule.stash_prefix) for rule in rules),
+        key=lambda rule: len(_segments(rule.stash_prefix, False)),
+        reverse=True,
+    )
+    return map_path(plex_path, tuple(reverse))

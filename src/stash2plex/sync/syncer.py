@@ -1,13 +1,17 @@
 """Sync one scene: read it from Stash, match it, plan the changes, write them, record them.
 
-`SceneSyncer.plan` only reads (it is what "Preview Sync" shows); `apply` is the only step that
-writes to Plex. The decisions are pure functions in `metadata` and `matching`.
+`SceneSyncer.resolve` and `plan` only read (they are what "Preview Sync" shows); `apply` is
+the only step that writes to Plex. The decisions are pure functions in `metadata` and
+`matching`.
+
+A scene whose files Plex holds as several items (a merged scene, a copy in another folder)
+is pushed to each of them. A Plex item holding files of several scenes (Plex stacked
+`part1`/`part2` files of two scenes into one item) is a conflict: nothing is written to it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,11 +19,19 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient, PlexItem
 from stash2plex.clients.stash import StashClient
-from stash2plex.errors import AmbiguousMatchError, ConfigError, NotInPlexError, TransientError
+from stash2plex.errors import (
+    AmbiguousMatchError,
+    ConfigError,
+    ConflictError,
+    NotInPlexError,
+    TransientError,
+)
+from stash2plex.paths import basename, is_windows_path, path_key, split_path
+from stash2plex.records import Link
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
 from stash2plex.sync.collection_art import CollectionArt
-from stash2plex.sync.matching import Match, MatchResult, match_scene
+from stash2plex.sync.matching import Match, MatchResult, claims_part, match_scene
 from stash2plex.sync.metadata import (
     TEXT_FIELDS,
     DesiredItem,
@@ -28,13 +40,17 @@ from stash2plex.sync.metadata import (
     desired_item,
     edit_params,
     fingerprint,
+    has_own_metadata,
+    scene_entities,
 )
 from stash2plex.sync.pathmap import map_path
+from stash2plex.sync.tag_tree import TagTree
 
 SYNCED = "synced"
 UNCHANGED = "unchanged"
 DELETED = "deleted"
 NO_FILE = "no_file"
+LEFT_ALONE = "skipped"  # a scene without metadata of its own left its Plex item as it was
 
 # A scene missing from the index triggers a re-listing at most this often, so a burst of
 # scenes Plex has not scanned yet costs one listing, not one per scene.
@@ -42,10 +58,22 @@ INDEX_REFRESH_MIN_SECONDS = 30.0
 # An incremental refresh reads the newest items first; more new items than this means a
 # full re-listing is cheaper than paging by date.
 INCREMENTAL_PAGE = 100
-# How long a listing's collection tags are trusted for an item's first sync.
+# How long a listing's tags are trusted for an item's first sync.
 INDEX_FRESH_SECONDS = 600.0
-# Listings show at most about two collection tags; at that count the list may be truncated.
-LISTING_COLLECTION_LIMIT = 2
+# An incremental refresh sees only new items. A file renamed in place keeps its item (same
+# ratingKey and addedAt) under a new path, which only a full listing shows, so a scene still
+# missing after an incremental refresh re-lists the libraries, at most this often.
+FULL_RELIST_SECONDS = 600.0
+# Listings show at most this many tags of a family; at that count the list may be truncated.
+LISTING_LIMITS = {"collection": 2, "genre": 2, "actor": 3}
+LISTING_COLLECTION_LIMIT = LISTING_LIMITS["collection"]
+# Plex's library types, as its sections list names them, in words people use.
+LIBRARY_TYPES = {
+    "movie": "a Movies or Other Videos library",
+    "show": "a TV Shows library",
+    "artist": "a Music library",
+    "photo": "a Photos library",
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +82,7 @@ class SyncOutcome:
     rating_key: int | None = None
     written: list[str] = field(default_factory=list)
     preserved: list[str] = field(default_factory=list)
+    rating_keys: tuple[int, ...] = ()  # every Plex item of the scene, the primary first
 
 
 @dataclass
@@ -70,10 +99,16 @@ class SyncPlan:
     fingerprints: dict[str, str]  # to record once applied (image hashes added then)
     owned: dict[str, Any]
     current: PlexItem | None = None
+    left_alone: bool = False  # the scene has no metadata of its own: nothing is pushed
+    position: int = 0  # 0: the scene's primary item
 
     @property
     def writes_fields(self) -> bool:
         return bool(self.params)
+
+
+def describe_library_type(section_type: str) -> str:
+    return LIBRARY_TYPES.get(section_type, f"a library of type {section_type!r}")
 
 
 class PlexIndex:
@@ -92,8 +127,11 @@ class PlexIndex:
         """The configured libraries (id, title, locations), cached until the settings change.
 
         `refresh`: ask Plex again even if cached (a probe of a paused queue). Raises
-        ConfigError when a configured library does not exist, TransientError when Plex lists
-        no library at all (a restarting server; a verdict on the settings needs an answer).
+        ConfigError (setting `plex_library`) when a named library does not exist or is not a
+        Movies/Other Videos library, or when Plex has no such library at all: scenes cannot be
+        synced into TV, music or photo libraries, and waiting would never end. Raises
+        TransientError when Plex lists no library at all (a restarting server; a verdict on
+        the settings needs an answer).
         """
         cached = self.store.get_value("plex_sections")
         wanted = list(self.config.plex_library)
@@ -109,19 +147,40 @@ class PlexIndex:
             raise TransientError(
                 "Plex listed no libraries at all (is it still starting?)", server="plex"
             )
+        usable = [s for s in sections if s.type == "movie"]
+        choices = ", ".join(s.title for s in usable) or "(none: add one in Plex)"
         if wanted:
             by_title = {s.title.strip().casefold(): s for s in sections}
             missing = [name for name in wanted if name.strip().casefold() not in by_title]
             if missing:
-                choices = ", ".join(f"{s.title} ({s.type})" for s in sections)
                 raise ConfigError(
-                    f"Plex has no library named {', '.join(missing)}; set `plex_library` to one "
-                    f"of: {choices}",
+                    f"Plex has no library named {', '.join(missing)}; set `plex_library` to "
+                    f"Movies or Other Videos libraries: {choices}",
                     setting="plex_library",
                 )
             chosen = [by_title[name.strip().casefold()] for name in wanted]
+            unsupported = [s for s in chosen if s.type != "movie"]
+            if unsupported:
+                named = "; ".join(
+                    f"'{s.title}' is {describe_library_type(s.type)}" for s in unsupported
+                )
+                raise ConfigError(
+                    f"{named}, which Stash2Plex cannot sync scenes into (TV libraries are not "
+                    f"supported yet); set `plex_library` to Movies or Other Videos libraries: "
+                    f"{choices}",
+                    setting="plex_library",
+                    detail={"unsupported": [[s.title, s.type] for s in unsupported]},
+                )
         else:
-            chosen = [s for s in sections if s.type == "movie"]
+            chosen = usable
+            if not chosen:
+                listed = ", ".join(f"'{s.title}' ({s.type})" for s in sections)
+                raise ConfigError(
+                    "Plex has no Movies or Other Videos library, the only kinds Stash2Plex "
+                    f"syncs into (libraries found: {listed}); add your Stash folder to one and "
+                    "name it in `plex_library`",
+                    setting="plex_library",
+                )
         found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
         self.store.put_value(
             "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
@@ -140,6 +199,7 @@ class PlexIndex:
         last = self.store.get_value("plex_index_refreshed_at", 0.0)
         if not force and self.clock() - float(last) < self.refresh_min_seconds:
             return False
+        listed_all = True
         for section_id in self.section_ids():
             known = self.store.indexed_rating_keys(section_id)
             if full or not known:
@@ -149,9 +209,14 @@ class PlexIndex:
             fresh = [item for item in newest if item.rating_key not in known]
             if len(fresh) == len(newest) == INCREMENTAL_PAGE or len(known) + len(fresh) != total:
                 self.store.replace_index(section_id, self.plex.list_section(section_id))
-            elif fresh:
+                continue
+            listed_all = False
+            if fresh:
                 self.store.add_to_index(fresh)
-        self.store.put_value("plex_index_refreshed_at", self.clock())
+        now = self.clock()
+        self.store.put_value("plex_index_refreshed_at", now)
+        if listed_all:
+            self.store.put_value("plex_index_full_at", now)
         return True
 
     def fresh(self) -> bool:
@@ -163,14 +228,24 @@ class PlexIndex:
         if self.store.get_value("plex_index_refreshed_at") is None:
             self.refresh(force=True, full=True)
 
-    def match(self, files: list[dict[str, Any]]) -> Match:
-        """Match, refreshing the index once if the file is not in it yet."""
+    def match(self, files: list[dict[str, Any]], linked: list[Link] | None = None) -> list[Match]:
+        """The Plex items holding the scene's files, primary first.
+
+        On a miss: an incremental refresh (new items); then the items the scene was linked to,
+        read again (a renamed file keeps its item and gets the new path); then, at most every
+        `FULL_RELIST_SECONDS`, a full re-listing. Raises AmbiguousMatchError or NotInPlexError.
+        """
         self.ensure_built()
         result = self._match(files)
-        if result.match is None and not result.ambiguous and self.refresh():
+        if self._missing(result) and self.refresh():
             result = self._match(files)
-        if result.match is not None:
-            return result.match
+        if self._missing(result) and linked and self._follow_moved(files, linked):
+            result = self._match(files)
+        if self._missing(result) and self._full_relist_due():
+            self.refresh(force=True, full=True)
+            result = self._match(files)
+        if result.matches:
+            return result.matches
         if result.ambiguous:
             raise AmbiguousMatchError(
                 f"{len(result.candidates)} Plex items could be this scene; not guessing: "
@@ -186,14 +261,38 @@ class PlexIndex:
             detail={"paths": result.tried},
         )
 
+    @staticmethod
+    def _missing(result: MatchResult) -> bool:
+        return not result.matches and not result.ambiguous
+
+    def _follow_moved(self, files: list[dict[str, Any]], linked: list[Link]) -> bool:
+        """Read the scene's linked items again; True if one now holds one of its files."""
+        wanted = {
+            path_key(map_path(str(f["path"]), self.config.path_map)) for f in files if f.get("path")
+        }
+        found = False
+        for link in linked:
+            try:
+                item = self.plex.item_detail(link.rating_key)
+            except NotInPlexError:
+                self.store.drop_from_index(link.rating_key)
+                continue
+            self.store.add_to_index([item.as_listed()])
+            found |= any(path_key(path) in wanted for path, _ in item.files)
+        return found
+
+    def _full_relist_due(self) -> bool:
+        last = self.store.get_value("plex_index_full_at")
+        return last is None or self.clock() - float(last) >= FULL_RELIST_SECONDS
+
     def request_scan(self, plex_paths: list[str]) -> list[str]:
         """Ask Plex to scan the folders of these files, in the libraries that hold them."""
         scanned = []
         for path in plex_paths:
-            folder = posixpath.dirname(path.replace("\\", "/")) if "/" in path else path
+            folder = _folder(path)
             for section in self.sections():
                 locations = section.get("locations") or []
-                if not locations or any(path.startswith(loc) for loc in locations):
+                if not locations or any(_under(path, loc) for loc in locations):
                     self.plex.scan_path(section["id"], folder)
                     scanned.append(f"{section['title']}: {folder}")
         return scanned
@@ -218,47 +317,177 @@ class SceneSyncer:
         self.plex = plex
         self.config = config
         self.index = PlexIndex(store, plex, config, clock)
+        self._tree: tuple[object, TagTree] | None = None
 
     # ------------------------------------------------------------------ sync
     def sync(self, scene_id: int) -> SyncOutcome:
         scene = self.stash.find_scene(scene_id)
         if scene is None:
-            self.store.drop_link(scene_id)
+            self._forget(scene_id)
             return SyncOutcome(DELETED)
         files = scene.get("files") or []
         if not files:
             return SyncOutcome(NO_FILE)
-        linked = self._linked_match(scene_id, files)
-        match = linked or self.index.match(files)
+        tree = self.tag_tree(scene)
         art = CollectionArt(self.store, self.stash, self.plex, self.config)
-        try:
-            plan = self.plan(scene, match)
-            art.note_wanted(plan.match.section_id, scene)
-            written = self.apply(plan)
-        except NotInPlexError:
-            # The item we knew was deleted in Plex (404): forget it, re-list, match afresh.
-            self.store.drop_link(scene_id)
-            self.store.drop_from_index(match.rating_key)
-            self.index.refresh(force=True, full=True)
-            plan = self.plan(scene, self.index.match(files))
-            written = self.apply(plan)
+        results = self._push(scene, self.resolve(scene), tree, art, retry=True)
+        kept = {plan.match.rating_key for plan, _ in results}
+        for link in self.store.links(scene_id):
+            if link.rating_key not in kept:  # the scene no longer has a file in that item
+                self.store.drop_link(scene_id, link.rating_key)
+        self.store.save_scene_entities(scene_id, scene_entities(scene, tree))
+        written = [key for _, keys in results for key in keys]
         # The collections' own poster and summary (only those Stash2Plex created).
-        written += art.ensure(plan.match.section_id, scene)
-        return SyncOutcome(
-            SYNCED if written else UNCHANGED, plan.match.rating_key, written, plan.preserved
-        )
+        pushed_to = dict.fromkeys(p.match.section_id for p, _ in results if not p.left_alone)
+        for section_id in pushed_to:
+            written += art.ensure(section_id, scene)
+        preserved = list(dict.fromkeys(key for plan, _ in results for key in plan.preserved))
+        if written:
+            status = SYNCED
+        elif all(plan.left_alone for plan, _ in results):
+            status = LEFT_ALONE
+        else:
+            status = UNCHANGED
+        keys = tuple(plan.match.rating_key for plan, _ in results)
+        return SyncOutcome(status, keys[0], list(dict.fromkeys(written)), preserved, keys)
 
-    def plan(self, scene: dict[str, Any], match: Match) -> SyncPlan:
+    def _push(
+        self,
+        scene: dict[str, Any],
+        matches: list[Match],
+        tree: TagTree | None,
+        art: CollectionArt,
+        *,
+        retry: bool,
+    ) -> list[tuple[SyncPlan, list[str]]]:
+        results = []
+        for position, match in enumerate(matches):
+            try:
+                plan = self.plan(scene, match, tree=tree, position=position)
+                if not plan.left_alone:
+                    art.note_wanted(plan.match.section_id, scene)
+                written = self.apply(plan)
+            except NotInPlexError:
+                if not retry:
+                    raise
+                # The item we knew was deleted in Plex (404): forget it, re-list, match afresh.
+                self.store.drop_link(int(scene["id"]), match.rating_key)
+                self.store.drop_from_index(match.rating_key)
+                self.index.refresh(force=True, full=True)
+                return self._push(scene, self.resolve(scene), tree, art, retry=False)
+            results.append((plan, written))
+        return results
+
+    def _forget(self, scene_id: int) -> None:
+        self.store.drop_link(scene_id)
+        self.store.save_scene_entities(scene_id, {})
+
+    # ------------------------------------------------------------------ reading
+    def resolve(self, scene: dict[str, Any]) -> list[Match]:
+        """The Plex items this scene is pushed to, checked for conflicts. Reads only (and
+        drops links of scenes that no longer exist).
+
+        Raises ConfigError (unusable library setting), NotInPlexError, AmbiguousMatchError,
+        or ConflictError when an item also holds another scene's file.
+        """
+        self.index.sections()
+        scene_id = int(scene["id"])
+        files = scene.get("files") or []
+        matches = self.index.match(files, self.store.links(scene_id))
+        for match in matches:
+            self._check_claims(scene, match)
+        return matches
+
+    def _check_claims(self, scene: dict[str, Any], match: Match) -> None:
+        """Raise ConflictError if another Stash scene claims a file of this Plex item."""
+        scene_id = int(scene["id"])
+        rules = self.config.path_map
+        parts = self.store.item_files(match.rating_key)
+        others: dict[int, list[str]] = {}
+
+        def claimed(candidate: list[dict[str, Any]]) -> list[str]:
+            return [
+                path
+                for path, size in parts
+                if any(claims_part(f, path, size, rules) for f in candidate)
+            ]
+
+        for link in self.store.links_to_item(match.rating_key):
+            if link.scene_id == scene_id:
+                continue
+            other = self.stash.find_scene(link.scene_id)
+            if other is None:  # merged away or deleted without a hook: its links go
+                self._forget(link.scene_id)
+                continue
+            held = claimed(other.get("files") or [])
+            if held:
+                others[link.scene_id] = held
+            else:  # its files moved elsewhere: the link is stale
+                self.store.drop_link(link.scene_id, match.rating_key)
+        own = set(claimed(scene.get("files") or []))
+        for path, _ in parts:
+            if path in own:
+                continue
+            for other in self.stash.scenes_with_file(basename(path)):
+                other_id = int(other["id"])
+                if other_id == scene_id or other_id in others:
+                    continue
+                held = claimed(other.get("files") or [])
+                if held:
+                    others[other_id] = held
+        if others:
+            ids = sorted({scene_id, *others})
+            names = ", ".join(str(i) for i in ids[:-1]) + f" and {ids[-1]}"
+            raise ConflictError(
+                f"scenes {names} are one item in Plex (ratingKey {match.rating_key}, files: "
+                + "; ".join(path for path, _ in parts)
+                + "); nothing is written until one scene holds it: merge the scenes in Stash, "
+                "or split the item apart in Plex",
+                detail={
+                    "scene_ids": ids,
+                    "rating_key": match.rating_key,
+                    "paths": [path for path, _ in parts],
+                },
+            )
+
+    def tag_tree(self, scene: dict[str, Any]) -> TagTree | None:
+        """Stash's tag hierarchy, read once per Stash client (a run), when tag filters or
+        label tags are set; read again if the scene shows a tag created since."""
+        if not (self.config.tag_include or self.config.tag_exclude or self.config.label_tags):
+            return None
+        tags = self.stash.tag_hierarchy()
+        ids = [int(t["id"]) for t in scene.get("tags") or [] if str(t.get("id", "")).isdigit()]
+        if any(tag_id not in tags for tag_id in ids):
+            self.stash.forget_tag_hierarchy()
+            tags = self.stash.tag_hierarchy()
+        if self._tree is None or self._tree[0] is not tags:
+            self._tree = (tags, TagTree(tags))
+        return self._tree[1]
+
+    def plan(
+        self,
+        scene: dict[str, Any],
+        match: Match,
+        *,
+        tree: TagTree | None = None,
+        position: int = 0,
+    ) -> SyncPlan:
         """What syncing this scene to this item would change. Reads only."""
         scene_id = int(scene["id"])
-        link = self.store.link(scene_id)
-        same_item = link is not None and link.rating_key == match.rating_key
-        pushed = dict(link.fingerprints) if link and same_item else {}
-        owned = dict(link.owned) if link and same_item else {}
-        desired = desired_item(scene, self.config)
+        link = next(
+            (lk for lk in self.store.links(scene_id) if lk.rating_key == match.rating_key), None
+        )
+        pushed = dict(link.fingerprints) if link else {}
+        owned = dict(link.owned) if link else {}
+        desired = desired_item(scene, self.config, tree)
+        if not pushed and not self.config.sync_empty_scenes and not has_own_metadata(scene):
+            # Freshly scanned, nothing of its own yet: a Plex agent's metadata is better than
+            # an empty push, and nothing gets locked. Pushed once it has metadata.
+            return SyncPlan(scene_id, match, desired, [], {}, {}, [], {}, {}, None, True, position)
         changes = changed_fields(desired, pushed)
 
         listed = self.store.listed_collections(match.rating_key) or []
+        listed_tags = self.store.listed_tags(match.rating_key) or {}
         ours = set(owned.get("collection", []))
         collections_unknown = "collection" in changes and (
             # After our first push the user may have added collections in Plex at any time,
@@ -269,10 +498,30 @@ class SceneSyncer:
             or any(name not in ours for name in listed)
             or len(listed) >= LISTING_COLLECTION_LIMIT
         )
+        # An emptied list is removed by naming what Plex holds. After our push that is what we
+        # pushed; before it, what a Plex agent put there: the listing says whether there is
+        # any and, below its truncation limit, which; otherwise the item is read.
+        emptied = [
+            family
+            for family, values in (("genre", desired.genres), ("actor", desired.actors))
+            if family in changes and values is not None and not values
+        ]
+        lists_unknown = any(
+            family not in pushed
+            and (
+                not self.index.fresh() or len(listed_tags.get(family, [])) >= LISTING_LIMITS[family]
+            )
+            for family in emptied
+        )
         current = None
         # Listings never carry labels: changing ours needs the item's full list.
         labels_unknown = "label" in changes
-        if collections_unknown or labels_unknown or (self.config.preserve_plex_edits and pushed):
+        if (
+            collections_unknown
+            or labels_unknown
+            or lists_unknown
+            or (self.config.preserve_plex_edits and pushed)
+        ):
             current = self.plex.item_detail(match.rating_key)
 
         preserved = self._edited_in_plex(changes, current, pushed, owned)
@@ -288,10 +537,19 @@ class SceneSyncer:
             if desired.labels is not None and current is not None
             else []
         )
+        present: dict[str, list[str]] = {
+            "collection": list(owned.get("collection_all", [])),
+            "label": list(owned.get("label_all", [])),
+        }
+        for family in emptied:
+            names = list(owned.get(family, []))
+            if family not in pushed:
+                names += current.tags.get(family, []) if current else listed_tags.get(family, [])
+            present[family] = names
         params = edit_params(
             desired,
             [key for key in changes if key != "rating"],
-            pushed_lists=owned,
+            present=present,
             collections=full_collections,
             labels=full_labels,
         )
@@ -328,12 +586,26 @@ class SceneSyncer:
             new_prints,
             new_owned,
             current,
+            False,
+            position,
         )
 
+    # ------------------------------------------------------------------ writing
     def apply(self, plan: SyncPlan) -> list[str]:
         """Write the plan to Plex and record it. Returns what was written."""
-        written = [key for key in plan.changes if key != "rating"] if plan.params else []
         match = plan.match
+        if plan.left_alone:
+            self.store.save_link(
+                plan.scene_id,
+                match.rating_key,
+                match.section_id,
+                match.plex_path,
+                {},
+                {},
+                plan.position,
+            )
+            return []
+        written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
             self.plex.edit(match.section_id, match.rating_key, plan.params)
         if "rating" in plan.changes:
@@ -359,6 +631,7 @@ class SceneSyncer:
             match.plex_path,
             plan.fingerprints,
             plan.owned,
+            plan.position,
         )
         return written
 
@@ -389,17 +662,18 @@ class SceneSyncer:
                 edited.append(key)
         return edited
 
-    def _linked_match(self, scene_id: int, files: list[dict[str, Any]]) -> Match | None:
-        """The stored link, if the index still shows that item holding that file."""
-        link = self.store.link(scene_id)
-        if link is None:
-            return None
-        current_paths = {map_path(str(f.get("path", "")), self.config.path_map) for f in files}
-        if link.plex_path not in current_paths:
-            return None
-        if any(e.rating_key == link.rating_key for e in self.store.index_by_path(link.plex_path)):
-            return Match(link.rating_key, link.section_id, link.plex_path, "link")
-        return None
+
+def _folder(path: str) -> str:
+    """The folder of a Plex path, in the path's own separator (a Windows server's `\\`)."""
+    parts = split_path(path)
+    separator = "\\" if "\\" in path and (is_windows_path(path) or "/" not in path) else "/"
+    return separator.join(parts[:-1]) or separator
+
+
+def _under(path: str, folder: str) -> bool:
+    """Whether a path lies in a library location, compared as `paths.path_key` compares."""
+    key, root = path_key(path), path_key(folder).rstrip("/\\")
+    return key == root or key.startswith(root + "/") or key.startswith(root + "\\")
 
 
 def _is_placeholder(data: bytes, content_type: str) -> bool:

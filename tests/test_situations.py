@@ -1,0 +1,496 @@
+"""Plex shows exactly what Stash says, in the situations users meet: each one end to end.
+
+Every test sets the situation up in the emulated Stash and Plex, then goes the user's way:
+Stash fires the hook (or the user runs a task), the plugin runs as Stash runs it, a detached
+worker (or the task) syncs, and the emulated Plex is checked field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+import unicodedata
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stash2plex.cli import main as cli_main
+from stash2plex.sandbox.library import Tag, generate_library
+from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
+from stash2plex.sandbox.runner import PluginRunner
+from stash2plex.sandbox.session import SECTION_TITLE, running_sandbox
+from stash2plex.store.db import Store
+from stash2plex.sync.metadata import plex_date
+
+from .conftest import PLEX_TOKEN, wait_until
+
+AGENT = AgentMetadata(
+    title="The Long Harbour",
+    summary="A ferry captain's last winter on the fjord.",
+    studio="Gaumont",
+    originally_available_at="1998-04-02",
+    tagline="Some journeys never end.",
+    genres=("Drama", "Mystery", "Romance"),
+    actors=tuple(
+        ActorState(name, "Herself", None)
+        for name in ("Jane Marlow", "Tomasz Kral", "Amélie Roux", "Kenji Mori")
+    ),
+    directors=("Olaf Berg",),
+    guid="plex://movie/5d7768265af944001f1f6977",
+)
+
+
+@pytest.fixture
+def library():
+    return generate_library(60, seed=3)
+
+
+@pytest.fixture
+def servers(library):
+    with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, section_id):
+        yield plex, stash, section_id
+        assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
+
+
+@pytest.fixture
+def plex(servers):
+    return servers[0]
+
+
+@pytest.fixture
+def stash(servers):
+    return servers[1]
+
+
+@pytest.fixture
+def section_id(servers):
+    return servers[2]
+
+
+@pytest.fixture
+def runner(plugin_dir, worker_env, tmp_path):
+    cwd = tmp_path / "stash-cwd"
+    cwd.mkdir()
+    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
+
+
+@pytest.fixture
+def connection(stash, plugin_dir):
+    return stash.server_connection(plugin_dir=str(plugin_dir))
+
+
+# ---------------------------------------------------------------------- helpers
+def described(library, count: int = 1, exclude: set[int] | None = None):
+    """Single-file scenes in Plex with every field filled and a distinct title."""
+    found = []
+    for scene in library.scenes.values():
+        if (
+            len(scene.files) == 1
+            and scene.in_plex
+            and scene.title
+            and scene.details
+            and scene.studio_id
+            and scene.date
+            and scene.performer_ids
+            and len(scene.tag_ids) >= 2
+            and scene.id not in (exclude or set())
+            and scene.title not in {s.title for s in found}
+        ):
+            found.append(scene)
+            if len(found) == count:
+                return found
+    raise AssertionError("the generated library has too few fully described scenes")
+
+
+def key_of(plex, library, scene, file_index: int = 0) -> int:
+    key = plex.find_by_file(library.plex_path(scene.files[file_index].path))
+    assert key is not None, f"scene {scene.id} is not in Plex"
+    return key
+
+
+def agent_fill(plex, library, scene, agent: AgentMetadata) -> int:
+    """The scene's Plex item as a metadata agent filled it at the scan (same file)."""
+    old = key_of(plex, library, scene)
+    section = plex.item(old).section_id
+    plex.delete_item(old)
+    return plex.add_item(
+        section, library.plex_path(scene.files[0].path), sizes=scene.files[0].size, agent=agent
+    )
+
+
+def job(plugin_dir: Path, scene_id: int):
+    with Store.open(plugin_dir / "data") as store:
+        return store.job(scene_id)
+
+
+def done(plugin_dir: Path, *scene_ids: int) -> bool:
+    """Every one of the scenes' jobs is done (the worker may idle on, as shipped)."""
+    jobs = [job(plugin_dir, scene_id) for scene_id in scene_ids]
+    return all(j is not None and j.state == "done" for j in jobs)
+
+
+def change_settings(stash, **values) -> None:
+    """Save plugin settings in Stash (None removes a key), as the user does in its UI; a
+    running worker re-reads them when the next hook nudges it."""
+    for name, value in values.items():
+        if value is None:
+            stash.plugin_settings.pop(name, None)
+        else:
+            stash.plugin_settings[name] = value
+
+
+def waiting(plugin_dir: Path, reason: str, *scene_ids: int) -> bool:
+    jobs = [job(plugin_dir, scene_id) for scene_id in scene_ids]
+    return all(j is not None and (j.state, j.reason) == ("waiting", reason) for j in jobs)
+
+
+def hook_and_wait(runner, connection, plugin_dir, trigger: str, *scene_ids: int) -> None:
+    for scene_id in scene_ids:
+        run = runner.run_hook(trigger, scene_id, connection)
+        assert run.returncode == 0 and run.error is None, run.stderr
+    wait_until(lambda: done(plugin_dir, *scene_ids), message=f"scenes {scene_ids} to sync")
+
+
+def names(library, pool: str, ids) -> list[str]:
+    return [getattr(library, pool)[i].name for i in ids]
+
+
+# ---------------------------------------------------------------------- 1
+def test_01_an_empty_list_in_stash_clears_what_an_agent_put_in_plex_unlocked(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    no_one, no_performers = described(library, 2)
+    stash.update_scene(no_one.id, performer_ids=[], tag_ids=[])
+    stash.update_scene(no_performers.id, performer_ids=[])
+    # Four actors: more than a listing shows, so the item must be read to name them all.
+    four = agent_fill(plex, library, no_one, AGENT)
+    # Two actors: the listing shows them all, no read needed.
+    two = agent_fill(
+        plex, library, no_performers, dataclasses.replace(AGENT, actors=AGENT.actors[:2])
+    )
+
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", no_one.id, no_performers.id)
+
+    item = plex.item(four)
+    assert (item.actors, item.genres) == ([], [])
+    assert not {"actor", "genre"} & item.locked  # we filled nothing there: nothing locked
+    assert item.title == no_one.title.strip()
+    assert item.summary == no_one.details.strip()
+    item = plex.item(two)
+    assert item.actors == []
+    assert "actor" not in item.locked
+    assert item.genres == names(library, "tags", no_performers.tag_ids)
+    assert "genre" in item.locked
+
+
+# ---------------------------------------------------------------------- 2
+def test_02_deleting_a_performer_tag_or_studio_in_stash_updates_plex(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    run = runner.run_task("Sync All Scenes", connection)
+    assert run.returncode == 0 and run.error is None, run.stderr
+    [scene] = described(library)
+    performer, tag, studio = scene.performer_ids[0], scene.tag_ids[0], scene.studio_id
+    performer_name = library.performers[performer].name
+    tag_name = library.tags[tag].name
+    studio_name = library.studios[studio].name
+    showing = [
+        s
+        for s in library.scenes.values()
+        if s.files and s.in_plex and (performer in s.performer_ids or s.studio_id == studio)
+    ]
+    assert performer_name in [a.name for a in plex.item(key_of(plex, library, scene)).actors]
+
+    for kind, entity_id, trigger in (
+        ("performer", performer, "Performer.Destroy.Post"),
+        ("tag", tag, "Tag.Destroy.Post"),
+        ("studio", studio, "Studio.Destroy.Post"),
+    ):
+        stash.delete_entity(kind, entity_id)  # Stash itself can no longer say who showed it
+        run = runner.run_hook(trigger, entity_id, connection, input={"id": str(entity_id)})
+        assert run.returncode == 0 and run.error is None, run.stderr
+        assert "deleted" in run.output
+
+    def resynced() -> bool:
+        # The worker expands a deletion into jobs (in one transaction) before syncing them.
+        with Store.open(plugin_dir / "data") as store:
+            expanded = store.entity_deletions() == []
+        return expanded and done(plugin_dir, *(s.id for s in showing))
+
+    wait_until(resynced, message="the re-sync")
+    for other in showing:
+        for index in range(len(other.files)):
+            item = plex.item(key_of(plex, library, other, index))
+            assert performer_name not in [a.name for a in item.actors]
+            assert item.studio != studio_name
+            assert studio_name not in item.collections
+    item = plex.item(key_of(plex, library, scene))
+    assert tag_name not in item.genres
+    assert item.genres == names(library, "tags", scene.tag_ids)
+    assert (item.studio, item.collections) == ("", [])
+    assert not {"studio", "collection"} & item.locked
+
+
+# ---------------------------------------------------------------------- 3
+def test_03_after_a_merge_every_plex_item_shows_the_kept_scene(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    kept, merged = described(library, 2)
+    kept_key, merged_key = key_of(plex, library, kept), key_of(plex, library, merged)
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", kept.id, merged.id)
+    assert plex.item(merged_key).title == merged.title.strip()
+
+    stash.merge_scenes(kept.id, [merged.id])  # Stash fires no hook for a merge
+    run = runner.run_task("Sync All Scenes", connection)
+
+    assert run.returncode == 0 and run.error is None, run.stderr
+    for key in (kept_key, merged_key):
+        item = plex.item(key)
+        assert item.title == kept.title.strip()
+        assert item.studio == library.studios[kept.studio_id].name
+        assert item.originally_available_at == plex_date(kept.date)
+        assert [a.name for a in item.actors] == names(library, "performers", kept.performer_ids)
+        assert item.genres == names(library, "tags", kept.tag_ids)
+        assert library.studios[merged.studio_id].name not in item.collections or (
+            merged.studio_id == kept.studio_id
+        )
+    with Store.open(plugin_dir / "data") as store:
+        assert store.links(merged.id) == []  # the merged-away scene's link is dropped
+        assert [link.rating_key for link in store.links(kept.id)] == [kept_key, merged_key]
+
+
+# ---------------------------------------------------------------------- 4
+def test_04_two_scenes_plex_stacked_into_one_item_wait_as_a_conflict(
+    library, plex, stash, runner, connection, plugin_dir, section_id
+):
+    first, second = described(library, 2)
+    folder = "/data/stash/Features/Night Ferry"
+    for scene, part in ((first, 1), (second, 2)):
+        plex.delete_item(key_of(plex, library, scene))
+        path = f"{folder}/Night Ferry - part{part}.mp4"
+        stash.update_scene(scene.id, files=[dataclasses.replace(scene.files[0], path=path)])
+    stacked = plex.add_item(
+        section_id,
+        [library.plex_path(first.files[0].path), library.plex_path(second.files[0].path)],
+        sizes=[first.files[0].size, second.files[0].size],
+        stacked=True,
+        title="Night Ferry",
+    )
+
+    for scene in (first, second):
+        runner.run_hook("Scene.Update.Post", scene.id, connection)
+    wait_until(lambda: waiting(plugin_dir, "conflict", first.id, second.id), message="both to wait")
+
+    item = plex.item(stacked)
+    assert (item.edit_count, item.locked, item.title) == (0, frozenset(), "Night Ferry")
+    for scene in (first, second):
+        conflict = job(plugin_dir, scene.id)
+        assert conflict.last_error_class == "conflict"
+        assert conflict.detail["scene_ids"] == sorted([first.id, second.id])
+    status = runner.run_task("View Queue Status", connection)
+    assert status.output["waiting"] == {"conflict": 2}
+    preview = runner.run_task("Preview Sync", connection, args={"scene_id": first.id})
+    [shown] = preview.output["scenes"]
+    assert shown["status"] == "conflict"
+    assert str(first.id) in shown["note"] and str(second.id) in shown["note"]
+    diagnose = runner.run_task("Diagnose", connection)
+    [check] = [c for c in diagnose.output["checks"] if c["name"] == "conflicts"]
+    assert not check["ok"]
+    assert f"{min(first.id, second.id)}, {max(first.id, second.id)}" in check["detail"]
+    assert plex.item(stacked).edit_count == 0
+
+
+# ---------------------------------------------------------------------- 5
+def test_05_a_renamed_file_that_keeps_its_plex_item_is_found_again(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    [scene] = described(library)
+    key = key_of(plex, library, scene)
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", scene.id)
+    old = scene.files[0].path
+    new = posixpath.join(posixpath.dirname(old), "Renamed " + posixpath.basename(old))
+
+    stash.move_file(old, new)
+    assert plex.move_file(library.plex_path(old), library.plex_path(new)) == key
+    stash.update_scene(scene.id, title="After the rename")
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", scene.id)
+
+    assert plex.item(key).title == "After the rename"
+    with Store.open(plugin_dir / "data") as store:
+        assert store.link(scene.id).plex_path == library.plex_path(new)
+
+
+# ---------------------------------------------------------------------- 6
+def test_06_a_path_plex_spells_in_nfd_matches_stash_in_nfc(
+    library, plex, stash, runner, connection, plugin_dir, section_id
+):
+    scene = next(s for s in described(library, 6) if s.id <= 25)  # in Diagnose's sample
+    nfc = "/data/stash/Ünïcode Földer/Café – Ωmega.mp4"
+    assert unicodedata.is_normalized("NFC", nfc)
+    plex.delete_item(key_of(plex, library, scene))
+    stash.update_scene(scene.id, files=[dataclasses.replace(scene.files[0], path=nfc)])
+    nfd = unicodedata.normalize("NFD", library.plex_path(nfc))
+    key = plex.add_item(section_id, nfd, sizes=scene.files[0].size)
+
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", scene.id)
+
+    assert plex.item(key).title == scene.title.strip()
+    diagnose = runner.run_task("Diagnose", connection)
+    [check] = [c for c in diagnose.output["checks"] if c["name"] == "path mapping"]
+    assert check["ok"], check
+    assert "path_map to" not in json.dumps(diagnose.output)
+
+
+# ---------------------------------------------------------------------- 7
+def test_07_windows_paths_compare_without_case_and_with_either_slash(
+    library, plex, stash, runner, connection, plugin_dir, section_id
+):
+    """Same-size files with the same name in two folders: only the exact path can tell them
+    apart, so every rule has to apply and every comparison has to hold."""
+    scenes = described(library, 4)
+    layout = [
+        # Stash on Windows, Plex on Linux; the rule typed in another case with forward slashes.
+        ("C:\\Media\\Cam A\\clip01.mp4", "/media/plex/Cam A/clip01.mp4"),
+        ("C:\\Media\\Cam B\\clip01.mp4", "/media/plex/Cam B/clip01.mp4"),
+        # Stash on Linux, Plex on Windows; a drive-root target written m:/ .
+        ("/data/win/Cam A/clip02.mp4", "M:\\Cam A\\clip02.mp4"),
+        ("/data/win/Cam B/clip02.mp4", "M:\\Cam B\\clip02.mp4"),
+    ]
+    stash.plugin_settings["path_map"] = (
+        f"C:/MEDIA => /media/plex; /data/win => m:/; {library.path_map}"
+    )
+    keys = []
+    for scene, (stash_path, plex_path) in zip(scenes, layout, strict=True):
+        plex.delete_item(key_of(plex, library, scene))
+        file = dataclasses.replace(scene.files[0], path=stash_path, size=1_234_567_890)
+        stash.update_scene(scene.id, files=[file])
+        keys.append(plex.add_item(section_id, plex_path, sizes=file.size))
+
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", *(s.id for s in scenes))
+
+    for scene, key in zip(scenes, keys, strict=True):
+        assert plex.item(key).title == scene.title.strip()
+
+
+# ---------------------------------------------------------------------- 8
+def test_08_tag_filters_cover_descendants_at_any_depth_and_through_any_parent(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    tags = library.tags
+    chain = []
+    for name in ("Root Tag", "Level 1", "Level 2", "Level 3", "Leaf Tag"):
+        tag = Tag(max(tags) + 1, name, [chain[-1].id] if chain else [])
+        tags[tag.id] = tag
+        chain.append(tag)
+    other_parent = Tag(max(tags) + 1, "Second Parent")
+    tags[other_parent.id] = other_parent
+    chain[-1].parent_ids.append(other_parent.id)
+    loose = next(t for t in tags.values() if not t.parent_ids and t not in (*chain, other_parent))
+    [scene] = described(library)
+    stash.update_scene(scene.id, tag_ids=[chain[-1].id, loose.id])
+    key = key_of(plex, library, scene)
+
+    def genres_with(**settings) -> list[str]:
+        change_settings(stash, **{"tag_include": None, "tag_exclude": None, **settings})
+        stash.update_scene(scene.id)  # a save in Stash
+        hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", scene.id)
+        return plex.item(key).genres
+
+    assert genres_with(tag_exclude="Root Tag") == [loose.name]
+    assert genres_with(tag_include="root tag") == ["Leaf Tag"]
+    assert genres_with(tag_exclude="Second Parent") == [loose.name]
+    assert genres_with(tag_include="Level 2", tag_exclude=loose.name) == ["Leaf Tag"]
+
+
+# ---------------------------------------------------------------------- 9
+def test_09_a_freshly_scanned_scene_leaves_agent_metadata_alone_and_locks_nothing(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    fresh, other = described(library, 2)
+    empty = dict(
+        title=None,
+        details=None,
+        date=None,
+        studio_id=None,
+        performer_ids=[],
+        tag_ids=[],
+        group_ids=[],
+        cover_version=None,
+    )
+    stash.update_scene(fresh.id, **empty)
+    key = agent_fill(plex, library, fresh, AGENT)
+    before = plex.item(key)
+
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Create.Post", fresh.id)
+
+    after = plex.item(key)
+    assert after == before  # not one field, lock or edit
+    assert after.locked == frozenset() and after.title == AGENT.title
+
+    # Identify then finds a title and one performer: now the scene has metadata of its own.
+    performer = other.performer_ids[0]
+    stash.update_scene(fresh.id, title="Found by Identify", performer_ids=[performer])
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", fresh.id)
+    item = plex.item(key)
+    assert item.title == "Found by Identify"
+    assert (item.summary, item.studio, item.originally_available_at) == ("", "", None)
+    assert item.genres == [] and item.collections == []
+    assert [a.name for a in item.actors] == [library.performers[performer].name]
+    assert item.locked == {"title", "actor"}  # never a lock on a field we did not fill
+
+    # With sync_empty_scenes on, an empty scene is pushed after all (and still locks only
+    # what it fills: the title from the file name).
+    stash.update_scene(other.id, **empty)
+    other_key = agent_fill(plex, library, other, AGENT)
+    change_settings(stash, sync_empty_scenes=True)
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Create.Post", other.id)
+    item = plex.item(other_key)
+    stem = posixpath.splitext(posixpath.basename(other.files[0].path))[0]
+    assert (item.title, item.summary, item.studio, item.actors, item.genres) == (
+        stem,
+        "",
+        "",
+        [],
+        [],
+    )
+    assert item.locked == {"title"}
+
+
+# ---------------------------------------------------------------------- 10
+def test_10_a_tv_library_is_reported_with_the_usable_ones_and_never_written(
+    library, plex, stash, runner, connection, plugin_dir, monkeypatch
+):
+    plex.add_section("Stash Series", ["/plex/series"], "show")
+    stash.plugin_settings["plex_library"] = "Stash Series"
+    [scene] = described(library)
+
+    run = runner.run_hook("Scene.Update.Post", scene.id, connection)
+    assert run.returncode == 0 and run.error is None
+    wait_until(lambda: waiting(plugin_dir, "settings", scene.id), message="a settings wait")
+
+    message = job(plugin_dir, scene.id).last_error
+    assert "'Stash Series' is a TV Shows library" in message
+    assert SECTION_TITLE in message and "plex_library" in message
+    sync = runner.run_task("Sync All Scenes", connection)
+    reported = [*sync.output.get("errors", []), sync.output.get("blocked") or ""]
+    assert any("'Stash Series' is a TV Shows library" in e for e in reported), sync.output
+    assert any("TV Shows library" in m for m in sync.messages("error"))
+    assert sync.output["dead_letters"] == 0
+    diagnose = runner.run_task("Diagnose", connection)
+    [check] = [c for c in diagnose.output["checks"] if c["name"] == "libraries"]
+    assert not check["ok"] and "TV Shows library" in check["detail"]
+    assert SECTION_TITLE in check["detail"]
+    assert plex.log.writes() == []
+
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", stash.url)
+    cli = CliRunner()
+    data_dir = str(plugin_dir / "data")
+    result = cli.invoke(cli_main, ["--data-dir", data_dir, "--json", "diagnose"])
+    assert result.exit_code == 1
+    [check] = [c for c in json.loads(result.output) if c["name"] == "libraries"]
+    assert "TV Shows library" in check["detail"]
+    result = cli.invoke(cli_main, ["--data-dir", data_dir, "sync", "--all"])
+    assert result.exit_code == 1 and "TV Shows library" in result.output
+    assert plex.log.writes() == []
