@@ -35,6 +35,7 @@ CLOSED = BreakerState()
 # Four failures of three scenes in the last minute: one more from Plex opens the breaker.
 NEAR_THRESHOLD = BreakerState(failures=((NOW - 5, 1), (NOW - 4, 2), (NOW - 3, 3), (NOW - 2, 1)))
 TRIAL = BreakerState(probes=2, trial=True)
+OPEN_BREAKER = BreakerState(state="open", opened_at=NOW - 1, next_probe_at=NOW + 1)
 
 PLEX_500 = errors.TransientError("Plex failed the request (HTTP 500)", server="plex", status=500)
 STASH_500 = errors.TransientError("Stash failed the request (HTTP 500)", server="stash")
@@ -62,6 +63,8 @@ TABLE = [
     (PLEX_500, NEAR_THRESHOLD, 4, "wait", "plex_down", 4, None, True, "open", None),
     # after a probe closed the breaker, the first failure reopens it
     (PLEX_500, TRIAL, 0, "wait", "plex_down", 0, None, True, "open", None),
+    # a scene in flight when the breaker opened waits for Plex with the rest
+    (PLEX_500, OPEN_BREAKER, 2, "wait", "plex_down", 2, None, True, "open", None),
     # transient from Stash, or a bug of ours: attempts, never the breaker
     (STASH_500, NEAR_THRESHOLD, 0, "retry", "retry", 1, 10.0, False, None, None),
     (STASH_500, CLOSED, 4, "dead_letter", None, 5, None, False, None, None),

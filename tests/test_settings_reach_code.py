@@ -31,6 +31,12 @@ PROVEN_BY = {
     ],
     "path_map": ["test_settings_reach_code.py::test_path_map_makes_matching_exact"],
     "plex_timeout": ["test_settings_reach_code.py::test_plex_timeout_bounds_each_request"],
+    "plex_max_concurrency": [
+        "test_settings_reach_code.py::test_plex_max_concurrency_writes_that_many_scenes_at_once"
+    ],
+    "plex_max_requests_per_second": [
+        "test_settings_reach_code.py::test_plex_max_requests_per_second_reaches_the_plex_transport",
+    ],
     "enabled": ["test_settings_reach_code.py::test_enabled_off_keeps_jobs_and_sends_nothing"],
     "verify_tls": ["test_settings_reach_code.py::test_verify_tls_reaches_the_plex_session"],
     "max_retries": ["test_settings_reach_code.py::test_max_retries_sets_attempts_before_dlq"],
@@ -257,3 +263,26 @@ def test_debug_logging_and_obfuscate_paths(box, tmp_path):
         plex_path = box.library.plex_path(scene.files[0].path)
         assert (plex_path in text) is (not hide)
         assert ("<path-" in text) is hide
+
+
+@pytest.mark.parametrize("width", [1, 4])
+def test_plex_max_concurrency_writes_that_many_scenes_at_once(box, width):
+    box.settings(plex_max_concurrency=width)
+    box.drain()
+    scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:8]
+    for scene in scenes:
+        box.stash.update_scene(scene.id, title=f"At once {scene.id}")
+    box.plex.faults.latency(0.2, route=r"^PUT ")
+    box.plex.max_in_flight = 0
+    box.drain(*[s.id for s in scenes])
+    assert [box.item(s).title for s in scenes] == [f"At once {s.id}" for s in scenes]
+    assert box.plex.max_in_flight == width
+
+
+def test_plex_max_requests_per_second_reaches_the_plex_transport(box):
+    box.settings(plex_max_requests_per_second=5)
+    with box.store() as store:
+        context = build_context(store)
+    adapter = context.plex.session.get_adapter(box.plex.url)
+    assert adapter.throttle.per_second == 5  # the throttle's arithmetic: tests/test_throttle.py
+    assert adapter._pool_maxsize == 4  # the default concurrency's connections, kept alive

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
 
+from stash2plex.clients.throttle import RequestThrottle
 from stash2plex.errors import (
     AuthError,
     ConfigError,
@@ -124,6 +127,20 @@ def _reads(method: Callable[..., _T]) -> Callable[..., _T]:
     return read
 
 
+class _PlexAdapter(HTTPAdapter):
+    """requests' transport for Plex: a connection pool as wide as the worker's concurrency, and
+    the request throttle in front of every send."""
+
+    def __init__(self, throttle: RequestThrottle, pool_size: int) -> None:
+        super().__init__(pool_connections=1, pool_maxsize=pool_size)
+        self.throttle = throttle
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        """Wait for the throttle, then send (see requests.adapters.HTTPAdapter.send)."""
+        self.throttle.acquire()
+        return super().send(request, *args, **kwargs)
+
+
 class PlexClient:
     """A lazily connected Plex server. Counts every request it sends (`request_count`)."""
 
@@ -136,15 +153,23 @@ class PlexClient:
         verify_tls: bool = True,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_concurrency: int = 1,
+        max_requests_per_second: float = 0.0,
     ) -> None:
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.verify = verify_tls
+        # One kept-alive connection per thread that may talk to Plex at once, and the user's
+        # cap on requests per second for all of them together.
+        adapter = _PlexAdapter(RequestThrottle(max_requests_per_second), max(1, max_concurrency))
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._server: Any = None
         self._clock = clock
         self.request_count = 0
+        self._count_lock = threading.Lock()
         self.session.hooks["response"].append(self._inspect)
 
     def _inspect(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -155,7 +180,8 @@ class PlexClient:
         captive portal or a wrong port can answer 200 too; taking that as success would mark
         scenes synced that never reached Plex. Such an answer means Plex is not reachable.
         """
-        self.request_count += 1
+        with self._count_lock:
+            self.request_count += 1
         if response.status_code != 101 and "X-Plex-Protocol" not in response.headers:
             raise ServerDownError(
                 f"something other than Plex answered at {self.url} (HTTP "

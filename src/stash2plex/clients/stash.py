@@ -7,6 +7,7 @@ long runs switch to the API key read once through the cookie.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,30 @@ class StashClient:
         """One scene with the fields the sync needs, or None when Stash has no such scene."""
         return self.execute(docs.FIND_SCENE, {"id": str(scene_id)}).get("findScene")
 
+    def find_scenes_by_ids(self, scene_ids: list[int]) -> dict[int, dict[str, Any] | None]:
+        """The scenes with these ids in one request: id -> scene, or None for a scene Stash
+        no longer has.
+
+        Stash answers an explicit id list in full, or with an error naming the first id it
+        does not have; that id is then recorded as gone and the rest asked for again.
+        """
+        found: dict[int, dict[str, Any] | None] = {}
+        remaining = list(dict.fromkeys(int(i) for i in scene_ids))
+        while remaining:
+            try:
+                data = self.execute(docs.FIND_SCENES_BY_IDS, {"ids": [str(i) for i in remaining]})
+            except TransientError as exc:
+                missing = _missing_scene(exc.message)
+                if missing is None or missing not in remaining:
+                    raise
+                found[missing] = None
+                remaining.remove(missing)
+                continue
+            for scene in data["findScenes"]["scenes"]:
+                found[int(scene["id"])] = scene
+            break
+        return {scene_id: found.get(scene_id) for scene_id in scene_ids}
+
     def find_scenes(
         self,
         *,
@@ -310,3 +335,12 @@ class StashClient:
         if response.status_code != 200:
             raise error_for_status(response.status_code, "stash", "for an image download")
         return response.content, response.headers.get("Content-Type", "")
+
+
+_MISSING_SCENE = re.compile(r"scene with id (\d+) not found")
+
+
+def _missing_scene(message: str) -> int | None:
+    """The id Stash named in "scene with id N not found", if that is the error."""
+    match = _MISSING_SCENE.search(message)
+    return int(match.group(1)) if match else None

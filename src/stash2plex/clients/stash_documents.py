@@ -48,6 +48,21 @@ query FindScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {
 """
 )
 
+# The scenes of a claimed batch in one request (Stash answers every id asked, or an error
+# naming the first that does not exist: the client then asks again without it).
+FIND_SCENES_BY_IDS = (
+    """
+query FindScenesByIds($ids: [ID!]) {
+  findScenes(ids: $ids) {
+    count
+    scenes {"""
+    + SCENE_FIELDS
+    + """    }
+  }
+}
+"""
+)
+
 # Only ids: used to expand a performer/studio/tag/group change into scene jobs, and to check
 # that scenes still exist, without pulling their metadata.
 FIND_SCENE_IDS = """

@@ -111,5 +111,7 @@ def build_context(
         config.plex_token,
         timeout=config.plex_timeout,
         verify_tls=config.verify_tls,
+        max_concurrency=config.plex_max_concurrency,
+        max_requests_per_second=config.plex_max_requests_per_second,
     )
     return Context(store, config, stash, plex, sources)

@@ -155,6 +155,10 @@ def _transient(
 ) -> Decision:
     state = breaker
     if error.server == "plex" and not isinstance(error, errors.InternalError):
+        if not breaker.is_closed:
+            # Scenes in flight when the breaker opened fail the same way: they wait for Plex
+            # with the rest, attempts untouched.
+            return _failed("wait", job.attempts, error, "plex_down")
         state, change = breakers.record_failure(breaker, now, job.scene_id, error.message)
         if change is not None:
             # Plex fails for everyone: this is an outage. The job waits for the breaker and

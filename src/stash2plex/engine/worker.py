@@ -22,8 +22,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from stash2plex import errors
 from stash2plex.engine import holds as hold_checks
@@ -37,7 +39,7 @@ from stash2plex.pull.timer import PullTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
-from stash2plex.sync.syncer import SceneSyncer
+from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
 
 log = logging.getLogger("stash2plex.worker")
@@ -57,6 +59,16 @@ STORE_BUSY_RETRY_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 3600.0
 DONE_JOB_RETENTION_SECONDS = 7 * 86400.0
 EVENT_RETENTION_SECONDS = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One sync attempt: the job, its result (a status or the classified error), and the
+    fields left alone because they were edited in Plex."""
+
+    job: Job
+    result: SyncStatus | errors.SyncError
+    preserved: tuple[str, ...] = ()
 
 
 class WorkerBusyError(RuntimeError):
@@ -128,6 +140,12 @@ class Worker:
         self._ramp: RecoveryRamp | None = None
         self._stop = threading.Event()
         self._owning = False
+        # The sync threads (plex_max_concurrency), each with its own store connection.
+        self._executor: futures.ThreadPoolExecutor | None = None
+        self._executor_width = 0
+        self._local = threading.local()
+        self._thread_stores: list[Store] = []
+        self._thread_stores_lock = threading.Lock()
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
         self._pull_timer = PullTimer(self.store, clock)
 
@@ -157,6 +175,7 @@ class Worker:
         fd = lock_fd if lock_fd is not None else open_lock_file(self.data_dir)
         if lock_fd is None and not try_lock(fd):
             os.close(fd)
+            self._close_pool()
             self.store.close()
             raise WorkerBusyError("another Stash2Plex worker is already draining the queue")
         report = DrainReport()
@@ -169,6 +188,7 @@ class Worker:
             if locked:
                 release(fd)
             os.close(fd)
+            self._close_pool()
             self.store.close()
         return report
 
@@ -251,6 +271,7 @@ class Worker:
             log.error(quarantine(self.store.path, problem, inode=self.store.inode))
         else:
             log.warning("the store was replaced (it was damaged); going on with the new one")
+        self._close_pool()
         self.store.close()
         self.store = Store.open(self.data_dir, clock=self.clock)
         self._owning = False
@@ -285,27 +306,92 @@ class Worker:
         self._expand_entity_changes(context)
         self._pull_timer.tick(context)
         jobs = self.store.claim_due(self.owner, BATCH_SIZE)
-        for index, job in enumerate(jobs):
-            if self._stop.is_set():
-                self.store.release(jobs[index:])
-                return index
-            self._pace(holds)
-            decision = self._decide(context, job, holds)
-            holds = self.store.apply(job, decision)
-            if self._ramp is not None:
-                self._ramp.record(self.clock(), ok=decision.action == "done")
-            self._note(job, decision, report)
-            if progress:
-                progress(report)
-            if decision.stop:
-                self.store.release(jobs[index + 1 :])
-                if decision.pause is not None:
-                    self._context = None  # a setting or Stash is the problem: read them again
-                return index + 1
-        return len(jobs)
+        if not jobs:
+            return 0
+        return self._drain_batch(context, jobs, holds, report, progress)
 
-    def _decide(self, context: Context, job: Job, holds: Holds) -> Decision:
-        result = self._sync(context, job)
+    def _drain_batch(
+        self,
+        context: Context,
+        jobs: list[Job],
+        holds: Holds,
+        report: DrainReport,
+        progress: Callable[[DrainReport], None] | None,
+    ) -> int:
+        """Sync a claimed batch: its scenes read from Stash in one request, up to
+        `plex_max_concurrency` scenes at once, each result routed and applied here, in this
+        thread, one transaction each. A decision that stops the drain lets the scenes in
+        flight finish and gives the rest back."""
+        scenes = self._prefetch(context, jobs)
+        width = min(len(jobs), max(1, context.config.plex_max_concurrency))
+        if holds.breaker.trial:
+            width = 1  # right after a probe closed the breaker, one scene tries first
+        pool = self._pool(width) if width > 1 else None
+        queued = list(jobs)
+        running: dict[futures.Future[_Attempt], Job] = {}
+        handled, stopping = 0, False
+        while queued or running:
+            while queued and not stopping and len(running) < width and not self._stop.is_set():
+                job = queued.pop(0)
+                self._pace(holds)
+                scene = scenes.get(job.scene_id, UNFETCHED)
+                if pool is None:
+                    attempt = self._attempt(context, job, scene, self._syncer(context))
+                    holds, stopping = self._finish(context, attempt, holds, report, progress)
+                    handled += 1
+                else:
+                    future = pool.submit(self._attempt_in_thread, context, job, scene)
+                    running[future] = job
+            if not running:
+                break
+            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                holds, stop = self._finish(context, future.result(), holds, report, progress)
+                stopping = stopping or stop
+                handled += 1
+        if queued:
+            self.store.release(queued)
+        return handled
+
+    def _prefetch(self, context: Context, jobs: list[Job]) -> dict[int, Any]:
+        """The batch's scenes in one Stash request (a failure leaves each job to read its own
+        scene, so the failure is routed per job)."""
+        try:
+            return dict(context.stash.find_scenes_by_ids([job.scene_id for job in jobs]))
+        except errors.SyncError:
+            return {}
+
+    def _finish(
+        self,
+        context: Context,
+        attempt: _Attempt,
+        holds: Holds,
+        report: DrainReport,
+        progress: Callable[[DrainReport], None] | None,
+    ) -> tuple[Holds, bool]:
+        """Route one attempt and apply the decision; returns the holds and whether to stop."""
+        if attempt.preserved:
+            self._event(
+                "info",
+                "preserved",
+                f"scene {attempt.job.scene_id}: left {', '.join(attempt.preserved)} alone "
+                "(edited in Plex; preserve_plex_edits is on)",
+            )
+        decision = self._decide(context, attempt.job, attempt.result, holds)
+        holds = self.store.apply(attempt.job, decision)
+        if self._ramp is not None:
+            self._ramp.record(self.clock(), ok=decision.action == "done")
+        self._note(attempt.job, decision, report)
+        if progress:
+            progress(report)
+        if decision.stop and decision.pause is not None:
+            self._context = None  # a setting or Stash is the problem: read them again
+        return holds, decision.stop
+
+    def _decide(
+        self, context: Context, job: Job, result: SyncStatus | errors.SyncError, holds: Holds
+    ) -> Decision:
         if isinstance(result, errors.NotInPlexError):
             self._maybe_request_scan(context, job, result)
         elif isinstance(result, errors.TransientError) and _repeated_server_failure(job, result):
@@ -345,28 +431,58 @@ class Worker:
                 return errors.StashDownError(f"Stash fails every request: {exc.message}")
         return error
 
-    def _sync(self, context: Context, job: Job) -> SyncStatus | errors.SyncError:
+    def _attempt_in_thread(self, context: Context, job: Job, scene: Any) -> _Attempt:
+        return self._attempt(context, job, scene, self._thread_syncer(context))
+
+    def _attempt(self, context: Context, job: Job, scene: Any, syncer: SceneSyncer) -> _Attempt:
+        """Sync one scene and classify the result. Runs on any thread: touches only its own
+        syncer (and store connection), never the worker's store."""
         try:
-            outcome = self._syncer(context).sync(job.scene_id)
+            outcome = syncer.sync(job.scene_id, scene)
         except errors.SyncError as exc:
             secrets = context.config.secrets() + context.stash.connection.secrets()
             exc.message = errors.redact(exc.message, secrets)
-            return exc
+            return _Attempt(job, exc)
         except Exception as exc:  # a bug of ours must not spin: it counts as an attempt
             log.exception("unexpected error syncing scene %s", job.scene_id)
-            return errors.InternalError(f"unexpected {type(exc).__name__}: {exc}")
-        if outcome.preserved:
-            self._event(
-                "info",
-                "preserved",
-                f"scene {job.scene_id}: left {', '.join(outcome.preserved)} alone "
-                "(edited in Plex; preserve_plex_edits is on)",
-            )
+            return _Attempt(job, errors.InternalError(f"unexpected {type(exc).__name__}: {exc}"))
         if outcome.status == "no_file":
             log.debug("scene %s has no video file; nothing to sync", job.scene_id)
-        if outcome.status == "synced":
-            return "synced"
-        return "unchanged" if outcome.status == "unchanged" else "skipped"
+        status: SyncStatus = "skipped"
+        if outcome.status in ("synced", "unchanged"):
+            status = "synced" if outcome.status == "synced" else "unchanged"
+        return _Attempt(job, status, tuple(outcome.preserved))
+
+    def _pool(self, width: int) -> futures.ThreadPoolExecutor:
+        if self._executor is None or self._executor_width != width:
+            self._close_pool()
+            self._executor = futures.ThreadPoolExecutor(width, thread_name_prefix="sync")
+            self._executor_width = width
+        return self._executor
+
+    def _thread_syncer(self, context: Context) -> SceneSyncer:
+        """This thread's syncer, on this thread's own store connection."""
+        local = self._local
+        if getattr(local, "context", None) is not context:
+            if getattr(local, "store", None) is None:
+                local.store = Store.open(self.data_dir, clock=self.clock)
+                with self._thread_stores_lock:
+                    self._thread_stores.append(local.store)
+            local.syncer = self._syncer(context, local.store)
+            local.context = context
+        syncer: SceneSyncer = local.syncer
+        return syncer
+
+    def _close_pool(self) -> None:
+        """Stop the sync threads and close their store connections."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._thread_stores_lock:
+            for store in self._thread_stores:
+                store.close()
+            self._thread_stores.clear()
+        self._local = threading.local()
 
     def _note(self, job: Job, decision: Decision, report: DrainReport) -> None:
         report.count(decision)
@@ -454,8 +570,10 @@ class Worker:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _syncer(self, context: Context) -> SceneSyncer:
-        syncer = SceneSyncer(self.store, context.stash, context.plex, context.config, self.clock)
+    def _syncer(self, context: Context, store: Store | None = None) -> SceneSyncer:
+        syncer = SceneSyncer(
+            store or self.store, context.stash, context.plex, context.config, self.clock
+        )
         syncer.index.refresh_min_seconds = min(30.0, self.policy.not_in_plex_recheck)
         return syncer
 

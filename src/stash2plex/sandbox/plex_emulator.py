@@ -458,11 +458,14 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):  # the client went away or sent a broken body
             self.close_connection = True
             return
+        emulator._enter()
         try:
             response = emulator._serve(self, body)
         except Exception:  # a bug of the emulator: answer 500 and keep the traceback
             emulator.internal_errors.append(traceback.format_exc())
             response = _error(500)
+        finally:
+            emulator._leave()
         if response is None:  # a dropped connection: close without a word
             self.close_connection = True
             return
@@ -561,6 +564,10 @@ class PlexEmulator:
         self.faults = Faults(self)
         self.log = RequestLog()
         self.internal_errors: list[str] = []
+        # Requests being served right now, and the most at once (client concurrency shows).
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self.url = ""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -603,6 +610,15 @@ class PlexEmulator:
         return self.library.machine_identifier
 
     # ------------------------------------------------------------------ lifecycle
+    def _enter(self) -> None:
+        with self._in_flight_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._in_flight_lock:
+            self.in_flight -= 1
+
     def start(self) -> PlexEmulator:
         """Listen (on `port`, or a free one when 0) and serve in daemon threads."""
         self._started = True

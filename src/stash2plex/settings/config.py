@@ -142,6 +142,24 @@ SETTINGS: tuple[Setting, ...] = (
         "How long to wait for one Plex request (connect and read). Default: 30.",
         check=_positive_number(1, 300),
     ),
+    Setting(
+        "plex_max_concurrency",
+        "NUMBER",
+        4,
+        "Plex requests at once",
+        "How many scenes are written to Plex at the same time (edits and image uploads of "
+        "different items; one item's writes stay in order). Default: 4. 1 writes one at a time.",
+        check=_whole_number(1, 16),
+    ),
+    Setting(
+        "plex_max_requests_per_second",
+        "NUMBER",
+        0,
+        "Plex requests per second",
+        "A cap on requests per second to Plex, for servers whose database gets \"too busy\" "
+        "under bulk edits (a NAS with a slow disk). Default: 0, no cap.",
+        check=_positive_number(0, 1000),
+    ),
     Setting("enabled", "BOOLEAN", True, "Enabled",
             "Default: on (an untouched setting means on). Off: scenes you save are still "
             "recorded, but nothing is sent to Plex until you switch it back on."),
@@ -251,6 +269,8 @@ class Config:
     plex_library: tuple[str, ...] = ()
     path_map: tuple[PathRule, ...] = ()
     plex_timeout: float = 30.0
+    plex_max_concurrency: int = 4
+    plex_max_requests_per_second: float = 0.0
     enabled: bool = True
     verify_tls: bool = True
     max_retries: int = 5

@@ -12,6 +12,7 @@ is pushed to each of them. A Plex item holding files of several scenes (Plex sta
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,9 +197,13 @@ class PlexIndex:
         Incremental: read the newest items first and stop at the first one already indexed;
         if the section's total then disagrees with the index (items deleted), re-list it.
         """
-        last = self.store.get_value("plex_index_refreshed_at", 0.0)
-        if not force and self.clock() - float(last) < self.refresh_min_seconds:
-            return False
+        with _REFRESH_LOCK:  # threads missing at once share one listing
+            last = self.store.get_value("plex_index_refreshed_at", 0.0)
+            if not force and self.clock() - float(last) < self.refresh_min_seconds:
+                return False
+            return self._refresh(full)
+
+    def _refresh(self, full: bool) -> bool:
         listed_all = True
         for section_id in self.section_ids():
             known = self.store.indexed_rating_keys(section_id)
@@ -303,7 +308,26 @@ class PlexIndex:
         )
 
 
+_REFRESH_LOCK = threading.Lock()
+# `SceneSyncer.sync` was given no scene: it reads the scene itself.
+UNFETCHED = object()
+# Writes to one Plex item never interleave (two scenes of one item run on different threads).
+_ITEM_LOCKS: dict[int, threading.Lock] = {}
+_ITEM_LOCKS_GUARD = threading.Lock()
+
+
+def _item_lock(rating_key: int) -> threading.Lock:
+    with _ITEM_LOCKS_GUARD:
+        return _ITEM_LOCKS.setdefault(rating_key, threading.Lock())
+
+
 class SceneSyncer:
+    """One scene at a time: read, resolve the Plex items, plan, apply, record.
+
+    Thread use: one syncer (and store connection) per thread; the Stash and Plex clients may be
+    shared. Writes to one Plex item are serialized across threads.
+    """
+
     def __init__(
         self,
         store: Store,
@@ -320,9 +344,13 @@ class SceneSyncer:
         self._tree: tuple[object, TagTree] | None = None
 
     # ------------------------------------------------------------------ sync
-    def sync(self, scene_id: int) -> SyncOutcome:
-        scene = self.stash.find_scene(scene_id)
-        if scene is None:
+    def sync(self, scene_id: int, scene: dict[str, Any] | object | None = UNFETCHED) -> SyncOutcome:
+        """Sync one scene: `scene` is the scene as a batch read it (None: Stash no longer has
+        it); left out, it is read here. Raises the classified SyncErrors of reading, matching
+        and writing."""
+        if scene is UNFETCHED:
+            scene = self.stash.find_scene(scene_id)
+        if not isinstance(scene, dict):
             self._forget(scene_id)
             return SyncOutcome(DELETED)
         files = scene.get("files") or []
@@ -593,6 +621,10 @@ class SceneSyncer:
     # ------------------------------------------------------------------ writing
     def apply(self, plan: SyncPlan) -> list[str]:
         """Write the plan to Plex and record it. Returns what was written."""
+        with _item_lock(plan.match.rating_key):
+            return self._apply(plan)
+
+    def _apply(self, plan: SyncPlan) -> list[str]:
         match = plan.match
         if plan.left_alone:
             self.store.save_link(

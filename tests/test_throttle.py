@@ -1,0 +1,56 @@
+"""The request throttle, with an injected clock: exact waits, no sleeping."""
+
+from __future__ import annotations
+
+import threading
+
+from stash2plex.clients.throttle import RequestThrottle
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_the_throttle_spaces_requests_to_the_cap():
+    clock = Clock()
+    throttle = RequestThrottle(4, clock=clock, sleep=clock.sleep)
+    waits = [throttle.acquire() for _ in range(8)]
+    # A second's worth goes at once, then one every quarter second.
+    assert waits[:4] == [0.0, 0.0, 0.0, 0.0]
+    assert [round(w, 6) for w in waits[4:]] == [0.25, 0.25, 0.25, 0.25]
+    clock.now += 10  # idle: the bucket refills, but only to one second's worth
+    assert [throttle.acquire() for _ in range(5)][-1] > 0
+
+
+def test_no_cap_never_waits():
+    clock = Clock()
+    throttle = RequestThrottle(0, clock=clock, sleep=clock.sleep)
+    assert [throttle.acquire() for _ in range(100)] == [0.0] * 100 and clock.slept == []
+
+
+def test_threads_share_one_budget():
+    clock = Clock()
+    lock = threading.Lock()
+    throttle = RequestThrottle(2, clock=clock, sleep=clock.sleep)
+
+    def take() -> None:
+        for _ in range(5):
+            with lock:
+                throttle.acquire()
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # 20 requests at 2 per second, two of them free: 9 s of waiting in all.
+    assert round(sum(clock.slept), 6) == 9.0
