@@ -1,31 +1,42 @@
 """Benchmark: a full first sync and an unchanged re-sync of a generated library.
 
-The emulators run in their own process (bench/serve_sandbox.py) with an injected Plex latency
-on every route; the product runs here exactly as the worker runs: store, Stash client,
-plexapi transport. The library carries the generator's traps (agent-filled items, stacked
-files, NFD and Windows paths...; `--plain` for one without). Reports Plex requests per scene
-(fixed costs included), writes on the re-sync, scenes per second and peak memory, against the
-targets of the requests budget.
+The emulators run in their own process (bench/serve_sandbox.py) with injected latencies: per
+Stash query, per Plex read and per Plex write, so the run looks like real servers (a NAS). The
+product runs here exactly as the worker runs: store, batched Stash reads, concurrent Plex
+writes over plexapi's transport. The library carries the generator's traps (agent-filled items,
+stacked files, NFD and Windows paths...; `--plain` for one without).
 
-Usage: python bench/bench_library_sync.py [--scenes 2000] [--latency-ms 2] [--plain] [--out FILE]
+Reports, for both phases: scenes per second; Plex and Stash requests per scene (fixed costs
+included; image downloads counted apart); the worker's own CPU per scene (this process's CPU:
+the emulators run elsewhere); where the wall time went (time spent waiting on Plex and on
+Stash, summed over threads); peak memory.
+
+Usage: python bench/bench_library_sync.py [--scenes 2000] [--stash-ms 0] [--stash-images-ms 0]
+    [--plex-read-ms 2] [--plex-write-ms 2] [--concurrency 4] [--min-scenes-per-second 30]
+    [--plain] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
+
+import requests.adapters  # noqa: E402
 
 from report import command_line, machine, write_report  # noqa: E402
 from stash2plex.engine.context import connect_stash  # noqa: E402
@@ -36,18 +47,52 @@ from stash2plex.sandbox.verify import conflict_scene_ids  # noqa: E402
 from stash2plex.store.db import Store  # noqa: E402
 
 TARGETS = {
-    "first_requests": 4.0,
-    "resync_requests": 0.05,
+    "first_requests": 3.0,
+    "resync_requests": 0.0,
     "resync_writes": 0.0,
-    "scenes_per_second": 30.0,
+    "stash_requests": 0.1,
+    "cpu_ms": 3.0,
 }
 WRITE_METHODS = ("PUT", "POST", "DELETE")
-
-
 TRAPS = (
     "20 % agent-filled items, freshly scanned scenes, stacked files, NFD folder names, a "
     "Windows Plex with a rule in another case and slash, a deep tag chain, a TV library"
 )
+
+
+class Wire:
+    """Every HTTP exchange of this process, by server: count and time waited (summed over
+    threads). Installed on requests' transport, so it sees exactly what the product sends."""
+
+    def __init__(self, ports: dict[str, str]) -> None:
+        self.ports = ports  # port -> "plex" | "stash"
+        self.lock = threading.Lock()
+        self.reset()
+        original = requests.adapters.HTTPAdapter.send
+        wire = self
+
+        def send(adapter: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(adapter, request, *args, **kwargs)
+            finally:
+                wire.note(request, time.perf_counter() - started)
+
+        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts: Counter[str] = Counter()
+            self.seconds: Counter[str] = Counter()
+
+    def note(self, request: Any, seconds: float) -> None:
+        port = str(request.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[-1])
+        server = self.ports.get(port, "other")
+        if server == "stash" and "/graphql" not in request.url:
+            server = "stash images"
+        with self.lock:
+            self.counts[server] += 1
+            self.seconds[server] += seconds
 
 
 def plex_log(url: str) -> list[dict]:
@@ -60,26 +105,45 @@ def clear_log(url: str) -> None:
     urllib.request.urlopen(request, timeout=30).close()
 
 
-def phase(data_dir: Path, connection: dict, plex_url: str) -> dict:
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by another process (the emulators), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def phase(data_dir: Path, connection: dict, plex_url: str, wire: Wire, emulators: int) -> dict:
     clear_log(plex_url)
     with Store.open(data_dir) as store:
         queue_all_scenes(store, connect_stash(store, connection))
+    wire.reset()
+    cpu, emulator_cpu = cpu_seconds(), process_cpu_seconds(emulators)
     started = time.perf_counter()
     report = Worker(data_dir).run(until_idle=True)
     seconds = time.perf_counter() - started
+    cpu, emulator_cpu = cpu_seconds() - cpu, process_cpu_seconds(emulators) - emulator_cpu
     entries = plex_log(plex_url)
-    processed = report.synced + report.unchanged
+    processed = max(1, report.synced + report.unchanged)
     return {
         "synced": report.synced,
         "unchanged": report.unchanged,
-        "dead": report.dead_lettered,
         "seconds": seconds,
         "requests": len(entries),
         "writes": sum(1 for entry in entries if entry["method"] in WRITE_METHODS),
         "waiting": report.deferred,
         "skipped": report.skipped,
-        "requests_per_scene": len(entries) / max(1, processed),
+        "requests_per_scene": len(entries) / processed,
+        "stash_per_scene": wire.counts["stash"] / processed,
+        "images_per_scene": wire.counts["stash images"] / processed,
         "scenes_per_second": processed / seconds,
+        "cpu_ms": 1000 * cpu / processed,
+        "emulator_cpu_ms": 1000 * emulator_cpu / processed,
+        "wait_plex": wire.seconds["plex"],
+        "wait_stash": wire.seconds["stash"] + wire.seconds["stash images"],
         "routes": Counter(entry["route"] for entry in entries),
         "unknown": sum(1 for entry in entries if entry["route"] == "UNKNOWN"),
     }
@@ -89,20 +153,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--latency-ms", type=float, default=2.0)
+    parser.add_argument("--stash-ms", type=float, default=0.0, help="latency per Stash query")
+    parser.add_argument(
+        "--stash-images-ms", type=float, default=0.0, help="latency per image Stash serves"
+    )
+    parser.add_argument("--plex-read-ms", type=float, default=2.0)
+    parser.add_argument("--plex-write-ms", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, default=4, help="plex_max_concurrency")
+    parser.add_argument("--min-scenes-per-second", type=float, default=30.0)
     parser.add_argument("--plain", action="store_true", help="a library without the traps")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sync.md")
     args = parser.parse_args()
+    settings = {"plex_max_concurrency": args.concurrency}
     server = subprocess.Popen(
         [
             sys.executable,
             str(REPO / "bench" / "serve_sandbox.py"),
-            "--scenes",
-            str(args.scenes),
-            "--seed",
-            str(args.seed),
-            "--latency-ms",
-            str(args.latency_ms),
+            *("--scenes", str(args.scenes), "--seed", str(args.seed)),
+            *("--stash-ms", str(args.stash_ms)),
+            *("--stash-images-ms", str(args.stash_images_ms)),
+            *("--plex-read-ms", str(args.plex_read_ms)),
+            *("--plex-write-ms", str(args.plex_write_ms)),
+            *("--settings", json.dumps(settings)),
             *([] if args.plain else ["--traps"]),
         ],
         stdin=subprocess.PIPE,
@@ -111,6 +183,9 @@ def main() -> int:
     )
     try:
         info = json.loads(server.stdout.readline())
+        wire = Wire(
+            {info["plex"].rsplit(":", 1)[-1]: "plex", info["stash"].rsplit(":", 1)[-1]: "stash"}
+        )
         library = generate_library(args.scenes, seed=args.seed, traps=not args.plain)
         conflicts = conflict_scene_ids(library)  # reported and never written, by design
         matchable = sum(
@@ -118,9 +193,9 @@ def main() -> int:
         )
         with tempfile.TemporaryDirectory(prefix="s2p-bench-") as tmp:
             data_dir = Path(tmp)
-            first = phase(data_dir, info["connection"], info["plex"])
+            first = phase(data_dir, info["connection"], info["plex"], wire, server.pid)
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            again = phase(data_dir, info["connection"], info["plex"])
+            again = phase(data_dir, info["connection"], info["plex"], wire, server.pid)
             with Store.open(data_dir) as store:
                 linked = store.link_count()
                 dead = len(store.dead_letters())
@@ -128,14 +203,29 @@ def main() -> int:
         server.stdin.close()
         server.wait(30)
     checks = {
-        "first sync requests/scene": (first["requests_per_scene"], "≤", TARGETS["first_requests"]),
-        "unchanged re-sync requests/scene": (
+        "first sync scenes/s": (first["scenes_per_second"], "≥", args.min_scenes_per_second),
+        "first sync Plex requests/scene": (
+            first["requests_per_scene"],
+            "≤",
+            TARGETS["first_requests"],
+        ),
+        "first sync Stash requests/scene (plus image downloads)": (
+            first["stash_per_scene"],
+            "≤",
+            TARGETS["stash_requests"],
+        ),
+        "worker CPU per scene, first sync (ms)": (first["cpu_ms"], "≤", TARGETS["cpu_ms"]),
+        "unchanged re-sync Plex requests/scene": (
             again["requests_per_scene"],
             "≤",
             TARGETS["resync_requests"],
         ),
         "unchanged re-sync Plex writes": (again["writes"], "≤", TARGETS["resync_writes"]),
-        "first sync scenes/s": (first["scenes_per_second"], "≥", TARGETS["scenes_per_second"]),
+        "unchanged re-sync Stash requests/scene": (
+            again["stash_per_scene"],
+            "≤",
+            TARGETS["stash_requests"],
+        ),
     }
     ok = linked == matchable and dead == 0 and first["unknown"] == again["unknown"] == 0
     rows = []
@@ -145,26 +235,40 @@ def main() -> int:
         rows.append(f"| {name} | {value:.3f} | {op} {target:g} | {'yes' if met else 'NO'} |")
     routes = sorted(set(first["routes"]) | set(again["routes"]))
     report = [
-        "# Library sync: requests, throughput, memory",
+        "# Library sync: throughput, requests, CPU, memory",
         "",
         f"Command: `{command_line('bench_library_sync.py').strip()}`  ",
         f"Machine: {machine()}. Library: {args.scenes} generated scenes ({matchable} "
         f"matchable in Plex{'' if args.plain else ', with the traps: ' + TRAPS}; "
-        f"{len(conflicts)} scenes in conflicts), {args.latency_ms:g} ms injected latency on "
-        "every Plex route; the emulators run in their own process.",
+        f"{len(conflicts)} scenes in conflicts). Injected latency: Stash {args.stash_ms:g} ms "
+        f"per query and {args.stash_images_ms:g} ms per image, Plex {args.plex_read_ms:g} ms "
+        f"per read and {args.plex_write_ms:g} ms per write; `plex_max_concurrency` "
+        f"{args.concurrency}. The emulators run in their own process.",
         "",
         "| measure | value | target | met |",
         "|---|---|---|---|",
         *rows,
         "",
-        f"First sync: {first['synced']} scenes written in {first['seconds']:.1f} s, "
-        f"{first['requests']} Plex requests ({first['writes']} writes); {first['skipped']} "
-        f"skipped (no file, or no metadata of their own), {first['waiting']} waiting. "
-        f"Unchanged re-sync: {again['unchanged']} scenes "
-        f"checked in {again['seconds']:.1f} s, {again['requests']} Plex requests "
-        f"({again['writes']} writes). Linked "
-        f"{linked} of {matchable}; {dead} dead letters. Peak RSS of the benchmark process "
-        f"(the worker) after the first sync: {peak_mb:.0f} MB.",
+        "| phase | scenes | wall | scenes/s | worker CPU | emulators' CPU | waiting on Plex "
+        "| waiting on Stash |",
+        "|---|---|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {p['synced'] + p['unchanged']} | {p['seconds']:.1f} s | "
+            f"{p['scenes_per_second']:.0f} | {p['cpu_ms']:.2f} ms/scene | "
+            f"{p['emulator_cpu_ms']:.2f} ms/scene | {p['wait_plex']:.1f} s | "
+            f"{p['wait_stash']:.1f} s |"
+            for name, p in (("first sync", first), ("unchanged re-sync", again))
+        ),
+        "",
+        "Waiting times are summed over the sync threads, so with concurrency they can exceed the "
+        "wall time. The emulators share this machine's two cores with the worker.",
+        "",
+        f"First sync: {first['synced']} scenes written, {first['requests']} Plex requests "
+        f"({first['writes']} writes), {first['images_per_scene']:.2f} image downloads per scene; "
+        f"{first['skipped']} skipped (no file, or no metadata of their own), {first['waiting']} "
+        f"waiting. Unchanged re-sync: {again['unchanged']} scenes checked, {again['requests']} "
+        f"Plex requests ({again['writes']} writes). Linked {linked} of {matchable}; {dead} dead "
+        f"letters. Peak RSS of the worker after the first sync: {peak_mb:.0f} MB.",
         "",
         "Plex requests by route:",
         "",

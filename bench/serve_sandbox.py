@@ -2,7 +2,8 @@
 
 Builds the library from the seed (deterministically, so the benchmark process can rebuild
 the same one), seeds Plex, applies a latency to every Plex route, prints one JSON line with
-the URLs and the Stash server connection, and serves until stdin closes.
+the URLs and the Stash server connection, and serves until stdin closes. Latencies: per Plex
+read and per Plex write (or one for every route), and per Stash request.
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scenes", type=int, required=True)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--latency-ms", type=float, default=2.0)
+    parser.add_argument("--latency-ms", type=float, default=None, help="every Plex route")
+    parser.add_argument("--plex-read-ms", type=float, default=2.0)
+    parser.add_argument("--plex-write-ms", type=float, default=2.0)
+    parser.add_argument("--stash-ms", type=float, default=0.0, help="every Stash query")
+    parser.add_argument("--stash-images-ms", type=float, default=None, help="default: stash-ms")
     parser.add_argument("--settings", default="{}", help="plugin settings to add, as JSON")
     parser.add_argument("--traps", action="store_true", help="the library with every trap")
     args = parser.parse_args()
     library = generate_library(args.scenes, seed=args.seed, traps=args.traps)
     settings = json.loads(args.settings)
     with running_sandbox(library, plex_token=TOKEN, settings=settings) as (plex, stash, _):
-        plex.faults.latency(args.latency_ms / 1000)
+        if args.latency_ms is not None:
+            plex.faults.latency(args.latency_ms / 1000)
+        else:  # reads and writes apart: a real Plex writes far slower than it reads
+            plex.faults.latency(args.plex_read_ms / 1000, route=r"^GET ")
+            plex.faults.latency(args.plex_write_ms / 1000, route=r"^(PUT|POST|DELETE) ")
+        images = args.stash_ms if args.stash_images_ms is None else args.stash_images_ms
+        stash.latency(args.stash_ms / 1000, images=images / 1000)
         print(
             json.dumps(
                 {"plex": plex.url, "stash": stash.url, "connection": stash.server_connection()}

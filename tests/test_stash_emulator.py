@@ -318,8 +318,13 @@ def test_the_project_client_reads_scenes_settings_and_images(library: SampleLibr
         count, scenes = client.find_scenes(per_page=40)
         assert count == len(library.scenes) and len(scenes) == 40
         assert client.scene_ids() == sorted(library.scenes)
-        body, content_type = client.download(scenes[0]["paths"]["screenshot"])
-        assert content_type in ("image/jpeg", "image/png", "image/svg+xml") and body
+        covered = next(s for s in scenes if library.scenes[int(s["id"])].cover_version)
+        image = client.image(covered["paths"]["screenshot"])
+        assert image.content_type in ("image/jpeg", "image/png") and image.data
+        assert image.sha1 == hashlib.sha1(image.data).hexdigest() and not image.placeholder
+        bare = next(s for s in scenes if library.scenes[int(s["id"])].cover_version is None)
+        placeholder = client.image(bare["paths"]["screenshot"])
+        assert placeholder.placeholder and placeholder.data == b""  # the body was never read
 
 
 # --------------------------------------------------------------------------- configuration

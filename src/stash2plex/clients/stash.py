@@ -7,6 +7,7 @@ long runs switch to the API key read once through the cookie.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -26,8 +27,20 @@ from stash2plex.errors import (
 )
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
+IMAGE_CHUNK_BYTES = 64 * 1024
 PAGE_SIZE = 200
 TAG_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class StashImage:
+    """An image Stash served: its bytes, content type and SHA-1 (hex); `placeholder`: Stash's
+    "no image" drawing, never worth uploading (bytes then empty)."""
+
+    data: bytes
+    content_type: str
+    sha1: str
+    placeholder: bool = False
 
 
 @dataclass(frozen=True)
@@ -320,21 +333,40 @@ class StashClient:
         )
         return str((data.get("sceneUpdate") or {}).get("updated_at") or "")
 
-    def download(self, url: str) -> tuple[bytes, str]:
-        """Fetch an image Stash serves; returns (bytes, content type)."""
+    def image(self, url: str) -> StashImage:
+        """Fetch an image Stash serves, once: streamed and hashed on the way in.
+
+        Stash answers a scene without a cover with its SVG drawing (`image/svg+xml`): that is
+        seen from the headers (or the first bytes) and the body is not read. Raises the
+        classified errors of a download.
+        """
         try:
             response = self.session.get(
-                url, timeout=self.timeout, verify=self.connection.verify_tls
+                url, timeout=self.timeout, verify=self.connection.verify_tls, stream=True
             )
         except requests.ConnectionError as exc:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except requests.Timeout as exc:
             raise TransientError("Stash did not send an image in time", server="stash") from exc
-        if response.status_code == 401:
-            raise self._auth_error()
-        if response.status_code != 200:
-            raise error_for_status(response.status_code, "stash", "for an image download")
-        return response.content, response.headers.get("Content-Type", "")
+        with response:
+            if response.status_code == 401:
+                raise self._auth_error()
+            if response.status_code != 200:
+                raise error_for_status(response.status_code, "stash", "for an image download")
+            content_type = response.headers.get("Content-Type", "")
+            if "svg" in content_type.lower():
+                return StashImage(b"", content_type, "", placeholder=True)
+            digest = hashlib.sha1()
+            chunks: list[bytes] = []
+            try:
+                for chunk in response.iter_content(IMAGE_CHUNK_BYTES):
+                    if not chunks and chunk.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
+                        return StashImage(b"", content_type, "", placeholder=True)
+                    digest.update(chunk)
+                    chunks.append(chunk)
+            except requests.RequestException as exc:
+                raise TransientError("Stash broke off an image download", server="stash") from exc
+        return StashImage(b"".join(chunks), content_type, digest.hexdigest())
 
 
 _MISSING_SCENE = re.compile(r"scene with id (\d+) not found")

@@ -485,9 +485,11 @@ class StashEmulator:
         """Answer the next `count` requests (every request if None) with this HTTP status."""
         self._faults.set_http(status, count)
 
-    def latency(self, seconds: float) -> None:
-        """Delay every response by `seconds` until cleared."""
+    def latency(self, seconds: float, images: float | None = None) -> None:
+        """Delay every GraphQL answer by `seconds` and every image by `images` (default: the
+        same) until cleared."""
         self._faults.delay = max(0.0, float(seconds))
+        self._faults.image_delay = self._faults.delay if images is None else max(0.0, images)
 
     def graphql_error(self, message: str, count: int | None = None) -> None:
         """Answer the next `count` GraphQL requests with 200, `errors` and `data: null`."""
@@ -511,8 +513,9 @@ class StashEmulator:
             if payload is not None:
                 self.log.append(_log_entry(payload))
 
-        if self._faults.delay:
-            time.sleep(self._faults.delay)
+        delay = self._faults.delay if parts.path == "/graphql" else self._faults.image_delay
+        if delay:
+            time.sleep(delay)
         status = self._faults.take_http()
         if status is not None:
             handler.reply(status, f"emulated fault: HTTP {status}\n".encode(), "text/plain")
@@ -1491,6 +1494,7 @@ class _Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.delay = 0.0
+        self.image_delay = 0.0
         self._http: tuple[int, int | None] | None = None
         self._graphql: tuple[str, int | None] | None = None
 
@@ -1521,6 +1525,7 @@ class _Faults:
     def clear(self) -> None:
         with self._lock:
             self.delay = 0.0
+            self.image_delay = 0.0
             self._http = None
             self._graphql = None
 

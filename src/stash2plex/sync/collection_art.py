@@ -13,7 +13,6 @@ never uploaded.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,14 +121,11 @@ class CollectionArt:
         return written
 
     def _upload(self, rating_key: int, url: str, prints: dict[str, str]) -> bool:
-        data, content_type = self.stash.download(url)
-        if "svg" in content_type.lower() or data.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
+        image = self.stash.image(url)
+        if image.placeholder or prints.get("poster") == image.sha1:
             return False
-        digest = hashlib.sha1(data).hexdigest()
-        if prints.get("poster") == digest:
-            return False
-        self.plex.upload_image(rating_key, "poster", data)
-        prints["poster"] = digest
+        self.plex.upload_image(rating_key, "poster", image.data)
+        prints["poster"] = image.sha1
         return True
 
     def _listing(self, section_id: int) -> dict[str, int]:

@@ -11,7 +11,6 @@ is pushed to each of them. A Plex item holding files of several scenes (Plex sta
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stash2plex.clients.plex import PlexClient, PlexItem
-from stash2plex.clients.stash import StashClient
+from stash2plex.clients.stash import StashClient, StashImage
 from stash2plex.errors import (
     AmbiguousMatchError,
     ConfigError,
@@ -643,18 +642,17 @@ class SceneSyncer:
         if "rating" in plan.changes:
             self.plex.rate(match.rating_key, plan.desired.rating)
             written.append("rating")
-        downloads: dict[str, tuple[bytes, str]] = {}
+        fetched: dict[str, StashImage] = {}  # poster and art share the cover: fetched once
         for kind, url in plan.images.items():
-            if url not in downloads:
-                downloads[url] = self.stash.download(url)
-            data, content_type = downloads[url]
+            if url not in fetched:
+                fetched[url] = self.stash.image(url)
+            image = fetched[url]
             plan.fingerprints[f"{kind}_url"] = fingerprint(url)
-            if _is_placeholder(data, content_type):
+            if image.placeholder:
                 continue  # Stash's "no cover" drawing is never worth uploading
-            digest = hashlib.sha1(data).hexdigest()
-            if plan.fingerprints.get(kind) != digest:
-                self.plex.upload_image(match.rating_key, kind, data)
-                plan.fingerprints[kind] = digest
+            if plan.fingerprints.get(kind) != image.sha1:
+                self.plex.upload_image(match.rating_key, kind, image.data)
+                plan.fingerprints[kind] = image.sha1
                 written.append(kind)
         self.store.save_link(
             plan.scene_id,
@@ -706,7 +704,3 @@ def _under(path: str, folder: str) -> bool:
     """Whether a path lies in a library location, compared as `paths.path_key` compares."""
     key, root = path_key(path), path_key(folder).rstrip("/\\")
     return key == root or key.startswith(root + "/") or key.startswith(root + "\\")
-
-
-def _is_placeholder(data: bytes, content_type: str) -> bool:
-    return "svg" in content_type.lower() or data.lstrip()[:5].lower() in (b"<svg ", b"<?xml")
