@@ -219,11 +219,11 @@ def test_unreadable_holds_read_as_none(store):
 
 
 def test_index_lookup_by_path_and_basename(store):
-    store.replace_index(
+    store.replace_index(  # two pages, as a paged listing arrives
         1,
         [
-            ListedItem(10, 1, (("/plex/a/x.mp4", 5),), ("Coll",)),
-            ListedItem(11, 1, (("/plex/b/x.mp4", 6), ("/plex/b/x2.mp4", 9))),
+            [ListedItem(10, 1, (("/plex/a/x.mp4", 5),), ("Coll",))],
+            [ListedItem(11, 1, (("/plex/b/x.mp4", 6), ("/plex/b/x2.mp4", 9)))],
         ],
     )
     assert [e.rating_key for e in store.index_by_path("/plex/a/x.mp4")] == [10]
@@ -233,7 +233,7 @@ def test_index_lookup_by_path_and_basename(store):
     assert store.indexed_rating_keys(1) == {10, 11}
     store.add_to_index([ListedItem(12, 1, (("/plex/c/y.mp4", 7),))])
     assert store.indexed_rating_keys(1) == {10, 11, 12}
-    store.replace_index(1, [ListedItem(12, 1, (("/plex/c/y.mp4", 7),))])
+    store.replace_index(1, [[ListedItem(12, 1, (("/plex/c/y.mp4", 7),))]])
     assert store.index_by_basename("x.mp4") == []
     assert store.listed_collections(10) is None
 
@@ -315,8 +315,10 @@ def test_index_keys_compare_unicode_forms_and_windows_paths_without_case(store):
     store.replace_index(
         1,
         [
-            ListedItem(5, 1, ((nfd, 10),)),
-            ListedItem(6, 1, (("M:\\Studio A\\Clip.MP4", 20),)),
+            [
+                ListedItem(5, 1, ((nfd, 10),)),
+                ListedItem(6, 1, (("M:\\Studio A\\Clip.MP4", 20),)),
+            ]
         ],
     )
     assert [e.rating_key for e in store.index_by_path("/plex/Földer/Café.mp4")] == [5]
@@ -329,7 +331,7 @@ def test_index_keys_compare_unicode_forms_and_windows_paths_without_case(store):
 def test_listed_tags_and_item_files_come_from_the_listing(store):
     store.replace_index(
         1,
-        [ListedItem(5, 1, (("/a.mp4", 1), ("/b.mp4", 2)), ("C",), ("Drama",), ("X", "Y", "Z"))],
+        [[ListedItem(5, 1, (("/a.mp4", 1), ("/b.mp4", 2)), ("C",), ("Drama",), ("X", "Y", "Z"))]],
     )
     assert store.listed_tags(5) == {"genre": ["Drama"], "actor": ["X", "Y", "Z"]}
     assert store.listed_tags(6) is None

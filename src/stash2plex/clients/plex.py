@@ -231,23 +231,23 @@ class PlexClient:
             if d.tag == "Directory"
         ]
 
-    @_reads
-    def list_section(self, section_id: int) -> list[ListedItem]:
-        """Every movie-type item of a section with its files, paged."""
-        items: list[ListedItem] = []
+    def list_section(self, section_id: int) -> Iterator[list[ListedItem]]:
+        """Every movie-type item of a section with its files, one page of 500 at a time (a
+        page in memory, never the library)."""
         start = 0
         while True:
             page, total = self._listing_page(section_id, start, LISTING_PAGE_SIZE)
-            items.extend(page)
+            yield page
             start += LISTING_PAGE_SIZE
             if not page or start >= total:
-                return items
+                return
 
     @_reads
     def newest_items(self, section_id: int, count: int) -> tuple[list[ListedItem], int]:
         """The most recently added items and the section's total size (incremental refresh)."""
         return self._listing_page(section_id, 0, count, sort="addedAt:desc")
 
+    @_reads
     def _listing_page(
         self, section_id: int, start: int, size: int, sort: str | None = None
     ) -> tuple[list[ListedItem], int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,9 +221,12 @@ class StashClient:
         return int(data["count"]), list(data["scenes"])
 
     def scene_ids(self, scene_filter: dict[str, Any] | None = None) -> list[int]:
-        """Every scene id matching the filter, paged."""
-        ids: list[int] = []
-        page = 1
+        """Every scene id matching the filter (see `scene_id_pages`)."""
+        return [scene_id for page in self.scene_id_pages(scene_filter) for scene_id in page]
+
+    def scene_id_pages(self, scene_filter: dict[str, Any] | None = None) -> Iterator[list[int]]:
+        """The ids of the scenes matching the filter, a page of 1,000 at a time, in id order."""
+        page, seen = 1, 0
         while True:
             data = self.execute(
                 docs.FIND_SCENE_IDS,
@@ -231,9 +235,12 @@ class StashClient:
                     "scene_filter": scene_filter or {},
                 },
             )["findScenes"]
-            ids.extend(int(scene["id"]) for scene in data["scenes"])
-            if not data["scenes"] or len(ids) >= int(data["count"]):
-                return ids
+            ids = [int(scene["id"]) for scene in data["scenes"]]
+            if ids:
+                yield ids
+            seen += len(ids)
+            if not ids or seen >= int(data["count"]):
+                return
             page += 1
 
     def scenes_with_file(self, basename: str) -> list[dict[str, Any]]:

@@ -59,10 +59,14 @@ def queue_status(store: Store, data_dir: Path) -> QueueStatus:
 
 
 def queue_all_scenes(store: Store, stash: StashClient) -> int:
-    """Mark every Stash scene dirty. Unchanged scenes then cost no Plex write."""
-    scene_ids = stash.scene_ids()
-    store.enqueue(scene_ids, source="sync_all")
-    return len(scene_ids)
+    """Mark every Stash scene dirty, a page of ids at a time (one transaction per page, so
+    100,000 scenes queue in seconds and never sit in memory). Unchanged scenes then cost no
+    Plex write. Returns how many scenes were queued."""
+    queued = 0
+    for page in stash.scene_id_pages():
+        store.enqueue(page, source="sync_all")
+        queued += len(page)
+    return queued
 
 
 # A follower waits this long for a started worker to show up before starting one again, and

@@ -42,12 +42,42 @@ from stash2plex.records import (
     ListedItem,
 )
 from stash2plex.store.holds import PARKED, read_holds, write_holds
-from stash2plex.vocabulary import DONE, WAITING, HookAction
+from stash2plex.vocabulary import WAITING, HookAction
 
 Clock = Callable[[], float]
 
 DB_FILENAME = "stash2plex.db"
 BUSY_TIMEOUT_SECONDS = 30.0
+
+# A job says "scene X is dirty": one row per scene, coalescing (see `Store.enqueue`).
+_UPSERT_JOB = """
+    INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
+                      enqueued_at, updated_at)
+    VALUES (?, 'pending', 0, ?, 0, ?, ?, ?)
+    ON CONFLICT(scene_id) DO UPDATE SET
+        generation = jobs.generation + 1,
+        source = excluded.source,
+        updated_at = excluded.updated_at,
+        attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
+        enqueued_at = CASE WHEN jobs.state = 'done'
+                           THEN excluded.enqueued_at ELSE jobs.enqueued_at END,
+        due_at = CASE
+            WHEN jobs.state = 'done' THEN excluded.due_at
+            WHEN jobs.state = 'waiting' AND jobs.reason IN
+                ('not_in_plex', 'ambiguous', 'conflict') THEN excluded.due_at
+            ELSE jobs.due_at END,
+        state = CASE
+            WHEN jobs.state = 'leased' THEN 'leased'
+            WHEN jobs.state = 'waiting' AND jobs.reason IN
+                ('not_in_plex', 'ambiguous', 'conflict') THEN 'pending'
+            WHEN jobs.state = 'waiting' THEN 'waiting'
+            ELSE 'pending' END,
+        reason = CASE
+            WHEN jobs.state IN ('leased', 'pending') THEN jobs.reason
+            WHEN jobs.state = 'waiting' AND jobs.reason NOT IN
+                ('not_in_plex', 'ambiguous', 'conflict') THEN jobs.reason
+            ELSE NULL END
+"""
 
 # The connection a hook or task last passed: the worker reads settings from Stash through it.
 SERVER_CONNECTION_KEY = "server_connection"
@@ -553,46 +583,17 @@ class Store:
     def _upsert_jobs(
         conn: sqlite3.Connection, scene_ids: list[int], source: str, now: float
     ) -> int:
+        ids = list(dict.fromkeys(int(scene_id) for scene_id in scene_ids))
         new = 0
-        for scene_id in scene_ids:
-            scene_id = int(scene_id)
-            prior = conn.execute(
-                "SELECT state FROM jobs WHERE scene_id = ?", (scene_id,)
-            ).fetchone()
-            if prior is None or prior[0] == DONE:
-                new += 1
-            conn.execute("DELETE FROM dead_letters WHERE scene_id = ?", (scene_id,))
-            conn.execute(
-                """
-                INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
-                                  enqueued_at, updated_at)
-                VALUES (?, 'pending', 0, ?, 0, ?, ?, ?)
-                ON CONFLICT(scene_id) DO UPDATE SET
-                    generation = jobs.generation + 1,
-                    source = excluded.source,
-                    updated_at = excluded.updated_at,
-                    attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
-                    enqueued_at = CASE WHEN jobs.state = 'done'
-                                       THEN excluded.enqueued_at ELSE jobs.enqueued_at END,
-                    due_at = CASE
-                        WHEN jobs.state = 'done' THEN excluded.due_at
-                        WHEN jobs.state = 'waiting' AND jobs.reason IN
-                            ('not_in_plex', 'ambiguous', 'conflict') THEN excluded.due_at
-                        ELSE jobs.due_at END,
-                    state = CASE
-                        WHEN jobs.state = 'leased' THEN 'leased'
-                        WHEN jobs.state = 'waiting' AND jobs.reason IN
-                            ('not_in_plex', 'ambiguous', 'conflict') THEN 'pending'
-                        WHEN jobs.state = 'waiting' THEN 'waiting'
-                        ELSE 'pending' END,
-                    reason = CASE
-                        WHEN jobs.state IN ('leased', 'pending') THEN jobs.reason
-                        WHEN jobs.state = 'waiting' AND jobs.reason NOT IN
-                            ('not_in_plex', 'ambiguous', 'conflict') THEN jobs.reason
-                        ELSE NULL END
-                """,
-                (scene_id, now, source, now, now),
-            )
+        for chunk in _chunks(ids):
+            marks = _marks(chunk)
+            outstanding = conn.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE state != 'done' AND scene_id IN ({marks})",
+                chunk,
+            ).fetchone()[0]
+            new += len(chunk) - int(outstanding)
+            conn.execute(f"DELETE FROM dead_letters WHERE scene_id IN ({marks})", chunk)
+        conn.executemany(_UPSERT_JOB, [(scene_id, now, source, now, now) for scene_id in ids])
         return new
 
     def record_entity_change(self, kind: str, entity_id: int) -> None:
@@ -1055,12 +1056,35 @@ class Store:
         return expanded
 
     # ----------------------------------------------------------------- Plex index
-    def replace_index(self, section_id: int, items: list[ListedItem]) -> None:
-        """Store a fresh full listing of one section."""
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM plex_index WHERE section_id = ?", (section_id,))
-            conn.execute("DELETE FROM plex_items WHERE section_id = ?", (section_id,))
-            self._insert_items(conn, items)
+    def replace_index(self, section_id: int, pages: Iterable[list[ListedItem]]) -> None:
+        """Store a fresh full listing of one section, page by page: one transaction per page
+        (memory bounded by a page, not the library), then one that drops what the listing no
+        longer showed. A listing cut short leaves the old entries until the next one."""
+        self._conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS listed (rating_key INTEGER PRIMARY KEY)"
+        )
+        self._conn.execute("DELETE FROM temp.listed")
+        try:
+            for page in pages:
+                with self.transaction() as conn:
+                    for item in page:
+                        conn.execute(
+                            "DELETE FROM plex_index WHERE rating_key = ?", (item.rating_key,)
+                        )
+                    self._insert_items(conn, page)
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO temp.listed VALUES (?)",
+                        [(item.rating_key,) for item in page],
+                    )
+            with self.transaction() as conn:
+                for table in ("plex_index", "plex_items"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE section_id = ? AND rating_key NOT IN "
+                        "(SELECT rating_key FROM temp.listed)",
+                        (section_id,),
+                    )
+        finally:
+            self._conn.execute("DELETE FROM temp.listed")
 
     def add_to_index(self, items: list[ListedItem]) -> None:
         """Add or refresh some items (an incremental refresh, or one item read again)."""
