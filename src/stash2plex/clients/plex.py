@@ -229,9 +229,10 @@ class PlexClient:
         """Forget the connection (after an outage or a token change)."""
         self._server = None
 
-    def _query(self, path: str, method: str = "get", **kwargs: Any) -> Any:
+    def _query(self, path: str, method: str = "get", *, action: str = "", **kwargs: Any) -> Any:
+        """One request through plexapi; `action` names it in error messages."""
         server = self.server()
-        with plex_errors(self.secrets, self.url, self.timeout):
+        with plex_errors(self.secrets, self.url, self.timeout, action=action):
             return server.query(path, method=getattr(server._session, method), **kwargs)
 
     # ------------------------------------------------------------------ reads
@@ -308,12 +309,21 @@ class PlexClient:
         from plexapi import utils
 
         args = {"type": MOVIE_SEARCH_TYPE, **params, "id": str(rating_key)}
-        self._query(f"/library/sections/{section_id}/all{utils.joinArgs(args)}", method="put")
+        self._query(
+            f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
+            method="put",
+            action=f"the edit of item {rating_key}",
+        )
 
     def upload_image(self, rating_key: int, kind: str, data: bytes) -> None:
         """Upload poster (`kind="poster"`) or background art (`"art"`) bytes."""
         plural = {"poster": "posters", "art": "arts"}[kind]
-        self._query(f"/library/metadata/{rating_key}/{plural}", method="post", data=data)
+        self._query(
+            f"/library/metadata/{rating_key}/{plural}",
+            method="post",
+            data=data,
+            action=f"the {kind} upload for item {rating_key}",
+        )
 
     def rate(self, rating_key: int, rating: float | None) -> None:
         """Set (0-10) or clear (None) the user rating, as plexapi's `rate()` does."""
@@ -321,6 +331,7 @@ class PlexClient:
         self._query(
             f"/:/rate?key={rating_key}&identifier=com.plexapp.plugins.library&rating={value}",
             method="put",
+            action=f"the rating of item {rating_key}",
         )
 
     # ------------------------------------------------------------------ plays (Plex -> Stash)
@@ -457,7 +468,11 @@ class PlexClient:
         from plexapi import utils
 
         args = {"type": COLLECTION_SEARCH_TYPE, **params, "id": str(rating_key)}
-        self._query(f"/library/sections/{section_id}/all{utils.joinArgs(args)}", method="put")
+        self._query(
+            f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
+            method="put",
+            action=f"the edit of collection {rating_key}",
+        )
 
     def scan_path(self, section_id: int, path: str) -> None:
         """Ask Plex to scan one folder (a partial scan); new items appear later."""
@@ -640,6 +655,7 @@ def plex_errors(
     timeout: float = 30.0,
     *,
     connecting: bool = False,
+    action: str = "",
 ) -> Iterator[None]:
     """Translate anything plexapi or requests raises into a SyncError from Plex (chained).
 
@@ -648,7 +664,7 @@ def plex_errors(
     (520, 599, ...) makes plexapi itself fail with TypeError; an empty body makes the parsed
     objects lack attributes. `url` is the server's address (for messages); `connecting`: the
     first request to the server, where a 404 means the URL points at something that is not
-    Plex.
+    Plex; `action` names what was being done ("the edit of item 12") in refusals.
     """
     import requests
     from plexapi import exceptions as plex_exc
@@ -673,8 +689,8 @@ def plex_errors(
     except plex_exc.BadRequest as exc:
         match = _STATUS_PREFIX.match(str(exc))
         if match is None:
-            raise PermanentError("Plex rejected the request", server="plex") from exc
-        raise error_for_status(int(match.group(1)), "plex") from exc
+            raise PermanentError(f"Plex rejected {action or 'the request'}", server="plex") from exc
+        raise error_for_status(int(match.group(1)), "plex", action=action) from exc
     except (requests.ConnectionError, requests.ConnectTimeout) as exc:
         raise connection_problem(redact(str(exc), secrets), url, timeout) from exc
     except requests.Timeout as exc:

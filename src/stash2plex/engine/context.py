@@ -101,7 +101,7 @@ def build_context(
     config, sources = load_config(stash, local)
     for key, problem in config.invalid.items():
         # Checked before `missing`: an invalid URL is reported as invalid, not as unset.
-        raise ConfigError(problem, setting=key)
+        raise ConfigError(problem, setting=key, source=sources.get(key, ""))
     if config.missing:
         invalid = [w for w in config.warnings if any(f" {key} " in w for key in config.missing)]
         names = " and ".join(config.missing)

@@ -19,6 +19,7 @@ from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.worker import DrainReport, Worker, WorkerBusyError
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.records import Holds
+from stash2plex.settings.sources import describe_source
 from stash2plex.store.db import Store
 from stash2plex.sync.syncer import SceneSyncer
 
@@ -318,15 +319,16 @@ def status_report(store: Store, data_dir: Path) -> dict[str, Any]:
 
 
 def hold_message(holds: Holds) -> str | None:
-    """One sentence saying what holds the queue and how it ends, or None."""
+    """One sentence saying what holds the queue, what to fix and where its value came from
+    (Stash's plugin settings, an environment variable, a file), or None."""
     pause = holds.pause
     if pause is not None:
-        where = f" (from {pause.source})" if pause.source else ""
-        setting = f"; fix `{pause.setting}`{where}" if pause.setting else ""
-        return f"{pause.message}{setting}"
+        where = describe_source(pause.setting, pause.source)
+        return f"{pause.message}; {where}" if where else pause.message
     if not holds.breaker.is_closed:
-        reason = f": {holds.breaker.reason}" if holds.breaker.reason else ""
-        return f"Plex is down{reason}; jobs wait and sync by themselves when it is back"
+        reason = holds.breaker.reason
+        down = reason if reason.startswith("Plex") else f"Plex is down: {reason}"
+        return (down if reason else "Plex is down") + "; jobs wait and sync when it is back"
     return None
 
 
@@ -424,6 +426,7 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
         "healthy": health.ok,
         "latency_ms": round(health.latency_ms, 1),
         "detail": health.detail,
+        "problem": health.error_class,
         "breaker": status["breaker"],
         "paused": status["paused"],
         "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},
