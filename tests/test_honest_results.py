@@ -103,7 +103,7 @@ def test_sync_all_fails_with_one_sentence_and_resumes_once_fixed(env, case):
 
 
 def test_a_wrong_path_map_rule_holds_the_queue_naming_the_rule(env):
-    library, plex, stash, runner, connection, data_dir = env
+    library, _plex, stash, runner, connection, data_dir = env
     good = stash.plugin_settings["path_map"]
     stash.plugin_settings["path_map"] = f"{good}; /media -> /plex"
 
