@@ -194,10 +194,13 @@ def sync_all(
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
 ) -> dict[str, Any] | TaskResult:
+    force = _bool_arg(args, "force")
     with Store.open(data_dir) as store:
         stash = connect_stash(store, connection)
-        queued = operations.queue_all_scenes(store, stash)
-    log.info(f"Stash2Plex: queued {queued} scenes")
+        queued = operations.queue_all_scenes(store, stash, force=force)
+    log.info(
+        f"Stash2Plex: queued {queued} scenes" + (" to rewrite in Plex from Stash" if force else "")
+    )
     drained = _drain_report(data_dir, log, start_worker)
     return TaskResult({"queued": queued, **drained.output}, drained.error)
 
@@ -248,6 +251,38 @@ def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
         return int(value)
     except (TypeError, ValueError):
         raise SyncError(f"task argument {key}={value!r} must be a whole number") from None
+
+
+def _bool_arg(args: dict[str, Any], key: str) -> bool:
+    """A flag from defaultArgs ("true") or the API (true)."""
+    value = args.get(key)
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def waiting_scenes(
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    start_worker: Callable[[], Any],
+) -> dict[str, Any] | TaskResult:
+    """Show Waiting Scenes: every outstanding job and dead letter, one line each (at most
+    `limit` lines in the log; the output has them all)."""
+    from stash2plex.operations.inspect import OUTSTANDING, jobs_summary, list_jobs, row_line
+
+    limit = _int_arg(args, "limit", 200)
+    now = time.time()
+    with Store.open(data_dir) as store:
+        rows = list_jobs(store, states=(*OUTSTANDING, "dead_letter"), now=now)
+        held = operations.hold_message(store.holds())
+    if held:
+        log.warning(f"Stash2Plex: the queue is held: {held}")
+    log.info(f"Stash2Plex: {len(rows)} scenes not synced yet: {jobs_summary(rows)}")
+    for row in rows[:limit]:
+        log.info(f"Stash2Plex: {row_line(row, now)}")
+    if len(rows) > limit:
+        log.info(f"Stash2Plex: … and {len(rows) - limit} more (see the task's output)")
+    return {"count": len(rows), "held": held, "scenes": rows}
 
 
 def queue_status(
@@ -450,6 +485,7 @@ TASKS = {
     "process_queue": process_queue,
     "preview": preview,
     "queue_status": queue_status,
+    "waiting": waiting_scenes,
     "clear_queue": clear_queue,
     "clear_dlq": clear_dlq,
     "purge_dlq": purge_dlq,
