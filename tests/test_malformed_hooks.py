@@ -27,7 +27,9 @@ def _connection(plugin_dir, **changes):
 
 def _hook(plugin_dir, context: str, **changes) -> bytes:
     return (
-        '{"server_connection":' + _connection(plugin_dir, **changes) + ',"args":{"hookContext":'
+        '{"server_connection":'
+        + _connection(plugin_dir, **changes)
+        + ',"args":{"hookContext":'
         + context
         + "}}"
     ).encode()
@@ -52,14 +54,19 @@ CASES = {
     ),
     "nested 100,000 deep": (
         lambda d: _hook(
-            d, '{"id": 4, "type": "Scene.Update.Post", "input": ' + "[" * 100_000 + "]" * 100_000
-            + "}"
+            d,
+            '{"id": 4, "type": "Scene.Update.Post", "input": '
+            + "[" * 100_000
+            + "]" * 100_000
+            + "}",
         ),
         "nested too deeply",
     ),
     "server_connection a string": (
-        lambda d: b'{"server_connection": "http://127.0.0.1:9999", "args": {"hookContext": '
-        b'{"id": 4, "type": "Scene.Update.Post"}}}',
+        lambda d: (
+            b'{"server_connection": "http://127.0.0.1:9999", "args": {"hookContext": '
+            b'{"id": 4, "type": "Scene.Update.Post"}}}'
+        ),
         "server_connection must be an object",
     ),
     "PluginDir a number": (
@@ -77,7 +84,7 @@ def test_malformed_hook_input_gets_a_clean_error_and_queues_nothing(plugin_dir, 
     run = runner.run_raw(build(plugin_dir))
 
     assert run.returncode == 1
-    output, error = parse_plugin_output(run.stdout)
+    _output, error = parse_plugin_output(run.stdout)
     assert error == run.error and error is not None, run.stdout
     assert words in error
     assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
