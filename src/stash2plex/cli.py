@@ -104,7 +104,7 @@ def main(ctx: click.Context, data_dir: Path, config_file: Path | None, as_json: 
 def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: float | None) -> None:
     """Drain the queue; exit after an idle period. Normally started by the plugin."""
     from stash2plex.engine.worker import Worker, WorkerBusyError, configure_worker_logging
-    from stash2plex.errors import StoreError
+    from stash2plex.errors import StoreLockedError
 
     data_dir = data_dir or cli.data_dir
     engine = None
@@ -116,7 +116,7 @@ def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: floa
                 else Worker(data_dir, idle_exit_seconds=idle_exit)
             )
             break
-        except StoreError as exc:
+        except StoreLockedError as exc:  # other store problems end here (see the group)
             click.echo(f"stash2plex worker: {exc}; trying again in 5 s", err=True)
             time.sleep(5)
     if engine is None:
@@ -335,9 +335,11 @@ def _die(message: str, code: int) -> NoReturn:
 
 def _fail(exc: SyncError) -> NoReturn:
     from stash2plex.errors import PERMANENT, AuthError, ConfigError
+    from stash2plex.settings.sources import describe_source
 
     config = isinstance(exc, (AuthError, ConfigError)) or exc.error_class == PERMANENT
-    _die(exc.message, EXIT_CONFIG if config else EXIT_ATTENTION)
+    where = describe_source(exc.setting, exc.source) if isinstance(exc, ConfigError) else ""
+    _die(f"{exc.message}; {where}" if where else exc.message, EXIT_CONFIG if config else 1)
 
 
 def _table(title: str, rows: dict[str, Any]) -> Any:
