@@ -112,7 +112,10 @@ def test_queue_list_shows_reasons_candidates_errors_and_next_attempt(box, cli):
         box,
         b,
         "ambiguous",
-        candidates=[{"rating_key": 7, "path": "/p/one.mp4"}, {"rating_key": 8, "path": "/q/one.mp4"}],
+        candidates=[
+            {"rating_key": 7, "path": "/p/one.mp4"},
+            {"rating_key": 8, "path": "/q/one.mp4"},
+        ],
     )
     with box.store() as store:
         store.enqueue([c], "test")
@@ -240,9 +243,8 @@ def test_data_dir_problems_are_one_sentence_not_a_traceback(tmp_path, monkeypatc
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = runner.invoke(main, ["--data-dir", str(blocker / "data"), "queue", "status"])
-    assert result.exit_code == 2 and result.exception is None or isinstance(
-        result.exception, SystemExit
-    )
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "cannot create the data directory" in result.output
     assert "STASH2PLEX_DATA_DIR" in result.output and "Traceback" not in result.output
 
