@@ -13,6 +13,7 @@ import functools
 import re
 import threading
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -158,6 +159,17 @@ class PlexSession(requests.Session):
         if self.verify is False and verify is None:
             settings["verify"] = False
         return settings
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        if self.verify is not False:
+            return super().request(*args, **kwargs)
+        # The user switched verification off on purpose: no warning per request (it would
+        # reach Stash's log as an error line).
+        from urllib3.exceptions import InsecureRequestWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            return super().request(*args, **kwargs)
 
 
 class PlexClient:

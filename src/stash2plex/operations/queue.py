@@ -460,10 +460,17 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     if health.ok:
         remember_plex_server(context)
     status = status_report(context.store, data_dir)
+    detail = health.detail
+    setting = getattr(health.error, "setting", "") or (
+        "plex_token" if health.error_class == errors.AUTH else ""
+    )
+    where = describe_source(setting, context.sources.get(setting, ""))
+    if where:  # e.g. the token came from STASH2PLEX_PLEX_TOKEN, not from Stash
+        detail = f"{detail}; {where}"
     return {
         "healthy": health.ok,
         "latency_ms": round(health.latency_ms, 1),
-        "detail": health.detail,
+        "detail": detail,
         "problem": health.error_class,
         "breaker": status["breaker"],
         "paused": status["paused"],
