@@ -253,6 +253,7 @@ def build_plugin(out_dir: Path, version: str | None, date: str | None, repo_root
             "zip": str(result.zip_path),
             "sha256": result.sha256,
             "index": str(result.index_path),
+            "source_url": result.source_url,
             "version": result.version,
             "date": result.date,
         }
@@ -260,6 +261,7 @@ def build_plugin(out_dir: Path, version: str | None, date: str | None, repo_root
         return
     click.echo(f"{result.zip_path}  sha256 {result.sha256}")
     click.echo(f"{result.index_path}  version {result.version}, date {result.date}")
+    click.echo(f"plugin source URL for Stash on this machine: {result.source_url}")
 
 
 # ---------------------------------------------------------------------- operations
