@@ -200,8 +200,8 @@ SETTINGS: tuple[Setting, ...] = (
     _flag("debug_logging", "Debug logging",
           "Write detailed debug lines to Stash's log and the worker log. Default: off."),
     _flag("obfuscate_paths", "Hide file paths in logs",
-          "Replace file paths in every log line and report with stable pseudonyms, so logs can "
-          "be shared. Default: off."),
+          "Replace file paths in every log line, task result, command output and stored "
+          "event with stable pseudonyms, so logs can be shared. Default: off."),
     # Field toggles. Stash shows an untouched checkbox as off and stores nothing, so every
     # field that syncs by default is switched off by a `skip_` setting.
     _flag("skip_title", "Do not sync titles",
