@@ -712,8 +712,12 @@ def plex_errors(
             server="plex",
         ) from exc
     except requests.RequestException as exc:
+        # The exception's text quotes the request URL (percent-encoded, with our parameters):
+        # a person gets what failed, not the URL.
         raise TransientError(
-            redact(f"HTTP error talking to Plex: {shorten(str(exc))}", secrets), server="plex"
+            f"Plex's answer to {action or 'a request'} could not be read "
+            f"({type(exc).__name__}); it is tried again",
+            server="plex",
         ) from exc
     except ET.ParseError as exc:
         # Transient even when connecting: one odd answer is no verdict on the settings.

@@ -123,8 +123,8 @@ def _configure_output(
         secrets += config.secrets() + stash.connection.secrets()
         hide_paths = config.obfuscate_paths
         log.debug_enabled = config.debug_logging
-    except SyncError:
-        pass
+    except (SyncError, StoreError):
+        pass  # the task meets the same problem and reports it in its result
 
     def scrub(text: str) -> str:
         text = redact(text, secrets)
