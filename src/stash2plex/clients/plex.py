@@ -155,12 +155,14 @@ class PlexSession(requests.Session):
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> dict[str, Any]:
+        """`requests`' merge, except that `verify = False` on the session stays False."""
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if self.verify is False and verify is None:
             settings["verify"] = False
         return settings
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        """`requests.Session.request`, quiet about unverified https when verification is off."""
         if self.verify is not False:
             return super().request(*args, **kwargs)
         # The user switched verification off on purpose: no warning per request (it would
