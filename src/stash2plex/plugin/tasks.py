@@ -123,7 +123,7 @@ def _configure_output(
         secrets += config.secrets() + stash.connection.secrets()
         hide_paths = config.obfuscate_paths
         log.debug_enabled = config.debug_logging
-    except (SyncError, StoreError):
+    except SyncError:
         pass  # the task meets the same problem and reports it in its result
 
     def scrub(text: str) -> str:
