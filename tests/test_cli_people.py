@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from stash2plex.cli import main
 from stash2plex.records import Decision
+from stash2plex.sandbox.processes import reap_workers
 
 from .sandbox import PLEX_TOKEN, sandbox
 
@@ -26,7 +27,10 @@ REPR = re.compile(r"\bNone\b|\{'|\[\]|\{\}|\b1[6-9]\d{8}\.\d+")
 def box(tmp_path):
     with sandbox(tmp_path, scenes=25, settings={}) as opened:
         opened.stash.plugin_settings = {}
-        yield opened
+        try:
+            yield opened
+        finally:
+            reap_workers(opened.data_dir)  # the detached workers `sync` started
 
 
 @pytest.fixture
@@ -209,7 +213,8 @@ def test_force_rewrites_plex_edits_unless_they_are_preserved(box, cli, monkeypat
     cli("sync", "--force", str(first.id))
     assert box.item(first).title == first.title.strip()
 
-    monkeypatch.setenv("STASH2PLEX_PRESERVE_PLEX_EDITS", "true")
+    # Saved in Stash: a running worker re-reads Stash's settings (not the CLI's environment).
+    box.stash.plugin_settings["preserve_plex_edits"] = True
     cli("sync", "--force", str(second.id))
     assert box.item(second).title == "Edited in Plex"
 

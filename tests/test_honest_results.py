@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.processes import reap_workers
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
@@ -121,6 +122,7 @@ def test_a_wrong_path_map_rule_holds_the_queue_naming_the_rule(env):
 def test_dead_letters_of_a_mass_failure_are_one_sentence(env):
     library, plex, stash, runner, connection, data_dir = env
     runner.run_task("Sync All Scenes", connection)  # link everything first
+    reap_workers(data_dir)  # the next jobs are for the worker Process Queue starts
     linked = [s.id for s in library.scenes.values() if s.files and s.in_plex]
     for scene_id in linked:
         stash.update_scene(scene_id, title=f"Renamed {scene_id}")

@@ -20,6 +20,7 @@ from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.processes import reap_workers
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.settings.config import build_config
 
@@ -161,7 +162,10 @@ def test_a_wrong_token_from_the_environment_names_the_variable(tmp_path, monkeyp
         monkeypatch.setenv("STASH2PLEX_STASH_URL", box.stash.url)
         monkeypatch.setenv("STASH2PLEX_PLEX_URL", box.plex.url)
         monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000")
-        result = CliRunner().invoke(main, ["--data-dir", str(box.data_dir), *command])
+        try:
+            result = CliRunner().invoke(main, ["--data-dir", str(box.data_dir), *command])
+        finally:
+            reap_workers(box.data_dir)
     assert result.exit_code == 2, result.output
     assert "rejected the token" in result.output
     assert "environment variable STASH2PLEX_PLEX_TOKEN" in result.output

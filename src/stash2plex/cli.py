@@ -557,16 +557,15 @@ def _drain(cli: Cli) -> None:
         status = status_report(store, cli.data_dir)
         verdict = drain_verdict(store, started_at, report)
     data: dict[str, Any] = {"status": status}
-    if report is not None:
-        data["drained"] = {
-            k: getattr(report, k)
-            for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
-        }
+    data["drained"] = {
+        k: getattr(report, k)
+        for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
+    }
     data["error"] = verdict.error
     data["notes"] = list(verdict.notes)
 
     def render(data: dict[str, Any]) -> Any:
-        drained = data.get("drained") or {"note": "a background worker did the draining"}
+        drained = data["drained"]
         waiting = data["status"]["waiting"]
         return _table(
             "Sync",

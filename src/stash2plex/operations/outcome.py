@@ -114,7 +114,7 @@ def _ids(ids: list[int], shown: int = 5) -> str:
 def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -> Verdict:
     """The verdict on a drain that began at `started_at` (epoch seconds).
 
-    `report` is None when a detached worker did the draining (this process followed it).
+    `report` counts what finished since the call (None: nothing known of the drain).
     """
     holds = store.holds()
     counts = store.job_counts()
@@ -134,6 +134,10 @@ def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -
         sentence, notes = dead_letter_summary(letters)
         sentences.append(sentence)
         exit_code = exit_code or EXIT_ATTENTION
+    for problem in report.errors if report is not None else []:
+        if problem.startswith("the background worker did not start"):
+            sentences.append(f"{problem[0].upper()}{problem[1:]}.")
+            exit_code = exit_code or EXIT_ATTENTION
     if not sentences and report is not None and report.processed:
         useful = report.synced + report.unchanged + report.skipped
         if not useful and report.deferred:
