@@ -66,7 +66,7 @@ BREAK_AND_FIX = {
     "wrong library": (
         lambda plex, stash: stash.plugin_settings.update(plex_library="Moviez"),
         lambda plex, stash: stash.plugin_settings.update(plex_library="Stash Scenes"),
-        ("no library named Moviez", "Stash Scenes (movie)", "plex_library"),
+        ("no library named Moviez", "Stash Scenes", "plex_library"),
     ),
 }
 
