@@ -50,7 +50,9 @@ def test_config_check_shows_values_sources_and_masks_the_token(box, cli, tmp_pat
         "key": "max_retries",
         "value": 7,
         "source": f"file {settings_file}",
+        "problem": None,
     }
+    assert rows["path_map"]["value"] == [box.library.path_map.replace(" => ", " => ")]
     assert rows["plex_timeout"]["source"] == "default"
 
 

@@ -311,6 +311,31 @@ def test_pip_that_hangs_is_stopped_and_reported(plugins_root, tmp_path):
     assert message.endswith(deps.render_command(deps.pip_command(plugin, [ABSENT], str(slow))))
 
 
+@posix_only
+def test_a_python_without_pip_gets_a_command_that_works_there(plugins_root, tmp_path):
+    plugin = plugins_root / PLUGIN_ID
+    venv = tmp_path / "nopip"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    python = str(venv / "bin" / "python")
+    log, stream = new_log()
+
+    message = ensure_dependencies(plugin, log, dependencies=[ABSENT], python=python)
+
+    assert message is not None and "Traceback" not in message + stream.getvalue()
+    assert f"the Python Stash runs ({python}) has no pip" in message
+    command = message.rsplit("\n", 1)[1]
+    pip = deps.render_command(deps.pip_command(plugin, [ABSENT], python))
+    # First give that Python pip, then the same install: never `python -m pip` alone.
+    assert command.endswith(f" && {pip}") and not command.startswith(pip)
+    first = command[: -len(f" && {pip}")]
+    if first.endswith("-m ensurepip --upgrade"):
+        given = subprocess.run(first, shell=True, capture_output=True, timeout=300)
+        assert given.returncode == 0, given.stderr
+        assert subprocess.run([python, "-m", "pip", "--version"], timeout=60).returncode == 0
+
+
 def test_without_a_plugin_folder_the_message_still_says_what_to_run():
     log, _ = new_log()
 
@@ -353,6 +378,8 @@ def test_a_python_with_only_the_standard_library(tmp_path, wheelhouse, worker_en
 
             assert hook.returncode == 0 and hook.error is None, hook.stderr
             assert "run any Stash2Plex task once to install dependencies" in str(hook.output)
+            # Said in Stash's log too, not only in the output Stash logs at debug level.
+            assert any(deps.MISSING_HINT in m for m in hook.messages("warning"))
             with Store.open(data) as store:
                 job = store.job(scene.id)
                 assert job is not None and job.state == "pending"

@@ -223,6 +223,6 @@ def test_preview_sync_task_lists_changes_and_writes_nothing(
     assert preview["status"] == "would change"
     title = next(c for c in preview["changes"] if c["field"] == "title")
     assert title["stash"] == scene.title.strip()
-    assert any("title" in m and "->" in m for m in run.messages("info"))
+    assert any(m.strip().startswith('title: "') and "→" in m for m in run.messages("info"))
     assert default.output["previewed"] == 10
     assert len(plex.log.writes()) == writes

@@ -139,6 +139,9 @@ def test_zip_holds_what_users_need_and_nothing_else(build):
         and "sandbox" not in path.parts
         and path.suffix != ".pyc"
     }
+    docs = {
+        path.relative_to(REPO).as_posix() for path in (REPO / "docs").rglob("*") if path.is_file()
+    }
 
     assert names == sorted(names)
     assert set(names) == {
@@ -148,7 +151,12 @@ def test_zip_holds_what_users_need_and_nothing_else(build):
         "LICENSE",
         "README.md",
         *package,
+        *docs,
     }
+    # The README's links to the docs work inside the installed plugin folder too.
+    readme = (REPO / "README.md").read_text()
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert link in names, link
     assert "stash2plex/plugin/deps.py" in names and "stash2plex/plugin/entry.py" in names
     assert not [n for n in names if "sandbox/" in n or "__pycache__" in n or n.endswith(".pyc")]
     for info in infos:
@@ -220,6 +228,7 @@ def repo_copy(tmp_path: Path) -> Path:
     for name in (f"{PLUGIN_ID}.yml", "stash2plex_plugin.py", "LICENSE", "README.md"):
         shutil.copy(REPO / name, root)
     shutil.copy(REPO / "pyproject.toml", root)
+    shutil.copytree(REPO / "docs", root / "docs")
     shutil.copytree(
         REPO / "src" / "stash2plex",
         root / "src" / "stash2plex",

@@ -186,7 +186,8 @@ def test_plex_timeout_bounds_each_request(box):
     box.drain(scene.id)
     assert time.monotonic() - started < 5
     job = box.job(scene.id)
-    assert job.reason == "retry" and "in time" in job.last_error
+    assert job.reason == "retry" and "within 1 s" in job.last_error
+    assert "plex_timeout" in job.last_error  # the message names the setting to raise
 
 
 def test_enabled_off_keeps_jobs_and_sends_nothing(box):

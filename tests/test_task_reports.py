@@ -146,8 +146,9 @@ def test_recover_outage_jobs_picks_the_window_skips_and_is_idempotent(env):
 
     plex.faults.refuse_connections()
     letters(data_dir, (inside, "transient", 1.5 / 24))
-    refused = task("Recover Outage Jobs").output
-    assert refused["recovered"] == 0 and "not healthy" in refused["health"]
+    refused = task("Recover Outage Jobs")
+    assert refused.output["recovered"] == 0 and "not healthy" in refused.output["health"]
+    assert refused.returncode == 1 and "not healthy" in refused.error
     plex.faults.accept_connections()
 
 
@@ -157,13 +158,14 @@ def test_health_check_reports_latency_maintenance_and_a_bad_token(env):
     assert healthy["healthy"] is True and healthy["latency_ms"] > 0
     assert healthy["breaker"] == "closed"
     plex.faults.maintenance(True)
-    down = task("Health Check").output
-    assert down["healthy"] is False and "503" in down["detail"]
+    down = task("Health Check")
+    assert down.output["healthy"] is False and "503" in down.output["detail"]
+    assert down.returncode == 1 and "Plex is NOT healthy" in down.error  # a failed job
     plex.faults.maintenance(False)
     plex.token = "a-different-token"
     rejected = task("Health Check")
     assert rejected.output["healthy"] is False and "plex_token" in rejected.output["detail"]
-    assert any("plex_token" in m for m in rejected.messages("error"))
+    assert "plex_token" in rejected.error
 
 
 def test_outage_summary_report_has_exact_metrics(env):
@@ -191,8 +193,9 @@ def test_process_queue_returns_when_plex_is_down_without_burning_attempts(env):
     plex.faults.refuse_connections()
     run = task("Process Queue")
     plex.faults.accept_connections()
-    assert run.returncode == 0
+    assert run.returncode == 1  # Stash shows a failed job: nothing reached Plex
     assert run.output["queue"] == {"waiting:plex_down": 1}
-    assert any("not reachable" in m for m in run.messages("error")) or run.output.get("errors")
+    assert "not reachable" in run.error and "1 scene waits" in run.error
+    assert "syncs by itself when Plex is back" in run.error
     with Store.open(data_dir) as store:
         assert store.job(scene).attempts == 0 and store.dead_letters() == []

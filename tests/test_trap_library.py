@@ -57,9 +57,10 @@ def test_every_matchable_scene_is_exactly_right_and_the_rest_is_reported(
 
         # A TV library named: reported with the usable libraries, nothing written.
         run = runner.run_task("Sync All Scenes", connection)
-        assert run.returncode == 0, run.stderr
-        reported = [*run.output.get("errors", []), run.output.get("blocked") or ""]
-        assert any(f"'{TV_SECTION[0]}' is a TV Shows library" in r for r in reported)
+        # A failed job in Stash, saying why: a setting to fix.
+        assert run.returncode == 1, run.stderr
+        reported = [run.error or "", run.output.get("blocked") or ""]
+        assert all(f"'{TV_SECTION[0]}' is a TV Shows library" in r for r in reported)
         assert plex.log.writes() == []
 
         stash.plugin_settings["plex_library"] = SECTION_TITLE

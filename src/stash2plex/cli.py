@@ -1,4 +1,10 @@
-"""The `stash2plex` command line: thin commands over the operations."""
+"""The `stash2plex` command line: thin commands over the operations.
+
+Every command takes `--json` (machine-readable output, also accepted before the command);
+human output shows local times, durations and tables. No traceback reaches a person: store,
+settings and server problems end in one sentence and the README's exit codes: 0 done, 1 done
+but something needs attention, 2 a configuration or usage error, 3 another worker drains.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -19,9 +25,33 @@ from stash2plex.errors import SyncError
 # 2 a usage or configuration error, 3 another worker already drains the queue.
 EXIT_ATTENTION = 1
 EXIT_CONFIG = 2
+EXIT_BUSY = 3
 
 
-@click.group()
+class Stash2PlexGroup(click.Group):
+    """The root command: turns every failure a person can meet into one sentence and an
+    exit code (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from stash2plex.errors import StoreError, StoreFullError, StoreLockedError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except SyncError as exc:
+            _fail(exc)
+        except StoreError as exc:
+            busy = isinstance(exc, (StoreLockedError, StoreFullError))
+            _die(str(exc), EXIT_ATTENTION if busy else EXIT_CONFIG)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            _die(f"{exc.strerror or exc}{where}", EXIT_ATTENTION)
+        except KeyboardInterrupt:
+            _die("interrupted", 130)
+
+
+@click.group(cls=Stash2PlexGroup)
 @click.version_option(__version__, prog_name="stash2plex")
 @click.option(
     "--data-dir",
@@ -74,10 +104,9 @@ def main(ctx: click.Context, data_dir: Path, config_file: Path | None, as_json: 
 def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: float | None) -> None:
     """Drain the queue; exit after an idle period. Normally started by the plugin."""
     from stash2plex.engine.worker import Worker, WorkerBusyError, configure_worker_logging
-    from stash2plex.errors import StoreError
+    from stash2plex.errors import StoreLockedError
 
     data_dir = data_dir or cli.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
     engine = None
     for _ in range(120):  # a store locked by another process: wait for it (up to 10 min)
         try:
@@ -87,7 +116,7 @@ def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: floa
                 else Worker(data_dir, idle_exit_seconds=idle_exit)
             )
             break
-        except StoreError as exc:
+        except StoreLockedError as exc:  # other store problems end here (see the group)
             click.echo(f"stash2plex worker: {exc}; trying again in 5 s", err=True)
             time.sleep(5)
     if engine is None:
@@ -102,7 +131,7 @@ def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: floa
         engine.run(lock_fd)
     except WorkerBusyError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(3)
+        sys.exit(EXIT_BUSY)
 
 
 @main.command()
@@ -170,11 +199,18 @@ def serve(cli: Cli, host: str, port: int, token_file: Path | None) -> None:
     help="How many scenes the generated library holds.",
 )
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(scenes: int, seed: int) -> None:
+@click.pass_obj
+def demo(cli: Cli, scenes: int, seed: int) -> None:
     """Sync a generated library between emulated Stash and Plex servers on loopback."""
-    from stash2plex.sandbox.demo import run_demo
-
-    sys.exit(run_demo(scenes=scenes, seed=seed))
+    try:
+        from stash2plex.sandbox.demo import run_demo
+    except ImportError as exc:
+        _die(
+            f"stash2plex demo needs the [sandbox] extra ({exc.name} is missing): "
+            "pip install 'stash2plex[sandbox]' (in a checkout: pip install '.[sandbox]')",
+            EXIT_CONFIG,
+        )
+    sys.exit(run_demo(scenes=scenes, seed=seed, as_json=cli.as_json))
 
 
 def _checkout_root() -> Path:
@@ -211,9 +247,21 @@ def build_plugin(out_dir: Path, version: str | None, date: str | None, repo_root
     try:
         result = build(out_dir, repo_root=repo_root, version=version, date=date)
     except BuildError as exc:
-        raise click.ClickException(str(exc)) from None
+        _die(str(exc), EXIT_CONFIG)
+    if click.get_current_context().find_object(Cli).as_json:  # type: ignore[union-attr]
+        data = {
+            "zip": str(result.zip_path),
+            "sha256": result.sha256,
+            "index": str(result.index_path),
+            "source_url": result.source_url,
+            "version": result.version,
+            "date": result.date,
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
     click.echo(f"{result.zip_path}  sha256 {result.sha256}")
     click.echo(f"{result.index_path}  version {result.version}, date {result.date}")
+    click.echo(f"plugin source URL for Stash on this machine: {result.source_url}")
 
 
 # ---------------------------------------------------------------------- operations
@@ -224,6 +272,8 @@ class Cli:
         self.data_dir = data_dir
         self.config_file = config_file
         self.as_json = as_json
+        self._local: Any = None
+        self._hide_paths: bool | None = None
 
     def store(self):  # -> Store
         from stash2plex.store.db import Store
@@ -233,37 +283,81 @@ class Cli:
     def local(self):  # -> LocalSettings
         from stash2plex.settings.sources import load_local_settings
 
-        return load_local_settings(self.data_dir, self.config_file)
+        if self._local is None:
+            self._local = load_local_settings(self.data_dir, self.config_file)
+        return self._local
 
     def context(self, store):  # -> Context
         from stash2plex.engine.context import build_context
 
-        return build_context(store, local=self.local())
+        context = build_context(store, local=self.local())
+        self._hide_paths = context.config.obfuscate_paths
+        return context
 
-    def show(self, data: object, render: object = None) -> None:
-        """Print `data` as JSON with --json, else through `render` (a rich renderable)."""
+    def hide_paths(self, value: bool) -> None:
+        """The `obfuscate_paths` setting, once the settings were read."""
+        self._hide_paths = value
+
+    def _hiding_paths(self) -> bool:
+        if self._hide_paths is None:
+            # Not read through Stash (a store-only command): the environment or file may say.
+            from stash2plex.settings.config import build_config
+
+            raw = self.local().plugin_values().get("obfuscate_paths")
+            self._hide_paths = build_config({"obfuscate_paths": raw}).obfuscate_paths
+        return self._hide_paths
+
+    def scrub(self, data: Any) -> Any:
+        """`data` with file paths replaced by pseudonyms when `obfuscate_paths` is on."""
+        from stash2plex.pseudonyms import obfuscate_data
+
+        return obfuscate_data(data) if self._hiding_paths() else data
+
+    def show(self, data: Any, render: Any = None) -> None:
+        """Print `data` as JSON with --json, else `render(data)` (a rich renderable or text)
+        or the data as a table; paths are hidden first when `obfuscate_paths` is on."""
+        data = self.scrub(data)
         if self.as_json:
             click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-        else:
-            from rich.console import Console
+            return
+        from rich.console import Console
 
-            Console().print(render if render is not None else data)
+        shown = render(data) if callable(render) else render
+        Console().print(shown if shown is not None else _table("", data))
 
-
-def _fail(exc: SyncError) -> None:
-    from stash2plex.errors import PERMANENT
-
-    click.secho(f"stash2plex: {exc.message}", fg="red", err=True)
-    sys.exit(EXIT_CONFIG if exc.error_class == PERMANENT else EXIT_ATTENTION)
+    def say(self, message: str, *, color: str | None = None) -> None:
+        """A line for people on stderr (never mixed into --json output)."""
+        click.secho(f"stash2plex: {self.scrub(message)}", fg=color, err=True)
 
 
-def _table(title: str, rows: dict) -> object:
+def _die(message: str, code: int) -> NoReturn:
+    click.secho(f"stash2plex: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _fail(exc: SyncError) -> NoReturn:
+    from stash2plex.errors import PERMANENT, AuthError, ConfigError
+    from stash2plex.settings.sources import describe_source
+
+    config = isinstance(exc, (AuthError, ConfigError)) or exc.error_class == PERMANENT
+    where = describe_source(exc.setting, exc.source) if isinstance(exc, ConfigError) else ""
+    _die(f"{exc.message}; {where}" if where else exc.message, EXIT_CONFIG if config else 1)
+
+
+def _table(title: str, rows: dict[str, Any]) -> Any:
+    """A two-column table of `rows`, values in words (never Python reprs)."""
     from rich.table import Table
 
-    table = Table(title=title, show_header=False)
+    from stash2plex.operations.present import value_words
+
+    table = Table(title=title or None, show_header=False)
     for key, value in rows.items():
-        table.add_row(str(key), "—" if value in (None, {}, []) else str(value))
+        table.add_row(str(key), value_words(value))
     return table
+
+
+def _now() -> float:
+    return time.time()
 
 
 @main.group("config")
@@ -274,71 +368,184 @@ def config_group() -> None:
 @config_group.command("check")
 @click.pass_obj
 def config_check(cli: Cli) -> None:
-    """Print every setting's effective value (secrets masked) and where it came from."""
-    from stash2plex.settings.config import SETTINGS
+    """Print every setting's effective value (secrets masked) and where it came from.
 
-    try:
-        with cli.store() as store:
-            context = cli.context(store)
-    except SyncError as exc:
-        _fail(exc)
-    config = context.config
+    The table is printed even when a required setting is missing or a value is invalid (they
+    are marked); the exit code is then 2.
+    """
+    from stash2plex.engine.context import connect_stash, load_config
+    from stash2plex.settings.config import SETTINGS, shown_value
+    from stash2plex.settings.sources import effective_settings
+
+    problem = None
+    with cli.store() as store:
+        try:
+            config, sources = load_config(connect_stash(store, None, cli.local()), cli.local())
+        except SyncError as exc:
+            # Stash cannot be read: show what the environment and the file say.
+            from stash2plex.settings.config import build_config
+
+            problem = exc
+            values, sources = effective_settings({}, cli.local())
+            config = build_config(values)
+    cli.hide_paths(config.obfuscate_paths)
     rows = []
     for setting in SETTINGS:
         value = getattr(config, setting.key)
         if setting.secret and value:
-            value = f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
-        elif isinstance(value, tuple):
-            value = ", ".join(
-                str(getattr(v, "stash_prefix", v))
-                + (f" => {v.plex_prefix}" if hasattr(v, "plex_prefix") else "")
-                for v in value
-            )
-        rows.append({"key": setting.key, "value": value, "source": context.sources[setting.key]})
-    data = {"settings": rows, "warnings": list(config.warnings), "missing": list(config.missing)}
-    from rich.table import Table
+            shown = f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
+        elif setting.key == "path_map":
+            shown = "; ".join(f"{r.stash_prefix} => {r.plex_prefix}" for r in value) or "empty"
+        else:
+            shown = shown_value(value)
+        mark = ""
+        if setting.key in config.invalid:
+            mark = "invalid: " + config.invalid[setting.key].split(": expected ", 1)[-1]
+        elif setting.key in config.missing:
+            mark = "missing: required"
+        if setting.key == "path_map":
+            value = [f"{r.stash_prefix} => {r.plex_prefix}" for r in value]
+        rows.append(
+            {
+                "key": setting.key,
+                "value": value if not setting.secret else shown,
+                "shown": shown,
+                "source": sources.get(setting.key, "default"),
+                "problem": mark or None,
+            }
+        )
+    data = {
+        "settings": [{k: v for k, v in row.items() if k != "shown"} for row in rows],
+        "warnings": list(config.warnings),
+        "missing": list(config.missing),
+        "invalid": sorted(config.invalid),
+        "stash": None if problem is None else problem.message,
+    }
 
-    table = Table(title="Effective configuration")
-    for column in ("setting", "value", "from"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["key"], str(row["value"]), row["source"])
-    cli.show(data, table)
+    def render(data: dict[str, Any]) -> Any:
+        from rich.table import Table
+
+        table = Table(title="Effective configuration")
+        for column in ("setting", "value", "from", "problem"):
+            table.add_column(column, overflow="fold")
+        for row, shown_row in zip(data["settings"], rows, strict=True):
+            problem_text = row["problem"] or ""
+            table.add_row(
+                row["key"],
+                cli.scrub(shown_row["shown"]),
+                row["source"],
+                f"[red]{problem_text}[/]" if problem_text else "",
+            )
+        return table
+
+    cli.show(data, render)
+    if problem is not None:
+        cli.say(
+            f"Stash's plugin settings could not be read ({problem.message}); the table shows "
+            "the environment and settings file only",
+            color="yellow",
+        )
+    for key in config.invalid:
+        cli.say(config.invalid[key] + "; nothing syncs until it is fixed", color="red")
     for warning in config.warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+        if not any(warning.startswith(config.invalid[key]) for key in config.invalid):
+            cli.say(f"warning: {warning}", color="yellow")
     if config.missing:
-        click.secho(f"missing required settings: {', '.join(config.missing)}", fg="red", err=True)
+        cli.say(f"missing required settings: {', '.join(config.missing)}", color="red")
+    if config.missing or config.invalid or problem is not None:
         sys.exit(EXIT_CONFIG)
 
 
 @main.command("sync")
-@click.option("--all", "all_scenes", is_flag=True, help="Queue every scene in Stash.")
-@click.argument("scene_ids", nargs=-1, type=int)
+@click.option("--all", "all_scenes", is_flag=True, help="Every scene in Stash.")
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would change in Plex, field by field; write nothing."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rewrite every synced field and image from Stash, even if Plex was edited "
+    "(fields edited in Plex stay with preserve_plex_edits).",
+)
+@click.argument("scene_ids", nargs=-1, type=click.IntRange(1))
 @click.pass_obj
-def sync_command(cli: Cli, all_scenes: bool, scene_ids: tuple[int, ...]) -> None:
+def sync_command(
+    cli: Cli, all_scenes: bool, dry_run: bool, force: bool, scene_ids: tuple[int, ...]
+) -> None:
     """Queue scenes (or --all) and drain the queue with a progress bar."""
+    from stash2plex.engine.worker import FORCE_SOURCE
     from stash2plex.operations.queue import queue_all_scenes
 
     if not all_scenes and not scene_ids:
         raise click.UsageError("give scene ids or --all")
-    try:
-        with cli.store() as store:
-            context = cli.context(store)
-            if all_scenes:
-                queue_all_scenes(store, context.stash)
-            else:
-                store.enqueue(list(scene_ids), source="cli")
-    except SyncError as exc:
-        _fail(exc)
+    if dry_run:
+        _dry_run(cli, None if all_scenes else list(scene_ids), force)
+        return
+    with cli.store() as store:
+        context = cli.context(store)
+        if all_scenes:
+            queued = queue_all_scenes(store, context.stash, force=force)
+        else:
+            store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli")
+            queued = len(scene_ids)
+    if not cli.as_json:
+        cli.say(f"queued {queued} scenes" + (" to rewrite from Stash" if force else ""))
     _drain(cli)
+
+
+def _dry_run(cli: Cli, scene_ids: list[int] | None, force: bool) -> None:
+    from stash2plex.operations.queue import preview as run_preview
+
+    with cli.store() as store:
+        context = cli.context(store)
+        if scene_ids is None:
+            scene_ids = context.stash.scene_ids()
+        previews = run_preview(context, scene_ids=scene_ids, force=force)
+    _show_previews(cli, previews, title="Dry run: what a sync would change")
+    if any(p.status == "not in Stash" for p in previews):
+        sys.exit(EXIT_CONFIG)
+
+
+def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
+    from rich.table import Table
+
+    data = [p.as_dict() for p in previews]
+
+    def render(data: list[dict[str, Any]]) -> Any:
+        counts: dict[str, int] = {}
+        for item in data:
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no scenes"
+        table = Table(title=f"{title} ({summary})")
+        for column in ("scene", "status", "field", "Plex now", "from Stash"):
+            table.add_column(column, overflow="fold")
+        for item in data:
+            if item["status"] == "unchanged":
+                continue
+            rows = [(c, "") for c in item["changes"]] + [(c, " (kept)") for c in item["kept"]]
+            if not rows:
+                table.add_row(str(item["scene_id"]), item["status"], "", "", item["note"])
+            for change, kept in rows:
+                table.add_row(
+                    str(item["scene_id"]),
+                    item["status"],
+                    change["field"] + kept,
+                    change["plex"] or "—",
+                    change["stash"] or "—",
+                )
+        return table
+
+    cli.show(data, render)
 
 
 def _drain(cli: Cli) -> None:
     from rich.progress import Progress
 
     from stash2plex.engine.worker_lock import ensure_worker
-    from stash2plex.operations.queue import process_queue
+    from stash2plex.operations.outcome import drain_verdict
+    from stash2plex.operations.queue import process_queue, status_report
 
+    started_at = time.time()
     with Progress(disable=cli.as_json, transient=True) as bar:
         task = bar.add_task("syncing", total=None)
         report = process_queue(
@@ -347,40 +554,47 @@ def _drain(cli: Cli) -> None:
             start_worker=lambda: ensure_worker(cli.data_dir),
         )
     with cli.store() as store:
-        from stash2plex.operations.queue import status_report
-
         status = status_report(store, cli.data_dir)
+        verdict = drain_verdict(store, started_at, report)
     data: dict[str, Any] = {"status": status}
-    if report is not None:
-        data["drained"] = {
-            k: getattr(report, k)
-            for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
-        }
-        data["errors"] = report.errors
-    cli.show(
-        data,
-        _table(
-            "Drain",
+    data["drained"] = {
+        k: getattr(report, k)
+        for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
+    }
+    data["error"] = verdict.error
+    data["notes"] = list(verdict.notes)
+
+    def render(data: dict[str, Any]) -> Any:
+        drained = data["drained"]
+        waiting = data["status"]["waiting"]
+        return _table(
+            "Sync",
             {
-                **data.get("drained", {}),
-                "waiting": status["waiting"],
-                "dead letters": status["dead_letters"],
-                "breaker": status["breaker"],
+                **{k.replace("_", " "): v for k, v in drained.items()},
+                "waiting": _reasons(waiting) or "none",
+                "dead letters (all)": _classes(data["status"]["dead_letters"]) or "none",
+                "circuit breaker": data["status"]["breaker"],
             },
-        ),
-    )
+        )
+
+    cli.show(data, render)
     if not cli.as_json:
-        # What a person must fix (e.g. a TV library named in plex_library), in full.
-        messages = [*(report.errors if report is not None else []), status["paused"]]
-        for message in dict.fromkeys(m for m in messages if m):
-            click.secho(f"stash2plex: {message}", fg="red", err=True)
-    blocked = (
-        (report is not None and report.errors)
-        or status["breaker"] != "closed"
-        or (status["paused"])
-    )
-    if blocked:
-        sys.exit(EXIT_ATTENTION)
+        for note in verdict.notes:
+            cli.say(note, color="yellow")
+        if verdict.error:
+            cli.say(verdict.error, color="red")
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
+
+
+def _reasons(waiting: dict[str, int]) -> str:
+    from stash2plex.operations.present import WAIT_WORDS
+
+    return ", ".join(f"{n} {WAIT_WORDS.get(reason, reason)}" for reason, n in waiting.items())
+
+
+def _classes(letters: dict[str, int]) -> str:
+    return ", ".join(f"{n} {error_class}" for error_class, n in letters.items())
 
 
 @main.group("queue")
@@ -392,11 +606,95 @@ def queue_group() -> None:
 @click.pass_obj
 def queue_status(cli: Cli) -> None:
     """Pending, waiting by reason, in progress, dead letters, breaker, last outage and sync."""
+    from stash2plex.operations.present import duration, when
     from stash2plex.operations.queue import status_report
 
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
-    cli.show(status, _table("Queue", status))
+    now = _now()
+
+    def render(status: dict[str, Any]) -> Any:
+        outage = status["last_outage"]
+        if outage is None:
+            last_outage = "none recorded"
+        else:
+            ended = outage["ended_at"]
+            length = duration((ended or now) - outage["started_at"])
+            last_outage = (
+                f"{when(outage['started_at'], now)}, lasted {length}"
+                if ended
+                else f"since {when(outage['started_at'], now)} (ongoing, {length} so far)"
+            )
+        breaker = status["breaker"]
+        if status["breaker_since"]:
+            breaker += f" since {when(status['breaker_since'], now)}"
+        return _table(
+            "Queue",
+            {
+                "queued": status["pending"],
+                "being synced": status["in_progress"],
+                "waiting": _reasons(status["waiting"]) or "none",
+                "synced and done": status["done"],
+                "dead letters": _classes(status["dead_letters"]) or "none",
+                "circuit breaker": breaker,
+                "held": status["paused"] or "no",
+                "worker running": status["worker_running"],
+                "last outage": last_outage,
+                "last sync": when(status["last_sync_at"], now),
+                "scenes linked to Plex": status["linked_scenes"],
+            },
+        )
+
+    cli.show(status, render)
+
+
+@queue_group.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["pending", "in_progress", "waiting", "done", "dead_letter"]),
+    help="Only jobs in this state (repeatable; default: pending, in progress and waiting).",
+)
+@click.option(
+    "--reason",
+    "reasons",
+    multiple=True,
+    help="Only jobs waiting for this reason (e.g. not_in_plex, ambiguous, retry, plex_down), "
+    "or dead letters of this error class.",
+)
+@click.option("--limit", type=click.IntRange(1), default=200, show_default=True)
+@click.pass_obj
+def queue_list(cli: Cli, states: tuple[str, ...], reasons: tuple[str, ...], limit: int) -> None:
+    """Each job with its state, reason, candidates, last error, attempts and next attempt."""
+    from rich.table import Table
+
+    from stash2plex.operations.inspect import OUTSTANDING, jobs_summary, list_jobs
+
+    now = _now()
+    with cli.store() as store:
+        rows = list_jobs(store, states=states or OUTSTANDING, reasons=reasons, now=now)
+
+    def render(rows: list[dict[str, Any]]) -> Any:
+        table = Table(title=f"{len(rows)} jobs: {jobs_summary(rows)}")
+        for column in ("scene", "state", "attempts", "next attempt", "last error / candidates"):
+            table.add_column(column, overflow="fold")
+        for row in rows[:limit]:
+            detail = row["last_error"] or ""
+            if row["candidates"]:
+                detail += ("\n" if detail else "") + "\n".join(row["candidates"])
+            table.add_row(
+                str(row["scene_id"]),
+                row["status"],
+                str(row["attempts"]),
+                row["next_attempt"],
+                detail or "—",
+            )
+        if len(rows) > limit:
+            table.caption = f"{len(rows) - limit} more not shown (--limit)"
+        return table
+
+    cli.show(rows, render)
 
 
 @queue_group.command("process")
@@ -415,6 +713,85 @@ def queue_clear(cli: Cli) -> None:
     cli.show({"cleared": cleared}, f"cleared {cleared} pending jobs")
 
 
+@main.command("scene")
+@click.argument("scene_id", type=click.IntRange(1))
+@click.pass_obj
+def scene_command(cli: Cli, scene_id: int) -> None:
+    """One scene: its job, dead letter, Plex link, what was pushed per field, recent events."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from stash2plex.operations.inspect import scene_report
+    from stash2plex.operations.present import value_words, when
+
+    now = _now()
+    with cli.store() as store:
+        try:
+            context = cli.context(store)
+        except SyncError as exc:
+            context = None
+            reason = exc.message
+        report = scene_report(store, scene_id, context, now=now)
+    if context is None:
+        report.setdefault("note", f"Stash was not asked ({reason})")
+
+    def render(report: dict[str, Any]) -> Any:
+        parts: list[Any] = []
+        job = report["job"]
+        summary: dict[str, Any] = {}
+        if job is None:
+            summary["job"] = "no job (never queued, or finished and cleaned up)"
+        else:
+            summary.update(
+                {
+                    "state": job["status"],
+                    "attempts": job["attempts"],
+                    "next attempt": job["next_attempt"],
+                    "last error": job["last_error"],
+                    "candidates": "; ".join(job["candidates"]),
+                    "queued": when(job["queued_at"], now),
+                    "queued by": job["source"],
+                }
+            )
+        for letter in report["dead_letters"]:
+            summary["dead letter"] = (
+                f"{letter['error_class']}, failed {when(letter['failed_at'], now)} after "
+                f"{letter['attempts']} attempts: {letter['message']}"
+            )
+        link = report["link"]
+        if link is None:
+            summary["Plex item"] = "not linked yet"
+        else:
+            summary["Plex item"] = f"{link['rating_key']} (library {link['section_id']})"
+            summary["Plex file"] = link["plex_path"]
+            summary["last synced"] = when(link["synced_at"], now)
+        if report.get("note"):
+            summary["note"] = report["note"]
+        parts.append(_table(f"Scene {report['scene_id']}", summary))
+        if report["fields"]:
+            fields = Table(title="What was pushed")
+            for column in ("field", "pushed", "Stash now"):
+                fields.add_column(column, overflow="fold")
+            for row in report["fields"]:
+                pushed = value_words(row["pushed"]) if row["pushed"] is not None else "yes"
+                fields.add_row(row["field"], pushed, row.get("stash_now", "—"))
+            parts.append(fields)
+        if report["events"]:
+            events = Table(title="Recent events")
+            for column in ("when", "level", "what"):
+                events.add_column(column, overflow="fold")
+            for event in report["events"]:
+                events.add_row(when(event["at"], now), event["level"], event["message"])
+            parts.append(events)
+        return Group(*parts)
+
+    cli.show(report, render)
+    unknown = report["job"] is None and report["link"] is None and not report["dead_letters"]
+    if unknown and context is not None and report.get("note") == "Stash has no such scene any more":
+        cli.say(f"Stash has no scene {scene_id}, and Stash2Plex has no record of it", color="red")
+        sys.exit(EXIT_CONFIG)
+
+
 @main.group("dlq")
 def dlq_group() -> None:
     """The dead-letter queue."""
@@ -427,21 +804,26 @@ def dlq_list(cli: Cli, error_class: str | None) -> None:
     """List dead letters with their error class, reason and attempts."""
     from rich.table import Table
 
+    from stash2plex.operations.present import when
+
+    now = _now()
     with cli.store() as store:
         letters = store.dead_letters(error_class)
-    table = Table(title=f"{len(letters)} dead letters")
-    for column in ("scene", "class", "attempts", "failed at", "reason"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        failed = time.strftime("%Y-%m-%d %H:%M", time.localtime(letter["failed_at"]))
-        table.add_row(
-            str(letter["scene_id"]),
-            letter["error_class"],
-            str(letter["attempts"]),
-            failed,
-            letter["message"],
-        )
-    cli.show(letters, table)
+
+    def render(letters: list[dict[str, Any]]) -> Any:
+        table = Table(title=f"{len(letters)} dead letters")
+        for column in ("scene", "class", "failed", "why"):
+            table.add_column(column, overflow="fold")
+        for letter in letters:
+            table.add_row(
+                str(letter["scene_id"]),
+                letter["error_class"],
+                f"{when(letter['failed_at'], now)} after {letter['attempts']} attempts",
+                letter["message"],
+            )
+        return table
+
+    cli.show(letters, render)
 
 
 @dlq_group.command("retry")
@@ -454,9 +836,11 @@ def dlq_retry(cli: Cli, error_class: str | None) -> None:
     with cli.store() as store:
         queued = retry_dead_letters(store, error_class)
     if not cli.as_json:
-        click.echo(f"re-queued {queued} scenes")
+        cli.say(f"re-queued {queued} scenes")
     if queued:
         _drain(cli)
+    elif cli.as_json:
+        cli.show({"requeued": 0})
 
 
 @dlq_group.command("purge")
@@ -469,7 +853,7 @@ def dlq_purge(cli: Cli, days: float) -> None:
     with cli.store() as store:
         purged = purge_dead_letters(store, days)
     cli.show(
-        {"purged": purged, "days": days}, f"purged {purged} dead letters older than {days} days"
+        {"purged": purged, "days": days}, f"purged {purged} dead letters older than {days:g} days"
     )
 
 
@@ -496,42 +880,94 @@ def pull(cli: Cli, since: object) -> None:
     from stash2plex.pull.pull import run_pull
 
     start = int(since.timestamp()) if since is not None else None  # type: ignore[attr-defined]
-    try:
-        with cli.store() as store:
-            report = run_pull(cli.context(store), since=start)
-    except SyncError as exc:
-        _fail(exc)
+    with cli.store() as store:
+        report = run_pull(cli.context(store), since=start)
     data = report.as_dict()
-    cli.show(data, report.summary())
+    cli.show(data, lambda _: report.summary())
     if report.busy:
+        cli.say("another pull from Plex is running; try again when it is done", color="yellow")
         sys.exit(EXIT_ATTENTION)
 
 
 @main.command("health")
 @click.pass_obj
 def health(cli: Cli) -> None:
-    """Prove Plex is serving (reachable, token accepted, library readable). Exit 1 if not."""
+    """Prove Plex is serving (reachable, token accepted, library readable). Exit 1 if not
+    (2 when a setting or the token is the cause)."""
+    from stash2plex.operations.outcome import health_verdict
     from stash2plex.operations.queue import health_report
 
-    try:
-        with cli.store() as store:
-            report = health_report(cli.context(store), cli.data_dir)
-    except SyncError as exc:
-        _fail(exc)
-    cli.show(report, _table("Health", report))
-    if not report["healthy"]:
-        sys.exit(EXIT_ATTENTION)
+    with cli.store() as store:
+        report = health_report(cli.context(store), cli.data_dir)
+    verdict = health_verdict(report)
+
+    def render(report: dict[str, Any]) -> Any:
+        queue = report["queue"]
+        return _table(
+            "Health",
+            {
+                "Plex": "healthy" if report["healthy"] else "NOT healthy",
+                "detail": report["detail"],
+                "answered in": f"{report['latency_ms']:.0f} ms",
+                "circuit breaker": report["breaker"],
+                "held": report["paused"] or "no",
+                "queued": queue["pending"],
+                "waiting": _reasons(queue["waiting"]) or "none",
+                "dead letters": _classes(queue["dead_letters"]) or "none",
+            },
+        )
+
+    cli.show(report, render)
+    if verdict.error and not cli.as_json:
+        cli.say(verdict.error, color="red")
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
 
 
 @main.command("outages")
+@click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
 @click.pass_obj
-def outages(cli: Cli) -> None:
-    """Outage history with MTTR, MTBF and availability."""
+def outages(cli: Cli, limit: int) -> None:
+    """The outages (start, end, length, jobs held) with MTTR, MTBF and availability."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from stash2plex.operations.present import duration, when
     from stash2plex.operations.queue import outage_report
 
+    now = _now()
     with cli.store() as store:
-        report = outage_report(store)
-    cli.show(report, _table("Outages", {k: v for k, v in report.items() if k != "recent"}))
+        report = outage_report(store, limit)
+
+    def render(report: dict[str, Any]) -> Any:
+        def seconds(value: float | None) -> str:
+            return "—" if value is None else duration(value)
+
+        availability = report["availability_pct"]
+        summary = _table(
+            "Outages",
+            {
+                "outages": report["outages"],
+                "completed": report["completed"],
+                "total downtime": duration(report["total_downtime_s"]),
+                "mean time to recovery": seconds(report["mttr_s"]),
+                "mean time between failures": seconds(report["mtbf_s"]),
+                "availability": "—" if availability is None else f"{availability:g} %",
+            },
+        )
+        table = Table(title=f"The last {len(report['recent'])} outages")
+        for column in ("started", "ended", "lasted", "jobs held"):
+            table.add_column(column)
+        for outage in report["recent"]:
+            table.add_row(
+                when(outage["started_at"], now),
+                "ongoing" if outage["ongoing"] else when(outage["ended_at"], now),
+                duration(outage["duration_s"]),
+                str(outage["jobs_affected"]),
+            )
+        return Group(summary, table) if report["recent"] else summary
+
+    cli.show(report, render)
 
 
 @main.command("recover-outage-jobs")
@@ -541,15 +977,29 @@ def outages(cli: Cli) -> None:
 @click.pass_obj
 def recover_outage_jobs(cli: Cli, include: tuple[str, ...]) -> None:
     """Re-queue dead letters that failed during the last outage, after a health check."""
+    from stash2plex.operations.present import local_time
     from stash2plex.operations.queue import recover_outage_jobs as recover
 
-    try:
-        with cli.store() as store:
-            report = recover(cli.context(store), ("transient", *include))
-    except SyncError as exc:
-        _fail(exc)
+    with cli.store() as store:
+        report = recover(cli.context(store), ("transient", *include))
     data = report.as_dict()
-    cli.show(data, _table("Recover outage jobs", data))
+
+    def render(data: dict[str, Any]) -> Any:
+        window = data["window"]
+        return _table(
+            "Recover outage jobs",
+            {
+                "outage": "—"
+                if window is None
+                else f"{local_time(window[0])} to {local_time(window[1])}",
+                "recovered": data["recovered"],
+                "skipped": ", ".join(f"{n} {why}" for why, n in data["skipped"].items()),
+                "failed": "; ".join(f"scene {k}: {v}" for k, v in data["failed"].items()),
+                "Plex": data["health"],
+            },
+        )
+
+    cli.show(data, render)
     if report.failed or (report.window is None and "not healthy" in report.health):
         sys.exit(EXIT_ATTENTION)
     if report.recovered:
@@ -557,29 +1007,20 @@ def recover_outage_jobs(cli: Cli, include: tuple[str, ...]) -> None:
 
 
 @main.command("preview")
-@click.argument("scene_id", type=int, required=False)
+@click.argument("scene_id", type=click.IntRange(1), required=False)
 @click.option("--count", type=click.IntRange(1, 10000), default=10, show_default=True)
 @click.pass_obj
 def preview(cli: Cli, scene_id: int | None, count: int) -> None:
-    """What a sync would change in Plex, field by field; writes nothing."""
-    from rich.table import Table
-
+    """What a sync would change in Plex, field by field, compared with Plex as it is; writes
+    nothing. Exit 2 for a scene Stash does not have."""
     from stash2plex.operations.queue import preview as run_preview
 
-    try:
-        with cli.store() as store:
-            previews = run_preview(cli.context(store), scene_id=scene_id, count=count)
-    except SyncError as exc:
-        _fail(exc)
-    table = Table(title="Preview")
-    for column in ("scene", "status", "field", "Plex now", "from Stash"):
-        table.add_column(column, overflow="fold")
-    for item in previews:
-        if not item.changes:
-            table.add_row(str(item.scene_id), item.status, "", "", item.note)
-        for change in item.changes:
-            table.add_row(str(item.scene_id), item.status, change.field, change.plex, change.stash)
-    cli.show([p.as_dict() for p in previews], table)
+    with cli.store() as store:
+        previews = run_preview(cli.context(store), scene_id=scene_id, count=count)
+    _show_previews(cli, previews, title="Preview")
+    if scene_id is not None and previews[0].status == "not in Stash":
+        cli.say(f"Stash has no scene {scene_id}", color="red")
+        sys.exit(EXIT_CONFIG)
 
 
 @main.command("diagnose")
@@ -588,15 +1029,58 @@ def diagnose_command(cli: Cli) -> None:
     """Check Stash, the settings, Plex, the token, the libraries and the path mapping."""
     from rich.table import Table
 
+    from stash2plex.engine.context import connect_stash, load_config
     from stash2plex.operations.diagnose import as_dicts, diagnose
 
     with cli.store() as store:
+        try:
+            config, _ = load_config(connect_stash(store, None, cli.local()), cli.local())
+            cli.hide_paths(config.obfuscate_paths)
+        except SyncError:
+            pass  # diagnose reports it as its first check
         checks = diagnose(store, local=cli.local())
-    table = Table(title="Diagnose")
-    for column in ("check", "", "detail", "fix"):
-        table.add_column(column, overflow="fold")
-    for check in checks:
-        table.add_row(check.name, "OK" if check.ok else "FIX", check.detail, check.fix)
-    cli.show(as_dicts(checks), table)
+
+    def render(checks: list[dict[str, Any]]) -> Any:
+        table = Table(title="Diagnose")
+        for column in ("check", "", "detail", "fix"):
+            table.add_column(column, overflow="fold")
+        for check in checks:
+            table.add_row(
+                check["name"],
+                "OK" if check["ok"] else "[red]FIX[/]",
+                check["detail"],
+                check["fix"],
+            )
+        return table
+
+    cli.show(as_dicts(checks), render)
     if any(not check.ok for check in checks):
         sys.exit(EXIT_ATTENTION)
+
+
+def _accept_json_everywhere(group: click.Group) -> None:
+    """Give every subcommand a `--json` flag, so `stash2plex queue status --json` works as
+    well as `stash2plex --json queue status`."""
+
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        cli = ctx.find_object(Cli)
+        if value and cli is not None:
+            cli.as_json = True
+        return value
+
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _accept_json_everywhere(command)
+        elif not any(p.name == "as_json" for p in command.params):
+            command.params.append(
+                click.Option(
+                    ["--json", "as_json"],
+                    is_flag=True,
+                    expose_value=False,
+                    callback=remember,
+                    help="Machine-readable output.",
+                )
+            )
+
+
+_accept_json_everywhere(main)

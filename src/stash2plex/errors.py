@@ -98,14 +98,16 @@ class ConflictError(SyncError):
 class ConfigError(SyncError):
     """A setting makes syncing impossible (unknown library, unsupported library type, ...).
 
-    `setting` names the setting to fix; the queue holds (no dead letters) until it is fixed.
+    `setting` names the setting to fix (`source`: where its value came from, if known); the
+    queue holds (no dead letters) until it is fixed.
     """
 
     error_class = CONFIG
 
-    def __init__(self, message: str, *, setting: str, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, setting: str, source: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.setting = setting
+        self.source = source  # where the setting's value came from, when the raiser knows
 
 
 class PermanentError(SyncError):
@@ -129,26 +131,48 @@ _STATUS_TABLE: dict[int, tuple[type[SyncError], str]] = {
 }
 
 
-def error_for_status(status: int, server: Server, detail: str = "") -> SyncError:
+def error_for_status(
+    status: int, server: Server, detail: str = "", *, action: str = ""
+) -> SyncError:
     """The classified error for an HTTP status from `server` (message names the server).
 
     401 -> AuthError; 503 -> ServerDownError (StashDownError for Stash); 408, 429 and other
     5xx -> TransientError; 404 -> NotInPlexError for Plex; other 4xx -> PermanentError.
+    `action` says what was being done ("the edit of Plex item 12"): a person reads the
+    message in the dead-letter queue, so a refusal says what was refused and what to do.
     """
     name = "Plex" if server == "plex" else "Stash"
     cls: type[SyncError]
+    phrase = _reason_phrase(status)
     if status in _STATUS_TABLE:
         cls, meaning = _STATUS_TABLE[status]
     elif status >= 500:
-        cls, meaning = TransientError, f"failed the request (HTTP {status})"
+        cls, meaning = TransientError, f"failed the request (HTTP {status}{phrase})"
     elif status == 404 and server == "plex":
         cls, meaning = NotInPlexError, "has no such item (404)"
     else:
-        cls, meaning = PermanentError, f"rejected the request (HTTP {status})"
+        cls, meaning = PermanentError, f"rejected the request (HTTP {status}{phrase})"
     if cls is ServerDownError and server == "stash":
         cls = StashDownError
+    if action:
+        meaning = meaning.replace("the request", action, 1)
     message = f"{name} {meaning}" + (f": {detail}" if detail else "")
+    if cls is PermanentError and server == "plex":
+        message += (
+            "; Plex will refuse it again as long as the scene's values are the same: check "
+            "the scene in Stash, then run Retry Dead Letters"
+        )
     return cls(message, server=server, status=status)
+
+
+def _reason_phrase(status: int) -> str:
+    """' Bad Request' for 400; '' for a status without a standard name."""
+    from http import HTTPStatus
+
+    try:
+        return f" {HTTPStatus(status).phrase}"
+    except ValueError:
+        return ""
 
 
 _TOKEN_PATTERNS = (

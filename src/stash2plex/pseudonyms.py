@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 # A file path: from a leading "/" (or a drive letter) lazily up to the first ".ext" that ends
-# a word, so names with spaces and brackets are covered; then folders without an extension.
+# a word (or a sentence), so names with spaces and brackets are covered.
+# Not after a word, a dot, ":" or "/" (so "1/2" and the "//host" of a URL are not paths).
 _FILE = re.compile(
-    r"(?:(?<![\w.])/|\b[A-Za-z]:\\)[^\n\"'<>|]*?\.[A-Za-z0-9]{1,5}(?=$|[\s,;:)\]\"'])"
+    r"(?:(?<![\w.:/])/|\b[A-Za-z]:[\\/])[^\n\"'<>|]*?\.[A-Za-z0-9]{1,5}"
+    r"(?=$|[\s,;:)\]\"']|\.(?:\s|$))"
 )
-_FOLDER = re.compile(r"(?<![\w.<-])/(?:[^\s/\"'<>|]+/)+[^\s/\"'<>|,;)]*")
+# Then folders without an extension: segments may hold spaces (any segment followed by "/",
+# and words of the last one), so "/media/Studio A/Sub Folder" is one path; " =>" (a
+# path_map rule), punctuation and quotes end it. "/plex" alone is a folder too.
+_SEGMENT = r"[^\s/\"'<>|,;)=]+"
+_FOLDER = re.compile(
+    rf"(?<![\w.:/<-])/(?:[^\s/\"'<>|,;=][^\n/\"'<>|,;=]*/)*{_SEGMENT}(?: {_SEGMENT})*"
+)
 
 
 def pseudonym(path: str) -> str:
@@ -28,3 +37,14 @@ def obfuscate_paths(text: str) -> str:
     """Replace every file path in `text` with its pseudonym."""
     text = _FILE.sub(lambda match: pseudonym(match.group(0)), text)
     return _FOLDER.sub(lambda match: pseudonym(match.group(0)), text)
+
+
+def obfuscate_data(value: Any) -> Any:
+    """`value` with every file path in its strings replaced (dicts and lists walked)."""
+    if isinstance(value, str):
+        return obfuscate_paths(value)
+    if isinstance(value, dict):
+        return {key: obfuscate_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [obfuscate_data(item) for item in value]
+    return value

@@ -13,10 +13,12 @@ import functools
 import re
 import threading
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -141,6 +143,37 @@ class _PlexAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
+class PlexSession(requests.Session):
+    """A `requests` session whose `verify = False` holds in every environment.
+
+    `requests` lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment replace a
+    session-level `verify` for every request that does not pass its own (plexapi passes
+    none), so `verify_tls` off was ignored where Stash runs with such a variable. The rest of
+    the environment (proxies, NO_PROXY, .netrc) is still honoured.
+    """
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """`requests`' merge, except that `verify = False` on the session stays False."""
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False and verify is None:
+            settings["verify"] = False
+        return settings
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        """`requests.Session.request`, quiet about unverified https when verification is off."""
+        if self.verify is not False:
+            return super().request(*args, **kwargs)
+        # The user switched verification off on purpose: no warning per request (it would
+        # reach Stash's log as an error line).
+        from urllib3.exceptions import InsecureRequestWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            return super().request(*args, **kwargs)
+
+
 class PlexClient:
     """A lazily connected Plex server. Counts every request it sends (`request_count`)."""
 
@@ -159,7 +192,7 @@ class PlexClient:
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or PlexSession()
         self.session.verify = verify_tls
         # One kept-alive connection per thread that may talk to Plex at once, and the user's
         # cap on requests per second for all of them together.
@@ -200,7 +233,7 @@ class PlexClient:
         if self._server is None:
             from plexapi.server import PlexServer
 
-            with plex_errors(self.secrets):
+            with plex_errors(self.secrets, self.url, self.timeout, connecting=True):
                 self._server = PlexServer(
                     self.url, self._token, session=self.session, timeout=self.timeout
                 )
@@ -210,9 +243,10 @@ class PlexClient:
         """Forget the connection (after an outage or a token change)."""
         self._server = None
 
-    def _query(self, path: str, method: str = "get", **kwargs: Any) -> Any:
+    def _query(self, path: str, method: str = "get", *, action: str = "", **kwargs: Any) -> Any:
+        """One request through plexapi; `action` names it in error messages."""
         server = self.server()
-        with plex_errors(self.secrets):
+        with plex_errors(self.secrets, self.url, self.timeout, action=action):
             return server.query(path, method=getattr(server._session, method), **kwargs)
 
     # ------------------------------------------------------------------ reads
@@ -289,12 +323,21 @@ class PlexClient:
         from plexapi import utils
 
         args = {"type": MOVIE_SEARCH_TYPE, **params, "id": str(rating_key)}
-        self._query(f"/library/sections/{section_id}/all{utils.joinArgs(args)}", method="put")
+        self._query(
+            f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
+            method="put",
+            action=f"the edit of item {rating_key}",
+        )
 
     def upload_image(self, rating_key: int, kind: str, data: bytes) -> None:
         """Upload poster (`kind="poster"`) or background art (`"art"`) bytes."""
         plural = {"poster": "posters", "art": "arts"}[kind]
-        self._query(f"/library/metadata/{rating_key}/{plural}", method="post", data=data)
+        self._query(
+            f"/library/metadata/{rating_key}/{plural}",
+            method="post",
+            data=data,
+            action=f"the {kind} upload for item {rating_key}",
+        )
 
     def rate(self, rating_key: int, rating: float | None) -> None:
         """Set (0-10) or clear (None) the user rating, as plexapi's `rate()` does."""
@@ -302,6 +345,7 @@ class PlexClient:
         self._query(
             f"/:/rate?key={rating_key}&identifier=com.plexapp.plugins.library&rating={value}",
             method="put",
+            action=f"the rating of item {rating_key}",
         )
 
     # ------------------------------------------------------------------ plays (Plex -> Stash)
@@ -438,7 +482,11 @@ class PlexClient:
         from plexapi import utils
 
         args = {"type": COLLECTION_SEARCH_TYPE, **params, "id": str(rating_key)}
-        self._query(f"/library/sections/{section_id}/all{utils.joinArgs(args)}", method="put")
+        self._query(
+            f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
+            method="put",
+            action=f"the edit of collection {rating_key}",
+        )
 
     def scan_path(self, section_id: int, path: str) -> None:
         """Ask Plex to scan one folder (a partial scan); new items appear later."""
@@ -502,14 +550,135 @@ def _plex_item(video: ET.Element) -> PlexItem:
 _STATUS_PREFIX = re.compile(r"^\((\d{3})\)")
 
 
+def connection_problem(text: str, url: str, timeout: float) -> SyncError:
+    """The classified error for a failed connection to Plex, from the text `requests` gives.
+
+    Each cause a person meets gets its own explanation with the URL that was tried: https
+    against a plain-http Plex, a certificate that is self-signed, expired or for another
+    host name, an unknown host, a closed port, a timeout. Certificate and address problems
+    are settings to fix (ConfigError: a hold, never an outage); a refused or timed-out
+    connection is Plex being down (ServerDownError: the breaker).
+    """
+    lowered = text.lower()
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    port = parts.port or (443 if parts.scheme == "https" else 32400)
+    plain = f"http://{parts.netloc}"
+    if any(
+        m in lowered
+        for m in (
+            "wrong_version_number",
+            "wrong version number",
+            "record layer failure",
+            "unknown protocol",
+            "packet length too long",
+            "http_request",
+        )
+    ):
+        return ConfigError(
+            f"Plex at {url} does not speak https (it answered in plain http): set plex_url "
+            f"to {plain}, or switch on secure connections in Plex",
+            setting="plex_url",
+            server="plex",
+        )
+    if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
+        switch_off = "switch off verify_tls (Verify Plex's certificate) if you trust this server"
+        if "has expired" in lowered:
+            why = "has expired"
+            fix = f"renew it in Plex (or whatever serves it), or {switch_off}"
+        elif "mismatch" in lowered or "doesn't match" in lowered or "not valid for" in lowered:
+            why = f"is issued for another host name, not {host}"
+            fix = (
+                "use the host name the certificate names in plex_url (Plex's own certificate "
+                f"is for its *.plex.direct address), use {plain}, or {switch_off}"
+            )
+        elif "self-signed" in lowered or "self signed" in lowered or "local issuer" in lowered:
+            why = "is self-signed or signed by an authority this machine does not trust"
+            fix = f"{switch_off}, or add its authority to REQUESTS_CA_BUNDLE"
+        elif "verify failed" in lowered:
+            why = "failed verification"
+            fix = switch_off
+        else:
+            return ConfigError(
+                f"the secure (TLS) connection to Plex at {url} failed: "
+                f"{shorten(_ssl_reason(text), 160)}; check plex_url or use {plain}",
+                setting="plex_url",
+                server="plex",
+            )
+        return ConfigError(
+            f"Plex's certificate at {url} {why}: {fix}", setting="verify_tls", server="plex"
+        )
+    if any(
+        m in lowered
+        for m in (
+            "name or service not known",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "failed to resolve",
+            "name resolution",
+            "no address associated",
+        )
+    ):
+        return ConfigError(
+            f"the host name {host} in plex_url ({url}) is unknown (it does not resolve to an "
+            "address): check its spelling, or use Plex's IP address",
+            setting="plex_url",
+            server="plex",
+        )
+    if "refused" in lowered:
+        return ServerDownError(
+            f"Plex is not reachable at {url}: connection refused (nothing listens on port "
+            f"{port}; is Plex running, and is {port} its port?)",
+            server="plex",
+        )
+    if "timed out" in lowered or "timeout" in lowered:
+        return ServerDownError(
+            f"Plex at {url} did not answer within {timeout:g} s (connection timed out): is "
+            "Plex running, and is the address right and reachable from this machine?",
+            server="plex",
+        )
+    if "no route to host" in lowered or "network is unreachable" in lowered:
+        return ServerDownError(
+            f"Plex at {url} cannot be reached from this machine (no route to the host): is "
+            "the address right, and is the network up?",
+            server="plex",
+        )
+    if "remotedisconnected" in lowered or "connection aborted" in lowered or "reset" in lowered:
+        return TransientError(
+            f"Plex at {url} closed the connection without an answer"
+            + (
+                " (if Plex requires secure connections, use https:// in plex_url)"
+                if parts.scheme == "http"
+                else ""
+            ),
+            server="plex",
+        )
+    return ServerDownError(f"Plex is not reachable at {url}", server="plex")
+
+
+def _ssl_reason(text: str) -> str:
+    """The OpenSSL reason inside a `requests` error text (e.g. "sslv3 alert handshake failure")."""
+    match = re.search(r"\[SSL[^\]]*\]\s*([^(\"']+)", text)
+    return match.group(1).strip() if match else text
+
+
 @contextlib.contextmanager
-def plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
+def plex_errors(
+    secrets: tuple[str, ...] = (),
+    url: str = "",
+    timeout: float = 30.0,
+    *,
+    connecting: bool = False,
+    action: str = "",
+) -> Iterator[None]:
     """Translate anything plexapi or requests raises into a SyncError from Plex (chained).
 
     Facts (plexapi 4.18.3, `PlexServer.query`): 401 raises Unauthorized, 404 NotFound, any other
     non-2xx BadRequest whose message starts with "(status)"; a status `requests` has no name for
     (520, 599, ...) makes plexapi itself fail with TypeError; an empty body makes the parsed
-    objects lack attributes.
+    objects lack attributes. `url` is the server's address (for messages); `connecting`: the
+    first request to the server, where a 404 means the URL points at something that is not
+    Plex; `action` names what was being done ("the edit of item 12") in refusals.
     """
     import requests
     from plexapi import exceptions as plex_exc
@@ -520,37 +689,42 @@ def plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
         raise
     except plex_exc.Unauthorized as exc:
         raise AuthError(
-            "Plex rejected the token (401): set a valid `plex_token`", server="plex", status=401
+            "Plex rejected the token (401 Unauthorized): set a valid `plex_token` (Plex Web: "
+            "any item > Get Info > View XML, the value after X-Plex-Token= in the address)",
+            server="plex",
+            status=401,
         ) from exc
     except plex_exc.NotFound as exc:
-        message = redact(f"Plex has no such item: {shorten(str(exc))}", secrets)
-        raise NotInPlexError(message, server="plex", status=404) from exc
+        if connecting:
+            raise _not_plex(url, "404 Not Found") from exc
+        raise NotInPlexError(
+            "Plex has no such item any more (404 Not Found)", server="plex", status=404
+        ) from exc
     except plex_exc.BadRequest as exc:
         match = _STATUS_PREFIX.match(str(exc))
         if match is None:
-            raise PermanentError("Plex rejected the request", server="plex") from exc
-        raise error_for_status(int(match.group(1)), "plex") from exc
-    except requests.exceptions.SSLError as exc:
-        raise ConfigError(
-            "Plex's TLS certificate was rejected: " + shorten(redact(str(exc), secrets), 200),
-            setting="verify_tls",
+            raise PermanentError(f"Plex rejected {action or 'the request'}", server="plex") from exc
+        raise error_for_status(int(match.group(1)), "plex", action=action) from exc
+    except (requests.ConnectionError, requests.ConnectTimeout) as exc:
+        raise connection_problem(redact(str(exc), secrets), url, timeout) from exc
+    except requests.Timeout as exc:
+        raise TransientError(
+            f"Plex did not answer within {timeout:g} s (read timeout); a very busy Plex can "
+            "take longer: raise plex_timeout if this keeps happening",
             server="plex",
         ) from exc
-    except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-        text = str(exc)
-        if "RemoteDisconnected" in text or "Connection aborted" in text:
-            raise TransientError("Plex closed the connection mid-request", server="plex") from exc
-        raise ServerDownError(
-            "Plex is not reachable (connection refused or timed out)", server="plex"
-        ) from exc
-    except requests.Timeout as exc:
-        raise TransientError("Plex did not answer in time (read timeout)", server="plex") from exc
     except requests.RequestException as exc:
+        # The exception's text quotes the request URL (percent-encoded, with our parameters):
+        # a person gets what failed, not the URL.
         raise TransientError(
-            redact(f"HTTP error talking to Plex: {shorten(str(exc))}", secrets), server="plex"
+            f"Plex's answer to {action or 'a request'} could not be read "
+            f"({type(exc).__name__}); it is tried again",
+            server="plex",
         ) from exc
     except ET.ParseError as exc:
-        raise TransientError("Plex sent a malformed XML answer", server="plex") from exc
+        # Transient even when connecting: one odd answer is no verdict on the settings.
+        hint = f" (if this persists, check that plex_url {url} is Plex)" if connecting else ""
+        raise TransientError(f"Plex sent a malformed XML answer{hint}", server="plex") from exc
     except TypeError as exc:
         if "NoneType" in str(exc) and "subscriptable" in str(exc):
             raise TransientError(
@@ -570,6 +744,15 @@ def plex_errors(secrets: tuple[str, ...] = ()) -> Iterator[None]:
             f"{shorten(str(exc), 120)})",
             server="plex",
         ) from exc
+
+
+def _not_plex(url: str, what: str) -> ConfigError:
+    return ConfigError(
+        f"{url} does not answer like a Plex Media Server ({what}): set plex_url to the "
+        "server's address, e.g. http://192.168.1.10:32400",
+        setting="plex_url",
+        server="plex",
+    )
 
 
 def _int_attr(element: ET.Element, name: str) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
-from stash2plex.errors import AuthError, NotConfiguredError
+from stash2plex.errors import AuthError, ConfigError, NotConfiguredError
 from stash2plex.settings.config import PLUGIN_ID, Config, build_config
 from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
 from stash2plex.store.db import Store
@@ -91,19 +91,26 @@ def build_context(
 ) -> Context:
     """Read the settings through Stash and build the clients.
 
-    Raises NotConfiguredError when required settings are missing, and the Stash client's
+    Raises ConfigError naming an invalid blocking setting (`plex_url`, `path_map`),
+    NotConfiguredError when required settings are missing, and the Stash client's
     errors (StashDownError, AuthError, ...) when the settings cannot be read.
     """
     if local is None:
         local = load_local_settings(store.path.parent)
     stash = connect_stash(store, connection, local)
     config, sources = load_config(stash, local)
+    for key, problem in config.invalid.items():
+        # Checked before `missing`: an invalid URL is reported as invalid, not as unset.
+        raise ConfigError(problem, setting=key, source=sources.get(key, ""))
     if config.missing:
         invalid = [w for w in config.warnings if any(f" {key} " in w for key in config.missing)]
+        names = " and ".join(config.missing)
+        where = "in Settings > Plugins > Stash2Plex"
+        if local.stash_url:  # the command line or the service: the environment is at hand
+            variables = " and ".join(f"STASH2PLEX_{key.upper()}" for key in config.missing)
+            where += f", or as {variables}"
         raise NotConfiguredError(
-            "Stash2Plex is not configured: set "
-            + ", ".join(config.missing)
-            + " in Settings > Plugins > Stash2Plex"
+            f"Stash2Plex is not configured: set {names} {where}"
             + "".join(f" ({warning})" for warning in invalid)
         )
     plex = PlexClient(

@@ -37,10 +37,11 @@ def pause_for(error: errors.SyncError, now: float, sources: dict[str, str]) -> P
     `sources` says where each setting's value came from, so the message can name it.
     """
     kind: PauseKind
+    source = ""
     if isinstance(error, errors.NotConfiguredError):
         kind, setting = "not_configured", ""
     elif isinstance(error, errors.ConfigError):
-        kind, setting = "config", error.setting
+        kind, setting, source = "config", error.setting, error.source
     elif isinstance(error, errors.AuthError):
         kind = "stash_auth" if error.server == "stash" else "plex_auth"
         setting = SETTING_OF_KIND[kind]
@@ -54,7 +55,7 @@ def pause_for(error: errors.SyncError, now: float, sources: dict[str, str]) -> P
         since=now,
         next_check_at=now + check_delay(0),
         setting=setting,
-        source=sources.get(setting, ""),
+        source=source or sources.get(setting, ""),
     )
 
 

@@ -34,7 +34,7 @@ from stash2plex.engine.context import Context, build_context
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
 from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
-from stash2plex.pseudonyms import obfuscate_paths
+from stash2plex.pseudonyms import obfuscate_data, obfuscate_paths
 from stash2plex.pull.timer import PullTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
@@ -59,6 +59,8 @@ STORE_BUSY_RETRY_SECONDS = 5.0
 HOUSEKEEPING_SECONDS = 3600.0
 DONE_JOB_RETENTION_SECONDS = 7 * 86400.0
 EVENT_RETENTION_SECONDS = 30 * 86400.0
+# The job source of "Force Sync All" / `stash2plex sync --force`: rewrite Plex from Stash.
+FORCE_SOURCE = "force"
 
 
 @dataclass(frozen=True)
@@ -396,7 +398,7 @@ class Worker:
             self._maybe_request_scan(context, job, result)
         elif isinstance(result, errors.TransientError) and _repeated_server_failure(job, result):
             result = self._confirm(context, result)
-        return route(
+        decision = route(
             job,
             result,
             breaker=holds.breaker,
@@ -409,6 +411,7 @@ class Worker:
             ),
             rng=self.rng,
         )
+        return _without_paths(decision) if context.config.obfuscate_paths else decision
 
     def _confirm(self, context: Context, error: errors.SyncError) -> errors.SyncError:
         """A job failed again the same way: ask the server that failed whether it is sick.
@@ -438,6 +441,8 @@ class Worker:
         """Sync one scene and classify the result. Runs on any thread: touches only its own
         syncer (and store connection), never the worker's store."""
         try:
+            # Force Sync All: this job rewrites Plex from Stash (the syncer is this thread's).
+            syncer.force = job.source == FORCE_SOURCE
             outcome = syncer.sync(job.scene_id, scene)
         except errors.SyncError as exc:
             secrets = context.config.secrets() + context.stash.connection.secrets()
@@ -692,6 +697,8 @@ class Worker:
         self.store.delete_dead_letters(older_than=now - days * 86400)
 
     def _event(self, level: EventLevel, kind: str, message: str) -> None:
+        if self._context is not None and self._context.config.obfuscate_paths:
+            message = obfuscate_paths(message)  # the events table is shown and shared too
         getattr(log, level)(message)
         self.store.add_event(level, kind, message)
 
@@ -703,6 +710,23 @@ def _repeated_server_failure(job: Job, error: errors.TransientError) -> bool:
         not isinstance(error, errors.InternalError)
         and error.server is not None
         and job.attempts >= 1
+    )
+
+
+def _without_paths(decision: Decision) -> Decision:
+    """The decision with file paths replaced by pseudonyms in everything the store keeps of
+    it (the job's last error and detail, the dead letter, the pause, the event):
+    `obfuscate_paths` covers records, not only logs."""
+    return replace(
+        decision,
+        message=obfuscate_paths(decision.message) if decision.message else decision.message,
+        detail=obfuscate_data(decision.detail) if decision.detail else decision.detail,
+        event=replace(decision.event, message=obfuscate_paths(decision.event.message))
+        if decision.event
+        else None,
+        pause=replace(decision.pause, message=obfuscate_paths(decision.pause.message))
+        if decision.pause
+        else None,
     )
 
 

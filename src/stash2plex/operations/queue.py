@@ -16,9 +16,10 @@ from stash2plex import errors
 from stash2plex.clients.stash import StashClient
 from stash2plex.engine.context import Context
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
-from stash2plex.engine.worker import DrainReport, Worker, WorkerBusyError
+from stash2plex.engine.worker import FORCE_SOURCE, DrainReport, Worker, WorkerBusyError
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.records import Holds
+from stash2plex.settings.sources import describe_source
 from stash2plex.store.db import Store
 from stash2plex.sync.syncer import SceneSyncer
 
@@ -58,13 +59,14 @@ def queue_status(store: Store, data_dir: Path) -> QueueStatus:
     )
 
 
-def queue_all_scenes(store: Store, stash: StashClient) -> int:
+def queue_all_scenes(store: Store, stash: StashClient, *, force: bool = False) -> int:
     """Mark every Stash scene dirty, a page of ids at a time (one transaction per page, so
     100,000 scenes queue in seconds and never sit in memory). Unchanged scenes then cost no
-    Plex write. Returns how many scenes were queued."""
+    Plex write; with `force` every synced field and image is rewritten (Force Sync All).
+    Returns how many scenes were queued."""
     queued = 0
     for page in stash.scene_id_pages():
-        store.enqueue(page, source="sync_all")
+        store.enqueue(page, source=FORCE_SOURCE if force else "sync_all")
         queued += len(page)
     return queued
 
@@ -177,12 +179,14 @@ class FieldChange:
 @dataclass(frozen=True)
 class ScenePreview:
     scene_id: int
-    # "would change" | "unchanged" | "left alone" | "not in Plex" | "ambiguous" | "conflict"
-    # | "settings" | "no file" | "not in Stash" | "error"
+    # "would change" | "unchanged" | "edited in Plex" | "left alone" | "not in Plex"
+    # | "ambiguous" | "conflict" | "settings" | "no file" | "not in Stash" | "error"
     status: str
     rating_key: int | None = None
     changes: tuple[FieldChange, ...] = ()
     note: str = ""
+    # Fields where Plex differs from Stash but a sync leaves Plex as it is (edited in Plex).
+    kept: tuple[FieldChange, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -190,26 +194,39 @@ class ScenePreview:
             "status": self.status,
             "rating_key": self.rating_key,
             "changes": [c.__dict__ for c in self.changes],
+            "kept": [c.__dict__ for c in self.kept],
             "note": self.note,
         }
 
 
 def preview(
-    context: Context, *, scene_id: int | None = None, count: int = 10
+    context: Context,
+    *,
+    scene_id: int | None = None,
+    count: int = 10,
+    scene_ids: list[int] | None = None,
+    force: bool = False,
 ) -> list[ScenePreview]:
     """What a sync would change in Plex, field by field. Reads Stash and Plex; writes nothing.
 
-    Plex's current values come from each item's detail (one read per scene), so the preview
-    shows what is really there, including edits made in Plex.
+    Stash is compared with Plex as it is (each item's detail, one read per scene): a field
+    edited in Plex shows as kept (a sync leaves it, unless `force`, which rewrites it; with
+    `preserve_plex_edits` even a forced sync leaves it), and a value Plex already shows is
+    no change, whatever was recorded before. `scene_id` or `scene_ids` choose scenes; else the
+    first `count` scenes.
     """
-    syncer = SceneSyncer(context.store, context.stash, context.plex, context.config)
-    if scene_id is not None:
-        scene = context.stash.find_scene(scene_id)
-        scenes = [scene] if scene else []
-        if not scenes:
-            return [ScenePreview(scene_id, "not in Stash", note="no such scene in Stash")]
-    else:
-        _, scenes = context.stash.find_scenes(per_page=count)
+    syncer = SceneSyncer(context.store, context.stash, context.plex, context.config, force=force)
+    wanted = [scene_id] if scene_id is not None else scene_ids
+    if wanted is not None:
+        results = []
+        for one in wanted:
+            scene = context.stash.find_scene(one)
+            if scene is None:
+                results.append(ScenePreview(one, "not in Stash", note="no such scene in Stash"))
+            else:
+                results.append(_preview_scene(syncer, scene))
+        return results
+    _, scenes = context.stash.find_scenes(per_page=count)
     return [_preview_scene(syncer, scene) for scene in scenes]
 
 
@@ -249,46 +266,68 @@ def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
             "(setting sync_empty_scenes)",
         )
     changes: list[FieldChange] = []
+    kept: list[FieldChange] = []
+    preserved: list[str] = []
+    edited: list[str] = []
     for plan, current in zip(plans, currents, strict=True):
         # A scene whose files Plex holds as several items: name the item for all but the first.
         suffix = f" (item {plan.match.rating_key})" if plan.position else ""
         if current is None:
             continue
-        changes += [
-            FieldChange(change.field + suffix, change.plex, change.stash)
-            for change in _plan_changes(plan, current)
-        ]
-    preserved = list(dict.fromkeys(key for plan in plans for key in plan.preserved))
-    note = f"left alone, edited in Plex: {', '.join(preserved)}" if preserved else ""
-    status = "would change" if changes else "unchanged"
-    return ScenePreview(scene_id, status, matches[0].rating_key, tuple(changes), note)
+        writes, keeps = _compare_with_plex(plan, current)
+        changes += [FieldChange(c.field + suffix, c.plex, c.stash) for c in writes]
+        kept += [FieldChange(c.field + suffix, c.plex, c.stash) for c in keeps]
+        preserved += [c.field + suffix for c in keeps if c.field in plan.preserved]
+        edited += [c.field + suffix for c in keeps if c.field not in plan.preserved]
+    notes = []
+    if preserved:
+        notes.append(f"left alone, edited in Plex: {', '.join(preserved)} (preserve_plex_edits)")
+    if edited:
+        notes.append(
+            f"edited in Plex: {', '.join(edited)}; a sync leaves them, Force Sync All rewrites "
+            "them from Stash"
+        )
+    status = "would change" if changes else ("edited in Plex" if kept else "unchanged")
+    return ScenePreview(
+        scene_id, status, matches[0].rating_key, tuple(changes), "; ".join(notes), tuple(kept)
+    )
 
 
-def _plan_changes(plan: Any, current: Any) -> list[FieldChange]:
-    changes = []
+def _compare_with_plex(plan: Any, current: Any) -> tuple[list[FieldChange], list[FieldChange]]:
+    """(fields a sync would write, fields where Plex differs but a sync leaves it), comparing
+    what Stash says with what the Plex item shows now."""
     desired = plan.desired
-    for key in plan.changes:
-        if key in desired.fields:
-            changes.append(FieldChange(key, current.fields.get(key, ""), desired.fields[key]))
-        elif key == "genre":
-            changes.append(_list_change(key, current.tags.get(key, []), desired.genres or ()))
-        elif key == "actor":
-            names = [a.name for a in desired.actors or ()]
-            changes.append(_list_change(key, current.tags.get(key, []), names))
-        elif key == "collection":
-            new = plan.owned.get("collection_all", [])
-            changes.append(_list_change(key, current.tags.get(key, []), new))
-        elif key == "rating":
-            changes.append(FieldChange(key, str(current.user_rating or ""), str(desired.rating)))
+    pairs: list[tuple[str, str, str]] = []
+    for key, value in desired.fields.items():
+        pairs.append((key, current.fields.get(key, ""), value))
+    lists = {
+        "genre": desired.genres,
+        "actor": None if desired.actors is None else [a.name for a in desired.actors],
+        "collection": None if desired.collections is None else plan.owned.get("collection_all"),
+        "label": None if desired.labels is None else plan.owned.get("label_all", desired.labels),
+    }
+    for key, wanted in lists.items():
+        if wanted is None:
+            continue
+        before = list(current.tags.get(key, []))
+        if sorted(before) != sorted(wanted):
+            pairs.append((key, ", ".join(before), ", ".join(wanted)))
+    if desired.sync_rating:
+        rating = "" if desired.rating is None else f"{desired.rating:g}"
+        now = "" if current.user_rating is None else f"{current.user_rating:g}"
+        pairs.append(("rating", now, rating))
+    changes: list[FieldChange] = []
+    kept: list[FieldChange] = []
+    for key, plex_value, stash_value in pairs:
+        if plex_value == stash_value:
+            continue
+        change = FieldChange(key, plex_value, stash_value)
+        (changes if key in plan.changes else kept).append(change)
     for kind in plan.images:
         changes.append(
             FieldChange(kind, "(current image)", "the Stash cover, if its content changed")
         )
-    return changes
-
-
-def _list_change(key: str, before: list[str], after: Any) -> FieldChange:
-    return FieldChange(key, ", ".join(before), ", ".join(after))
+    return changes, kept
 
 
 # ---------------------------------------------------------------------- queue management
@@ -318,15 +357,16 @@ def status_report(store: Store, data_dir: Path) -> dict[str, Any]:
 
 
 def hold_message(holds: Holds) -> str | None:
-    """One sentence saying what holds the queue and how it ends, or None."""
+    """One sentence saying what holds the queue, what to fix and where its value came from
+    (Stash's plugin settings, an environment variable, a file), or None."""
     pause = holds.pause
     if pause is not None:
-        where = f" (from {pause.source})" if pause.source else ""
-        setting = f"; fix `{pause.setting}`{where}" if pause.setting else ""
-        return f"{pause.message}{setting}"
+        where = describe_source(pause.setting, pause.source)
+        return f"{pause.message}; {where}" if where else pause.message
     if not holds.breaker.is_closed:
-        reason = f": {holds.breaker.reason}" if holds.breaker.reason else ""
-        return f"Plex is down{reason}; jobs wait and sync by themselves when it is back"
+        reason = holds.breaker.reason
+        down = reason if reason.startswith("Plex") else f"Plex is down: {reason}"
+        return (down if reason else "Plex is down") + "; jobs wait and sync when it is back"
     return None
 
 
@@ -420,10 +460,18 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     if health.ok:
         remember_plex_server(context)
     status = status_report(context.store, data_dir)
+    detail = health.detail
+    setting = getattr(health.error, "setting", "") or (
+        "plex_token" if health.error_class == errors.AUTH else ""
+    )
+    where = describe_source(setting, context.sources.get(setting, ""))
+    if where:  # e.g. the token came from STASH2PLEX_PLEX_TOKEN, not from Stash
+        detail = f"{detail}; {where}"
     return {
         "healthy": health.ok,
         "latency_ms": round(health.latency_ms, 1),
-        "detail": health.detail,
+        "detail": detail,
+        "problem": health.error_class,
         "breaker": status["breaker"],
         "paused": status["paused"],
         "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},

@@ -247,12 +247,36 @@ def _missing(dependencies: Sequence[Dependency], log: Log) -> list[Dependency]:
     return missing
 
 
-def _failure(missing: Sequence[Dependency], reason: str, command: Sequence[str]) -> str:
+def _failure(missing: Sequence[Dependency], reason: str, command: Sequence[str] | str) -> str:
+    shown = command if isinstance(command, str) else render_command(command)
     return (
         f"Stash2Plex could not install its dependencies ({_names(missing)}): {reason}. "
         "Install them by hand with the Python that Stash runs, then run the task again:\n"
-        f"{render_command(command)}"
+        f"{shown}"
     )
+
+
+def without_pip_command(python: str, command: Sequence[str]) -> str:
+    """A command that installs the dependencies with a Python that has no pip: first give it
+    pip (its own ensurepip when it has one, else the system's package: Stash's Docker image
+    is Alpine Linux), then the pip command."""
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import ensurepip"], capture_output=True, timeout=30, check=False
+        )
+        has_ensurepip = probe.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        has_ensurepip = False
+    if has_ensurepip:
+        first = render_command([python, "-m", "ensurepip", "--upgrade"])
+    elif os.path.exists("/etc/alpine-release"):
+        first = "apk add py3-pip"
+    elif os.path.exists("/etc/debian_version"):
+        first = "apt-get install -y python3-pip"
+    else:
+        first = "install pip for this Python with your system's package manager"
+        return f"{first}, then: {render_command(command)}"
+    return f"{first} && {render_command(command)}"
 
 
 def _install_with_pythondepmanager(
@@ -370,11 +394,12 @@ def _run_pip(
         reason = f"pip exited with status {returncode}"
         errors = [line.strip() for line in lines if line.lstrip().startswith("ERROR:")]
         if "No module named pip" in output:
-            reason += (
-                " because this Python has no pip (install your system's python3-pip package, "
-                "or point Stash's Python path setting at a Python that has pip)"
+            reason = (
+                f"the Python Stash runs ({command[0]}) has no pip; the command below gives it "
+                "pip first (or point Stash's Python path setting at a Python that has pip)"
             )
-        elif errors:
+            return _failure(missing, reason, without_pip_command(command[0], command))
+        if errors:
             reason += f" ({errors[-1]})"
         return _failure(missing, reason, command)
     _activate([str(target)])

@@ -8,10 +8,11 @@ with the mode stored in the zip. It offers an update when an index entry's `date
 `YYYY-MM-DD HH:MM:SS`) is later than the installed one's.
 
 The zip holds, at its root, the manifest, the entry script, a generated requirements.txt, the
-license, the README and the `stash2plex` package without the sandbox (the emulators are for
-tests and the demo, not for users). It is reproducible: entries sorted, one fixed timestamp, one
-fixed mode, and stored rather than deflated, because deflate output differs between zlib builds
-and anyone should be able to rebuild a release and get its published sha256.
+license, the README, the user docs (`docs/`, which the README links to) and the `stash2plex`
+package without the sandbox (the emulators are for tests and the demo, not for users). It is
+reproducible: entries sorted, one fixed timestamp, one fixed mode, and stored rather than
+deflated, because deflate output differs between zlib builds and anyone should be able to
+rebuild a release and get its published sha256.
 
 Standard library only (plus `tomli` on Python 3.10, to read pyproject.toml).
 """
@@ -55,7 +56,8 @@ class BuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class BuildResult:
-    """What `build_plugin` wrote."""
+    """What `build_plugin` wrote. `source_url` is what to enter in Stash as the plugin source
+    (Settings > Plugins > Available Plugins > Add Source) when Stash runs on this machine."""
 
     zip_path: Path
     index_path: Path
@@ -64,6 +66,12 @@ class BuildResult:
     date: str
     #: The zip's entry names, in archive order.
     files: tuple[str, ...]
+
+    @property
+    def source_url(self) -> str:
+        """`file://` and the index's absolute path: Stash reads a local source index (and the
+        zip beside it) when its URL has the file scheme."""
+        return self.index_path.resolve().as_uri()
 
 
 def runtime_requirements(pyproject: Path) -> list[str]:
@@ -264,6 +272,12 @@ def build_plugin(
         raise BuildError(f"no package at {package_dir}")
     for name, path in package_files(package_dir):
         entries[name] = _read(path)
+    docs = repo_root / "docs"
+    if not docs.is_dir():
+        raise BuildError(f"no docs folder at {docs}: the zip carries the user docs")
+    for path in sorted(docs.rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.parts):
+            entries[path.relative_to(repo_root).as_posix()] = _read(path)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

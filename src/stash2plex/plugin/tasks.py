@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,6 +24,15 @@ from stash2plex.store.db import Store
 TASK_BUSY_SECONDS = 5.0
 
 
+@dataclass
+class TaskResult:
+    """A task's output, and its error when the task could not do its job or a person must
+    act (Stash then shows a failed job with that one sentence)."""
+
+    output: dict[str, Any]
+    error: str | None = None
+
+
 def run_task(
     args: dict[str, Any],
     connection: dict[str, Any],
@@ -30,13 +42,15 @@ def run_task(
     log: protocol.StashLog,
     stdout: IO[str] | None = None,
 ) -> int:
+    """Run the task `args.mode` and print its one result; returns the exit code (1 when the
+    result carries an error). Never lets a traceback reach Stash: an unexpected failure is
+    reported in one sentence (the traceback goes to the debug log)."""
     try:
         scrub = _configure_output(connection, data_dir, log)
         # Whatever this task is, work left without a worker (a task stopped with Stash's Stop
         # button, a worker killed) gets one now: every wake-up has an owner.
         wake_worker(data_dir, plugin_dir)
     except StoreError as exc:
-        log.error(f"Stash2Plex: {exc}")
         protocol.write_result(error=str(exc), stream=stdout)
         return 1
     mode = str(args.get("mode") or "")
@@ -44,21 +58,50 @@ def run_task(
     handler = TASKS.get(mode)
     if handler is None:
         message = f"unknown task mode {mode!r}; expected one of: {', '.join(sorted(TASKS))}"
-        log.error(f"Stash2Plex: {message}")
         protocol.write_result(error=message, stream=stdout)
         return 1
+    bridge = _LogBridge(log)
+    logging.getLogger("stash2plex").addHandler(bridge)
     try:
-        output = handler(args, connection, data_dir, log, _starter(data_dir, plugin_dir))
+        result = handler(args, connection, data_dir, log, _starter(data_dir, plugin_dir))
     except SyncError as exc:
-        log.error(f"Stash2Plex: {exc.message}")
         protocol.write_result(error=scrub(exc.message), stream=stdout)
         return 1
     except StoreError as exc:
-        log.error(f"Stash2Plex: {scrub(str(exc))}")
         protocol.write_result(error=scrub(str(exc)), stream=stdout)
         return 1
-    protocol.write_result(output=json.loads(scrub(json.dumps(output))), stream=stdout)
-    return 0
+    except Exception as exc:  # a bug of ours: one sentence for Stash, details at debug level
+        log.debug(scrub(traceback.format_exc()))
+        message = (
+            f"the task {mode!r} failed unexpectedly ({type(exc).__name__}: {exc}); switch on "
+            "debug_logging and run it again to see where"
+        )
+        protocol.write_result(error=scrub(message), stream=stdout)
+        return 1
+    finally:
+        logging.getLogger("stash2plex").removeHandler(bridge)
+    if not isinstance(result, TaskResult):
+        result = TaskResult(result)
+    output = json.loads(scrub(json.dumps(result.output, default=str)))
+    error = scrub(result.error) if result.error else None
+    protocol.write_result(output=output, error=error, stream=stdout)
+    return 1 if error else 0
+
+
+class _LogBridge(logging.Handler):
+    """The worker's log lines, when a task drains in its own process, go to Stash's log at
+    debug level only: the task's own summary says what happened, once (a mass failure must not
+    become one line per scene)."""
+
+    def __init__(self, log: protocol.StashLog) -> None:
+        super().__init__(logging.DEBUG)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._log.debug(f"Stash2Plex worker: {record.getMessage()}")
+        except Exception:
+            self.handleError(record)
 
 
 def _configure_output(
@@ -81,7 +124,7 @@ def _configure_output(
         hide_paths = config.obfuscate_paths
         log.debug_enabled = config.debug_logging
     except SyncError:
-        pass
+        pass  # the task meets the same problem and reports it in its result
 
     def scrub(text: str) -> str:
         text = redact(text, secrets)
@@ -106,12 +149,17 @@ def _starter(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
 
 def _drain_report(
     data_dir: Path, log: protocol.StashLog, start_worker: Callable[[], Any]
-) -> dict[str, Any]:
+) -> TaskResult:
+    """Follow the detached worker's drain and judge the result (`drain_verdict`)."""
+    from stash2plex.operations.outcome import drain_verdict
+
     started = time.monotonic()
+    started_at = time.time()
     report = operations.process_queue(data_dir, progress=_progress(log), start_worker=start_worker)
     with Store.open(data_dir) as store:
         status = operations.queue_status(store, data_dir)
         held = operations.hold_message(store.holds())
+        verdict = drain_verdict(store, started_at, report)
     result: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "queue": status.counts,
@@ -124,20 +172,19 @@ def _drain_report(
         waiting=report.deferred,
         dead_lettered=report.dead_lettered,
     )
-    for error in report.errors:
-        log.error(f"Stash2Plex: {error}")
-    if report.errors:
-        result["errors"] = report.errors
     if held:
         result["blocked"] = held
+    for note in verdict.notes:
+        log.warning(f"Stash2Plex: {note}")
     log.info(f"Stash2Plex: {_summary_line(result)}")
-    return result
+    return TaskResult(result, verdict.error)
 
 
 def _summary_line(result: dict[str, Any]) -> str:
-    keys = ("synced", "unchanged", "skipped", "waiting", "dead_lettered")
-    parts = [f"{key.replace('_', ' ')} {result[key]}" for key in keys if key in result]
-    return ", ".join([*parts, f"{result['seconds']} s"])
+    keys = ("synced", "unchanged", "skipped", "dead_lettered")
+    parts = [f"{key.replace('_', '-')} {result[key]}" for key in keys if key in result]
+    waiting = sum(n for state, n in result["queue"].items() if state != "done")
+    return ", ".join([*parts, f"{waiting} waiting in the queue", f"{result['seconds']} s"])
 
 
 def sync_all(
@@ -146,12 +193,16 @@ def sync_all(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
+    force = _bool_arg(args, "force")
     with Store.open(data_dir) as store:
         stash = connect_stash(store, connection)
-        queued = operations.queue_all_scenes(store, stash)
-    log.info(f"Stash2Plex: queued {queued} scenes")
-    return {"queued": queued, **_drain_report(data_dir, log, start_worker)}
+        queued = operations.queue_all_scenes(store, stash, force=force)
+    log.info(
+        f"Stash2Plex: queued {queued} scenes" + (" to rewrite in Plex from Stash" if force else "")
+    )
+    drained = _drain_report(data_dir, log, start_worker)
+    return TaskResult({"queued": queued, **drained.output}, drained.error)
 
 
 def process_queue(
@@ -160,7 +211,7 @@ def process_queue(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
     return _drain_report(data_dir, log, start_worker)
@@ -172,7 +223,7 @@ def preview(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     scene_id = _int_arg(args, "scene_id", None)
     count = _int_arg(args, "count", 10)
     with Store.open(data_dir) as store:
@@ -184,8 +235,11 @@ def preview(
             + (f" ({item.note})" if item.note else "")
         )
         for change in item.changes:
-            log.info(f"    {change.field}: {change.plex!r} -> {change.stash!r}")
-    return {"previewed": len(previews), "scenes": [item.as_dict() for item in previews]}
+            log.info(f'    {change.field}: "{change.plex}" → "{change.stash}"')
+    output = {"previewed": len(previews), "scenes": [item.as_dict() for item in previews]}
+    if scene_id is not None and previews and previews[0].status == "not in Stash":
+        return TaskResult(output, f"Stash has no scene {scene_id}: nothing to preview")
+    return output
 
 
 def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
@@ -199,13 +253,45 @@ def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
         raise SyncError(f"task argument {key}={value!r} must be a whole number") from None
 
 
+def _bool_arg(args: dict[str, Any], key: str) -> bool:
+    """A flag from defaultArgs ("true") or the API (true)."""
+    value = args.get(key)
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def waiting_scenes(
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    start_worker: Callable[[], Any],
+) -> dict[str, Any] | TaskResult:
+    """Show Waiting Scenes: every outstanding job and dead letter, one line each (at most
+    `limit` lines in the log; the output has them all)."""
+    from stash2plex.operations.inspect import OUTSTANDING, jobs_summary, list_jobs, row_line
+
+    limit = _int_arg(args, "limit", 200)
+    now = time.time()
+    with Store.open(data_dir) as store:
+        rows = list_jobs(store, states=(*OUTSTANDING, "dead_letter"), now=now)
+        held = operations.hold_message(store.holds())
+    if held:
+        log.warning(f"Stash2Plex: the queue is held: {held}")
+    log.info(f"Stash2Plex: {len(rows)} scenes not synced yet: {jobs_summary(rows)}")
+    for row in rows[:limit]:
+        log.info(f"Stash2Plex: {row_line(row, now)}")
+    if len(rows) > limit:
+        log.info(f"Stash2Plex: … and {len(rows) - limit} more (see the task's output)")
+    return {"count": len(rows), "held": held, "scenes": rows}
+
+
 def queue_status(
     args: dict[str, Any],
     connection: dict[str, Any],
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
         status = operations.status_report(store, data_dir)
@@ -213,9 +299,10 @@ def queue_status(
     dead = ", ".join(f"{n} {cls}" for cls, n in status["dead_letters"].items()) or "none"
     log.info(
         f"Stash2Plex queue: {status['pending']} pending, {status['in_progress']} in progress, "
-        f"waiting: {waiting}; dead letters: {dead}; breaker {status['breaker']}"
-        + (f"; PAUSED: {status['paused']}" if status["paused"] else "")
+        f"waiting: {waiting}; dead letters: {dead}; circuit breaker {status['breaker']}"
     )
+    if status["paused"]:
+        log.warning(f"Stash2Plex: the queue is held: {status['paused']}")
     return status
 
 
@@ -225,7 +312,7 @@ def clear_queue(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         cleared = operations.clear_pending(store)
     log.info(f"Stash2Plex: cleared {cleared} pending jobs (jobs in progress were left alone)")
@@ -238,7 +325,7 @@ def clear_dlq(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         cleared = operations.clear_dead_letters(store)
     log.info(f"Stash2Plex: removed {cleared} dead letters")
@@ -251,7 +338,7 @@ def purge_dlq(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     days = _int_arg(args, "days", 30)
     with Store.open(data_dir) as store:
         purged = operations.purge_dead_letters(store, days)
@@ -265,16 +352,18 @@ def retry_dlq(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     error_class = str(args.get("error_class") or "") or None
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
         queued = operations.retry_dead_letters(store, error_class)
     log.info(f"Stash2Plex: re-queued {queued} scenes from the dead-letter queue")
     result: dict[str, Any] = {"requeued": queued}
-    if queued:
-        result["drain"] = _drain_report(data_dir, log, start_worker)
-    return result
+    if not queued:
+        return result
+    drained = _drain_report(data_dir, log, start_worker)
+    result["drain"] = drained.output
+    return TaskResult(result, drained.error)
 
 
 def recover_outage(
@@ -283,7 +372,7 @@ def recover_outage(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     extra = tuple(c.strip() for c in str(args.get("include_classes") or "").split(",") if c)
     with Store.open(data_dir) as store:
         context = build_context(store, connection)
@@ -295,7 +384,11 @@ def recover_outage(
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
-        result["drain"] = _drain_report(data_dir, log, start_worker)
+        drained = _drain_report(data_dir, log, start_worker)
+        result["drain"] = drained.output
+        return TaskResult(result, drained.error)
+    if report.window is None and not report.health.startswith("no completed"):
+        return TaskResult(result, f"nothing was recovered: {report.health}")
     return result
 
 
@@ -305,17 +398,14 @@ def health_check(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         report = operations.health_report(build_context(store, connection), data_dir)
-    verdict = "healthy" if report["healthy"] else "NOT healthy"
-    log.info(
-        f"Stash2Plex: Plex is {verdict} ({report['detail']}, {report['latency_ms']} ms); "
-        f"breaker {report['breaker']}; queue {report['queue']}"
-    )
-    if not report["healthy"]:
-        log.error(f"Stash2Plex: {report['detail']}")
-    return report
+    from stash2plex.operations.outcome import EXIT_OK, health_verdict
+
+    verdict = health_verdict(report)
+    log.info(f"Stash2Plex: {verdict.notes[0]}")
+    return TaskResult(report, verdict.error) if verdict.exit_code != EXIT_OK else report
 
 
 def outage_summary(
@@ -324,7 +414,7 @@ def outage_summary(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         report = operations.outage_report(store)
     log.info(
@@ -340,7 +430,7 @@ def diagnose(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     from stash2plex.operations.diagnose import as_dicts
     from stash2plex.operations.diagnose import diagnose as run_diagnose
 
@@ -353,7 +443,14 @@ def diagnose(
             log.warning(f"Stash2Plex diagnose: FIX  {check.name}: {check.detail}. {check.fix}")
     blocking = [c for c in checks if not c.ok]
     log.info(f"Stash2Plex diagnose: {len(blocking)} problem(s) found")
-    return {"problems": len(blocking), "checks": as_dicts(checks)}
+    output = {"problems": len(blocking), "checks": as_dicts(checks)}
+    if not blocking:
+        return output
+    first = blocking[0]
+    more = (
+        f" (and {len(blocking) - 1} more problems, listed in the log)" if len(blocking) > 1 else ""
+    )
+    return TaskResult(output, f"{first.name}: {first.detail}. {first.fix}{more}")
 
 
 def pull_from_plex(
@@ -362,7 +459,7 @@ def pull_from_plex(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     """Plays, resume points and ratings recorded in Plex since the last pull, into Stash."""
     from stash2plex.pull.pull import run_pull
 
@@ -370,7 +467,9 @@ def pull_from_plex(
     with Store.open(data_dir) as store:
         report = run_pull(build_context(store, connection), since=since, progress=log.progress)
     if report.busy:
-        log.warning("Stash2Plex: another pull from Plex is running; try again when it is done")
+        return TaskResult(
+            report.as_dict(), "another pull from Plex is running; try again when it is done"
+        )
     else:
         log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
     if report.unlinked_plays:
@@ -386,6 +485,7 @@ TASKS = {
     "process_queue": process_queue,
     "preview": preview,
     "queue_status": queue_status,
+    "waiting": waiting_scenes,
     "clear_queue": clear_queue,
     "clear_dlq": clear_dlq,
     "purge_dlq": purge_dlq,

@@ -32,13 +32,20 @@ SAMPLE_SIZE = 4
 PLEX_TOKEN = "demo-plex-token"
 
 
-def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None) -> int:
+def run_demo(
+    *, scenes: int = 300, seed: int = 7, console: Console | None = None, as_json: bool = False
+) -> int:
     """Run the demo; returns the process exit code (0 when every matchable scene is exactly
     right in Plex, and what cannot be synced is reported and left unwritten).
 
     The library carries the situations users meet (see `library.generate_library`'s traps):
     a Windows Plex, NFD paths, agent-filled items, freshly scanned scenes, stacked files.
+    `as_json`: print only a JSON summary on stdout (the tables go nowhere).
     """
+    if as_json:
+        import io
+
+        console = Console(file=io.StringIO())
     console = console or Console()
     library = generate_library(scenes, seed=seed, traps=scenes >= TRAPS_MINIMUM)
     with (
@@ -72,6 +79,31 @@ def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None
         )
         requests = len(plex.log.entries)
         unknown = plex.log.unknown()
+    waiting = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("waiting:")}
+    if as_json:
+        import json
+
+        summary = {
+            "scenes": len(library.scenes),
+            "synced": report.synced,
+            "linked": linked,
+            "matchable": matchable,
+            "skipped": report.skipped,
+            "waiting": waiting,
+            "dead_letters": len(dead),
+            "seconds": round(elapsed, 1),
+            "plex_requests_per_scene": round(requests / max(1, report.synced), 2),
+            "exactly_right": len(expected) - len(problems),
+            "checked": len(expected),
+            "conflicts_reported": len(reported),
+            "in_sync": not unknown
+            and linked >= matchable
+            and not dead
+            and not problems
+            and reported == conflicts,
+        }
+        print(json.dumps(summary, indent=2))
+        return 0 if summary["in_sync"] else 1
     table = Table(title="Summary", show_header=False)
     table.add_row("scenes in Stash", str(len(library.scenes)))
     table.add_row("synced to Plex", f"{report.synced} (linked {linked} of {matchable} matchable)")
@@ -85,7 +117,6 @@ def run_demo(*, scenes: int = 300, seed: int = 7, console: Console | None = None
         "conflicts (one Plex item, several scenes)",
         f"{len(reported)} scenes reported, nothing written",
     )
-    waiting = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("waiting:")}
     table.add_row("waiting", ", ".join(f"{v} {k}" for k, v in waiting.items()) or "0")
     table.add_row("failed (dead letters)", str(len(dead)))
     table.add_row("time", f"{elapsed:.1f} s ({report.synced / max(elapsed, 1e-9):.0f} scenes/s)")

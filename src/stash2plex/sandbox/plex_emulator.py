@@ -30,6 +30,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -409,6 +410,15 @@ class _Server(ThreadingHTTPServer):
         self.emulator = emulator
         super().__init__(address, _Handler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        tls = self.emulator.tls
+        if tls is not None:
+            # The handshake runs in the handler's thread (`_Handler.setup`), so a client that
+            # rejects the certificate cannot stall the accept loop.
+            conn = tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Connections we cut on purpose (refuse/stop) raise in their threads: stay quiet.
         pass
@@ -419,6 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
+        if self.server.emulator.tls is not None:
+            self.request.do_handshake()  # fails (quietly, see handle_error) on a rejection
         super().setup()
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -550,8 +562,14 @@ class PlexEmulator:
         clock: Callable[[], float] = time.time,
         behaviour: Behaviour | None = None,
         friendly_name: str = "stash2plex-emulator",
+        tls: ssl.SSLContext | None = None,
+        url_host: str | None = None,
     ) -> None:
         self.token = token
+        # With `tls`, serve https with that context's certificate; `url_host` is the name the
+        # URL uses (e.g. "localhost", to test a certificate issued for another name).
+        self.tls = tls
+        self.url_host = url_host or host
         self.allow_unauthenticated = allow_unauthenticated
         self.host = host
         self.port = port
@@ -642,7 +660,8 @@ class PlexEmulator:
                 return
             server = _Server((self.host, self.port), self)
             self.port = server.server_address[1]
-            self.url = f"http://{self.host}:{self.port}"
+            scheme = "https" if self.tls is not None else "http"
+            self.url = f"{scheme}://{self.url_host}:{self.port}"
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": 0.05},

@@ -785,6 +785,26 @@ class PluginRunner:
         """Run a task to completion (see `start_task`)."""
         return self.start_task(task_name, server_connection, args=args, timeout=timeout).wait()
 
+    def run_raw(self, payload: bytes, *, timeout: float | None = 60) -> PluginRun:
+        """Run the plugin with `payload` as its stdin, byte for byte (input Stash would never
+        send well-formed: invalid UTF-8, absurd nesting, non-finite numbers...)."""
+        argv, executable, is_python = self.command([])
+        env = self._stash_env()
+        if is_python:
+            root = str(self.plugin_dir.parent)
+            current = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = root if current is None else f"{current}{os.pathsep}{root}"
+        return RunningPlugin(
+            argv=argv,
+            executable=executable,
+            env=env,
+            cwd=self.cwd,
+            payload=payload,
+            err_log=self.manifest.effective_err_log,
+            timeout=timeout,
+            stdout_eof_timeout=self.stdout_eof_timeout,
+        ).wait()
+
     def _start(
         self,
         exec_args: list[str],

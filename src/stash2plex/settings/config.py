@@ -28,22 +28,32 @@ class Setting:
     secret: bool = False
     required: bool = False
     check: Callable[[Any], Any] | None = None  # returns the parsed value or raises ValueError
+    # An invalid value stops syncing (a hold naming it) instead of falling back to the
+    # default: falling back would sync wrongly (no path mapping) or nowhere (no Plex URL).
+    blocking: bool = False
 
 
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
     example = "e.g. http://192.168.1.10:32400"
     if not text.lower().startswith(("http://", "https://")):
-        raise ValueError(f"a URL starting with http:// or https://, {example}")
+        raise ValueError(f"an address starting with http:// or https://, {example}")
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError when not a number from 0 to 65535
     except ValueError:
         raise ValueError(
-            f"a URL with a host name and a port number up to 65535, {example}"
+            f"an address with a host name and a port number up to 65535, {example}"
         ) from None
     if not parts.hostname or any(ch.isspace() for ch in text) or port == 0:
-        raise ValueError(f"a URL with a host name and no spaces, {example}")
+        raise ValueError(f"an address with a host name and no spaces, {example}")
+    # Plex Web's page (copied from the browser's address bar) is not the server's API.
+    path = parts.path.lstrip("/")
+    if path.split("/", 1)[0].lower() == "web" or "index.html" in path.lower() or "#" in text:
+        raise ValueError(
+            f"the server's address, not Plex Web's page: use {parts.scheme}://{parts.netloc} "
+            "(without /web/index.html)"
+        )
     return text
 
 
@@ -52,9 +62,19 @@ def _name_list(value: Any) -> tuple[str, ...]:
 
 
 def _path_rules(value: Any) -> tuple[PathRule, ...]:
+    text = str(value)
     try:
-        return parse_path_map(str(value))
+        return parse_path_map(text)
     except PathMapError as exc:
+        # Name the rule that is wrong, so a person with several rules finds it.
+        for rule in text.replace("\n", ";").split(";"):
+            try:
+                parse_path_map(rule)
+            except PathMapError:
+                raise ValueError(
+                    "rules written '/stash/prefix => /plex/prefix' (several separated by ';'), "
+                    f"with a prefix on both sides of '=>'; the rule '{rule.strip()}' is not"
+                ) from None
         raise ValueError(str(exc)) from None
 
 
@@ -71,9 +91,10 @@ def _number(value: Any, accepted: str) -> float:
 
 def _positive_number(low: float, high: float) -> Callable[[Any], float]:
     def check(value: Any) -> float:
-        number = _number(value, f"a number from {low:g} to {high:g}")
+        words = f"a number from {low:g} to {high:g}"
+        number = _number(value, words)
         if not low <= number <= high:
-            raise ValueError(f"a number from {low:g} to {high:g}")
+            raise ValueError(words)
         return number
 
     return check
@@ -81,9 +102,10 @@ def _positive_number(low: float, high: float) -> Callable[[Any], float]:
 
 def _whole_number(low: int, high: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
-        number = _number(value, f"a whole number from {low} to {high}")
+        words = f"a whole number from {low} to {high}"
+        number = _number(value, words)
         if number != int(number) or not low <= number <= high:
-            raise ValueError(f"a whole number from {low} to {high}")
+            raise ValueError(words)
         return int(number)
 
     return check
@@ -104,6 +126,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Address of your Plex Media Server, e.g. http://192.168.1.10:32400. Required.",
         required=True,
         check=_url,
+        blocking=True,
     ),
     Setting(
         "plex_token",
@@ -133,6 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
         "'/stash/prefix => /plex/prefix', several rules separated by ';'. Empty: the same "
         "paths.",
         check=_path_rules,
+        blocking=True,
     ),
     Setting(
         "plex_timeout",
@@ -176,8 +200,8 @@ SETTINGS: tuple[Setting, ...] = (
     _flag("debug_logging", "Debug logging",
           "Write detailed debug lines to Stash's log and the worker log. Default: off."),
     _flag("obfuscate_paths", "Hide file paths in logs",
-          "Replace file paths in every log line and report with stable pseudonyms, so logs can "
-          "be shared. Default: off."),
+          "Replace file paths in every log line, task result, command output and stored "
+          "event with stable pseudonyms, so logs can be shared. Default: off."),
     # Field toggles. Stash shows an untouched checkbox as off and stores nothing, so every
     # field that syncs by default is switched off by a `skip_` setting.
     _flag("skip_title", "Do not sync titles",
@@ -303,6 +327,8 @@ class Config:
     pull_account: str = ""
     pull_interval_minutes: int = 15
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # Settings whose value is invalid and must be fixed before anything syncs: key -> why.
+    invalid: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def pulls(self) -> bool:
@@ -329,17 +355,38 @@ def _parse_one(setting: Setting, raw: Any) -> Any:
             return True
         if text in ("false", "0", "no", "off", ""):
             return False
-        raise ValueError("true or false")
+        raise ValueError("on or off (true or false)")
     if setting.type == "NUMBER" and isinstance(raw, bool):
         raise ValueError("a number")
+    if setting.type == "STRING" and isinstance(raw, (dict, list)):
+        raise ValueError("text")
     value = raw if setting.type == "NUMBER" else str(raw).strip()
     return setting.check(value) if setting.check else value
 
 
+def shown_value(value: Any) -> str:
+    """A setting's value as a person reads it: text as is, lists joined, nothing as "empty"."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(v) for v in value) if value else "empty"
+    if value in (None, ""):
+        return "empty"
+    return str(value)
+
+
 def build_config(values: Mapping[str, Any] | None) -> Config:
-    """Validate raw settings per key; a bad value warns and falls back to its default."""
+    """Validate raw settings per key.
+
+    A bad value of most settings warns and falls back to its default; a bad value of a
+    blocking setting (`plex_url`, `path_map`) is recorded in `invalid` (and warned about):
+    nothing should sync until it is fixed. Messages say what is accepted in words.
+    """
     parsed: dict[str, Any] = {}
     warnings: list[str] = []
+    invalid: dict[str, str] = {}
     for setting in SETTINGS:
         raw = (values or {}).get(setting.key)
         if raw is None or (isinstance(raw, str) and not raw.strip() and setting.type != "BOOLEAN"):
@@ -347,11 +394,13 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
         try:
             parsed[setting.key] = _parse_one(setting, raw)
         except (ValueError, TypeError, OverflowError) as exc:
-            shown = "***" if setting.secret else repr(raw)
-            warnings.append(
-                f"setting {setting.key} = {shown} is not valid (expected {exc}); "
-                f"using the default {setting.default!r}"
-            )
+            shown = "***" if setting.secret else repr(shown_value(raw))
+            problem = f"setting {setting.key} = {shown} is not valid: expected {exc}"
+            if setting.blocking:
+                invalid[setting.key] = problem
+                warnings.append(f"{problem}; nothing syncs until it is fixed")
+            else:
+                warnings.append(f"{problem}; using the default ({shown_value(setting.default)})")
     if parsed.get("sync_rating_both_ways"):
         parsed["sync_rating"] = True  # both ways includes Stash -> Plex
-    return Config(**parsed, warnings=tuple(warnings))
+    return Config(**parsed, warnings=tuple(warnings), invalid=invalid)

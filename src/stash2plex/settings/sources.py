@@ -108,3 +108,22 @@ def effective_settings(
         else:
             sources[setting.key] = "default"
     return merged, sources
+
+
+def describe_source(setting: str, source: str) -> str:
+    """Where a setting's value came from, as a clause a person can act on.
+
+    e.g. "`plex_token` comes from the environment variable STASH2PLEX_PLEX_TOKEN"; empty when
+    the source is unknown.
+    """
+    if not setting or not source:
+        return ""
+    if source == "Stash plugin settings":
+        return f"`{setting}` is set in Settings > Plugins > Stash2Plex"
+    if source.startswith("environment "):
+        return f"`{setting}` comes from the environment variable {source.split(' ', 1)[1]}"
+    if source.startswith("file "):
+        return f"`{setting}` comes from the settings file {source.split(' ', 1)[1]}"
+    if source == "default":
+        return f"`{setting}` is not set (its default applies)"
+    return f"`{setting}` comes from {source}"

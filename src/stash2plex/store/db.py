@@ -1243,6 +1243,15 @@ class Store:
             for row in self._conn.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
         ]
 
+    def scene_events(self, scene_id: int, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest events that speak of one scene ("scene 12: ...", "scene 12 has ..."),
+        newest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM events WHERE message LIKE ? OR message LIKE ? ORDER BY id DESC LIMIT ?",
+            (f"scene {int(scene_id)}:%", f"scene {int(scene_id)} %", limit),
+        )
+        return [dict(row) for row in rows]
+
     # ----------------------------------------------------------------- Plex -> Stash pull
     def scenes_by_rating_key(self, rating_keys: list[int]) -> dict[int, list[int]]:
         """The linked scenes of each Plex item (usually one); unlinked items are absent."""

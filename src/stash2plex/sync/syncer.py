@@ -334,6 +334,8 @@ class SceneSyncer:
         plex: PlexClient,
         config: Config,
         clock: Callable[[], float] = time.time,
+        *,
+        force: bool = False,
     ) -> None:
         self.store = store
         self.stash = stash
@@ -341,6 +343,9 @@ class SceneSyncer:
         self.config = config
         self.index = PlexIndex(store, plex, config, clock)
         self._tree: tuple[object, TagTree] | None = None
+        # Rewrite Plex from Stash: every synced field and image is written whatever we last
+        # pushed (fields edited in Plex are still left alone with preserve_plex_edits).
+        self.force = force
 
     # ------------------------------------------------------------------ sync
     def sync(self, scene_id: int, scene: dict[str, Any] | object | None = UNFETCHED) -> SyncOutcome:
@@ -511,7 +516,7 @@ class SceneSyncer:
             # Freshly scanned, nothing of its own yet: a Plex agent's metadata is better than
             # an empty push, and nothing gets locked. Pushed once it has metadata.
             return SyncPlan(scene_id, match, desired, [], {}, {}, [], {}, {}, None, True, position)
-        changes = changed_fields(desired, pushed)
+        changes = changed_fields(desired, {} if self.force else pushed)
 
         listed = self.store.listed_collections(match.rating_key) or []
         listed_tags = self.store.listed_tags(match.rating_key) or {}
@@ -600,7 +605,7 @@ class SceneSyncer:
         images = {
             kind: url
             for kind, url in desired.images.items()
-            if pushed.get(f"{kind}_url") != fingerprint(url)
+            if self.force or pushed.get(f"{kind}_url") != fingerprint(url)
         }
         return SyncPlan(
             scene_id,
@@ -650,7 +655,7 @@ class SceneSyncer:
             plan.fingerprints[f"{kind}_url"] = fingerprint(url)
             if image.placeholder:
                 continue  # Stash's "no cover" drawing is never worth uploading
-            if plan.fingerprints.get(kind) != image.sha1:
+            if self.force or plan.fingerprints.get(kind) != image.sha1:
                 self.plex.upload_image(match.rating_key, kind, image.data)
                 plan.fingerprints[kind] = image.sha1
                 written.append(kind)

@@ -1,0 +1,186 @@
+"""What a drain achieved, as one verdict: the Stash task's `error` and the command line's exit code.
+
+A task or command that could not do its job says so. Stash shows a task whose result carries
+an `error` as a failed job, so the error is set whenever nothing useful happened or a person
+must act: the queue is held (a setting, a credential, Plex or Stash down, switched off), scenes
+went to the dead-letter queue, or every scene touched ended waiting. A mass failure is one
+sentence (how many scenes, why, what happens next), never one line per scene.
+
+Exit codes (the README's): 0 done, 1 done but something needs attention, 2 a configuration
+error (a setting or credential must be fixed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from stash2plex.engine.worker import DrainReport
+from stash2plex.records import Holds
+from stash2plex.store.db import Store
+
+EXIT_OK = 0
+EXIT_ATTENTION = 1
+EXIT_CONFIG = 2
+
+# Pauses only a fixed setting or credential lifts: configuration errors (exit 2).
+CONFIG_PAUSES = ("plex_auth", "stash_auth", "config", "not_configured")
+# How each hold ends, said after the count of waiting scenes.
+_RESUMES = {
+    "plex_auth": "sync by themselves once it is fixed",
+    "stash_auth": "sync by themselves once it is fixed",
+    "config": "sync by themselves once it is fixed",
+    "not_configured": "sync by themselves once they are set",
+    "stash_down": "sync by themselves when Stash answers again",
+    "disabled": "sync once Stash2Plex is switched on again",
+}
+# Waiting reasons that need no person when some scenes did sync (Plex scans later, ...).
+MATCH_WAITS = {"not_in_plex": "not in Plex yet", "ambiguous": "ambiguous", "conflict": "conflict"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """`error`: one sentence for the task's error (None: all went well). `notes`: a few more
+    lines worth logging (one per distinct dead-letter reason). `exit_code`: 0, 1 or 2."""
+
+    error: str | None
+    exit_code: int = EXIT_OK
+    notes: tuple[str, ...] = ()
+
+
+def scenes(count: int) -> str:
+    """'1 scene', '12 scenes'."""
+    return f"{count} scene" if count == 1 else f"{count} scenes"
+
+
+def held_sentence(holds: Holds, waiting: int) -> str | None:
+    """What holds the queue, what to fix, how many scenes wait and how they resume."""
+    from stash2plex.operations.queue import hold_message
+
+    message = hold_message(holds)
+    if message is None:
+        return None
+    count = f"{scenes(waiting)} wait" if waiting != 1 else "1 scene waits"
+    if holds.pause is not None:
+        resume = _RESUMES.get(holds.pause.kind, "sync by themselves once it is fixed")
+        if waiting == 1:
+            resume = resume.replace("themselves", "itself").replace("they are", "it is")
+        return f"{message}. {count} and {resume}." if waiting else f"{message}."
+    reason = holds.breaker.reason or "Plex is down"
+    down = reason if reason.startswith("Plex") else f"Plex is down: {reason}"
+    back = "sync by themselves" if waiting != 1 else "syncs by itself"
+    return f"{down}. {count} and {back} when Plex is back." if waiting else f"{down}."
+
+
+_ITEM_NUMBER = re.compile(r"\b(of|for) (item|collection) \d+\b")
+
+
+def reason_of(message: str | None) -> str:
+    """A failure's reason without the number of the Plex item, so that 192 scenes refused for
+    one reason count as one reason."""
+    return _ITEM_NUMBER.sub(r"\1 the \2", message or "no reason recorded")
+
+
+def dead_letter_summary(letters: list[dict[str, Any]]) -> tuple[str, tuple[str, ...]]:
+    """One sentence for new dead letters, and one note per distinct reason (with its scenes)."""
+    reasons = Counter(reason_of(letter["message"]) for letter in letters)
+    by_reason: dict[str, list[int]] = {}
+    for letter in letters:
+        by_reason.setdefault(reason_of(letter["message"]), []).append(int(letter["scene_id"]))
+    (top, top_count), *others = reasons.most_common()
+    head = f"{scenes(len(letters))} failed and went to the dead-letter queue"
+    if not others:
+        sentence = f"{head}: {top}."
+    else:
+        sentence = (
+            f"{head} for {len(reasons)} different reasons; the most common "
+            f"({scenes(top_count)}): {top}."
+        )
+    sentence += " See them with Show Waiting Scenes (or `stash2plex dlq list`); run Retry Dead "
+    sentence += "Letters once the cause is fixed."
+    notes = tuple(
+        f"{scenes(len(ids))} ({_ids(ids)}): {reason}" for reason, ids in by_reason.items()
+    )
+    return sentence, notes
+
+
+def _ids(ids: list[int], shown: int = 5) -> str:
+    text = ", ".join(str(i) for i in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -> Verdict:
+    """The verdict on a drain that began at `started_at` (epoch seconds).
+
+    `report` counts what finished since the call (None: nothing known of the drain).
+    """
+    holds = store.holds()
+    counts = store.job_counts()
+    outstanding = sum(n for state, n in counts.items() if state != "done")
+    letters = [
+        letter for letter in store.dead_letters() if float(letter["failed_at"]) >= started_at
+    ]
+    sentences: list[str] = []
+    notes: tuple[str, ...] = ()
+    exit_code = EXIT_OK
+    held = held_sentence(holds, outstanding)
+    if held is not None:
+        sentences.append(held)
+        pause = holds.pause
+        exit_code = EXIT_CONFIG if pause is not None and pause.kind in CONFIG_PAUSES else 1
+    if letters:
+        sentence, notes = dead_letter_summary(letters)
+        sentences.append(sentence)
+        exit_code = exit_code or EXIT_ATTENTION
+    for problem in report.errors if report is not None else []:
+        if problem.startswith("the background worker did not start"):
+            sentences.append(f"{problem[0].upper()}{problem[1:]}.")
+            exit_code = exit_code or EXIT_ATTENTION
+    if not sentences and report is not None and report.processed:
+        useful = report.synced + report.unchanged + report.skipped
+        if not useful and report.deferred:
+            sentences.append(_nothing_matched(counts))
+            exit_code = EXIT_ATTENTION
+    return Verdict(" ".join(sentences) or None, exit_code, notes)
+
+
+def _nothing_matched(counts: dict[str, int]) -> str:
+    waits = {
+        reason: counts.get(f"waiting:{reason}", 0)
+        for reason in (*MATCH_WAITS, "retry")
+        if counts.get(f"waiting:{reason}", 0)
+    }
+    described = ", ".join(
+        f"{n} {MATCH_WAITS.get(reason, 'to be retried')}" for reason, n in waits.items()
+    )
+    total = sum(waits.values())
+    return (
+        f"No scene reached Plex: {scenes(total)} wait ({described}). Run Diagnose (or "
+        "`stash2plex diagnose`): it checks plex_library and path_map on a sample of scenes; "
+        "Show Waiting Scenes lists each scene with its reason."
+    )
+
+
+def health_verdict(report: dict[str, Any]) -> Verdict:
+    """The verdict on a health check (`operations.queue.health_report`): an error naming what
+    is wrong when Plex does not serve; exit 2 when a setting or the token is the cause."""
+    queue = report.get("queue") or {}
+    waiting = sum((queue.get("waiting") or {}).values()) + int(queue.get("pending") or 0)
+    if report["healthy"]:
+        line = (
+            f"Plex is healthy ({report['detail']}, answered in {report['latency_ms']:.0f} ms); "
+            f"circuit breaker {report['breaker']}; {scenes(waiting)} queued"
+        )
+        held = report.get("paused")
+        if held:
+            return Verdict(
+                f"Plex is healthy, but the queue is held: {held}", EXIT_ATTENTION, (line,)
+            )
+        return Verdict(None, EXIT_OK, (line,))
+    problem = report.get("problem")
+    code = EXIT_CONFIG if problem in ("auth", "config") else EXIT_ATTENTION
+    line = f"Plex is NOT healthy: {report['detail']}"
+    tail = f" {scenes(waiting)} wait for it." if waiting else ""
+    return Verdict(f"{line}.{tail}", code, (line,))
