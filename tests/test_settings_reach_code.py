@@ -202,9 +202,11 @@ def test_enabled_off_keeps_jobs_and_sends_nothing(box):
     assert Worker(box.data_dir).run(until_idle=True).synced == 1  # the kept job now syncs
 
 
-def test_verify_tls_reaches_the_plex_session(box):
+def test_verify_tls_reaches_the_plex_session(box, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     with box.store() as store:
-        assert build_context(store).plex.session.verify is True
+        # Verified against the environment's CA bundle, read once for the session.
+        assert build_context(store).plex.session.verify == "/etc/ssl/certs/ca-certificates.crt"
         box.settings(verify_tls=False)
         assert build_context(store).plex.session.verify is False
 

@@ -13,7 +13,6 @@ import functools
 import re
 import threading
 import time
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from stash2plex.clients.http import ServerSession
 from stash2plex.clients.throttle import RequestThrottle
 from stash2plex.errors import (
     AuthError,
@@ -143,37 +143,6 @@ class _PlexAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-class PlexSession(requests.Session):
-    """A `requests` session whose `verify = False` holds in every environment.
-
-    `requests` lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment replace a
-    session-level `verify` for every request that does not pass its own (plexapi passes
-    none), so `verify_tls` off was ignored where Stash runs with such a variable. The rest of
-    the environment (proxies, NO_PROXY, .netrc) is still honoured.
-    """
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        """`requests`' merge, except that `verify = False` on the session stays False."""
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self.verify is False and verify is None:
-            settings["verify"] = False
-        return settings
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        """`requests.Session.request`, quiet about unverified https when verification is off."""
-        if self.verify is not False:
-            return super().request(*args, **kwargs)
-        # The user switched verification off on purpose: no warning per request (it would
-        # reach Stash's log as an error line).
-        from urllib3.exceptions import InsecureRequestWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InsecureRequestWarning)
-            return super().request(*args, **kwargs)
-
-
 class PlexClient:
     """A lazily connected Plex server. Counts every request it sends (`request_count`)."""
 
@@ -192,8 +161,11 @@ class PlexClient:
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout
-        self.session = session or PlexSession()
-        self.session.verify = verify_tls
+        if session is None:
+            session = ServerSession(self.url, verify_tls)
+        else:
+            session.verify = verify_tls
+        self.session = session
         # One kept-alive connection per thread that may talk to Plex at once, and the user's
         # cap on requests per second for all of them together.
         adapter = _PlexAdapter(RequestThrottle(max_requests_per_second), max(1, max_concurrency))

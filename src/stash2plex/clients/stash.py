@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from stash2plex.clients import stash_documents as docs
+from stash2plex.clients.http import ServerSession
 from stash2plex.errors import (
     AuthError,
     PermanentError,
@@ -106,7 +107,7 @@ class StashClient:
     ) -> None:
         self.connection = connection
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or ServerSession(connection.url, connection.verify_tls)
         self.session.headers.update(
             {"Content-Type": "application/json", "Accept": "application/json"}
         )
@@ -137,7 +138,6 @@ class StashClient:
                 f"{self.connection.url}/graphql",
                 json={"query": document, "variables": variables or {}},
                 timeout=self.timeout,
-                verify=self.connection.verify_tls,
             )
         except requests.ConnectionError as exc:
             raise StashDownError(f"Stash is not reachable at {self.connection.url}") from exc
@@ -348,9 +348,7 @@ class StashClient:
         classified errors of a download.
         """
         try:
-            response = self.session.get(
-                url, timeout=self.timeout, verify=self.connection.verify_tls, stream=True
-            )
+            response = self.session.get(url, timeout=self.timeout, stream=True)
         except requests.ConnectionError as exc:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except requests.Timeout as exc:
