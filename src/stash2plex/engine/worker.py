@@ -44,7 +44,9 @@ from stash2plex.vocabulary import SyncStatus
 
 log = logging.getLogger("stash2plex.worker")
 
-BATCH_SIZE = 20
+BATCH_SIZE = 50
+# A drain round claims more batches while it runs, up to about this many scenes.
+REFILL_LIMIT = 500
 POLL_SECONDS = 0.2
 IDLE_EXIT_SECONDS = 30.0
 # A worker held only by missing settings keeps checking them this long before it exits (the
@@ -325,7 +327,7 @@ class Worker:
         thread, one transaction each. A decision that stops the drain lets the scenes in
         flight finish and gives the rest back."""
         scenes = self._prefetch(context, jobs)
-        width = min(len(jobs), max(1, context.config.plex_max_concurrency))
+        width = max(1, context.config.plex_max_concurrency)
         if holds.breaker.trial:
             width = 1  # right after a probe closed the breaker, one scene tries first
         pool = self._pool(width) if width > 1 else None
@@ -333,6 +335,12 @@ class Worker:
         running: dict[futures.Future[_Attempt], Job] = {}
         handled, stopping = 0, False
         while queued or running:
+            if not queued and not stopping and pool is not None and handled < REFILL_LIMIT:
+                # Keep every thread busy across batches instead of waiting for the slowest
+                # scene of this one (the outer loop runs its housekeeping every few hundred).
+                more = self.store.claim_due(self.owner, BATCH_SIZE)
+                scenes.update(self._prefetch(context, more))
+                queued.extend(more)
             while queued and not stopping and len(running) < width and not self._stop.is_set():
                 job = queued.pop(0)
                 self._pace(holds)
