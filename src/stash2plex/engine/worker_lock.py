@@ -16,7 +16,6 @@ and a hook arriving in that moment would think a worker runs and start none).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -142,6 +141,8 @@ def ensure_worker(
     try:
         if not try_lock(fd):
             return False
+        import subprocess  # only a hook that starts the worker pays for this import
+
         _rotate(data_dir / WORKER_OUTPUT)
         env = dict(os.environ)
         paths = [*(python_path or []), env.get("PYTHONPATH", "")]

@@ -25,7 +25,6 @@ import importlib.machinery
 import importlib.util
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -212,6 +211,8 @@ def pip_command(
 
 def render_command(command: Sequence[str]) -> str:
     """The command as a user would type it in this platform's shell."""
+    import subprocess  # task path only: a hook never installs
+
     if os.name == "nt":
         return subprocess.list2cmdline(list(command))
     import shlex
@@ -260,6 +261,8 @@ def without_pip_command(python: str, command: Sequence[str]) -> str:
     """A command that installs the dependencies with a Python that has no pip: first give it
     pip (its own ensurepip when it has one, else the system's package: Stash's Docker image
     is Alpine Linux), then the pip command."""
+    import subprocess  # task path only: a hook never installs
+
     try:
         probe = subprocess.run(
             [python, "-c", "import ensurepip"], capture_output=True, timeout=30, check=False
@@ -378,6 +381,8 @@ def _run_pip(
     log: Log,
     timeout: float,
 ) -> str | None:
+    import subprocess  # task path only: a hook never installs
+
     target = plugin_dir / DEPS_DIRNAME
     log.info(f"Stash2Plex: running {render_command(command)}")
     started = time.monotonic()
@@ -418,6 +423,8 @@ def _run_with_timeout(command: list[str], cwd: Path, timeout: float) -> tuple[in
     pip runs in its own process group so that a timeout kills its children too (a build
     backend holding our pipes open would otherwise keep us waiting after pip itself died).
     """
+    import subprocess  # task path only: a hook never installs
+
     posix = os.name == "posix"
     process = subprocess.Popen(
         command,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import sys
 import time
@@ -1478,8 +1477,9 @@ def quarantine(path: Path, problem: str, inode: int | None = None) -> str:
 def _nearly_full(folder: Path) -> bool:
     """SQLite reports a full disk during a WAL write as a plain I/O error: look at the disk."""
     try:
-        return shutil.disk_usage(folder).free < 1024 * 1024
-    except OSError:
+        stats = os.statvfs(folder)
+        return stats.f_bavail * stats.f_frsize < 1024 * 1024
+    except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
         return False
 
 
