@@ -481,6 +481,7 @@ def sync_command(
     if dry_run:
         _dry_run(cli, None if all_scenes else list(scene_ids), force)
         return
+    since = time.time()  # the plugin's worker may finish these scenes before we follow it
     with cli.store() as store:
         context = cli.context(store)
         if all_scenes:
@@ -490,7 +491,7 @@ def sync_command(
             queued = len(scene_ids)
     if not cli.as_json:
         cli.say(f"queued {queued} scenes" + (" to rewrite from Stash" if force else ""))
-    _drain(cli)
+    _drain(cli, since)
 
 
 def _dry_run(cli: Cli, scene_ids: list[int] | None, force: bool) -> None:
@@ -538,20 +539,22 @@ def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
     cli.show(data, render)
 
 
-def _drain(cli: Cli) -> None:
+def _drain(cli: Cli, since: float | None = None) -> None:
+    """Follow a drain and report it; `since`: when the scenes were queued (default: now)."""
     from rich.progress import Progress
 
     from stash2plex.engine.worker_lock import ensure_worker
     from stash2plex.operations.outcome import drain_verdict
     from stash2plex.operations.queue import process_queue, status_report
 
-    started_at = time.time()
+    started_at = time.time() if since is None else since
     with Progress(disable=cli.as_json, transient=True) as bar:
         task = bar.add_task("syncing", total=None)
         report = process_queue(
             cli.data_dir,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             start_worker=lambda: ensure_worker(cli.data_dir),
+            since=started_at,
         )
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
@@ -833,12 +836,13 @@ def dlq_retry(cli: Cli, error_class: str | None) -> None:
     """Queue dead-lettered scenes again and drain."""
     from stash2plex.operations.queue import retry_dead_letters
 
+    since = time.time()
     with cli.store() as store:
         queued = retry_dead_letters(store, error_class)
     if not cli.as_json:
         cli.say(f"re-queued {queued} scenes")
     if queued:
-        _drain(cli)
+        _drain(cli, since)
     elif cli.as_json:
         cli.show({"requeued": 0})
 

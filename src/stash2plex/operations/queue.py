@@ -85,16 +85,19 @@ def process_queue(
     sleep: Callable[[float], None] = time.sleep,
     start_worker: Callable[[], Any] | None = None,
     worker_factory: Callable[[Path], Worker] | None = None,
+    since: float | None = None,
 ) -> DrainReport:
     """Drain until nothing is due or a hold stops the drain, and report what was done.
 
     With `start_worker` (Stash tasks, the CLI), the drain runs in a detached worker and this
     process only follows it in the store: pressing Stop (a SIGKILL of the task) then stops the
     watching, never the work, and a save made meanwhile is never left without a worker. Without
-    it (tests, the demo), the drain runs here. The report counts what finished since the call,
-    the dead letters with their reasons, what waits, and what holds the queue.
+    it (tests, the demo), the drain runs here. The report counts what finished since `since`
+    (epoch seconds; default: the call; pass the time just before queueing, since a running
+    worker may finish a job before this is called), the dead letters with their reasons, what
+    waits, and what holds the queue.
     """
-    started = clock()
+    started = clock() if since is None else since
     with Store.open(data_dir, clock=clock) as store:
         store.nudge()  # a fixed setting should lift a pause right away
         total = max(1, store.due_now())

@@ -148,14 +148,19 @@ def _starter(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
 
 
 def _drain_report(
-    data_dir: Path, log: protocol.StashLog, start_worker: Callable[[], Any]
+    data_dir: Path,
+    log: protocol.StashLog,
+    start_worker: Callable[[], Any],
+    since: float | None = None,
 ) -> TaskResult:
     """Follow the detached worker's drain and judge the result (`drain_verdict`)."""
     from stash2plex.operations.outcome import drain_verdict
 
     started = time.monotonic()
-    started_at = time.time()
-    report = operations.process_queue(data_dir, progress=_progress(log), start_worker=start_worker)
+    started_at = time.time() if since is None else since
+    report = operations.process_queue(
+        data_dir, progress=_progress(log), start_worker=start_worker, since=started_at
+    )
     with Store.open(data_dir) as store:
         status = operations.queue_status(store, data_dir)
         held = operations.hold_message(store.holds())
@@ -195,13 +200,14 @@ def sync_all(
     start_worker: Callable[[], Any],
 ) -> dict[str, Any] | TaskResult:
     force = _bool_arg(args, "force")
+    since = time.time()  # a running worker may finish scenes before the drain is followed
     with Store.open(data_dir) as store:
         stash = connect_stash(store, connection)
         queued = operations.queue_all_scenes(store, stash, force=force)
     log.info(
         f"Stash2Plex: queued {queued} scenes" + (" to rewrite in Plex from Stash" if force else "")
     )
-    drained = _drain_report(data_dir, log, start_worker)
+    drained = _drain_report(data_dir, log, start_worker, since)
     return TaskResult({"queued": queued, **drained.output}, drained.error)
 
 
@@ -354,6 +360,7 @@ def retry_dlq(
     start_worker: Callable[[], Any],
 ) -> dict[str, Any] | TaskResult:
     error_class = str(args.get("error_class") or "") or None
+    since = time.time()
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
         queued = operations.retry_dead_letters(store, error_class)
@@ -361,7 +368,7 @@ def retry_dlq(
     result: dict[str, Any] = {"requeued": queued}
     if not queued:
         return result
-    drained = _drain_report(data_dir, log, start_worker)
+    drained = _drain_report(data_dir, log, start_worker, since)
     result["drain"] = drained.output
     return TaskResult(result, drained.error)
 
@@ -374,6 +381,7 @@ def recover_outage(
     start_worker: Callable[[], Any],
 ) -> dict[str, Any] | TaskResult:
     extra = tuple(c.strip() for c in str(args.get("include_classes") or "").split(",") if c)
+    since = time.time()
     with Store.open(data_dir) as store:
         context = build_context(store, connection)
         report = operations.recover_outage_jobs(context, ("transient", *extra))
@@ -384,7 +392,7 @@ def recover_outage(
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
-        drained = _drain_report(data_dir, log, start_worker)
+        drained = _drain_report(data_dir, log, start_worker, since)
         result["drain"] = drained.output
         return TaskResult(result, drained.error)
     if report.window is None and not report.health.startswith("no completed"):
