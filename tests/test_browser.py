@@ -209,6 +209,8 @@ def test_the_stash_page_shows_the_stores_counts_and_retry_requeues(
     reasons = page.get_by_test_id("waiting-reasons").inner_text()
     assert "not in Plex yet: 2" in reasons and "ambiguous match: 1" in reasons
     assert page.get_by_test_id("reconcile-none").is_visible()
+    # the waiting table loads through its own view, after the counts
+    page.locator('[data-testid="waiting-row"]').nth(2).wait_for()
     assert page.locator('[data-testid="waiting-row"]').count() == 3
     screenshot(request, page, "stash-plex-page")
 

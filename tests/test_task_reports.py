@@ -77,6 +77,7 @@ def test_view_queue_status_reports_the_real_state(env):
     run = task("View Queue Status")
 
     status = run.output
+    assert status is not None, (run.error, run.stderr)
     assert status["pending"] == 1 and status["in_progress"] == 0
     assert status["waiting"] == {"not_in_plex": 1}
     assert status["dead_letters"] == {"transient": 1, "permanent": 1}
