@@ -606,3 +606,70 @@ def test_scenes_with_a_file_are_found_by_its_name_in_either_normal_form(
     found = client.scenes_with_file("Café – Ωmega.mp4")  # asked in NFC
     assert [int(s["id"]) for s in found] == [scene.id]
     assert found[0]["files"][0]["size"] == 5
+
+
+# Variables for each query document the project sends: the fast path must answer each one
+# exactly as graphql-core's executor does.
+_QUERY_VARIABLES: dict[str, dict[str, Any]] = {
+    "FindScene": {"id": "5"},
+    "FindScenes": {"filter": {"page": 2, "per_page": 50, "sort": "id"}, "scene_filter": {}},
+    "FindSceneIds": {
+        "filter": {"page": 1, "per_page": 1000, "sort": "title", "direction": "DESC"},
+        "scene_filter": {"tags": {"value": ["3"], "modifier": "INCLUDES", "depth": -1}},
+    },
+    "FindSceneFiles": {
+        "filter": {"per_page": -1, "sort": "id"},
+        "scene_filter": {"path": {"value": '"e"', "modifier": "INCLUDES"}},
+    },
+    "FindTagHierarchy": {"filter": {"page": 1, "per_page": 1000, "sort": "id"}},
+    "PluginSettings": {"include": ["Stash2Plex"]},
+    "ApiKey": {},
+    "Version": {},
+    "ScenesPlayState": {"ids": ["1", "2", "3"]},
+    "ScenePlayState": {"id": "4"},
+}
+
+
+def test_the_fast_path_answers_every_query_exactly_as_graphql_core() -> None:
+    from graphql import execute_sync
+    from graphql.execution.values import get_variable_values
+    from graphql.utilities import get_operation_ast
+
+    from stash2plex.sandbox import stash_emulator as emulator
+
+    library = generate_library(120, seed=3, traps=True)
+    stash = StashEmulator(library, plugin_settings={"plex_url": "http://p"})
+    schema = emulator.load_schema()
+    queries = {
+        name: document
+        for name, document in docs.ALL_DOCUMENTS.items()
+        if document.lstrip().startswith("query")
+    }
+    assert set(queries) <= set(_QUERY_VARIABLES), "give the new query document its variables"
+    for name, document in queries.items():
+        variables = _QUERY_VARIABLES[name]
+        parsed, errors, _ = emulator._prepare(document)
+        assert not errors and parsed is not None
+        operation = get_operation_ast(parsed, None)
+        assert operation is not None
+        coerced = get_variable_values(schema, operation.variable_definitions or (), variables)
+        fast = emulator._plain_query(schema, operation, emulator._Root(stash, "http://h"), coerced)
+        reference = execute_sync(
+            schema, parsed, root_value=emulator._Root(stash, "http://h"), variable_values=variables
+        ).formatted
+        assert fast is not None, name
+        assert fast == reference, name
+
+
+def test_queries_the_fast_path_leaves_to_graphql_core_keep_their_answers(
+    stash: StashEmulator,
+) -> None:
+    # A fragment and __typename are answered by graphql-core; a resolver error keeps its shape.
+    body = data(
+        stash,
+        "query { findScene(id: 1) { ...F __typename } } fragment F on Scene { id title }",
+    )
+    assert body["findScene"]["__typename"] == "Scene" and body["findScene"]["id"] == "1"
+    response = post(stash, "query { findScenes(ids: [999999]) { count } }")
+    assert response.status_code == 200
+    assert "not found" in response.json()["errors"][0]["message"]
