@@ -100,10 +100,13 @@ def sandbox(
     scenes: int = 40,
     seed: int = 11,
     settings: dict[str, Any] | None = None,
+    plex_clock: Any = None,
     **library_options: Any,
 ) -> Iterator[Sandbox]:
     library = generate_library(scenes, seed=seed, **library_options)
-    with running_sandbox(library, plex_token=PLEX_TOKEN, settings=settings) as (
+    with running_sandbox(
+        library, plex_token=PLEX_TOKEN, settings=settings, plex_clock=plex_clock
+    ) as (
         plex,
         stash,
         section_id,

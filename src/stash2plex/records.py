@@ -53,6 +53,11 @@ class ListedItem:
     # The genre and actor tags the listing shows (truncated: at most ~2 genres, 3 actors).
     genres: tuple[str, ...] = ()
     actors: tuple[str, ...] = ()
+    # When Plex last changed the item (epoch seconds, Plex's clock; any edit, refresh, lock or
+    # image change moves it), and the text fields the listing shows: what reconciliation
+    # compares to tell an unchanged item without reading it.
+    updated_at: int | None = None
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from stash2plex.records import ListedItem
 _T = TypeVar("_T")
 
 LISTING_PAGE_SIZE = 500
+# Items read per `GET /library/metadata/{ids}` request (plexapi's fetchItems sends such lists).
+DETAIL_BATCH = 100
 MOVIE_SEARCH_TYPE = 1
 COLLECTION_SEARCH_TYPE = 18
 
@@ -66,6 +68,7 @@ class PlexItem:
     locked: frozenset[str]
     user_rating: float | None
     files: tuple[tuple[str, int | None], ...] = ()  # every part: (path as Plex spells it, size)
+    updated_at: int | None = None  # epoch seconds, Plex's clock
 
     def as_listed(self) -> ListedItem:
         """The item as the index stores it (from a detail, so its tag lists are complete)."""
@@ -76,6 +79,8 @@ class PlexItem:
             tuple(self.tags.get("collection", [])),
             tuple(self.tags.get("genre", [])),
             tuple(self.tags.get("actor", [])),
+            self.updated_at,
+            tuple(self.fields.items()),
         )
 
 
@@ -248,6 +253,45 @@ class PlexClient:
             if not page or start >= total:
                 return
 
+    def listing_pages(
+        self, section_id: int, page_size: int = LISTING_PAGE_SIZE
+    ) -> Iterator[list[ListedItem]]:
+        """Every movie-type item of a section, one page at a time (memory bounded by the page).
+
+        Ordered by `addedAt` (ties by ratingKey): an item edited while the pages are read keeps
+        its place, where the default title order would move it. An item added or deleted
+        meanwhile can still shift one item across a page boundary; callers that must not miss
+        an item check the ones they expected and did not see.
+        """
+        start = 0
+        while True:
+            with plex_errors(self.secrets):
+                page, total = self._listing_page(
+                    section_id, start, page_size, sort="addedAt", with_fields=True
+                )
+            if page:
+                yield page
+            start += page_size
+            if not page or start >= total:
+                return
+
+    @_reads
+    def items_detail(self, rating_keys: list[int]) -> dict[int, PlexItem]:
+        """The full items (every tag, the locks) of these ratingKeys, 100 per request
+        (`GET /library/metadata/1,2,3`); items Plex no longer has are absent."""
+        found: dict[int, PlexItem] = {}
+        for start in range(0, len(rating_keys), DETAIL_BATCH):
+            ids = ",".join(str(k) for k in rating_keys[start : start + DETAIL_BATCH])
+            try:
+                root = self._query(f"/library/metadata/{ids}")
+            except NotInPlexError:
+                continue  # none of them exists any more
+            for video in root if root is not None else []:
+                if video.tag == "Video":
+                    item = _plex_item(video)
+                    found[item.rating_key] = item
+        return found
+
     @_reads
     def newest_items(self, section_id: int, count: int) -> tuple[list[ListedItem], int]:
         """The most recently added items and the section's total size (incremental refresh)."""
@@ -255,7 +299,13 @@ class PlexClient:
 
     @_reads
     def _listing_page(
-        self, section_id: int, start: int, size: int, sort: str | None = None
+        self,
+        section_id: int,
+        start: int,
+        size: int,
+        sort: str | None = None,
+        *,
+        with_fields: bool = False,
     ) -> tuple[list[ListedItem], int]:
         query = f"/library/sections/{section_id}/all?type={MOVIE_SEARCH_TYPE}"
         if sort:
@@ -266,7 +316,9 @@ class PlexClient:
         )
         if root is None:
             return [], 0
-        items = [_listed_item(video, section_id) for video in root if video.tag == "Video"]
+        items = [
+            _listed_item(video, section_id, with_fields) for video in root if video.tag == "Video"
+        ]
         return items, int(root.get("totalSize") or root.get("size") or 0)
 
     @_reads
@@ -485,7 +537,10 @@ def _files(video: ET.Element) -> tuple[tuple[str, int | None], ...]:
     return tuple(files)
 
 
-def _listed_item(video: ET.Element, section_id: int) -> ListedItem:
+def _listed_item(video: ET.Element, section_id: int, with_fields: bool = False) -> ListedItem:
+    """One listed item; `with_fields` keeps its text fields and `updatedAt` too (a summary can
+    be long: the index does not keep them)."""
+
     def tags(element: str) -> tuple[str, ...]:
         return tuple(c.get("tag", "") for c in video.findall(element))
 
@@ -496,6 +551,8 @@ def _listed_item(video: ET.Element, section_id: int) -> ListedItem:
         tags("Collection"),
         tags("Genre"),
         tags("Role"),
+        _int_attr(video, "updatedAt") if with_fields else None,
+        tuple((name, video.get(name, "")) for name in _FIELD_ATTRIBUTES) if with_fields else (),
     )
 
 
@@ -516,6 +573,7 @@ def _plex_item(video: ET.Element) -> PlexItem:
         ),
         user_rating=float(rating) if rating else None,
         files=_files(video),
+        updated_at=_int_attr(video, "updatedAt"),
     )
 
 

@@ -243,6 +243,28 @@ class StashClient:
                 return
             page += 1
 
+    def scene_updates(self, scene_filter: dict[str, Any]) -> list[tuple[int, str]]:
+        """(id, updated_at) of every scene matching the filter, paged by 1000, by id.
+
+        Stash compares an `updated_at` criterion as text against times written in its own UTC
+        offset (docs/stash-plugin-protocol.md): callers ask with a margin and compare the
+        returned times themselves.
+        """
+        found: list[tuple[int, str]] = []
+        page = 1
+        while True:
+            data = self.execute(
+                docs.FIND_SCENE_UPDATES,
+                {
+                    "filter": {"page": page, "per_page": 1000, "sort": "id", "direction": "ASC"},
+                    "scene_filter": scene_filter,
+                },
+            )["findScenes"]
+            found.extend((int(s["id"]), str(s["updated_at"])) for s in data["scenes"])
+            if not data["scenes"] or len(found) >= int(data["count"]):
+                return found
+            page += 1
+
     def scenes_with_file(self, basename: str) -> list[dict[str, Any]]:
         """Scenes with a file of this name (`[{id, files: [{path, basename, size}]}]`).
 

@@ -74,6 +74,17 @@ query FindSceneIds($filter: FindFilterType, $scene_filter: SceneFilterType) {
 }
 """
 
+# Which scenes changed since a time, with that time: "Sync Recent Scenes" and the reconcile
+# after an outage filter on `updated_at` (compared by Stash as text, see stash.py).
+FIND_SCENE_UPDATES = """
+query FindSceneUpdates($filter: FindFilterType, $scene_filter: SceneFilterType) {
+  findScenes(filter: $filter, scene_filter: $scene_filter) {
+    count
+    scenes { id updated_at }
+  }
+}
+"""
+
 # Which scenes hold a file: for a Plex item holding files that are not the scene's own (Plex
 # stacked two scenes' files into one item), to tell a conflict from a file Stash does not have.
 FIND_SCENE_FILES = """
@@ -161,6 +172,7 @@ ALL_DOCUMENTS: dict[str, str] = {
     "FindScenes": FIND_SCENES,
     "FindSceneIds": FIND_SCENE_IDS,
     "FindSceneFiles": FIND_SCENE_FILES,
+    "FindSceneUpdates": FIND_SCENE_UPDATES,
     "FindTagHierarchy": FIND_TAG_HIERARCHY,
     "PluginSettings": PLUGIN_SETTINGS,
     "ApiKey": API_KEY,

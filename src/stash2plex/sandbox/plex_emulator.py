@@ -23,6 +23,7 @@ import base64
 import collections
 import contextlib
 import dataclasses
+import email.utils
 import hashlib
 import json
 import queue
@@ -443,6 +444,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The `Date` header tells the server's time; it follows the library's (injected) clock,
+        # as a real server's follows the clock its `updatedAt` values come from.
+        now = self.server.emulator.library.clock() if timestamp is None else timestamp
+        return email.utils.formatdate(now, usegmt=True)
 
     def do_GET(self) -> None:
         self._handle()

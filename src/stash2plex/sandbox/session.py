@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,11 +17,16 @@ SECTION_TITLE = "Stash Scenes"
 
 @contextmanager
 def running_sandbox(
-    library: SampleLibrary, *, plex_token: str, settings: dict[str, Any] | None = None
+    library: SampleLibrary,
+    *,
+    plex_token: str,
+    settings: dict[str, Any] | None = None,
+    plex_clock: Callable[[], float] | None = None,
 ) -> Iterator[tuple[PlexEmulator, StashEmulator, int]]:
     """Yield (plex, stash, section id): Plex holds the library's files, Stash its scenes, and
-    Stash's saved plugin settings point at that Plex (`settings` adds or overrides keys)."""
-    with PlexEmulator(token=plex_token) as plex:
+    Stash's saved plugin settings point at that Plex (`settings` adds or overrides keys).
+    `plex_clock`: Plex's own clock (its `updatedAt` and `Date`), when a test moves it."""
+    with PlexEmulator(token=plex_token, clock=plex_clock or time.time) as plex:
         section_id = seed_plex(plex, library, section_title=SECTION_TITLE)
         values = {
             "plex_url": plex.url,
