@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stash2plex.errors import (
     StoreError,
@@ -42,6 +42,9 @@ from stash2plex.records import (
 )
 from stash2plex.store.holds import PARKED, read_holds, write_holds
 from stash2plex.vocabulary import WAITING, HookAction
+
+if TYPE_CHECKING:
+    from stash2plex.store.reconcile import ReconcileTables
 
 Clock = Callable[[], float]
 
@@ -251,6 +254,35 @@ MIGRATIONS: tuple[str, ...] = (
     DELETE FROM plex_index;
     DELETE FROM plex_items;
     DELETE FROM kv WHERE key IN ('plex_index_refreshed_at', 'plex_index_full_at', 'plex_sections');
+    """,
+    # 6: reconciliation. Each run with its report (retention bounded, see
+    # store/reconcile.py); what each linked Plex item looked like when a run last verified it
+    # (its `updatedAt`, what the listing showed of our fields, what we had pushed, the drift
+    # found), so the next run reads only items that changed; and which outages were
+    # reconciled after they ended (those that ended before this version: none, '{}').
+    """
+    CREATE TABLE reconcile_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        trigger TEXT NOT NULL,
+        fix INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        results TEXT NOT NULL DEFAULT '{}',
+        report TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX reconcile_runs_started ON reconcile_runs (started_at);
+    CREATE TABLE plex_checks (
+        rating_key INTEGER PRIMARY KEY,
+        updated_at INTEGER,
+        listing TEXT NOT NULL,
+        pushed TEXT NOT NULL,
+        drift TEXT NOT NULL DEFAULT '[]',
+        settled INTEGER NOT NULL DEFAULT 1,
+        checked_at REAL NOT NULL
+    );
+    ALTER TABLE outages ADD COLUMN reconciled TEXT;
+    UPDATE outages SET reconciled = '{}' WHERE ended_at IS NOT NULL;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1325,6 +1357,14 @@ class Store:
                     "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND rating_key = ?",
                     (json.dumps(prints, sort_keys=True), scene_id, rating_key),
                 )
+
+    # ----------------------------------------------------------------- reconciliation
+    def reconciliation(self) -> ReconcileTables:
+        """The reconciliation's tables: runs, item checks and a run's scratch tables
+        (`stash2plex.store.reconcile`), on this store's connection."""
+        from stash2plex.store.reconcile import ReconcileTables
+
+        return ReconcileTables(self._conn, self.transaction, self.clock)
 
     # ----------------------------------------------------------------- collection objects
     def plex_collection(self, section_id: int, title: str) -> dict[str, Any] | None:
