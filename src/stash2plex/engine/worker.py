@@ -36,6 +36,7 @@ from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
 from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
 from stash2plex.pseudonyms import obfuscate_data, obfuscate_paths
 from stash2plex.pull.timer import PullTimer
+from stash2plex.reconcile.timer import ReconcileTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
@@ -152,6 +153,10 @@ class Worker:
         self._thread_stores_lock = threading.Lock()
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
         self._pull_timer = PullTimer(self.store, clock)
+        # Scheduled and after-outage reconciles: stash2plex.reconcile.timer.
+        self._reconcile_timer = ReconcileTimer(
+            lambda: self.store, clock, should_stop=self._stop.is_set
+        )
 
     @property
     def context(self) -> Context | None:
@@ -309,6 +314,7 @@ class Worker:
             return 0
         self._expand_entity_changes(context)
         self._pull_timer.tick(context)
+        self._reconcile_timer.tick(context)
         jobs = self.store.claim_due(self.owner, BATCH_SIZE)
         if not jobs:
             return 0
@@ -682,6 +688,9 @@ class Worker:
             pull_due = self._pull_timer.next_due_at(self._context)
             if pull_due is not None:
                 candidates.append(pull_due)
+            reconcile_due = self._reconcile_timer.next_due_at(self._context)
+            if reconcile_due is not None:
+                candidates.append(reconcile_due)
         return max(min(candidates), now + self.poll_seconds)
 
     def _wait(self, deadline: float) -> None:

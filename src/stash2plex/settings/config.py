@@ -111,6 +111,18 @@ def _whole_number(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
+RECONCILE_INTERVALS = ("off", "hourly", "daily", "weekly")
+
+
+def _interval(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in ("never", "none", "0"):
+        text = "off"
+    if text not in RECONCILE_INTERVALS:
+        raise ValueError("one of " + ", ".join(RECONCILE_INTERVALS))
+    return text
+
+
 def _flag(key: str, display_name: str, description: str) -> Setting:
     """A checkbox whose unchecked state (Stash's untouched state) is the default."""
     return Setting(key, "BOOLEAN", False, display_name, description)
@@ -281,6 +293,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pull_interval_minutes", "NUMBER", 15, "Pull every (minutes)",
             "How often a running worker or service catches up on Plex's plays, resume points "
             "and ratings. Default: 15.", check=_whole_number(1, 1440)),
+    Setting("reconcile_interval", "STRING", "daily", "Reconcile with Plex",
+            "How often a running worker or service compares every scene with Plex and repairs "
+            "the differences (as the task Reconcile and Repair): off, hourly, daily or weekly. "
+            "Default: daily. It waits until the queue is idle; after a Plex outage the scenes "
+            "changed during it are reconciled at once, whatever this says.",
+            check=_interval),
 )
 # fmt: on
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -326,6 +344,7 @@ class Config:
     sync_rating_both_ways: bool = False
     pull_account: str = ""
     pull_interval_minutes: int = 15
+    reconcile_interval: str = "daily"
     warnings: tuple[str, ...] = field(default=(), compare=False)
     # Settings whose value is invalid and must be fixed before anything syncs: key -> why.
     invalid: dict[str, str] = field(default_factory=dict, compare=False)

@@ -1,0 +1,169 @@
+"""Scenes Stash changed since a time: "Sync Recent Scenes" (`stash2plex sync --since`) and the
+reconcile after an outage.
+
+Stash filters `updated_at` by comparing text: its timestamps are RFC3339 in the server's own
+UTC offset, and the value given is compared as a string (docs/stash-plugin-protocol.md,
+`getTimestampWhereClause`). So we ask with a margin wider than any UTC offset (14 hours), in
+UTC, and keep exactly the scenes whose time, parsed, is at or after the one wanted. Times are
+epoch seconds; Stash's have one-second resolution.
+
+"Sync Recent Scenes" remembers where it stopped: the newest `updated_at` it queued and the
+scenes it queued with that very second, so the next run takes every scene changed since,
+including one saved in that same second after the run, and none twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from stash2plex.clients.stash import StashClient
+from stash2plex.errors import PermanentError
+from stash2plex.store.db import Store
+
+WATERMARK_KEY = "recent_sync"
+# Wider than any UTC offset (-12:00 .. +14:00): a time in Stash's zone compares as text.
+OFFSET_MARGIN_SECONDS = 14 * 3600.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
+SINCE_HELP = (
+    "a duration (90m, 6h, 2d, 1w), a local date or time (2025-06-01, 2025-06-01T18:30), "
+    "or 'last' (since the last Sync Recent Scenes)"
+)
+
+
+def stash_epoch(text: str) -> float:
+    """A Stash timestamp (RFC3339, any offset, `Z`) as epoch seconds."""
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+
+
+def parse_since(text: str | None, now: float) -> float | None:
+    """What `--since` means, as epoch seconds; None for "since the last run" (empty, `last`).
+
+    Raises PermanentError naming the accepted forms.
+    """
+    value = (text or "").strip()
+    if not value or value.lower() == "last":
+        return None
+    duration = _DURATION.match(value)
+    if duration:
+        return now - float(duration.group(1)) * _UNITS[duration.group(2).lower()]
+    for form in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value, form).timestamp()  # local time, as people mean it
+        except ValueError:
+            continue
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PermanentError(f"--since {value!r} is not {SINCE_HELP}") from None
+    return moment.timestamp()
+
+
+def scenes_updated(
+    stash: StashClient, since: float, until: float | None = None
+) -> list[tuple[int, float]]:
+    """(id, updated_at as epoch) of every scene Stash changed at or after `since` (and at or
+    before `until`), by id. One query with a margin (module docstring), paged by 1000."""
+    floor = datetime.fromtimestamp(since - OFFSET_MARGIN_SECONDS, timezone.utc)
+    text = floor.strftime("%Y-%m-%dT%H:%M:%SZ")
+    found = []
+    for scene_id, stamp in stash.scene_updates(
+        {"updated_at": {"value": text, "modifier": "GREATER_THAN"}}
+    ):
+        try:
+            moment = stash_epoch(stamp)
+        except ValueError:
+            continue  # not a time: never ours to judge
+        if moment >= int(since) and (until is None or moment <= until):
+            found.append((scene_id, moment))
+    return found
+
+
+@dataclass
+class RecentReport:
+    """What one "Sync Recent Scenes" queued. `since`: epoch seconds (None: every scene)."""
+
+    since: float | None
+    queued: int = 0
+    scene_ids: list[int] = field(default_factory=list)
+    first_run: bool = False
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scene_ids"] = self.scene_ids[:50]  # a sample; `queued` says how many
+        data["since_text"] = _local(self.since)
+        return data
+
+    def summary(self) -> str:
+        if self.since is None:
+            return f"queued {self.queued} scenes (no earlier sync recorded: every scene)"
+        return f"queued {self.queued} scenes changed in Stash since {_local(self.since)}"
+
+
+def queue_recent(
+    store: Store,
+    stash: StashClient,
+    *,
+    since: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> RecentReport:
+    """Queue the scenes Stash changed since `since`, or (None) since the last run.
+
+    With no run recorded yet, "since" is the last push to Plex, and with none of those every
+    scene is queued. The mark moves only when this run covers everything since the last one
+    (an explicit `since` later than the mark leaves it, so nothing between is skipped).
+    """
+    mark = store.get_value(WATERMARK_KEY) or {}
+    at = mark.get("at")
+    seen_at_mark = {int(i) for i in mark.get("ids") or []}
+    report = RecentReport(since)
+    if since is None:
+        if at is not None:
+            since = float(at)
+        else:
+            report.first_run = True
+            since = store.last_synced_at()
+        report.since = since
+    found = scenes_updated(stash, since) if since is not None else _every_scene(stash)
+    chosen = [
+        scene_id
+        for scene_id, moment in found
+        if not (at is not None and moment == float(at) and scene_id in seen_at_mark)
+    ]
+    store.enqueue(chosen, source="sync_recent")
+    report.queued = len(chosen)
+    report.scene_ids = chosen
+    covers = at is None or since is None or since <= float(at)
+    if covers:
+        newest = max((moment for _, moment in found), default=None)
+        if newest is not None and (at is None or newest >= float(at)):
+            ids = {scene_id for scene_id, moment in found if moment == newest}
+            if at is not None and newest == float(at):
+                ids |= seen_at_mark
+            store.put_value(WATERMARK_KEY, {"at": newest, "ids": sorted(ids), "ran_at": clock()})
+        elif at is None:
+            store.put_value(WATERMARK_KEY, {"at": since or clock(), "ids": [], "ran_at": clock()})
+    return report
+
+
+def _every_scene(stash: StashClient) -> list[tuple[int, float]]:
+    found = []
+    for scene_id, stamp in stash.scene_updates({}):
+        try:
+            found.append((scene_id, stash_epoch(stamp)))
+        except ValueError:
+            found.append((scene_id, 0.0))
+    return found
+
+
+def _local(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment).astimezone().isoformat(timespec="seconds")

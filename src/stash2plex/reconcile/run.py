@@ -1,0 +1,584 @@
+"""One reconcile: every Stash scene against the Plex library, classified, optionally repaired.
+
+Two walks, each a page at a time (memory bounded by the page, never by the library):
+
+1. Plex: the paged listing of each configured library, ordered by `addedAt`. Each page
+   refreshes the stored index (so matching below sees Plex as it is now) and is compared with
+   what the last run recorded of each linked item: an item whose `updatedAt`, listing view and
+   push record are all unchanged since a settled check keeps that check's verdict without a
+   read; the others are read in full, 100 per request, and their drift recorded
+   (`sync.drift`). Linked items the listing did not show are read too: gone, or just moved
+   across a page edge. Requests therefore grow with what changed, not with the library.
+2. Stash: every scene with the sync's fields, by id (`id > last` paging, which neither skips
+   nor repeats a scene while others are added or deleted), matched against the fresh index and
+   classified (`reconcile.classify`). No Plex request is made here.
+
+Then linked scenes the walk did not return are orphans, items claimed by several scenes are
+conflicts, and with `fix` the repairs go through the normal queue: scenes are queued, the push
+records of drifted fields are forgotten first (so the sync writes them again), links to gone
+items or deleted scenes are dropped. The run, its counts and its report are stored
+(`store.reconcile`); the Plex page and `stash2plex reconcile` show the last one.
+
+Only one reconcile runs at a time per data directory (a file lock); another one reports busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from stash2plex.engine.context import Context
+from stash2plex.engine.worker_lock import try_lock, unlock
+from stash2plex.errors import SyncError, redact
+from stash2plex.reconcile import classify as kinds
+from stash2plex.reconcile.classify import Finding
+from stash2plex.reconcile.recent import scenes_updated
+from stash2plex.records import Link, ListedItem
+from stash2plex.store.db import Store
+from stash2plex.store.reconcile import ItemCheck, ReconcileTables
+from stash2plex.sync.drift import Drift, item_drift, listing_print, pushed_print, synced_keys
+from stash2plex.sync.matching import match_scene
+from stash2plex.sync.syncer import PlexIndex
+from stash2plex.sync.tag_tree import TagTree
+
+log = logging.getLogger("stash2plex.reconcile")
+
+LOCK_FILENAME = "reconcile.lock"
+STASH_PAGE = 500
+SAMPLES = 5
+# An item changed within this many seconds before Plex answered may change again within the
+# same second of `updatedAt` (Plex's resolution): its check is not trusted the next time.
+SETTLE_SECONDS = 2
+REPAIR_PAGE = 500
+IN_SYNC = "in_sync"
+
+Progress = Callable[[float], None]
+
+
+class Stopped(Exception):
+    """The worker was asked to stop while a reconcile ran."""
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconcile found and did. Counts are scenes; no secrets.
+
+    `results`: scenes per class (`reconcile.classify.KINDS`) and `in_sync`; `samples`: the
+    first findings of each class; `actions`: scenes per repair (`classify.ACTION_TEXT`),
+    applied when `repaired`; `plex_requests`: {"total", "listing", "detail", "other"}.
+    """
+
+    trigger: str
+    fix: bool
+    started_at: float
+    finished_at: float | None = None
+    state: str = "running"  # done | failed | interrupted | busy
+    scenes: int = 0
+    without_file: int = 0
+    items_listed: int = 0
+    items_read: int = 0
+    items_gone: int = 0
+    results: dict[str, int] = field(default_factory=dict)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+    repaired: bool = False
+    queued: int = 0
+    links_dropped: int = 0
+    plex_requests: dict[str, int] = field(default_factory=dict)
+    stash_requests: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    run_id: int = 0
+
+    @property
+    def differences(self) -> int:
+        """Scenes with at least one finding (a scene stale and drifted counts once)."""
+        return sum(n for kind, n in self.results.items() if kind != IN_SYNC)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = self.summary()
+        return data
+
+    def summary(self) -> str:
+        """One line for a log or a task result."""
+        if self.state == "busy":
+            return "another reconcile is running; nothing done"
+        if self.state == "failed":
+            return f"reconcile failed: {self.error}"
+        found = ", ".join(
+            f"{n} {kind.replace('_', ' ')}"
+            for kind, n in self.results.items()
+            if n and kind != IN_SYNC
+        )
+        line = (
+            f"{self.scenes} scenes: {self.results.get(IN_SYNC, 0)} in sync"
+            + (f", {found}" if found else ", nothing to repair")
+            + f"; {self.plex_requests.get('total', 0)} Plex requests, {self.seconds} s"
+        )
+        if self.state == "interrupted":
+            line += " (interrupted: nothing repaired)"
+        elif self.repaired:
+            line += f"; repaired: {self.queued} scenes queued, {self.links_dropped} links dropped"
+        return line
+
+
+@contextlib.contextmanager
+def reconcile_lock(store: Store) -> Iterator[bool]:
+    """Hold the reconcile lock if it is free; yields False (without waiting) when it is not."""
+    fd = os.open(store.path.parent / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        locked = try_lock(fd)
+        try:
+            yield locked
+        finally:
+            if locked:
+                unlock(fd)
+    finally:
+        os.close(fd)
+
+
+def run_reconcile(
+    context: Context,
+    *,
+    fix: bool = False,
+    trigger: str = "task",
+    clock: Callable[[], float] = time.time,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ReconcileReport:
+    """Reconcile the whole library (module docstring); with `fix`, queue the repairs.
+
+    Raises SyncError when Stash or Plex fails (the run is recorded as failed first); returns a
+    report with state "interrupted" when `should_stop` said so, "busy" when another reconcile
+    holds the lock.
+    """
+    report = ReconcileReport(trigger, fix, clock())
+    with reconcile_lock(context.store) as locked:
+        if not locked:
+            report.state = "busy"
+            return report
+        tables = context.store.reconciliation()
+        report.run_id = tables.start_run(trigger, fix)
+        run = _Run(context, tables, report, clock, progress, should_stop)
+        try:
+            run.run()
+        except Stopped:
+            report.state = "interrupted"
+        except SyncError as exc:
+            report.state = "failed"
+            report.error = redact(exc.message, context.config.secrets())
+            raise
+        finally:
+            run.close()
+            report.finished_at = clock()
+            report.seconds = round(report.finished_at - report.started_at, 1)
+            if report.state == "running":
+                report.state = "done"
+            tables.finish_run(report.run_id, report.state, report.results, report.as_dict())
+    return report
+
+
+class _Run:
+    def __init__(
+        self,
+        context: Context,
+        tables: ReconcileTables,
+        report: ReconcileReport,
+        clock: Callable[[], float],
+        progress: Progress | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.context = context
+        self.store = context.store
+        self.config = context.config
+        self.plex = context.plex
+        self.stash = context.stash
+        self.tables = tables
+        self.report = report
+        self.clock = clock
+        self.progress = progress or (lambda fraction: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.keys = synced_keys(self.config)
+        self.gone: set[int] = set()
+        self.plex_now: float | None = None
+        self.requests = {"listing": 0, "detail": 0}
+        self.requests_before = self.plex.request_count
+        self.sections: list[int] = []
+        self.plex.session.hooks["response"].append(self._server_date)
+        tables.begin_scratch()
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.plex.session.hooks["response"].remove(self._server_date)
+        total = self.plex.request_count - self.requests_before
+        self.report.plex_requests = {
+            "total": total,
+            **self.requests,
+            "other": total - sum(self.requests.values()),
+        }
+        with contextlib.suppress(Exception):
+            self.tables.end_scratch()
+
+    def _server_date(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        """Plex's own time from its `Date` header: `updatedAt` comes from the same clock."""
+        value = response.headers.get("Date")
+        if value:
+            with contextlib.suppress(TypeError, ValueError):
+                self.plex_now = email.utils.parsedate_to_datetime(value).timestamp()
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Stopped
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> None:
+        self.plex.server()  # connect first, so the walk's counts are its own requests
+        self.sections = PlexIndex(self.store, self.plex, self.config, self.clock).section_ids()
+        self.progress(0.0)
+        self._walk_plex()
+        self._walk_stash()
+        self._settle_findings()
+        self._count()
+        if self.report.fix:
+            self._repair()
+        self.progress(1.0)
+
+    # ------------------------------------------------------------------ Plex
+    def _walk_plex(self) -> None:
+        expected = max(1, self.store.index_size())
+        for section_id in self.sections:
+            pages = self.plex.listing_pages(section_id)
+            while True:
+                before = self.plex.request_count
+                page = next(pages, None)
+                self.requests["listing"] += self.plex.request_count - before
+                if page is None:
+                    break
+                now = self.plex_now if self.plex_now is not None else self.clock()
+                self.store.add_to_index(page)
+                self.tables.saw_items(section_id, [item.rating_key for item in page])
+                self.report.items_listed += len(page)
+                self._check_items(page, now)
+                self.progress(min(0.3, 0.3 * self.report.items_listed / expected))
+                self._check_stop()
+            for rating_key in self.tables.unseen_indexed(section_id):
+                self.store.drop_from_index(rating_key)
+        self._check_unseen_linked()
+        now = self.clock()
+        self.store.put_value("plex_index_refreshed_at", now)
+        self.store.put_value("plex_index_full_at", now)
+
+    def _check_items(self, page: list[ListedItem], now: float) -> None:
+        """Compare a listing page with the last checks; read the items that changed."""
+        keys = [item.rating_key for item in page]
+        links = self.tables.links_of_items(keys)
+        checks = self.tables.checks(keys)
+        changed: list[tuple[ListedItem, Link]] = []
+        for item in page:
+            item_links = links.get(item.rating_key) or []
+            if len(item_links) != 1 or not item_links[0].fingerprints:
+                continue  # unlinked, left alone, or shared by scenes (a conflict)
+            link = item_links[0]
+            check = checks.get(item.rating_key)
+            if (
+                check is not None
+                and check.settled
+                and check.updated_at == item.updated_at
+                and check.listing == listing_print(item)
+                and check.pushed == pushed_print(link, self.keys)
+            ):
+                continue  # unchanged since a settled check: its verdict stands
+            changed.append((item, link))
+        if changed:
+            self._read_items(changed, now)
+
+    def _read_items(self, changed: list[tuple[ListedItem, Link]], now: float) -> None:
+        before = self.plex.request_count
+        details = self.plex.items_detail([item.rating_key for item, _ in changed])
+        self.requests["detail"] += self.plex.request_count - before
+        self.report.items_read += len(changed)
+        checks = []
+        for item, link in changed:
+            detail = details.get(item.rating_key)
+            if detail is None:  # deleted between the listing and the read
+                self.gone.add(item.rating_key)
+                continue
+            drift = item_drift(detail, link, self.keys)
+            stamp = item.updated_at if item.updated_at is not None else detail.updated_at
+            checks.append(
+                ItemCheck(
+                    item.rating_key,
+                    stamp,
+                    listing_print(item),
+                    pushed_print(link, self.keys),
+                    [d.as_dict() for d in drift],
+                    stamp is not None and stamp <= now - SETTLE_SECONDS,
+                )
+            )
+        self.tables.save_checks(checks)
+
+    def _check_unseen_linked(self) -> None:
+        """Linked items the listing did not show: read them (gone, or moved past a page)."""
+        unseen = self.tables.unseen_linked()
+        if not unseen:
+            return
+        before = self.plex.request_count
+        details = self.plex.items_detail(unseen)
+        self.requests["detail"] += self.plex.request_count - before
+        gone = [key for key in unseen if key not in details]
+        self.gone.update(gone)
+        self.report.items_gone = len(self.gone)
+        self.tables.forget_checks(gone)
+        found = [item for key, item in details.items() if item.section_id in self.sections]
+        if found:
+            listed = [item.as_listed() for item in found]
+            self.store.add_to_index(listed)
+            links = self.tables.links_of_items([item.rating_key for item in found])
+            now = self.plex_now if self.plex_now is not None else self.clock()
+            changed = [
+                (entry, links[entry.rating_key][0])
+                for entry in listed
+                if len(links.get(entry.rating_key) or []) == 1
+                and links[entry.rating_key][0].fingerprints
+            ]
+            if changed:
+                self._read_items(changed, now)
+
+    # ------------------------------------------------------------------ Stash
+    def _walk_stash(self) -> None:
+        config = self.config
+        tree = None
+        if config.tag_include or config.tag_exclude or config.label_tags:
+            tree = TagTree(self.stash.tag_hierarchy())
+            self.report.stash_requests += 1
+        last_id = 0
+        total: int | None = None
+        while True:
+            count, scenes = self.stash.find_scenes(
+                page=1,
+                per_page=STASH_PAGE,
+                scene_filter={"id": {"value": last_id, "modifier": "GREATER_THAN"}},
+                sort="id",
+            )
+            self.report.stash_requests += 1
+            if total is None:
+                total = max(1, count)
+            if not scenes:
+                break
+            self._classify_page(scenes, tree)
+            last_id = int(scenes[-1]["id"])
+            self.progress(0.3 + 0.6 * min(1.0, self.report.scenes / total))
+            self._check_stop()
+            if len(scenes) < STASH_PAGE:
+                break
+        self.last_scene_id = last_id
+
+    def _classify_page(self, scenes: list[dict[str, Any]], tree: TagTree | None) -> None:
+        ids = [int(scene["id"]) for scene in scenes]
+        self.tables.saw_scenes(ids)
+        links = self.tables.links_of_scenes(ids)
+        jobs = self.tables.jobs_of(ids)
+        checks = self.tables.checks({link.rating_key for ls in links.values() for link in ls})
+        rules = self.config.path_map
+        claims: list[tuple[int, int]] = []
+        rows: list[Finding] = []
+        for scene in scenes:
+            scene_id = int(scene["id"])
+            self.report.scenes += 1
+            files = scene.get("files") or []
+            if not files:
+                self.report.without_file += 1
+                continue
+            store = self.store
+            result = match_scene(files, rules, store.index_by_path, store.index_by_basename)
+            claims += [(match.rating_key, scene_id) for match in result.matches]
+            scene_links = links.get(scene_id, [])
+            drift: dict[int, list[Drift]] = {}
+            for link in scene_links:
+                check = checks.get(link.rating_key)
+                if check and check.drift and check.pushed == pushed_print(link, self.keys):
+                    drift[link.rating_key] = [Drift(**d) for d in check.drift]
+            rows += kinds.classify(
+                scene,
+                result,
+                scene_links,
+                gone=self.gone,
+                drift=drift,
+                job=jobs.get(scene_id),
+                config=self.config,
+                tree=tree,
+            )
+        self.tables.claim(claims)
+        self.tables.add_findings(_rows(rows))
+
+    # ------------------------------------------------------------------ afterwards
+    def _settle_findings(self) -> None:
+        """Orphans (linked scenes Stash no longer has) and conflicts (one item, several
+        scenes): known only once every scene was seen."""
+        orphans = self.tables.unseen_linked_scenes(getattr(self, "last_scene_id", 0))
+        if orphans:
+            links = self.tables.links_of_scenes(orphans)
+            self.tables.add_findings(
+                _rows(
+                    kinds.orphan(scene_id, [link.rating_key for link in links.get(scene_id, [])])
+                    for scene_id in orphans
+                )
+            )
+        shared = self.tables.shared_items()
+        in_conflict = sorted({scene_id for ids in shared.values() for scene_id in ids})
+        if in_conflict:
+            self.tables.drop_findings(in_conflict)
+            rows = []
+            seen: set[int] = set()
+            for rating_key, scene_ids in sorted(shared.items()):
+                for scene_id in scene_ids:
+                    if scene_id not in seen:
+                        seen.add(scene_id)
+                        rows.append(kinds.conflict(scene_id, rating_key, scene_ids))
+            self.tables.add_findings(_rows(rows))
+
+    def _count(self) -> None:
+        counts = self.tables.finding_counts()
+        report = self.report
+        with_files = report.scenes - report.without_file
+        differing = self.tables.scenes_with_findings(exclude=(kinds.ORPHAN_LINK,))
+        report.results = {IN_SYNC: with_files - differing}
+        report.results.update({kind: counts.get(kind, 0) for kind in kinds.KINDS})
+        report.samples = {
+            kind: self.tables.samples(kind, SAMPLES) for kind in kinds.KINDS if counts.get(kind)
+        }
+        report.actions = self.tables.action_counts()
+        report.items_gone = len(self.gone)
+
+    def _repair(self) -> None:
+        """Queue the repairs (only what `classify.REPAIRS` names), a page at a time; the links
+        of deleted scenes go first, so a scene that took over their items (a merge) finds what
+        they left there before it is pushed."""
+        queued: set[int] = set()
+        for orphans in (True, False):
+            self._repair_pass(orphans, queued)
+        self.report.queued = len(queued)
+        self.report.repaired = True
+
+    def _repair_pass(self, orphans: bool, queued: set[int]) -> None:
+        row_id = 0
+        while True:
+            found = self.tables.findings_after(row_id, REPAIR_PAGE)
+            if not found:
+                break
+            row_id = found[-1][0]
+            batch = [(i, f) for i, f in found if (f["action"] == kinds.DROP) == orphans]
+            if orphans:
+                self._drop_orphans([f["scene_id"] for _, f in batch])
+                continue
+            to_queue: list[int] = []
+            drops: list[tuple[int, int | None]] = []
+            relink = [f["scene_id"] for _, f in batch if f["action"] == kinds.RELINK]
+            links = self.tables.links_of_scenes(relink) if relink else {}
+            for _, finding in batch:
+                scene_id, action = finding["scene_id"], finding["action"]
+                if action == kinds.QUEUE:
+                    to_queue.append(scene_id)
+                elif action == kinds.REWRITE:
+                    self.tables.forget_pushed(scene_id, finding["rating_key"], finding["fields"])
+                    to_queue.append(scene_id)
+                elif action == kinds.RELINK:
+                    drops += [
+                        (scene_id, link.rating_key)
+                        for link in links.get(scene_id, [])
+                        if link.rating_key in self.gone
+                    ]
+                    to_queue.append(scene_id)
+            if drops:
+                self.tables.drop_links(drops)
+                self.report.links_dropped += len(drops)
+            fresh = [scene_id for scene_id in dict.fromkeys(to_queue) if scene_id not in queued]
+            if fresh:
+                self.store.enqueue(fresh, source="reconcile")
+                queued.update(fresh)
+
+    def _drop_orphans(self, scene_ids: list[int]) -> None:
+        """Forget the links of scenes Stash no longer has. An item whose files another scene
+        holds now (the scenes were merged) is handed to that scene first."""
+        if not scene_ids:
+            return
+        links = self.tables.links_of_scenes(scene_ids)
+        keys = {link.rating_key for found in links.values() for link in found}
+        claimants = self.tables.claimants(keys)
+        for found in links.values():
+            for link in found:
+                for heir in claimants.get(link.rating_key, [])[:1]:
+                    self.tables.hand_over(link.scene_id, link.rating_key, heir)
+        self.tables.drop_links([(scene_id, None) for scene_id in scene_ids])
+        self.report.links_dropped += sum(len(found) for found in links.values())
+
+
+def _rows(findings: Any) -> list[tuple[int, str, int | None, str, str, str]]:
+    import json
+
+    return [
+        (f.scene_id, f.kind, f.rating_key, json.dumps(list(f.fields)), f.detail, f.action)
+        for f in findings
+    ]
+
+
+# ---------------------------------------------------------------------- after an outage
+def reconcile_outage(
+    context: Context, outage: dict[str, Any], *, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """After Plex recovered from `outage` (a row of the outages table): queue the scenes Stash
+    changed during it and re-queue the jobs that failed in it (transient dead letters). Hooks
+    already queued what they saw; this catches what fired no hook (merges, scans, edits while
+    the plugin was off) and what used up its attempts before the breaker opened. Recorded as a
+    run (trigger "outage") and on the outage, which the outage report shows. Returns the
+    summary: ``{"changed_in_stash", "already_queued", "failed_jobs_requeued", "queued"}``."""
+    store = context.store
+    tables = store.reconciliation()
+    started, ended = float(outage["started_at"]), float(outage["ended_at"])
+    run_id = tables.start_run("outage", True)
+    changed = [scene_id for scene_id, _ in scenes_updated(context.stash, started, ended)]
+    jobs = tables.jobs_of(changed)
+    already = sum(1 for scene_id in changed if scene_id in jobs and jobs[scene_id].state != "done")
+    letters = [
+        letter["id"]
+        for letter in store.dead_letters("transient")
+        if started <= float(letter["failed_at"]) <= ended
+    ]
+    store.enqueue(changed, source="reconcile after an outage")
+    requeued = store.redrive(letters, "reconcile after an outage")
+    summary = {
+        "changed_in_stash": len(changed),
+        "already_queued": already,
+        "failed_jobs_requeued": len(requeued),
+        "queued": len(set(changed) | set(requeued)),
+    }
+    report = {
+        "trigger": "outage",
+        "window": [started, ended],
+        **summary,
+        "summary": outage_summary(summary),
+    }
+    tables.finish_run(run_id, "done", summary, report)
+    tables.mark_outage_reconciled(int(outage["id"]), {**summary, "at": clock()})
+    return summary
+
+
+def outage_summary(summary: dict[str, Any]) -> str:
+    """One sentence for the outage report."""
+    return (
+        f"reconciled after it: {summary.get('changed_in_stash', 0)} scenes changed in Stash "
+        f"during it ({summary.get('already_queued', 0)} already queued), "
+        f"{summary.get('failed_jobs_requeued', 0)} failed jobs re-queued"
+    )
+
+
+def with_store(context: Context, store: Store) -> Context:
+    """The context with another store (the worker may have reopened its store)."""
+    return context if context.store is store else replace(context, store=store)
