@@ -621,6 +621,12 @@ _QUERY_VARIABLES: dict[str, dict[str, Any]] = {
         "filter": {"per_page": -1, "sort": "id"},
         "scene_filter": {"path": {"value": '"e"', "modifier": "INCLUDES"}},
     },
+    "FindSceneUpdates": {
+        "filter": {"page": 1, "per_page": 1000, "sort": "id", "direction": "ASC"},
+        "scene_filter": {
+            "updated_at": {"value": "2024-01-01T00:00:00Z", "modifier": "GREATER_THAN"}
+        },
+    },
     "FindTagHierarchy": {"filter": {"page": 1, "per_page": 1000, "sort": "id"}},
     "PluginSettings": {"include": ["Stash2Plex"]},
     "ApiKey": {},

@@ -467,17 +467,35 @@ def config_check(cli: Cli) -> None:
     help="Rewrite every synced field and image from Stash, even if Plex was edited "
     "(fields edited in Plex stay with preserve_plex_edits).",
 )
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION|DATE",
+    help="The scenes Stash changed since then: a duration (90m, 6h, 2d, 1w), a local date or "
+    "time (2025-06-01, 2025-06-01T18:30), or 'last' (since the last such sync).",
+)
+@click.option("--recent", is_flag=True, help="Same as --since last.")
 @click.argument("scene_ids", nargs=-1, type=click.IntRange(1))
 @click.pass_obj
 def sync_command(
-    cli: Cli, all_scenes: bool, dry_run: bool, force: bool, scene_ids: tuple[int, ...]
+    cli: Cli,
+    all_scenes: bool,
+    dry_run: bool,
+    force: bool,
+    since: str | None,
+    recent: bool,
+    scene_ids: tuple[int, ...],
 ) -> None:
-    """Queue scenes (or --all) and drain the queue with a progress bar."""
+    """Queue scenes (or --all, or those Stash changed --since) and drain the queue with a
+    progress bar."""
     from stash2plex.engine.worker import FORCE_SOURCE
     from stash2plex.operations.queue import queue_all_scenes
 
-    if not all_scenes and not scene_ids:
-        raise click.UsageError("give scene ids or --all")
+    chosen = [all_scenes, bool(scene_ids), since is not None or recent]
+    if sum(chosen) != 1:
+        raise click.UsageError("give scene ids, --all, or --since/--recent (one of them)")
+    if (since is not None or recent) and dry_run:
+        raise click.UsageError("--dry-run takes scene ids or --all")
     if dry_run:
         _dry_run(cli, None if all_scenes else list(scene_ids), force)
         return
@@ -486,10 +504,18 @@ def sync_command(
         context = cli.context(store)
         if all_scenes:
             queued = queue_all_scenes(store, context.stash, force=force)
-        else:
+        elif scene_ids:
             store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli")
             queued = len(scene_ids)
-    if not cli.as_json:
+        else:
+            from stash2plex.reconcile.recent import parse_since, queue_recent
+
+            start = parse_since("last" if recent else since, store.clock())
+            report = queue_recent(store, context.stash, since=start)
+            queued = report.queued
+            if not cli.as_json:
+                cli.say(report.summary())
+    if not cli.as_json and not (since is not None or recent):
         cli.say(f"queued {queued} scenes" + (" to rewrite from Stash" if force else ""))
     _drain(cli, since)
 
@@ -537,6 +563,62 @@ def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
         return table
 
     cli.show(data, render)
+
+
+@main.command("reconcile")
+@click.option("--fix", is_flag=True, help="Repair what differs, through the queue, and drain.")
+@click.option("--last", "last", is_flag=True, help="Show the last run instead of running one.")
+@click.pass_obj
+def reconcile_command(cli: Cli, fix: bool, last: bool) -> None:
+    """Compare every scene with Plex: never synced, changed in Stash or in Plex, gone items,
+    deleted scenes, not in Plex, ambiguous, conflicts; with samples and what --fix does.
+    Exit 1 when differences remain (without --fix), 3 when another reconcile runs."""
+    from rich.progress import Progress
+
+    from stash2plex.reconcile.run import run_reconcile
+
+    if last:
+        with cli.store() as store:
+            run = store.reconciliation().last_run()
+        if run is None:
+            cli.show({"ran": False}, "no reconcile has run yet")
+            return
+        cli.show({"ran": True, **run}, lambda data: _reconcile_table(data["report"]))
+        return
+    started_at = time.time()
+    with cli.store() as store, Progress(disable=cli.as_json, transient=True) as bar:
+        task = bar.add_task("reconciling", total=1.0)
+        report = run_reconcile(
+            cli.context(store),
+            fix=fix,
+            trigger="command",
+            progress=lambda fraction: bar.update(task, completed=fraction),
+        )
+    cli.show(report.as_dict(), _reconcile_table)
+    if report.state == "busy":
+        cli.say(report.summary(), color="yellow")
+        sys.exit(EXIT_BUSY)
+    if fix and report.queued:
+        _drain(cli, since=started_at)
+    elif not fix and report.differences:
+        sys.exit(EXIT_ATTENTION)
+
+
+def _reconcile_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from stash2plex.reconcile.classify import ACTION_TEXT
+
+    table = Table(title=report.get("summary") or "Reconcile")
+    for column in ("class", "scenes", "samples", "repair"):
+        table.add_column(column, overflow="fold")
+    samples = report.get("samples") or {}
+    for kind, count in (report.get("results") or {}).items():
+        shown = samples.get(kind) or []
+        text = "\n".join(f"scene {s['scene_id']}: {s['detail']}" for s in shown)
+        action = ACTION_TEXT.get(shown[0]["action"], "") if shown else ""
+        table.add_row(kind.replace("_", " "), str(count), text, action)
+    return table
 
 
 def _drain(cli: Cli, since: float | None = None) -> None:

@@ -21,6 +21,7 @@ from stash2plex.engine.worker_lock import worker_running
 from stash2plex.records import Holds
 from stash2plex.settings.sources import describe_source
 from stash2plex.store.db import Store
+from stash2plex.store.reconcile import outage_reconciled
 from stash2plex.sync.syncer import SceneSyncer
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -505,6 +506,7 @@ def outage_report(store: Store, limit: int = 10) -> dict[str, Any]:
                 "duration_s": round((o["ended_at"] or now) - o["started_at"], 1),
                 "jobs_affected": o["jobs_affected"],
                 "ongoing": o["ended_at"] is None,
+                "reconciled": outage_reconciled(o),
             }
             for o in outages[-limit:]
         ],

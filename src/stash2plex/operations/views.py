@@ -19,11 +19,10 @@ from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.store.db import Store
+from stash2plex.store.reconcile import outage_reconciled
 
 PLEX_SECTIONS_KEY = "plex_sections"
 PLEX_SERVER_KEY = "plex_server"
-#: Where reconciliation runs will be recorded (none yet: the view says so).
-RECONCILE_KEY = "last_reconcile"
 
 #: Availability windows the outage view reports, by label.
 WINDOWS: dict[str, float] = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
@@ -107,11 +106,27 @@ def ramp_view(store: Store, now: float) -> dict[str, Any]:
 
 
 def reconcile_view(store: Store) -> dict[str, Any]:
-    """The last reconciliation run, or ``{"ran": False}`` until the store has one."""
-    last = store.get_value(RECONCILE_KEY)
-    if not isinstance(last, dict):
+    """The last reconciliation run that ended, or ``{"ran": False, "message"}`` until one did.
+
+    Shape: ``{"ran", "started_at", "finished_at", "trigger" (schedule | task | command |
+    outage), "fix", "state" (done | failed | interrupted), "results": {class: scenes},
+    "summary", "plex_requests"}``.
+    """
+    last = store.reconciliation().last_run()
+    if last is None:
         return {"ran": False, "message": "no reconcile yet"}
-    return {"ran": True, **last}
+    report = last["report"]
+    return {
+        "ran": True,
+        "started_at": last["started_at"],
+        "finished_at": last["finished_at"],
+        "trigger": last["trigger"],
+        "fix": last["fix"],
+        "state": last["state"],
+        "results": last["results"],
+        "summary": report.get("summary", ""),
+        "plex_requests": (report.get("plex_requests") or {}).get("total"),
+    }
 
 
 def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +136,8 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
     the part of the window Stash2Plex has been watching (from its first recorded event or
     outage), None when nothing was watched. Shape: ``{"now", "windows": {label: {"outages",
     "downtime_s", "availability_pct", "mttr_s", "mtbf_s"}}, "timeline": {"since", "until",
-    "outages": [{"started_at", "ended_at", "duration_s", "jobs_affected", "ongoing"}]}}``.
+    "outages": [{"started_at", "ended_at", "duration_s", "jobs_affected", "ongoing",
+    "reconciled"}]}}`` (`reconciled`: what the reconcile after it queued, or None).
     """
     now = store.clock()
     rows = store.outages()
@@ -154,6 +170,7 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
             "duration_s": round((o["ended_at"] or now) - o["started_at"], 1),
             "jobs_affected": o["jobs_affected"],
             "ongoing": o["ended_at"] is None,
+            "reconciled": outage_reconciled(o),
         }
         for o in rows
         if o["ended_at"] is None or o["ended_at"] > since

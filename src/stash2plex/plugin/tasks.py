@@ -429,6 +429,11 @@ def outage_summary(
         f"Stash2Plex: {report['outages']} outages, MTTR {report['mttr_s']} s, MTBF "
         f"{report['mtbf_s']} s, availability {report['availability_pct']} %"
     )
+    last = report["recent"][-1] if report["recent"] else None
+    if last is not None and last.get("reconciled"):
+        from stash2plex.reconcile.run import outage_summary as reconciled_text
+
+        log.info(f"Stash2Plex: the last outage: {reconciled_text(last['reconciled'])}")
     return report
 
 
@@ -488,6 +493,89 @@ def pull_from_plex(
     return report.as_dict()
 
 
+def sync_recent(
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    start_worker: Callable[[], Any],
+) -> dict[str, Any]:
+    """Queue the scenes Stash changed since the last run (or `since`: a duration or a date)
+    and drain them."""
+    from stash2plex.reconcile.recent import parse_since, queue_recent
+
+    with Store.open(data_dir) as store:
+        stash = connect_stash(store, connection)
+        since = parse_since(str(args.get("since") or ""), store.clock())
+        report = queue_recent(store, stash, since=since)
+    log.info(f"Stash2Plex: {report.summary()}")
+    return {**report.as_dict(), **_drain_report(data_dir, log, start_worker)}
+
+
+def reconcile(
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    start_worker: Callable[[], Any],
+) -> dict[str, Any]:
+    """Compare every scene with Plex and report the differences; with `fix`, repair them
+    through the queue and drain."""
+    from stash2plex.reconcile.run import run_reconcile
+
+    fix = str(args.get("fix") or "").strip().lower() in ("1", "true", "yes", "on")
+    with Store.open(data_dir) as store:
+        context = build_context(store, connection)
+        report = run_reconcile(context, fix=fix, trigger="task", progress=log.progress)
+    if report.state == "busy":
+        log.warning(f"Stash2Plex: {report.summary()}; try again when it is done")
+        return report.as_dict()
+    _log_reconcile(report.as_dict(), log)
+    result = report.as_dict()
+    if fix and report.queued:
+        result["drain"] = _drain_report(data_dir, log, start_worker)
+    return result
+
+
+def reconcile_report(
+    args: dict[str, Any],
+    connection: dict[str, Any],
+    data_dir: Path,
+    log: protocol.StashLog,
+    start_worker: Callable[[], Any],
+) -> dict[str, Any]:
+    """The last reconcile run (scheduled, after an outage, or from a task) and its report."""
+    with Store.open(data_dir) as store:
+        last = store.reconciliation().last_run()
+    if last is None:
+        log.info("Stash2Plex: no reconcile has run yet (task Reconcile with Plex)")
+        return {"ran": False}
+    _log_reconcile(last["report"], log, last)
+    return {"ran": True, **last}
+
+
+def _log_reconcile(
+    report: dict[str, Any], log: protocol.StashLog, run: dict[str, Any] | None = None
+) -> None:
+    """Log a reconcile report: the summary, then each class with its samples and repair."""
+    from stash2plex.reconcile.classify import ACTION_TEXT
+
+    when = ""
+    if run is not None:
+        finished = run.get("finished_at") or run.get("started_at")
+        when = (
+            f" ({run.get('trigger')}, {time.strftime('%Y-%m-%d %H:%M', time.localtime(finished))})"
+        )
+    log.info(f"Stash2Plex reconcile{when}: {report.get('summary', '')}")
+    for kind, samples in (report.get("samples") or {}).items():
+        count = (report.get("results") or {}).get(kind, len(samples))
+        action = ACTION_TEXT.get(samples[0].get("action", ""), "") if samples else ""
+        fix = f"; repair: {action}" if action else ""
+        log.info(f"    {kind.replace('_', ' ')}: {count} scenes{fix}")
+        for sample in samples:
+            log.info(f"        scene {sample['scene_id']}: {sample['detail']}")
+
+
 TASKS = {
     "sync_all": sync_all,
     "process_queue": process_queue,
@@ -503,4 +591,7 @@ TASKS = {
     "outage_summary": outage_summary,
     "diagnose": diagnose,
     "pull": pull_from_plex,
+    "sync_recent": sync_recent,
+    "reconcile": reconcile,
+    "reconcile_report": reconcile_report,
 }

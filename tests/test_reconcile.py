@@ -1,0 +1,236 @@
+"""Reconciliation over the sandbox: every class planted in a synced library is counted exactly,
+a repair brings every matchable scene back to exactly what Stash says (checked by the
+independent oracle in sandbox/verify.py), and the next reconcile finds nothing to repair.
+Reads cost what changed, not the library."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plexapi.server import PlexServer
+
+from stash2plex.engine.context import build_context
+from stash2plex.engine.worker import Worker
+from stash2plex.reconcile.run import ReconcileReport, run_reconcile
+from stash2plex.sandbox.library import Scene, VideoFile
+from stash2plex.sandbox.verify import conflict_scene_ids, library_problems, own_metadata
+
+from .sandbox import PLEX_TOKEN, Sandbox, SteppedClock, sandbox
+
+REPAIRABLE = ("never_synced", "stale", "drifted", "link_broken", "orphan_link")
+
+
+def reconcile(box: Sandbox, *, fix: bool = False) -> ReconcileReport:
+    with box.store() as store:
+        return run_reconcile(build_context(store), fix=fix, trigger="command")
+
+
+def pick(box: Sandbox, used: set[int], test: Any = lambda s: True) -> Scene:
+    """A synced scene with one file and metadata of its own, not in a trap, not used yet."""
+    conflicts = conflict_scene_ids(box.library)
+    scene = box.find(
+        lambda s: (
+            s.id not in used
+            and s.id not in conflicts
+            and len(s.files) == 1
+            and own_metadata(s)
+            and test(s)
+        )
+    )
+    used.add(scene.id)
+    return scene
+
+
+def new_scene(box: Sandbox, path: str, **fields: Any) -> Scene:
+    """A scene Stash got while Stash2Plex was not watching (no hook reached us)."""
+    library = box.library
+    scene_id = max(library.scenes) + 1
+    file_id = max(f.id for s in library.scenes.values() for f in s.files) + 1
+    template = library.scenes[min(library.scenes)]
+    scene = dataclasses.replace(
+        template,
+        id=scene_id,
+        title=fields.pop("title", f"Arrived unseen {scene_id}"),
+        files=[VideoFile(file_id, path, 734_003_200, 612.5)],
+        **fields,
+    )
+    with box.stash._lock:
+        library.scenes[scene_id] = scene
+    return scene
+
+
+def plant_every_class(box: Sandbox, clock: SteppedClock) -> dict[str, Any]:
+    """Change Stash and Plex behind the plugin's back, one way per class; returns who is who."""
+    library, plex = box.library, box.plex
+    server = PlexServer(plex.url, PLEX_TOKEN)
+    used: set[int] = set()
+    planted: dict[str, Any] = {}
+    clock.offset += 60
+    # Drift in Plex: a title edited, a summary an agent refresh replaced after it was
+    # unlocked, a genre removed (the last one: listings show only the first two).
+    edited = pick(box, used)
+    server.fetchItem(box.rating_key(edited)).editTitle("Edited in Plex")
+    refreshed = pick(box, used, lambda s: bool((s.details or "").strip()))
+    item = server.fetchItem(box.rating_key(refreshed))
+    item.edit(**{"summary.locked": 0})
+    item.refresh()
+    degenred = pick(box, used, lambda s: len(s.tag_ids) >= 3)
+    item = server.fetchItem(box.rating_key(degenred))
+    removed = item.genres[-1].tag
+    item.removeGenre(removed)
+    planted["drifted"] = {edited.id: "title", refreshed.id: "summary", degenred.id: "genre"}
+    # Plex lost an item and re-added the file under a new ratingKey.
+    readded = pick(box, used)
+    old_key = box.rating_key(readded)
+    plex.delete_item(old_key)
+    new_key = plex.add_item(
+        box.section_id,
+        library.plex_path(readded.files[0].path),
+        sizes=readded.files[0].size,
+    )
+    planted["link_broken"] = (readded.id, old_key, new_key)
+    # Stash: a scene edited without a hook, one deleted, two merged.
+    stale = pick(box, used)
+    box.stash.update_scene(stale.id, title="Renamed while nobody watched")
+    deleted = pick(box, used)
+    box.stash.delete_scene(deleted.id)
+    destination, source = pick(box, used), pick(box, used)
+    box.stash.merge_scenes(destination.id, [source.id])
+    planted["stale"] = {stale.id, destination.id}
+    planted["orphan_link"] = {deleted.id, source.id}
+    # A scene that arrived unseen, its file in Plex; and one whose file name is in Plex
+    # twice, in other folders with the same size, while its own path is not.
+    fresh = new_scene(box, "/data/stash/Arrivals/Unseen arrival.mp4")
+    plex.add_item(box.section_id, library.plex_path(fresh.files[0].path), sizes=734_003_200)
+    planted["never_synced"] = {fresh.id}
+    twin = new_scene(box, "/data/stash/Arrivals/Twin take.mp4")
+    twin.in_plex = False  # its own path is not in Plex: not matchable
+    for folder in ("Copies A", "Copies B"):
+        plex.add_item(box.section_id, f"M:\\{folder}\\Twin take.mp4", sizes=734_003_200)
+    planted["ambiguous"] = {twin.id}
+    clock.offset += 60
+    return planted
+
+
+def expected_counts(box: Sandbox, planted: dict[str, Any]) -> dict[str, int]:
+    library = box.library
+    with_files = [s for s in library.scenes.values() if s.files]
+    not_in_plex = {s.id for s in with_files if not s.in_plex} - planted["ambiguous"]
+    conflicts = conflict_scene_ids(library)
+    counts = {
+        "never_synced": 1,
+        "stale": 2,
+        "drifted": 3,
+        "link_broken": 1,
+        "orphan_link": 2,
+        "not_in_plex": len(not_in_plex),
+        "ambiguous": 1,
+        "conflict": len(conflicts),
+    }
+    differing = sum(n for kind, n in counts.items() if kind != "orphan_link")
+    return {"in_sync": len(with_files) - differing, **counts}
+
+
+@pytest.mark.slow
+def test_every_class_is_counted_exactly_then_repaired_and_gone(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    with sandbox(
+        tmp_path, scenes=160, seed=23, traps=True, not_in_plex_ratio=0.03, plex_clock=clock
+    ) as box:
+        box.drain()
+        planted = plant_every_class(box, clock)
+        writes = box.writes()
+
+        report = reconcile(box)
+
+        assert report.state == "done"
+        assert report.results == expected_counts(box, planted)
+        assert box.writes() == writes, "a reconcile without --fix writes nothing to Plex"
+        samples = {k: {s["scene_id"]: s for s in found} for k, found in report.samples.items()}
+        for scene_id, field in planted["drifted"].items():
+            assert samples["drifted"][scene_id]["fields"] == [field]
+        edited = next(i for i, field in planted["drifted"].items() if field == "title")
+        assert "Plex shows 'Edited in Plex'" in samples["drifted"][edited]["detail"]
+        scene_id, old_key, new_key = planted["link_broken"]
+        broken = samples["link_broken"][scene_id]["detail"]
+        assert f"item {old_key} is gone" in broken and f"now Plex item {new_key}" in broken
+        assert set(samples["orphan_link"]) == planted["orphan_link"]
+        assert set(samples["stale"]) == planted["stale"]
+        assert set(samples["never_synced"]) == planted["never_synced"]
+        assert set(samples["ambiguous"]) == planted["ambiguous"]
+        assert report.actions["rewrite"] == 3 and report.actions["drop"] == 2
+        assert not report.repaired and report.queued == 0
+
+        fixed = reconcile(box, fix=True)
+        assert fixed.results == report.results
+        # never synced, stale, drifted, link broken; scenes not in Plex already wait for it.
+        assert fixed.repaired and fixed.queued == 1 + 2 + 3 + 1
+        assert fixed.actions["waiting"] == report.results["not_in_plex"]
+        Worker(box.data_dir).run(until_idle=True)
+
+        assert library_problems(box.plex, box.library) == {}
+        clock.offset += 60
+        again = reconcile(box)
+        assert {kind: again.results[kind] for kind in REPAIRABLE} == dict.fromkeys(REPAIRABLE, 0)
+        for kind in ("not_in_plex", "ambiguous", "conflict"):  # they need Plex's scan or you
+            assert again.results[kind] == report.results[kind]
+
+
+@pytest.mark.slow
+def test_reads_grow_with_what_changed_in_plex_not_with_the_library(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    with sandbox(tmp_path, scenes=150, seed=29, traps=True, plex_clock=clock) as box:
+        box.drain()
+        clock.offset += 60
+        first = reconcile(box)  # the first run reads every linked item once
+        linked = first.items_read
+        assert linked > 100 and first.plex_requests["detail"] == -(-linked // 100)
+
+        clock.offset += 60
+        quiet = reconcile(box)
+        assert quiet.items_read == 0 and quiet.plex_requests["detail"] == 0
+        assert quiet.plex_requests["total"] == quiet.plex_requests["listing"] + 1  # + connect
+        assert quiet.results == first.results
+
+        used: set[int] = set()
+        server = PlexServer(box.plex.url, PLEX_TOKEN)
+        drifted = [pick(box, used) for _ in range(4)]
+        for scene in drifted:
+            server.fetchItem(box.rating_key(scene)).editTitle(f"Edited {scene.id}")
+        clock.offset += 60
+        found = reconcile(box)
+        assert found.items_read == 4 and found.plex_requests["detail"] == 1
+        assert found.results["drifted"] == 4
+
+
+def test_a_scene_with_a_pushed_field_switched_off_is_not_drifted(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    with sandbox(tmp_path, scenes=40, seed=31, plex_clock=clock) as box:
+        box.drain()
+        scene = pick(box, set())
+        server = PlexServer(box.plex.url, PLEX_TOKEN)
+        server.fetchItem(box.rating_key(scene)).editTitle("Mine now")
+        clock.offset += 60
+        assert reconcile(box).results["drifted"] == 1
+        box.settings(skip_title=True)
+        assert reconcile(box).results["drifted"] == 0
+
+
+def test_preserve_plex_edits_reports_drift_and_repairs_leave_it(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    with sandbox(
+        tmp_path, scenes=40, seed=37, settings={"preserve_plex_edits": True}, plex_clock=clock
+    ) as box:
+        box.drain()
+        scene = pick(box, set())
+        key = box.rating_key(scene)
+        PlexServer(box.plex.url, PLEX_TOKEN).fetchItem(key).editTitle("Kept in Plex")
+        clock.offset += 60
+        report = reconcile(box, fix=True)
+        assert report.results["drifted"] == 1 and report.actions == {"keep": 1}
+        assert report.queued == 0
+        Worker(box.data_dir).run(until_idle=True)
+        assert box.plex.item(key).title == "Kept in Plex"
