@@ -101,11 +101,16 @@ def sandbox(
     seed: int = 11,
     settings: dict[str, Any] | None = None,
     plex_clock: Any = None,
+    stash_clock: Any = None,
     **library_options: Any,
 ) -> Iterator[Sandbox]:
     library = generate_library(scenes, seed=seed, **library_options)
     with running_sandbox(
-        library, plex_token=PLEX_TOKEN, settings=settings, plex_clock=plex_clock
+        library,
+        plex_token=PLEX_TOKEN,
+        settings=settings,
+        plex_clock=plex_clock,
+        stash_clock=stash_clock,
     ) as (
         plex,
         stash,

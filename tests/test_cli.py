@@ -140,3 +140,36 @@ def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeyp
     checks = {c["name"]: c for c in json.loads(result.output)}
     assert not checks["Plex"]["ok"] and "plex_token" in checks["Plex"]["fix"]
     assert "wrong-token-000" not in result.output
+
+
+def test_reconcile_reports_exits_1_on_differences_and_fix_repairs(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
+    cli("sync", "--all")
+    scene = box.find(lambda s: bool(s.title) and len(s.files) == 1)
+    box.stash.update_scene(scene.id, title="Renamed without a hook")
+
+    report = json.loads(cli("reconcile", "--json", expect=1).output)
+    assert report["results"]["stale"] == 1 and report["repaired"] is False
+    [sample] = report["samples"]["stale"]
+    assert sample["scene_id"] == scene.id and "title" in sample["fields"]
+    assert report["plex_requests"]["total"] >= 1 and report["stash_requests"] >= 1
+
+    cli("reconcile", "--fix")
+    assert box.item(scene).title == "Renamed without a hook"
+    last = json.loads(cli("--json", "reconcile", "--last").output)
+    assert last["trigger"] == "command" and last["fix"] is True
+    assert json.loads(cli("reconcile", "--json").output)["results"]["stale"] == 0
+
+
+def test_sync_since_takes_a_duration_or_a_date_and_rejects_anything_else(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
+    cli("sync", "--all")
+    scene = box.find(lambda s: bool(s.title) and len(s.files) == 1)
+    box.stash.update_scene(scene.id, title="Changed an hour ago, or less")
+    result = cli("sync", "--since", "1h")
+    assert "queued 1 scenes changed in Stash since" in result.output
+    assert box.item(scene).title == "Changed an hour ago, or less"
+    assert "queued 0 scenes" in cli("sync", "--recent").output
+    bad = cli("sync", "--since", "yesterday", expect=2)
+    assert "a duration (90m, 6h, 2d, 1w)" in bad.output
+    cli("sync", "--all", "--since", "1h", expect=2)

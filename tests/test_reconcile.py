@@ -17,6 +17,7 @@ from stash2plex.engine.worker import Worker
 from stash2plex.reconcile.run import ReconcileReport, run_reconcile
 from stash2plex.sandbox.library import Scene, VideoFile
 from stash2plex.sandbox.verify import conflict_scene_ids, library_problems, own_metadata
+from stash2plex.store.db import Store
 
 from .sandbox import PLEX_TOKEN, Sandbox, SteppedClock, sandbox
 
@@ -234,3 +235,126 @@ def test_preserve_plex_edits_reports_drift_and_repairs_leave_it(tmp_path: Path) 
         assert report.queued == 0
         Worker(box.data_dir).run(until_idle=True)
         assert box.plex.item(key).title == "Kept in Plex"
+
+
+def queue_recent_now(box: Sandbox, since: float | None = None) -> Any:
+    from stash2plex.reconcile.recent import queue_recent
+
+    with box.store() as store:
+        return queue_recent(store, build_context(store).stash, since=since)
+
+
+def test_sync_recent_queues_exactly_the_scenes_changed_since_the_last_run(tmp_path: Path):
+    with sandbox(tmp_path, scenes=40, seed=41) as box:
+        box.drain()
+        first = queue_recent_now(box)
+        assert first.first_run and first.queued == 0  # nothing changed since the last sync
+        a, b, c = (pick(box, set(), lambda s, i=i: s.id % 3 == i) for i in range(3))
+        box.stash.update_scene(a.id, title="Edited A")
+        box.stash.update_scene(b.id, details="Edited B")
+
+        second = queue_recent_now(box)
+        assert sorted(second.scene_ids) == sorted([a.id, b.id])
+        report = Worker(box.data_dir).run(until_idle=True)
+        assert report.synced == 2 and box.item(a).title == "Edited A"
+
+        assert queue_recent_now(box).queued == 0  # the same second is not queued twice
+        box.stash.update_scene(c.id, title="Edited C")  # maybe within that very second
+        assert queue_recent_now(box).scene_ids == [c.id]
+        # An explicit time goes back further, and leaves the mark where it was.
+        assert sorted(queue_recent_now(box, since=0.0).scene_ids) == sorted(
+            s.id for s in box.library.scenes.values()
+        )
+        assert queue_recent_now(box).queued == 0
+
+
+@pytest.mark.slow
+def test_the_worker_reconciles_on_its_own_clock(tmp_path: Path) -> None:
+    from stash2plex.store.db import CREATED_AT_KEY
+
+    with sandbox(tmp_path, scenes=30, seed=43) as box:
+        box.drain()
+        box.settings(reconcile_interval="hourly")
+        with box.store() as store:
+            created = float(store.get_value(CREATED_AT_KEY))
+
+        class Clock:
+            now = created
+
+            def __call__(self) -> float:
+                return self.now
+
+            def sleep(self, seconds: float) -> None:
+                self.now += seconds
+
+        clock = Clock()
+
+        def drain_at(seconds: float) -> list[dict]:
+            clock.now = created + seconds
+            Worker(box.data_dir, clock=clock, sleep=clock.sleep).run(until_idle=True)
+            with box.store() as store:
+                return store.reconciliation().runs(10)
+
+        scene = pick(box, set())
+        key = box.rating_key(scene)
+        PlexServer(box.plex.url, PLEX_TOKEN).fetchItem(key).editTitle("Edited in Plex")
+        assert drain_at(3599) == []
+        runs = drain_at(3600)
+        assert [(r["trigger"], r["fix"], r["state"]) for r in runs] == [("schedule", True, "done")]
+        assert runs[0]["results"]["drifted"] == 1
+        assert box.plex.item(key).title == box.library.scenes[scene.id].title  # repaired
+        assert len(drain_at(3600 + 1800)) == 1
+        assert len(drain_at(7200)) == 2
+
+
+@pytest.mark.slow
+def test_when_plex_recovers_the_changes_made_during_the_outage_are_reconciled(tmp_path: Path):
+    from stash2plex.operations.queue import outage_report
+
+    from . import seeding
+
+    clock = SteppedClock()
+    with sandbox(tmp_path, scenes=40, seed=47, plex_clock=clock, stash_clock=clock) as box:
+        box.drain()
+        used: set[int] = set()
+        unhooked, hooked, failed = pick(box, used), pick(box, used), pick(box, used)
+        box.plex.faults.refuse_connections()
+        trigger = pick(box, used)
+        box.stash.update_scene(trigger.id, title="The edit that finds Plex down")
+        box.queue(trigger.id)
+        clock.offset += 30  # saved before the outage began: not one of its changes
+        for _ in range(3):
+            Worker(box.data_dir, clock=clock).run(until_idle=True)
+            clock.offset += 60
+        with Store.open(box.data_dir, clock=clock) as store:
+            assert store.holds().breaker.state != "closed"
+            # While Plex is down: a scene saved (its hook queues it), one changed in Stash
+            # without a hook (a merge, a scan, the plugin switched off), and a job that used
+            # up its attempts.
+            box.stash.update_scene(hooked.id, title="Saved during the outage")
+            store.enqueue([hooked.id], source="hook")
+            box.stash.update_scene(unhooked.id, title="Changed without a hook")
+            store.enqueue([failed.id], source="test")
+            seeding.dead(
+                store, store.job(failed.id), error_class="transient", message="timeout", attempts=5
+            )
+        clock.offset += 60
+        box.plex.faults.accept_connections()
+        for _ in range(3):
+            Worker(box.data_dir, clock=clock).run(until_idle=True)
+            clock.offset += 60
+
+        assert box.item(unhooked).title == "Changed without a hook"
+        assert box.item(hooked).title == "Saved during the outage"
+        with box.store() as store:
+            last = outage_report(store)["recent"][-1]
+            runs = store.reconciliation().runs(5)
+            assert store.dead_letters() == []
+        assert last["ended_at"] is not None
+        assert {k: v for k, v in last["reconciled"].items() if k != "at"} == {
+            "changed_in_stash": 2,
+            "already_queued": 1,
+            "failed_jobs_requeued": 1,
+            "queued": 3,
+        }
+        assert runs[0]["trigger"] == "outage"

@@ -87,6 +87,10 @@ PROVEN_BY = {
     "pull_interval_minutes": [
         "test_pull.py::test_the_worker_pulls_within_one_poll_interval_on_its_own_clock"
     ],
+    "reconcile_interval": [
+        "test_reconcile.py::test_the_worker_reconciles_on_its_own_clock",
+        "test_reconcile_rules.py::test_the_timer_reconciles_once_per_interval_only_when_the_queue_is_idle",
+    ],
 }
 
 

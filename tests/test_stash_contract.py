@@ -204,3 +204,33 @@ def test_a_missing_schema_skips_locally_and_fails_in_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="not at"):
         load_real_schema(tmp_path / "absent")
+
+
+def test_the_filters_reconcile_and_sync_recent_send_coerce_against_the_real_schema(
+    real_schema: GraphQLSchema,
+) -> None:
+    """The walk by id (`id > last`) and the `updated_at` query: their variables, not only the
+    documents, must be what Stash accepts (IntCriterionInput, TimestampCriterionInput)."""
+    from graphql import get_operation_ast
+    from graphql.execution.values import get_variable_values
+
+    from stash2plex.clients import stash_documents as docs
+    from stash2plex.reconcile.recent import updated_after
+    from stash2plex.reconcile.run import STASH_PAGE, after_id
+
+    sent = {
+        docs.FIND_SCENES: {
+            "filter": {"page": 1, "per_page": STASH_PAGE, "sort": "id", "direction": "ASC"},
+            "scene_filter": after_id(1200),
+        },
+        docs.FIND_SCENE_UPDATES: {
+            "filter": {"page": 1, "per_page": 1000, "sort": "id", "direction": "ASC"},
+            "scene_filter": updated_after(1_750_000_000.0),
+        },
+    }
+    for document, variables in sent.items():
+        operation = get_operation_ast(parse(document))
+        assert operation is not None
+        for schema in (real_schema, load_schema()):
+            coerced = get_variable_values(schema, operation.variable_definitions, variables)
+            assert not isinstance(coerced, list), [e.message for e in coerced]

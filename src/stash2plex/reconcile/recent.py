@@ -70,12 +70,8 @@ def scenes_updated(
 ) -> list[tuple[int, float]]:
     """(id, updated_at as epoch) of every scene Stash changed at or after `since` (and at or
     before `until`), by id. One query with a margin (module docstring), paged by 1000."""
-    floor = datetime.fromtimestamp(since - OFFSET_MARGIN_SECONDS, timezone.utc)
-    text = floor.strftime("%Y-%m-%dT%H:%M:%SZ")
     found = []
-    for scene_id, stamp in stash.scene_updates(
-        {"updated_at": {"value": text, "modifier": "GREATER_THAN"}}
-    ):
+    for scene_id, stamp in stash.scene_updates(updated_after(since)):
         try:
             moment = stash_epoch(stamp)
         except ValueError:
@@ -83,6 +79,15 @@ def scenes_updated(
         if moment >= int(since) and (until is None or moment <= until):
             found.append((scene_id, moment))
     return found
+
+
+def updated_after(since: float) -> dict[str, Any]:
+    """The scene filter that finds every scene changed at or after `since` in any UTC offset
+    (and some before it: the caller compares the times itself)."""
+    floor = datetime.fromtimestamp(since - OFFSET_MARGIN_SECONDS, timezone.utc)
+    return {
+        "updated_at": {"value": floor.strftime("%Y-%m-%dT%H:%M:%SZ"), "modifier": "GREATER_THAN"}
+    }
 
 
 @dataclass
@@ -121,9 +126,12 @@ def queue_recent(
     (an explicit `since` later than the mark leaves it, so nothing between is skipped).
     """
     mark = store.get_value(WATERMARK_KEY) or {}
-    at = mark.get("at")
+    at = int(mark["at"]) if isinstance(mark.get("at"), int | float) else None
     seen_at_mark = {int(i) for i in mark.get("ids") or []}
     report = RecentReport(since)
+    # Scenes queued with the mark's very second are left out only when continuing from it: a
+    # time given by the user means every scene since then.
+    skip = set() if since is not None else seen_at_mark
     if since is None:
         if at is not None:
             since = float(at)
@@ -131,25 +139,22 @@ def queue_recent(
             report.first_run = True
             since = store.last_synced_at()
         report.since = since
-    found = scenes_updated(stash, since) if since is not None else _every_scene(stash)
-    chosen = [
-        scene_id
-        for scene_id, moment in found
-        if not (at is not None and moment == float(at) and scene_id in seen_at_mark)
-    ]
+    # Stash's times have whole seconds: a scene saved in the second `since` falls in that
+    # second, so the comparison starts at its beginning.
+    start = None if since is None else int(since)
+    found = scenes_updated(stash, start) if start is not None else _every_scene(stash)
+    chosen = [scene_id for scene_id, moment in found if not (moment == at and scene_id in skip)]
     store.enqueue(chosen, source="sync_recent")
     report.queued = len(chosen)
     report.scene_ids = chosen
-    covers = at is None or since is None or since <= float(at)
-    if covers:
-        newest = max((moment for _, moment in found), default=None)
-        if newest is not None and (at is None or newest >= float(at)):
-            ids = {scene_id for scene_id, moment in found if moment == newest}
-            if at is not None and newest == float(at):
-                ids |= seen_at_mark
-            store.put_value(WATERMARK_KEY, {"at": newest, "ids": sorted(ids), "ran_at": clock()})
-        elif at is None:
-            store.put_value(WATERMARK_KEY, {"at": since or clock(), "ids": [], "ran_at": clock()})
+    if at is None or start is None or start <= at:  # this run covers everything since the mark
+        newest = int(max((moment for _, moment in found), default=start or 0))
+        ids = {scene_id for scene_id, moment in found if moment == newest}
+        if at is not None and newest < at:
+            newest, ids = at, set()
+        if at is not None and newest == at:
+            ids |= seen_at_mark
+        store.put_value(WATERMARK_KEY, {"at": newest, "ids": sorted(ids), "ran_at": clock()})
     return report
 
 

@@ -362,10 +362,7 @@ class _Run:
         total: int | None = None
         while True:
             count, scenes = self.stash.find_scenes(
-                page=1,
-                per_page=STASH_PAGE,
-                scene_filter={"id": {"value": last_id, "modifier": "GREATER_THAN"}},
-                sort="id",
+                page=1, per_page=STASH_PAGE, scene_filter=after_id(last_id), sort="id"
             )
             self.report.stash_requests += 1
             if total is None:
@@ -518,6 +515,11 @@ class _Run:
                     self.tables.hand_over(link.scene_id, link.rating_key, heir)
         self.tables.drop_links([(scene_id, None) for scene_id in scene_ids])
         self.report.links_dropped += sum(len(found) for found in links.values())
+
+
+def after_id(scene_id: int) -> dict[str, Any]:
+    """The scene filter of the walk's next page: ids after the last one seen."""
+    return {"id": {"value": scene_id, "modifier": "GREATER_THAN"}}
 
 
 def _rows(findings: Any) -> list[tuple[int, str, int | None, str, str, str]]:

@@ -22,10 +22,12 @@ def running_sandbox(
     plex_token: str,
     settings: dict[str, Any] | None = None,
     plex_clock: Callable[[], float] | None = None,
+    stash_clock: Callable[[], float] | None = None,
 ) -> Iterator[tuple[PlexEmulator, StashEmulator, int]]:
     """Yield (plex, stash, section id): Plex holds the library's files, Stash its scenes, and
     Stash's saved plugin settings point at that Plex (`settings` adds or overrides keys).
-    `plex_clock`: Plex's own clock (its `updatedAt` and `Date`), when a test moves it."""
+    `plex_clock`, `stash_clock`: each server's own clock (Plex's `updatedAt` and `Date`,
+    Stash's `updated_at`), when a test moves time."""
     with PlexEmulator(token=plex_token, clock=plex_clock or time.time) as plex:
         section_id = seed_plex(plex, library, section_title=SECTION_TITLE)
         values = {
@@ -35,5 +37,10 @@ def running_sandbox(
             "path_map": library.path_map,
             **(settings or {}),
         }
-        with StashEmulator(library, plugin_settings=values, plugin_id=PLUGIN_ID) as stash:
+        with StashEmulator(
+            library,
+            plugin_settings=values,
+            plugin_id=PLUGIN_ID,
+            clock=stash_clock or time.time,
+        ) as stash:
             yield plex, stash, section_id
