@@ -265,10 +265,9 @@ class PlexClient:
         """
         start = 0
         while True:
-            with plex_errors(self.secrets):
-                page, total = self._listing_page(
-                    section_id, start, page_size, sort="addedAt", with_fields=True
-                )
+            page, total = self._listing_page(
+                section_id, start, page_size, sort="addedAt", with_fields=True
+            )
             if page:
                 yield page
             start += page_size

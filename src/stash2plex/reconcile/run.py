@@ -252,28 +252,32 @@ class _Run:
 
     # ------------------------------------------------------------------ Plex
     def _walk_plex(self) -> None:
-        expected = max(1, self.store.index_size())
         for section_id in self.sections:
-            pages = self.plex.listing_pages(section_id)
-            while True:
-                before = self.plex.request_count
-                page = next(pages, None)
-                self.requests["listing"] += self.plex.request_count - before
-                if page is None:
-                    break
-                now = self.plex_now if self.plex_now is not None else self.clock()
-                self.store.add_to_index(page)
-                self.tables.saw_items(section_id, [item.rating_key for item in page])
-                self.report.items_listed += len(page)
-                self._check_items(page, now)
-                self.progress(min(0.3, 0.3 * self.report.items_listed / expected))
-                self._check_stop()
-            for rating_key in self.tables.unseen_indexed(section_id):
-                self.store.drop_from_index(rating_key)
+            # The listing rebuilds the index as it goes (items it no longer shows leave it).
+            self.store.replace_index(section_id, self._listed(section_id))
         self._check_unseen_linked()
+        self.tables.prune_checks()
         now = self.clock()
         self.store.put_value("plex_index_refreshed_at", now)
         self.store.put_value("plex_index_full_at", now)
+
+    def _listed(self, section_id: int) -> Iterator[list[ListedItem]]:
+        """The listing's pages, each compared with the last checks before it is indexed."""
+        expected = max(1, self.store.index_size())
+        pages = self.plex.listing_pages(section_id)
+        while True:
+            before = self.plex.request_count
+            page = next(pages, None)
+            self.requests["listing"] += self.plex.request_count - before
+            if page is None:
+                return
+            now = self.plex_now if self.plex_now is not None else self.clock()
+            self.tables.saw_items(section_id, [item.rating_key for item in page])
+            self.report.items_listed += len(page)
+            self._check_items(page, now)
+            self.progress(min(0.3, 0.3 * self.report.items_listed / expected))
+            self._check_stop()
+            yield page
 
     def _check_items(self, page: list[ListedItem], now: float) -> None:
         """Compare a listing page with the last checks; read the items that changed."""

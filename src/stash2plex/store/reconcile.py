@@ -158,6 +158,14 @@ class ReconcileTables:
                 ],
             )
 
+    def prune_checks(self) -> int:
+        """Forget the checks of items no scene is linked to any more; returns how many."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM plex_checks WHERE rating_key NOT IN (SELECT rating_key FROM links)"
+            )
+        return cursor.rowcount
+
     def forget_checks(self, rating_keys: Iterable[int]) -> None:
         """Forget the checks of these items (gone from Plex, or about to be rewritten)."""
         keys = list(rating_keys)
@@ -329,15 +337,6 @@ class ReconcileTables:
             "INSERT OR IGNORE INTO temp.rc_items (rating_key, section_id) VALUES (?, ?)",
             [(key, section_id) for key in rating_keys],
         )
-
-    def unseen_indexed(self, section_id: int) -> list[int]:
-        """Items the index holds for a section that the run's listing did not show."""
-        rows = self._conn.execute(
-            "SELECT rating_key FROM plex_items WHERE section_id = ? AND rating_key NOT IN "
-            "(SELECT rating_key FROM temp.rc_items)",
-            (section_id,),
-        ).fetchall()
-        return [row[0] for row in rows]
 
     def unseen_linked(self) -> list[int]:
         """Linked items the run's listing did not show (gone, or moved past a page edge)."""
