@@ -32,6 +32,11 @@ def main() -> None:
     parser.add_argument("--stash-images-ms", type=float, default=None, help="default: stash-ms")
     parser.add_argument("--settings", default="{}", help="plugin settings to add, as JSON")
     parser.add_argument("--traps", action="store_true", help="the library with every trap")
+    parser.add_argument(
+        "--synced",
+        action="store_true",
+        help="Plex as a first sync leaves it (sandbox/synced.py; needs skip_poster, skip_art)",
+    )
     args = parser.parse_args()
     library = generate_library(args.scenes, seed=args.seed, traps=args.traps)
     settings = json.loads(args.settings)
@@ -41,6 +46,11 @@ def main() -> None:
         else:  # reads and writes apart: a real Plex writes far slower than it reads
             plex.faults.latency(args.plex_read_ms / 1000, route=r"^GET ")
             plex.faults.latency(args.plex_write_ms / 1000, route=r"^(PUT|POST|DELETE) ")
+        if args.synced:
+            from stash2plex.sandbox.synced import push_to_plex
+            from stash2plex.settings.config import build_config
+
+            push_to_plex(plex, stash, build_config(stash.plugin_settings))
         images = args.stash_ms if args.stash_images_ms is None else args.stash_images_ms
         stash.latency(args.stash_ms / 1000, images=images / 1000)
         print(

@@ -94,3 +94,15 @@ def test_own_metadata_is_a_title_details_date_studio_performers_or_tags():
         {"tags": [{"name": "T"}]},
     ):
         assert has_own_metadata({**fresh, **extra})
+
+
+def test_clean_text_drops_exactly_the_control_characters_but_tab_and_line_feed():
+    import sys
+    import unicodedata
+
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF)
+    kept = {ch for ch in clean_text("x" + every + "x", len(every) + 2)}
+    dropped = {ch for ch in every if ch not in kept}
+    assert dropped == {
+        ch for ch in every if unicodedata.category(ch) == "Cc" and ch not in "\n\t"
+    } | {"\r"}  # a carriage return becomes a line feed

@@ -14,6 +14,7 @@ from plexapi.server import PlexServer
 
 from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
+from stash2plex.operations import views
 from stash2plex.reconcile.run import ReconcileReport, run_reconcile
 from stash2plex.sandbox.library import Scene, VideoFile
 from stash2plex.sandbox.verify import conflict_scene_ids, library_problems, own_metadata
@@ -178,6 +179,11 @@ def test_every_class_is_counted_exactly_then_repaired_and_gone(tmp_path: Path) -
         assert {kind: again.results[kind] for kind in REPAIRABLE} == dict.fromkeys(REPAIRABLE, 0)
         for kind in ("not_in_plex", "ambiguous", "conflict"):  # they need Plex's scan or you
             assert again.results[kind] == report.results[kind]
+        with box.store() as store:  # the Plex page and the dashboard show the last run
+            shown = views.overview(store, box.data_dir, {})["reconcile"]
+        assert shown["ran"] is True and shown["results"] == again.results
+        assert shown["trigger"] == "command" and shown["state"] == "done"
+        assert shown["summary"] == again.summary()
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from stash2plex.clients.plex import DETAIL_BATCH, PlexItem
 from stash2plex.engine.context import Context
 from stash2plex.engine.worker_lock import try_lock, unlock
 from stash2plex.errors import SyncError, redact
@@ -211,6 +212,8 @@ class _Run:
         self.requests = {"listing": 0, "detail": 0}
         self.requests_before = self.plex.request_count
         self.sections: list[int] = []
+        # Changed items wait here until a whole request's worth can be read (bounded).
+        self.to_read: list[tuple[ListedItem, Link, float]] = []
         self.plex.session.hooks["response"].append(self._server_date)
         tables.begin_scratch()
 
@@ -255,6 +258,7 @@ class _Run:
         for section_id in self.sections:
             # The listing rebuilds the index as it goes (items it no longer shows leave it).
             self.store.replace_index(section_id, self._listed(section_id))
+        self._read_items(flush=True)
         self._check_unseen_linked()
         self.tables.prune_checks()
         now = self.clock()
@@ -284,7 +288,6 @@ class _Run:
         keys = [item.rating_key for item in page]
         links = self.tables.links_of_items(keys)
         checks = self.tables.checks(keys)
-        changed: list[tuple[ListedItem, Link]] = []
         for item in page:
             item_links = links.get(item.rating_key) or []
             if len(item_links) != 1 or not item_links[0].fingerprints:
@@ -299,17 +302,29 @@ class _Run:
                 and check.pushed == pushed_print(link, self.keys)
             ):
                 continue  # unchanged since a settled check: its verdict stands
-            changed.append((item, link))
-        if changed:
-            self._read_items(changed, now)
+            self.to_read.append((item, link, now))
+        self._read_items()
 
-    def _read_items(self, changed: list[tuple[ListedItem, Link]], now: float) -> None:
-        before = self.plex.request_count
-        details = self.plex.items_detail([item.rating_key for item, _ in changed])
-        self.requests["detail"] += self.plex.request_count - before
+    def _read_items(self, *, flush: bool = False) -> None:
+        """Read the changed items waiting, a full request's worth at a time (all with
+        `flush`), and record what each shows."""
+        while self.to_read and (flush or len(self.to_read) >= DETAIL_BATCH):
+            batch, self.to_read = self.to_read[:DETAIL_BATCH], self.to_read[DETAIL_BATCH:]
+            self._read_batch(batch)
+
+    def _read_batch(
+        self,
+        changed: list[tuple[ListedItem, Link, float]],
+        details: dict[int, PlexItem] | None = None,
+    ) -> None:
+        """Read these items (unless `details` has them already) and record each one's check."""
+        if details is None:
+            before = self.plex.request_count
+            details = self.plex.items_detail([item.rating_key for item, _, _ in changed])
+            self.requests["detail"] += self.plex.request_count - before
         self.report.items_read += len(changed)
         checks = []
-        for item, link in changed:
+        for item, link, now in changed:
             detail = details.get(item.rating_key)
             if detail is None:  # deleted between the listing and the read
                 self.gone.add(item.rating_key)
@@ -320,7 +335,7 @@ class _Run:
                 ItemCheck(
                     item.rating_key,
                     stamp,
-                    listing_print(item),
+                    listing_print(item) if item.fields else "",  # "" : read it again next time
                     pushed_print(link, self.keys),
                     [d.as_dict() for d in drift],
                     stamp is not None and stamp <= now - SETTLE_SECONDS,
@@ -342,18 +357,18 @@ class _Run:
         self.tables.forget_checks(gone)
         found = [item for key, item in details.items() if item.section_id in self.sections]
         if found:
-            listed = [item.as_listed() for item in found]
-            self.store.add_to_index(listed)
+            # Moved past a page edge while the listing was read: index them, check them with
+            # what was just read (no listing view of them: the next run reads them again).
+            self.store.add_to_index([item.as_listed() for item in found])
             links = self.tables.links_of_items([item.rating_key for item in found])
             now = self.plex_now if self.plex_now is not None else self.clock()
             changed = [
-                (entry, links[entry.rating_key][0])
-                for entry in listed
-                if len(links.get(entry.rating_key) or []) == 1
-                and links[entry.rating_key][0].fingerprints
+                (ListedItem(item.rating_key, item.section_id, ()), links[item.rating_key][0], now)
+                for item in found
+                if len(links.get(item.rating_key) or []) == 1
+                and links[item.rating_key][0].fingerprints
             ]
-            if changed:
-                self._read_items(changed, now)
+            self._read_batch(changed, details)
 
     # ------------------------------------------------------------------ Stash
     def _walk_stash(self) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,10 @@ TITLE_MAX = 255
 SUMMARY_MAX = 10_000
 TAG_MAX = 255
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$")
+# Unicode's control characters (category Cc: U+0000-U+001F, U+007F-U+009F) but tab and line
+# feed. One regex pass instead of a category lookup per character (a reconcile cleans every
+# scene's details: it was a fifth of its own time).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # Fingerprint keys, also the names a preview and a report use.
 TEXT_FIELDS = ("title", "summary", "studio", "originallyAvailableAt")
@@ -82,8 +85,7 @@ def clean_text(text: str | None, limit: int) -> str:
     if not text:
         return ""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
-    kept = kept.strip()
+    kept = _CONTROL.sub("", text).strip()
     if len(kept) > limit:
         kept = kept[: limit - 1].rstrip() + "…"
     return kept
