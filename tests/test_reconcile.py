@@ -364,3 +364,30 @@ def test_when_plex_recovers_the_changes_made_during_the_outage_are_reconciled(tm
             "queued": 3,
         }
         assert runs[0]["trigger"] == "outage"
+
+
+def test_a_linked_item_the_listing_missed_is_read_not_taken_for_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stash2plex.clients.plex import PlexClient
+
+    clock = SteppedClock()
+    with sandbox(tmp_path, scenes=40, seed=67, plex_clock=clock) as box:
+        box.drain()
+        scene = pick(box, set())
+        key = box.rating_key(scene)
+        PlexServer(box.plex.url, PLEX_TOKEN).fetchItem(key).editTitle("Edited in Plex")
+        clock.offset += 60
+        listing_pages = PlexClient.listing_pages
+
+        def shifted(self, section_id, page_size=500):
+            # An item added or deleted while the pages are read moves one across an edge.
+            for page in listing_pages(self, section_id, page_size):
+                yield [item for item in page if item.rating_key != key]
+
+        monkeypatch.setattr(PlexClient, "listing_pages", shifted)
+        report = reconcile(box)
+        assert report.results["drifted"] == 1 and report.results["link_broken"] == 0
+        assert report.items_gone == 0
+        with box.store() as store:
+            assert store.item_files(key)  # put back into the index

@@ -309,3 +309,35 @@ def test_since_takes_durations_local_dates_and_last():
     assert parse_since("2025-06-01T18:30:00+10:00", now) == stash_epoch("2025-06-01T08:30:00Z")
     with pytest.raises(PermanentError, match="a duration"):
         parse_since("yesterday", now)
+
+
+def test_read_ahead_keeps_order_raises_the_fetchers_error_and_stops_with_the_caller():
+    from stash2plex.reconcile.run import read_ahead
+
+    assert list(read_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise TransientError("Stash did not answer in time", server="stash")
+
+    got = []
+    with pytest.raises(TransientError, match="did not answer"):
+        for value in read_ahead(failing()):
+            got.append(value)
+    assert got == [1]
+
+    fetched: list[int] = []
+    closed: list[bool] = []
+
+    def endless():
+        try:
+            for n in range(1000):
+                fetched.append(n)
+                yield n
+        finally:
+            closed.append(True)
+
+    for value in read_ahead(endless()):
+        if value == 2:
+            break
+    assert closed == [True] and len(fetched) <= 5  # at most a page or two ahead

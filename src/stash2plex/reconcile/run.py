@@ -28,10 +28,12 @@ import contextlib
 import email.utils
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from stash2plex.clients.plex import DETAIL_BATCH, PlexItem
 from stash2plex.engine.context import Context
@@ -49,6 +51,7 @@ from stash2plex.sync.syncer import PlexIndex
 from stash2plex.sync.tag_tree import TagTree
 
 log = logging.getLogger("stash2plex.reconcile")
+_T = TypeVar("_T")
 
 LOCK_FILENAME = "reconcile.lock"
 STASH_PAGE = 500
@@ -176,6 +179,10 @@ def run_reconcile(
             report.state = "failed"
             report.error = redact(exc.message, context.config.secrets())
             raise
+        except Exception as exc:  # a bug of ours, or the store: never recorded as done
+            report.state = "failed"
+            report.error = redact(f"{type(exc).__name__}: {exc}", context.config.secrets())
+            raise
         finally:
             run.close()
             report.finished_at = clock()
@@ -208,10 +215,13 @@ class _Run:
         self.should_stop = should_stop or (lambda: False)
         self.keys = synced_keys(self.config)
         self.gone: set[int] = set()
-        self.plex_now: float | None = None
+        # Per thread (the listing is read ahead on its own thread): the last `Date` Plex
+        # sent and how many answers came.
+        self.seen = threading.local()
         self.requests = {"listing": 0, "detail": 0}
         self.requests_before = self.plex.request_count
         self.sections: list[int] = []
+        self.last_scene_id = 0
         # Changed items wait here until a whole request's worth can be read (bounded).
         self.to_read: list[tuple[ListedItem, Link, float]] = []
         self.plex.session.hooks["response"].append(self._server_date)
@@ -230,11 +240,16 @@ class _Run:
             self.tables.end_scratch()
 
     def _server_date(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        """Plex's own time from its `Date` header: `updatedAt` comes from the same clock."""
+        """Plex's own time from its `Date` header (`updatedAt` comes from the same clock), and
+        the answers counted, for the thread that sent the request."""
+        self.seen.answers = getattr(self.seen, "answers", 0) + 1
         value = response.headers.get("Date")
         if value:
             with contextlib.suppress(TypeError, ValueError):
-                self.plex_now = email.utils.parsedate_to_datetime(value).timestamp()
+                self.seen.date = email.utils.parsedate_to_datetime(value).timestamp()
+
+    def _answers(self) -> int:
+        return int(getattr(self.seen, "answers", 0))
 
     def _check_stop(self) -> None:
         if self.should_stop():
@@ -265,17 +280,20 @@ class _Run:
         self.store.put_value("plex_index_refreshed_at", now)
         self.store.put_value("plex_index_full_at", now)
 
+    def _listing(self, section_id: int) -> Iterator[tuple[list[ListedItem], float]]:
+        """Each page with the time Plex answered it (runs on the read-ahead thread)."""
+        before = self._answers()
+        try:
+            for page in self.plex.listing_pages(section_id):
+                yield page, getattr(self.seen, "date", None) or self.clock()
+        finally:
+            self.requests["listing"] += self._answers() - before
+
     def _listed(self, section_id: int) -> Iterator[list[ListedItem]]:
-        """The listing's pages, each compared with the last checks before it is indexed."""
+        """The listing's pages, each compared with the last checks before it is indexed; the
+        next page is fetched while this one is handled."""
         expected = max(1, self.store.index_size())
-        pages = self.plex.listing_pages(section_id)
-        while True:
-            before = self.plex.request_count
-            page = next(pages, None)
-            self.requests["listing"] += self.plex.request_count - before
-            if page is None:
-                return
-            now = self.plex_now if self.plex_now is not None else self.clock()
+        for page, now in read_ahead(self._listing(section_id)):
             self.tables.saw_items(section_id, [item.rating_key for item in page])
             self.report.items_listed += len(page)
             self._check_items(page, now)
@@ -319,9 +337,9 @@ class _Run:
     ) -> None:
         """Read these items (unless `details` has them already) and record each one's check."""
         if details is None:
-            before = self.plex.request_count
+            before = self._answers()
             details = self.plex.items_detail([item.rating_key for item, _, _ in changed])
-            self.requests["detail"] += self.plex.request_count - before
+            self.requests["detail"] += self._answers() - before
         self.report.items_read += len(changed)
         checks = []
         for item, link, now in changed:
@@ -348,9 +366,9 @@ class _Run:
         unseen = self.tables.unseen_linked()
         if not unseen:
             return
-        before = self.plex.request_count
+        before = self._answers()
         details = self.plex.items_detail(unseen)
-        self.requests["detail"] += self.plex.request_count - before
+        self.requests["detail"] += self._answers() - before
         gone = [key for key in unseen if key not in details]
         self.gone.update(gone)
         self.report.items_gone = len(self.gone)
@@ -361,7 +379,7 @@ class _Run:
             # what was just read (no listing view of them: the next run reads them again).
             self.store.add_to_index([item.as_listed() for item in found])
             links = self.tables.links_of_items([item.rating_key for item in found])
-            now = self.plex_now if self.plex_now is not None else self.clock()
+            now = getattr(self.seen, "date", None) or self.clock()
             changed = [
                 (ListedItem(item.rating_key, item.section_id, ()), links[item.rating_key][0], now)
                 for item in found
@@ -377,24 +395,29 @@ class _Run:
         if config.tag_include or config.tag_exclude or config.label_tags:
             tree = TagTree(self.stash.tag_hierarchy())
             self.report.stash_requests += 1
-        last_id = 0
-        total: int | None = None
+        self.last_scene_id = 0
+        for total, scenes in read_ahead(self._scene_pages()):
+            self._classify_page(scenes, tree)
+            self.last_scene_id = int(scenes[-1]["id"])
+            self.progress(0.3 + 0.6 * min(1.0, self.report.scenes / max(1, total)))
+            self._check_stop()
+
+    def _scene_pages(self) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Every scene by id, a page at a time, with the count of the first answer (runs on
+        the read-ahead thread: only it talks to Stash meanwhile)."""
+        last_id, total = 0, None
         while True:
             count, scenes = self.stash.find_scenes(
                 page=1, per_page=STASH_PAGE, scene_filter=after_id(last_id), sort="id"
             )
             self.report.stash_requests += 1
-            if total is None:
-                total = max(1, count)
+            total = count if total is None else total
             if not scenes:
-                break
-            self._classify_page(scenes, tree)
-            last_id = int(scenes[-1]["id"])
-            self.progress(0.3 + 0.6 * min(1.0, self.report.scenes / total))
-            self._check_stop()
+                return
+            yield total, scenes
             if len(scenes) < STASH_PAGE:
-                break
-        self.last_scene_id = last_id
+                return
+            last_id = int(scenes[-1]["id"])
 
     def _classify_page(self, scenes: list[dict[str, Any]], tree: TagTree | None) -> None:
         ids = [int(scene["id"]) for scene in scenes]
@@ -438,7 +461,7 @@ class _Run:
     def _settle_findings(self) -> None:
         """Orphans (linked scenes Stash no longer has) and conflicts (one item, several
         scenes): known only once every scene was seen."""
-        orphans = self.tables.unseen_linked_scenes(getattr(self, "last_scene_id", 0))
+        orphans = self.tables.unseen_linked_scenes(self.last_scene_id)
         if orphans:
             links = self.tables.links_of_scenes(orphans)
             self.tables.add_findings(
@@ -536,6 +559,49 @@ class _Run:
         self.report.links_dropped += sum(len(found) for found in links.values())
 
 
+def read_ahead(pages: Iterator[_T]) -> Iterator[_T]:
+    """Yield what `pages` yields, with the next one fetched on a thread while the caller
+    handles this one: the walk then waits on a server only when the server is slower than
+    the handling. An error raised while fetching is raised here; when the caller stops early,
+    the thread stops at its next page."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                box.put((kind, value), timeout=0.1)
+                return True
+        return False
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if not hand_over("page", page):
+                    return
+            hand_over("end", None)
+        except BaseException as exc:  # handed to the caller's thread
+            hand_over("error", exc)
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=fetch, name="stash2plex-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def after_id(scene_id: int) -> dict[str, Any]:
     """The scene filter of the walk's next page: ids after the last one seen."""
     return {"id": {"value": scene_id, "modifier": "GREATER_THAN"}}
@@ -564,7 +630,12 @@ def reconcile_outage(
     tables = store.reconciliation()
     started, ended = float(outage["started_at"]), float(outage["ended_at"])
     run_id = tables.start_run("outage", True)
-    changed = [scene_id for scene_id, _ in scenes_updated(context.stash, started, ended)]
+    try:
+        changed = [scene_id for scene_id, _ in scenes_updated(context.stash, started, ended)]
+    except SyncError as exc:
+        error = redact(exc.message, context.config.secrets())
+        tables.finish_run(run_id, "failed", {}, {"trigger": "outage", "error": error})
+        raise
     jobs = tables.jobs_of(changed)
     already = sum(1 for scene_id in changed if scene_id in jobs and jobs[scene_id].state != "done")
     letters = [
