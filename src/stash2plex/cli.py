@@ -1042,14 +1042,19 @@ def outages(cli: Cli, limit: int) -> None:
             },
         )
         table = Table(title=f"The last {len(report['recent'])} outages")
-        for column in ("started", "ended", "lasted", "jobs held"):
+        for column in ("started", "ended", "lasted", "jobs held", "reconciled after it"):
             table.add_column(column)
         for outage in report["recent"]:
+            done = outage.get("reconciled")
             table.add_row(
                 when(outage["started_at"], now),
                 "ongoing" if outage["ongoing"] else when(outage["ended_at"], now),
                 duration(outage["duration_s"]),
                 str(outage["jobs_affected"]),
+                "—"
+                if not done
+                else f"{done['changed_in_stash']} changed in Stash, "
+                f"{done['failed_jobs_requeued']} failed jobs re-queued",
             )
         return Group(summary, table) if report["recent"] else summary
 

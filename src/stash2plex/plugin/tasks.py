@@ -499,7 +499,7 @@ def sync_recent(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     """Queue the scenes Stash changed since the last run (or `since`: a duration or a date)
     and drain them."""
     from stash2plex.reconcile.recent import parse_since, queue_recent
@@ -509,7 +509,8 @@ def sync_recent(
         since = parse_since(str(args.get("since") or ""), store.clock())
         report = queue_recent(store, stash, since=since)
     log.info(f"Stash2Plex: {report.summary()}")
-    return {**report.as_dict(), **_drain_report(data_dir, log, start_worker)}
+    drained = _drain_report(data_dir, log, start_worker)
+    return TaskResult({**report.as_dict(), **drained.output}, drained.error)
 
 
 def reconcile(
@@ -518,23 +519,26 @@ def reconcile(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     """Compare every scene with Plex and report the differences; with `fix`, repair them
-    through the queue and drain."""
+    through the queue and drain. Finding differences is the task's job, not a failure."""
     from stash2plex.reconcile.run import run_reconcile
 
-    fix = str(args.get("fix") or "").strip().lower() in ("1", "true", "yes", "on")
+    fix = _bool_arg(args, "fix")
     with Store.open(data_dir) as store:
         context = build_context(store, connection)
         report = run_reconcile(context, fix=fix, trigger="task", progress=log.progress)
     if report.state == "busy":
-        log.warning(f"Stash2Plex: {report.summary()}; try again when it is done")
-        return report.as_dict()
+        return TaskResult(
+            report.as_dict(), "another reconcile is running; try again when it is done"
+        )
     _log_reconcile(report.as_dict(), log)
     result = report.as_dict()
-    if fix and report.queued:
-        result["drain"] = _drain_report(data_dir, log, start_worker)
-    return result
+    if not (fix and report.queued):
+        return result
+    drained = _drain_report(data_dir, log, start_worker)
+    result["drain"] = drained.output
+    return TaskResult(result, drained.error)
 
 
 def reconcile_report(
@@ -543,7 +547,7 @@ def reconcile_report(
     data_dir: Path,
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
-) -> dict[str, Any]:
+) -> dict[str, Any] | TaskResult:
     """The last reconcile run (scheduled, after an outage, or from a task) and its report."""
     with Store.open(data_dir) as store:
         last = store.reconciliation().last_run()

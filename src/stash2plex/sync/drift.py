@@ -45,7 +45,7 @@ class Drift:
 
 def synced_keys(config: Config) -> frozenset[str]:
     """The keys the settings push to Plex now (a field switched off is not drift)."""
-    keys = set()
+    keys: set[str] = set()
     toggles = {
         "title": config.skip_title,
         "summary": config.skip_summary,
