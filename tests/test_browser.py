@@ -258,12 +258,19 @@ def served(tmp_path: Path) -> Iterator[tuple[Sandbox, RunningService]]:
 
 
 def test_the_dashboard_shows_the_stores_counts_and_retry_requeues(served, page, request):
+    from stash2plex.engine.context import build_context
+    from stash2plex.reconcile.run import run_reconcile
+
     box, service = served
+    with Store.open(box.data_dir) as store:
+        reconciled = run_reconcile(build_context(store), trigger="command")
     page.goto(service.url)
     page.get_by_test_id("count-pending").wait_for()
     page.get_by_test_id("outage-timeline").wait_for()
     assert page.get_by_test_id("stash2plex-page").get_attribute("data-host") == "dashboard"
     assert shown_counts(page) == store_counts(box.data_dir)
+    last = page.get_by_test_id("reconcile-last").inner_text()
+    assert "(command)" in last and reconciled.summary() in last
     assert page.get_by_test_id("outage-timeline").get_attribute("data-outages") == "1"
     screenshot(request, page, "dashboard")
 

@@ -7,7 +7,9 @@ import { PluginApi, React } from "./react.js";
 const REFRESH_MS = 5000;
 const TASKS = [
   "Sync All Scenes",
+  "Sync Recent Scenes",
   "Process Queue",
+  "Reconcile and Repair",
   "Health Check",
   "Recover Outage Jobs",
   "Diagnose",
@@ -330,11 +332,13 @@ function Reconcile({ data }) {
   return (
     <Section title="Reconciliation" testid="section-reconcile">
       {r.ran ? (
-        <div>
-          Last run {when(r.finished_at || r.started_at)}:{" "}
-          {Object.entries(r.results || {})
-            .map(([k, v]) => `${k} ${v}`)
-            .join(", ")}
+        <div data-testid="reconcile-last">
+          Last run {when(r.finished_at || r.started_at)}
+          {r.trigger ? ` (${r.trigger === "schedule" ? "scheduled" : r.trigger})` : ""}:{" "}
+          {r.summary ||
+            Object.entries(r.results || {})
+              .map(([k, v]) => `${k.replace(/_/g, " ")} ${v}`)
+              .join(", ")}
         </div>
       ) : (
         <div className="s2p-muted" data-testid="reconcile-none">
