@@ -499,7 +499,7 @@ def sync_command(
     if dry_run:
         _dry_run(cli, None if all_scenes else list(scene_ids), force)
         return
-    since = time.time()  # the plugin's worker may finish these scenes before we follow it
+    queued_at = time.time()  # the plugin's worker may finish these scenes before we follow it
     with cli.store() as store:
         context = cli.context(store)
         if all_scenes:
@@ -517,7 +517,7 @@ def sync_command(
                 cli.say(report.summary())
     if not cli.as_json and not (since is not None or recent):
         cli.say(f"queued {queued} scenes" + (" to rewrite from Stash" if force else ""))
-    _drain(cli, since)
+    _drain(cli, queued_at)
 
 
 def _dry_run(cli: Cli, scene_ids: list[int] | None, force: bool) -> None:
