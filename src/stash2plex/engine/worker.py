@@ -40,6 +40,7 @@ from stash2plex.reconcile.timer import ReconcileTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
+from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
 
@@ -151,6 +152,8 @@ class Worker:
         self._local = threading.local()
         self._thread_stores: list[Store] = []
         self._thread_stores_lock = threading.Lock()
+        # Plex items read ahead for the claimed batches' first pushes (shared by the threads).
+        self._items_ahead = ItemsReadAhead(clock)
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
         self._pull_timer = PullTimer(self.store, clock)
         # Scheduled and after-outage reconciles: stash2plex.reconcile.timer.
@@ -333,6 +336,7 @@ class Worker:
         thread, one transaction each. A decision that stops the drain lets the scenes in
         flight finish and gives the rest back."""
         scenes = self._prefetch(context, jobs)
+        self._syncer(context).read_ahead(scenes.values())
         width = max(1, context.config.plex_max_concurrency)
         if holds.breaker.trial:
             width = 1  # right after a probe closed the breaker, one scene tries first
@@ -345,7 +349,9 @@ class Worker:
                 # Keep every thread busy across batches instead of waiting for the slowest
                 # scene of this one (the outer loop runs its housekeeping every few hundred).
                 more = self.store.claim_due(self.owner, BATCH_SIZE)
-                scenes.update(self._prefetch(context, more))
+                ahead = self._prefetch(context, more)
+                self._syncer(context).read_ahead(ahead.values())
+                scenes.update(ahead)
                 queued.extend(more)
             while queued and not stopping and len(running) < width and not self._stop.is_set():
                 job = queued.pop(0)
@@ -591,7 +597,12 @@ class Worker:
     # ------------------------------------------------------------------ helpers
     def _syncer(self, context: Context, store: Store | None = None) -> SceneSyncer:
         syncer = SceneSyncer(
-            store or self.store, context.stash, context.plex, context.config, self.clock
+            store or self.store,
+            context.stash,
+            context.plex,
+            context.config,
+            self.clock,
+            items_ahead=self._items_ahead,
         )
         syncer.index.refresh_min_seconds = min(30.0, self.policy.not_in_plex_recheck)
         return syncer

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from stash2plex.errors import (
     ConfigError,
     ConflictError,
     NotInPlexError,
+    SyncError,
     TransientError,
 )
 from stash2plex.paths import basename, is_windows_path, path_key, split_path
@@ -44,6 +45,7 @@ from stash2plex.sync.metadata import (
     scene_entities,
 )
 from stash2plex.sync.pathmap import map_path
+from stash2plex.sync.read_ahead import ItemsReadAhead, first_push_items
 from stash2plex.sync.tag_tree import TagTree
 
 SYNCED = "synced"
@@ -301,6 +303,10 @@ class PlexIndex:
                     scanned.append(f"{section['title']}: {folder}")
         return scanned
 
+    def lookup(self, files: list[dict[str, Any]]) -> list[int]:
+        """The indexed items that hold these files, unambiguously (no request, no refresh)."""
+        return [match.rating_key for match in self._match(files).matches]
+
     def _match(self, files: list[dict[str, Any]]) -> MatchResult:
         return match_scene(
             files, self.config.path_map, self.store.index_by_path, self.store.index_by_basename
@@ -336,12 +342,15 @@ class SceneSyncer:
         clock: Callable[[], float] = time.time,
         *,
         force: bool = False,
+        items_ahead: ItemsReadAhead | None = None,
     ) -> None:
         self.store = store
         self.stash = stash
         self.plex = plex
         self.config = config
         self.index = PlexIndex(store, plex, config, clock)
+        # Items a batch read ahead (shared by the worker's threads); None: each plan reads.
+        self.items_ahead = items_ahead
         self._tree: tuple[object, TagTree] | None = None
         # Rewrite Plex from Stash: every synced field and image is written whatever we last
         # pushed (fields edited in Plex are still left alone with preserve_plex_edits).
@@ -415,6 +424,32 @@ class SceneSyncer:
         self.store.save_scene_entities(scene_id, {})
 
     # ------------------------------------------------------------------ reading
+    def read_ahead(self, scenes: Iterable[dict[str, Any] | None]) -> int:
+        """Read the items of these scenes' first pushes, 100 a request, when the index is
+        older than its freshness window (each plan would otherwise read its own item).
+        Returns how many items were read; a failed read leaves each scene to read its own."""
+        if self.items_ahead is None or self.index.fresh():
+            return 0
+        keys = first_push_items(
+            scenes,
+            linked=lambda scene_id: bool(self.store.links(scene_id)),
+            lookup=self.index.lookup,
+            pushes=lambda scene: self.config.sync_empty_scenes or has_own_metadata(scene),
+        )
+        if not keys:
+            return 0
+        try:
+            items = self.plex.items_detail(keys)
+        except SyncError:
+            return 0
+        self.items_ahead.put(items.values())
+        return len(items)
+
+    def _item(self, rating_key: int) -> PlexItem:
+        """The item in full: as a batch read it moments ago, or read now."""
+        ahead = self.items_ahead.take(rating_key) if self.items_ahead else None
+        return ahead or self.plex.item_detail(rating_key)
+
     def resolve(self, scene: dict[str, Any]) -> list[Match]:
         """The Plex items this scene is pushed to, checked for conflicts. Reads only (and
         drops links of scenes that no longer exist).
@@ -554,7 +589,7 @@ class SceneSyncer:
             or lists_unknown
             or (self.config.preserve_plex_edits and pushed)
         ):
-            current = self.plex.item_detail(match.rating_key)
+            current = self._item(match.rating_key)
 
         preserved = self._edited_in_plex(changes, current, pushed, owned)
         changes = [key for key in changes if key not in preserved]
@@ -626,6 +661,8 @@ class SceneSyncer:
     def apply(self, plan: SyncPlan) -> list[str]:
         """Write the plan to Plex and record it. Returns what was written."""
         with _item_lock(plan.match.rating_key):
+            if self.items_ahead is not None:  # read before this write: out of date after it
+                self.items_ahead.discard(plan.match.rating_key)
             return self._apply(plan)
 
     def _apply(self, plan: SyncPlan) -> list[str]:

@@ -1,0 +1,66 @@
+"""A long first sync keeps its request floor once the library index is older than its freshness
+window: the items of a batch's first pushes are read 100 a request instead of one request per
+scene, and a collection the user added in Plex after the listing is still kept."""
+
+from __future__ import annotations
+
+from stash2plex.engine.worker import Worker
+from stash2plex.sync.read_ahead import READ_AHEAD_TRUST_SECONDS, ItemsReadAhead
+from stash2plex.sync.syncer import INDEX_FRESH_SECONDS
+
+from .sandbox import SteppedClock, sandbox
+
+DETAIL = "GET /library/metadata/{ids}"
+
+
+def test_first_pushes_after_the_freshness_window_read_their_items_a_batch_at_a_time(tmp_path):
+    with sandbox(tmp_path, scenes=60, seed=21) as box:
+        scenes = sorted(
+            (s for s in box.library.scenes.values() if s.files and s.in_plex and s.studio_id),
+            key=lambda s: s.id,
+        )
+        first, rest = scenes[0], scenes[1:]
+        box.drain(first.id)  # lists the library into the index
+
+        # Later than the listing, the user puts one item in a collection of their own.
+        favourite = rest[7]
+        key = box.rating_key(favourite)
+        box.plex.library.apply_edit(
+            box.section_id,
+            [("id", str(key)), ("type", "1"), ("collection[0].tag.tag", "Watch Later")],
+        )
+
+        clock = SteppedClock()
+        clock.offset = INDEX_FRESH_SECONDS + 1  # the listing is now too old to trust
+        before = len(box.plex.log.entries)
+        box.queue(*[s.id for s in rest])
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        for scene in rest:
+            assert box.job(scene.id).state == "done", scene.id
+        reads = [r for r in box.plex.log.entries[before:] if r.route == DETAIL]
+        one_by_one = [r for r in reads if "," not in r.path]
+        assert one_by_one == [], f"{len(one_by_one)} items read one at a time"
+        assert 1 <= len(reads) <= 3, "one read per claimed batch of first pushes"
+        collections = box.plex.item(key).collections
+        assert "Watch Later" in collections and len(collections) > 1
+
+
+def test_an_item_read_ahead_is_taken_once_while_young_and_never_after_a_write():
+    now = [1000.0]
+    ahead = ItemsReadAhead(clock=lambda: now[0])
+
+    class Item:
+        def __init__(self, rating_key: int) -> None:
+            self.rating_key = rating_key
+
+    one, two, three = Item(1), Item(2), Item(3)
+    ahead.put([one, two, three])  # type: ignore[list-item]
+    assert ahead.take(1) is one
+    assert ahead.take(1) is None  # each plan reads its own state: never handed out twice
+    ahead.discard(2)  # written: what was read is out of date
+    assert ahead.take(2) is None
+    now[0] += READ_AHEAD_TRUST_SECONDS + 1
+    assert ahead.take(3) is None  # too old to trust
+    ahead.put([])
+    assert len(ahead) == 0
