@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +37,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import requests.adapters  # noqa: E402
 
-from report import command_line, machine, write_report  # noqa: E402
+from report import command_line, emulators, machine, write_report  # noqa: E402
 from stash2plex.engine.context import connect_stash  # noqa: E402
 from stash2plex.engine.worker import Worker  # noqa: E402
 from stash2plex.operations.queue import queue_all_scenes  # noqa: E402
@@ -165,24 +164,15 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sync.md")
     args = parser.parse_args()
     settings = {"plex_max_concurrency": args.concurrency}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "serve_sandbox.py"),
-            *("--scenes", str(args.scenes), "--seed", str(args.seed)),
-            *("--stash-ms", str(args.stash_ms)),
-            *("--stash-images-ms", str(args.stash_images_ms)),
-            *("--plex-read-ms", str(args.plex_read_ms)),
-            *("--plex-write-ms", str(args.plex_write_ms)),
-            *("--settings", json.dumps(settings)),
-            *([] if args.plain else ["--traps"]),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        info = json.loads(server.stdout.readline())
+    with emulators(
+        *("--scenes", str(args.scenes), "--seed", str(args.seed)),
+        *("--stash-ms", str(args.stash_ms)),
+        *("--stash-images-ms", str(args.stash_images_ms)),
+        *("--plex-read-ms", str(args.plex_read_ms)),
+        *("--plex-write-ms", str(args.plex_write_ms)),
+        *("--settings", json.dumps(settings)),
+        *([] if args.plain else ["--traps"]),
+    ) as (info, server_pid):
         wire = Wire(
             {info["plex"].rsplit(":", 1)[-1]: "plex", info["stash"].rsplit(":", 1)[-1]: "stash"}
         )
@@ -193,15 +183,12 @@ def main() -> int:
         )
         with tempfile.TemporaryDirectory(prefix="s2p-bench-") as tmp:
             data_dir = Path(tmp)
-            first = phase(data_dir, info["connection"], info["plex"], wire, server.pid)
+            first = phase(data_dir, info["connection"], info["plex"], wire, server_pid)
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            again = phase(data_dir, info["connection"], info["plex"], wire, server.pid)
+            again = phase(data_dir, info["connection"], info["plex"], wire, server_pid)
             with Store.open(data_dir) as store:
                 linked = store.link_count()
                 dead = len(store.dead_letters())
-    finally:
-        server.stdin.close()
-        server.wait(30)
     checks = {
         "first sync scenes/s": (first["scenes_per_second"], "≥", args.min_scenes_per_second),
         "first sync Plex requests/scene": (

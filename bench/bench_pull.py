@@ -16,7 +16,6 @@ import argparse
 import json
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
-from report import command_line, machine, write_report  # noqa: E402
+from report import command_line, emulators, machine, write_report  # noqa: E402
 from stash2plex.engine.context import build_context  # noqa: E402
 from stash2plex.pull.pull import run_pull  # noqa: E402
 from stash2plex.sandbox.library import generate_library  # noqa: E402
@@ -46,20 +45,12 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pull.md")
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "serve_sandbox.py"),
-            *("--scenes", str(args.scenes), "--seed", str(args.seed)),
-            *("--latency-ms", str(args.latency_ms)),
-            *("--settings", json.dumps({"pull_plays": True})),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        info = json.loads(server.stdout.readline())
+    with emulators(
+        *("--scenes", str(args.scenes), "--seed", str(args.seed)),
+        *("--latency-ms", str(args.latency_ms)),
+        *("--settings", json.dumps({"pull_plays": True})),
+        stop_timeout=30,
+    ) as (info, _):
         plex = EmulatorControl(info["plex"], timeout=120)
         library = generate_library(args.scenes, seed=args.seed)
         rng = random.Random(args.seed)
@@ -94,9 +85,6 @@ def main() -> int:
                     runs.append((time.perf_counter() - started, report, plex.log()))
                     plex.clear_log()
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    finally:
-        server.stdin.close()
-        server.wait(30)
     (first_s, first, first_log), (second_s, second, second_log) = runs
     ok = (
         first_s < TARGET_SECONDS

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
-from report import command_line, machine, write_report  # noqa: E402
+from report import command_line, emulators, machine, write_report  # noqa: E402
 
 TOKEN = "bench-plex-token"
 SETTINGS = {"skip_poster": True, "skip_art": True}
@@ -144,30 +144,12 @@ def main() -> None:
     from stash2plex.store.db import Store
 
     started = time.perf_counter()
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "serve_sandbox.py"),
-            "--scenes",
-            str(args.scenes),
-            "--seed",
-            str(args.seed),
-            "--plex-read-ms",
-            str(args.plex_read_ms),
-            "--stash-ms",
-            str(args.stash_ms),
-            "--settings",
-            json.dumps(SETTINGS),
-            "--synced",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert serve.stdout is not None and serve.stdin is not None
-    urls = json.loads(serve.stdout.readline())
-    seeded = time.perf_counter() - started
-    try:
+    with emulators(
+        *("--scenes", str(args.scenes), "--seed", str(args.seed)),
+        *("--plex-read-ms", str(args.plex_read_ms), "--stash-ms", str(args.stash_ms)),
+        *("--settings", json.dumps(SETTINGS), "--synced"),
+    ) as (urls, server_pid):
+        seeded = time.perf_counter() - started
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = Path(tmp) / "data"
             with Store.open(data_dir) as store:
@@ -182,16 +164,13 @@ def main() -> None:
             with contextlib.closing(sqlite3.connect(data_dir / "stash2plex.db")) as db:
                 query = "SELECT DISTINCT rating_key FROM links ORDER BY rating_key"
                 keys = [row[0] for row in db.execute(query)]
-            first = run_child(data_dir, urls["plex"], serve.pid)
+            first = run_child(data_dir, urls["plex"], server_pid)
             time.sleep(3)  # past the second of the last change: checks settle
-            quiet = run_child(data_dir, urls["plex"], serve.pid)
+            quiet = run_child(data_dir, urls["plex"], server_pid)
             drifted = keys[:: int(1 / DRIFT_SHARE)]
             plant_drift(urls["plex"], section_id, drifted)
             time.sleep(3)
-            drift = run_child(data_dir, urls["plex"], serve.pid)
-    finally:
-        serve.stdin.close()
-        serve.wait(timeout=60)
+            drift = run_child(data_dir, urls["plex"], server_pid)
     lines = render(args, urls, seeded, linking, linked, len(keys), first, quiet, drift, drifted)
     write_report(args.out, lines)
 

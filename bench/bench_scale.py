@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
-from report import command_line, machine, write_report  # noqa: E402
+from report import command_line, emulators, machine, write_report  # noqa: E402
 
 TARGETS = {
     "enqueue_s_100k": 10.0,
@@ -75,18 +75,10 @@ def child(data_dir: Path, connection: dict) -> dict:
 
 
 def run_size(scenes: int) -> dict:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "bench" / "serve_sandbox.py"),
-            *("--scenes", str(scenes), "--plex-read-ms", "1", "--plex-write-ms", "1"),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        info = json.loads(server.stdout.readline())
+    with emulators("--scenes", str(scenes), "--plex-read-ms", "1", "--plex-write-ms", "1") as (
+        info,
+        _,
+    ):
         with tempfile.TemporaryDirectory(prefix="s2p-scale-") as tmp:
             out = subprocess.run(
                 [sys.executable, __file__, "--child", tmp, json.dumps(info["connection"])],
@@ -95,9 +87,6 @@ def run_size(scenes: int) -> dict:
                 text=True,
             )
         return {"scenes": scenes, **json.loads(out.stdout.strip().splitlines()[-1])}
-    finally:
-        server.stdin.close()
-        server.wait(60)
 
 
 def main() -> int:

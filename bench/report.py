@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import platform
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+SERVE_SANDBOX = Path(__file__).resolve().parent / "serve_sandbox.py"
 
 
 def command_line(script: str) -> str:
@@ -23,3 +30,22 @@ def write_report(out: Path, lines: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(report)
+
+
+@contextlib.contextmanager
+def emulators(*args: str, stop_timeout: float = 60) -> Iterator[tuple[dict[str, Any], int]]:
+    """The emulated Stash and Plex in a process of their own (bench/serve_sandbox.py with
+    these arguments), so their CPU is not the measured one. Yields what it printed (the
+    servers' URLs and Stash's connection) and its pid; stops it on exit."""
+    server = subprocess.Popen(
+        [sys.executable, str(SERVE_SANDBOX), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        yield json.loads(server.stdout.readline()), server.pid
+    finally:
+        server.stdin.close()
+        server.wait(stop_timeout)
