@@ -173,3 +173,13 @@ def test_sync_since_takes_a_duration_or_a_date_and_rejects_anything_else(box, cl
     bad = cli("sync", "--since", "yesterday", expect=2)
     assert "a duration (90m, 6h, 2d, 1w)" in bad.output
     cli("sync", "--all", "--since", "1h", expect=2)
+
+
+def test_a_command_meeting_an_unreadable_store_says_it_was_replaced_before_answering(box, cli):
+    cli("queue", "status")  # the store exists
+    store_file = box.data_dir / "stash2plex.db"
+    store_file.write_bytes(b"this is not a database" * 100)
+    result = cli("--json", "queue", "status")
+    assert "was unreadable" in result.stderr and "Sync All Scenes" in result.stderr
+    assert json.loads(result.stdout)["pending"] == 0  # the answer itself stays machine-readable
+    assert list(box.data_dir.glob("stash2plex.db.unreadable-*"))

@@ -14,6 +14,7 @@ from stash2plex import errors
 from stash2plex.clients.plex import PlexClient
 from stash2plex.engine.worker import Worker
 from stash2plex.engine.worker_lock import LOCK_FILENAME, worker_running
+from stash2plex.store.db import Store, quarantine
 
 from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
 
@@ -158,3 +159,26 @@ def test_an_answer_of_the_wrong_shape_is_a_transient_failure(box, body):
 def test_a_stale_pid_in_the_lock_file_is_no_running_worker(tmp_path):
     (tmp_path / LOCK_FILENAME).write_text(f"{os.getpid()}\n")  # alive, but holds no lock
     assert not worker_running(tmp_path)
+
+
+def test_a_waiting_worker_wakes_when_its_store_is_replaced(tmp_path):
+    """A hook that found the store damaged moves it aside and writes its job to a fresh file:
+    a worker waiting on the old file sees no commit there, so it must notice the new file."""
+    now = [1000.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+        if len(sleeps) == 2:  # another process replaces the store while the worker sleeps
+            quarantine(tmp_path / "stash2plex.db", "damaged")
+            with Store.open(tmp_path) as fresh:
+                fresh.enqueue([7], "hook")
+
+    worker = Worker(tmp_path, clock=lambda: now[0], sleep=sleep)
+    try:
+        worker._wait(now[0] + 600)
+        assert len(sleeps) == 2, "the worker slept on after its store was replaced"
+        assert worker.store.replaced()
+    finally:
+        worker.store.close()

@@ -278,7 +278,10 @@ class Cli:
     def store(self):  # -> Store
         from stash2plex.store.db import Store
 
-        return Store.open(self.data_dir)
+        store = Store.open(self.data_dir)
+        if store.recovered_from:  # what follows reads an empty store: say so first
+            click.secho(f"warning: {store.recovered_from}", fg="yellow", err=True)
+        return store
 
     def local(self):  # -> LocalSettings
         from stash2plex.settings.sources import load_local_settings

@@ -705,11 +705,17 @@ class Worker:
         return max(min(candidates), now + self.poll_seconds)
 
     def _wait(self, deadline: float) -> None:
-        """Sleep until `deadline`, waking early when another process commits or on stop."""
+        """Sleep until `deadline`, waking early when another process commits, replaces the
+        store (hooks then write to the new file, whose commits the old one never shows) or on
+        stop."""
         version = self.store.data_version()
         while self.clock() < deadline and not self._stop.is_set():
             self.sleep(min(self.poll_seconds, max(0.0, deadline - self.clock())))
-            if self.store.data_version() != version or spool.pending(self.data_dir):
+            if (
+                self.store.data_version() != version
+                or spool.pending(self.data_dir)
+                or self.store.replaced()
+            ):
                 return
 
     def _housekeeping(self) -> None:
