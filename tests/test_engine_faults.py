@@ -182,3 +182,21 @@ def test_a_waiting_worker_wakes_when_its_store_is_replaced(tmp_path):
         assert worker.store.replaced()
     finally:
         worker.store.close()
+
+
+def test_a_settings_warning_is_logged_once_while_it_stands(tmp_path, caplog):
+    with sandbox(tmp_path, scenes=5) as box:
+        box.settings(max_retries="many")
+        worker = Worker(box.data_dir)
+        try:
+            with caplog.at_level("WARNING", logger="stash2plex"):
+                for _ in range(3):  # the worker re-reads its settings every minute
+                    worker._read_settings()
+                box.settings(max_retries=5)
+                worker._read_settings()
+                box.settings(max_retries="many")  # the problem comes back: said again
+                worker._read_settings()
+        finally:
+            worker.store.close()
+        said = [r.getMessage() for r in caplog.records if "max_retries" in r.getMessage()]
+        assert len(said) == 2, said

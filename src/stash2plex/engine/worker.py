@@ -142,6 +142,7 @@ class Worker:
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
         self._settings_read_at = float("-inf")
+        self._warned: set[str] = set()  # settings warnings already logged (still standing)
         self._housekept_at = float("-inf")
         self._ramp: RecoveryRamp | None = None
         self._stop = threading.Event()
@@ -547,8 +548,11 @@ class Worker:
         self._context = context
         level = logging.DEBUG if context.config.debug_logging else logging.INFO
         logging.getLogger("stash2plex").setLevel(level)
+        # Settings are re-read every minute: say each problem once, not 1,440 times a day.
         for warning in context.config.warnings:
-            log.warning(warning)
+            if warning not in self._warned:
+                log.warning(warning)
+        self._warned = set(context.config.warnings)
         return hold_checks.CheckResult(enabled=context.config.enabled)
 
     def _sources(self) -> dict[str, str]:
