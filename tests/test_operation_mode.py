@@ -71,6 +71,10 @@ def test_errors_become_graphql_errors_with_the_plugins_message(stash):
     assert "needs scene_id" in reply["errors"][0]["message"]
     reply = operation(stash, {"mode": "operation", "view": "overview"}, plugin_id="Other")
     assert reply["errors"][0]["message"] == "no plugin with ID Other"
+    for odd in (99999999999999999999999, True, 3.7):  # never an overflow, never scene 1 or 3
+        reply = operation(stash, {"mode": "operation", "action": "sync_scene", "scene_id": odd})
+        assert reply["data"] == {"runPluginOperation": None}
+        assert "must be a scene id (a whole number)" in reply["errors"][0]["message"]
 
 
 def test_sync_now_queues_the_scene_and_a_worker_syncs_it(stash, plugin_dir: Path):

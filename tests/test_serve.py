@@ -232,3 +232,37 @@ def test_sigterm_finishes_the_job_in_hand_and_exits_cleanly(box: Sandbox, servic
     assert counts.get("leased", 0) == 0  # the job in hand finished; unstarted ones went back
     assert counts.get("pending", 0) > 0  # it stopped rather than draining everything
     assert not worker_running(box.data_dir)
+
+
+def test_actions_refuse_odd_values_huge_bodies_and_deep_nesting_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    data_dir = seeded(tmp_path)
+    http = client(data_dir)
+    with Store.open(data_dir) as store:
+        before = (store.job_counts(), len(store.dead_letters()))
+    good = {"X-CSRF-Token": CSRF, "Content-Type": "application/json"}
+    for body in (
+        b'{"scene_id": 99999999999999999999999}',
+        b'{"scene_id": 1e400}',
+        b'{"scene_id": true}',
+        b'{"scene_id": 3.7}',
+        b'{"scene_id": 0}',
+    ):
+        answer = http.post("/api/actions/sync_scene", content=body, headers=good)
+        assert answer.status_code == 400, body
+        assert "scene_id" in answer.json()["error"] and "whole number" in answer.json()["error"]
+    letters = http.post(
+        "/api/actions/retry_dead_letters", content=b'{"ids": [1e400]}', headers=good
+    )
+    assert letters.status_code == 400 and "whole numbers" in letters.json()["error"]
+    deep = http.post("/api/actions/sync_scene", content=b"[" * 50_000, headers=good)
+    assert deep.status_code == 400 and "JSON object" in deep.json()["error"]
+    huge = http.post(
+        "/api/actions/sync_scene", content=b'{"scene_id": "' + b"1" * 200_000 + b'"}', headers=good
+    )
+    assert huge.status_code == 413 and "KiB" in huge.json()["error"]
+    view = http.get("/api/views/scene", params={"scene_id": "9" * 30})
+    assert view.status_code == 400 and "whole number" in view.json()["error"]
+    with Store.open(data_dir) as store:
+        assert (store.job_counts(), len(store.dead_letters())) == before  # nothing changed

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from stash2plex.numbers import whole_number
 from stash2plex.store.db import Store
 
 RETRY_SOURCE = "retry dead letters"
@@ -112,17 +113,16 @@ def _ids(params: dict[str, Any]) -> set[int] | None:
         return None
     items = value if isinstance(value, list) else str(value).split(",")
     try:
-        return {int(item) for item in items if str(item).strip()}
-    except (TypeError, ValueError):
-        raise ActionError(f"ids={value!r} must be whole numbers") from None
+        return {whole_number(item) for item in items if str(item).strip()}
+    except ValueError:
+        raise ActionError(f"ids={str(value)[:60]!r} must be whole numbers") from None
 
 
 def _scene_id(params: dict[str, Any]) -> int:
     value = params.get("scene_id")
     try:
-        scene_id = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ActionError(f"scene_id={value!r} must be a scene id (a whole number)") from None
-    if scene_id <= 0:
-        raise ActionError(f"scene_id={value!r} must be a scene id (a whole number)")
-    return scene_id
+        return whole_number(value, minimum=1)
+    except ValueError:
+        raise ActionError(
+            f"scene_id={str(value)[:40]!r} must be a scene id (a whole number)"
+        ) from None

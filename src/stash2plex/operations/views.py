@@ -18,6 +18,7 @@ from typing import Any
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.worker_lock import worker_running
+from stash2plex.numbers import whole_number
 from stash2plex.store.db import Store
 from stash2plex.store.reconcile import outage_reconciled
 
@@ -298,12 +299,9 @@ def _int_param(params: dict[str, Any], key: str, default: Any) -> Any:
     if value in (None, ""):
         return default
     try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ViewError(f"{key}={value!r} must be a whole number") from None
-    if number < 0:
-        raise ViewError(f"{key}={value!r} must not be negative")
-    return number
+        return whole_number(value)
+    except ValueError:
+        raise ViewError(f"{key}={str(value)[:40]!r} must be a whole number, 0 or more") from None
 
 
 View = Callable[[Store, Path, dict[str, Any]], dict[str, Any]]

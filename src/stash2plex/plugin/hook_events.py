@@ -14,9 +14,9 @@ import re
 from typing import Any, NamedTuple
 
 from stash2plex.errors import HookError
+from stash2plex.numbers import NotANumber, whole_number
 from stash2plex.vocabulary import HookAction
 
-MAX_ID = 2**63 - 1
 _TRIGGER = re.compile(r"[A-Z][A-Za-z]{1,40}\.[A-Z][A-Za-z]{1,40}\.(Pre|Post)")
 
 _ENTITY_KINDS = {
@@ -42,19 +42,12 @@ class HookEvent(NamedTuple):
 
 def parse_id(raw: Any, trigger: str) -> int:
     """The object id of a hook, or HookError naming what was wrong."""
-    if isinstance(raw, bool) or raw is None:
-        raise HookError(f"{trigger}: hookContext.id {raw!r} is not an id")
-    if isinstance(raw, float):
-        if not raw.is_integer():
-            raise HookError(f"{trigger}: hookContext.id {raw!r} is not a whole number")
-        raw = int(raw)
-    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
-        raw = int(raw.strip()) if len(raw.strip()) <= 19 else MAX_ID + 1
-    if not isinstance(raw, int):
-        raise HookError(f"{trigger}: hookContext.id {str(raw)[:40]!r} is not an id")
-    if not 0 <= raw <= MAX_ID:
-        raise HookError(f"{trigger}: hookContext.id {raw} is out of range (1 to 2^63-1)")
-    return raw
+    try:
+        return whole_number(raw)
+    except NotANumber:
+        raise HookError(f"{trigger}: hookContext.id {str(raw)[:40]!r} is not an id") from None
+    except ValueError as exc:
+        raise HookError(f"{trigger}: hookContext.id {str(raw)[:40]!r} {exc}") from None
 
 
 def parse_hook(hook_context: Any) -> HookEvent:

@@ -44,6 +44,8 @@ from stash2plex.store.db import Store, StoreError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 CSRF_HEADER = "x-csrf-token"
+# An action's parameters are a few ids: a larger body is refused before it is read whole.
+MAX_BODY_BYTES = 64 * 1024
 #: Paths anyone may fetch even when a token is set: the page shell and its static bundle.
 PUBLIC_PATHS = ("/", "/favicon.ico")
 PUBLIC_PREFIXES = ("/static/",)
@@ -132,9 +134,12 @@ def create_app(
         problem = _csrf_problem(request, csrf)
         if problem:
             return _error(problem, 403)
+        body = await _bounded_body(request)
+        if body is None:
+            return _error(f"the body is larger than {MAX_BODY_BYTES // 1024} KiB", 413)
         try:
-            params = await request.json()
-        except ValueError:
+            params = json.loads(body or b"{}")
+        except (ValueError, RecursionError):
             return _error("the body must be a JSON object of parameters", 400)
         if not isinstance(params, dict):
             return _error("the body must be a JSON object of parameters", 400)
@@ -196,6 +201,20 @@ def _csrf_problem(request: Request, csrf: str) -> str | None:
     if not request.headers.get("content-type", "").startswith("application/json"):
         return "the body must be JSON (Content-Type: application/json)"
     return None
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request's body, or None past MAX_BODY_BYTES (read no further: an action's
+    parameters are a few ids)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
+    return bytes(body)
 
 
 def _error(message: str, status: int) -> JSONResponse:
