@@ -6,6 +6,7 @@ from stash2plex.sync.metadata import (
     clean_text,
     desired_item,
     edit_params,
+    fingerprint,
     plex_date,
 )
 
@@ -106,3 +107,10 @@ def test_clean_text_drops_exactly_the_control_characters_but_tab_and_line_feed()
     assert dropped == {
         ch for ch in every if unicodedata.category(ch) == "Cc" and ch not in "\n\t"
     } | {"\r"}  # a carriage return becomes a line feed
+
+
+def test_fingerprints_keep_their_stored_encoding():
+    # Links keep these values: a different encoding would push every scene again.
+    assert fingerprint("Title") == "c0e1e00efee44461"
+    assert fingerprint(["Café", "Ñandú"]) == "e6cc6a80c9bb85ec"
+    assert fingerprint(None) == "2be88ca4242c76e8"

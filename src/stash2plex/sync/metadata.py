@@ -60,7 +60,16 @@ class DesiredItem:
     images: dict[str, str] = field(default_factory=dict)
 
     def fingerprints(self) -> dict[str, str]:
-        """Fingerprint of every synced value except images (their content is hashed later)."""
+        """Fingerprint of every synced value except images (their content is hashed later).
+
+        Computed once per item (a plan asks twice); each call returns its own dict."""
+        cached = self.__dict__.get("_fingerprints")
+        if cached is None:
+            cached = self._fingerprints()
+            object.__setattr__(self, "_fingerprints", cached)  # frozen: a memo, not state
+        return dict(cached)
+
+    def _fingerprints(self) -> dict[str, str]:
         prints = {key: fingerprint(value) for key, value in self.fields.items()}
         if self.genres is not None:
             prints["genre"] = fingerprint(list(self.genres))
@@ -76,8 +85,14 @@ class DesiredItem:
 
 
 def fingerprint(value: Any) -> str:
-    encoded = json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    """16 hex digits of the SHA-1 of the value's canonical JSON (stored in links: the
+    encoding must never change, or every scene would be pushed again)."""
+    encoded = _CANONICAL.encode(value).encode("utf-8")
     return hashlib.sha1(encoded).hexdigest()[:16]
+
+
+# json.dumps with options builds an encoder on every call: one, shared (it keeps no state).
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
 def clean_text(text: str | None, limit: int) -> str:

@@ -124,6 +124,7 @@ class PlexIndex:
         self.config = config
         self.clock = clock
         self.refresh_min_seconds = INDEX_REFRESH_MIN_SECONDS
+        self._built = False
 
     def sections(self, *, refresh: bool = False) -> list[dict[str, Any]]:
         """The configured libraries (id, title, locations), cached until the settings change.
@@ -231,8 +232,11 @@ class PlexIndex:
         return last is not None and self.clock() - float(last) < INDEX_FRESH_SECONDS
 
     def ensure_built(self) -> None:
+        if self._built:  # an index once built stays built: no query per scene
+            return
         if self.store.get_value("plex_index_refreshed_at") is None:
             self.refresh(force=True, full=True)
+        self._built = True
 
     def match(self, files: list[dict[str, Any]], linked: list[Link] | None = None) -> list[Match]:
         """The Plex items holding the scene's files, primary first.
