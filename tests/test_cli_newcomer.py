@@ -139,4 +139,5 @@ def test_a_wrong_library_names_the_libraries_and_the_setting(box, cli, monkeypat
     assert "environment variable STASH2PLEX_PLEX_LIBRARY" in library["fix"]
     sources = checks["settings"]["detail"]
     assert "Plex libraries (plex_library): environment variable STASH2PLEX_PLEX_LIBRARY" in sources
-    assert "problem found" in result.stderr
+    human = cli("diagnose", expect=2)
+    assert "1 problem found; first: libraries: Change Plex libraries (plex_library)" in human.stderr

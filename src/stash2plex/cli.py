@@ -1202,10 +1202,11 @@ def diagnose_command(cli: Cli) -> None:
         # A setting to change is a configuration error (2); anything else needs attention (1).
         configuration = any(check.setting for check in problems)
         first = problems[0]
-        cli.say(
-            f"{plural(len(problems), 'problem')} found; first: {first.name}: {first.fix}",
-            color="red",
-        )
+        if not cli.as_json:
+            cli.say(
+                f"{plural(len(problems), 'problem')} found; first: {first.name}: {first.fix}",
+                color="red",
+            )
         sys.exit(EXIT_CONFIG if configuration else EXIT_ATTENTION)
 
 

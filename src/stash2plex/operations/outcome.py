@@ -189,7 +189,7 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
 
 #: Preview statuses that mean a person must act, and how (exit 2: a setting or the scene id).
 _PREVIEW_USAGE = ("not in Stash", "settings")
-_PREVIEW_ATTENTION = ("not in Plex", "ambiguous", "conflict", "error", "no file")
+_PREVIEW_ATTENTION = ("not in Plex", "ambiguous", "conflict", "error")
 
 
 def preview_verdict(previews: list[Any]) -> Verdict:
