@@ -229,13 +229,28 @@ def _plex_down(data_dir: Path, connection: dict[str, Any]) -> str | None:
     """Why Plex does not answer at all (down, refused, timed out), from one health probe;
     None when it answers, or when a setting or credential is the problem (the drain's verdict
     names the setting and where its value came from)."""
+    import socket
+    from urllib.parse import urlsplit
+
     from stash2plex import errors
 
     try:
         with Store.open(data_dir) as store:
-            health = build_context(store, connection).plex.health()
+            context = build_context(store, connection)
     except SyncError:
         return None
+    # First only a TCP connection: a Plex that accepts one costs no request (a Sync All of an
+    # unchanged library is decided from the store without asking Plex anything).
+    parts = urlsplit(context.config.plex_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "", port), timeout=min(5.0, context.config.plex_timeout)
+        ):
+            return None
+    except OSError:
+        pass
+    health = context.plex.health()  # the words for why it is down, with the URL tried
     if health.ok or health.error_class not in (errors.SERVER_DOWN, errors.TRANSIENT):
         return None
     return health.detail
