@@ -25,6 +25,7 @@ from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
+from stash2plex.store.holds import PARKED
 
 from .conftest import PLEX_TOKEN, REPO, wait_until
 from .sandbox import Sandbox, sandbox
@@ -113,7 +114,7 @@ def seed(data_dir: Path, dead_scene: int) -> None:
     """A queue that stays put while the page is read: waiting jobs due later, done jobs and
     dead letters (nothing pending, so no worker changes it under the test)."""
     with Store.open(data_dir) as store:
-        store.enqueue([101, 102, 103, 104, 105, dead_scene], source="test")
+        store.enqueue([101, 102, 103, 104, 105, 106, dead_scene], source="test")
         jobs = {job.scene_id: job for job in store.jobs()}
         now = store.clock()
         for scene_id in (101, 102):
@@ -135,6 +136,8 @@ def seed(data_dir: Path, dead_scene: int) -> None:
             error="2 Plex items could be this scene; not guessing",
             detail={"candidates": [{"rating_key": 9001, "path": "/a/x.mp4"}]},
         )
+        # Parked: no timer, it waits for a change (due_at is store.holds.PARKED, ~1e18).
+        wait(store, jobs[106], reason="conflict", due_at=PARKED, attempts=0, error="shared")
         done(store, jobs[104])
         done(store, jobs[105])
         dead(
@@ -210,11 +213,35 @@ def test_the_stash_page_shows_the_stores_counts_and_retry_requeues(
     assert "not in Plex yet: 2" in reasons and "ambiguous match: 1" in reasons
     assert page.get_by_test_id("reconcile-none").is_visible()
     # the waiting table loads through its own view, after the counts
-    page.locator('[data-testid="waiting-row"]').nth(2).wait_for()
-    assert page.locator('[data-testid="waiting-row"]').count() == 3
+    page.locator('[data-testid="waiting-row"]').nth(3).wait_for()
+    assert page.locator('[data-testid="waiting-row"]').count() == 4
+    parked = page.locator('[data-testid="waiting-row"][data-scene="106"]')
+    assert "when something changes" in parked.inner_text()
+    assert "Invalid Date" not in page.inner_text("body")
+    # Availability says which window each row covers.
+    assert page.get_by_test_id("window-label").first.inner_text().startswith("last 24 hours")
+    assert "began watching" in page.get_by_test_id("availability-note").inner_text()
     screenshot(request, page, "stash-plex-page")
 
     retry_first_dead_letter(page, data_dir, dead_scene)
+    assert page.problems == []
+
+
+def test_the_task_buttons_say_what_became_of_the_task(stash_site, plugin_dir: Path, page):
+    _library, plex, stash = stash_site
+    page.goto(f"{stash.url}/")
+    page.get_by_test_id("stash2plex-nav").click()
+    tasks = page.get_by_test_id("section-tasks")
+    tasks.get_by_role("button", name="Health Check").click()
+    note = page.get_by_test_id("task-note")
+    page.wait_for_selector('[data-testid="task-note"][data-state="finished"]', timeout=60_000)
+    assert note.inner_text().startswith('"Health Check" finished')
+
+    plex.faults.refuse_connections()
+    tasks.get_by_role("button", name="Health Check").click()
+    page.wait_for_selector('[data-testid="task-note"][data-state="failed"]', timeout=60_000)
+    text = note.inner_text()
+    assert text.startswith('"Health Check" failed: ') and "not reachable" in text, text
     assert page.problems == []
 
 
@@ -272,6 +299,9 @@ def test_the_dashboard_shows_the_stores_counts_and_retry_requeues(served, page, 
     last = page.get_by_test_id("reconcile-last").inner_text()
     assert "(command)" in last and reconciled.summary() in last
     assert page.get_by_test_id("outage-timeline").get_attribute("data-outages") == "1"
+    page.locator('[data-testid="waiting-row"][data-scene="106"]').wait_for()
+    parked = page.locator('[data-testid="waiting-row"][data-scene="106"]').inner_text()
+    assert "when something changes" in parked and "Invalid Date" not in page.inner_text("body")
     screenshot(request, page, "dashboard")
 
     dead_scene = in_plex(box.library)[0]

@@ -128,7 +128,7 @@ def test_diagnose_fails_when_plex_holds_other_files(box, cli):
     for key in box.plex.items(box.section_id):
         box.plex.delete_item(key)
     box.plex.add_item(box.section_id, "/plex/media/unrelated.mp4", sizes=1)
-    result = cli("--json", "diagnose", expect=1)
+    result = cli("--json", "diagnose", expect=2)  # a setting to change: a configuration error
     checks = {c["name"]: c for c in json.loads(result.output)}
     assert not checks["path mapping"]["ok"]
     assert "0 of" in checks["path mapping"]["detail"]
@@ -136,9 +136,16 @@ def test_diagnose_fails_when_plex_holds_other_files(box, cli):
 
 def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
-    result = cli("--json", "diagnose", expect=1)
+    result = cli("--json", "diagnose", expect=2)  # a setting to change: a configuration error
     checks = {c["name"]: c for c in json.loads(result.output)}
-    assert not checks["Plex"]["ok"] and "plex_token" in checks["Plex"]["fix"]
+    assert not checks["Plex"]["ok"] and "Plex token (plex_token)" in checks["Plex"]["fix"]
+    # Where each setting came from: the fix and the settings check name the variable.
+    assert "environment variable STASH2PLEX_PLEX_TOKEN" in checks["Plex"]["fix"]
+    assert (
+        "Plex token (plex_token): environment variable STASH2PLEX_PLEX_TOKEN"
+        in checks["settings"]["detail"]
+    )
+    assert checks["Plex"]["setting"] == "plex_token"
     assert "wrong-token-000" not in result.output
 
 

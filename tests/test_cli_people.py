@@ -231,7 +231,7 @@ def test_config_check_prints_its_table_with_problems_marked(box, cli, monkeypatc
     assert "could not convert" not in result.output
     assert "the rule '/x -> /y' is not" in result.output
     data = json.loads(cli("config", "check", "--json", expect=2).stdout)
-    assert data["missing"] == ["plex_token"] and data["invalid"] == ["path_map"]
+    assert data["missing"] == ["plex_token"] and data["invalid"] == ["path_map", "plex_timeout"]
 
 
 def test_a_bad_path_map_rule_stops_a_sync_naming_the_rule(box, cli, monkeypatch):

@@ -22,8 +22,12 @@ def test_one_bad_value_warns_names_the_key_and_keeps_the_rest():
     assert config.plex_token == "tok-123456"
     assert config.plex_library == ("Movies", "Clips")
     assert config.path_map == ()
-    assert any(w.startswith("setting plex_url") and "http://" in w for w in config.warnings)
-    assert any(w.startswith("setting path_map") and "/a -> /b" in w for w in config.warnings)
+    assert any(
+        w.startswith("setting Plex URL (plex_url)") and "http://" in w for w in config.warnings
+    )
+    assert any(
+        w.startswith("setting ") and "(path_map)" in w and "/a -> /b" in w for w in config.warnings
+    )
 
 
 def test_secret_values_never_appear_in_warnings():

@@ -61,12 +61,16 @@ BREAK_AND_FIX = {
     "settings missing": (
         lambda plex, stash: [stash.plugin_settings.pop(k) for k in ("plex_url", "plex_token")],
         lambda plex, stash: stash.plugin_settings.update(plex_url=plex.url, plex_token=PLEX_TOKEN),
-        ("not configured", "plex_url and plex_token", "Settings > Plugins > Stash2Plex"),
+        (
+            "not configured",
+            "Plex URL (plex_url) and Plex token (plex_token)",
+            "Settings > Plugins > Stash2Plex",
+        ),
     ),
     "wrong library": (
         lambda plex, stash: stash.plugin_settings.update(plex_library="Moviez"),
         lambda plex, stash: stash.plugin_settings.update(plex_library="Stash Scenes"),
-        ("no library named Moviez", "Stash Scenes", "plex_library"),
+        ("no library named 'Moviez'", "'Stash Scenes' (a Movies", "Plex libraries (plex_library)"),
     ),
 }
 
@@ -85,6 +89,8 @@ def test_sync_all_fails_with_one_sentence_and_resumes_once_fixed(env, case):
     for word in words:
         assert word in run.error, run.error
     assert f"{SCENES} scenes wait" in run.error
+    if case == "Plex down":  # probed first: said at once, without following a drain
+        assert run.output["plex"] == "down" and run.output["waiting"] == SCENES
     assert "sync by themselves" in run.error
     # One sentence for the whole failure: nothing logged per scene at warning or error.
     assert run.messages("error") == [] and run.messages("warning") == []

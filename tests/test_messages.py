@@ -176,8 +176,8 @@ def test_a_wrong_token_from_the_environment_names_the_variable(tmp_path, monkeyp
 def test_an_invalid_number_is_explained_in_words():
     config = build_config({"plex_timeout": "soon", "max_retries": 2.5, "enabled": "maybe"})
     text = "\n".join(config.warnings)
-    assert "plex_timeout = 'soon' is not valid: expected a number from 1 to 300" in text
-    assert "max_retries = '2.5' is not valid: expected a whole number from 1 to 50" in text
+    assert "(plex_timeout) = 'soon' is not valid: expected a number from 1 to 300" in text
+    assert "(max_retries) = '2.5' is not valid: expected a whole number from 1 to 50" in text
     assert "expected on or off" in text
     assert "could not convert" not in text and "float" not in text
     assert json.dumps(config.invalid) == "{}"

@@ -74,6 +74,9 @@ def test_the_demo_and_build_commands_work_as_written(tmp_path, monkeypatch):
     result = runner.invoke(main, ["demo"])
     assert result.exit_code == 0, result.output
     assert "Every matchable scene is in sync." in result.output
+    # The demo's conflicts are explained: what one is and what to do about it.
+    assert "A conflict is one Plex item holding the files of several Stash scenes" in result.output
+    assert "Split Apart" in result.output and "merge the scenes in Stash" in result.output
 
     [build] = [line for line in shell_lines(section("Install in Stash")) if "build-plugin" in line]
     assert build == ".venv/bin/stash2plex build-plugin --out dist"
@@ -114,3 +117,27 @@ def test_every_linked_document_exists(document):
         if "://" in link:
             continue
         assert (path.parent / link).exists(), f"{document} links to {link}"
+
+
+def test_the_browser_test_harness_build_step_is_stated():
+    text = " ".join(section("Try it, then test it").split())
+    assert "cd ui && npm ci && npm run build:harness" in text
+    scripts = json.loads((REPO / "ui" / "package.json").read_text())["scripts"]
+    assert "build:harness" in scripts
+    assert "ui/harness/dist/" in text  # where tests/test_browser.py looks for it
+
+
+def test_where_the_stash_api_key_is_kept_is_stated_and_true(tmp_path):
+    import os
+    import stat
+
+    from stash2plex.engine.context import API_KEY_KEY
+    from stash2plex.store.db import DB_FILENAME, Store
+
+    text = " ".join(section("Install in Stash").split())
+    assert f"data/{DB_FILENAME}" in text and "mode 0600" in text
+    assert "never appear in logs" in text and "STASH2PLEX_STASH_API_KEY" in text
+    with Store.open(tmp_path) as store:
+        store.put_value(API_KEY_KEY, "a-stash-key")
+    mode = stat.S_IMODE(os.stat(tmp_path / DB_FILENAME).st_mode)
+    assert mode == 0o600, oct(mode)

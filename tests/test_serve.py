@@ -266,3 +266,89 @@ def test_actions_refuse_odd_values_huge_bodies_and_deep_nesting_in_one_sentence(
     assert view.status_code == 400 and "whole number" in view.json()["error"]
     with Store.open(data_dir) as store:
         assert (store.job_counts(), len(store.dead_letters())) == before  # nothing changed
+
+
+def test_api_errors_are_json_sentences_never_html_or_tracebacks(tmp_path: Path, caplog) -> None:
+    data_dir = seeded(tmp_path)
+    http = client(data_dir)
+    good = {"X-CSRF-Token": CSRF}
+    cases = [
+        (http.get("/api/nothing"), 404, "the API is GET /api/views/<name>"),
+        (http.get("/api/actions/retry_dead_letters"), 405, "actions are POST"),
+        (http.get("/api/views/scene"), 400, "needs scene_id"),
+        (http.get("/api/views/scene", params={"scene_id": "x"}), 400, "whole number"),
+        (http.get("/api/views/scene", params={"scene_id": str(2**70)}), 400, "whole number"),
+        (http.post("/api/actions/nope", json={}, headers=good), 404, "unknown action"),
+        (
+            http.post(
+                "/api/actions/sync_scene",
+                content=b"{",
+                headers=good | {"Content-Type": "application/json"},
+            ),
+            400,
+            "JSON object",
+        ),
+        (http.post("/api/actions/sync_scene", json=[1], headers=good), 400, "JSON object"),
+        (
+            http.post("/api/actions/sync_scene", json={"scene_id": 3.7}, headers=good),
+            400,
+            "scene id",
+        ),
+        (
+            http.post("/api/actions/sync_scene", json={"scene_id": True}, headers=good),
+            400,
+            "scene id",
+        ),
+        (
+            http.post("/api/actions/sync_scene", json={"scene_id": 2**70}, headers=good),
+            400,
+            "scene id",
+        ),
+        (
+            http.post("/api/actions/retry_dead_letters", json={"ids": ["a"]}, headers=good),
+            400,
+            "whole numbers",
+        ),
+        (
+            http.post("/api/actions/preview_scene", json={"scene_id": 1}, headers=good),
+            503,
+            "cannot reach Stash and Plex",
+        ),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (response.status_code, response.text)
+        assert response.headers["content-type"].startswith("application/json"), response.text
+        assert words in response.json()["error"], response.json()
+    assert "Traceback" not in caplog.text
+
+
+def test_an_unknown_scene_to_preview_is_a_404_sentence(box: Sandbox) -> None:
+    from stash2plex.engine.context import build_context
+    from stash2plex.settings.sources import LocalSettings
+
+    local = LocalSettings(values={"stash_url": box.stash.url})
+    app = create_app(
+        box.data_dir,
+        metrics=ServiceMetrics(box.data_dir),
+        csrf_token=CSRF,
+        context_factory=lambda store: build_context(store, local=local),
+    )
+    http = TestClient(app, base_url="http://127.0.0.1")
+    answer = http.post(
+        "/api/actions/preview_scene", json={"scene_id": 99999}, headers={"X-CSRF-Token": CSRF}
+    )
+    assert answer.status_code == 404
+    assert answer.json() == {"error": "Stash has no scene 99999: nothing to preview"}
+
+
+def test_sync_now_and_retry_make_the_worker_read_the_settings_again(tmp_path: Path) -> None:
+    data_dir = seeded(tmp_path)
+    http = client(data_dir)
+    good = {"X-CSRF-Token": CSRF}
+    for name, params in (("sync_scene", {"scene_id": 1}), ("retry_dead_letters", {})):
+        with Store.open(data_dir) as store:
+            before = store.holds().nudged_at
+        time.sleep(0.01)
+        assert http.post(f"/api/actions/{name}", json=params, headers=good).status_code == 200
+        with Store.open(data_dir) as store:
+            assert store.holds().nudged_at > before, name

@@ -3,6 +3,7 @@ its report checked against the store's real state."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -183,6 +184,27 @@ def test_outage_summary_report_has_exact_metrics(env):
     # Observed since the first outage began, 1000 s ago, down 180 s of it.
     assert report["availability_pct"] == pytest.approx(100 * (1 - 180 / 1000), abs=0.05)
     assert [o["jobs_affected"] for o in report["recent"]] == [3, 5]
+
+
+def test_outage_summary_reads_in_words_with_its_window(env):
+    _library, _plex, _stash, task, data_dir = env
+    data_dir.mkdir(exist_ok=True)
+    with Store.open(data_dir):
+        pass  # watched from now on, no outage yet
+    run = task("Outage Summary Report")
+    [line] = run.messages("info")
+    assert line.startswith("Stash2Plex: 0 outages; availability 100 % over the last "), line
+    assert "when Stash2Plex began watching" in line
+    now = time.time()
+    with Store.open(data_dir) as store:
+        store.record_outage(now - 700, now - 580, jobs_affected=1)
+    lines = task("Outage Summary Report").messages("info")
+    assert lines[0].startswith(
+        "Stash2Plex: 1 outage, 2 min down in all, mean time to recovery 2 min"
+    )
+    assert "lasted 2 min, 1 job held" in lines[1]
+    for text in lines:
+        assert not re.search(r"\bNone\b|\{'|\b1[6-9]\d{8}(\.\d+)?\b", text), text
 
 
 def test_process_queue_returns_when_plex_is_down_without_burning_attempts(env):

@@ -51,6 +51,11 @@ def test_show_waiting_scenes_lists_each_scene_with_why(env):
     run = runner.run_task("Show Waiting Scenes", connection)
 
     assert run.error is None
+    # The first line sums it up: how many, by reason; then one line per scene.
+    first = run.messages("info")[0]
+    total = run.output["count"]
+    assert first.startswith(f"Stash2Plex: {total} scenes not synced yet: "), first
+    assert "not in Plex yet" in first and run.output["summary"] in first
     rows = {row["scene_id"]: row for row in run.output["scenes"]}
     assert set(unscanned) <= set(rows)
     row = rows[unscanned[0]]

@@ -20,6 +20,7 @@ import click
 
 from stash2plex import __version__
 from stash2plex.errors import SyncError
+from stash2plex.words import plural
 
 # Exit codes: 0 done, 1 done but something needs attention (unhealthy, failures, blocked),
 # 2 a usage or configuration error, 3 another worker already drains the queue.
@@ -134,6 +135,17 @@ def worker(cli: Cli, data_dir: Path | None, lock_fd: int | None, idle_exit: floa
         sys.exit(EXIT_BUSY)
 
 
+#: What `stash2plex serve` imports from the [serve] extra (pyproject.toml).
+SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client")
+
+
+def _importable(name: str, find_spec: Any) -> bool:
+    try:
+        return find_spec(name) is not None
+    except (ImportError, ValueError):  # a module blocked with sys.modules[name] = None
+        return False
+
+
 @main.command()
 @click.option(
     "--host",
@@ -161,18 +173,20 @@ def serve(cli: Cli, host: str, port: int, token_file: Path | None) -> None:
     Shares the data directory with the plugin (point --data-dir at the plugin's data folder).
     Stops cleanly on SIGTERM: the job in hand finishes first.
     """
-    try:
-        from stash2plex.service.process import ServeError, ServiceOptions, read_token
-        from stash2plex.service.process import serve as run_service
-    except ImportError as exc:
-        click.secho(
-            f"stash2plex serve needs the [serve] extra ({exc.name} is missing): "
-            "pip install 'stash2plex[serve]'",
-            fg="red",
-            err=True,
+    from importlib.util import find_spec
+
+    # The web parts are imported only once the engine starts: check them before anything runs.
+    missing = [name for name in SERVE_MODULES if not _importable(name, find_spec)]
+    if missing:
+        _die(
+            f"the serve command needs the optional [serve] extra ({', '.join(missing)} "
+            "not installed): pip install 'stash2plex[serve]' (in a checkout: "
+            "pip install -e '.[serve]')",
+            EXIT_CONFIG,
         )
-        sys.exit(EXIT_CONFIG)
     from stash2plex.engine.context import build_context
+    from stash2plex.service.process import ServeError, ServiceOptions, read_token
+    from stash2plex.service.process import serve as run_service
 
     try:
         token = read_token(token_file)
@@ -377,8 +391,8 @@ def config_check(cli: Cli) -> None:
     are marked); the exit code is then 2.
     """
     from stash2plex.engine.context import connect_stash, load_config
-    from stash2plex.settings.config import SETTINGS, shown_value
-    from stash2plex.settings.sources import effective_settings
+    from stash2plex.settings.config import SETTINGS, setting_label, shown_value
+    from stash2plex.settings.sources import effective_settings, source_words
 
     problem = None
     with cli.store() as store:
@@ -393,6 +407,7 @@ def config_check(cli: Cli) -> None:
             config = build_config(values)
     cli.hide_paths(config.obfuscate_paths)
     rows = []
+    bad_values: list[str] = []  # values refused (their default applies): still an error
     for setting in SETTINGS:
         value = getattr(config, setting.key)
         if setting.secret and value:
@@ -402,8 +417,12 @@ def config_check(cli: Cli) -> None:
         else:
             shown = shown_value(value)
         mark = ""
+        rejected = [w for w in config.warnings if f"({setting.key}) = " in w]
         if setting.key in config.invalid:
             mark = "invalid: " + config.invalid[setting.key].split(": expected ", 1)[-1]
+        elif rejected:
+            mark = "invalid, default used: " + rejected[0].split(": expected ", 1)[-1]
+            bad_values.append(setting.key)
         elif setting.key in config.missing:
             mark = "missing: required"
         if setting.key == "path_map":
@@ -421,7 +440,7 @@ def config_check(cli: Cli) -> None:
         "settings": [{k: v for k, v in row.items() if k != "shown"} for row in rows],
         "warnings": list(config.warnings),
         "missing": list(config.missing),
-        "invalid": sorted(config.invalid),
+        "invalid": sorted({*config.invalid, *bad_values}),
         "stash": None if problem is None else problem.message,
     }
 
@@ -434,9 +453,9 @@ def config_check(cli: Cli) -> None:
         for row, shown_row in zip(data["settings"], rows, strict=True):
             problem_text = row["problem"] or ""
             table.add_row(
-                row["key"],
+                setting_label(row["key"]),
                 cli.scrub(shown_row["shown"]),
-                row["source"],
+                source_words(row["source"]),
                 f"[red]{problem_text}[/]" if problem_text else "",
             )
         return table
@@ -454,8 +473,9 @@ def config_check(cli: Cli) -> None:
         if not any(warning.startswith(config.invalid[key]) for key in config.invalid):
             cli.say(f"warning: {warning}", color="yellow")
     if config.missing:
-        cli.say(f"missing required settings: {', '.join(config.missing)}", color="red")
-    if config.missing or config.invalid or problem is not None:
+        labels = ", ".join(setting_label(key) for key in config.missing)
+        cli.say(f"missing required settings: {labels}", color="red")
+    if config.missing or config.invalid or bad_values or problem is not None:
         sys.exit(EXIT_CONFIG)
 
 
@@ -519,7 +539,7 @@ def sync_command(
             if not cli.as_json:
                 cli.say(report.summary())
     if not cli.as_json and not (since is not None or recent):
-        cli.say(f"queued {queued} scenes" + (" to rewrite from Stash" if force else ""))
+        cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))
     _drain(cli, queued_at)
 
 
@@ -532,8 +552,7 @@ def _dry_run(cli: Cli, scene_ids: list[int] | None, force: bool) -> None:
             scene_ids = context.stash.scene_ids()
         previews = run_preview(context, scene_ids=scene_ids, force=force)
     _show_previews(cli, previews, title="Dry run: what a sync would change")
-    if any(p.status == "not in Stash" for p in previews):
-        sys.exit(EXIT_CONFIG)
+    _preview_exit(cli, previews)
 
 
 def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
@@ -551,6 +570,9 @@ def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
             table.add_column(column, overflow="fold")
         for item in data:
             if item["status"] == "unchanged":
+                table.add_row(
+                    str(item["scene_id"]), "unchanged", "every field (kept)", "", "same in Plex"
+                )
                 continue
             rows = [(c, "") for c in item["changes"]] + [(c, " (kept)") for c in item["kept"]]
             if not rows:
@@ -764,7 +786,7 @@ def queue_list(cli: Cli, states: tuple[str, ...], reasons: tuple[str, ...], limi
         rows = list_jobs(store, states=states or OUTSTANDING, reasons=reasons, now=now)
 
     def render(rows: list[dict[str, Any]]) -> Any:
-        table = Table(title=f"{len(rows)} jobs: {jobs_summary(rows)}")
+        table = Table(title=f"{plural(len(rows), 'job')}: {jobs_summary(rows)}")
         for column in ("scene", "state", "attempts", "next attempt", "last error / candidates"):
             table.add_column(column, overflow="fold")
         for row in rows[:limit]:
@@ -798,7 +820,7 @@ def queue_clear(cli: Cli) -> None:
     """Remove pending and waiting jobs (jobs in progress are left alone)."""
     with cli.store() as store:
         cleared = store.clear_pending()
-    cli.show({"cleared": cleared}, f"cleared {cleared} pending jobs")
+    cli.show({"cleared": cleared}, f"cleared {plural(cleared, 'pending job')}")
 
 
 @main.command("scene")
@@ -809,7 +831,7 @@ def scene_command(cli: Cli, scene_id: int) -> None:
     from rich.console import Group
     from rich.table import Table
 
-    from stash2plex.operations.inspect import scene_report
+    from stash2plex.operations.inspect import NOT_IN_STASH, scene_report
     from stash2plex.operations.present import value_words, when
 
     now = _now()
@@ -822,17 +844,27 @@ def scene_command(cli: Cli, scene_id: int) -> None:
         report = scene_report(store, scene_id, context, now=now)
     if context is None:
         report.setdefault("note", f"Stash was not asked ({reason})")
+    unknown = report["job"] is None and report["link"] is None and not report["dead_letters"]
+    if unknown and report.get("note") == NOT_IN_STASH:
+        if cli.as_json:
+            cli.show(report)
+        _die(
+            f"Stash has no scene {scene_id}, and Stash2Plex has no record of it: check the "
+            "scene id (the number in the scene's address in Stash, /scenes/<id>)",
+            EXIT_CONFIG,
+        )
 
     def render(report: dict[str, Any]) -> Any:
         parts: list[Any] = []
         job = report["job"]
-        summary: dict[str, Any] = {}
+        summary: dict[str, Any] = {"state": report["state_words"]}
         if job is None:
             summary["job"] = "no job (never queued, or finished and cleaned up)"
+            summary["next attempt"] = "when the scene is saved in Stash or synced again"
         else:
             summary.update(
                 {
-                    "state": job["status"],
+                    "job": job["status"],
                     "attempts": job["attempts"],
                     "next attempt": job["next_attempt"],
                     "last error": job["last_error"],
@@ -844,13 +876,17 @@ def scene_command(cli: Cli, scene_id: int) -> None:
         for letter in report["dead_letters"]:
             summary["dead letter"] = (
                 f"{letter['error_class']}, failed {when(letter['failed_at'], now)} after "
-                f"{letter['attempts']} attempts: {letter['message']}"
+                f"{plural(letter['attempts'], 'attempt')}: {letter['message']}"
             )
         link = report["link"]
         if link is None:
             summary["Plex item"] = "not linked yet"
         else:
-            summary["Plex item"] = f"{link['rating_key']} (library {link['section_id']})"
+            summary["Plex item"] = (
+                f"ratingKey {link['rating_key']} in library section {link['section_id']}"
+            )
+            if report.get("plex_url"):
+                summary["open in Plex"] = report["plex_url"]
             summary["Plex file"] = link["plex_path"]
             summary["last synced"] = when(link["synced_at"], now)
         if report.get("note"):
@@ -874,10 +910,6 @@ def scene_command(cli: Cli, scene_id: int) -> None:
         return Group(*parts)
 
     cli.show(report, render)
-    unknown = report["job"] is None and report["link"] is None and not report["dead_letters"]
-    if unknown and context is not None and report.get("note") == "Stash has no such scene any more":
-        cli.say(f"Stash has no scene {scene_id}, and Stash2Plex has no record of it", color="red")
-        sys.exit(EXIT_CONFIG)
 
 
 @main.group("dlq")
@@ -899,14 +931,14 @@ def dlq_list(cli: Cli, error_class: str | None) -> None:
         letters = store.dead_letters(error_class)
 
     def render(letters: list[dict[str, Any]]) -> Any:
-        table = Table(title=f"{len(letters)} dead letters")
+        table = Table(title=plural(len(letters), "dead letter"))
         for column in ("scene", "class", "failed", "why"):
             table.add_column(column, overflow="fold")
         for letter in letters:
             table.add_row(
                 str(letter["scene_id"]),
                 letter["error_class"],
-                f"{when(letter['failed_at'], now)} after {letter['attempts']} attempts",
+                f"{when(letter['failed_at'], now)} after {plural(letter['attempts'], 'attempt')}",
                 letter["message"],
             )
         return table
@@ -925,7 +957,7 @@ def dlq_retry(cli: Cli, error_class: str | None) -> None:
     with cli.store() as store:
         queued = retry_dead_letters(store, error_class)
     if not cli.as_json:
-        cli.say(f"re-queued {queued} scenes")
+        cli.say(f"re-queued {plural(queued, 'scene')}")
     if queued:
         _drain(cli, since)
     elif cli.as_json:
@@ -942,7 +974,8 @@ def dlq_purge(cli: Cli, days: float) -> None:
     with cli.store() as store:
         purged = purge_dead_letters(store, days)
     cli.show(
-        {"purged": purged, "days": days}, f"purged {purged} dead letters older than {days:g} days"
+        {"purged": purged, "days": days},
+        f"purged {plural(purged, 'dead letter')} older than {plural(days, 'day')}",
     )
 
 
@@ -952,7 +985,7 @@ def dlq_clear(cli: Cli) -> None:
     """Remove every dead letter."""
     with cli.store() as store:
         cleared = store.delete_dead_letters()
-    cli.show({"cleared": cleared}, f"removed {cleared} dead letters")
+    cli.show({"cleared": cleared}, f"removed {plural(cleared, 'dead letter')}")
 
 
 @main.command("pull")
@@ -1021,7 +1054,7 @@ def outages(cli: Cli, limit: int) -> None:
     from rich.console import Group
     from rich.table import Table
 
-    from stash2plex.operations.present import duration, when
+    from stash2plex.operations.present import availability_words, duration, when
     from stash2plex.operations.queue import outage_report
 
     now = _now()
@@ -1041,10 +1074,12 @@ def outages(cli: Cli, limit: int) -> None:
                 "total downtime": duration(report["total_downtime_s"]),
                 "mean time to recovery": seconds(report["mttr_s"]),
                 "mean time between failures": seconds(report["mtbf_s"]),
-                "availability": "—" if availability is None else f"{availability:g} %",
+                "availability": availability_words(
+                    availability, report["watched_since"], report["now"]
+                ),
             },
         )
-        table = Table(title=f"The last {len(report['recent'])} outages")
+        table = Table(title=f"The last {plural(len(report['recent']), 'outage')}")
         for column in ("started", "ended", "lasted", "jobs held", "reconciled after it"):
             table.add_column(column)
         for outage in report["recent"]:
@@ -1113,8 +1148,22 @@ def preview(cli: Cli, scene_id: int | None, count: int) -> None:
         previews = run_preview(cli.context(store), scene_id=scene_id, count=count)
     _show_previews(cli, previews, title="Preview")
     if scene_id is not None and previews[0].status == "not in Stash":
-        cli.say(f"Stash has no scene {scene_id}", color="red")
-        sys.exit(EXIT_CONFIG)
+        _die(f"Stash has no scene {scene_id}: nothing to preview", EXIT_CONFIG)
+    _preview_exit(cli, previews)
+
+
+def _preview_exit(cli: Cli, previews: list[Any]) -> None:
+    """Hints, then the README's exit code for a preview or dry run."""
+    from stash2plex.operations.outcome import preview_verdict
+
+    verdict = preview_verdict(previews)
+    if not cli.as_json:
+        for note in verdict.notes:
+            cli.say(note)
+        if verdict.error:
+            cli.say(verdict.error, color="red")
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
 
 
 @main.command("diagnose")
@@ -1148,8 +1197,17 @@ def diagnose_command(cli: Cli) -> None:
         return table
 
     cli.show(as_dicts(checks), render)
-    if any(not check.ok for check in checks):
-        sys.exit(EXIT_ATTENTION)
+    problems = [check for check in checks if not check.ok]
+    if problems:
+        # A setting to change is a configuration error (2); anything else needs attention (1).
+        configuration = any(check.setting for check in problems)
+        first = problems[0]
+        if not cli.as_json:
+            cli.say(
+                f"{plural(len(problems), 'problem')} found; first: {first.name}: {first.fix}",
+                color="red",
+            )
+        sys.exit(EXIT_CONFIG if configuration else EXIT_ATTENTION)
 
 
 def _accept_json_everywhere(group: click.Group) -> None:

@@ -26,10 +26,25 @@ export function duration(seconds) {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
+// The store parks a job that waits for a change (a fixed setting, Plex back, a new save) at
+// due_at = 1e18 (store/holds.py PARKED): no moment, so it is never shown as a date.
+export const PARKED = 1e18;
+export const NEVER_BY_ITSELF = "when something changes";
+
 export function when(epoch) {
-  if (!epoch) return "—";
-  return new Date(epoch * 1000).toLocaleString();
+  if (epoch === null || epoch === undefined || epoch === 0) return "—";
+  if (epoch >= PARKED) return NEVER_BY_ITSELF;
+  const date = new Date(epoch * 1000);
+  return Number.isNaN(date.getTime()) ? "—" : date.toLocaleString();
 }
+
+// "1 scene", "3 scenes": the count with the noun in the right number (src/stash2plex/words.py).
+export function plural(count, word, words) {
+  return `${count} ${count === 1 ? word : words || `${word}s`}`;
+}
+
+// What each availability window of the outages view covers, in words.
+export const WINDOW_WORDS = { "24h": "last 24 hours", "7d": "last 7 days", "30d": "last 30 days" };
 
 export function ago(epoch, now) {
   if (!epoch) return "never";

@@ -1,10 +1,12 @@
 // The Plex page: queue, holds, ramp, outages, waiting scenes, dead letters, reconcile, tasks.
 import { OutageTimeline } from "./chart.jsx";
-import { ago, duration, percent, reasonText, when } from "./format.js";
+import { WINDOW_WORDS, ago, duration, percent, plural, reasonText, when } from "./format.js";
 import { useTransport, useView } from "./hooks.js";
 import { PluginApi, React } from "./react.js";
 
 const REFRESH_MS = 5000;
+const JOB_POLL_MS = 1000;
+const JOB_DONE = new Set(["FINISHED", "FAILED", "CANCELLED"]);
 const TASKS = [
   "Sync All Scenes",
   "Sync Recent Scenes",
@@ -142,10 +144,15 @@ function Outages({ transport }) {
   if (!data) return <Section title="Plex availability">{error || "Loading…"}</Section>;
   return (
     <Section title="Plex availability" testid="section-outages">
+      <div className="s2p-muted" data-testid="availability-note">
+        Availability is the share of each window in which Plex answered, counted from when
+        Stash2Plex began watching
+        {data.watched_since ? ` (${when(data.watched_since)})` : " (nothing watched yet)"}.
+      </div>
       <Table size="sm" className="s2p-table" variant="dark">
         <thead>
           <tr>
-            <th />
+            <th>window</th>
             <th>availability</th>
             <th>outages</th>
             <th>downtime</th>
@@ -156,7 +163,12 @@ function Outages({ transport }) {
         <tbody>
           {Object.entries(data.windows).map(([label, w]) => (
             <tr key={label} data-window={label}>
-              <td>{label}</td>
+              <td data-testid="window-label">
+                {WINDOW_WORDS[label] || label}
+                {w.observed_since && w.observed_since > data.now - w.seconds + 1
+                  ? ` (watched since ${when(w.observed_since)})`
+                  : ""}
+              </td>
               <td>{percent(w.availability_pct)}</td>
               <td>{w.outages}</td>
               <td>{duration(w.downtime_s)}</td>
@@ -251,7 +263,7 @@ function DeadLetters({ transport, onChanged }) {
       title: "Retry dead letters",
       body: `Queue ${what} again for Plex?`,
       confirm: "Retry",
-      onConfirm: act("retry_dead_letters", ids ? { ids } : {}, (r) => `Re-queued ${r.requeued} scene(s).`),
+      onConfirm: act("retry_dead_letters", ids ? { ids } : {}, (r) => `Re-queued ${plural(r.requeued, "scene")}.`),
     });
   const purge = (ids, what) =>
     setAsk({
@@ -259,7 +271,7 @@ function DeadLetters({ transport, onChanged }) {
       body: `Remove ${what} without retrying? This cannot be undone.`,
       confirm: "Purge",
       variant: "danger",
-      onConfirm: act("purge_dead_letters", ids ? { ids } : { days: 0 }, (r) => `Removed ${r.purged} dead letter(s).`),
+      onConfirm: act("purge_dead_letters", ids ? { ids } : { days: 0 }, (r) => `Removed ${plural(r.purged, "dead letter")}.`),
     });
 
   if (!data) return <Section title="Dead letters">{error || "Loading…"}</Section>;
@@ -349,28 +361,79 @@ function Reconcile({ data }) {
   );
 }
 
-function Tasks({ transport }) {
+// What became of a task's job, in one sentence (Stash's job status and error).
+export function jobWords(name, job) {
+  if (!job) return `"${name}" has ended; Stash no longer lists its job (see Settings > Logs).`;
+  switch (job.status) {
+    case "READY":
+      return `"${name}" is queued in Stash and waits for the job before it.`;
+    case "RUNNING":
+    case "STOPPING":
+      return `"${name}" is running${job.progress ? ` (${Math.round(job.progress * 100)} %)` : ""}…`;
+    case "FINISHED":
+      return `"${name}" finished without a problem (details in Settings > Logs).`;
+    case "CANCELLED":
+      return `"${name}" was cancelled.`;
+    default:
+      return `"${name}" failed: ${job.error || "see Settings > Logs"}`;
+  }
+}
+
+function Tasks({ transport, onChanged }) {
   const { Button } = bootstrap();
   const [note, setNote] = React.useState(null);
+  const live = React.useRef(true);
+  React.useEffect(() => () => {
+    live.current = false;
+  }, []);
   if (!transport.task) return null;
-  async function run(name) {
-    try {
-      const job = await transport.task(name);
-      setNote(`"${name}" queued as Stash job ${job}; see Settings > Tasks for its progress.`);
-    } catch (e) {
-      setNote(`"${name}" failed: ${e.message}`);
+  const say = (text, state) => live.current && setNote({ text, state });
+  async function follow(name, id) {
+    // Poll Stash's job queue until the job ends, so the click always ends in a sentence.
+    for (;;) {
+      let job;
+      try {
+        job = transport.job ? await transport.job(id) : null;
+      } catch (e) {
+        say(`"${name}" started as Stash job ${id}; its progress could not be read: ${e.message}`, "unknown");
+        return;
+      }
+      if (!live.current) return;
+      const state = job ? job.status.toLowerCase() : "ended";
+      say(jobWords(name, job), state);
+      if (!job || JOB_DONE.has(job.status)) {
+        onChanged();
+        return;
+      }
+      await new Promise((resolve) => window.setTimeout(resolve, JOB_POLL_MS));
     }
+  }
+  async function run(name) {
+    say(`Starting "${name}"…`, "starting");
+    let id;
+    try {
+      id = await transport.task(name);
+    } catch (e) {
+      say(`"${name}" could not be started: ${e.message}`, "error");
+      return;
+    }
+    say(`"${name}" started as Stash job ${id}.`, "started");
+    await follow(name, id);
   }
   return (
     <Section title="Tasks" testid="section-tasks">
       <div className="s2p-actions">
         {TASKS.map((name) => (
-          <Button key={name} size="sm" variant="secondary" onClick={() => run(name)}>
+          <Button key={name} size="sm" variant="secondary" onClick={() => run(name)} data-testid="task-button">
             {name}
           </Button>
         ))}
       </div>
-      {note && <div className="s2p-note">{note}</div>}
+      {note && (
+        <div className="s2p-note" data-testid="task-note" data-state={note.state}>
+          {note.text}
+        </div>
+      )}
     </Section>
   );
 }
@@ -426,7 +489,7 @@ export function PlexPage() {
           <Waiting transport={transport} />
           <DeadLetters transport={transport} onChanged={overview.reload} />
           <Reconcile data={data} />
-          <Tasks transport={transport} />
+          <Tasks transport={transport} onChanged={overview.reload} />
         </>
       )}
     </div>

@@ -3,6 +3,7 @@
 //   protects it), through Stash's own Apollo client;
 // - on `stash2plex serve`: its JSON API, with the bearer token (when set) and the CSRF token.
 import operationDocument from "./graphql/operation.graphql";
+import jobDocument from "./graphql/job.graphql";
 import taskDocument from "./graphql/task.graphql";
 
 export const PLUGIN_ID = "Stash2Plex";
@@ -15,6 +16,7 @@ function apolloMessage(error) {
 export function stashTransport(client, gql) {
   const operation = gql(operationDocument);
   const task = gql(taskDocument);
+  const jobQuery = gql(jobDocument);
   async function call(args) {
     try {
       const result = await client.mutate({
@@ -39,6 +41,15 @@ export function stashTransport(client, gql) {
           fetchPolicy: "no-cache",
         });
         return result.data.runPluginTask;
+      } catch (error) {
+        throw new Error(apolloMessage(error));
+      }
+    },
+    // The job a task runs as in Stash's job queue (null once Stash has forgotten it).
+    async job(id) {
+      try {
+        const result = await client.query({ query: jobQuery, variables: { id }, fetchPolicy: "no-cache" });
+        return result.data.findJob;
       } catch (error) {
         throw new Error(apolloMessage(error));
       }

@@ -718,8 +718,9 @@ def plex_errors(
         raise
     except plex_exc.Unauthorized as exc:
         raise AuthError(
-            "Plex rejected the token (401 Unauthorized): set a valid `plex_token` (Plex Web: "
-            "any item > Get Info > View XML, the value after X-Plex-Token= in the address)",
+            "Plex rejected the token (401 Unauthorized): set a valid Plex token (plex_token); "
+            "to find it in Plex Web: any item > Get Info > View XML, the value after "
+            "X-Plex-Token= in the address",
             server="plex",
             status=401,
         ) from exc

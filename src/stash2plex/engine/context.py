@@ -13,7 +13,7 @@ from typing import Any
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
 from stash2plex.errors import AuthError, ConfigError, NotConfiguredError
-from stash2plex.settings.config import PLUGIN_ID, Config, build_config
+from stash2plex.settings.config import PLUGIN_ID, Config, build_config, setting_label
 from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
 from stash2plex.store.db import Store
 
@@ -104,7 +104,7 @@ def build_context(
         raise ConfigError(problem, setting=key, source=sources.get(key, ""))
     if config.missing:
         invalid = [w for w in config.warnings if any(f" {key} " in w for key in config.missing)]
-        names = " and ".join(config.missing)
+        names = " and ".join(setting_label(key) for key in config.missing)
         where = "in Settings > Plugins > Stash2Plex"
         if local.stash_url:  # the command line or the service: the environment is at hand
             variables = " and ".join(f"STASH2PLEX_{key.upper()}" for key in config.missing)

@@ -43,6 +43,7 @@ from stash2plex.store.db import Store, quarantine
 from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
+from stash2plex.words import plural
 
 log = logging.getLogger("stash2plex.worker")
 
@@ -625,7 +626,9 @@ class Worker:
             if kind == "tag":  # tag filters need the hierarchy without it
                 context.stash.forget_tag_hierarchy()
             self._event(
-                "info", "entity_deleted", f"{kind} {entity_id} deleted: {count} scenes queued"
+                "info",
+                "entity_deleted",
+                f"{kind} {entity_id} deleted: {plural(count, 'scene')} queued",
             )
         for kind, entity_id, recorded_at in self.store.entity_changes():
             if kind == "tag":  # its parents may have changed: tag filters need them afresh
@@ -641,7 +644,7 @@ class Worker:
                 self._event(
                     "info",
                     "entity_changed",
-                    f"{kind} {entity_id} changed: {len(scene_ids)} scenes queued",
+                    f"{kind} {entity_id} changed: {plural(len(scene_ids), 'scene')} queued",
                 )
 
     def _maybe_request_scan(self, context: Context, job: Job, error: errors.NotInPlexError) -> None:

@@ -22,7 +22,13 @@ SYNC_NOW_SOURCE = "sync now"
 
 
 class ActionError(ValueError):
-    """An action was asked for with an unknown name or bad parameters; the message says which."""
+    """An action was asked for with an unknown name or bad parameters, or names something that
+    does not exist; the message says which. `status` is the HTTP status a host answers with
+    (400 bad parameters, 404 an unknown action or scene)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def retry_dead_letters(store: Store, params: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +45,7 @@ def retry_dead_letters(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     before = len(store.dead_letters())
     # One transaction: the scenes are queued and their letters removed (the store's redrive).
     scene_ids = store.redrive([letter["id"] for letter in letters], RETRY_SOURCE) if letters else []
+    store.nudge()  # settings may have been fixed in Stash since: the worker reads them afresh
     return {"requeued": len(scene_ids), "removed": before - len(store.dead_letters())}
 
 
@@ -68,6 +75,7 @@ def sync_scene(store: Store, params: dict[str, Any]) -> dict[str, Any]:
     once). Returns ``{"queued": scene_id, "new": bool}``."""
     scene_id = _scene_id(params)
     new = store.enqueue([scene_id], source=SYNC_NOW_SOURCE)
+    store.nudge()  # a setting changed in Stash is read before this scene is synced
     return {"queued": scene_id, "new": bool(new)}
 
 
@@ -78,6 +86,8 @@ def preview_scene(context: Any, params: dict[str, Any]) -> dict[str, Any]:
 
     scene_id = _scene_id(params)
     (item,) = preview(context, scene_id=scene_id)
+    if item.status == "not in Stash":
+        raise ActionError(f"Stash has no scene {scene_id}: nothing to preview", status=404)
     return item.as_dict()
 
 
@@ -103,7 +113,9 @@ def lookup(name: str) -> Action:
     """The action `name`; ActionError naming the known ones otherwise."""
     action = ACTIONS.get(name)
     if action is None:
-        raise ActionError(f"unknown action {name!r}; expected one of: {', '.join(sorted(ACTIONS))}")
+        raise ActionError(
+            f"unknown action {name!r}; expected one of: {', '.join(sorted(ACTIONS))}", status=404
+        )
     return action
 
 

@@ -17,11 +17,13 @@ from stash2plex import errors
 from stash2plex.clients.plex import PlexClient
 from stash2plex.engine.context import connect_stash, load_config
 from stash2plex.paths import basename, nfc, path_key, split_path
-from stash2plex.settings.sources import LocalSettings
+from stash2plex.settings.config import setting_label
+from stash2plex.settings.sources import LocalSettings, source_words
 from stash2plex.store.db import Store
 from stash2plex.sync.matching import MAPPED_PATH, claims_part, match_scene
 from stash2plex.sync.pathmap import map_path, parse_path_map
 from stash2plex.sync.syncer import PlexIndex
+from stash2plex.words import plural
 
 SAMPLE_SIZE = 25
 # Plex items with several files whose owners are looked up in Stash (one query per file).
@@ -30,10 +32,36 @@ CONFLICT_SAMPLE = 50
 
 @dataclass(frozen=True)
 class Check:
+    """One finding. `setting`: the setting to change when that is the fix (a configuration
+    problem: the command line exits 2 for it, 1 for other problems)."""
+
     name: str
     ok: bool
     detail: str
     fix: str = ""
+    setting: str = ""
+
+
+def _where(key: str, sources: dict[str, str]) -> str:
+    """' (its value comes from the environment variable STASH2PLEX_PLEX_URL)' or ''."""
+    if not key:
+        return ""
+    return f" (its value comes from the {source_words(sources.get(key, 'default'))})"
+
+
+def _settings_check(sources: dict[str, str]) -> Check:
+    """Where each setting that is not at its default came from, and the required ones."""
+    from stash2plex.settings.config import SETTINGS
+
+    shown = [
+        f"{setting_label(s.key)}: {source_words(sources.get(s.key, 'default'))}"
+        for s in SETTINGS
+        if s.required or sources.get(s.key, "default") != "default"
+    ]
+    others = len(SETTINGS) - len(shown)
+    if others:
+        shown.append(f"{plural(others, 'other setting')}: default")
+    return Check("settings", True, "; ".join(shown))
 
 
 def diagnose(
@@ -54,24 +82,29 @@ def diagnose(
             )
         ]
     checks.append(Check("Stash", True, f"Stash {version} answers"))
-    config, _ = load_config(stash, local)
+    config, sources = load_config(stash, local)
+    checks.append(_settings_check(sources))
     for warning in config.warnings:
-        key = warning.split()[1]
+        key = next((k for k in _setting_keys() if f"({k})" in warning), "")
         checks.append(
             Check(
                 f"setting {key}",
                 False,
                 warning,
-                f"Correct {key} in Settings > Plugins > Stash2Plex.",
+                f"Correct {setting_label(key)} in Settings > Plugins > Stash2Plex"
+                f"{_where(key, sources)}.",
+                setting=key,
             )
         )
     if config.missing:
+        labels = ", ".join(setting_label(key) for key in config.missing)
         checks.append(
             Check(
                 "settings",
                 False,
-                f"missing: {', '.join(config.missing)}",
+                f"missing: {labels}",
                 "Set them in Settings > Plugins > Stash2Plex (see docs/settings.md).",
+                setting=config.missing[0],
             )
         )
         return checks
@@ -92,12 +125,16 @@ def diagnose(
     )
     health = plex.health()
     if not health.ok:
-        fix = (
-            "Copy a fresh X-Plex-Token into plex_token."
-            if "401" in health.detail
-            else "Check plex_url and that Plex is running and reachable from Stash's machine."
-        )
-        checks.append(Check("Plex", False, health.detail, fix))
+        if health.error_class == errors.AUTH or "401" in health.detail:
+            key = "plex_token"
+            fix = f"Copy a fresh X-Plex-Token into {setting_label(key)}{_where(key, sources)}."
+        else:
+            key = "plex_url"
+            fix = (
+                f"Check {setting_label(key)}{_where(key, sources)} and that Plex is running "
+                "and reachable from Stash's machine."
+            )
+        checks.append(Check("Plex", False, health.detail, fix, setting=key))
         return checks
     checks.append(Check("Plex", True, f"{health.detail} in {health.latency_ms:.0f} ms"))
     index = PlexIndex(store, plex, config)
@@ -110,7 +147,9 @@ def diagnose(
                 "libraries",
                 False,
                 exc.message,
-                "Set plex_library to the names of the libraries holding your files.",
+                f"Change {setting_label('plex_library')}{_where('plex_library', sources)} to "
+                "the names of the Plex libraries holding your Stash files.",
+                setting="plex_library",
             )
         )
         return checks
@@ -125,7 +164,9 @@ def diagnose(
         )
         return checks
     titles = ", ".join(s["title"] for s in sections)
-    checks.append(Check("libraries", True, f"{titles}: {store.index_size()} items indexed"))
+    checks.append(
+        Check("libraries", True, f"{titles}: {plural(store.index_size(), 'item')} indexed")
+    )
     checks.append(_path_check(stash, store, config))
     checks.append(_conflict_check(stash, store, config))
     checks.extend(_queue_checks(store))
@@ -156,14 +197,17 @@ def _path_check(stash, store: Store, config) -> Check:
     suggestion = _suggest_rule(missing + by_name, store)
     example = (missing or by_name)[0]
     fix = f"For example {example} was looked for as {map_path(example, config.path_map)}. "
+    label = setting_label("path_map")
     fix += (
-        f"Plex holds these files under another root: set path_map to '{suggestion}'."
+        f"Plex holds these files under another root: set {label} to '{suggestion}'."
         if suggestion
-        else "Make sure the Plex library covers Stash's folders, or set path_map "
+        else f"Make sure the Plex library covers Stash's folders, or set {label} "
         "('/stash/prefix => /plex/prefix')."
     )
     # Matching by name and size works but is a guess-free fallback only while names are unique.
-    return Check("path mapping", not missing, detail, fix)
+    return Check(
+        "path mapping", not missing, detail, fix, setting="" if not missing else "path_map"
+    )
 
 
 def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:
@@ -261,3 +305,9 @@ def _queue_checks(store: Store) -> list[Check]:
 
 def as_dicts(checks: list[Check]) -> list[dict[str, Any]]:
     return [asdict(c) for c in checks]
+
+
+def _setting_keys() -> list[str]:
+    from stash2plex.settings.config import SETTINGS
+
+    return [s.key for s in SETTINGS]

@@ -13,10 +13,21 @@ from stash2plex.engine.context import Context
 from stash2plex.operations.present import next_attempt, state_words, when
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import desired_item, fingerprint
+from stash2plex.words import plural
 
 #: `--state` choices: the job states, `in_progress` for leased jobs, and dead letters.
 STATES = ("pending", "in_progress", "waiting", "done", "dead_letter")
 OUTSTANDING = ("pending", "in_progress", "waiting")
+NOT_IN_STASH = "Stash has no such scene"
+#: The scene view's states (operations/views.py `scene`), in words.
+SCENE_STATE_WORDS = {
+    "in_sync": "in sync with Plex",
+    "queued": "queued",
+    "syncing": "being synced now",
+    "waiting": "waiting",
+    "failed": "failed (a dead letter)",
+    "not_linked": "not linked to a Plex item",
+}
 
 
 def list_jobs(
@@ -132,6 +143,21 @@ def scene_report(
             "synced_at": link.synced_at,
         }
         report["fields"] = _pushed_fields(link, scene_id, context, report)
+    elif context is not None and not report["job"] and not report["dead_letters"]:
+        # Nothing recorded here: say whether Stash knows the scene at all.
+        try:
+            if context.stash.find_scene(scene_id) is None:
+                report["note"] = NOT_IN_STASH
+        except errors.SyncError as exc:
+            report["note"] = f"Stash could not be read: {exc.message}"
+    from stash2plex.operations.views import scene as badge
+
+    shown = badge(store, store.path.parent, {"scene_id": scene_id})
+    report["state"] = shown["state"]
+    report["state_words"] = SCENE_STATE_WORDS.get(shown["state"], shown["state"])
+    if shown["state"] == "waiting" and report["job"] is not None:
+        report["state_words"] = f"waiting: {report['job']['status']}"
+    report["plex_url"] = shown["plex_url"]
     report["events"] = [
         {"at": event["at"], "level": event["level"], "message": event["message"]}
         for event in store.scene_events(scene_id)
@@ -152,7 +178,7 @@ def _pushed_fields(
             report["note"] = f"Stash could not be read, so it is not compared: {exc.message}"
             scene = None
         if scene is None and "note" not in report:
-            report["note"] = "Stash has no such scene any more"
+            report["note"] = NOT_IN_STASH
         elif scene is not None:
             desired = desired_item(scene, context.config)
             desired_prints = desired.fingerprints()
@@ -185,7 +211,7 @@ def row_line(row: dict[str, Any], now: float) -> str:
     """One job as one line of text (the Stash task's log)."""
     parts = [f"scene {row['scene_id']}: {row['status']}"]
     if row["attempts"]:
-        parts.append(f"{row['attempts']} attempts")
+        parts.append(plural(row["attempts"], "attempt"))
     if row.get("failed_at"):
         parts.append(f"failed {when(row['failed_at'], now)}")
     elif row["next_attempt"] != "—":

@@ -20,6 +20,7 @@ from typing import Any
 from stash2plex.engine.worker import DrainReport
 from stash2plex.records import Holds
 from stash2plex.store.db import Store
+from stash2plex.words import plural
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
@@ -52,7 +53,7 @@ class Verdict:
 
 def scenes(count: int) -> str:
     """'1 scene', '12 scenes'."""
-    return f"{count} scene" if count == 1 else f"{count} scenes"
+    return plural(count, "scene")
 
 
 def held_sentence(holds: Holds, waiting: int) -> str | None:
@@ -184,3 +185,42 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
     line = f"Plex is NOT healthy: {report['detail']}"
     tail = f" {scenes(waiting)} wait for it." if waiting else ""
     return Verdict(f"{line}.{tail}", code, (line,))
+
+
+#: Preview statuses that mean a person must act, and how (exit 2: a setting or the scene id).
+_PREVIEW_USAGE = ("not in Stash", "settings")
+_PREVIEW_ATTENTION = ("not in Plex", "ambiguous", "conflict", "error")
+
+
+def preview_verdict(previews: list[Any]) -> Verdict:
+    """The verdict on a preview or dry run (`operations.queue.preview`'s ScenePreviews), by
+    the README's exit codes: 2 for a scene Stash does not have or a setting to fix, 1 when a
+    scene cannot be synced as it is (not in Plex, ambiguous, a conflict, Plex unreachable),
+    else 0; `notes` carry a hint on what to do next."""
+    statuses = Counter(p.status for p in previews)
+    problems = [p for p in previews if p.status in _PREVIEW_USAGE + _PREVIEW_ATTENTION]
+    notes: list[str] = []
+    if previews and not problems and not statuses.get("would change"):
+        if statuses.get("edited in Plex"):
+            notes.append(
+                "Nothing would change: the fields marked (kept) were edited in Plex and a sync "
+                "leaves them; `stash2plex sync --force SCENE_ID` (or Force Sync All) rewrites "
+                "them from Stash."
+            )
+        else:
+            notes.append(
+                "Nothing would change: Plex already shows what Stash has (every field kept). "
+                "Edit the scene in Stash, or rewrite Plex anyway with "
+                "`stash2plex sync --force SCENE_ID`."
+            )
+    if not problems:
+        return Verdict(None, EXIT_OK, tuple(notes))
+    first = problems[0]
+    summary = ", ".join(
+        f"{plural(n, 'scene')} {status}"
+        for status, n in statuses.items()
+        if status in _PREVIEW_USAGE + _PREVIEW_ATTENTION
+    )
+    sentence = f"{summary}; scene {first.scene_id}: {first.note or first.status}"
+    code = EXIT_CONFIG if any(p.status in _PREVIEW_USAGE for p in problems) else EXIT_ATTENTION
+    return Verdict(sentence, code, tuple(notes))

@@ -10,6 +10,9 @@ import time
 from typing import Any
 
 from stash2plex.store.holds import PARKED
+from stash2plex.words import plural
+
+__all__ = ["plural"]  # re-exported: callers of present take their words from here
 
 # What each waiting reason means, in words (vocabulary.WaitReason).
 WAIT_WORDS = {
@@ -23,6 +26,14 @@ WAIT_WORDS = {
     "conflict": "conflict: one Plex item holds several scenes",
 }
 STATE_WORDS = {"pending": "queued", "leased": "being synced", "done": "done"}
+#: What a parked job's due time (store.holds.PARKED, ~1e18) means: no timer, it waits for news.
+NEVER_BY_ITSELF = "when something changes"
+
+
+def parked(epoch: float | None) -> bool:
+    """True for a due time that is no time at all: the store parks jobs that wait for a change
+    (a fixed setting, Plex back, a new save) at PARKED rather than at a moment."""
+    return epoch is not None and float(epoch) >= PARKED
 
 
 def duration(seconds: float) -> str:
@@ -41,9 +52,12 @@ def duration(seconds: float) -> str:
 
 
 def local_time(epoch: float | None) -> str:
-    """Local date and time ('2026-11-30 08:11'), or '—' for nothing."""
+    """Local date and time ('2026-11-30 08:11'), '—' for nothing, 'when something changes'
+    for a parked due time."""
     if epoch is None:
         return "—"
+    if parked(epoch):
+        return NEVER_BY_ITSELF
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(epoch)))
 
 
@@ -51,11 +65,43 @@ def when(epoch: float | None, now: float) -> str:
     """Local time with how long ago or from now: '2026-11-30 08:11 (3 min ago)'."""
     if epoch is None:
         return "—"
+    if parked(epoch):
+        return NEVER_BY_ITSELF
     delta = float(epoch) - now
     if abs(delta) < 1:
         return f"{local_time(epoch)} (now)"
     relative = f"in {duration(delta)}" if delta > 0 else f"{duration(-delta)} ago"
     return f"{local_time(epoch)} ({relative})"
+
+
+def optional_duration(seconds: float | None) -> str:
+    """A duration in words, or '—' when there is none (no outage, nothing measured)."""
+    return "—" if seconds is None else duration(seconds)
+
+
+def availability_words(percent: float | None, watched_since: float | None, now: float) -> str:
+    """Availability with the window it covers: '99.5 % over the last 3 d 4 h (since
+    2026-11-30 08:11, when Stash2Plex began watching)', or 'not measured yet'."""
+    if watched_since is None or now <= watched_since:
+        return "not measured yet (nothing watched so far)"
+    shown = "100 %" if percent is None else f"{percent:g} %"
+    return (
+        f"{shown} over the last {duration(now - watched_since)} "
+        f"(since {local_time(watched_since)}, when Stash2Plex began watching)"
+    )
+
+
+def outage_summary(report: dict[str, Any]) -> str:
+    """One line for `operations.queue.outage_report`: outages, MTTR, MTBF, availability and
+    the window it covers; words only (no None, no epoch floats)."""
+    now = float(report.get("now") or time.time())
+    parts = [plural(int(report["outages"]), "outage")]
+    if report["outages"]:
+        parts.append(f"{duration(report['total_downtime_s'])} down in all")
+        parts.append(f"mean time to recovery {optional_duration(report['mttr_s'])}")
+        parts.append(f"mean time between failures {optional_duration(report['mtbf_s'])}")
+    availability = availability_words(report["availability_pct"], report.get("watched_since"), now)
+    return f"{', '.join(parts)}; availability {availability}"
 
 
 def state_words(state: str, reason: str | None) -> str:
@@ -71,8 +117,12 @@ def next_attempt(job: Any, now: float) -> str:
         return "now (being synced)"
     if job.state == "done":
         return "—"
-    if job.due_at >= PARKED:
-        return "when the hold on the queue lifts"
+    if parked(job.due_at):
+        if job.reason == "plex_down":
+            return "when Plex is back"
+        if job.reason in ("auth", "settings"):
+            return "when the hold on the queue lifts"
+        return NEVER_BY_ITSELF
     if job.due_at <= now:
         return "as soon as the worker gets to it"
     return when(job.due_at, now)

@@ -239,6 +239,7 @@ _PREVIEW_STATUS = {
     errors.AMBIGUOUS: "ambiguous",
     errors.CONFLICT: "conflict",
     errors.CONFIG: "settings",
+    errors.AUTH: "settings",
 }
 
 
@@ -499,6 +500,9 @@ def outage_report(store: Store, limit: int = 10) -> dict[str, Any]:
         "availability_pct": None
         if metrics.availability is None
         else round(metrics.availability, 3),
+        # The window the availability covers: from when this store began watching Plex.
+        "watched_since": store.watched_since(),
+        "now": now,
         "recent": [
             {
                 "started_at": o["started_at"],

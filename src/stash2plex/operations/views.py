@@ -20,6 +20,7 @@ from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.numbers import whole_number
 from stash2plex.store.db import Store
+from stash2plex.store.holds import PARKED
 from stash2plex.store.reconcile import outage_reconciled
 
 PLEX_SECTIONS_KEY = "plex_sections"
@@ -135,7 +136,8 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
 
     Each window counts the outages that overlap it, clipped to it; its availability is over
     the part of the window Stash2Plex has been watching (from its first recorded event or
-    outage), None when nothing was watched. Shape: ``{"now", "windows": {label: {"outages",
+    outage: `observed_since`), None when nothing was watched. Shape: ``{"now",
+    "watched_since", "windows": {label: {"seconds", "observed_since", "outages",
     "downtime_s", "availability_pct", "mttr_s", "mtbf_s"}}, "timeline": {"since", "until",
     "outages": [{"started_at", "ended_at", "duration_s", "jobs_affected", "ongoing",
     "reconciled"}]}}`` (`reconciled`: what the reconcile after it queued, or None).
@@ -157,6 +159,8 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
         if availability is None and observed is not None and now > observed:
             availability = 100.0  # watched, and no outage in the window
         windows[label] = {
+            "seconds": seconds,
+            "observed_since": observed,
             "outages": metrics.outages,
             "downtime_s": round(metrics.total_downtime, 1),
             "availability_pct": None if availability is None else round(availability, 3),
@@ -178,6 +182,7 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
     ]
     return {
         "now": now,
+        "watched_since": watched_since,
         "windows": windows,
         "timeline": {"since": since, "until": now, "outages": timeline},
     }
@@ -200,7 +205,9 @@ def waiting(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
                 "scene_id": job.scene_id,
                 "reason": job.reason,
                 "attempts": job.attempts,
+                # A parked job (due_at >= store.holds.PARKED) has no time: it waits for a change.
                 "due_at": job.due_at,
+                "parked": job.due_at >= PARKED,
                 "enqueued_at": job.enqueued_at,
                 "error": job.last_error,
                 "error_class": job.last_error_class,

@@ -19,6 +19,7 @@ from stash2plex.plugin import protocol
 from stash2plex.plugin.entry import wake_worker, worker_python_path
 from stash2plex.pseudonyms import obfuscate_paths
 from stash2plex.store.db import Store
+from stash2plex.words import plural
 
 # A task waits this long for another process's write lock before saying the store is busy.
 TASK_BUSY_SECONDS = 5.0
@@ -205,10 +206,54 @@ def sync_all(
         stash = connect_stash(store, connection)
         queued = operations.queue_all_scenes(store, stash, force=force)
     log.info(
-        f"Stash2Plex: queued {queued} scenes" + (" to rewrite in Plex from Stash" if force else "")
+        f"Stash2Plex: queued {plural(queued, 'scene')}"
+        + (" to rewrite in Plex from Stash" if force else "")
     )
+    down = _plex_down(data_dir, connection)
+    if down is not None:
+        # Say it now rather than after the worker has found out; the scenes stay queued and
+        # the worker (started here) syncs them once its health probe finds Plex back.
+        start_worker()
+        from stash2plex.operations.outcome import scenes
+
+        with Store.open(data_dir) as store:
+            waiting = sum(n for state, n in store.job_counts().items() if state != "done")
+        verb = "waits and syncs by itself" if waiting == 1 else "wait and sync by themselves"
+        error = f"{down}. {scenes(waiting)} {verb} when Plex is back."
+        return TaskResult({"queued": queued, "plex": "down", "waiting": waiting}, error)
     drained = _drain_report(data_dir, log, start_worker, since)
     return TaskResult({"queued": queued, **drained.output}, drained.error)
+
+
+def _plex_down(data_dir: Path, connection: dict[str, Any]) -> str | None:
+    """Why Plex does not answer at all (down, refused, timed out), from one health probe;
+    None when it answers, or when a setting or credential is the problem (the drain's verdict
+    names the setting and where its value came from)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from stash2plex import errors
+
+    try:
+        with Store.open(data_dir) as store:
+            context = build_context(store, connection)
+    except SyncError:
+        return None
+    # First only a TCP connection: a Plex that accepts one costs no request (a Sync All of an
+    # unchanged library is decided from the store without asking Plex anything).
+    parts = urlsplit(context.config.plex_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "", port), timeout=min(5.0, context.config.plex_timeout)
+        ):
+            return None
+    except OSError:
+        pass
+    health = context.plex.health()  # the words for why it is down, with the URL tried
+    if health.ok or health.error_class not in (errors.SERVER_DOWN, errors.TRANSIENT):
+        return None
+    return health.detail
 
 
 def process_queue(
@@ -242,10 +287,19 @@ def preview(
         )
         for change in item.changes:
             log.info(f'    {change.field}: "{change.plex}" → "{change.stash}"')
+        for change in item.kept:
+            log.info(
+                f'    {change.field} (kept): "{change.plex}" stays; Stash has "{change.stash}"'
+            )
+    from stash2plex.operations.outcome import preview_verdict
+
     output = {"previewed": len(previews), "scenes": [item.as_dict() for item in previews]}
     if scene_id is not None and previews and previews[0].status == "not in Stash":
         return TaskResult(output, f"Stash has no scene {scene_id}: nothing to preview")
-    return output
+    verdict = preview_verdict(previews)
+    for note in verdict.notes:
+        log.info(f"Stash2Plex preview: {note}")
+    return TaskResult(output, verdict.error) if verdict.error else output
 
 
 def _int_arg(args: dict[str, Any], key: str, default: Any) -> Any:
@@ -281,14 +335,20 @@ def waiting_scenes(
     with Store.open(data_dir) as store:
         rows = list_jobs(store, states=(*OUTSTANDING, "dead_letter"), now=now)
         held = operations.hold_message(store.holds())
+    # The summary comes first: how many, by reason, before the held warning and the rows.
+    summary = (
+        f"{plural(len(rows), 'scene')} not synced yet: {jobs_summary(rows)}"
+        if rows
+        else "every scene is synced: nothing waits"
+    )
+    log.info(f"Stash2Plex: {summary}")
     if held:
         log.warning(f"Stash2Plex: the queue is held: {held}")
-    log.info(f"Stash2Plex: {len(rows)} scenes not synced yet: {jobs_summary(rows)}")
     for row in rows[:limit]:
         log.info(f"Stash2Plex: {row_line(row, now)}")
     if len(rows) > limit:
         log.info(f"Stash2Plex: … and {len(rows) - limit} more (see the task's output)")
-    return {"count": len(rows), "held": held, "scenes": rows}
+    return {"summary": summary, "count": len(rows), "held": held, "scenes": rows}
 
 
 def queue_status(
@@ -301,7 +361,14 @@ def queue_status(
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
         status = operations.status_report(store, data_dir)
-    waiting = ", ".join(f"{n} {reason}" for reason, n in status["waiting"].items()) or "none"
+    from stash2plex.operations.present import WAIT_WORDS
+
+    waiting = (
+        ", ".join(
+            f"{n} {WAIT_WORDS.get(reason, reason)}" for reason, n in status["waiting"].items()
+        )
+        or "none"
+    )
     dead = ", ".join(f"{n} {cls}" for cls, n in status["dead_letters"].items()) or "none"
     log.info(
         f"Stash2Plex queue: {status['pending']} pending, {status['in_progress']} in progress, "
@@ -321,7 +388,9 @@ def clear_queue(
 ) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         cleared = operations.clear_pending(store)
-    log.info(f"Stash2Plex: cleared {cleared} pending jobs (jobs in progress were left alone)")
+    log.info(
+        f"Stash2Plex: cleared {plural(cleared, 'pending job')} (jobs in progress were left alone)"
+    )
     return {"cleared": cleared}
 
 
@@ -334,7 +403,7 @@ def clear_dlq(
 ) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         cleared = operations.clear_dead_letters(store)
-    log.info(f"Stash2Plex: removed {cleared} dead letters")
+    log.info(f"Stash2Plex: removed {plural(cleared, 'dead letter')}")
     return {"cleared": cleared}
 
 
@@ -348,7 +417,7 @@ def purge_dlq(
     days = _int_arg(args, "days", 30)
     with Store.open(data_dir) as store:
         purged = operations.purge_dead_letters(store, days)
-    log.info(f"Stash2Plex: purged {purged} dead letters older than {days} days")
+    log.info(f"Stash2Plex: purged {plural(purged, 'dead letter')} older than {plural(days, 'day')}")
     return {"purged": purged, "days": days}
 
 
@@ -364,7 +433,7 @@ def retry_dlq(
     with Store.open(data_dir) as store:
         store.put_value("server_connection", connection)
         queued = operations.retry_dead_letters(store, error_class)
-    log.info(f"Stash2Plex: re-queued {queued} scenes from the dead-letter queue")
+    log.info(f"Stash2Plex: re-queued {plural(queued, 'scene')} from the dead-letter queue")
     result: dict[str, Any] = {"requeued": queued}
     if not queued:
         return result
@@ -388,7 +457,7 @@ def recover_outage(
     result = report.as_dict()
     skipped = ", ".join(f"{n} {why}" for why, n in result["skipped"].items()) or "none"
     log.info(
-        f"Stash2Plex: recovered {result['recovered']} jobs, skipped {skipped}, "
+        f"Stash2Plex: recovered {plural(result['recovered'], 'job')}, skipped {skipped}, "
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
@@ -425,10 +494,18 @@ def outage_summary(
 ) -> dict[str, Any] | TaskResult:
     with Store.open(data_dir) as store:
         report = operations.outage_report(store)
-    log.info(
-        f"Stash2Plex: {report['outages']} outages, MTTR {report['mttr_s']} s, MTBF "
-        f"{report['mtbf_s']} s, availability {report['availability_pct']} %"
-    )
+    from stash2plex.operations.present import duration, outage_summary, when
+
+    log.info(f"Stash2Plex: {outage_summary(report)}")
+    for outage in report["recent"]:
+        ended = (
+            "ongoing" if outage["ongoing"] else f"ended {when(outage['ended_at'], report['now'])}"
+        )
+        log.info(
+            f"Stash2Plex: outage from {when(outage['started_at'], report['now'])}, {ended}, "
+            f"lasted {duration(outage['duration_s'])}, "
+            f"{plural(outage['jobs_affected'], 'job')} held"
+        )
     last = report["recent"][-1] if report["recent"] else None
     if last is not None and last.get("reconciled"):
         from stash2plex.reconcile.run import outage_summary as reconciled_text
@@ -455,13 +532,15 @@ def diagnose(
         else:
             log.warning(f"Stash2Plex diagnose: FIX  {check.name}: {check.detail}. {check.fix}")
     blocking = [c for c in checks if not c.ok]
-    log.info(f"Stash2Plex diagnose: {len(blocking)} problem(s) found")
+    log.info(f"Stash2Plex diagnose: {plural(len(blocking), 'problem')} found")
     output = {"problems": len(blocking), "checks": as_dicts(checks)}
     if not blocking:
         return output
     first = blocking[0]
     more = (
-        f" (and {len(blocking) - 1} more problems, listed in the log)" if len(blocking) > 1 else ""
+        f" (and {plural(len(blocking) - 1, 'more problem')}, listed in the log)"
+        if len(blocking) > 1
+        else ""
     )
     return TaskResult(output, f"{first.name}: {first.detail}. {first.fix}{more}")
 
@@ -487,7 +566,8 @@ def pull_from_plex(
         log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
     if report.unlinked_plays:
         log.info(
-            f"Stash2Plex: {report.unlinked_plays} plays of {report.unlinked_items} Plex items "
+            f"Stash2Plex: {plural(report.unlinked_plays, 'play')} of "
+            f"{plural(report.unlinked_items, 'Plex item')} "
             "were not counted: those items are not synced with a scene yet (run Sync All Scenes)"
         )
     return report.as_dict()

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from stash2plex.engine.context import connect_stash
 from stash2plex.engine.worker import Worker
+from stash2plex.operations.present import WAIT_WORDS
 from stash2plex.operations.queue import queue_all_scenes
 from stash2plex.sandbox.library import TRAPS_MINIMUM, generate_library
 from stash2plex.sandbox.plex_emulator import PlexEmulator
@@ -27,6 +28,7 @@ from stash2plex.sandbox.verify import (
     library_problems,
 )
 from stash2plex.store.db import Store
+from stash2plex.words import plural
 
 SAMPLE_SIZE = 4
 PLEX_TOKEN = "demo-plex-token"
@@ -114,14 +116,18 @@ def run_demo(
     table.add_row("left alone (no metadata of their own yet)", str(left_alone))
     table.add_row("skipped (left alone or no video file)", str(report.skipped))
     table.add_row(
-        "conflicts (one Plex item, several scenes)",
-        f"{len(reported)} scenes reported, nothing written",
+        "conflicts (scenes sharing one Plex item)",
+        f"{plural(len(reported), 'scene')} waiting, nothing written to their Plex items",
     )
-    table.add_row("waiting", ", ".join(f"{v} {k}" for k, v in waiting.items()) or "0")
+    table.add_row(
+        "waiting", ", ".join(f"{v} {WAIT_WORDS.get(k, k)}" for k, v in waiting.items()) or "0"
+    )
     table.add_row("failed (dead letters)", str(len(dead)))
     table.add_row("time", f"{elapsed:.1f} s ({report.synced / max(elapsed, 1e-9):.0f} scenes/s)")
     table.add_row("Plex requests per synced scene", f"{requests / max(1, report.synced):.2f}")
     console.print(table)
+    if reported:
+        console.print(CONFLICT_WORDS)
     if unknown:
         console.print(f"[red]The Plex emulator saw {len(unknown)} requests to unknown routes[/]")
         return 1
@@ -132,6 +138,17 @@ def run_demo(
         return 1
     console.print("[green]Every matchable scene is in sync.[/]")
     return 0
+
+
+#: What a conflict is and what to do about it (the demo library holds some on purpose).
+CONFLICT_WORDS = (
+    "A conflict is one Plex item holding the files of several Stash scenes (Plex stacks "
+    "files such as part1/part2, or merges versions into one item). Stash2Plex cannot tell "
+    "whose title and details that item should show, so it writes nothing to it and the scenes "
+    "wait. To fix one: merge the scenes in Stash if they are one video, or split the item "
+    "apart in Plex (the item's ... menu > Split Apart); the scenes then sync by themselves. "
+    "The demo library contains a few on purpose."
+)
 
 
 def _sync(data_dir: Path, connection: dict, console: Console):

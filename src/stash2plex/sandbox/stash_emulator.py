@@ -214,6 +214,24 @@ class StashEmulator:
             self.task_runs.append(running)
             return str(len(self.task_runs))
 
+    def _job(self, job_id: str) -> dict[str, Any] | None:
+        """A task started by `runPluginTask` as Stash's job queue shows it: RUNNING until the
+        plugin exits, then FAILED with the plugin's `error`, or FINISHED."""
+        with self._lock:
+            index = int(job_id) - 1 if job_id.isdigit() else -1
+            if not 0 <= index < len(self.task_runs):
+                return None
+            running = self.task_runs[index]
+        job: dict[str, Any] = {"id": job_id, "description": f"Running plugin task #{job_id}"}
+        if running.running():
+            return {**job, "status": "RUNNING", "progress": None, "error": None}
+        try:
+            run = running.wait()
+        except Exception as exc:  # a runner error: the job failed as Stash would say
+            return {**job, "status": "FAILED", "progress": 1.0, "error": str(exc)}
+        status = "FAILED" if run.error else "FINISHED"
+        return {**job, "status": status, "progress": 1.0, "error": run.error}
+
     def _plugin_file(self, plugin_id: str, kind: str) -> bytes | None:
         """The plugin's `ui.javascript` or `ui.css` files, concatenated (URLs are left to the
         browser, as in Stash); None when no such plugin is installed."""
@@ -736,6 +754,9 @@ class _Root:
 
     def version(self, info: Any) -> dict:
         return dict(STASH_VERSION)
+
+    def findJob(self, info: Any, input: dict) -> dict | None:
+        return self.emulator._job(str(input.get("id") or ""))
 
     # ----------------------------------------------------------------- mutations
     def _scene(self, scene_id: str) -> Scene:

@@ -20,6 +20,7 @@ Security:
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from importlib.resources import files
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -41,6 +43,8 @@ from stash2plex.errors import SyncError, redact
 from stash2plex.operations import actions, views
 from stash2plex.service.metrics import ServiceMetrics
 from stash2plex.store.db import Store, StoreError
+
+log = logging.getLogger("stash2plex.service")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 CSRF_HEADER = "x-csrf-token"
@@ -128,6 +132,8 @@ def create_app(
             return _error(str(exc), 400)
         except StoreError as exc:
             return _error(str(exc), 503)
+        except Exception as exc:  # one log line, JSON for the caller
+            return _unexpected(f"view {request.path_params['name']!r}", exc)
         return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
     async def action(request: Request) -> Response:
@@ -163,11 +169,13 @@ def create_app(
                     return JSONResponse(json.loads(redact(json.dumps(result), secrets_)))
                 return JSONResponse(chosen.run(store, params))
         except actions.ActionError as exc:
-            return _error(str(exc), 400)
+            return _error(str(exc), exc.status)
         except SyncError as exc:
             return _error(exc.message, 502)
         except StoreError as exc:
             return _error(str(exc), 503)
+        except Exception as exc:  # one log line, JSON for the caller
+            return _unexpected(f"action {chosen.run.__name__!r}", exc)
 
     def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -185,7 +193,34 @@ def create_app(
             Mount("/static", app=StaticFiles(directory=static), name="static"),
         ],
         middleware=middleware,
+        exception_handlers={HTTPException: _http_error},
     )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) as JSON with a sentence."""
+    status = getattr(exc, "status_code", 500)
+    if status == 404:
+        message = (
+            f"nothing at {request.url.path}: the API is GET /api/views/<name> and "
+            "POST /api/actions/<name>"
+        )
+    elif status == 405:
+        message = (
+            f"{request.method} is not allowed on {request.url.path}: views are GET, "
+            "actions are POST with a JSON body"
+        )
+    else:
+        message = str(getattr(exc, "detail", "")) or "the request was refused"
+    headers = getattr(exc, "headers", None)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _unexpected(what: str, exc: Exception) -> JSONResponse:
+    """An error nobody planned for: one log line (no traceback on the console) and a JSON 500
+    that says what failed."""
+    log.error("the %s failed: %s: %s", what, type(exc).__name__, exc)
+    return _error(f"the {what} failed unexpectedly ({type(exc).__name__}); see the log", 500)
 
 
 def _csrf_problem(request: Request, csrf: str) -> str | None:

@@ -396,6 +396,15 @@ def shown_value(value: Any) -> str:
     return str(value)
 
 
+def setting_label(key: str) -> str:
+    """A setting as people find it: its name on Stash's plugin page with its key, e.g.
+    'Plex URL (plex_url)' (the key is what the settings file and STASH2PLEX_<KEY> use)."""
+    for setting in SETTINGS:
+        if setting.key == key:
+            return f"{setting.display_name} ({key})"
+    return key
+
+
 def build_config(values: Mapping[str, Any] | None) -> Config:
     """Validate raw settings per key.
 
@@ -414,7 +423,8 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
             parsed[setting.key] = _parse_one(setting, raw)
         except (ValueError, TypeError, OverflowError) as exc:
             shown = "***" if setting.secret else repr(shown_value(raw))
-            problem = f"setting {setting.key} = {shown} is not valid: expected {exc}"
+            label = setting_label(setting.key)
+            problem = f"setting {label} = {shown} is not valid: expected {exc}"
             if setting.blocking:
                 invalid[setting.key] = problem
                 warnings.append(f"{problem}; nothing syncs until it is fixed")

@@ -113,17 +113,32 @@ def effective_settings(
 def describe_source(setting: str, source: str) -> str:
     """Where a setting's value came from, as a clause a person can act on.
 
-    e.g. "`plex_token` comes from the environment variable STASH2PLEX_PLEX_TOKEN"; empty when
-    the source is unknown.
+    e.g. "Plex token (plex_token) comes from the environment variable STASH2PLEX_PLEX_TOKEN";
+    empty when the source is unknown.
     """
     if not setting or not source:
         return ""
+    from stash2plex.settings.config import setting_label
+
+    label = setting_label(setting)
     if source == "Stash plugin settings":
-        return f"`{setting}` is set in Settings > Plugins > Stash2Plex"
+        return f"{label} is set in Settings > Plugins > Stash2Plex"
     if source.startswith("environment "):
-        return f"`{setting}` comes from the environment variable {source.split(' ', 1)[1]}"
+        return f"{label} comes from the environment variable {source.split(' ', 1)[1]}"
     if source.startswith("file "):
-        return f"`{setting}` comes from the settings file {source.split(' ', 1)[1]}"
+        return f"{label} comes from the settings file {source.split(' ', 1)[1]}"
     if source == "default":
-        return f"`{setting}` is not set (its default applies)"
-    return f"`{setting}` comes from {source}"
+        return f"{label} is not set (its default applies)"
+    return f"{label} comes from {source}"
+
+
+def source_words(source: str) -> str:
+    """Where a value came from, short: 'Stash plugin settings', 'environment STASH2PLEX_X',
+    'file <path>', 'default' (the forms `effective_settings` records), in words."""
+    if source.startswith("environment "):
+        return f"environment variable {source.split(' ', 1)[1]}"
+    if source.startswith("file "):
+        return f"settings file {source.split(' ', 1)[1]}"
+    if source == "default":
+        return "default (not set)"
+    return source or "default (not set)"

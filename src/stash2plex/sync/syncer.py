@@ -29,7 +29,7 @@ from stash2plex.errors import (
 )
 from stash2plex.paths import basename, is_windows_path, path_key, split_path
 from stash2plex.records import Link
-from stash2plex.settings.config import Config
+from stash2plex.settings.config import Config, setting_label
 from stash2plex.store.db import Store
 from stash2plex.sync.collection_art import CollectionArt
 from stash2plex.sync.matching import Match, MatchResult, claims_part, match_scene
@@ -156,9 +156,14 @@ class PlexIndex:
             by_title = {s.title.strip().casefold(): s for s in sections}
             missing = [name for name in wanted if name.strip().casefold() not in by_title]
             if missing:
+                named = ", ".join(f"'{name.strip()}'" for name in missing)
+                existing = "; ".join(
+                    f"'{s.title}' ({describe_library_type(s.type)})" for s in sections
+                )
                 raise ConfigError(
-                    f"Plex has no library named {', '.join(missing)}; set `plex_library` to "
-                    f"Movies or Other Videos libraries: {choices}",
+                    f"Plex has no library named {named} (Plex's libraries: {existing}); "
+                    f"change {setting_label('plex_library')} to the Movies or Other Videos "
+                    f"libraries holding your Stash files: {choices}",
                     setting="plex_library",
                 )
             chosen = [by_title[name.strip().casefold()] for name in wanted]
@@ -169,8 +174,8 @@ class PlexIndex:
                 )
                 raise ConfigError(
                     f"{named}, which Stash2Plex cannot sync scenes into (TV libraries are not "
-                    f"supported yet); set `plex_library` to Movies or Other Videos libraries: "
-                    f"{choices}",
+                    f"supported yet); change {setting_label('plex_library')} to Movies or "
+                    f"Other Videos libraries: {choices}",
                     setting="plex_library",
                     detail={"unsupported": [[s.title, s.type] for s in unsupported]},
                 )
@@ -181,7 +186,7 @@ class PlexIndex:
                 raise ConfigError(
                     "Plex has no Movies or Other Videos library, the only kinds Stash2Plex "
                     f"syncs into (libraries found: {listed}); add your Stash folder to one and "
-                    "name it in `plex_library`",
+                    f"name it in {setting_label('plex_library')}",
                     setting="plex_library",
                 )
         found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]

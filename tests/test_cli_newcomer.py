@@ -1,0 +1,143 @@
+"""What a newcomer following the README met, as the command line answers it now: counted
+nouns in the right number, no date for a job that waits for a change, an availability that
+says its window, `scene` for an unknown id and for a synced one, `serve` without its extra,
+preview and dry-run exit codes with a hint when nothing would change, `config check` and
+`diagnose` exit codes, and a wrong library named with the libraries Plex has."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from stash2plex.store.holds import PARKED
+from stash2plex.words import plural
+
+from . import test_cli_people as people
+from .seeding import wait
+
+REPR, matchable = people.REPR, people.matchable
+box, cli = people.box, people.cli  # the same sandbox and command-line fixtures
+
+DATE = re.compile(r"\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}\b")
+
+
+def test_plural_is_one_helper_for_every_count():
+    assert plural(1, "scene") == "1 scene"
+    assert plural(0, "scene") == "0 scenes"
+    assert plural(2, "library", "libraries") == "2 libraries"
+    assert plural(30.0, "day") == "30 days" and plural(1.0, "day") == "1 day"
+
+
+def test_one_scene_is_one_scene_not_1_scenes(box, cli):
+    scene = matchable(box)[0]
+    result = cli("sync", str(scene.id))
+    assert "queued 1 scene" in result.stderr and "1 scenes" not in result.output
+    listed = cli("dlq", "purge", "--days", "1").stdout
+    assert "purged 0 dead letters older than 1 day" in listed
+
+
+def test_a_parked_job_waits_for_a_change_and_shows_no_date(box, cli):
+    with box.store() as store:
+        store.enqueue([5], "test")
+        wait(store, store.job(5), reason="ambiguous", due_at=PARKED, error="2 Plex items")
+    rows = json.loads(cli("queue", "list", "--json").stdout)
+    assert rows[0]["next_attempt"] == "when something changes" and rows[0]["due_at"] is None
+    text = cli("queue", "list").stdout
+    assert "when something changes" in text
+    assert "2286" not in text and "31688" not in text  # no date ~1e18 seconds away
+    shown = cli("scene", "5").stdout
+    assert "when something changes" in shown and "waiting: ambiguous" in shown
+
+
+def test_availability_says_which_window_it_covers(box, cli):
+    with box.store() as store:
+        now = store.clock()
+        store.record_outage(now - 600, now - 540, jobs_affected=3)
+    text = cli("outages").stdout
+    assert re.search(r"availability\s+│\s+\d+(\.\d+)? % over the last \d+ min", text), text
+    assert "when Stash2Plex began watching" in text
+    assert not REPR.search(text)
+
+
+def test_scene_that_stash_does_not_have_is_one_sentence_and_exit_2(box, cli):
+    result = cli("scene", "99999", expect=2)
+    assert result.stdout == ""
+    assert "Stash has no scene 99999, and Stash2Plex has no record of it" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scene_detail_shows_state_link_error_and_next_attempt(box, cli):
+    scene = matchable(box)[0]
+    cli("sync", str(scene.id))
+    text = " ".join(cli("scene", str(scene.id)).stdout.split())
+    assert "state │ in sync with Plex" in text
+    with box.store() as store:
+        link = store.link(scene.id)
+    assert f"ratingKey {link.rating_key} in library section {link.section_id}" in text
+    assert "last error │ —" in text and "next attempt │" in text
+    assert not REPR.search(text)
+
+
+def test_serve_without_its_extra_says_what_to_install():
+    code = (
+        "import sys; sys.modules['starlette'] = None\n"
+        "from stash2plex.cli import main\n"
+        "main(['serve'])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "pip install 'stash2plex[serve]'" in run.stderr and "starlette" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_preview_exit_codes_follow_the_readme(box, cli, monkeypatch):
+    scene = matchable(box)[0]
+    cli("sync", str(scene.id))
+    unchanged = cli("preview", str(scene.id))  # 0, and says what to do when nothing changes
+    assert "(kept)" in unchanged.stdout and "Nothing would change" in unchanged.stderr
+    assert "sync --force" in unchanged.stderr
+    dry = cli("sync", "--dry-run", str(scene.id))
+    assert "Nothing would change" in dry.stderr
+    cli("preview", "99999", expect=2)  # a scene Stash does not have: bad input
+    cli("sync", "--dry-run", "99999", expect=2)
+    cli("preview", "abc", expect=2)  # usage
+    unplaced = matchable(box)[1]
+    box.plex.delete_item(box.rating_key(unplaced))  # its file is not in Plex (any more)
+    missing = cli("preview", str(unplaced.id), expect=1)  # cannot sync as it is: attention
+    assert "not in Plex" in missing.stderr
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", "http://127.0.0.1:1")
+    down = cli("preview", str(scene.id), expect=1)  # Plex unreachable: attention
+    assert "not reachable" in down.stderr
+
+
+def test_config_check_exits_2_for_a_refused_value_and_masks_secrets(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_SKIP_TITLE", "maybe")
+    result = cli("config", "check", expect=2)
+    text = " ".join(result.stdout.split())
+    assert "invalid, default used" in text and "on or off" in result.output
+    assert "True" not in result.stdout and "False" not in result.stdout
+    assert "environment variable STASH2PLEX_SKIP_TITLE" in text
+    assert "Plex URL (plex_url)" in result.stdout
+    data = json.loads(cli("config", "check", "--json", expect=2).stdout)
+    assert data["invalid"] == ["skip_title"]
+    token = next(row for row in data["settings"] if row["key"] == "plex_token")
+    assert token["value"].startswith("***")
+
+
+def test_a_wrong_library_names_the_libraries_and_the_setting(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", "Moviez")
+    result = cli("--json", "diagnose", expect=2)
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    library = checks["libraries"]
+    assert not library["ok"] and library["setting"] == "plex_library"
+    assert "no library named 'Moviez'" in library["detail"]
+    assert "'Stash Scenes' (a Movies or Other Videos library)" in library["detail"]
+    assert "Plex libraries (plex_library)" in library["detail"]
+    assert "environment variable STASH2PLEX_PLEX_LIBRARY" in library["fix"]
+    sources = checks["settings"]["detail"]
+    assert "Plex libraries (plex_library): environment variable STASH2PLEX_PLEX_LIBRARY" in sources
+    human = cli("diagnose", expect=2)
+    assert "1 problem found; first: libraries: Change Plex libraries (plex_library)" in human.stderr
