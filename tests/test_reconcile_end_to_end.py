@@ -114,4 +114,6 @@ def test_sync_recent_scenes_syncs_exactly_what_changed_since_its_last_run(runner
             "Changed in Stash A"
         )
         again = runner.run_task("Sync Recent Scenes", connection)
-        assert again.output["queued"] == 0 and again.output["synced"] == 0
+        assert again.returncode == 0 and again.error is None, again.stderr
+        assert again.output["queued"] == 0 and "synced" not in again.output
+        assert any("nothing changed in Stash since" in m for m in again.messages("info"))

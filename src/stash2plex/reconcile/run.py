@@ -54,6 +54,7 @@ log = logging.getLogger("stash2plex.reconcile")
 _T = TypeVar("_T")
 
 LOCK_FILENAME = "reconcile.lock"
+WITHOUT_FILE = "without_file"  # a row of the results: scenes Stash has no file for
 STASH_PAGE = 500
 SAMPLES = 5
 # An item changed within this many seconds before Plex answered may change again within the
@@ -73,9 +74,12 @@ class Stopped(Exception):
 class ReconcileReport:
     """What one reconcile found and did. Counts are scenes; no secrets.
 
-    `results`: scenes per class (`reconcile.classify.KINDS`) and `in_sync`; `samples`: the
-    first findings of each class; `actions`: scenes per repair (`classify.ACTION_TEXT`),
-    applied when `repaired`; `plex_requests`: {"total", "listing", "detail", "other"}.
+    `results`: scenes per class (`reconcile.classify.KINDS`), `in_sync` and `without_file`:
+    with the classes they add up to `scenes`, but for a scene found in two classes (stale and
+    drifted) and the orphan links (scenes Stash no longer has); `samples`: the first findings
+    of each class; `actions`: scenes per repair (`classify.ACTION_TEXT`), applied when
+    `repaired`; `attention`: scenes a repair cannot bring back (not in Plex, ambiguous,
+    conflicts); `plex_requests`: {"total", "listing", "detail", "other"}.
     """
 
     trigger: str
@@ -92,6 +96,7 @@ class ReconcileReport:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     repaired: bool = False
+    attention: int = 0
     queued: int = 0
     links_dropped: int = 0
     plex_requests: dict[str, int] = field(default_factory=dict)
@@ -103,7 +108,11 @@ class ReconcileReport:
     @property
     def differences(self) -> int:
         """Scenes with at least one finding (a scene stale and drifted counts once)."""
-        return sum(n for kind, n in self.results.items() if kind != IN_SYNC)
+        return sum(
+            n
+            for kind, n in self.results.items()
+            if kind not in (IN_SYNC, WITHOUT_FILE, *kinds.SETTLED_KINDS)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,17 +122,22 @@ class ReconcileReport:
     def summary(self) -> str:
         """One line for a log or a task result."""
         if self.state == "busy":
-            return "another reconcile is running; nothing done"
+            return self.error or "another reconcile is running; nothing done"
         if self.state == "failed":
             return f"reconcile failed: {self.error}"
         found = ", ".join(
-            f"{n} {kind.replace('_', ' ')}"
+            f"{n} {KIND_WORDS.get(kind, kind.replace('_', ' '))}"
             for kind, n in self.results.items()
-            if n and kind != IN_SYNC
+            if n and kind not in (IN_SYNC, WITHOUT_FILE, kinds.ORPHAN_LINK)
         )
+        without = self.results.get(WITHOUT_FILE, 0)
+        orphans = self.results.get(kinds.ORPHAN_LINK, 0)
         line = (
             f"{self.scenes} scenes: {self.results.get(IN_SYNC, 0)} in sync"
-            + (f", {found}" if found else ", nothing to repair")
+            + (f", {found}" if found else "")
+            + (f", {without} without a file" if without else "")
+            + (f"; {orphans} deleted scenes still linked" if orphans else "")
+            + ("" if self.differences else "; nothing to repair")
             + f"; {self.plex_requests.get('total', 0)} Plex requests, {self.seconds} s"
         )
         if self.state == "interrupted":
@@ -148,6 +162,70 @@ def reconcile_lock(store: Store) -> Iterator[bool]:
         os.close(fd)
 
 
+# A class as a table row or a summary names it.
+KIND_WORDS = {
+    IN_SYNC: "in sync",
+    WITHOUT_FILE: "without a file",
+    kinds.KEPT: "kept (preserve_plex_edits)",
+    kinds.ORPHAN_LINK: "orphan link (scene deleted)",
+}
+
+TRIGGER_WORDS = {
+    "schedule": "the schedule (reconcile_interval)",
+    "task": "a Stash task",
+    "command": "the command line",
+    "outage": "the end of a Plex outage",
+}
+
+
+def reconcile_running(store: Store) -> bool:
+    """Whether a reconcile holds the lock now (in any process of this data directory)."""
+    with reconcile_lock(store) as locked:
+        return not locked
+
+
+def busy_sentence(store: Store) -> str:
+    """ "another reconcile is running (started <local time> by <trigger>)"; the time and the
+    trigger are left out when that run has not recorded itself yet."""
+    run = store.reconciliation().newest_run()
+    if run is None or run["state"] != "running":
+        return "another reconcile is running; try again when it is done"
+    return (
+        f"another reconcile is running (started {_local(run['started_at'])} by "
+        f"{TRIGGER_WORDS.get(run['trigger'], run['trigger'])}); try again when it is done"
+    )
+
+
+def last_run(store: Store) -> dict[str, Any] | None:
+    """The newest run, as the store recorded it, with `trigger_text` and `started_text`; a run
+    recorded as running whose process is gone (Stop pressed, the process killed: the lock is
+    free) is "interrupted", with a summary saying so. None when no run was recorded."""
+    run = store.reconciliation().newest_run()
+    if run is None:
+        return None
+    report = dict(run.get("report") or {})
+    if run["state"] == "running" and run["trigger"] != "outage" and not reconcile_running(store):
+        run["state"] = "interrupted"
+        report["summary"] = (
+            "interrupted: its process stopped before the run ended (Stop pressed, or the "
+            "process was killed); nothing was repaired by it. Run it again."
+        )
+    elif run["state"] == "running":
+        report["summary"] = "still running"
+    elif run["state"] == "failed" and not report.get("summary"):
+        report["summary"] = f"reconcile failed: {report.get('error') or 'no reason recorded'}"
+    report.setdefault("state", run["state"])
+    report["state"] = run["state"]
+    run["report"] = report
+    run["trigger_text"] = TRIGGER_WORDS.get(run["trigger"], run["trigger"])
+    run["started_text"] = _local(run["started_at"])
+    return run
+
+
+def _local(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(moment)))
+
+
 def run_reconcile(
     context: Context,
     *,
@@ -167,9 +245,11 @@ def run_reconcile(
     with reconcile_lock(context.store) as locked:
         if not locked:
             report.state = "busy"
+            report.error = busy_sentence(context.store)
             return report
         tables = context.store.reconciliation()
         report.run_id = tables.start_run(trigger, fix)
+        tables.interrupt_abandoned(report.run_id)
         run = _Run(context, tables, report, clock, progress, should_stop)
         try:
             run.run()
@@ -490,6 +570,10 @@ class _Run:
         differing = self.tables.scenes_with_findings(exclude=(kinds.ORPHAN_LINK,))
         report.results = {IN_SYNC: with_files - differing}
         report.results.update({kind: counts.get(kind, 0) for kind in kinds.KINDS})
+        report.results[WITHOUT_FILE] = report.without_file
+        report.attention = self.tables.scenes_with_findings(
+            only=kinds.ATTENTION_KINDS, exclude_actions=(kinds.NOTHING,)
+        )
         report.samples = {
             kind: self.tables.samples(kind, SAMPLES) for kind in kinds.KINDS if counts.get(kind)
         }

@@ -109,6 +109,25 @@ class ReconcileTables:
         runs = self.runs(1, finished=True)
         return runs[0] if runs else None
 
+    def newest_run(self) -> dict[str, Any] | None:
+        """The newest run whatever its state (one still running, or whose process died while
+        it ran, is "running"), or None."""
+        runs = self.runs(1)
+        return runs[0] if runs else None
+
+    def interrupt_abandoned(self, before_id: int) -> int:
+        """Record whole-library runs older than `before_id` that never recorded their end as
+        interrupted (their process was stopped or killed: only the holder of the reconcile
+        lock calls this; the short runs after an outage take no lock). Returns how many."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE reconcile_runs SET state = 'interrupted', finished_at = COALESCE("
+                "finished_at, started_at) WHERE state = 'running' AND trigger != 'outage' "
+                "AND id < ?",
+                (before_id,),
+            )
+        return cursor.rowcount
+
     def last_started(self, triggers: Sequence[str]) -> dict[str, Any] | None:
         """The newest run started by one of these triggers (ended or not), or None."""
         marks = ",".join("?" * len(triggers))
@@ -417,12 +436,28 @@ class ReconcileTables:
         ).fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
-    def scenes_with_findings(self, exclude: Sequence[str] = ()) -> int:
-        """Scenes with at least one finding (not counting the kinds in `exclude`)."""
-        marks = ",".join("?" * len(exclude))
-        where = f"WHERE kind NOT IN ({marks})" if exclude else ""
+    def scenes_with_findings(
+        self,
+        exclude: Sequence[str] = (),
+        *,
+        only: Sequence[str] = (),
+        exclude_actions: Sequence[str] = (),
+    ) -> int:
+        """Scenes with at least one finding (not counting the kinds in `exclude`, only the
+        kinds in `only` when given, not counting findings whose action is in
+        `exclude_actions`)."""
+        clauses, values = [], []
+        for column, found, negate in (
+            ("kind", exclude, True),
+            ("kind", only, False),
+            ("action", exclude_actions, True),
+        ):
+            if found:
+                clauses.append(f"{column} {'NOT ' if negate else ''}IN ({_marks(found)})")
+                values.extend(found)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         row = self._conn.execute(
-            f"SELECT COUNT(DISTINCT scene_id) FROM temp.rc_findings {where}", tuple(exclude)
+            f"SELECT COUNT(DISTINCT scene_id) FROM temp.rc_findings {where}", tuple(values)
         )
         return int(row.fetchone()[0])
 
