@@ -11,13 +11,20 @@ from click.testing import CliRunner
 
 from stash2plex.cli import main
 
-from .sandbox import PLEX_TOKEN, sandbox
+from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
 
 
 @pytest.fixture
-def box(tmp_path):
+def clock():
+    return SteppedClock()  # Plex's clock: moved on, items pushed are settled for a reconcile
+
+
+@pytest.fixture
+def box(tmp_path, clock):
     # Scenes Plex does not have and conflicts: they wait before any recent sync starts.
-    with sandbox(tmp_path, scenes=40, settings={}, traps=True, not_in_plex_ratio=0.1) as opened:
+    with sandbox(
+        tmp_path, scenes=40, settings={}, traps=True, not_in_plex_ratio=0.1, plex_clock=clock
+    ) as opened:
         opened.stash.plugin_settings = {}  # nothing saved in Stash: the CLI brings it all
         yield opened
 
@@ -99,3 +106,34 @@ def test_impossible_times_and_options_are_usage_errors_in_one_sentence(cli, args
     result = cli(*args, expect=2)
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and said in error[0], result.output
+
+
+def test_changed_matching_settings_are_no_cached_verdict(box, cli, clock, monkeypatch):
+    cli("sync", "--all")
+    clock.offset += 60
+    first = json.loads(cli("--json", "reconcile", expect=1).output)
+    assert first["items_read"] > 0 and first["matched_by_name"] == 0 and first["notes"] == []
+    assert json.loads(cli("--json", "reconcile", expect=1).output)["items_read"] == 0
+
+    # A copy of a synced scene's file, same name and size, in a folder path_map never named.
+    scene = box.find(lambda s: len(s.files) == 1 and s.title and s.in_plex)
+    copy = box.library.plex_path(scene.files[0].path).replace("\\", "\\Copies\\", 1)
+    box.plex.add_item(box.section_id, copy, sizes=scene.files[0].size)
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", "/data/stash => /mnt/wrong")
+    wrong = json.loads(cli("--json", "reconcile", expect=1).output)
+
+    assert wrong["items_read"] == first["items_read"], "checks made under the old path_map"
+    assert scene.id in [s["scene_id"] for s in wrong["samples"]["ambiguous"]]
+    assert wrong["results"]["in_sync"] < first["results"]["in_sync"]
+    [hint] = wrong["notes"]
+    assert "by file name and size only" in hint and "was looked for as /mnt/wrong/" in hint
+    assert f"set path_map to '{box.library.path_map.split(' => ')[0]}" in hint
+
+    # Another library: the scenes are not in it, whatever the index held of the old one.
+    box.plex.add_section("Home Videos", ["/elsewhere"])
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
+    monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", "Home Videos")
+    moved = json.loads(cli("--json", "reconcile", expect=1).output)
+    with_files = sum(1 for s in box.library.scenes.values() if s.files)
+    assert moved["results"]["in_sync"] == 0
+    assert moved["results"]["not_in_plex"] + moved["results"]["link_broken"] == with_files

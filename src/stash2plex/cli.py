@@ -655,12 +655,16 @@ def reconcile_command(cli: Cli, fix: bool, last: bool) -> None:
     if fix and report.queued:
         if not cli.as_json:
             cli.show(report.as_dict(), _reconcile_table)
+            for note in report.notes:
+                cli.say(note, color="yellow")
         _drain(cli, since=started_at, extra={"reconcile": report.as_dict()})
         # The drain exits non-zero on its own failures; scenes a person must decide on remain.
         if report.attention:
             sys.exit(EXIT_ATTENTION)
         return
     cli.show(report.as_dict(), _reconcile_table)
+    for note in report.notes if not cli.as_json else ():
+        cli.say(note, color="yellow")
     if report.attention or (not fix and report.differences):
         sys.exit(EXIT_ATTENTION)
 

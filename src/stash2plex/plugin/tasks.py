@@ -604,6 +604,8 @@ def _log_reconcile(
         log.info(f"    {KIND_WORDS.get(kind, kind.replace('_', ' '))}: {count} scenes{fix}")
         for sample in samples:
             log.info(f"        scene {sample['scene_id']}: {sample['detail']}")
+    for note in report.get("notes") or []:
+        log.warning(f"Stash2Plex reconcile: {note}")
 
 
 TASKS = {

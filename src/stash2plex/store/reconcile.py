@@ -194,6 +194,17 @@ class ReconcileTables:
                     f"DELETE FROM plex_checks WHERE rating_key IN ({_marks(chunk)})", chunk
                 )
 
+    def forget_other_sections(self, section_ids: Sequence[int]) -> int:
+        """Drop from the Plex index the items of libraries no longer configured (the setting
+        `plex_library` changed): matching must not find a scene in a library it no longer
+        syncs into. Returns how many items went."""
+        keep = list(section_ids)
+        marks = _marks(keep) if keep else "NULL"
+        with self._transaction() as conn:
+            cursor = conn.execute(f"DELETE FROM plex_items WHERE section_id NOT IN ({marks})", keep)
+            conn.execute(f"DELETE FROM plex_index WHERE section_id NOT IN ({marks})", keep)
+        return cursor.rowcount
+
     # ------------------------------------------------------------------ links and jobs
     def links_of_items(self, rating_keys: Iterable[int]) -> dict[int, list[Link]]:
         """The links to each of these Plex items (unlinked items are absent)."""
