@@ -137,3 +137,129 @@ def test_changed_matching_settings_are_no_cached_verdict(box, cli, clock, monkey
     with_files = sum(1 for s in box.library.scenes.values() if s.files)
     assert moved["results"]["in_sync"] == 0
     assert moved["results"]["not_in_plex"] + moved["results"]["link_broken"] == with_files
+
+
+def test_rows_add_up_to_the_scenes_and_waiting_scenes_mean_attention(box, cli):
+    cli("sync", "--all")
+    report = json.loads(cli("--json", "reconcile", expect=1).output)
+    results = report["results"]
+    without = sum(1 for s in box.library.scenes.values() if not s.files)
+    assert without > 0 and results["without_file"] == without
+    assert sum(n for kind, n in results.items() if kind != "orphan_link") == report["scenes"]
+    assert report["attention"] == results["not_in_plex"] + results["conflict"] > 0
+    shown = cli("reconcile", expect=1).output
+    assert "without a file" in shown and f"{without} without a file" in shown
+    # --fix repairs nothing here, but scenes still wait for Plex or a person: exit 1 as well.
+    cli("reconcile", "--fix", expect=1)
+
+
+@pytest.fixture
+def clean(tmp_path, monkeypatch):
+    """A library Plex holds completely (no waiting scene can keep the exit code at 1)."""
+    clock = SteppedClock()
+    with sandbox(tmp_path / "clean", scenes=30, settings={}, plex_clock=clock) as opened:
+        opened.stash.plugin_settings = {}
+        monkeypatch.setenv("STASH2PLEX_STASH_URL", opened.stash.url)
+        monkeypatch.setenv("STASH2PLEX_PLEX_URL", opened.plex.url)
+        monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", PLEX_TOKEN)
+        monkeypatch.setenv("STASH2PLEX_PATH_MAP", opened.library.path_map)
+        runner = CliRunner()
+
+        def run(*args: str, expect: int = 0):
+            result = runner.invoke(main, ["--data-dir", str(opened.data_dir), *args])
+            assert result.exit_code == expect, result.output
+            return result
+
+        clock.box = opened  # type: ignore[attr-defined]
+        yield run, opened, clock
+
+
+def test_fix_exits_0_once_everything_is_repaired_and_kept_drift_is_no_difference(
+    clean, monkeypatch
+):
+    from plexapi.server import PlexServer
+
+    cli, box, clock = clean
+    cli("sync", "--all")
+    clock.offset += 60
+    cli("reconcile")  # in sync: 0
+    scene = box.find(lambda s: len(s.files) == 1 and bool(s.title))
+    box.stash.update_scene(scene.id, title="Renamed without a hook")
+    stale = json.loads(cli("--json", "reconcile", expect=1).output)
+    [sample] = stale["samples"]["stale"]
+    assert sample["fields"] == ["title"], "only the title changed; no cover was uploaded"
+    assert sample["detail"] == "changed in Stash since the last push: title"
+
+    fixed = cli("--json", "reconcile", "--fix")  # repaired and synced: 0
+    assert json.loads(fixed.output)["reconcile"]["queued"] == 1
+    clock.offset += 60
+    cli("reconcile")
+
+    other = box.find(lambda s: len(s.files) == 1 and bool(s.title) and s.id != scene.id)
+    PlexServer(box.plex.url, PLEX_TOKEN).fetchItem(box.rating_key(other)).editTitle("Mine")
+    monkeypatch.setenv("STASH2PLEX_PRESERVE_PLEX_EDITS", "true")
+    clock.offset += 60
+    for _ in range(2):  # not a difference this time, nor the next
+        kept = json.loads(cli("--json", "reconcile").output)
+        assert kept["results"]["kept"] == 1 and kept["results"]["drifted"] == 0
+        assert "1 kept (preserve_plex_edits)" in kept["summary"]
+    cli("reconcile", "--fix")
+    assert box.plex.item(box.rating_key(other)).title == "Mine"
+
+
+def test_last_says_when_and_by_what_and_how_a_run_ended(box, cli, monkeypatch):
+    from stash2plex.reconcile.run import reconcile_lock
+
+    assert "no reconcile has run yet" in cli("reconcile", "--last").output
+    cli("sync", "--all")
+    cli("reconcile", expect=1)
+    done = cli("reconcile", "--last").output
+    assert "Last reconcile: done, started 20" in done and "by the command line" in done
+    assert "in sync" in done
+
+    # Plex stops answering in the middle of nothing: the run fails, --last gives the reason.
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", "http://127.0.0.1:9")
+    cli("reconcile", expect=1)
+    failed = cli("reconcile", "--last").output
+    assert "Last reconcile: failed" in failed and "Plex is not reachable at" in failed
+    last = json.loads(cli("--json", "reconcile", "--last").output)
+    assert last["state"] == "failed" and "Plex is not reachable" in last["report"]["summary"]
+
+    # A run whose process was killed leaves a run recorded as running, and no lock held.
+    with box.store() as store:
+        store.reconciliation().start_run("task", True)
+    killed = cli("reconcile", "--last").output
+    assert "Last reconcile: interrupted, started" in killed and "by a Stash task" in killed
+    assert "process stopped before the run ended" in killed
+
+    # While one runs (it holds the lock), another says so once and exits 3.
+    with box.store() as store:
+        store.reconciliation().start_run("schedule", True)
+        with reconcile_lock(store) as locked:
+            assert locked
+            busy = cli("reconcile", expect=3).output
+            running = cli("reconcile", "--last").output
+    assert busy.count("another reconcile is running") == 1
+    assert "(started 20" in busy and "by the schedule (reconcile_interval)" in busy
+    assert "Last reconcile: running" in running
+    # The next run that gets the lock records the abandoned one as interrupted.
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", box.plex.url)
+    cli("reconcile", expect=1)
+    with box.store() as store:
+        states = [run["state"] for run in store.reconciliation().runs(10)]
+    assert "running" not in states and states.count("interrupted") == 2
+
+
+def test_stash_unreachable_or_missing_says_what_to_do_also_as_json(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", "http://127.0.0.1:9")
+    down = cli("reconcile", expect=1).output
+    assert "Stash is not reachable at http://127.0.0.1:9: is Stash running at" in down
+    assert "stash_url" in down
+
+    monkeypatch.delenv("STASH2PLEX_STASH_URL")
+    empty = CliRunner().invoke(
+        main, ["--data-dir", str(box.data_dir / "empty"), "--json", "reconcile"]
+    )
+    assert empty.exit_code == 2
+    error = json.loads(empty.stdout)
+    assert error["exit_code"] == 2 and "STASH2PLEX_STASH_URL" in error["error"]
