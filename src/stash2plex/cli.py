@@ -213,6 +213,69 @@ def demo(cli: Cli, scenes: int, seed: int) -> None:
     sys.exit(run_demo(scenes=scenes, seed=seed, as_json=cli.as_json))
 
 
+@main.group("sandbox", invoke_without_command=True)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("stash2plex-sandbox"),
+    show_default=True,
+    help="The sandbox's folder: the plugin as Stash installs it, its data folder.",
+)
+@click.option("--scenes", type=click.IntRange(1, 20000), default=300, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--traps", is_flag=True, help="A library with every hard case (see the demo).")
+@click.pass_context
+def sandbox_group(ctx: click.Context, folder: Path, scenes: int, seed: int, traps: bool) -> None:
+    """Keep an emulated Stash and Plex running (nothing synced) to try things by hand: prints
+    the STASH2PLEX_* lines for the command line; `sandbox task NAME` runs a plugin task
+    against them as Stash would. Runs until Ctrl-C."""
+    ctx.obj.sandbox_dir = folder.resolve()
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from stash2plex.sandbox.keep import keep_sandbox
+    except ImportError as exc:
+        _die(
+            f"stash2plex sandbox needs the [sandbox] extra ({exc.name} is missing): "
+            "pip install 'stash2plex[sandbox]' (in a checkout: pip install '.[sandbox]')",
+            EXIT_CONFIG,
+        )
+    keep_sandbox(
+        folder.resolve(),
+        _checkout_root(),
+        scenes=scenes,
+        seed=seed,
+        traps=traps,
+        say=lambda line: click.echo(line),
+    )
+
+
+@sandbox_group.command("task")
+@click.argument("name")
+@click.pass_obj
+def sandbox_task(cli: Cli, name: str) -> None:
+    """Run the plugin task NAME (as the Tasks page names it, e.g. 'Sync All Scenes') against
+    the running sandbox, as Stash runs it: its log lines, then its result."""
+    from stash2plex.sandbox.keep import SandboxError, run_sandbox_task
+    from stash2plex.sandbox.runner import RunnerError
+
+    try:
+        run = run_sandbox_task(cli.sandbox_dir, name)
+    except (SandboxError, RunnerError) as exc:  # RunnerError: a task the manifest lacks
+        _die(str(exc), EXIT_CONFIG)
+    if cli.as_json:
+        cli.show({"output": run.output, "error": run.error, "returncode": run.returncode})
+    else:
+        for line in run.logs:
+            if line.level != "progress":
+                click.echo(f"[{line.level}] {line.message}")
+        click.echo(json.dumps(run.output, indent=2, ensure_ascii=False, default=str))
+        if run.error:
+            click.secho(f"task error: {run.error}", fg="red", err=True)
+    sys.exit(0 if run.returncode == 0 and not run.error else EXIT_ATTENTION)
+
+
 def _checkout_root() -> Path:
     """The checkout this package runs from (src layout), else the current directory."""
     candidate = Path(__file__).resolve().parents[2]
@@ -275,6 +338,7 @@ class Cli:
         self._local: Any = None
         self._hide_paths: bool | None = None
         self.printed = False  # the command's output went to stdout already
+        self.sandbox_dir = Path("stash2plex-sandbox")
 
     def store(self):  # -> Store
         from stash2plex.store.db import Store
