@@ -461,7 +461,8 @@ class ReconcileTables:
         """Scenes with at least one finding (not counting the kinds in `exclude`, only the
         kinds in `only` when given, not counting findings whose action is in
         `exclude_actions`)."""
-        clauses, values = [], []
+        clauses: list[str] = []
+        values: list[str] = []
         for column, found, negate in (
             ("kind", exclude, True),
             ("kind", only, False),
