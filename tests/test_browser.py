@@ -262,6 +262,13 @@ def test_the_dashboard_shows_the_stores_counts_and_retry_requeues(served, page, 
     from stash2plex.reconcile.run import run_reconcile
 
     box, service = served
+
+    def outage_reconciled() -> bool:
+        with Store.open(box.data_dir) as store:
+            return not store.reconciliation().outages_to_reconcile()
+
+    # The service's worker reconciles the seeded outage on its own: that run comes first.
+    wait_until(outage_reconciled, timeout=60, message="the reconcile after the seeded outage")
     with Store.open(box.data_dir) as store:
         reconciled = run_reconcile(build_context(store), trigger="command")
     page.goto(service.url)
