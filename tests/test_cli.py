@@ -174,9 +174,9 @@ def test_sync_since_takes_a_duration_or_a_date_and_rejects_anything_else(box, cl
     scene = box.find(lambda s: bool(s.title) and len(s.files) == 1)
     box.stash.update_scene(scene.id, title="Changed an hour ago, or less")
     result = cli("sync", "--since", "1h")
-    assert "queued 1 scenes changed in Stash since" in result.output
+    assert "queued 1 scene changed in Stash since" in result.output
     assert box.item(scene).title == "Changed an hour ago, or less"
-    assert "queued 0 scenes" in cli("sync", "--recent").output
+    assert "nothing changed in Stash since" in cli("sync", "--recent").output
     bad = cli("sync", "--since", "yesterday", expect=2)
     assert "a duration (90m, 6h, 2d, 1w)" in bad.output
     cli("sync", "--all", "--since", "1h", expect=2)

@@ -133,7 +133,13 @@ def expected_counts(box: Sandbox, planted: dict[str, Any]) -> dict[str, int]:
         "conflict": len(conflicts),
     }
     differing = sum(n for kind, n in counts.items() if kind != "orphan_link")
-    return {"in_sync": len(with_files) - differing, **counts}
+    without_file = len(library.scenes) - len(with_files)
+    return {
+        "in_sync": len(with_files) - differing,
+        "kept": 0,
+        **counts,
+        "without_file": without_file,
+    }
 
 
 @pytest.mark.slow
@@ -237,8 +243,11 @@ def test_preserve_plex_edits_reports_drift_and_repairs_leave_it(tmp_path: Path) 
         PlexServer(box.plex.url, PLEX_TOKEN).fetchItem(key).editTitle("Kept in Plex")
         clock.offset += 60
         report = reconcile(box, fix=True)
-        assert report.results["drifted"] == 1 and report.actions == {"keep": 1}
-        assert report.queued == 0
+        # Kept on purpose: shown as such, and no difference that needs a repair or attention.
+        assert report.results["kept"] == 1 and report.results["drifted"] == 0
+        assert report.actions == {"keep": 1} and report.differences == 0
+        assert report.queued == 0 and report.attention == 0
+        assert "1 kept (preserve_plex_edits)" in report.summary()
         Worker(box.data_dir).run(until_idle=True)
         assert box.plex.item(key).title == "Kept in Plex"
 

@@ -114,4 +114,44 @@ def test_sync_recent_scenes_syncs_exactly_what_changed_since_its_last_run(runner
             "Changed in Stash A"
         )
         again = runner.run_task("Sync Recent Scenes", connection)
-        assert again.output["queued"] == 0 and again.output["synced"] == 0
+        assert again.returncode == 0 and again.error is None, again.stderr
+        assert again.output["queued"] == 0 and "synced" not in again.output
+        assert any("nothing changed in Stash since" in m for m in again.messages("info"))
+
+
+@pytest.mark.slow
+def test_tasks_when_nothing_changed_a_token_is_wrong_or_a_run_was_killed(runner, plugin_dir):
+    from stash2plex.reconcile.run import reconcile_lock
+
+    library = generate_library(40, seed=61, traps=True, not_in_plex_ratio=0.1)
+    with running_sandbox(library, plex_token=PLEX_TOKEN) as (_plex, stash, _):
+        connection = stash.server_connection(plugin_dir=str(plugin_dir))
+        data_dir = plugin_dir / "data"
+        runner.run_task("Sync All Scenes", connection)
+        wait_until(lambda: idle(data_dir), message="the first sync to finish")
+
+        quiet = runner.run_task("Sync Recent Scenes", connection)  # scenes wait from before
+
+        assert quiet.returncode == 0 and quiet.error is None, quiet.stderr
+        assert any("nothing changed in Stash since" in m for m in quiet.messages("info"))
+
+        stash.plugin_settings = {**stash.plugin_settings, "plex_token": "wrong-token-000"}
+        refused = runner.run_task("Sync Recent Scenes", connection)
+        assert refused.returncode == 1 and "Plex rejected the token" in (refused.error or "")
+        assert "wrong-token-000" not in refused.stdout + refused.stderr
+        stash.plugin_settings = {**stash.plugin_settings, "plex_token": PLEX_TOKEN}
+
+        # A reconcile whose process was killed: recorded as running, its lock free.
+        with Store.open(data_dir) as store:
+            store.reconciliation().start_run("task", True)
+        killed = runner.run_task("Last Reconcile Report", connection)
+        assert killed.output["state"] == "interrupted"
+        assert any("interrupted" in m and "by a Stash task" in m for m in killed.messages("info"))
+
+        with Store.open(data_dir) as store:
+            store.reconciliation().start_run("command", False)
+            with reconcile_lock(store):
+                busy = runner.run_task("Reconcile with Plex", connection)
+        assert busy.returncode == 1
+        assert busy.error.count("another reconcile is running") == 1
+        assert "by the command line" in busy.error

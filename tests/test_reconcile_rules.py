@@ -99,7 +99,9 @@ def test_each_change_in_plex_is_drift_naming_the_field_and_what_plex_shows():
     refreshed = plex_item(fields={"summary": "An agent's text"}, unlocked=["summary"])
     assert item_drift(refreshed, pushed_link(), KEYS) == [Drift("summary", "An agent's text")]
     degenred = plex_item(tags={"genre": ["Rain", "Night"]})
-    assert item_drift(degenred, pushed_link(), KEYS) == [Drift("genre", "Rain, Night")]
+    assert item_drift(degenred, pushed_link(), KEYS) == [
+        Drift("genre", "Rain, Night", "", "missing in Plex: Fog")
+    ]
     # Still ours, but an agent refresh would replace it: that is drift too.
     unlocked = plex_item(unlocked=["studio"])
     assert item_drift(unlocked, pushed_link(), KEYS) == [
@@ -111,7 +113,9 @@ def test_collections_and_labels_compare_only_ours():
     user_added = plex_item(tags={"collection": ["Blue Hour Live", "My favourites"]})
     assert item_drift(user_added, pushed_link(), KEYS) == []
     ours_removed = plex_item(tags={"collection": ["My favourites"]})
-    assert item_drift(ours_removed, pushed_link(), KEYS) == [Drift("collection", "My favourites")]
+    assert item_drift(ours_removed, pushed_link(), KEYS) == [
+        Drift("collection", "My favourites", "", "missing in Plex: Blue Hour Live")
+    ]
 
 
 def test_fields_not_synced_now_and_ratings_both_ways_are_not_drift():
@@ -150,7 +154,13 @@ def test_a_scene_as_pushed_is_in_sync_and_each_difference_has_its_class_and_repa
     assert (never.kind, never.action) == (kinds.NEVER_SYNCED, kinds.QUEUE)
     renamed = {**SCENE, "title": "New", "paths": {"screenshot": "http://stash/scene/7/s?t=2"}}
     [stale] = classify(scene=renamed, result=result(101), links=[link])
-    assert (stale.kind, stale.fields, stale.action) == (kinds.STALE, ("title", "cover"), "queue")
+    # The cover's address changed with the edit (it carries the update time): whether the
+    # picture did is unknown without a download, so only the title is named.
+    assert (stale.kind, stale.fields, stale.action) == (kinds.STALE, ("title",), "queue")
+    assert stale.detail == "changed in Stash since the last push: title"
+    touched = {**SCENE, "paths": {"screenshot": "http://stash/scene/7/s?t=2"}}
+    [maybe] = classify(scene=touched, result=result(101), links=[link])
+    assert maybe.fields == ("cover_url",) and "its cover may differ" in maybe.detail
     [drifted] = classify(result=result(101), links=[link], drift={101: [Drift("title", "X")]})
     assert (drifted.kind, drifted.fields, drifted.action) == (kinds.DRIFTED, ("title",), "rewrite")
     assert "Plex shows 'X', Stash 'Harbour Lights'" in drifted.detail
@@ -160,7 +170,13 @@ def test_a_scene_as_pushed_is_in_sync_and_each_difference_has_its_class_and_repa
         drift={101: [Drift("title", "X")]},
         config=build_config({"preserve_plex_edits": True}),
     )
-    assert kept[0].action == kinds.KEEP
+    assert (kept[0].kind, kept[0].action) == (kinds.KEPT, kinds.KEEP)
+    [lists] = classify(
+        result=result(101),
+        links=[link],
+        drift={101: [Drift("genre", "Rain, Night", "", "missing in Plex: Fog")]},
+    )
+    assert lists.detail == "genre: missing in Plex: Fog"
     [broken] = classify(result=result(305), links=[link], gone={101})
     assert broken.kind == kinds.LINK_BROKEN and broken.action == kinds.RELINK
     assert broken.detail == "Plex item 101 is gone; its file is now Plex item 305"

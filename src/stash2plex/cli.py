@@ -227,6 +227,69 @@ def demo(cli: Cli, scenes: int, seed: int) -> None:
     sys.exit(run_demo(scenes=scenes, seed=seed, as_json=cli.as_json))
 
 
+@main.group("sandbox", invoke_without_command=True)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("stash2plex-sandbox"),
+    show_default=True,
+    help="The sandbox's folder: the plugin as Stash installs it, its data folder.",
+)
+@click.option("--scenes", type=click.IntRange(1, 20000), default=300, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--traps", is_flag=True, help="A library with every hard case (see the demo).")
+@click.pass_context
+def sandbox_group(ctx: click.Context, folder: Path, scenes: int, seed: int, traps: bool) -> None:
+    """Keep an emulated Stash and Plex running (nothing synced) to try things by hand: prints
+    the STASH2PLEX_* lines for the command line; `sandbox task NAME` runs a plugin task
+    against them as Stash would. Runs until Ctrl-C."""
+    ctx.obj.sandbox_dir = folder.resolve()
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from stash2plex.sandbox.keep import keep_sandbox
+    except ImportError as exc:
+        _die(
+            f"stash2plex sandbox needs the [sandbox] extra ({exc.name} is missing): "
+            "pip install 'stash2plex[sandbox]' (in a checkout: pip install '.[sandbox]')",
+            EXIT_CONFIG,
+        )
+    keep_sandbox(
+        folder.resolve(),
+        _checkout_root(),
+        scenes=scenes,
+        seed=seed,
+        traps=traps,
+        say=lambda line: click.echo(line),
+    )
+
+
+@sandbox_group.command("task")
+@click.argument("name")
+@click.pass_obj
+def sandbox_task(cli: Cli, name: str) -> None:
+    """Run the plugin task NAME (as the Tasks page names it, e.g. 'Sync All Scenes') against
+    the running sandbox, as Stash runs it: its log lines, then its result."""
+    from stash2plex.sandbox.keep import SandboxError, run_sandbox_task
+    from stash2plex.sandbox.runner import RunnerError
+
+    try:
+        run = run_sandbox_task(cli.sandbox_dir, name)
+    except (SandboxError, RunnerError) as exc:  # RunnerError: a task the manifest lacks
+        _die(str(exc), EXIT_CONFIG)
+    if cli.as_json:
+        cli.show({"output": run.output, "error": run.error, "returncode": run.returncode})
+    else:
+        for line in run.logs:
+            if line.level != "progress":
+                click.echo(f"[{line.level}] {line.message}")
+        click.echo(json.dumps(run.output, indent=2, ensure_ascii=False, default=str))
+        if run.error:
+            click.secho(f"task error: {run.error}", fg="red", err=True)
+    sys.exit(0 if run.returncode == 0 and not run.error else EXIT_ATTENTION)
+
+
 def _checkout_root() -> Path:
     """The checkout this package runs from (src layout), else the current directory."""
     candidate = Path(__file__).resolve().parents[2]
@@ -288,6 +351,8 @@ class Cli:
         self.as_json = as_json
         self._local: Any = None
         self._hide_paths: bool | None = None
+        self.printed = False  # the command's output went to stdout already
+        self.sandbox_dir = Path("stash2plex-sandbox")
 
     def store(self):  # -> Store
         from stash2plex.store.db import Store
@@ -334,6 +399,7 @@ class Cli:
         """Print `data` as JSON with --json, else `render(data)` (a rich renderable or text)
         or the data as a table; paths are hidden first when `obfuscate_paths` is on."""
         data = self.scrub(data)
+        self.printed = True
         if self.as_json:
             click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
             return
@@ -348,6 +414,12 @@ class Cli:
 
 
 def _die(message: str, code: int) -> NoReturn:
+    """Say why on stderr and exit; with --json also a JSON error object on stdout, unless the
+    command printed its JSON already (stdout then stays one document)."""
+    ctx = click.get_current_context(silent=True)
+    cli = ctx.find_object(Cli) if ctx is not None else None
+    if cli is not None and cli.as_json and not cli.printed:
+        click.echo(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
     click.secho(f"stash2plex: {message}", fg="red", err=True)
     sys.exit(code)
 
@@ -514,33 +586,71 @@ def sync_command(
     from stash2plex.engine.worker import FORCE_SOURCE
     from stash2plex.operations.queue import queue_all_scenes
 
-    chosen = [all_scenes, bool(scene_ids), since is not None or recent]
+    chosen = [all_scenes, bool(scene_ids), since is not None, recent]
     if sum(chosen) != 1:
-        raise click.UsageError("give scene ids, --all, or --since/--recent (one of them)")
+        raise click.UsageError("give scene ids, --all, --since or --recent (one of them)")
     if (since is not None or recent) and dry_run:
         raise click.UsageError("--dry-run takes scene ids or --all")
+    if since is not None and not since.strip():
+        raise click.UsageError("--since needs a value: a duration (6h), a date, or 'last'")
     if dry_run:
         _dry_run(cli, None if all_scenes else list(scene_ids), force)
+        return
+    if since is not None or recent:
+        _sync_recent(cli, "last" if recent else str(since))
         return
     queued_at = time.time()  # the plugin's worker may finish these scenes before we follow it
     with cli.store() as store:
         context = cli.context(store)
         if all_scenes:
             queued = queue_all_scenes(store, context.stash, force=force)
-        elif scene_ids:
+        else:
             store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli")
             queued = len(scene_ids)
-        else:
-            from stash2plex.reconcile.recent import parse_since, queue_recent
-
-            start = parse_since("last" if recent else since, store.clock())
-            report = queue_recent(store, context.stash, since=start)
-            queued = report.queued
-            if not cli.as_json:
-                cli.say(report.summary())
-    if not cli.as_json and not (since is not None or recent):
+    if not cli.as_json:
         cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))
     _drain(cli, queued_at)
+
+
+def _sync_recent(cli: Cli, since: str) -> None:
+    """`sync --since/--recent`: queue what Stash changed since then and drain it, judged on
+    those scenes alone (`operations.recent`); nothing changed is a success."""
+    from stash2plex.errors import PermanentError
+    from stash2plex.operations.recent import plex_verdict, recent_verdict
+    from stash2plex.reconcile.recent import parse_since, queue_recent
+
+    queued_at = time.time()
+    with cli.store() as store:
+        try:
+            start = parse_since(since, store.clock())
+        except PermanentError as exc:
+            raise click.UsageError(exc.message) from None
+        context = cli.context(store)
+        report = queue_recent(store, context.stash, since=start)
+        recent = report.as_dict()
+        if not report.queued:
+            verdict = plex_verdict(context, cli.data_dir)
+    if report.queued:
+        if not cli.as_json:
+            cli.say(report.summary())
+        _drain(
+            cli,
+            queued_at,
+            extra={"recent": recent},
+            judge=lambda store, started, drained: recent_verdict(
+                store,
+                started,
+                drained,
+                report.scene_ids,
+                probe=lambda: plex_verdict(cli.context(store), cli.data_dir),
+            ),
+        )
+        return
+    cli.show({"recent": recent, "error": verdict.error}, lambda data: data["recent"]["summary"])
+    if verdict.error and not cli.as_json:
+        cli.say(verdict.error, color="red")
+    if verdict.exit_code:
+        sys.exit(verdict.exit_code)
 
 
 def _dry_run(cli: Cli, scene_ids: list[int] | None, force: bool) -> None:
@@ -592,23 +702,30 @@ def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
 
 @main.command("reconcile")
 @click.option("--fix", is_flag=True, help="Repair what differs, through the queue, and drain.")
-@click.option("--last", "last", is_flag=True, help="Show the last run instead of running one.")
+@click.option(
+    "--last",
+    "last",
+    is_flag=True,
+    help="Show the last run (when, started by what, its report) instead of running one.",
+)
 @click.pass_obj
 def reconcile_command(cli: Cli, fix: bool, last: bool) -> None:
     """Compare every scene with Plex: never synced, changed in Stash or in Plex, gone items,
     deleted scenes, not in Plex, ambiguous, conflicts; with samples and what --fix does.
-    Exit 1 when differences remain (without --fix), 3 when another reconcile runs."""
+
+    Exit 0 when nothing needs attention (with --fix: everything repairable was repaired and
+    synced), 1 when scenes still need attention (not in Plex, ambiguous, conflicts, or
+    differences left without --fix), 3 when another reconcile runs."""
     from rich.progress import Progress
 
     from stash2plex.reconcile.run import run_reconcile
 
+    if fix and last:
+        raise click.UsageError(
+            "--last shows the last run and --fix starts a new one: give one of them"
+        )
     if last:
-        with cli.store() as store:
-            run = store.reconciliation().last_run()
-        if run is None:
-            cli.show({"ran": False}, "no reconcile has run yet")
-            return
-        cli.show({"ran": True, **run}, lambda data: _reconcile_table(data["report"]))
+        _reconcile_last(cli)
         return
     started_at = time.time()
     with cli.store() as store, Progress(disable=cli.as_json, transient=True) as bar:
@@ -619,20 +736,64 @@ def reconcile_command(cli: Cli, fix: bool, last: bool) -> None:
             trigger="command",
             progress=lambda fraction: bar.update(task, completed=fraction),
         )
-    cli.show(report.as_dict(), _reconcile_table)
     if report.state == "busy":
-        cli.say(report.summary(), color="yellow")
-        sys.exit(EXIT_BUSY)
+        _die(report.summary(), EXIT_BUSY)
     if fix and report.queued:
-        _drain(cli, since=started_at)
-    elif not fix and report.differences:
+        if not cli.as_json:
+            cli.show(report.as_dict(), _reconcile_table)
+            for note in report.notes:
+                cli.say(note, color="yellow")
+        _drain(cli, since=started_at, extra={"reconcile": report.as_dict()})
+        # The drain exits non-zero on its own failures; scenes a person must decide on remain.
+        if report.attention:
+            sys.exit(EXIT_ATTENTION)
+        return
+    cli.show(report.as_dict(), _reconcile_table)
+    for note in report.notes if not cli.as_json else ():
+        cli.say(note, color="yellow")
+    if report.attention or (not fix and report.differences):
         sys.exit(EXIT_ATTENTION)
 
 
+def _reconcile_last(cli: Cli) -> None:
+    """`reconcile --last`: the newest run, when and by what it started, and how it ended."""
+    from stash2plex.reconcile.run import last_run
+
+    with cli.store() as store:
+        run = last_run(store)
+    if run is None:
+        cli.show({"ran": False}, "no reconcile has run yet")
+        return
+
+    def render(data: dict[str, Any]) -> Any:
+        from rich.console import Group
+        from rich.text import Text
+
+        finished = data.get("finished_at")
+        took = (
+            f", took {round(float(finished) - float(data['started_at']), 1)} s"
+            if finished and data["state"] not in ("running", "interrupted")
+            else ""
+        )
+        head = Text(
+            f"Last reconcile: {data['state']}, started {data['started_text']} by "
+            f"{data['trigger_text']}" + (" with --fix (repair)" if data["fix"] else "") + took
+        )
+        report = data["report"]
+        if data["state"] in ("failed", "interrupted", "running") or not report.get("results"):
+            return Group(head, Text(report.get("summary") or ""))
+        return Group(head, _reconcile_table(report))
+
+    cli.show({"ran": True, **run}, render)
+
+
 def _reconcile_table(report: dict[str, Any]) -> Any:
+    """A reconcile report as a table: one row per class (in sync and without a file too, so
+    the rows add up to the scenes of the title), its samples and what a repair does."""
     from rich.table import Table
 
     from stash2plex.reconcile.classify import ACTION_TEXT
+    from stash2plex.reconcile.run import KIND_WORDS
 
     table = Table(title=report.get("summary") or "Reconcile")
     for column in ("class", "scenes", "samples", "repair"):
@@ -642,12 +803,20 @@ def _reconcile_table(report: dict[str, Any]) -> Any:
         shown = samples.get(kind) or []
         text = "\n".join(f"scene {s['scene_id']}: {s['detail']}" for s in shown)
         action = ACTION_TEXT.get(shown[0]["action"], "") if shown else ""
-        table.add_row(kind.replace("_", " "), str(count), text, action)
+        table.add_row(KIND_WORDS.get(kind, kind.replace("_", " ")), str(count), text, action)
     return table
 
 
-def _drain(cli: Cli, since: float | None = None) -> None:
-    """Follow a drain and report it; `since`: when the scenes were queued (default: now)."""
+def _drain(
+    cli: Cli,
+    since: float | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
+    judge: Any = None,
+) -> None:
+    """Follow a drain and report it; `since`: when the scenes were queued (default: now);
+    `extra`: more keys for the JSON output; `judge(store, since, report)`: the verdict
+    (default `outcome.drain_verdict`)."""
     from rich.progress import Progress
 
     from stash2plex.engine.worker_lock import ensure_worker
@@ -665,8 +834,8 @@ def _drain(cli: Cli, since: float | None = None) -> None:
         )
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
-        verdict = drain_verdict(store, started_at, report)
-    data: dict[str, Any] = {"status": status}
+        verdict = (judge or drain_verdict)(store, started_at, report)
+    data: dict[str, Any] = {**(extra or {}), "status": status}
     data["drained"] = {
         k: getattr(report, k)
         for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")

@@ -140,7 +140,11 @@ class StashClient:
                 timeout=self.timeout,
             )
         except requests.ConnectionError as exc:
-            raise StashDownError(f"Stash is not reachable at {self.connection.url}") from exc
+            url = self.connection.url
+            raise StashDownError(
+                f"Stash is not reachable at {url}: is Stash running at {url}? Check stash_url "
+                "(STASH2PLEX_STASH_URL), or the server connection Stash passes the plugin"
+            ) from exc
         except requests.Timeout as exc:
             raise TransientError("Stash did not answer in time", server="stash") from exc
         if response.status_code == 401:

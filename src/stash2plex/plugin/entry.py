@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +21,7 @@ from stash2plex.plugin.hook_events import HookEvent, parse_hook
 from stash2plex.records import Holds
 from stash2plex.store import spool
 from stash2plex.store.db import DB_FILENAME, Store, quarantine
+from stash2plex.store.reconcile import RECONCILE_DUE_KEY, reconcile_overdue
 
 DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
 # A hook waits this long for another process's write lock, then spools the event instead:
@@ -155,7 +157,8 @@ def run_hook(
 
 def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
     """Start a detached worker when work is outstanding and no drain holds the lock (a task
-    stopped with Stash's Stop button, a killed worker, a Plex page action that queued a scene).
+    stopped with Stash's Stop button, a killed worker, a Plex page action that queued a scene),
+    or when the scheduled reconcile is due (`store.reconcile.RECONCILE_DUE_KEY`).
 
     Returns a hint when no worker can run yet (dependencies not installed), else None. Raises
     StoreError only when the store cannot be read.
@@ -163,7 +166,10 @@ def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
     if not (data_dir / DB_FILENAME).exists():
         return None
     with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
-        outstanding = store.has_work()
+        # A scheduled reconcile that is due counts as work: an idle plugin has no worker.
+        outstanding = store.has_work() or reconcile_overdue(
+            store.get_value(RECONCILE_DUE_KEY), time.time()
+        )
     if not (outstanding or spool.pending(data_dir)):
         return None
     if not deps.dependencies_present(plugin_dir):

@@ -153,8 +153,10 @@ def _drain_report(
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
     since: float | None = None,
+    judge: Callable[..., Any] | None = None,
 ) -> TaskResult:
-    """Follow the detached worker's drain and judge the result (`drain_verdict`)."""
+    """Follow the detached worker's drain and judge the result (`judge(store, since,
+    report)`, by default `drain_verdict`)."""
     from stash2plex.operations.outcome import drain_verdict
 
     started = time.monotonic()
@@ -165,7 +167,7 @@ def _drain_report(
     with Store.open(data_dir) as store:
         status = operations.queue_status(store, data_dir)
         held = operations.hold_message(store.holds())
-        verdict = drain_verdict(store, started_at, report)
+        verdict = (judge or drain_verdict)(store, started_at, report)
     result: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "queue": status.counts,
@@ -582,14 +584,33 @@ def sync_recent(
 ) -> dict[str, Any] | TaskResult:
     """Queue the scenes Stash changed since the last run (or `since`: a duration or a date)
     and drain them."""
+    from stash2plex.operations.recent import plex_verdict, recent_verdict
     from stash2plex.reconcile.recent import parse_since, queue_recent
 
+    queued_at = time.time()
     with Store.open(data_dir) as store:
         stash = connect_stash(store, connection)
         since = parse_since(str(args.get("since") or ""), store.clock())
         report = queue_recent(store, stash, since=since)
+        if not report.queued:
+            # Nothing to drain; one probe still says so when Plex refuses us (a wrong token).
+            verdict = plex_verdict(build_context(store, connection), data_dir)
     log.info(f"Stash2Plex: {report.summary()}")
-    drained = _drain_report(data_dir, log, start_worker)
+    if not report.queued:
+        return TaskResult(report.as_dict(), verdict.error)
+    drained = _drain_report(
+        data_dir,
+        log,
+        start_worker,
+        queued_at,
+        judge=lambda store, started, drain: recent_verdict(
+            store,
+            started,
+            drain,
+            report.scene_ids,
+            probe=lambda: plex_verdict(build_context(store, connection), data_dir),
+        ),
+    )
     return TaskResult({**report.as_dict(), **drained.output}, drained.error)
 
 
@@ -609,9 +630,7 @@ def reconcile(
         context = build_context(store, connection)
         report = run_reconcile(context, fix=fix, trigger="task", progress=log.progress)
     if report.state == "busy":
-        return TaskResult(
-            report.as_dict(), "another reconcile is running; try again when it is done"
-        )
+        return TaskResult(report.as_dict(), report.summary())
     _log_reconcile(report.as_dict(), log)
     result = report.as_dict()
     if not (fix and report.queued):
@@ -628,9 +647,12 @@ def reconcile_report(
     log: protocol.StashLog,
     start_worker: Callable[[], Any],
 ) -> dict[str, Any] | TaskResult:
-    """The last reconcile run (scheduled, after an outage, or from a task) and its report."""
+    """The last reconcile run (scheduled, after an outage, from a task or the command line)
+    and its report; one that failed, or whose process was stopped, says so."""
+    from stash2plex.reconcile.run import last_run
+
     with Store.open(data_dir) as store:
-        last = store.reconciliation().last_run()
+        last = last_run(store)
     if last is None:
         log.info("Stash2Plex: no reconcile has run yet (task Reconcile with Plex)")
         return {"ran": False}
@@ -643,21 +665,27 @@ def _log_reconcile(
 ) -> None:
     """Log a reconcile report: the summary, then each class with its samples and repair."""
     from stash2plex.reconcile.classify import ACTION_TEXT
+    from stash2plex.reconcile.run import KIND_WORDS
 
     when = ""
     if run is not None:
-        finished = run.get("finished_at") or run.get("started_at")
         when = (
-            f" ({run.get('trigger')}, {time.strftime('%Y-%m-%d %H:%M', time.localtime(finished))})"
+            f" ({run.get('state')}; started {run.get('started_text')} by {run.get('trigger_text')})"
         )
     log.info(f"Stash2Plex reconcile{when}: {report.get('summary', '')}")
-    for kind, samples in (report.get("samples") or {}).items():
-        count = (report.get("results") or {}).get(kind, len(samples))
+    all_samples = report.get("samples") or {}
+    # Every class with scenes, in sync and without a file too: the lines add up to the total.
+    for kind, count in (report.get("results") or {}).items():
+        samples = all_samples.get(kind) or []
+        if not count:
+            continue
         action = ACTION_TEXT.get(samples[0].get("action", ""), "") if samples else ""
         fix = f"; repair: {action}" if action else ""
-        log.info(f"    {kind.replace('_', ' ')}: {count} scenes{fix}")
+        log.info(f"    {KIND_WORDS.get(kind, kind.replace('_', ' '))}: {count} scenes{fix}")
         for sample in samples:
             log.info(f"        scene {sample['scene_id']}: {sample['detail']}")
+    for note in report.get("notes") or []:
+        log.warning(f"Stash2Plex reconcile: {note}")
 
 
 TASKS = {

@@ -6,7 +6,9 @@ The classes a reconcile reports, and what repairing each means:
 - stale: Stash changed since our last push (a field, the cover, the items holding its
   files). Repair: queue.
 - drifted: Plex changed since our last push (an edit, an agent refresh, a lock removed).
-  Repair: write the drifted fields again; with `preserve_plex_edits`, leave them.
+  Repair: write the drifted fields again.
+- kept: drifted, but `preserve_plex_edits` is on: the Plex edit stays, on purpose. Not a
+  difference to repair (a reconcile does not report it as one, run after run).
 - link_broken: the item we pushed to is gone (deleted, or re-added under a new ratingKey).
   Repair: forget that link, queue.
 - orphan_link: the scene is gone from Stash (deleted, merged away). Repair: forget its links.
@@ -42,15 +44,21 @@ from stash2plex.sync.tag_tree import TagTree
 NEVER_SYNCED = "never_synced"
 STALE = "stale"
 DRIFTED = "drifted"
+KEPT = "kept"
 LINK_BROKEN = "link_broken"
 ORPHAN_LINK = "orphan_link"
 NOT_IN_PLEX = "not_in_plex"
 AMBIGUOUS = "ambiguous"
 CONFLICT = "conflict"
+# Classes that are no difference to repair: shown, never counted against the library.
+SETTLED_KINDS = (KEPT,)
+# Classes a person (or Plex's scan) must act on: a repair cannot end them.
+ATTENTION_KINDS = (NOT_IN_PLEX, AMBIGUOUS, CONFLICT)
 KINDS = (
     NEVER_SYNCED,
     STALE,
     DRIFTED,
+    KEPT,
     LINK_BROKEN,
     ORPHAN_LINK,
     NOT_IN_PLEX,
@@ -172,16 +180,27 @@ def classify(
         for key in changed_fields(desired, pushed):
             if key not in stale:
                 stale.append(key)
-        for kind, url in desired.images.items():
-            if pushed.get(f"{kind}_url") != fingerprint(url) and "cover" not in stale:
-                stale.append("cover")
+        cover_url_changed = any(
+            pushed.get(f"{kind}_url") != fingerprint(url) for kind, url in desired.images.items()
+        )
         drifted = drift.get(link.rating_key) or []
         if drifted:
             findings.append(_drifted(scene_id, link.rating_key, drifted, desired, config))
+        if cover_url_changed and not stale:
+            # Stash's image address carries the scene's update time: any edit changes it,
+            # the picture perhaps not. Only a download would tell (the sync compares the
+            # image and uploads it only if it differs), so it is no field that differs.
+            stale.append("cover_url")
     if stale:
-        shown = ", ".join(key for key in stale if key != "items")
+        shown = ", ".join(key for key in stale if key not in ("items", "cover_url"))
         if shown:
             notes.insert(0, f"changed in Stash since the last push: {shown}")
+        elif "cover_url" in stale:
+            notes.insert(
+                0,
+                "changed in Stash since the last push, in no field Plex shows; its cover "
+                "may differ (the sync compares the image and uploads it only if it changed)",
+            )
         detail = "; ".join(notes)
         findings.insert(0, Finding(scene_id, STALE, linked[0], tuple(stale), detail, QUEUE))
     return findings
@@ -248,6 +267,10 @@ def _drifted(
 ) -> Finding:
     parts = []
     for drift in drifted:
+        difference = getattr(drift, "difference", "")
+        if difference:  # a list: what differs, not two long lists cut alike
+            parts.append(f"{drift.field}: {difference}")
+            continue
         stash = _stash_value(drift.field, desired)
         text = f"{drift.field}: Plex shows {drift.plex!r}"
         if drift.note:
@@ -256,8 +279,9 @@ def _drifted(
             text += f", Stash {stash!r}"
         parts.append(text)
     fields = tuple(d.field for d in drifted)
-    action = KEEP if config.preserve_plex_edits else REWRITE
-    return Finding(scene_id, DRIFTED, rating_key, fields, "; ".join(parts), action)
+    if config.preserve_plex_edits:
+        return Finding(scene_id, KEPT, rating_key, fields, "; ".join(parts), KEEP)
+    return Finding(scene_id, DRIFTED, rating_key, fields, "; ".join(parts), REWRITE)
 
 
 def _stash_value(key: str, desired: Any) -> str | None:

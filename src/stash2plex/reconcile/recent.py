@@ -45,24 +45,56 @@ def stash_epoch(text: str) -> float:
 def parse_since(text: str | None, now: float) -> float | None:
     """What `--since` means, as epoch seconds; None for "since the last run" (empty, `last`).
 
-    Raises PermanentError naming the accepted forms.
+    Raises PermanentError (one sentence) naming the accepted forms, or saying why the time
+    cannot be used: before the year 1 (a huge duration) or in the future.
     """
     value = (text or "").strip()
     if not value or value.lower() == "last":
         return None
+    moment = _moment(value, now)
+    # The query asks Stash with a margin before the time (module docstring): that time must
+    # be a date Python can write, and a time to come can hold no change yet.
+    try:
+        datetime.fromtimestamp(moment - OFFSET_MARGIN_SECONDS, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise PermanentError(
+            f"--since {value!r} is too far back to ask Stash about (before the year 1); give a "
+            "later date or a shorter duration"
+        ) from None
+    if moment > now:
+        raise PermanentError(
+            f"--since {value!r} is in the future ({_local_words(moment)}); nothing can have "
+            "changed since then"
+        )
+    return moment
+
+
+def _moment(value: str, now: float) -> float:
     duration = _DURATION.match(value)
     if duration:
-        return now - float(duration.group(1)) * _UNITS[duration.group(2).lower()]
+        try:
+            return now - float(duration.group(1)) * _UNITS[duration.group(2).lower()]
+        except OverflowError:
+            return float("-inf")
     for form in _DATE_FORMATS:
         try:
-            return datetime.strptime(value, form).timestamp()  # local time, as people mean it
+            parsed = datetime.strptime(value, form)  # local time, as people mean it
         except ValueError:
             continue
+        return _epoch(parsed)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise PermanentError(f"--since {value!r} is not {SINCE_HELP}") from None
-    return moment.timestamp()
+    return _epoch(parsed)
+
+
+def _epoch(moment: datetime) -> float:
+    """Epoch seconds; minus infinity for a time too early for the platform to convert."""
+    try:
+        return moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return float("-inf")
 
 
 def scenes_updated(
@@ -101,15 +133,21 @@ class RecentReport:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON: `since` epoch seconds, `since_text` its local ISO time,
+        `scene_ids` the first 50 queued (`queued` says how many), `summary` one line."""
         data = asdict(self)
         data["scene_ids"] = self.scene_ids[:50]  # a sample; `queued` says how many
         data["since_text"] = _local(self.since)
+        data["summary"] = self.summary()
         return data
 
     def summary(self) -> str:
         if self.since is None:
             return f"queued {self.queued} scenes (no earlier sync recorded: every scene)"
-        return f"queued {self.queued} scenes changed in Stash since {_local(self.since)}"
+        if not self.queued:
+            return f"nothing changed in Stash since {_local_words(self.since)}"
+        noun = "scene" if self.queued == 1 else "scenes"
+        return f"queued {self.queued} {noun} changed in Stash since {_local_words(self.since)}"
 
 
 def queue_recent(
@@ -172,3 +210,8 @@ def _local(moment: float | None) -> str | None:
     if moment is None:
         return None
     return datetime.fromtimestamp(moment).astimezone().isoformat(timespec="seconds")
+
+
+def _local_words(moment: float) -> str:
+    """A time as people read it: local, to the second, with the zone's name."""
+    return datetime.fromtimestamp(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()

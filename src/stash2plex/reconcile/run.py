@@ -46,7 +46,8 @@ from stash2plex.records import Link, ListedItem
 from stash2plex.store.db import Store
 from stash2plex.store.reconcile import ItemCheck, ReconcileTables
 from stash2plex.sync.drift import Drift, item_drift, listing_print, pushed_print, synced_keys
-from stash2plex.sync.matching import match_scene
+from stash2plex.sync.matching import MAPPED_PATH, match_scene
+from stash2plex.sync.metadata import fingerprint
 from stash2plex.sync.syncer import PlexIndex
 from stash2plex.sync.tag_tree import TagTree
 
@@ -54,6 +55,7 @@ log = logging.getLogger("stash2plex.reconcile")
 _T = TypeVar("_T")
 
 LOCK_FILENAME = "reconcile.lock"
+WITHOUT_FILE = "without_file"  # a row of the results: scenes Stash has no file for
 STASH_PAGE = 500
 SAMPLES = 5
 # An item changed within this many seconds before Plex answered may change again within the
@@ -61,6 +63,31 @@ SAMPLES = 5
 SETTLE_SECONDS = 2
 REPAIR_PAGE = 500
 IN_SYNC = "in_sync"
+# Settings that decide which Plex item a scene is and what is pushed to it: a check made
+# under other values of these is no verdict any more (the item is read again).
+CHECK_SETTINGS = (
+    "plex_url",
+    "plex_library",
+    "path_map",
+    "skip_title",
+    "skip_summary",
+    "skip_date",
+    "skip_studio",
+    "skip_performers",
+    "skip_tags",
+    "skip_collections",
+    "skip_poster",
+    "skip_art",
+    "sync_rating",
+    "sync_rating_both_ways",
+    "collection_parent_studio",
+    "collection_groups",
+    "tag_include",
+    "tag_exclude",
+    "label_tags",
+    "sync_empty_scenes",
+    "preserve_plex_edits",
+)
 
 Progress = Callable[[float], None]
 
@@ -73,9 +100,12 @@ class Stopped(Exception):
 class ReconcileReport:
     """What one reconcile found and did. Counts are scenes; no secrets.
 
-    `results`: scenes per class (`reconcile.classify.KINDS`) and `in_sync`; `samples`: the
-    first findings of each class; `actions`: scenes per repair (`classify.ACTION_TEXT`),
-    applied when `repaired`; `plex_requests`: {"total", "listing", "detail", "other"}.
+    `results`: scenes per class (`reconcile.classify.KINDS`), `in_sync` and `without_file`:
+    with the classes they add up to `scenes`, but for a scene found in two classes (stale and
+    drifted) and the orphan links (scenes Stash no longer has); `samples`: the first findings
+    of each class; `actions`: scenes per repair (`classify.ACTION_TEXT`), applied when
+    `repaired`; `attention`: scenes a repair cannot bring back (not in Plex, ambiguous,
+    conflicts); `plex_requests`: {"total", "listing", "detail", "other"}.
     """
 
     trigger: str
@@ -92,6 +122,9 @@ class ReconcileReport:
     samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     repaired: bool = False
+    attention: int = 0
+    matched_by_name: int = 0
+    notes: list[str] = field(default_factory=list)
     queued: int = 0
     links_dropped: int = 0
     plex_requests: dict[str, int] = field(default_factory=dict)
@@ -103,7 +136,11 @@ class ReconcileReport:
     @property
     def differences(self) -> int:
         """Scenes with at least one finding (a scene stale and drifted counts once)."""
-        return sum(n for kind, n in self.results.items() if kind != IN_SYNC)
+        return sum(
+            n
+            for kind, n in self.results.items()
+            if kind not in (IN_SYNC, WITHOUT_FILE, *kinds.SETTLED_KINDS)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,17 +150,22 @@ class ReconcileReport:
     def summary(self) -> str:
         """One line for a log or a task result."""
         if self.state == "busy":
-            return "another reconcile is running; nothing done"
+            return self.error or "another reconcile is running; nothing done"
         if self.state == "failed":
             return f"reconcile failed: {self.error}"
         found = ", ".join(
-            f"{n} {kind.replace('_', ' ')}"
+            f"{n} {KIND_WORDS.get(kind, kind.replace('_', ' '))}"
             for kind, n in self.results.items()
-            if n and kind != IN_SYNC
+            if n and kind not in (IN_SYNC, WITHOUT_FILE, kinds.ORPHAN_LINK)
         )
+        without = self.results.get(WITHOUT_FILE, 0)
+        orphans = self.results.get(kinds.ORPHAN_LINK, 0)
         line = (
             f"{self.scenes} scenes: {self.results.get(IN_SYNC, 0)} in sync"
-            + (f", {found}" if found else ", nothing to repair")
+            + (f", {found}" if found else "")
+            + (f", {without} without a file" if without else "")
+            + (f"; {orphans} deleted scenes still linked" if orphans else "")
+            + ("" if self.differences else "; nothing to repair")
             + f"; {self.plex_requests.get('total', 0)} Plex requests, {self.seconds} s"
         )
         if self.state == "interrupted":
@@ -148,6 +190,70 @@ def reconcile_lock(store: Store) -> Iterator[bool]:
         os.close(fd)
 
 
+# A class as a table row or a summary names it.
+KIND_WORDS = {
+    IN_SYNC: "in sync",
+    WITHOUT_FILE: "without a file",
+    kinds.KEPT: "kept (preserve_plex_edits)",
+    kinds.ORPHAN_LINK: "orphan link (scene deleted)",
+}
+
+TRIGGER_WORDS = {
+    "schedule": "the schedule (reconcile_interval)",
+    "task": "a Stash task",
+    "command": "the command line",
+    "outage": "the end of a Plex outage",
+}
+
+
+def reconcile_running(store: Store) -> bool:
+    """Whether a reconcile holds the lock now (in any process of this data directory)."""
+    with reconcile_lock(store) as locked:
+        return not locked
+
+
+def busy_sentence(store: Store) -> str:
+    """ "another reconcile is running (started <local time> by <trigger>)"; the time and the
+    trigger are left out when that run has not recorded itself yet."""
+    run = store.reconciliation().newest_run()
+    if run is None or run["state"] != "running":
+        return "another reconcile is running; try again when it is done"
+    return (
+        f"another reconcile is running (started {_local(run['started_at'])} by "
+        f"{TRIGGER_WORDS.get(run['trigger'], run['trigger'])}); try again when it is done"
+    )
+
+
+def last_run(store: Store) -> dict[str, Any] | None:
+    """The newest run, as the store recorded it, with `trigger_text` and `started_text`; a run
+    recorded as running whose process is gone (Stop pressed, the process killed: the lock is
+    free) is "interrupted", with a summary saying so. None when no run was recorded."""
+    run = store.reconciliation().newest_run()
+    if run is None:
+        return None
+    report = dict(run.get("report") or {})
+    if run["state"] == "running" and run["trigger"] != "outage" and not reconcile_running(store):
+        run["state"] = "interrupted"
+        report["summary"] = (
+            "interrupted: its process stopped before the run ended (Stop pressed, or the "
+            "process was killed); nothing was repaired by it. Run it again."
+        )
+    elif run["state"] == "running":
+        report["summary"] = "still running"
+    elif run["state"] == "failed" and not report.get("summary"):
+        report["summary"] = f"reconcile failed: {report.get('error') or 'no reason recorded'}"
+    report.setdefault("state", run["state"])
+    report["state"] = run["state"]
+    run["report"] = report
+    run["trigger_text"] = TRIGGER_WORDS.get(run["trigger"], run["trigger"])
+    run["started_text"] = _local(run["started_at"])
+    return run
+
+
+def _local(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(moment)))
+
+
 def run_reconcile(
     context: Context,
     *,
@@ -167,9 +273,11 @@ def run_reconcile(
     with reconcile_lock(context.store) as locked:
         if not locked:
             report.state = "busy"
+            report.error = busy_sentence(context.store)
             return report
         tables = context.store.reconciliation()
         report.run_id = tables.start_run(trigger, fix)
+        tables.interrupt_abandoned(report.run_id)
         run = _Run(context, tables, report, clock, progress, should_stop)
         try:
             run.run()
@@ -214,6 +322,7 @@ class _Run:
         self.progress = progress or (lambda fraction: None)
         self.should_stop = should_stop or (lambda: False)
         self.keys = synced_keys(self.config)
+        self.settings_print = settings_print(self.config)
         self.gone: set[int] = set()
         # Per thread (the listing is read ahead on its own thread): the last `Date` Plex
         # sent and how many answers came.
@@ -222,6 +331,10 @@ class _Run:
         self.requests_before = self.plex.request_count
         self.sections: list[int] = []
         self.last_scene_id = 0
+        # Paths for the path_map hint: one found by file name only, a few not found at all.
+        self.name_only_paths: list[str] = []
+        self.mapped = 0  # scenes found under their mapped path
+        self.unmatched_paths: list[str] = []
         # Changed items wait here until a whole request's worth can be read (bounded).
         self.to_read: list[tuple[ListedItem, Link, float]] = []
         self.plex.session.hooks["response"].append(self._server_date)
@@ -238,6 +351,10 @@ class _Run:
         }
         with contextlib.suppress(Exception):
             self.tables.end_scratch()
+
+    def _pushed(self, link: Link) -> str:
+        """What a check records of the push and of the settings it was made under."""
+        return fingerprint([pushed_print(link, self.keys), self.settings_print])
 
     def _server_date(self, response: Any, *args: Any, **kwargs: Any) -> None:
         """Plex's own time from its `Date` header (`updatedAt` comes from the same clock), and
@@ -264,12 +381,14 @@ class _Run:
         self._walk_stash()
         self._settle_findings()
         self._count()
+        self._path_hint()
         if self.report.fix:
             self._repair()
         self.progress(1.0)
 
     # ------------------------------------------------------------------ Plex
     def _walk_plex(self) -> None:
+        self.tables.forget_other_sections(self.sections)
         for section_id in self.sections:
             # The listing rebuilds the index as it goes (items it no longer shows leave it).
             self.store.replace_index(section_id, self._listed(section_id))
@@ -317,7 +436,7 @@ class _Run:
                 and check.settled
                 and check.updated_at == item.updated_at
                 and check.listing == listing_print(item)
-                and check.pushed == pushed_print(link, self.keys)
+                and check.pushed == self._pushed(link)
             ):
                 continue  # unchanged since a settled check: its verdict stands
             self.to_read.append((item, link, now))
@@ -354,7 +473,7 @@ class _Run:
                     item.rating_key,
                     stamp,
                     listing_print(item) if item.fields else "",  # "" : read it again next time
-                    pushed_print(link, self.keys),
+                    self._pushed(link),
                     [d.as_dict() for d in drift],
                     stamp is not None and stamp <= now - SETTLE_SECONDS,
                 )
@@ -438,11 +557,19 @@ class _Run:
             store = self.store
             result = match_scene(files, rules, store.index_by_path, store.index_by_basename)
             claims += [(match.rating_key, scene_id) for match in result.matches]
+            if any(m.rule == MAPPED_PATH for m in result.matches):
+                self.mapped += 1
+            elif result.matches:
+                # Found by file name and size only: the path rules do not map this path.
+                self.report.matched_by_name += 1
+                self.name_only_paths = self.name_only_paths or [str(files[0].get("path"))]
+            elif not result.matches and len(self.unmatched_paths) < SAMPLES:
+                self.unmatched_paths.append(str(files[0].get("path")))
             scene_links = links.get(scene_id, [])
             drift: dict[int, list[Drift]] = {}
             for link in scene_links:
                 check = checks.get(link.rating_key)
-                if check and check.drift and check.pushed == pushed_print(link, self.keys):
+                if check and check.drift and check.pushed == self._pushed(link):
                     drift[link.rating_key] = [Drift(**d) for d in check.drift]
             rows += kinds.classify(
                 scene,
@@ -490,11 +617,43 @@ class _Run:
         differing = self.tables.scenes_with_findings(exclude=(kinds.ORPHAN_LINK,))
         report.results = {IN_SYNC: with_files - differing}
         report.results.update({kind: counts.get(kind, 0) for kind in kinds.KINDS})
+        report.results[WITHOUT_FILE] = report.without_file
+        report.attention = self.tables.scenes_with_findings(
+            only=kinds.ATTENTION_KINDS, exclude_actions=(kinds.NOTHING,)
+        )
         report.samples = {
             kind: self.tables.samples(kind, SAMPLES) for kind in kinds.KINDS if counts.get(kind)
         }
         report.actions = self.tables.action_counts()
         report.items_gone = len(self.gone)
+
+    def _path_hint(self) -> None:
+        """What diagnose says about `path_map` when the paths of this run's scenes are not
+        mapped onto Plex's: a scene found by file name only, or not found at all."""
+        from stash2plex.operations.diagnose import _suggest_rule  # one rule-finder for both
+        from stash2plex.sync.pathmap import map_path
+
+        # Scenes found under their mapped paths prove the rules right: the others are then
+        # just not in Plex (yet), and a rule guessed from a file name elsewhere would mislead.
+        paths = self.name_only_paths + ([] if self.mapped else self.unmatched_paths)
+        if not paths:
+            return
+        rule = _suggest_rule(paths, self.store)
+        by_name = self.report.matched_by_name
+        if rule is None and not by_name:
+            return  # not found, and no rule would find them: Plex may not have them yet
+        example = paths[0]
+        head = (
+            f"{by_name} scenes matched their Plex item by file name and size only"
+            if by_name
+            else "scenes are not found in Plex under their mapped paths"
+        )
+        hint = (
+            f"{head}: path_map does not map Stash's paths onto Plex's (for example {example} "
+            f"was looked for as {map_path(example, self.config.path_map)})"
+        )
+        hint += f"; set path_map to '{rule}'" if rule else "; check path_map"
+        self.report.notes.append(hint)
 
     def _repair(self) -> None:
         """Queue the repairs (only what `classify.REPAIRS` names), a page at a time; the links
@@ -557,6 +716,17 @@ class _Run:
                     self.tables.hand_over(link.scene_id, link.rating_key, heir)
         self.tables.drop_links([(scene_id, None) for scene_id in scene_ids])
         self.report.links_dropped += sum(len(found) for found in links.values())
+
+
+def settings_print(config: Any) -> str:
+    """A fingerprint of the settings in `CHECK_SETTINGS` (path rules as their text)."""
+    values = []
+    for key in CHECK_SETTINGS:
+        value = getattr(config, key, None)
+        if key == "path_map":
+            value = [f"{rule.stash_prefix} => {rule.plex_prefix}" for rule in value or ()]
+        values.append([key, value if isinstance(value, (str, int, float, bool)) else repr(value)])
+    return fingerprint(values)
 
 
 def read_ahead(pages: Iterator[_T]) -> Iterator[_T]:

@@ -12,6 +12,9 @@ the store recorded (by anyone: the schedule, a task, the command line). The work
 - A run that failed, or was interrupted, is tried again sooner, never in a loop.
 - An outage that ended is reconciled at the next round, whatever the interval says
   (`run.reconcile_outage`): cheap, it reads only the scenes Stash changed during it.
+- The plugin's worker exits when idle, so the due time is kept in the store: every task and
+  hook that finds it passed starts a worker (`plugin.entry.wake_worker`), which reconciles at
+  its first idle round. `stash2plex serve` runs the worker all the time: it wakes for it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from stash2plex.engine.context import Context
 from stash2plex.errors import SyncError, redact
 from stash2plex.store.db import CREATED_AT_KEY, Store
+from stash2plex.store.reconcile import RECONCILE_DUE_KEY
 
 log = logging.getLogger("stash2plex.reconcile")
 
@@ -92,6 +96,7 @@ class ReconcileTimer:
         self.after_outage = after_outage
         self.should_stop = should_stop or (lambda: False)
         self._busy_until = float("-inf")
+        self._remembered: float | str | None = "unknown"
         self._outages_retry_at = float("-inf")
 
     def next_due_at(self, context: Context | None) -> float | None:
@@ -110,7 +115,13 @@ class ReconcileTimer:
             None if last is None else str(last["state"]),
             store.get_value(CREATED_AT_KEY),
         )
-        return None if due is None else max(due, self._busy_until)
+        due = None if due is None else max(due, self._busy_until)
+        if due != self._remembered:
+            # For starters of a worker that read no settings (tasks, hooks): see
+            # `store.reconcile.RECONCILE_DUE_KEY`.
+            store.put_value(RECONCILE_DUE_KEY, due)
+            self._remembered = due
+        return due
 
     def tick(self, context: Context | None) -> bool:
         """Reconcile what is due (outages first). Never raises: a failure is an event and a
@@ -133,13 +144,16 @@ class ReconcileTimer:
                 should_stop=self.should_stop,
             )
         except SyncError as exc:
+            self.next_due_at(context)  # the sooner retry, for whoever starts the next worker
             message = redact(exc.message, context.config.secrets())
             store.add_event("warning", "reconcile", f"scheduled reconcile failed: {message}")
             log.warning("scheduled reconcile failed: %s", message)
             return True
         if getattr(report, "state", "") == "busy":
             self._busy_until = self.clock() + BUSY_RETRY_SECONDS
+            self.next_due_at(context)
             return ran
+        self.next_due_at(context)  # the next one, kept for whoever starts the next worker
         summary = report.summary() if hasattr(report, "summary") else str(report)
         store.add_event("info", "reconcile", f"scheduled reconcile: {summary}")
         log.info("scheduled reconcile: %s", summary)

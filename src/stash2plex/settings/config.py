@@ -294,10 +294,12 @@ SETTINGS: tuple[Setting, ...] = (
             "How often a running worker or service catches up on Plex's plays, resume points "
             "and ratings. Default: 15.", check=_whole_number(1, 1440)),
     Setting("reconcile_interval", "STRING", "daily", "Reconcile with Plex",
-            "How often a running worker or service compares every scene with Plex and repairs "
-            "the differences (as the task Reconcile and Repair): off, hourly, daily or weekly. "
-            "Default: daily. It waits until the queue is idle; after a Plex outage the scenes "
-            "changed during it are reconciled at once, whatever this says.",
+            "How often every scene is compared with Plex and the differences repaired (as the "
+            "task Reconcile and Repair): off, hourly, daily or weekly. Default: daily. With "
+            "stash2plex serve it runs on time. The plugin's worker stops when idle, so in "
+            "Stash it runs at the first hook or task after it is due (a scene saved, any "
+            "Stash2Plex task), once the queue is idle. After a Plex outage the scenes changed "
+            "during it are reconciled at once, whatever this says.",
             check=_interval),
 )
 # fmt: on

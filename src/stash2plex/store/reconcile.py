@@ -20,6 +20,10 @@ from typing import Any
 
 from stash2plex.records import Job, Link
 
+# When the next scheduled reconcile is due (epoch seconds), as the worker last computed it
+# from `reconcile_interval` and the runs: a task or a hook that finds it passed starts a
+# worker even with an empty queue, so a plugin-only install reconciles on schedule.
+RECONCILE_DUE_KEY = "reconcile_due_at"
 # Runs kept: the newest ones, whatever their age (a weekly schedule keeps two years of them).
 RUNS_KEPT = 100
 # What a link records of the item itself rather than of its scene: the collections and labels
@@ -109,6 +113,25 @@ class ReconcileTables:
         runs = self.runs(1, finished=True)
         return runs[0] if runs else None
 
+    def newest_run(self) -> dict[str, Any] | None:
+        """The newest run whatever its state (one still running, or whose process died while
+        it ran, is "running"), or None."""
+        runs = self.runs(1)
+        return runs[0] if runs else None
+
+    def interrupt_abandoned(self, before_id: int) -> int:
+        """Record whole-library runs older than `before_id` that never recorded their end as
+        interrupted (their process was stopped or killed: only the holder of the reconcile
+        lock calls this; the short runs after an outage take no lock). Returns how many."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE reconcile_runs SET state = 'interrupted', finished_at = COALESCE("
+                "finished_at, started_at) WHERE state = 'running' AND trigger != 'outage' "
+                "AND id < ?",
+                (before_id,),
+            )
+        return cursor.rowcount
+
     def last_started(self, triggers: Sequence[str]) -> dict[str, Any] | None:
         """The newest run started by one of these triggers (ended or not), or None."""
         marks = ",".join("?" * len(triggers))
@@ -174,6 +197,17 @@ class ReconcileTables:
                 conn.execute(
                     f"DELETE FROM plex_checks WHERE rating_key IN ({_marks(chunk)})", chunk
                 )
+
+    def forget_other_sections(self, section_ids: Sequence[int]) -> int:
+        """Drop from the Plex index the items of libraries no longer configured (the setting
+        `plex_library` changed): matching must not find a scene in a library it no longer
+        syncs into. Returns how many items went."""
+        keep = list(section_ids)
+        marks = _marks(keep) if keep else "NULL"
+        with self._transaction() as conn:
+            cursor = conn.execute(f"DELETE FROM plex_items WHERE section_id NOT IN ({marks})", keep)
+            conn.execute(f"DELETE FROM plex_index WHERE section_id NOT IN ({marks})", keep)
+        return cursor.rowcount
 
     # ------------------------------------------------------------------ links and jobs
     def links_of_items(self, rating_keys: Iterable[int]) -> dict[int, list[Link]]:
@@ -417,12 +451,29 @@ class ReconcileTables:
         ).fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
-    def scenes_with_findings(self, exclude: Sequence[str] = ()) -> int:
-        """Scenes with at least one finding (not counting the kinds in `exclude`)."""
-        marks = ",".join("?" * len(exclude))
-        where = f"WHERE kind NOT IN ({marks})" if exclude else ""
+    def scenes_with_findings(
+        self,
+        exclude: Sequence[str] = (),
+        *,
+        only: Sequence[str] = (),
+        exclude_actions: Sequence[str] = (),
+    ) -> int:
+        """Scenes with at least one finding (not counting the kinds in `exclude`, only the
+        kinds in `only` when given, not counting findings whose action is in
+        `exclude_actions`)."""
+        clauses: list[str] = []
+        values: list[str] = []
+        for column, found, negate in (
+            ("kind", exclude, True),
+            ("kind", only, False),
+            ("action", exclude_actions, True),
+        ):
+            if found:
+                clauses.append(f"{column} {'NOT ' if negate else ''}IN ({_marks(found)})")
+                values.extend(found)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         row = self._conn.execute(
-            f"SELECT COUNT(DISTINCT scene_id) FROM temp.rc_findings {where}", tuple(exclude)
+            f"SELECT COUNT(DISTINCT scene_id) FROM temp.rc_findings {where}", tuple(values)
         )
         return int(row.fetchone()[0])
 
@@ -457,6 +508,12 @@ def _finding(row: sqlite3.Row) -> dict[str, Any]:
     found = {key: row[key] for key in ("scene_id", "kind", "rating_key", "detail", "action")}
     found["fields"] = json.loads(row["fields"] or "[]")
     return found
+
+
+def reconcile_overdue(due_at: Any, now: float) -> bool:
+    """Whether a scheduled reconcile is due at `now`, from the stored `RECONCILE_DUE_KEY`
+    (absent or None: none scheduled, or never computed yet)."""
+    return isinstance(due_at, int | float) and float(due_at) <= now
 
 
 def outage_reconciled(outage: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,12 +32,15 @@ class Drift:
 
     `field`: our key (title, summary, studio, originallyAvailableAt, genre, actor, collection,
     label, rating); `plex`: what Plex shows now (lists joined with ", ", shortened);
-    `note`: "unlocked" when the value is still ours but Plex may replace it, else "".
+    `note`: "unlocked" when the value is still ours but Plex may replace it, else "";
+    `difference`: for a list, what differs ("missing in Plex: A, B; extra in Plex: C"), so a
+    report need not show two long lists shortened alike.
     """
 
     field: str
     plex: str
     note: str = ""
+    difference: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -89,7 +92,7 @@ def item_drift(item: PlexItem, link: Link, keys: frozenset[str]) -> list[Drift]:
         ours = [str(v) for v in owned.get(key) or []]
         theirs = item.tags.get(key, [])
         if sorted(theirs) != sorted(ours):
-            found.append(Drift(key, _shown(", ".join(theirs))))
+            found.append(Drift(key, _shown(", ".join(theirs)), "", list_difference(ours, theirs)))
         elif ours and LOCK_NAMES[key] not in item.locked:
             found.append(Drift(key, _shown(", ".join(theirs)), "unlocked"))
     for key in ("collection", "label"):
@@ -98,11 +101,26 @@ def item_drift(item: PlexItem, link: Link, keys: frozenset[str]) -> list[Drift]:
         ours = [str(v) for v in owned.get(key) or []]
         theirs = item.tags.get(key, [])
         if any(name not in theirs for name in ours):
-            found.append(Drift(key, _shown(", ".join(theirs))))
+            # The user's own collections and labels are theirs: only ours missing counts.
+            missing = [name for name in ours if name not in theirs]
+            found.append(Drift(key, _shown(", ".join(theirs)), "", list_difference(missing, [])))
     rating = item.user_rating
     if "rating" in keys and "rating" in pushed and fingerprint(rating) != pushed["rating"]:
         found.append(Drift("rating", "" if rating is None else f"{rating:g}"))
     return found
+
+
+def list_difference(ours: list[str], theirs: list[str]) -> str:
+    """What a Plex list lacks of ours and holds beyond it, each shortened on its own:
+    "missing in Plex: Rain; extra in Plex: Fog" (empty parts left out)."""
+    missing = [name for name in ours if name not in theirs]
+    extra = [name for name in theirs if name not in ours]
+    parts = []
+    if missing:
+        parts.append(f"missing in Plex: {_shown(', '.join(missing))}")
+    if extra:
+        parts.append(f"extra in Plex: {_shown(', '.join(extra))}")
+    return "; ".join(parts)
 
 
 def listing_print(item: ListedItem) -> str:

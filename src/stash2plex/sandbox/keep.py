@@ -1,0 +1,125 @@
+"""`stash2plex sandbox`: the emulated Stash and Plex kept running for trying things by hand.
+
+The servers start with a generated library and nothing synced. A folder holds the plugin as
+Stash would install it (`plugins/stash2plex`: the manifest, the entry script, the package
+linked from this checkout) and its data folder, which the printed `STASH2PLEX_DATA_DIR`
+points the command line at: tasks run with `stash2plex sandbox task NAME` and commands share
+one queue. `sandbox.json` in the folder says where the servers are, for `task`; it goes when
+the sandbox stops (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.session import running_sandbox
+
+STATE_FILE = "sandbox.json"
+PLEX_TOKEN = "sandbox-plex-token"
+PLUGIN_FILES = ("Stash2Plex.yml", "stash2plex_plugin.py")
+
+
+class SandboxError(Exception):
+    """The sandbox cannot do what was asked: one sentence for people."""
+
+
+def install_plugin(folder: Path, checkout: Path) -> Path | None:
+    """Lay out `folder/plugins/stash2plex` as Stash installs the plugin, from `checkout`;
+    None when `checkout` is no Stash2Plex checkout (tasks then need one)."""
+    if not all((checkout / name).is_file() for name in PLUGIN_FILES):
+        return None
+    plugin_dir = folder / "plugins" / "stash2plex"
+    plugin_dir.mkdir(parents=True, exist_ok=True)
+    for name in PLUGIN_FILES:
+        shutil.copy(checkout / name, plugin_dir / name)
+    package = plugin_dir / "stash2plex"
+    if not package.exists():
+        package.symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
+    return plugin_dir
+
+
+def keep_sandbox(
+    folder: Path,
+    checkout: Path,
+    *,
+    scenes: int,
+    seed: int,
+    traps: bool,
+    say: Callable[[str], None],
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve the emulators until `stop` is set (Ctrl-C or SIGTERM by default), saying first
+    how to point the command line and the plugin's tasks at them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plugin_dir = install_plugin(folder, checkout)
+    data_dir = (plugin_dir or folder) / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = stop or threading.Event()
+    library = generate_library(scenes, seed=seed, traps=traps)
+    with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, _):
+        connection = stash.server_connection(plugin_dir=str(plugin_dir or folder))
+        state = {
+            "stash": stash.url,
+            "plex": plex.url,
+            "data_dir": str(data_dir),
+            "plugin_dir": str(plugin_dir) if plugin_dir else None,
+            "connection": connection,
+        }
+        (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        try:
+            say(f"Stash (emulated) at {stash.url}, Plex (emulated) at {plex.url}")
+            say(f"{scenes} scenes, nothing synced yet. Point the command line at them:")
+            say(f"  export STASH2PLEX_STASH_URL={stash.url}")
+            say(f"  export STASH2PLEX_DATA_DIR={data_dir}")
+            say("then for example: stash2plex sync --all; stash2plex reconcile")
+            if plugin_dir is not None:
+                say("Run a plugin task as Stash would (in another shell):")
+                say(f"  stash2plex sandbox --dir {folder} task 'Sync All Scenes'")
+            say("Ctrl-C stops the servers.")
+            _wait(stop)
+        finally:
+            (folder / STATE_FILE).unlink(missing_ok=True)
+
+
+def _wait(stop: threading.Event) -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_sandbox_task(folder: Path, task: str, args: dict[str, Any] | None = None) -> Any:
+    """Run the plugin task named `task` (as the manifest names it) against the running
+    sandbox in `folder`, as Stash runs it; returns the run (`sandbox.runner.PluginRun`).
+
+    Raises SandboxError when no sandbox runs there or it has no plugin folder."""
+    from stash2plex.sandbox.runner import PluginRunner
+
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SandboxError(
+            f"no sandbox runs in {folder}: start one with `stash2plex sandbox --dir {folder}`"
+        ) from None
+    if not state.get("plugin_dir"):
+        raise SandboxError(
+            "this sandbox has no plugin folder (start it from a Stash2Plex checkout)"
+        )
+    plugin_dir = Path(state["plugin_dir"])
+    cwd = folder / "stash-cwd"
+    cwd.mkdir(exist_ok=True)
+    return PluginRunner(plugin_dir, cwd=cwd).run_task(task, state["connection"], args=args)

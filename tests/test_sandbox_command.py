@@ -1,0 +1,79 @@
+"""`stash2plex sandbox`: the emulators kept running for trying things by hand, as a person
+starts it (a subprocess), with the command line and a plugin task pointed at them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from stash2plex.sandbox.processes import reap_workers
+
+COMMAND = [sys.executable, "-m", "stash2plex"]
+
+
+def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: Path):
+    folder = tmp_path / "try"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STASH2PLEX_")}
+    server = subprocess.Popen(
+        [*COMMAND, "sandbox", "--dir", str(folder), "--scenes", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    data_dir = folder / "plugins" / "stash2plex" / "data"
+    try:
+        lines = []
+        for line in server.stdout:  # type: ignore[union-attr]
+            lines.append(line.strip())
+            if line.startswith("Ctrl-C"):
+                break
+        exports = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in lines
+            if line.startswith("export ")
+        )
+        assert set(exports) == {"STASH2PLEX_STASH_URL", "STASH2PLEX_DATA_DIR"}, lines
+        assert Path(exports["STASH2PLEX_DATA_DIR"]) == data_dir
+        assert any("task 'Sync All Scenes'" in line for line in lines)
+        cli_env = {**env, **exports}
+        before = subprocess.run(
+            [*COMMAND, "--json", "reconcile"], env=cli_env, capture_output=True, text=True
+        )
+        assert before.returncode == 1, before.stderr  # nothing synced yet
+        assert json.loads(before.stdout)["results"]["never_synced"] > 0
+
+        task = subprocess.run(
+            [*COMMAND, "sandbox", "--dir", str(folder), "task", "Sync All Scenes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert task.returncode == 0, task.stdout + task.stderr
+        assert "[info] Stash2Plex: queued 20 scenes" in task.stdout
+        assert '"synced": ' in task.stdout
+
+        after = subprocess.run(
+            [*COMMAND, "--json", "reconcile"], env=cli_env, capture_output=True, text=True
+        )
+        assert json.loads(after.stdout)["results"]["never_synced"] == 0, after.stdout
+        assert "Traceback" not in before.stderr + task.stderr + after.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0, server.stderr.read()  # type: ignore[union-attr]
+        reap_workers(data_dir)
+    assert not (folder / "sandbox.json").exists()
+    gone = subprocess.run(
+        [*COMMAND, "sandbox", "--dir", str(folder), "task", "Sync All Scenes"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert gone.returncode == 2 and "no sandbox runs in" in gone.stderr
