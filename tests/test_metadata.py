@@ -64,20 +64,53 @@ def test_edit_params_set_and_lock_each_field():
     }
 
 
-def test_a_field_or_list_we_empty_is_unlocked_never_locked():
+def test_a_field_or_list_we_empty_is_locked_empty_so_an_agent_cannot_refill_it():
     from stash2plex.sync.metadata import Actor, DesiredItem
 
-    desired = DesiredItem(fields={"title": "T", "summary": ""}, genres=(), actors=(Actor("A"),))
-    params = edit_params(
-        desired,
-        ["title", "summary", "genre", "actor"],
-        present={"genre": ["Drama", "Sci, Fi", "Drama"]},
+    desired = DesiredItem(
+        fields={"title": "T", "summary": "", "studio": "", "originallyAvailableAt": ""},
+        genres=(),
+        actors=(Actor("A"),),
     )
-    assert params["title.locked"] == 1 and params["summary.locked"] == 0
-    assert params["summary.value"] == ""
-    assert params["genre.locked"] == 0
+    keys = ["title", "summary", "studio", "originallyAvailableAt", "genre", "actor"]
+    params = edit_params(desired, keys, present={"genre": ["Drama", "Sci, Fi", "Drama"]})
+    assert all(params[f"{key}.locked"] == 1 for key in keys), params
+    assert params["summary.value"] == params["studio.value"] == ""
+    assert params["originallyAvailableAt.value"] == ""
     assert params["genre[].tag.tag-"] == "Drama,Sci%2C%20Fi"
-    assert params["actor.locked"] == 1 and params["actor[0].tag.tag"] == "A"
+    assert params["actor[0].tag.tag"] == "A"
+    # Nothing in Plex to remove: the emptied list is still locked.
+    assert edit_params(desired, ["genre"]) == {"genre.locked": 1}
+
+
+def test_names_compare_in_one_unicode_form_and_any_case():
+    import unicodedata
+
+    from stash2plex.sync.metadata import collection_list, genre_list
+
+    nfd = unicodedata.normalize("NFD", "Café Scène")
+    nfc = unicodedata.normalize("NFC", "café scène")
+    tags = [{"id": "1", "name": nfd}, {"id": "2", "name": "Plain"}]
+    assert genre_list(tags, (), (nfc,)) == ("Plain",)
+    assert genre_list(tags, (nfc.upper(),), ()) == (nfd,)
+    # A label tag typed in NFD names the NFC tag.
+    privé = unicodedata.normalize("NFC", "Privé")
+    assert genre_list(
+        [{"id": "3", "name": privé}], (unicodedata.normalize("NFD", "Privé"),), ()
+    ) == (privé,)
+    # Two tags that are one name in two spellings are one genre, spelled as the first.
+    assert genre_list([*tags, {"id": "4", "name": nfc}], (), ()) == (nfd, "Plain")
+    # One performer name in two spellings is one actor.
+    performers = [{"id": "1", "name": nfd}, {"id": "2", "name": nfc}, {"id": "3", "name": "B"}]
+    actors = desired_item(scene(performers=performers), Config()).actors
+    assert [a.name for a in actors] == [nfd, "B"]
+    # A collection Plex shows in NFD is the one we added in NFC: kept once, or dropped.
+    assert collection_list((nfc,), [nfc], [nfd, "Mine"]) == [nfd, "Mine"]
+    assert collection_list((), [nfc], [nfd, "Mine"]) == ["Mine"]
+    # The studio and a group of one name in two spellings are one collection.
+    config = Config(collection_groups=True)
+    both = scene(studio={"name": nfc}, groups=[{"group": {"id": "1", "name": nfd}}])
+    assert desired_item(both, config).collections == (nfc,)
 
 
 def test_own_metadata_is_a_title_details_date_studio_performers_or_tags():

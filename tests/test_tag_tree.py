@@ -46,3 +46,18 @@ def test_desired_item_uses_the_tree_and_entities_record_every_ancestor():
     assert desired_item(scene, config, TagTree(TAGS)).genres == ()
     assert scene_entities(scene, TagTree(TAGS))["tag"] == {1, 2, 3, 4, 5, 6}
     assert scene_entities(scene)["tag"] == {5}
+
+
+def test_an_ancestor_named_in_another_unicode_form_still_covers_the_leaf():
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "Ünïcode Röot")
+    tree = TagTree({1: (nfd, ()), 2: ("Leaf", (1,))})
+    nfc = unicodedata.normalize("NFC", "ünïcode röot")
+    assert nfc in tree.lineage_names(2)
+    assert genre_list(tags_of(tree_tags=[(2, "Leaf")]), (), (nfc,), tree) == ()
+    assert genre_list(tags_of(tree_tags=[(2, "Leaf")]), (nfc,), (), tree) == ("Leaf",)
+
+
+def tags_of(tree_tags):
+    return [{"id": str(i), "name": name} for i, name in tree_tags]

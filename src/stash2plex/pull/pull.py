@@ -32,6 +32,7 @@ from stash2plex.clients.plex import Play, ViewState
 from stash2plex.engine.context import Context
 from stash2plex.engine.worker_lock import try_lock, unlock
 from stash2plex.errors import PermanentError, SyncError
+from stash2plex.names import name_key
 from stash2plex.pull import decisions
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import fingerprint
@@ -221,7 +222,7 @@ class _Pull:
             self.report.account = accounts[int(wanted)] or wanted
             return int(wanted)
         for account_id, name in accounts.items():
-            if name.casefold() == wanted.casefold():
+            if name_key(name) == name_key(wanted):
                 self.report.account = name
                 return account_id
         names = ", ".join(sorted(n for n in accounts.values() if n)) or "(none)"

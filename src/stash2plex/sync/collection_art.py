@@ -18,6 +18,7 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient
+from stash2plex.names import name_key
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import SUMMARY_MAX, TAG_MAX, clean_text, fingerprint
@@ -51,9 +52,9 @@ def collection_sources(scene: dict[str, Any], config: Config) -> list[Source]:
     seen: set[str] = set()
     for entity, text_key, image_key in entities:
         title = clean_text(entity.get("name"), TAG_MAX)
-        if not title or title in seen:
+        if not title or name_key(title) in seen:
             continue
-        seen.add(title)
+        seen.add(name_key(title))
         url = str(entity.get(image_key) or "")
         sources.append(
             Source(
@@ -81,12 +82,13 @@ class CollectionArt:
         for source in collection_sources(scene, self.config):
             if self.store.plex_collection(section_id, source.title) is not None:
                 continue
-            existing = self._listing(section_id)
+            # A collection Plex shows in another Unicode form or case is that same one.
+            existing = _by_name(self._listing(section_id))
             self.store.save_plex_collection(
                 section_id,
                 source.title,
-                ours=source.title not in existing,
-                rating_key=existing.get(source.title),
+                ours=name_key(source.title) not in existing,
+                rating_key=existing.get(name_key(source.title)),
             )
 
     def ensure(self, section_id: int, scene: dict[str, Any]) -> list[str]:
@@ -134,4 +136,9 @@ class CollectionArt:
         return self._listed[section_id]
 
     def _find(self, section_id: int, title: str) -> int | None:
-        return self.plex.collections(section_id, title=title).get(title)
+        return _by_name(self.plex.collections(section_id, title=title)).get(name_key(title))
+
+
+def _by_name(collections: dict[str, int]) -> dict[str, int]:
+    """Collections by `names.name_key` of their title."""
+    return {name_key(title): rating_key for title, rating_key in collections.items()}

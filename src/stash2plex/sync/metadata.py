@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stash2plex.names import name_key, unique_names
 from stash2plex.settings.config import Config
 from stash2plex.sync.tag_tree import TagTree
 
@@ -137,12 +138,13 @@ def genre_list(
 ) -> tuple[str, ...]:
     """Tag names to send as genres. Naming a tag in a filter covers every tag below it, at any
     depth and through any parent (`tree`: the whole hierarchy; without it only the tag itself
-    is known). Exclusion wins over inclusion."""
-    wanted = {name.casefold() for name in include}
-    unwanted = {name.casefold() for name in exclude}
+    is known). Exclusion wins over inclusion. Names compare as `names.name_key` says (one
+    Unicode form, any case); two tags of one name give one genre, spelled as the first."""
+    wanted = {name_key(name) for name in include} - {""}
+    unwanted = {name_key(name) for name in exclude} - {""}
     genres: list[str] = []
     for tag in tags:
-        lineage = {str(tag.get("name", "")).casefold()}
+        lineage = {name_key(str(tag.get("name", "")))}
         tag_id = _int_id(tag.get("id"))
         if tree is not None and tag_id is not None and tag_id in tree:
             lineage |= tree.lineage_names(tag_id)
@@ -150,10 +152,8 @@ def genre_list(
             continue
         if lineage & unwanted:
             continue
-        name = clean_text(tag.get("name"), TAG_MAX)
-        if name and name not in genres:
-            genres.append(name)
-    return tuple(genres)
+        genres.append(clean_text(tag.get("name"), TAG_MAX))
+    return tuple(unique_names(genres))
 
 
 def _int_id(value: Any) -> int | None:
@@ -213,11 +213,7 @@ def wanted_collections(scene: dict[str, Any], config: Config) -> tuple[str, ...]
             name = clean_text((entry.get("group") or {}).get("name"), TAG_MAX)
             if name:
                 names.append(name)
-    unique: list[str] = []
-    for name in names:
-        if name and name not in unique:
-            unique.append(name)
-    return tuple(unique)
+    return tuple(unique_names(names))
 
 
 def desired_item(scene: dict[str, Any], config: Config, tree: TagTree | None = None) -> DesiredItem:
@@ -237,13 +233,15 @@ def desired_item(scene: dict[str, Any], config: Config, tree: TagTree | None = N
         fields["originallyAvailableAt"] = plex_date(scene.get("date"))
     actors = None
     if not config.skip_performers:
+        # Plex keeps one actor per name: two performers of one name are one actor (the first).
+        named: dict[str, dict[str, Any]] = {}
+        for performer in scene.get("performers") or []:
+            name = clean_text(performer.get("name"), TAG_MAX)
+            if name_key(name) and name_key(name) not in named:
+                named[name_key(name)] = {**performer, "name": name}
         actors = tuple(
-            Actor(
-                clean_text(p.get("name"), TAG_MAX),
-                _photo(p) if config.sync_performer_photos else "",
-            )
-            for p in scene.get("performers") or []
-            if clean_text(p.get("name"), TAG_MAX)
+            Actor(p["name"], _photo(p) if config.sync_performer_photos else "")
+            for p in named.values()
         )
     rating100 = scene.get("rating100")
     images = {}
@@ -289,11 +287,15 @@ def collection_list(
 
     Plex replaces the whole list on edit, so the list keeps every collection the user made
     (those in Plex we never added), drops ours that are no longer wanted, and adds the wanted.
+    Names compare as `names.name_key` says: a collection Plex shows in another Unicode form or
+    case is the same collection.
     """
-    ours_before = set(owned_before)
-    result = [name for name in in_plex if name not in ours_before or name in wanted]
-    result += [name for name in wanted if name not in result]
-    return result
+    ours_before = {name_key(name) for name in owned_before}
+    keep = {name_key(name) for name in wanted}
+    result = [
+        name for name in in_plex if name_key(name) not in ours_before or name_key(name) in keep
+    ]
+    return unique_names([*result, *wanted])
 
 
 def edit_params(
@@ -306,17 +308,18 @@ def edit_params(
 ) -> dict[str, Any]:
     """The parameters of one batched Plex edit for the changed `keys`.
 
-    A field or list we fill is locked, so a Plex agent refresh cannot undo it; one we empty is
-    unlocked, never locked: we did not fill it. An emptied list cannot be sent as an empty
-    replacement; it is removed with `-=` naming every value Plex may hold (`present`: what we
-    pushed before and what Plex showed).
+    Every field or list we write is locked, the emptied ones too: an empty value is what Stash
+    says, and unlocked a Plex agent refresh would fill it again (a scene without metadata of
+    its own is never written at all, see `has_own_metadata`). An emptied list cannot be sent
+    as an empty replacement; it is removed with `-=` naming every value Plex may hold
+    (`present`: what we pushed before and what Plex showed).
     """
     params: dict[str, Any] = {}
     before = present or {}
     for key in keys:
         if key in desired.fields:
             params[f"{key}.value"] = desired.fields[key]
-            params[f"{key}.locked"] = 1 if desired.fields[key] else 0
+            params[f"{key}.locked"] = 1
         elif key == "genre" and desired.genres is not None:
             _list_params(params, "genre", list(desired.genres), before.get("genre", []))
         elif key == "actor" and desired.actors is not None:
@@ -333,7 +336,7 @@ def edit_params(
 
 
 def _list_params(params: dict[str, Any], family: str, values: list[str], before: list[str]) -> None:
-    params[f"{family}.locked"] = 1 if values else 0
+    params[f"{family}.locked"] = 1
     if values:
         for index, value in enumerate(values):
             params[f"{family}[{index}].tag.tag"] = value

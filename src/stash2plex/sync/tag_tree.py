@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from stash2plex.names import name_key
+
 
 class TagTree:
     """Built from `{tag id: (name, parent ids)}` as `StashClient.tag_hierarchy` returns it."""
@@ -38,6 +40,7 @@ class TagTree:
         return result
 
     def lineage_names(self, tag_id: int) -> frozenset[str]:
-        """The tag's own name and the names of all its ancestors, case-folded."""
+        """The tag's own name and the names of all its ancestors, each as `names.name_key`
+        compares them (NFC, case-folded)."""
         ids = {tag_id} | self.ancestors(tag_id)
-        return frozenset(self._tags[i][0].casefold() for i in ids if i in self._tags)
+        return frozenset(name_key(self._tags[i][0]) for i in ids if i in self._tags)
