@@ -1075,6 +1075,63 @@ def test_an_agent_filled_item_shows_its_metadata_and_a_refresh_restores_unlocked
         assert state.summary == "" and state.actors == []
 
 
+def test_one_file_can_be_in_two_libraries_as_two_items(emu: PlexEmulator, section: int) -> None:
+    """Two libraries whose folders overlap each hold the file, as a real Plex does."""
+    other = emu.add_section("All Videos", ["/data"])
+    first = emu.add_item(section, "/data/Movies/shared.mkv")
+    second = emu.add_item(other, "/data/Movies/shared.mkv")
+    assert first != second
+    assert emu.find_by_file("/data/Movies/shared.mkv") == first
+    assert emu.find_by_file("/data/Movies/shared.mkv", other) == second
+    with pytest.raises(ValueError, match="already in the library"):
+        emu.add_item(other, "/data/Movies/shared.mkv")
+    for section_id, key in ((section, first), (other, second)):
+        listing = xml_of(get(emu, f"/library/sections/{section_id}/all?type=1"))
+        assert [v.get("ratingKey") for v in listing.findall("Video")] == [str(key)]
+    assert emu.move_file("/data/Movies/shared.mkv", "/data/Movies/moved.mkv", section_id=other) == (
+        second
+    )
+    assert emu.find_by_file("/data/Movies/shared.mkv") == first
+    emu.delete_item(first)
+    assert emu.find_by_file("/data/Movies/shared.mkv") is None
+    assert emu.find_by_file("/data/Movies/moved.mkv") == second
+
+
+def test_fields_emptied_and_locked_stay_empty_through_an_agent_refresh(
+    emu: PlexEmulator, section: int, plex: PlexServer, clock: FakeClock
+) -> None:
+    """docs/plex-api-contract.md §3.1: a locked field survives a refresh, an empty one too;
+    the agent still fills what is unlocked. Immediately and after a refresh delay."""
+    emu.behaviour.refresh_delay = 2
+    key = emu.add_item(section, "/data/Movies/harbour.mkv", agent=_agent())
+    movie = plex.fetchItem(key)
+    movie.edit(
+        **{
+            "summary.value": "",
+            "summary.locked": 1,
+            "studio.value": "",
+            "studio.locked": 1,
+            "originallyAvailableAt.value": "",
+            "originallyAvailableAt.locked": 1,
+            "genre.locked": 1,
+            "genre[].tag.tag-": "Drama,Mystery,Romance",
+            "actor.locked": 1,
+            "actor[].tag.tag-": "A,B,C,D",
+            "title.value": "",
+            "title.locked": 0,
+        }
+    )
+    movie.refresh()
+    clock.advance(3)
+    emu.run_due_scans()
+    state = emu.item(key)
+    assert state.refresh_count == 1
+    assert (state.summary, state.studio, state.originally_available_at) == ("", "", None)
+    assert (state.genres, state.actors) == ([], [])
+    assert {"summary", "studio", "originallyAvailableAt", "genre", "actor"} <= state.locked
+    assert state.title == "The Long Harbour"  # unlocked: the agent's again
+
+
 @pytest.mark.parametrize("bumps", [False, True])
 def test_a_renamed_file_keeps_its_item_and_rating_key(
     emu: PlexEmulator, section: int, plex: PlexServer, clock: FakeClock, bumps: bool

@@ -727,10 +727,13 @@ class PlexEmulator:
             stacked=stacked,
         )
 
-    def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
+    def move_file(
+        self, old_path: str, new_path: str, size: int | None = None, section_id: int | None = None
+    ) -> int:
         """A file renamed on disk and rescanned: the item keeps its ratingKey, the part gets
-        the new path. Returns the ratingKey."""
-        return self.library.move_file(old_path, new_path, size)
+        the new path. Returns the ratingKey (`section_id`: the library's, for a file in
+        several)."""
+        return self.library.move_file(old_path, new_path, size, section_id)
 
     def delete_item(self, rating_key: int) -> None:
         """Remove an item (its ratingKey then answers 404)."""
@@ -752,9 +755,10 @@ class PlexEmulator:
         """ratingKeys of all items (of one section)."""
         return self.library.item_keys(section_id)
 
-    def find_by_file(self, path: str) -> int | None:
-        """The ratingKey of the item holding this file, if any."""
-        return self.library.find_by_file(path)
+    def find_by_file(self, path: str, section_id: int | None = None) -> int | None:
+        """The ratingKey of the item holding this file, if any (`section_id`: in that library;
+        default: in the first library that has it)."""
+        return self.library.find_by_file(path, section_id)
 
     def collections(self, section_id: int) -> list[CollectionState]:
         """The collection objects of a section, oldest first."""
@@ -1283,7 +1287,10 @@ class PlexEmulator:
             return {"rating_key": key}
         if (method, route) == ("POST", "move"):
             key = self.move_file(
-                _need(payload, "old_path"), _need(payload, "new_path"), payload.get("size")
+                _need(payload, "old_path"),
+                _need(payload, "new_path"),
+                payload.get("size"),
+                payload.get("section_id"),
             )
             return {"rating_key": key}
         if match := re.fullmatch(r"items/(\d+)", route):
@@ -1309,7 +1316,12 @@ class PlexEmulator:
             self.run_due_scans()
             return {"ok": True}
         if (method, route) == ("GET", "find"):
-            return {"rating_key": self.find_by_file(_need(params, "path"))}
+            section = params.get("section_id")
+            return {
+                "rating_key": self.find_by_file(
+                    _need(params, "path"), int(section) if section else None
+                )
+            }
         if match := re.fullmatch(r"collections/(\d+)", route):
             return [dataclasses.asdict(c) for c in self.collections(int(match.group(1)))]
         if (method, route) == ("POST", "settings"):
@@ -1474,15 +1486,23 @@ class EmulatorControl:
             payload["agent"] = dataclasses.asdict(agent)
         return self._call("POST", "items", payload)["rating_key"]
 
-    def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
-        payload = {"old_path": old_path, "new_path": new_path, "size": size}
+    def move_file(
+        self, old_path: str, new_path: str, size: int | None = None, section_id: int | None = None
+    ) -> int:
+        payload = {
+            "old_path": old_path,
+            "new_path": new_path,
+            "size": size,
+            "section_id": section_id,
+        }
         return self._call("POST", "move", payload)["rating_key"]
 
     def add_scannable_file(self, section_id: int, path: str, size: int = 1_000_000) -> None:
         self._call("POST", "scannable", {"section_id": section_id, "path": path, "size": size})
 
-    def find_by_file(self, path: str) -> int | None:
-        return self._call("GET", "find", path=path)["rating_key"]
+    def find_by_file(self, path: str, section_id: int | None = None) -> int | None:
+        extra = {"section_id": section_id} if section_id is not None else {}
+        return self._call("GET", "find", path=path, **extra)["rating_key"]
 
     def settings(self, **values: Any) -> None:
         """Set `Behaviour` switches, `token` or `allow_unauthenticated`."""

@@ -417,7 +417,9 @@ class PlexLibrary:
         self.sections: dict[int, Section] = {}
         self.items: dict[int, Item] = {}
         self.collections: dict[int, Collection] = {}
-        self._by_file: dict[str, int] = {}
+        # Path -> {section id: ratingKey}: one file may be in several libraries (two sections
+        # whose folders overlap), one item in each, as a real Plex holds it.
+        self._by_file: dict[str, dict[int, int]] = {}
         self._scannable: dict[int, dict[str, int]] = {}
         self._pending_scans: list[tuple[float, int, str | None, bool]] = []
         self._pending_refreshes: list[tuple[float, int]] = []
@@ -540,14 +542,14 @@ class PlexLibrary:
             if len(size_list) != len(paths):
                 raise ValueError("sizes must match files one to one")
             for path in paths:
-                if path in self._by_file:
-                    raise ValueError(f"{path} is already in the library")
+                if section_id in self._by_file.get(path, {}):
+                    raise ValueError(f"{path} is already in the library {section.title!r}")
             key = self._new_rating_key()
             parts = []
             for path, size in zip(paths, size_list, strict=True):
                 parts.append(Part(self._next_part_id, path, int(size)))
                 self._next_part_id += 1
-                self._by_file[path] = key
+                self._by_file.setdefault(path, {})[section_id] = key
             now = self.now()
             item_title = title if title is not None else file_stem(paths[0])
             item = Item(
@@ -573,23 +575,26 @@ class PlexLibrary:
             section.updated_at = now
             return key
 
-    def move_file(self, old_path: str, new_path: str, size: int | None = None) -> int:
+    def move_file(
+        self, old_path: str, new_path: str, size: int | None = None, section_id: int | None = None
+    ) -> int:
         """A file renamed or moved on disk and found again by a scan: Plex keeps the item (its
-        ratingKey, addedAt and metadata) and the part gets the new path. Returns the ratingKey."""
+        ratingKey, addedAt and metadata) and the part gets the new path. Returns the ratingKey.
+        `section_id`: which library's item, when the file is in several (default: the first)."""
         with self.lock:
-            key = self._by_file.get(old_path)
+            key = self.find_by_file(old_path, section_id)
             if key is None:
                 raise KeyError(old_path)
-            if new_path in self._by_file:
-                raise ValueError(f"{new_path} is already in the library")
             item = self.items[key]
+            if item.section_id in self._by_file.get(new_path, {}):
+                raise ValueError(f"{new_path} is already in the library")
             for part in item.parts:
                 if part.file == old_path:
                     part.file = new_path
                     if size is not None:
                         part.size = int(size)
-            del self._by_file[old_path]
-            self._by_file[new_path] = key
+            self._forget_file(old_path, item.section_id)
+            self._by_file.setdefault(new_path, {})[item.section_id] = key
             if self.behaviour.path_change_bumps_updated_at:
                 item.updated_at = self.now()
             return key
@@ -600,7 +605,7 @@ class PlexLibrary:
             if item is None:
                 raise KeyError(rating_key)
             for part in item.parts:
-                self._by_file.pop(part.file, None)
+                self._forget_file(part.file, item.section_id)
             for coll in self.collections.values():
                 if rating_key in coll.children:
                     coll.children.remove(rating_key)
@@ -662,9 +667,20 @@ class PlexLibrary:
                 if section_id is None or item.section_id == section_id
             ]
 
-    def find_by_file(self, path: str) -> int | None:
+    def find_by_file(self, path: str, section_id: int | None = None) -> int | None:
+        """The item holding this file in that library (default: in the first library that
+        has it)."""
         with self.lock:
-            return self._by_file.get(path)
+            held = self._by_file.get(path, {})
+            if section_id is not None:
+                return held.get(section_id)
+            return held[min(held)] if held else None
+
+    def _forget_file(self, path: str, section_id: int) -> None:
+        held = self._by_file.get(path, {})
+        held.pop(section_id, None)
+        if not held:
+            self._by_file.pop(path, None)
 
     def collection_states(self, section_id: int) -> list[CollectionState]:
         with self.lock:
@@ -736,7 +752,9 @@ class PlexLibrary:
         found = self._scannable[section_id]
         # One item per file, in path order, as a scanner walking the folder would add them.
         for file_path in sorted(found):
-            if (path is None or _under(file_path, path)) and file_path not in self._by_file:
+            if (path is None or _under(file_path, path)) and section_id not in self._by_file.get(
+                file_path, {}
+            ):
                 self.add_item(section_id, file_path, sizes=found[file_path])
         section = self.sections[section_id]
         section.scanned_at = self.now()
