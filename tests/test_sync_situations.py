@@ -190,3 +190,123 @@ def test_a_scan_request_on_a_windows_plex_names_the_folder_in_its_spelling(tmp_p
         scanned = PlexIndex(store, plex, config).request_scan(["M:\\Studio A\\x.mp4"])
     assert plex.scans == [(1, "M:\\Studio A")]
     assert scanned == ["Windows: M:\\Studio A"]
+
+
+def twins(box, a, b, name="clip01.mp4", size=777_777):
+    """a's and b's only files become same-named, same-sized files in two camera folders;
+    neither is in Plex. Returns their Stash files."""
+    files = []
+    for scene, folder in ((a, "Cam A"), (b, "Cam B")):
+        box.plex.delete_item(box.rating_key(scene))
+        file = dataclasses.replace(scene.files[0], path=f"/data/stash/{folder}/{name}", size=size)
+        box.stash.update_scene(scene.id, files=[file])
+        files.append(file)
+    return files
+
+
+def test_a_same_named_file_waits_for_its_own_item_and_then_syncs_onto_it(box):
+    a, b = single(box, 2)
+    file_a, file_b = twins(box, a, b)
+    key_a = box.plex.add_item(box.section_id, box.library.plex_path(file_a.path), sizes=777_777)
+    clock = Clock()
+    with box.store() as store:
+        syncer = syncer_for(box, store, clock)
+        with pytest.raises(errors.NotInPlexError):
+            syncer.sync(b.id)  # A's clip01.mp4 is exactly A's: never B's by name and size
+        assert syncer.sync(a.id).rating_key == key_a
+        key_b = box.plex.add_item(box.section_id, box.library.plex_path(file_b.path), sizes=777_777)
+        clock.now += 60  # the index may be refreshed again
+        assert syncer.sync(b.id).rating_key == key_b
+        assert syncer.sync(a.id).status == "unchanged"  # no conflict either way
+        assert [link.rating_key for link in store.links(b.id)] == [key_b]
+    assert box.plex.item(key_a).title == a.title.strip()
+    assert box.plex.item(key_b).title == b.title.strip()
+
+
+def test_a_match_by_name_gives_way_to_the_exact_path_once_plex_has_it(box):
+    moved, waiting_one, missing = single(box, 3)
+    items = {}
+    for scene, name in ((moved, "clip07.mp4"), (waiting_one, "clip08.mp4")):
+        box.plex.delete_item(box.rating_key(scene))
+        file = dataclasses.replace(scene.files[0], path=f"/data/stash/Cam C/{name}", size=555)
+        box.stash.update_scene(scene.id, files=[file])
+        # Only an old copy under another folder is in Plex: no Stash scene's file.
+        old = box.plex.add_item(box.section_id, f"/plex/media/Old Copies/{name}", sizes=555)
+        items[scene.id] = (old, box.library.plex_path(file.path))
+    box.plex.delete_item(box.rating_key(missing))
+    clock = Clock()
+    with box.store() as store:
+        syncer = syncer_for(box, store, clock)
+        for scene in (moved, waiting_one):
+            assert syncer.sync(scene.id).rating_key == items[scene.id][0]  # by name and size
+        exact = {moved.id: box.plex.add_item(box.section_id, items[moved.id][1], sizes=555)}
+        clock.now += 60
+        # Saved again: a match by name stands only after the index was brought up to date.
+        assert syncer.sync(moved.id).rating_keys == (exact[moved.id],)
+        # Not saved: the index refresh that another scene's miss causes queues it again.
+        exact[waiting_one.id] = box.plex.add_item(
+            box.section_id, items[waiting_one.id][1], sizes=555
+        )
+        assert store.job(waiting_one.id) is None
+        clock.now += 60
+        with pytest.raises(errors.NotInPlexError):
+            syncer.sync(missing.id)
+        job = store.job(waiting_one.id)
+        assert (job.state, job.source) == ("pending", "a Plex file of the same name appeared")
+        assert syncer.sync(waiting_one.id).rating_keys == (exact[waiting_one.id],)
+        for scene in (moved, waiting_one):
+            assert [link.rating_key for link in store.links(scene.id)] == [exact[scene.id]]
+            assert box.plex.item(exact[scene.id]).title == scene.title.strip()
+
+
+def test_a_conflict_names_the_file_each_scene_holds(box):
+    first, second = single(box, 2)
+    paths = []
+    for scene, part in ((first, 1), (second, 2)):
+        box.plex.delete_item(box.rating_key(scene))
+        path = f"/data/stash/Features/Night Ferry - part{part}.mp4"
+        box.stash.update_scene(scene.id, files=[dataclasses.replace(scene.files[0], path=path)])
+        paths.append(box.library.plex_path(path))
+    stacked = box.plex.add_item(
+        box.section_id, paths, sizes=[first.files[0].size, second.files[0].size], stacked=True
+    )
+    with box.store() as store, pytest.raises(errors.ConflictError) as raised:
+        syncer_for(box, store, Clock()).sync(first.id)
+    message = raised.value.message
+    assert f"scene {first.id}: {paths[0]}" in message
+    assert f"scene {second.id}: {paths[1]}" in message
+    assert raised.value.detail["files"] == {str(first.id): [paths[0]], str(second.id): [paths[1]]}
+    assert box.plex.item(stacked).edit_count == 0
+
+
+def test_a_same_named_file_elsewhere_is_no_conflict_and_its_stale_link_goes(box):
+    """A link an older version made by name onto another scene's exact file is dropped when
+    that scene syncs; a same-named file elsewhere makes no conflict, in Diagnose either."""
+    a, b, stacked_scene = single(box, 3)
+    file_a, _ = twins(box, a, b)
+    key_a = box.plex.add_item(box.section_id, box.library.plex_path(file_a.path), sizes=777_777)
+    # A scene of two parts Plex stacked, one of them named like b's file, of its size.
+    box.plex.delete_item(box.rating_key(stacked_scene))
+    parts = [
+        dataclasses.replace(stacked_scene.files[0], id=9001, path="/data/stash/Two/clip01.mp4"),
+        dataclasses.replace(stacked_scene.files[0], id=9002, path="/data/stash/Two/clip02.mp4"),
+    ]
+    parts[0].size = 777_777
+    box.stash.update_scene(stacked_scene.id, files=parts)
+    stacked = box.plex.add_item(
+        box.section_id,
+        [box.library.plex_path(p.path) for p in parts],
+        sizes=[p.size for p in parts],
+        stacked=True,
+    )
+    with box.store() as store:
+        syncer = syncer_for(box, store, Clock())
+        syncer.sync(a.id)
+        store.save_link(b.id, key_a, box.section_id, box.library.plex_path(file_a.path), {})
+        box.stash.update_scene(a.id, title="Camera A, take 2")
+        assert syncer.sync(a.id).status == "synced"
+        assert store.links(b.id) == []
+        assert syncer.sync(stacked_scene.id).rating_key == stacked
+        checks = {check.name: check for check in diagnose(store, box.stash.server_connection())}
+    assert checks["conflicts"].ok, checks["conflicts"]
+    assert box.plex.item(key_a).title == "Camera A, take 2"

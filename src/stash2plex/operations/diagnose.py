@@ -20,7 +20,7 @@ from stash2plex.paths import basename, nfc, path_key, split_path
 from stash2plex.settings.config import setting_label
 from stash2plex.settings.sources import LocalSettings, source_words
 from stash2plex.store.db import Store
-from stash2plex.sync.matching import MAPPED_PATH, claims_part, match_scene
+from stash2plex.sync.matching import MAPPED_PATH, match_scene, part_holders
 from stash2plex.sync.pathmap import map_path, parse_path_map
 from stash2plex.sync.syncer import PlexIndex
 from stash2plex.words import plural
@@ -249,11 +249,14 @@ def _conflict_check(stash, store: Store, config) -> Check:
     rules = config.path_map
     conflicts: dict[int, set[int]] = {}
     for rating_key in store.multi_part_items()[:CONFLICT_SAMPLE]:
-        owners: set[int] = set()
-        for path, size in store.item_files(rating_key):
-            for scene in stash.scenes_with_file(basename(path)):
-                if any(claims_part(f, path, size, rules) for f in scene.get("files") or []):
-                    owners.add(int(scene["id"]))
+        parts = store.item_files(rating_key)
+        files_of = {
+            int(scene["id"]): scene.get("files") or []
+            for path, _ in parts
+            for scene in stash.scenes_with_file(basename(path))
+        }
+        # An exact path beats a name and size: a same-named file elsewhere is no owner.
+        owners = set(part_holders(parts, files_of, rules))
         if len(owners) > 1:
             conflicts[rating_key] = owners
     for job in store.jobs("waiting"):

@@ -99,7 +99,11 @@ def candidates(detail: dict[str, Any] | None) -> list[str]:
     if not detail:
         return []
     found = [
-        f"Plex item {c.get('rating_key')}: {c.get('path', '')}".rstrip(": ")
+        (
+            f"Plex item {c.get('rating_key')}"
+            + (f" in '{c['library']}'" if c.get("library") else "")
+            + f": {c.get('path', '')}"
+        ).rstrip(": ")
         for c in detail.get("candidates") or []
         if isinstance(c, dict)
     ]

@@ -192,7 +192,7 @@ def waiting(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
     """Scenes waiting, each with its reason, last error and what matching found.
 
     Shape: ``{"total", "scenes": [{"scene_id", "reason", "attempts", "due_at", "error",
-    "error_class", "candidates": [{"rating_key", "path"}], "paths": [...],
+    "error_class", "candidates": [{"rating_key", "path", "library"}], "paths": [...],
     "scan_requested"}]}`` (at most `limit`, default 200, oldest first).
     """
     limit = _int_param(params, "limit", LIST_LIMIT)

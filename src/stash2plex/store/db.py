@@ -1219,6 +1219,24 @@ class Store:
         ).fetchall()
         return [IndexEntry(*row) for row in rows]
 
+    def scenes_linked_to_namesakes(self, rating_keys: Iterable[int]) -> list[int]:
+        """Scenes linked to another item holding a file of the same name (and size, where both
+        are known) as a file of one of these items: a link made by name may have its exact
+        path among them. Sorted scene ids."""
+        found: set[int] = set()
+        for chunk in _chunks(list(rating_keys)):
+            rows = self._conn.execute(
+                "SELECT DISTINCT l.scene_id FROM plex_index n "
+                "JOIN plex_index o ON o.basename_key = n.basename_key "
+                "AND o.rating_key != n.rating_key "
+                "AND (o.size IS NULL OR n.size IS NULL OR o.size = n.size) "
+                "JOIN links l ON l.rating_key = o.rating_key "
+                f"WHERE n.rating_key IN ({_marks(chunk)})",
+                chunk,
+            )
+            found.update(row[0] for row in rows)
+        return sorted(found)
+
     def index_size(self) -> int:
         """How many Plex items the index holds."""
         return int(self._conn.execute("SELECT COUNT(*) FROM plex_items").fetchone()[0])

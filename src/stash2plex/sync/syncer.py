@@ -27,12 +27,20 @@ from stash2plex.errors import (
     SyncError,
     TransientError,
 )
+from stash2plex.names import name_key
 from stash2plex.paths import basename, is_windows_path, path_key, split_path
-from stash2plex.records import Link
+from stash2plex.records import IndexEntry, Link
 from stash2plex.settings.config import Config, setting_label
 from stash2plex.store.db import Store
 from stash2plex.sync.collection_art import CollectionArt
-from stash2plex.sync.matching import Match, MatchResult, claims_part, match_scene
+from stash2plex.sync.matching import (
+    MAPPED_PATH,
+    Match,
+    MatchResult,
+    is_exactly,
+    match_scene,
+    part_holders,
+)
 from stash2plex.sync.metadata import (
     TEXT_FIELDS,
     DesiredItem,
@@ -153,8 +161,8 @@ class PlexIndex:
         usable = [s for s in sections if s.type == "movie"]
         choices = ", ".join(s.title for s in usable) or "(none: add one in Plex)"
         if wanted:
-            by_title = {s.title.strip().casefold(): s for s in sections}
-            missing = [name for name in wanted if name.strip().casefold() not in by_title]
+            by_title = {name_key(s.title): s for s in sections}
+            missing = [name for name in wanted if name_key(name) not in by_title]
             if missing:
                 named = ", ".join(f"'{name.strip()}'" for name in missing)
                 existing = "; ".join(
@@ -166,7 +174,7 @@ class PlexIndex:
                     f"libraries holding your Stash files: {choices}",
                     setting="plex_library",
                 )
-            chosen = [by_title[name.strip().casefold()] for name in wanted]
+            chosen = [by_title[name_key(name)] for name in wanted]
             unsupported = [s for s in chosen if s.type != "movie"]
             if unsupported:
                 named = "; ".join(
@@ -212,19 +220,30 @@ class PlexIndex:
 
     def _refresh(self, full: bool) -> bool:
         listed_all = True
+        appeared: set[int] = set()
         for section_id in self.section_ids():
             known = self.store.indexed_rating_keys(section_id)
             if full or not known:
                 self.store.replace_index(section_id, self.plex.list_section(section_id))
+                if known:  # a first listing is no news
+                    appeared |= self.store.indexed_rating_keys(section_id) - known
                 continue
             newest, total = self.plex.newest_items(section_id, INCREMENTAL_PAGE)
             fresh = [item for item in newest if item.rating_key not in known]
             if len(fresh) == len(newest) == INCREMENTAL_PAGE or len(known) + len(fresh) != total:
                 self.store.replace_index(section_id, self.plex.list_section(section_id))
+                appeared |= self.store.indexed_rating_keys(section_id) - known
                 continue
             listed_all = False
             if fresh:
                 self.store.add_to_index(fresh)
+                appeared |= {item.rating_key for item in fresh}
+        if appeared:
+            # A scene matched by file name may have its exact path among the new items: it is
+            # matched again (the exact path wins; see `match`).
+            recheck = self.store.scenes_linked_to_namesakes(appeared)
+            if recheck:
+                self.store.enqueue(recheck, "a Plex file of the same name appeared")
         now = self.clock()
         self.store.put_value("plex_index_refreshed_at", now)
         if listed_all:
@@ -243,34 +262,34 @@ class PlexIndex:
             self.refresh(force=True, full=True)
         self._built = True
 
-    def match(self, files: list[dict[str, Any]], linked: list[Link] | None = None) -> list[Match]:
+    def match(
+        self,
+        files: list[dict[str, Any]],
+        linked: list[Link] | None = None,
+        taken: Callable[[IndexEntry], bool] | None = None,
+    ) -> list[Match]:
         """The Plex items holding the scene's files, primary first.
 
         On a miss: an incremental refresh (new items); then the items the scene was linked to,
         read again (a renamed file keeps its item and gets the new path); then, at most every
-        `FULL_RELIST_SECONDS`, a full re-listing. Raises AmbiguousMatchError or NotInPlexError.
+        `FULL_RELIST_SECONDS`, a full re-listing. A match by file name only stands after the
+        index was brought up to date (at most every `refresh_min_seconds`): the exact path may
+        have been scanned since. `taken`: see `matching.match_scene`. Raises
+        AmbiguousMatchError or NotInPlexError.
         """
         self.ensure_built()
-        result = self._match(files)
-        if self._missing(result) and self.refresh():
-            result = self._match(files)
+        result = self._match(files, taken)
+        if (self._missing(result) or self._by_name(result)) and self.refresh():
+            result = self._match(files, taken)
         if self._missing(result) and linked and self._follow_moved(files, linked):
-            result = self._match(files)
+            result = self._match(files, taken)
         if self._missing(result) and self._full_relist_due():
             self.refresh(force=True, full=True)
-            result = self._match(files)
+            result = self._match(files, taken)
         if result.matches:
             return result.matches
         if result.ambiguous:
-            raise AmbiguousMatchError(
-                f"{len(result.candidates)} Plex items could be this scene; not guessing: "
-                + "; ".join(c.path for c in result.candidates[:5]),
-                detail={
-                    "candidates": [
-                        {"rating_key": c.rating_key, "path": c.path} for c in result.candidates
-                    ]
-                },
-            )
+            raise self._ambiguous(result)
         raise NotInPlexError(
             "the scene's file is not in Plex yet (looked for " + ", ".join(result.tried[:3]) + ")",
             detail={"paths": result.tried},
@@ -279,6 +298,35 @@ class PlexIndex:
     @staticmethod
     def _missing(result: MatchResult) -> bool:
         return not result.matches and not result.ambiguous
+
+    @staticmethod
+    def _by_name(result: MatchResult) -> bool:
+        return any(m.rule != MAPPED_PATH for m in result.matches)
+
+    def _ambiguous(self, result: MatchResult) -> AmbiguousMatchError:
+        """The error naming each candidate with its library; when one file is in several
+        libraries, how to choose (`plex_library`)."""
+        titles = {int(s["id"]): str(s["title"]) for s in self.sections()}
+        candidates = [
+            {
+                "rating_key": c.rating_key,
+                "path": c.path,
+                "library": titles.get(c.section_id, f"library {c.section_id}"),
+            }
+            for c in result.candidates
+        ]
+        named = "; ".join(
+            f"{c['path']} in '{c['library']}' (ratingKey {c['rating_key']})" for c in candidates[:5]
+        )
+        message = f"{len(candidates)} Plex items could be this scene; not guessing: {named}"
+        same_file = {path_key(c.path) for c in result.candidates}
+        libraries = list(dict.fromkeys(c["library"] for c in candidates))
+        if len(same_file) < len(candidates) and len(libraries) > 1:
+            message += (
+                f". The same file is in several libraries ({', '.join(libraries)}): set "
+                f"{setting_label('plex_library')} to the one Stash2Plex should write to"
+            )
+        return AmbiguousMatchError(message, detail={"candidates": candidates})
 
     def _follow_moved(self, files: list[dict[str, Any]], linked: list[Link]) -> bool:
         """Read the scene's linked items again; True if one now holds one of its files."""
@@ -313,13 +361,28 @@ class PlexIndex:
         return scanned
 
     def lookup(self, files: list[dict[str, Any]]) -> list[int]:
-        """The indexed items that hold these files, unambiguously (no request, no refresh)."""
-        return [match.rating_key for match in self._match(files).matches]
-
-    def _match(self, files: list[dict[str, Any]]) -> MatchResult:
-        return match_scene(
+        """The indexed items that hold these files, unambiguously (no request, no refresh).
+        Only a hint for reading items ahead, so it raises nothing about the settings: every
+        indexed library counts and files other scenes hold are not ruled out (the push
+        itself checks both)."""
+        result = match_scene(
             files, self.config.path_map, self.store.index_by_path, self.store.index_by_basename
         )
+        return [match.rating_key for match in result.matches]
+
+    def _match(
+        self, files: list[dict[str, Any]], taken: Callable[[IndexEntry], bool] | None
+    ) -> MatchResult:
+        # The index may still hold libraries a changed `plex_library` no longer names.
+        chosen = set(self.section_ids())
+
+        def by_path(path: str) -> list[IndexEntry]:
+            return [e for e in self.store.index_by_path(path) if e.section_id in chosen]
+
+        def by_basename(name: str) -> list[IndexEntry]:
+            return [e for e in self.store.index_by_basename(name) if e.section_id in chosen]
+
+        return match_scene(files, self.config.path_map, by_path, by_basename, taken)
 
 
 _REFRESH_LOCK = threading.Lock()
@@ -469,62 +532,81 @@ class SceneSyncer:
         self.index.sections()
         scene_id = int(scene["id"])
         files = scene.get("files") or []
-        matches = self.index.match(files, self.store.links(scene_id))
+        matches = self.index.match(
+            files, self.store.links(scene_id), self._taken_by_others(scene_id)
+        )
         for match in matches:
             self._check_claims(scene, match)
         return matches
 
+    def _taken_by_others(self, scene_id: int) -> Callable[[IndexEntry], bool]:
+        """Whether an indexed Plex file is exactly (mapped) another Stash scene's file: Stash
+        is asked by file name, once per name."""
+        rules = self.config.path_map
+        asked: dict[str, list[dict[str, Any]]] = {}
+
+        def taken(entry: IndexEntry) -> bool:
+            name = basename(entry.path)
+            if name not in asked:
+                asked[name] = self.stash.scenes_with_file(name)
+            return any(
+                int(other["id"]) != scene_id
+                and any(is_exactly(f, entry.path, rules) for f in other.get("files") or [])
+                for other in asked[name]
+            )
+
+        return taken
+
     def _check_claims(self, scene: dict[str, Any], match: Match) -> None:
-        """Raise ConflictError if another Stash scene claims a file of this Plex item."""
+        """Raise ConflictError if another Stash scene holds a file of this Plex item (see
+        `matching.part_holders`: an exact path beats a name and size). Drops the links of
+        scenes that are gone or no longer hold a file of it."""
         scene_id = int(scene["id"])
         rules = self.config.path_map
         parts = self.store.item_files(match.rating_key)
-        others: dict[int, list[str]] = {}
-
-        def claimed(candidate: list[dict[str, Any]]) -> list[str]:
-            return [
-                path
-                for path, size in parts
-                if any(claims_part(f, path, size, rules) for f in candidate)
-            ]
-
-        for link in self.store.links_to_item(match.rating_key):
-            if link.scene_id == scene_id:
-                continue
-            other = self.stash.find_scene(link.scene_id)
+        files_of: dict[int, list[dict[str, Any]]] = {scene_id: scene.get("files") or []}
+        linked = [
+            link.scene_id
+            for link in self.store.links_to_item(match.rating_key)
+            if link.scene_id != scene_id
+        ]
+        for other_id in linked:
+            other = self.stash.find_scene(other_id)
             if other is None:  # merged away or deleted without a hook: its links go
-                self._forget(link.scene_id)
+                self._forget(other_id)
                 continue
-            held = claimed(other.get("files") or [])
-            if held:
-                others[link.scene_id] = held
-            else:  # its files moved elsewhere: the link is stale
-                self.store.drop_link(link.scene_id, match.rating_key)
-        own = set(claimed(scene.get("files") or []))
+            files_of[other_id] = other.get("files") or []
         for path, _ in parts:
-            if path in own:
+            if any(is_exactly(f, path, rules) for f in files_of[scene_id]):
                 continue
             for other in self.stash.scenes_with_file(basename(path)):
-                other_id = int(other["id"])
-                if other_id == scene_id or other_id in others:
-                    continue
-                held = claimed(other.get("files") or [])
-                if held:
-                    others[other_id] = held
-        if others:
-            ids = sorted({scene_id, *others})
-            names = ", ".join(str(i) for i in ids[:-1]) + f" and {ids[-1]}"
-            raise ConflictError(
-                f"scenes {names} are one item in Plex (ratingKey {match.rating_key}, files: "
-                + "; ".join(path for path, _ in parts)
-                + "); nothing is written until one scene holds it: merge the scenes in Stash, "
-                "or split the item apart in Plex",
-                detail={
-                    "scene_ids": ids,
-                    "rating_key": match.rating_key,
-                    "paths": [path for path, _ in parts],
-                },
-            )
+                files_of.setdefault(int(other["id"]), other.get("files") or [])
+        held = part_holders(parts, files_of, rules)
+        for other_id in linked:
+            if other_id in files_of and other_id not in held:  # its files moved elsewhere
+                self.store.drop_link(other_id, match.rating_key)
+        others = sorted(sid for sid in held if sid != scene_id)
+        if not others:
+            return
+        ids = sorted({scene_id, *others})
+        names = ", ".join(str(i) for i in ids[:-1]) + f" and {ids[-1]}"
+        holdings = "; ".join(
+            f"scene {sid}: {', '.join(held[sid])}"
+            if sid in held
+            else f"scene {sid}: none of its files"
+            for sid in ids
+        )
+        raise ConflictError(
+            f"scenes {names} are one item in Plex (ratingKey {match.rating_key}; {holdings}); "
+            "nothing is written until one scene holds it: merge the scenes in Stash, or split "
+            "the item apart in Plex",
+            detail={
+                "scene_ids": ids,
+                "rating_key": match.rating_key,
+                "paths": [path for path, _ in parts],
+                "files": {str(sid): held.get(sid, []) for sid in ids},
+            },
+        )
 
     def tag_tree(self, scene: dict[str, Any]) -> TagTree | None:
         """Stash's tag hierarchy, read once per Stash client (a run), when tag filters or
@@ -737,7 +819,8 @@ class SceneSyncer:
             list_edited = (
                 key in ("genre", "actor")
                 and key in owned
-                and current.tags.get(key, []) != owned[key]
+                and [name_key(n) for n in current.tags.get(key, [])]
+                != [name_key(n) for n in owned[key]]
             )
             if text_edited or list_edited:
                 edited.append(key)
