@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from plexapi.server import PlexServer
 
 from stash2plex.cli import main as cli_main
 from stash2plex.sandbox.library import Tag, generate_library
@@ -158,12 +159,30 @@ def names(library, pool: str, ids) -> list[str]:
 
 
 # ---------------------------------------------------------------------- 1
-def test_01_an_empty_list_in_stash_clears_what_an_agent_put_in_plex_unlocked(
+# Every field a sync writes, an emptied one too (issue 9's "never lock what we did not fill" is
+# about a scene with no metadata of its own, which is not written at all; see test 9).
+SYNCED_LOCKS = {
+    "title",
+    "summary",
+    "studio",
+    "originallyAvailableAt",
+    "genre",
+    "actor",
+    "collection",
+}
+
+
+def refresh_in_plex(plex, rating_key: int) -> None:
+    """What Plex Web's "Refresh Metadata" sends (`PUT /library/metadata/{key}/refresh`)."""
+    PlexServer(plex.url, PLEX_TOKEN).fetchItem(rating_key).refresh()
+
+
+def test_01_an_empty_list_in_stash_clears_what_an_agent_put_in_plex_for_good(
     library, plex, stash, runner, connection, plugin_dir
 ):
     no_one, no_performers = described(library, 2)
-    stash.update_scene(no_one.id, performer_ids=[], tag_ids=[])
-    stash.update_scene(no_performers.id, performer_ids=[])
+    stash.update_scene(no_one.id, performer_ids=[], tag_ids=[], studio_id=None, details=None)
+    stash.update_scene(no_performers.id, performer_ids=[], date=None)
     # Four actors: more than a listing shows, so the item must be read to name them all.
     four = agent_fill(plex, library, no_one, AGENT)
     # Two actors: the listing shows them all, no read needed.
@@ -173,16 +192,30 @@ def test_01_an_empty_list_in_stash_clears_what_an_agent_put_in_plex_unlocked(
 
     hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", no_one.id, no_performers.id)
 
-    item = plex.item(four)
-    assert (item.actors, item.genres) == ([], [])
-    assert not {"actor", "genre"} & item.locked  # we filled nothing there: nothing locked
-    assert item.title == no_one.title.strip()
-    assert item.summary == no_one.details.strip()
-    item = plex.item(two)
-    assert item.actors == []
-    assert "actor" not in item.locked
-    assert item.genres == names(library, "tags", no_performers.tag_ids)
-    assert "genre" in item.locked
+    def check() -> None:
+        item = plex.item(four)
+        assert (item.actors, item.genres, item.studio, item.summary) == ([], [], "", "")
+        assert item.title == no_one.title.strip()
+        assert item.originally_available_at == plex_date(no_one.date)
+        item = plex.item(two)
+        assert (item.actors, item.originally_available_at) == ([], None)
+        assert item.genres == names(library, "tags", no_performers.tag_ids)
+        assert item.summary == no_performers.details.strip()
+        for key in (four, two):
+            # Emptied is what Stash says: locked like a filled field, so an agent cannot refill.
+            assert plex.item(key).locked >= SYNCED_LOCKS
+        assert plex.item(four).tagline == AGENT.tagline  # not ours: never written nor locked
+
+    check()
+    for key in (four, two):
+        refresh_in_plex(plex, key)  # the agent runs again; only unlocked fields are its own
+    check()
+    edits = [plex.item(key).edit_count for key in (four, two)]
+    run = runner.run_task("Sync All Scenes", connection)
+    assert run.returncode == 0 and run.error is None, run.stderr
+    # Nothing came back, so nothing needs writing.
+    assert [plex.item(key).edit_count for key in (four, two)] == edits
+    check()
 
 
 # ---------------------------------------------------------------------- 2
@@ -230,7 +263,7 @@ def test_02_deleting_a_performer_tag_or_studio_in_stash_updates_plex(
     assert tag_name not in item.genres
     assert item.genres == names(library, "tags", scene.tag_ids)
     assert (item.studio, item.collections) == ("", [])
-    assert not {"studio", "collection"} & item.locked
+    assert {"studio", "collection"} <= item.locked  # emptied for good: a refresh keeps it so
 
 
 # ---------------------------------------------------------------------- 3
@@ -438,10 +471,13 @@ def test_09_a_freshly_scanned_scene_leaves_agent_metadata_alone_and_locks_nothin
     assert (item.summary, item.studio, item.originally_available_at) == ("", "", None)
     assert item.genres == [] and item.collections == []
     assert [a.name for a in item.actors] == [library.performers[performer].name]
-    assert item.locked == {"title", "actor"}  # never a lock on a field we did not fill
+    # Now the scene is ours: what Stash leaves empty is emptied and locked, like the rest.
+    assert item.locked == SYNCED_LOCKS
+    refresh_in_plex(plex, key)
+    assert plex.item(key).summary == "" and plex.item(key).studio == ""
 
-    # With sync_empty_scenes on, an empty scene is pushed after all (and still locks only
-    # what it fills: the title from the file name).
+    # With sync_empty_scenes on, an empty scene is pushed after all: Plex then shows exactly
+    # Stash (the title from the file name, nothing else), locked.
     stash.update_scene(other.id, **empty)
     other_key = agent_fill(plex, library, other, AGENT)
     change_settings(stash, sync_empty_scenes=True)
@@ -455,7 +491,7 @@ def test_09_a_freshly_scanned_scene_leaves_agent_metadata_alone_and_locks_nothin
         [],
         [],
     )
-    assert item.locked == {"title"}
+    assert item.locked == SYNCED_LOCKS
 
 
 # ---------------------------------------------------------------------- 10
@@ -496,3 +532,91 @@ def test_10_a_tv_library_is_reported_with_the_usable_ones_and_never_written(
     # A setting to fix: the README's exit code for a configuration error.
     assert result.exit_code == 2 and "TV Shows library" in result.output
     assert plex.log.writes() == []
+
+
+# ---------------------------------------------------------------------- name twins
+def test_a_same_named_file_in_another_folder_never_takes_another_scenes_item(
+    library, plex, stash, runner, connection, plugin_dir, section_id
+):
+    """Two cameras' clip01.mp4, one size: A's is in Plex, B's not scanned yet. B's file is
+    not A's file: B waits for its own, A's item shows A, and no conflict is claimed."""
+    a, b = described(library, 2)
+    for scene in (a, b):
+        plex.delete_item(key_of(plex, library, scene))
+    file_a = dataclasses.replace(a.files[0], path="/data/stash/Cam A/clip01.mp4", size=777_777)
+    file_b = dataclasses.replace(b.files[0], path="/data/stash/Cam B/clip01.mp4", size=777_777)
+    stash.update_scene(a.id, files=[file_a])
+    stash.update_scene(b.id, files=[file_b])
+    key_a = plex.add_item(section_id, library.plex_path(file_a.path), sizes=file_a.size)
+
+    runner.run_hook("Scene.Update.Post", b.id, connection)
+    wait_until(lambda: waiting(plugin_dir, "not_in_plex", b.id), message="b to wait for Plex")
+    assert plex.item(key_a).edit_count == 0
+    assert library.plex_path(file_b.path) in job(plugin_dir, b.id).last_error
+
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", a.id)
+    assert plex.item(key_a).title == a.title.strip()
+    with Store.open(plugin_dir / "data") as store:
+        assert store.scenes_by_rating_key([key_a]) == {key_a: [a.id]}
+        assert store.links(b.id) == []
+    assert waiting(plugin_dir, "not_in_plex", b.id)
+
+
+# ---------------------------------------------------------------------- two libraries
+def test_one_file_in_two_libraries_waits_naming_both_until_plex_library_chooses(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    [scene] = described(library)
+    path = library.plex_path(scene.files[0].path)
+    first = key_of(plex, library, scene)
+    other = plex.add_section("All Videos", [posixpath.dirname(path)])  # overlapping folders
+    second = plex.add_item(other, path, sizes=scene.files[0].size)
+    change_settings(stash, plex_library=None)  # every Movies library
+
+    runner.run_hook("Scene.Update.Post", scene.id, connection)
+    wait_until(lambda: waiting(plugin_dir, "ambiguous", scene.id), message="an ambiguous wait")
+
+    waited = job(plugin_dir, scene.id)
+    assert f"'{SECTION_TITLE}'" in waited.last_error and "'All Videos'" in waited.last_error
+    assert "set Plex libraries (plex_library) to the one" in waited.last_error
+    assert [(c["rating_key"], c["library"]) for c in waited.detail["candidates"]] == [
+        (first, SECTION_TITLE),
+        (second, "All Videos"),
+    ]
+    shown = runner.run_task("Show Waiting Scenes", connection)
+    assert "All Videos" in json.dumps(shown.output)
+    assert plex.log.writes() == []
+
+    change_settings(stash, plex_library="All Videos")
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", scene.id)
+    assert plex.item(second).title == scene.title.strip()
+    assert plex.item(first).edit_count == 0
+
+
+# ---------------------------------------------------------------------- names in two forms
+def test_tag_filters_and_label_tags_match_names_in_any_unicode_form_and_case(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    tags = library.tags
+    excluded = Tag(max(tags) + 1, unicodedata.normalize("NFD", "Café Scène"))
+    tags[excluded.id] = excluded
+    labelled = Tag(max(tags) + 1, unicodedata.normalize("NFC", "Privé"))
+    tags[labelled.id] = labelled
+    child = Tag(max(tags) + 1, "Sous-catégorie", [labelled.id])
+    tags[child.id] = child
+    [scene] = described(library)
+    before = list(scene.tag_ids)
+    stash.update_scene(scene.id, tag_ids=[*before, excluded.id, labelled.id, child.id])
+    change_settings(
+        stash,
+        tag_exclude=unicodedata.normalize("NFC", "café scène"),
+        label_tags=unicodedata.normalize("NFD", "PRIVÉ"),
+    )
+    key = key_of(plex, library, scene)
+
+    hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", scene.id)
+
+    item = plex.item(key)
+    assert excluded.name not in item.genres
+    assert item.genres == names(library, "tags", [*before, labelled.id, child.id])
+    assert item.labels == [labelled.name, child.name]
