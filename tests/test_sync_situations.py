@@ -310,3 +310,45 @@ def test_a_same_named_file_elsewhere_is_no_conflict_and_its_stale_link_goes(box)
         checks = {check.name: check for check in diagnose(store, box.stash.server_connection())}
     assert checks["conflicts"].ok, checks["conflicts"]
     assert box.plex.item(key_a).title == "Camera A, take 2"
+
+
+def test_the_oracle_holds_to_the_documented_rules(box):
+    """sandbox/verify.py after real drains: parent-studio collections, a tag filter typed in
+    another Unicode form, and a scene that lost all its metadata after a push (pushed on:
+    the file name as title, every field emptied and locked) are right, not reported."""
+    from stash2plex.sandbox.library import Tag
+    from stash2plex.sandbox.verify import SYNCED, expected_items, library_problems
+
+    library = box.library
+    child = next(s for s in library.studios.values() if s.parent_id)
+    tag = Tag(max(library.tags) + 1, unicodedata.normalize("NFD", "Café Scène"))
+    library.tags[tag.id] = tag
+    described, cleared = single(box, 2)
+    box.stash.update_scene(described.id, studio_id=child.id, tag_ids=[*described.tag_ids, tag.id])
+    settings = {
+        "collection_parent_studio": True,
+        "tag_exclude": unicodedata.normalize("NFC", "café scène"),
+    }
+    box.settings(**settings)
+    box.drain()
+    assert library_problems(box.plex, library, settings) == {}
+    parent = library.studios[child.parent_id].name
+    assert parent in box.item(described).collections
+    assert tag.name not in box.item(described).genres
+
+    pushed = set(library.scenes)
+    box.stash.update_scene(
+        cleared.id,
+        title=None,
+        details=None,
+        date=None,
+        studio_id=None,
+        performer_ids=[],
+        tag_ids=[],
+        group_ids=[],
+    )
+    box.drain(cleared.id)
+    expected = expected_items(library, settings, pushed)[cleared.files[0].path]
+    assert expected.state == SYNCED
+    assert box.item(cleared).title == expected.fields["title"]
+    assert library_problems(box.plex, library, settings, pushed=pushed) == {}

@@ -3,9 +3,14 @@
 An oracle written from the rules users are promised, independent of the sync code: every Plex
 item of a scene shows that scene (title, or the primary file's name; details; studio; date,
 a partial one as its first day; tags as genres, filtered through the whole tag hierarchy;
-performers as actors; the studio as a collection; the cover), exactly the filled fields are
-locked; a scene with no metadata of its own leaves its item as the scan or agent left it; an
-item holding files of several scenes is never written. Used by the demo and the tests.
+performers as actors; the studio, with the settings its parent studio and groups, as
+collections; the chosen tags as labels; the cover). Every synced field is locked, an emptied
+one too, so a Plex agent refresh cannot fill it again; poster and art only when a cover was
+uploaded. A scene with no metadata of its own that was never pushed leaves its item as the
+scan or agent left it (once pushed, it keeps being pushed: its title is then the file name).
+An item holding files of several scenes is never written. Names (tags in filters, one
+performer or collection under two spellings) compare in NFC, case-folded. Used by the demo
+and the tests.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +53,32 @@ def own_metadata(scene: Scene) -> bool:
     )
 
 
+def _key(name: str) -> str:
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", name).casefold()).strip()
+
+
+def _once(names: Iterable[str]) -> list[str]:
+    """Each name once, by `_key`, the first spelling kept."""
+    kept: dict[str, str] = {}
+    for name in names:
+        if _key(name):
+            kept.setdefault(_key(name), name)
+    return list(kept.values())
+
+
+def _setting_names(settings: Mapping[str, Any], name: str) -> set[str]:
+    return {_key(n) for n in str(settings.get(name) or "").split(",")} - {""}
+
+
 def expected_items(
-    library: SampleLibrary, settings: Mapping[str, Any] | None = None
+    library: SampleLibrary,
+    settings: Mapping[str, Any] | None = None,
+    pushed: Collection[int] = (),
 ) -> dict[str, Expected]:
-    """Per Plex item (keyed by its first file's Stash path): what it must show."""
+    """Per Plex item (keyed by its first file's Stash path): what it must show.
+
+    `pushed`: scenes Stash2Plex pushed before (a scene that has since lost all its metadata
+    is still pushed, not left alone)."""
     settings = settings or {}
     owners = {f.path: s for s in library.scenes.values() for f in s.files}
     result: dict[str, Expected] = {}
@@ -60,7 +88,11 @@ def expected_items(
             result[paths[0]] = Expected(tuple(scenes), CONFLICT)
             continue
         scene = library.scenes[scenes[0]]
-        if not own_metadata(scene) and not settings.get("sync_empty_scenes"):
+        if (
+            not own_metadata(scene)
+            and not settings.get("sync_empty_scenes")
+            and scene.id not in pushed
+        ):
             result[paths[0]] = Expected((scene.id,), LEFT_ALONE)
             continue
         result[paths[0]] = _synced(library, scene, settings)
@@ -70,45 +102,51 @@ def expected_items(
 def _synced(library: SampleLibrary, scene: Scene, settings: Mapping[str, Any]) -> Expected:
     primary = scene.files[0].path
     stem = posixpath.splitext(posixpath.basename(primary))[0]
-    studio = library.studios[scene.studio_id].name if scene.studio_id else ""
-    genres = _genres(library, scene, settings)
-    actors = [library.performers[p].name for p in scene.performer_ids]
+    studio = library.studios[scene.studio_id] if scene.studio_id else None
+    collections = [studio.name] if studio else []
+    if studio and studio.parent_id and settings.get("collection_parent_studio"):
+        collections.append(library.studios[studio.parent_id].name)
+    if settings.get("collection_groups"):
+        collections += [library.groups[g].name for g in scene.group_ids]
     fields: dict[str, Any] = {
         "title": (scene.title or "").strip() or stem,
         "summary": (scene.details or "").strip(),
-        "studio": studio,
+        "studio": studio.name if studio else "",
         "originally_available_at": _full_date(scene.date),
-        "genres": genres,
-        "actors": actors,
-        "collections": [studio] if studio else [],
+        "genres": _genres(
+            library,
+            scene,
+            _setting_names(settings, "tag_include"),
+            _setting_names(settings, "tag_exclude"),
+        ),
+        "actors": _once(library.performers[p].name for p in scene.performer_ids),
+        "collections": _once(collections),
         "poster_sha1": _cover(scene),
     }
-    locked = {"title"}
-    locked |= {"summary"} if fields["summary"] else set()
-    locked |= {"studio", "collection"} if studio else set()
-    locked |= {"originallyAvailableAt"} if scene.date else set()
-    locked |= {"genre"} if genres else set()
-    locked |= {"actor"} if actors else set()
+    locked = {"title", "summary", "studio", "originallyAvailableAt", "genre", "actor"}
+    locked |= {"collection"}
+    label_tags = _setting_names(settings, "label_tags")
+    if label_tags:
+        fields["labels"] = _genres(library, scene, label_tags, set())
+        locked |= {"label"}
     locked |= {"thumb", "art"} if fields["poster_sha1"] else set()
     return Expected((scene.id,), SYNCED, fields, frozenset(locked))
 
 
-def _genres(library: SampleLibrary, scene: Scene, settings: Mapping[str, Any]) -> list[str]:
-    include = {n.strip().casefold() for n in str(settings.get("tag_include") or "").split(",")}
-    exclude = {n.strip().casefold() for n in str(settings.get("tag_exclude") or "").split(",")}
-    include.discard("")
-    exclude.discard("")
+def _genres(
+    library: SampleLibrary, scene: Scene, include: set[str], exclude: set[str]
+) -> list[str]:
+    """The scene's tags whose lineage (the tag and every ancestor) meets `include` (when set)
+    and not `exclude`, names compared by `_key`."""
     names: list[str] = []
     for tag_id in scene.tag_ids:
-        lineage = {library.tags[i].name.casefold() for i in _lineage(library, tag_id)}
+        lineage = {_key(library.tags[i].name) for i in _lineage(library, tag_id)}
         if include and not lineage & include:
             continue
         if lineage & exclude:
             continue
-        name = library.tags[tag_id].name
-        if name not in names:
-            names.append(name)
-    return names
+        names.append(library.tags[tag_id].name.strip())
+    return _once(names)
 
 
 def _lineage(library: SampleLibrary, tag_id: int) -> set[int]:
@@ -152,6 +190,7 @@ def item_problems(expected: Expected, item: ItemState, before: ItemState | None)
         "genres": item.genres,
         "actors": [a.name for a in item.actors],
         "collections": item.collections,
+        "labels": item.labels,
         "poster_sha1": item.poster_sha1,
     }
     problems = [
@@ -182,13 +221,14 @@ def library_problems(
     library: SampleLibrary,
     settings: Mapping[str, Any] | None = None,
     before: Mapping[int, ItemState] | None = None,
+    pushed: Collection[int] = (),
 ) -> dict[str, list[str]]:
     """Every Plex item of the library that is not exactly right, with what is wrong.
 
     `plex`: the emulator (`find_by_file`, `item`); `before`: item states before the sync, to
-    prove items left alone did not change."""
+    prove items left alone did not change; `pushed`: see `expected_items`."""
     problems: dict[str, list[str]] = {}
-    for first, expected in expected_items(library, settings).items():
+    for first, expected in expected_items(library, settings, pushed).items():
         rating_key = plex.find_by_file(library.plex_path(first))
         if rating_key is None:
             problems[first] = ["not in Plex"]
