@@ -307,7 +307,7 @@ class PlexIndex:
         """The error naming each candidate with its library; when one file is in several
         libraries, how to choose (`plex_library`)."""
         titles = {int(s["id"]): str(s["title"]) for s in self.sections()}
-        candidates = [
+        candidates: list[dict[str, Any]] = [
             {
                 "rating_key": c.rating_key,
                 "path": c.path,
