@@ -365,3 +365,27 @@ def test_the_entity_deleted_hook_is_recorded_like_the_others(store):
     store.record_hook("entity_deleted", 9, source="Studio.Destroy.Post", entity_kind="studio")
     assert [(k, i) for k, i, _ in store.entity_deletions()] == [("studio", 9)]
     assert store.has_work()  # a worker must run to expand it
+
+
+def test_a_version_4_store_queues_its_linked_scenes_for_their_entities(tmp_path):
+    from stash2plex.store.db import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "stash2plex.db")
+    conn.executescript("".join(MIGRATIONS[:4]) + "PRAGMA user_version=4;")
+    for scene_id in (3, 1, 2):
+        conn.execute(
+            "INSERT INTO links (scene_id, rating_key, section_id, plex_path, fingerprints,"
+            " synced_at) VALUES (?, ?, 1, '/p', '{}', 0)",
+            (scene_id, 10 + scene_id),
+        )
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        assert store.entity_backfill(10) == [1, 2, 3]
+        assert store.has_work()
+        store.save_scene_entities(2, {"performer": [7]})  # a sync records them as it goes
+        store.record_entity_backfill({1: {"tag": [4]}}, [3], "test", done=[1, 3])
+        assert store.entity_backfill(10) == []
+        assert store.scenes_showing("tag", 4) == [1]
+        assert store.scenes_showing("performer", 7) == [2]
+        assert store.job(3).state == "pending" and store.job(1) is None

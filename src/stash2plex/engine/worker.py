@@ -40,6 +40,7 @@ from stash2plex.reconcile.timer import ReconcileTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
+from stash2plex.sync.backfill import EntityBackfill
 from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
@@ -162,6 +163,9 @@ class Worker:
         self._reconcile_timer = ReconcileTimer(
             lambda: self.store, clock, should_stop=self._stop.is_set
         )
+        # Links made before version 5: what their scenes show, read from Stash in the
+        # background (stash2plex.sync.backfill).
+        self._backfill = EntityBackfill(clock)
 
     @property
     def context(self) -> Context | None:
@@ -276,7 +280,10 @@ class Worker:
         return self._work_left()
 
     def _work_left(self) -> bool:
-        return self.store.has_work() or spool.pending(self.data_dir)
+        # A backfill that cannot read Stash does not keep the worker alive: the next worker
+        # (any hook starts one while scenes are left) tries again.
+        backfill = not self._backfill.failing()
+        return self.store.has_work(backfill=backfill) or spool.pending(self.data_dir)
 
     def _reopen_store(self, problem: str | None = None) -> None:
         """The store file was damaged (moved aside here if no one else did) or replaced by a
@@ -318,6 +325,7 @@ class Worker:
         if context is None:
             return 0
         self._expand_entity_changes(context)
+        self._record_entities(context)
         self._pull_timer.tick(context)
         self._reconcile_timer.tick(context)
         jobs = self.store.claim_due(self.owner, BATCH_SIZE)
@@ -647,6 +655,21 @@ class Worker:
                     f"{kind} {entity_id} changed: {plural(len(scene_ids), 'scene')} queued",
                 )
 
+    def _record_entities(self, context: Context) -> None:
+        """One batch of the background reading of what linked scenes show; an event when the
+        last batch is done."""
+        if not self._backfill.tick(self.store, context.stash, context.config):
+            return
+        if self.store.entity_backfill(1):
+            return
+        self._event(
+            "info",
+            "entities_recorded",
+            f"recorded what {self._backfill.recorded} linked scenes show (links made by an "
+            f"older version), so deletions in Stash reach them; {self._backfill.queued} "
+            "changed in Stash since their last push and were queued",
+        )
+
     def _maybe_request_scan(self, context: Context, job: Job, error: errors.NotInPlexError) -> None:
         """With `trigger_plex_scan`, ask Plex once per job to scan the file's folder."""
         detail = dict(error.detail or {})
@@ -709,6 +732,9 @@ class Worker:
             reconcile_due = self._reconcile_timer.next_due_at(self._context)
             if reconcile_due is not None:
                 candidates.append(reconcile_due)
+            backfill_due = self._backfill.next_due_at(self.store)
+            if backfill_due is not None and self._context is not None:
+                candidates.append(backfill_due)
         return max(min(candidates), now + self.poll_seconds)
 
     def _wait(self, deadline: float) -> None:

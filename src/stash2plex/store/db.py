@@ -284,6 +284,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outages ADD COLUMN reconciled TEXT;
     UPDATE outages SET reconciled = '{}' WHERE ended_at IS NOT NULL;
     """,
+    # 7: linked scenes whose performers, studios, tags and groups are not recorded yet (links
+    # made before version 5): the worker reads them from Stash in the background, so that a
+    # deletion in Stash finds them without waiting for each scene's next sync.
+    """
+    CREATE TABLE entity_backfill (scene_id INTEGER PRIMARY KEY);
+    INSERT OR IGNORE INTO entity_backfill (scene_id)
+        SELECT DISTINCT scene_id FROM links
+        WHERE scene_id NOT IN (SELECT scene_id FROM link_entities);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -556,6 +565,7 @@ class Store:
             conn.execute("DELETE FROM jobs WHERE scene_id = ?", (object_id,))
             conn.execute("DELETE FROM links WHERE scene_id = ?", (object_id,))
             conn.execute("DELETE FROM link_entities WHERE scene_id = ?", (object_id,))
+            conn.execute("DELETE FROM entity_backfill WHERE scene_id = ?", (object_id,))
             conn.execute("DELETE FROM dead_letters WHERE scene_id = ?", (object_id,))
         elif action == "entity_changed":
             conn.execute(
@@ -825,15 +835,17 @@ class Store:
             self._conn.execute("SELECT COUNT(*) FROM jobs WHERE state != 'done'").fetchone()[0]
         )
 
-    def has_work(self) -> bool:
-        """True when anything is outstanding: a job, or an entity change or deletion to
-        expand."""
-        row = self._conn.execute(
+    def has_work(self, backfill: bool = True) -> bool:
+        """True when anything is outstanding: a job, an entity change or deletion to expand,
+        or (with `backfill`) linked scenes whose entities are still to be read."""
+        sql = (
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state != 'done') "
             "OR EXISTS (SELECT 1 FROM entity_changes) "
             "OR EXISTS (SELECT 1 FROM entity_deletions)"
-        ).fetchone()
-        return bool(row[0])
+        )
+        if backfill:
+            sql += " OR EXISTS (SELECT 1 FROM entity_backfill)"
+        return bool(self._conn.execute(sql).fetchone()[0])
 
     def due_now(self) -> int:
         """Jobs a drain would work on now: pending, leased, or waiting with their time come."""
@@ -1031,10 +1043,45 @@ class Store:
     def save_scene_entities(self, scene_id: int, entities: Mapping[str, Iterable[int]]) -> None:
         """Replace the performer/studio/tag/group ids recorded for a scene's last push."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM link_entities WHERE scene_id = ?", (scene_id,))
+            self._save_entities(conn, scene_id, entities)
+
+    @staticmethod
+    def _save_entities(
+        conn: sqlite3.Connection, scene_id: int, entities: Mapping[str, Iterable[int]]
+    ) -> None:
+        conn.execute("DELETE FROM link_entities WHERE scene_id = ?", (scene_id,))
+        conn.executemany(
+            "INSERT OR IGNORE INTO link_entities (kind, entity_id, scene_id) VALUES (?, ?, ?)",
+            [(kind, int(i), scene_id) for kind, ids in entities.items() for i in ids],
+        )
+        conn.execute("DELETE FROM entity_backfill WHERE scene_id = ?", (scene_id,))
+
+    def entity_backfill(self, limit: int) -> list[int]:
+        """Linked scenes whose entities are not recorded yet (links made before version 5),
+        the lowest ids first, at most `limit`."""
+        rows = self._conn.execute(
+            "SELECT scene_id FROM entity_backfill ORDER BY scene_id LIMIT ?", (limit,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def record_entity_backfill(
+        self,
+        entities: Mapping[int, Mapping[str, Iterable[int]]],
+        requeue: Iterable[int],
+        source: str,
+        done: Iterable[int] = (),
+    ) -> None:
+        """In one transaction: record what each read scene shows (`entities`, scene id ->
+        kind -> ids), queue `requeue` (Stash no longer says what was pushed, or the scene is
+        gone), and take all of them, and `done`, off the backfill."""
+        queued = list(requeue)
+        with self.transaction() as conn:
+            for scene_id, found in entities.items():
+                self._save_entities(conn, scene_id, found)
+            self._upsert_jobs(conn, queued, source, self.clock())
             conn.executemany(
-                "INSERT OR IGNORE INTO link_entities (kind, entity_id, scene_id) VALUES (?, ?, ?)",
-                [(kind, int(i), scene_id) for kind, ids in entities.items() for i in ids],
+                "DELETE FROM entity_backfill WHERE scene_id = ?",
+                [(i,) for i in [*queued, *done]],
             )
 
     def scenes_showing(self, kind: str, entity_id: int) -> list[int]:
