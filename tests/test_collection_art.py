@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from stash2plex.sandbox import images
+from stash2plex.sandbox.library import Tag
 
 from .sandbox import sandbox
 
@@ -149,3 +150,31 @@ def test_no_labels_unless_asked(box):
     scene = box.find(lambda s: bool(s.tag_ids))
     box.drain(scene.id)
     assert box.item(scene).labels == []
+
+
+def test_a_label_tag_renamed_in_stash_leaves_the_labels_and_says_so(tmp_path):
+    with sandbox(tmp_path, settings={"label_tags": "Private"}) as box:
+        tags = box.library.tags
+        private = Tag(max(tags) + 1, "Private")
+        tags[private.id] = private
+        scene = box.find(lambda s: True)
+        box.stash.update_scene(scene.id, tag_ids=[*scene.tag_ids, private.id])
+        box.drain(scene.id)
+        key = box.rating_key(scene)
+        assert box.plex.item(key).labels == ["Private"]
+
+        box.stash.rename("tag", private.id, "Privé")  # label_tags now names no tag
+        box.drain(scene.id)
+
+        # Labels may limit what shared users see: left as they were, and said once.
+        assert box.plex.item(key).labels == ["Private"]
+        with box.store() as store:
+            events = [e for e in store.recent_events() if e["kind"] == "labels"]
+        assert len(events) == 1 and "'Private'" in events[0]["message"]
+        box.drain(scene.id)
+        with box.store() as store:
+            assert len([e for e in store.recent_events() if e["kind"] == "labels"]) == 1
+
+        box.settings(label_tags="Privé")  # the setting follows the rename: labels follow
+        box.drain(scene.id)
+        assert box.plex.item(key).labels == ["Privé"]

@@ -273,8 +273,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("label_tags", "STRING", (), "Tags as Plex labels",
             "Comma-separated tag names sent as Plex labels (which Plex uses to limit what "
             "shared users see); naming a parent tag includes its child tags. Labels Stash2Plex "
-            "set are replaced when the tags change; labels you add in Plex are kept. Empty "
-            "(default): no labels.", check=_name_list),
+            "set are replaced when the tags change; labels you add in Plex are kept. While a "
+            "name here matches no Stash tag (renamed or deleted), labels are left as they are "
+            "and the Plex page says so. Empty (default): no labels.", check=_name_list),
     # Plex -> Stash. Everything that writes to Stash is off until switched on.
     _flag("pull_plays", "Pull plays from Plex",
           "Every play Plex records for a synced item becomes a Stash play at the same time "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stash2plex.clients.plex import PlexClient, PlexItem
@@ -69,6 +69,8 @@ FULL_RELIST_SECONDS = 600.0
 # Listings show at most this many tags of a family; at that count the list may be truncated.
 LISTING_LIMITS = {"collection": 2, "genre": 2, "actor": 3}
 LISTING_COLLECTION_LIMIT = LISTING_LIMITS["collection"]
+# The `label_tags` names Stash had no tag for when last checked (an event when they change).
+MISSING_LABEL_TAGS_KEY = "label_tags_missing"
 # Plex's library types, as its sections list names them, in words people use.
 LIBRARY_TYPES = {
     "movie": "a Movies or Other Videos library",
@@ -361,6 +363,9 @@ class SceneSyncer:
         # Items a batch read ahead (shared by the worker's threads); None: each plan reads.
         self.items_ahead = items_ahead
         self._tree: tuple[object, TagTree] | None = None
+        # `label_tags` names a tag Stash does not have (renamed or deleted): labels are left
+        # as they are rather than taken off every item (they may limit what shared users see).
+        self._labels_held = False
         # Rewrite Plex from Stash: every synced field and image is written whatever we last
         # pushed (fields edited in Plex are still left alone with preserve_plex_edits).
         self.force = force
@@ -538,7 +543,25 @@ class SceneSyncer:
             tags = self.stash.tag_hierarchy()
         if self._tree is None or self._tree[0] is not tags:
             self._tree = (tags, TagTree(tags))
+            self._labels_held = self._missing_label_tags(self._tree[1])
         return self._tree[1]
+
+    def _missing_label_tags(self, tree: TagTree) -> bool:
+        """Whether `label_tags` names a tag Stash does not have; said once as an event (the
+        Plex page shows it) each time the missing names change."""
+        missing = sorted(name for name in self.config.label_tags if not tree.has_name(name))
+        if missing != self.store.get_value(MISSING_LABEL_TAGS_KEY, []):
+            self.store.put_value(MISSING_LABEL_TAGS_KEY, missing)
+            if missing:
+                self.store.add_event(
+                    "warning",
+                    "labels",
+                    "label_tags names "
+                    + ", ".join(f"'{name}'" for name in missing)
+                    + ", which Stash has no tag for (renamed or deleted?): Plex labels are left "
+                    "as they are until label_tags names only existing tags",
+                )
+        return bool(missing)
 
     def plan(
         self,
@@ -556,6 +579,8 @@ class SceneSyncer:
         pushed = dict(link.fingerprints) if link else {}
         owned = dict(link.owned) if link else {}
         desired = desired_item(scene, self.config, tree)
+        if self._labels_held and tree is not None:
+            desired = replace(desired, labels=None)
         if not pushed and not self.config.sync_empty_scenes and not has_own_metadata(scene):
             # Freshly scanned, nothing of its own yet: a Plex agent's metadata is better than
             # an empty push, and nothing gets locked. Pushed once it has metadata.
