@@ -66,6 +66,41 @@ def test_a_studio_collection_shows_the_studios_image_and_details(box):
     assert box.writes() == writes
 
 
+def test_a_collection_deleted_in_plex_is_made_again_for_all_its_scenes(box):
+    def studio_mates(scene):
+        return [
+            s
+            for s in box.library.scenes.values()
+            if s.studio_id == scene.studio_id and s.id != scene.id and s.files and s.in_plex
+        ]
+
+    scene = box.find(lambda s: s.studio_id is not None and bool(studio_mates(s)))
+    studio, others = box.library.studios[scene.studio_id], studio_mates(scene)
+    box.drain()
+    box.plex.library.delete_collection(collection(box, studio.name).rating_key)  # by the user
+    # Then the studio changes in Stash: its collection's poster and summary are due again.
+    box.stash.update_studio(studio.id, new_image=True, details="A new chapter.")
+
+    report = box.drain(scene.id)
+
+    assert box.job(scene.id).state == "done"
+    assert (report.dead_lettered, report.deferred, report.errors) == (0, 0, [])
+    remade = collection(box, studio.name)
+    assert remade.summary == "A new chapter."
+    assert remade.poster_sha1 == hashlib.sha1(images.studio_image(studio.id, 2)).hexdigest()
+    assert box.rating_key(scene) in remade.children
+    # Its other scenes were queued and drained too: the collection holds them all again.
+    assert sorted(remade.children) == sorted(
+        {box.rating_key(s, i) for s in [scene, *others] for i in range(len(s.files))}
+    )
+    with box.store() as store:
+        [event] = [e for e in store.recent_events() if e["kind"] == "collection"]
+    assert f"'{studio.name}' was deleted in Plex" in event["message"]
+    writes = box.writes()
+    box.drain()
+    assert box.writes() == writes
+
+
 def test_a_studio_without_an_image_gets_no_placeholder_poster(box):
     scene = studio_scene(box, parent_id=None)
     studio = box.library.studios[scene.studio_id]

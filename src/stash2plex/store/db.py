@@ -1381,6 +1381,47 @@ class Store:
         found["fingerprints"] = json.loads(found["fingerprints"])
         return found
 
+    def forget_plex_collection(self, section_id: int, title: str) -> None:
+        """Forget a collection object (deleted in Plex): the next scene that wants it finds
+        or creates it afresh."""
+        self._conn.execute(
+            "DELETE FROM plex_collections WHERE section_id = ? AND title = ?", (section_id, title)
+        )
+
+    def scenes_with_collection(self, section_id: int, title: str) -> list[int]:
+        """Scenes whose items in this library we put into the collection `title`."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT scene_id, owned FROM links WHERE section_id = ? AND owned LIKE ?",
+            # A coarse filter in SQL (as `save_link` encodes it), the exact test in Python.
+            (section_id, "%" + json.dumps(title, ensure_ascii=False)[1:-1].replace("%", "") + "%"),
+        )
+        return sorted(
+            {
+                scene_id
+                for scene_id, owned in rows
+                if title in (json.loads(owned).get("collection") or [])
+            }
+        )
+
+    def forget_link_fingerprint(self, scene_ids: list[int], key: str, section_id: int) -> None:
+        """Forget that a field was pushed to these scenes' items in one library, so their next
+        sync writes it again."""
+        with self.transaction() as conn:
+            for chunk in _chunks(scene_ids):
+                rows = conn.execute(
+                    f"SELECT scene_id, rating_key, fingerprints FROM links WHERE section_id = ? "
+                    f"AND scene_id IN ({_marks(chunk)})",
+                    [section_id, *chunk],
+                ).fetchall()
+                for scene_id, rating_key, fingerprints in rows:
+                    prints = json.loads(fingerprints)
+                    if prints.pop(key, None) is not None:
+                        conn.execute(
+                            "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND "
+                            "rating_key = ?",
+                            (json.dumps(prints, sort_keys=True), scene_id, rating_key),
+                        )
+
     def save_plex_collection(
         self,
         section_id: int,

@@ -384,18 +384,25 @@ class SceneSyncer:
         if not files:
             return SyncOutcome(NO_FILE)
         tree = self.tag_tree(scene)
-        art = CollectionArt(self.store, self.stash, self.plex, self.config)
-        results = self._push(scene, self.resolve(scene), tree, art, retry=True)
-        kept = {plan.match.rating_key for plan, _ in results}
-        for link in self.store.links(scene_id):
-            if link.rating_key not in kept:  # the scene no longer has a file in that item
-                self.store.drop_link(scene_id, link.rating_key)
-        self.store.save_scene_entities(scene_id, scene_entities(scene, tree))
-        written = [key for _, keys in results for key in keys]
-        # The collections' own poster and summary (only those Stash2Plex created).
-        pushed_to = dict.fromkeys(p.match.section_id for p, _ in results if not p.left_alone)
-        for section_id in pushed_to:
-            written += art.ensure(section_id, scene)
+        written: list[str] = []
+        for attempt in range(2):
+            art = CollectionArt(self.store, self.stash, self.plex, self.config)
+            results = self._push(scene, self.resolve(scene), tree, art, retry=True)
+            kept = {plan.match.rating_key for plan, _ in results}
+            for link in self.store.links(scene_id):
+                if link.rating_key not in kept:  # the scene no longer has a file in that item
+                    self.store.drop_link(scene_id, link.rating_key)
+            self.store.save_scene_entities(scene_id, scene_entities(scene, tree))
+            written += [key for _, keys in results for key in keys]
+            # The collections' own poster and summary (only those Stash2Plex created).
+            pushed_to = dict.fromkeys(p.match.section_id for p, _ in results if not p.left_alone)
+            for section_id in pushed_to:
+                written += art.ensure(section_id, scene)
+            if not art.vanished or attempt:
+                break
+            # One of our collections was deleted in Plex: this scene tags its items again
+            # now (which makes the collection anew), the collection's other scenes next.
+            self._collections_deleted(scene_id, art.vanished)
         preserved = list(dict.fromkeys(key for plan, _ in results for key in plan.preserved))
         if written:
             status = SYNCED
@@ -432,6 +439,26 @@ class SceneSyncer:
                 return self._push(scene, self.resolve(scene), tree, art, retry=False)
             results.append((plan, written))
         return results
+
+    def _collections_deleted(self, scene_id: int, vanished: list[tuple[int, str]]) -> None:
+        """Collections of ours deleted in Plex: every scene that had one pushes its collection
+        list again (this one at once, the others queued), so the collection is made again
+        with all its items, as when it was first needed."""
+        for section_id, title in vanished:
+            scenes = self.store.scenes_with_collection(section_id, title)
+            self.store.forget_link_fingerprint(
+                sorted({*scenes, scene_id}), "collection", section_id
+            )
+            others = [other for other in scenes if other != scene_id]
+            if others:
+                self.store.enqueue(others, source="collection deleted in Plex")
+            self.store.add_event(
+                "warning",
+                "collection",
+                f"the collection '{title}' was deleted in Plex; Stash2Plex makes it again "
+                f"for its {max(len(scenes), 1)} scenes (the setting skip_collections stops "
+                "Stash2Plex making collections)",
+            )
 
     def _forget(self, scene_id: int) -> None:
         self.store.drop_link(scene_id)
