@@ -285,8 +285,11 @@ SETTINGS: tuple[Setting, ...] = (
           "whenever it changed in Plex since the last pull. Default: off."),
     _flag("sync_rating_both_ways", "Sync ratings both ways",
           "Ratings flow both ways (implies Sync ratings): a Plex rating of 8/10 becomes 80 in "
-          "Stash, a Stash rating of 60 becomes 6/10 in Plex. When both changed, the later "
-          "change wins. Default: off."),
+          "Stash, a Stash rating of 60 becomes 6/10 in Plex, on every Plex item of the scene. "
+          "The side that changed since the last sync wins; when both changed (or on first "
+          "contact), the later change wins, by Plex's rating time against the scene's last "
+          "update in Stash, two clocks that should agree; an unrated side never clears a rated "
+          "one on first contact. Default: off."),
     Setting("pull_account", "STRING", "", "Plex user whose plays count",
             "Whose plays are pulled: empty (default) for the owner of the Plex token, or a "
             "Plex account name or number as the server lists it, or * for every user. "

@@ -28,9 +28,11 @@ from stash2plex.errors import (
     TransientError,
 )
 from stash2plex.paths import basename, is_windows_path, path_key, split_path
+from stash2plex.pull.decisions import epoch
 from stash2plex.records import Link
 from stash2plex.settings.config import Config, setting_label
 from stash2plex.store.db import Store
+from stash2plex.sync import ratings
 from stash2plex.sync.collection_art import CollectionArt
 from stash2plex.sync.matching import Match, MatchResult, claims_part, match_scene
 from stash2plex.sync.metadata import (
@@ -403,6 +405,7 @@ class SceneSyncer:
             # One of our collections was deleted in Plex: this scene tags its items again
             # now (which makes the collection anew), the collection's other scenes next.
             self._collections_deleted(scene_id, art.vanished)
+        written += self._decide_rating(scene)
         preserved = list(dict.fromkeys(key for plan, _ in results for key in plan.preserved))
         if written:
             status = SYNCED
@@ -459,6 +462,35 @@ class SceneSyncer:
                 f"for its {max(len(scenes), 1)} scenes (the setting skip_collections stops "
                 "Stash2Plex making collections)",
             )
+
+    def _decide_rating(self, scene: dict[str, Any]) -> list[str]:
+        """Ratings both ways: decide the scene's rating with its items' when Stash's is not
+        what every item showed at the last decision (first contact, or changed in Stash), or
+        when forced. Returns "rating" when a Plex item was rated, "rating to Stash" when
+        Plex's rating went to Stash."""
+        if not self.config.sync_rating_both_ways:
+            return []
+        scene_id = int(scene["id"])
+        links = self.store.links(scene_id)
+        value = scene.get("rating100")
+        value = value if isinstance(value, int) else None
+        want = ratings.recorded(value)
+        if not links or (
+            not self.force and all(link.fingerprints.get(ratings.KEY) == want for link in links)
+        ):
+            return []  # nothing new from Stash: an unchanged re-sync reads nothing
+        states = self.plex.items_view_states([link.rating_key for link in links])
+        updated_at = scene.get("updated_at")
+        outcome = ratings.RatingSync(self.store, self.stash, self.plex).reconcile(
+            scene_id,
+            value,
+            epoch(str(updated_at)) if updated_at else None,
+            links,
+            states,
+        )
+        return [ratings.KEY] * bool(outcome.plex_writes) + (
+            ["rating to Stash"] if outcome.stash_written else []
+        )
 
     def _forget(self, scene_id: int) -> None:
         self.store.drop_link(scene_id)
@@ -608,11 +640,22 @@ class SceneSyncer:
         desired = desired_item(scene, self.config, tree)
         if self._labels_held and tree is not None:
             desired = replace(desired, labels=None)
-        if not pushed and not self.config.sync_empty_scenes and not has_own_metadata(scene):
+        both_ways = self.config.sync_rating_both_ways
+        # The rating is the user's, not metadata a Plex agent fills: whether we pushed one
+        # (or a pull recorded one) says nothing about leaving the item's metadata alone.
+        metadata_pushed = any(key != ratings.KEY for key in pushed)
+        if (
+            not metadata_pushed
+            and not self.config.sync_empty_scenes
+            and not has_own_metadata(scene)
+        ):
             # Freshly scanned, nothing of its own yet: a Plex agent's metadata is better than
             # an empty push, and nothing gets locked. Pushed once it has metadata.
-            return SyncPlan(scene_id, match, desired, [], {}, {}, [], {}, {}, None, True, position)
+            return self._left_alone(scene_id, match, desired, pushed, position)
         changes = changed_fields(desired, {} if self.force else pushed)
+        if both_ways:
+            # Both ways, the rating is one decision per scene (`sync.ratings`), not a push.
+            changes = [key for key in changes if key != ratings.KEY]
 
         listed = self.store.listed_collections(match.rating_key) or []
         listed_tags = self.store.listed_tags(match.rating_key) or {}
@@ -682,6 +725,10 @@ class SceneSyncer:
             labels=full_labels,
         )
         new_prints = {**pushed, **desired.fingerprints()}
+        if both_ways:  # what the item showed at the last rating decision stays recorded
+            new_prints.pop(ratings.KEY, None)
+            if ratings.KEY in pushed:
+                new_prints[ratings.KEY] = pushed[ratings.KEY]
         for key in preserved:  # keep the old print so a later Stash change is still noticed
             if key in pushed:
                 new_prints[key] = pushed[key]
@@ -718,6 +765,27 @@ class SceneSyncer:
             position,
         )
 
+    def _left_alone(
+        self,
+        scene_id: int,
+        match: Match,
+        desired: DesiredItem,
+        pushed: dict[str, str],
+        position: int,
+    ) -> SyncPlan:
+        """The plan of a scene without metadata of its own: no field, list or image; only
+        the rating, which is the user's and follows its own setting."""
+        prints = {ratings.KEY: pushed[ratings.KEY]} if ratings.KEY in pushed else {}
+        changes = []
+        if self.config.sync_rating and not self.config.sync_rating_both_ways:
+            want = desired.fingerprints()[ratings.KEY]
+            if self.force or pushed.get(ratings.KEY) != want:
+                changes.append(ratings.KEY)
+            prints[ratings.KEY] = want
+        return SyncPlan(
+            scene_id, match, desired, changes, {}, {}, [], prints, {}, None, True, position
+        )
+
     # ------------------------------------------------------------------ writing
     def apply(self, plan: SyncPlan) -> list[str]:
         """Write the plan to Plex and record it. Returns what was written."""
@@ -729,16 +797,20 @@ class SceneSyncer:
     def _apply(self, plan: SyncPlan) -> list[str]:
         match = plan.match
         if plan.left_alone:
+            left_written = []
+            if ratings.KEY in plan.changes:
+                self.plex.rate(match.rating_key, plan.desired.rating)
+                left_written.append(ratings.KEY)
             self.store.save_link(
                 plan.scene_id,
                 match.rating_key,
                 match.section_id,
                 match.plex_path,
-                {},
+                plan.fingerprints,
                 {},
                 plan.position,
             )
-            return []
+            return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
             self.plex.edit(match.section_id, match.rating_key, plan.params)
