@@ -289,6 +289,30 @@ def test_the_stream_pulls_at_once_when_plex_reports_playback(box, caplog):
     assert PLEX_TOKEN not in caplog.text
 
 
+def test_the_stream_skips_plex_reporting_our_own_writes_but_not_the_users(tmp_path):
+    both = {**PULLS, "sync_rating_both_ways": True}
+    with sandbox(tmp_path, settings=both) as box:
+        ours = box.find(lambda s: True)
+        theirs = box.find(lambda s: s.id != ours.id)
+        with PlexAlertStream(box.data_dir) as stream:
+            wait_until(stream.connected.is_set, message="the websocket to connect")
+            wait_until(lambda: stream.pulls >= 1, message="the catch-up pull on connecting")
+            pulls, reads = stream.pulls, history_reads(box)
+            notified = stream.notifications
+
+            box.stash.update_scene(ours.id, title="Renamed in Stash")
+            box.drain(ours.id)  # our edit: Plex reports the item changed
+
+            wait_until(lambda: stream.skipped >= 1, message="the stream to skip our own write")
+            assert stream.notifications > notified
+            assert (stream.pulls, history_reads(box)) == (pulls, reads)
+
+            # A rating given in Plex to an item Stash2Plex did not write: a pull at once.
+            box.plex.rate(box.rating_key(theirs), 7.0)
+            wait_until(lambda: stream.pulls == pulls + 1, message="the pull for a user's rating")
+            assert history_reads(box) > reads and stream.skipped == 1
+
+
 def test_pull_command_reads_from_a_date(box, monkeypatch):
     scene = box.find(lambda s: True)
     box.plex.play(box.rating_key(scene), T0)

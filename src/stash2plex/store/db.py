@@ -1368,6 +1368,18 @@ class Store:
         )
         return [(row[0], row[1]) for row in rows]
 
+    def written_since(self, rating_keys: list[int], since: float) -> set[int]:
+        """Of these Plex items, those Stash2Plex synced or rated at `since` (epoch s) or later."""
+        found: set[int] = set()
+        for chunk in _chunks(rating_keys):
+            rows = self._conn.execute(
+                f"SELECT DISTINCT rating_key FROM links WHERE rating_key IN ({_marks(chunk)}) "
+                "AND synced_at >= ?",
+                [*chunk, since],
+            )
+            found |= {row[0] for row in rows}
+        return found
+
     def links_of_scenes(self, scene_ids: list[int]) -> dict[int, list[Link]]:
         """The links of each of these scenes (scenes without a link are absent)."""
         found: dict[int, list[Link]] = {}
