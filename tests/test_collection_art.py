@@ -213,3 +213,35 @@ def test_a_label_tag_renamed_in_stash_leaves_the_labels_and_says_so(tmp_path):
         box.settings(label_tags="Privé")  # the setting follows the rename: labels follow
         box.drain(scene.id)
         assert box.plex.item(key).labels == ["Privé"]
+
+
+def test_a_renamed_studio_leaves_no_empty_collection_but_a_users_items_keep_one(box):
+    scene = box.find(lambda s: s.studio_id is not None)
+    studio = box.library.studios[scene.studio_id]
+    old = studio.name
+    box.drain()
+    assert box.rating_key(scene) in collection(box, old).children
+
+    box.stash.rename("studio", studio.id, "Renamed Studio")
+    box.drain()
+
+    titles = [c.title for c in box.plex.collections(box.section_id)]
+    assert old not in titles and "Renamed Studio" in titles
+    renamed = collection(box, "Renamed Studio")
+    assert renamed.poster_sha1 == hashlib.sha1(images.studio_image(studio.id)).hexdigest()
+    assert box.rating_key(scene) in renamed.children
+
+    # Renamed back after the user put an item of their own into the collection: kept.
+    other = box.find(lambda s: s.studio_id != studio.id)
+    box.plex.library.collection_add_items(
+        renamed.rating_key,
+        f"server://{box.plex.machine_identifier}/com.plexapp.plugins.library"
+        f"/library/metadata/{box.rating_key(other)}",
+    )
+    box.stash.rename("studio", studio.id, old)
+    box.drain()
+    assert [box.rating_key(other)] == collection(box, "Renamed Studio").children
+    assert box.rating_key(scene) in collection(box, old).children
+    writes = box.writes()
+    box.drain()
+    assert box.writes() == writes

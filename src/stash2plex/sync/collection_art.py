@@ -12,6 +12,7 @@ never uploaded.
 
 A collection of ours deleted in Plex (a 404 for its stored ratingKey) is forgotten, and made
 again as when it was first needed: the items of every scene that had it are tagged again.
+One of ours that its last scene left (a studio renamed) is deleted when Plex shows it empty.
 """
 
 from __future__ import annotations
@@ -134,6 +135,31 @@ class CollectionArt:
             self.store.save_plex_collection(
                 section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
             )
+        return written
+
+    def drop_emptied(self, section_id: int, titles: list[str]) -> list[str]:
+        """After a scene's items left these collections (its studio renamed, its group
+        removed): delete each one Stash2Plex created that no scene of ours is in any more and
+        that Plex shows empty, so a renamed studio leaves no empty collection behind. One
+        the user put items into is kept. Returns "collection deleted" per deletion."""
+        written: list[str] = []
+        for title in titles:
+            row = self.store.plex_collection(section_id, title)
+            if row is None or not row["ours"]:
+                continue
+            if self.store.scenes_with_collection(section_id, title):
+                continue  # other scenes' items are still in it
+            rating_key = row["rating_key"] or self._find(section_id, title)
+            try:
+                if rating_key is not None and self.plex.collection_size(rating_key) > 0:
+                    continue  # items we did not put there: the user's now
+                if rating_key is not None:
+                    self.plex.delete_collection(rating_key)
+                    written.append("collection deleted")
+            except NotInPlexError:
+                pass  # already gone (Plex may remove an emptied collection itself)
+            self.store.forget_plex_collection(section_id, title)
+            self._listed.pop(section_id, None)
         return written
 
     def _upload(self, rating_key: int, url: str, prints: dict[str, str]) -> bool:

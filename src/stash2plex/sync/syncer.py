@@ -386,6 +386,7 @@ class SceneSyncer:
         if not files:
             return SyncOutcome(NO_FILE)
         tree = self.tag_tree(scene)
+        before = _collections_of(self.store.links(scene_id))
         written: list[str] = []
         for attempt in range(2):
             art = CollectionArt(self.store, self.stash, self.plex, self.config)
@@ -405,6 +406,11 @@ class SceneSyncer:
             # One of our collections was deleted in Plex: this scene tags its items again
             # now (which makes the collection anew), the collection's other scenes next.
             self._collections_deleted(scene_id, art.vanished)
+        after = _collections_of(self.store.links(scene_id))
+        for section_id, titles in sorted(before.items()):
+            left = sorted(titles - after.get(section_id, set()))
+            if left:
+                written += art.drop_emptied(section_id, left)
         written += self._decide_rating(scene)
         preserved = list(dict.fromkeys(key for plan, _ in results for key in plan.preserved))
         if written:
@@ -879,3 +885,11 @@ def _under(path: str, folder: str) -> bool:
     """Whether a path lies in a library location, compared as `paths.path_key` compares."""
     key, root = path_key(path), path_key(folder).rstrip("/\\")
     return key == root or key.startswith(root + "/") or key.startswith(root + "\\")
+
+
+def _collections_of(links: Iterable[Link]) -> dict[int, set[str]]:
+    """The collections we put a scene's items into, by library section."""
+    found: dict[int, set[str]] = {}
+    for link in links:
+        found.setdefault(link.section_id, set()).update(link.owned.get("collection") or [])
+    return found
