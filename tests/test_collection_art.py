@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from stash2plex.sandbox import images
+from stash2plex.sandbox.library import Tag
 
 from .sandbox import sandbox
 
@@ -62,6 +63,41 @@ def test_a_studio_collection_shows_the_studios_image_and_details(box):
     box.stash.update_studio(studio.id, details="Now with a new logo.")
     writes = box.writes()
     box.drain(scene.id)
+    assert box.writes() == writes
+
+
+def test_a_collection_deleted_in_plex_is_made_again_for_all_its_scenes(box):
+    def studio_mates(scene):
+        return [
+            s
+            for s in box.library.scenes.values()
+            if s.studio_id == scene.studio_id and s.id != scene.id and s.files and s.in_plex
+        ]
+
+    scene = box.find(lambda s: s.studio_id is not None and bool(studio_mates(s)))
+    studio, others = box.library.studios[scene.studio_id], studio_mates(scene)
+    box.drain()
+    box.plex.library.delete_collection(collection(box, studio.name).rating_key)  # by the user
+    # Then the studio changes in Stash: its collection's poster and summary are due again.
+    box.stash.update_studio(studio.id, new_image=True, details="A new chapter.")
+
+    report = box.drain(scene.id)
+
+    assert box.job(scene.id).state == "done"
+    assert (report.dead_lettered, report.deferred, report.errors) == (0, 0, [])
+    remade = collection(box, studio.name)
+    assert remade.summary == "A new chapter."
+    assert remade.poster_sha1 == hashlib.sha1(images.studio_image(studio.id, 2)).hexdigest()
+    assert box.rating_key(scene) in remade.children
+    # Its other scenes were queued and drained too: the collection holds them all again.
+    assert sorted(remade.children) == sorted(
+        {box.rating_key(s, i) for s in [scene, *others] for i in range(len(s.files))}
+    )
+    with box.store() as store:
+        [event] = [e for e in store.recent_events() if e["kind"] == "collection"]
+    assert f"'{studio.name}' was deleted in Plex" in event["message"]
+    writes = box.writes()
+    box.drain()
     assert box.writes() == writes
 
 
@@ -149,3 +185,63 @@ def test_no_labels_unless_asked(box):
     scene = box.find(lambda s: bool(s.tag_ids))
     box.drain(scene.id)
     assert box.item(scene).labels == []
+
+
+def test_a_label_tag_renamed_in_stash_leaves_the_labels_and_says_so(tmp_path):
+    with sandbox(tmp_path, settings={"label_tags": "Private"}) as box:
+        tags = box.library.tags
+        private = Tag(max(tags) + 1, "Private")
+        tags[private.id] = private
+        scene = box.find(lambda s: True)
+        box.stash.update_scene(scene.id, tag_ids=[*scene.tag_ids, private.id])
+        box.drain(scene.id)
+        key = box.rating_key(scene)
+        assert box.plex.item(key).labels == ["Private"]
+
+        box.stash.rename("tag", private.id, "Privé")  # label_tags now names no tag
+        box.drain(scene.id)
+
+        # Labels may limit what shared users see: left as they were, and said once.
+        assert box.plex.item(key).labels == ["Private"]
+        with box.store() as store:
+            events = [e for e in store.recent_events() if e["kind"] == "labels"]
+        assert len(events) == 1 and "'Private'" in events[0]["message"]
+        box.drain(scene.id)
+        with box.store() as store:
+            assert len([e for e in store.recent_events() if e["kind"] == "labels"]) == 1
+
+        box.settings(label_tags="Privé")  # the setting follows the rename: labels follow
+        box.drain(scene.id)
+        assert box.plex.item(key).labels == ["Privé"]
+
+
+def test_a_renamed_studio_leaves_no_empty_collection_but_a_users_items_keep_one(box):
+    scene = box.find(lambda s: s.studio_id is not None)
+    studio = box.library.studios[scene.studio_id]
+    old = studio.name
+    box.drain()
+    assert box.rating_key(scene) in collection(box, old).children
+
+    box.stash.rename("studio", studio.id, "Renamed Studio")
+    box.drain()
+
+    titles = [c.title for c in box.plex.collections(box.section_id)]
+    assert old not in titles and "Renamed Studio" in titles
+    renamed = collection(box, "Renamed Studio")
+    assert renamed.poster_sha1 == hashlib.sha1(images.studio_image(studio.id)).hexdigest()
+    assert box.rating_key(scene) in renamed.children
+
+    # Renamed back after the user put an item of their own into the collection: kept.
+    other = box.find(lambda s: s.studio_id != studio.id)
+    box.plex.library.collection_add_items(
+        renamed.rating_key,
+        f"server://{box.plex.machine_identifier}/com.plexapp.plugins.library"
+        f"/library/metadata/{box.rating_key(other)}",
+    )
+    box.stash.rename("studio", studio.id, old)
+    box.drain()
+    assert [box.rating_key(other)] == collection(box, "Renamed Studio").children
+    assert box.rating_key(scene) in collection(box, old).children
+    writes = box.writes()
+    box.drain()
+    assert box.writes() == writes

@@ -82,8 +82,8 @@ def test_a_play_of_an_item_synced_later_still_arrives(box):
         link = store.link(scene.id)
         store.drop_link(scene.id)
     assert pull(box).unlinked_plays == 1
-    box.plex.play(box.rating_key(box.find(lambda s: s.id != scene.id)), T0 + 7 * 86400)
-    pull(box)  # the watermark is now a week past the first play
+    box.plex.play(box.rating_key(box.find(lambda s: s.id != scene.id)), T0 + 8 * 86400)
+    pull(box)  # the watermark is now more than the look-back past the first play
     with box.store() as store:
         store.save_link(scene.id, link.rating_key, link.section_id, link.plex_path, {})
 
@@ -91,6 +91,67 @@ def test_a_play_of_an_item_synced_later_still_arrives(box):
 
     assert history(box, scene) == [T0]
     assert report.plays_added == 1
+
+
+def test_plays_of_a_scene_merged_away_reach_the_scene_that_kept_its_file(box):
+    kept, gone = [
+        s
+        for s in box.library.scenes.values()
+        if s.files and s.in_plex and len(s.files) == 1 and not s.play_history
+    ][:2]
+    gone_key = box.rating_key(gone)
+    box.stash.merge_scenes(kept.id, [gone.id])  # Stash fires no hook for a merge
+    box.plex.play(gone_key, T0)  # still watched in Plex under its old item
+
+    first = pull(box)
+
+    assert (first.plays_added, first.unlinked_plays) == (0, 1)  # its scene no longer counts
+    # More than the look-back later, other plays move the watermark past that play.
+    box.plex.play(box.rating_key(kept), T0 + 8 * 86400)
+    pull(box)
+    box.drain()  # Sync All: the item now belongs to the scene that kept its file
+
+    report = pull(box)
+
+    assert report.plays_added == 1
+    assert history(box, kept) == [T0, T0 + 8 * 86400]
+    assert pull(box).plays_added == 0
+
+
+def test_a_play_reported_days_late_still_arrives(box):
+    scene = box.find(lambda s: not s.play_history)
+    key = box.rating_key(scene)
+    box.plex.play(key, T0 + 5 * 86400)
+    pull(box)
+    box.plex.play(key, T0)  # a phone that played offline syncs five days later
+
+    assert pull(box).plays_added == 1
+    assert history(box, scene) == [T0, T0 + 5 * 86400]
+
+
+def test_a_scene_held_as_several_items_resumes_where_it_was_watched_last(box):
+    scene = box.find(lambda s: len({box.rating_key(s, i) for i in range(len(s.files))}) > 1)
+    first, second = box.rating_key(scene, 0), box.rating_key(scene, 1)
+    now = [float(T0)]
+    box.plex.library.clock = lambda: now[0]  # Plex's clock, one step per stop
+
+    def stop(key: int, offset_ms: int) -> None:
+        now[0] += 60
+        box.plex.stop_at(key, offset_ms)
+
+    stop(second, 300_000)
+    pull(box)
+    assert box.library.scenes[scene.id].resume_time == 300.0
+    stop(first, 150_000)  # the other file, watched later: its point, though smaller
+    pull(box)
+    assert box.library.scenes[scene.id].resume_time == 150.0
+    stop(first, 170_000)
+    pull(box)
+    assert box.library.scenes[scene.id].resume_time == 170.0
+    # Pulled again (both items still in progress): the same answer, nothing written.
+    writes = box.stash.count("SceneSaveActivity")
+    assert pull(box).resume_points == 0
+    assert box.stash.count("SceneSaveActivity") == writes
 
 
 def test_the_worker_pulls_within_one_poll_interval_on_its_own_clock(box):
@@ -170,30 +231,34 @@ def test_ratings_come_back_and_go_out_without_a_loop(tmp_path):
         box.drain()
         scene = box.find(lambda s: True)
         key = box.rating_key(scene)
+        # A scene whose two files Plex holds apart has two items; all show its rating.
+        keys = {box.rating_key(scene, i) for i in range(len(scene.files))}
         box.plex.rate(key, 8.0)
         writes = box.writes()
 
         report = pull(box)
 
         assert report.ratings_to_stash == 1 and box.library.scenes[scene.id].rating100 == 80
+        assert [box.plex.item(k).user_rating for k in keys] == [8.0] * len(keys)
+        assert box.writes() == writes + len(keys) - 1  # the scene's other items, once
         [hook] = [h for h in box.stash.hooks if h["id"] == scene.id]
         assert hook["type"] == "Scene.Update.Post" and hook["inputFields"] == ["id", "rating100"]
-        # The hook queues the scene; its sync must find nothing to write.
+        # The hook queues the scene; its sync must find nothing to read or write.
+        writes, item_reads = box.writes(), box.plex.log.count("GET /library/metadata/{ids}")
         assert box.drain(scene.id).unchanged == 1
         assert box.writes() == writes
+        assert box.plex.log.count("GET /library/metadata/{ids}") == item_reads
 
-        # A later change in Stash (as the UI saves it) goes to Plex once, to each of the
-        # scene's Plex items (a scene whose two files Plex holds apart has two).
-        items = len(scene.files)
+        # A later change in Stash (as the UI saves it) goes to Plex once, to each item.
         set_rating_in_stash(box, scene.id, 60)
         box.drain(scene.id)
-        assert box.plex.item(key).user_rating == 6.0
-        assert box.writes() == writes + items
+        assert [box.plex.item(k).user_rating for k in keys] == [6.0] * len(keys)
+        assert box.writes() == writes + len(keys)
         stash_writes = box.stash.count("SceneSetRating")
         again = pull(box)
         assert (again.ratings_to_stash, again.ratings_to_plex, again.stash_writes) == (0, 0, 0)
         assert box.stash.count("SceneSetRating") == stash_writes
-        assert box.writes() == writes + items
+        assert box.writes() == writes + len(keys)
         assert box.drain(scene.id).synced == 0
 
 
@@ -222,6 +287,30 @@ def test_the_stream_pulls_at_once_when_plex_reports_playback(box, caplog):
         )
     assert stream.notifications >= 3
     assert PLEX_TOKEN not in caplog.text
+
+
+def test_the_stream_skips_plex_reporting_our_own_writes_but_not_the_users(tmp_path):
+    both = {**PULLS, "sync_rating_both_ways": True}
+    with sandbox(tmp_path, settings=both) as box:
+        ours = box.find(lambda s: True)
+        theirs = box.find(lambda s: s.id != ours.id)
+        with PlexAlertStream(box.data_dir) as stream:
+            wait_until(stream.connected.is_set, message="the websocket to connect")
+            wait_until(lambda: stream.pulls >= 1, message="the catch-up pull on connecting")
+            pulls, reads = stream.pulls, history_reads(box)
+            notified = stream.notifications
+
+            box.stash.update_scene(ours.id, title="Renamed in Stash")
+            box.drain(ours.id)  # our edit: Plex reports the item changed
+
+            wait_until(lambda: stream.skipped >= 1, message="the stream to skip our own write")
+            assert stream.notifications > notified
+            assert (stream.pulls, history_reads(box)) == (pulls, reads)
+
+            # A rating given in Plex to an item Stash2Plex did not write: a pull at once.
+            box.plex.rate(box.rating_key(theirs), 7.0)
+            wait_until(lambda: stream.pulls == pulls + 1, message="the pull for a user's rating")
+            assert history_reads(box) > reads and stream.skipped == 1
 
 
 def test_pull_command_reads_from_a_date(box, monkeypatch):

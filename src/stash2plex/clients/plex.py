@@ -511,6 +511,27 @@ class PlexClient:
             action=f"the edit of collection {rating_key}",
         )
 
+    @_reads
+    def collection_size(self, rating_key: int) -> int:
+        """How many items a collection object holds: the `totalSize` of its children
+        listing asked for no item (`X-Plex-Container-Size: 0`, as plexapi's `totalSize`
+        asks). Raises NotInPlexError when Plex has no such collection."""
+        root = self._query(
+            f"/library/collections/{rating_key}/children",
+            headers={"X-Plex-Container-Start": "0", "X-Plex-Container-Size": "0"},
+            action=f"the size of collection {rating_key}",
+        )
+        return int(root.get("totalSize") or root.get("size") or 0) if root is not None else 0
+
+    def delete_collection(self, rating_key: int) -> None:
+        """Delete a collection object (`DELETE /library/collections/{ratingKey}`, plexapi's
+        `Collection.delete`); its items stay."""
+        self._query(
+            f"/library/collections/{rating_key}",
+            method="delete",
+            action=f"the deletion of collection {rating_key}",
+        )
+
     def scan_path(self, section_id: int, path: str) -> None:
         """Ask Plex to scan one folder (a partial scan); new items appear later."""
         from urllib.parse import quote_plus

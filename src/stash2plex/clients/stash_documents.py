@@ -160,7 +160,7 @@ mutation SceneSaveActivity($id: ID!, $resume_time: Float) {
 }
 """
 
-# A rating goes through sceneUpdate, which fires Scene.Update.Post: see pull/ratings.py.
+# A rating goes through sceneUpdate, which fires Scene.Update.Post: see sync/ratings.py.
 SCENE_SET_RATING = """
 mutation SceneSetRating($input: SceneUpdateInput!) {
   sceneUpdate(input: $input) { id rating100 updated_at }

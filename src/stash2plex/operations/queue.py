@@ -274,17 +274,26 @@ def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
     kept: list[FieldChange] = []
     preserved: list[str] = []
     edited: list[str] = []
+    rating_notes: list[str] = []
     for plan, current in zip(plans, currents, strict=True):
         # A scene whose files Plex holds as several items: name the item for all but the first.
         suffix = f" (item {plan.match.rating_key})" if plan.position else ""
         if current is None:
             continue
         writes, keeps = _compare_with_plex(plan, current)
+        if syncer.config.sync_rating_both_ways:
+            # Both ways the rating is decided by the rule, not pushed: said, not listed.
+            for change in [c for c in writes + keeps if c.field == "rating"]:
+                (writes if change in writes else keeps).remove(change)
+                rating_notes.append(
+                    f"rating: Plex {change.plex or 'unrated'}{suffix}, Stash "
+                    f"{change.stash or 'unrated'}; ratings go both ways, the later change wins"
+                )
         changes += [FieldChange(c.field + suffix, c.plex, c.stash) for c in writes]
         kept += [FieldChange(c.field + suffix, c.plex, c.stash) for c in keeps]
         preserved += [c.field + suffix for c in keeps if c.field in plan.preserved]
         edited += [c.field + suffix for c in keeps if c.field not in plan.preserved]
-    notes = []
+    notes = list(dict.fromkeys(rating_notes))
     if preserved:
         notes.append(f"left alone, edited in Plex: {', '.join(preserved)} (preserve_plex_edits)")
     if edited:

@@ -92,6 +92,8 @@ def decide_rating(
     wins; when both changed (or there was no decision yet), the later change wins, Plex's
     time being its `lastRatedAt` and Stash's the scene's `updated_at` (Stash keeps no time for
     the rating alone, so this is the latest moment it can have changed). Stash wins a tie.
+    The two times come from two servers' clocks: only when both sides changed between two
+    decisions does a difference between those clocks matter.
     An unrated side never clears a rated one on first contact, and a Plex rating cleared
     without a time (Plex records none) is treated as older than any Stash change.
     """
@@ -115,6 +117,47 @@ def decide_rating(
     if stash_moved and not plex_moved:
         return TO_PLEX
     return _later(plex_rated_at, stash_changed_at)
+
+
+@dataclass(frozen=True)
+class ItemRating:
+    """One Plex item of a scene as read now: its rating (0-10, None: unrated), Plex's
+    `lastRatedAt` (epoch s; Plex keeps none for a cleared rating), and whether it no longer
+    shows what it showed at the scene's last decision (False for an item never recorded)."""
+
+    value: float | None
+    rated_at: int | None
+    changed: bool
+
+
+def scene_plex_rating(
+    items: Iterable[ItemRating], last: RatingState | None
+) -> tuple[float | None, int | None]:
+    """Plex's side of one scene, whose files Plex may hold as several items: (rating, time)
+    to give `decide_rating`.
+
+    First contact (no decision yet): the most recently rated item, or unrated if none is.
+    After a decision, only an item that changed since counts, so an item not yet brought in
+    line (still showing an older rating) never overrides the decision: with none changed,
+    Plex still shows the decision; otherwise the latest timed change wins, and a rating
+    cleared in Plex (no time) only when nothing else changed.
+    """
+    items = list(items)
+    if last is None:
+        rated = [i for i in items if stash_rating(i.value) is not None]
+        if not rated:
+            return None, None
+        latest = max(rated, key=lambda i: i.rated_at or 0)
+        return latest.value, latest.rated_at
+    changed = [i for i in items if i.changed]
+    if not changed:
+        return plex_rating(last.agreed), last.plex_rated_at
+    timed = [i for i in changed if stash_rating(i.value) is not None and i.rated_at is not None]
+    if timed:
+        latest = max(timed, key=lambda i: i.rated_at or 0)
+        return latest.value, latest.rated_at
+    rated = [i for i in changed if stash_rating(i.value) is not None]
+    return (rated[0].value, None) if rated else (None, None)
 
 
 def _later(plex_rated_at: int | None, stash_changed_at: int | None) -> str:

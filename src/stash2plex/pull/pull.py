@@ -1,19 +1,22 @@
 """One catch-up pull from Plex to Stash: plays, resume points and ratings since the watermarks.
 
 Reads from Plex: the watch history of each configured library since the plays watermark
-(newest first, paged), the items in progress, and the items rated since the ratings
-watermark. Reads from Stash: the play history and rating of every scene involved. Writes to
+(newest first, paged), the items in progress, the items rated since the ratings watermark,
+and a bounded window of rated items read again (a rating cleared in Plex leaves no time to
+list it by). Reads from Stash: the play history and rating of every scene involved. Writes to
 Stash only what Plex really recorded, through `decisions`:
 
-- plays: `sceneAddPlay(id, times)`, one call per scene with all its new times;
-- resume points: `sceneSaveActivity(id, resume_time)`;
-- ratings (`sync_rating_both_ways`): `sceneUpdate(rating100)`, or `rate()` in Plex when
-  Stash's change is the later one.
+- plays: `sceneAddPlay(id, times)`, one call per scene with all its new times; plays of an
+  item that belongs to no scene that counts (not synced yet, its scene deleted or merged away
+  without a hook, shared by two scenes) are counted, and arrive once the item gets one;
+- resume points: `sceneSaveActivity(id, resume_time)`, from the scene's item watched last;
+- ratings (`sync_rating_both_ways`): one decision per scene (`sync.ratings`), written with
+  `sceneUpdate(rating100)` or with `rate()` on every Plex item of the scene.
 
 No echo: `sceneUpdate` fires Stash's Scene.Update.Post hook, whose job re-syncs the scene to
-Plex; before writing we record the rating as already pushed (the link's fingerprint), so that
-job finds nothing to write. Stash fires no hook for plays and activity. A pull is never started
-by a hook, so our own writes cannot trigger another pull.
+Plex; before writing we record every item as showing the rating (the links' fingerprints), so
+that job finds nothing to read or write. Stash fires no hook for plays and activity. A pull
+is never started by a hook, so our own writes cannot trigger another pull.
 
 Only one pull runs at a time per data directory (a file lock); a second one reports "busy".
 """
@@ -34,8 +37,9 @@ from stash2plex.engine.worker_lock import try_lock, unlock
 from stash2plex.errors import PermanentError, SyncError
 from stash2plex.names import name_key
 from stash2plex.pull import decisions
+from stash2plex.records import Link
 from stash2plex.store.db import Store
-from stash2plex.sync.metadata import fingerprint
+from stash2plex.sync.ratings import RatingSync
 from stash2plex.sync.syncer import PlexIndex
 
 log = logging.getLogger("stash2plex.pull")
@@ -44,15 +48,20 @@ LOCK_FILENAME = "pull.lock"
 WATERMARKS_KEY = "pull_watermarks"
 LAST_REPORT_KEY = "pull_last_report"
 TIMER_KEY = "pull_timer"  # when the last pull started, whoever ran it (see timer.py)
-# Plex items whose plays we saw before they were synced with a scene: once one is, its whole
-# history is read, so plays older than the watermark still reach the scene. Bounded.
+# Plex items whose plays counted for no scene (not synced yet, their scene deleted or merged
+# away, shared by two scenes): once one belongs to a scene that counts, its whole history is
+# read, so plays older than the watermark still reach the scene. Bounded.
 UNLINKED_KEY = "pull_unlinked_items"
 UNLINKED_LIMIT = 50_000
+# Ratings both ways: how many linked items (of scenes with an agreed rating) each pull reads
+# again, 100 per request, to see ratings cleared in Plex (which leave no time to list by).
+RATING_RECHECK_ITEMS = 1_000
 OWNER_ACCOUNT = 1  # PMS's local account of the server owner, whose token the settings hold
 ALL_ACCOUNTS = "*"
 # Plays can reach Plex late with their original time (a phone that played offline syncs
-# later), so each pull reads the history back this far before the newest play it saw.
-PLAY_LOOKBACK_SECONDS = 24 * 3600.0
+# later), so each pull reads the history back this far before the newest play it saw. A week
+# of one household's plays is a page or two; a play reported later than that is not seen.
+PLAY_LOOKBACK_SECONDS = 7 * 86400.0
 
 
 @dataclass
@@ -155,16 +164,20 @@ class _Pull:
         self.report = report
         self.clock = clock
         self.progress = progress or (lambda fraction: None)
-        self._still_unlinked: list[int] = []
+        self._waiting: dict[int, list[int]] = {}
+        self._conflicts: set[int] = set()
 
     def run(self, since: int | None) -> None:
         sections = PlexIndex(self.store, self.plex, self.config, self.clock).section_ids()
         marks = self.store.get_value(WATERMARKS_KEY) or {}
         plays_marks = dict(marks.get("plays") or {})
         rating_marks = dict(marks.get("ratings") or {})
+        recheck_after = int(marks.get("rating_recheck_after") or 0)
+        self._conflicts = self.store.conflict_items()
         plays: list[Play] = []
         in_progress: list[ViewState] = []
         rated: list[ViewState] = []
+        recheck: list[tuple[int, int]] = []
         if self.config.pull_plays:
             account = self._account()
             for section_id in sections:
@@ -193,19 +206,34 @@ class _Pull:
                 stamps = [s.last_rated_at for s in found_rated if s.last_rated_at]
                 if stamps:
                     rating_marks[str(section_id)] = max(max(stamps), mark)
+            # A rating cleared in Plex gets no time to list it by: each pull reads again the
+            # items of the next scenes whose agreed rating is set, a bounded window in turn.
+            recheck = self.store.rating_recheck(recheck_after, RATING_RECHECK_ITEMS)
+            recheck_after = recheck[-1][0] if len(recheck) == RATING_RECHECK_ITEMS else 0
         self.progress(0.5)
-        self._apply(plays, in_progress, rated)
-        self.store.put_value(WATERMARKS_KEY, {"plays": plays_marks, "ratings": rating_marks})
+        self._apply(plays, in_progress, rated, recheck)
+        self.store.put_value(
+            WATERMARKS_KEY,
+            {"plays": plays_marks, "ratings": rating_marks, "rating_recheck_after": recheck_after},
+        )
         self.progress(1.0)
 
     def _backfill(self, account: int | None) -> list[Play]:
-        """The whole history of items that got their scene since a pull saw them unlinked."""
-        waiting = [int(k) for k in self.store.get_value(UNLINKED_KEY) or []]
-        linked = self.store.scenes_by_rating_key(waiting)
+        """The whole history of items whose plays counted for no scene when a pull saw them
+        (not synced yet, their scene deleted or merged away, shared by two scenes) and that
+        now belong to a scene that counts: their plays older than the watermark arrive too."""
+        waiting = _waiting_items(self.store.get_value(UNLINKED_KEY))
+        linked = self.store.scenes_by_rating_key(sorted(waiting))
+        due = [
+            key
+            for key in sorted(waiting)
+            if key not in self._conflicts
+            and any(scene_id not in waiting[key] for scene_id in linked.get(key, []))
+        ]
         plays: list[Play] = []
-        for rating_key in sorted(linked):
+        for rating_key in due:
             plays += self.plex.plays(None, account_id=account, rating_key=rating_key)
-        self._still_unlinked = [k for k in waiting if k not in linked]
+        self._waiting = {key: dead for key, dead in waiting.items() if key not in due}
         return plays
 
     def _account(self) -> int | None:
@@ -233,7 +261,11 @@ class _Pull:
 
     # ------------------------------------------------------------------ applying
     def _apply(
-        self, plays: list[Play], in_progress: list[ViewState], rated: list[ViewState]
+        self,
+        plays: list[Play],
+        in_progress: list[ViewState],
+        rated: list[ViewState],
+        recheck: list[tuple[int, int]],
     ) -> None:
         # A play seen twice while paging is one play (its history id says so).
         unique = {p.history_id or f"{p.rating_key}:{p.account_id}:{p.viewed_at}": p for p in plays}
@@ -244,36 +276,46 @@ class _Pull:
             | {s.rating_key for s in in_progress}
             | {s.rating_key for s in rated}
         )
-        scenes_of = self.store.scenes_by_rating_key(keys)
-        unlinked = [p for p in plays if p.rating_key not in scenes_of]
-        self.report.unlinked_plays = len(unlinked)
-        self.report.unlinked_items = len({p.rating_key for p in unlinked})
-        if self.config.pull_plays:
-            waiting = dict.fromkeys(self._still_unlinked)
-            waiting.update(dict.fromkeys(sorted({p.rating_key for p in unlinked})))
-            self.store.put_value(UNLINKED_KEY, list(waiting)[-UNLINKED_LIMIT:])
-
-        times: dict[int, list[int]] = {}
-        for play in plays:
-            for scene_id in scenes_of.get(play.rating_key, []):
-                times.setdefault(scene_id, []).append(play.viewed_at)
-        rated_by_scene: dict[int, list[ViewState]] = {}
-        for state in rated:
-            for scene_id in scenes_of.get(state.rating_key, []):
-                rated_by_scene.setdefault(scene_id, []).append(state)
-        stash_states = self.stash.play_states(sorted(set(times) | set(rated_by_scene)))
-        rated_scenes = _one_rating_per_scene(rated_by_scene, stash_states)
-        self._plays(times, stash_states)
+        linked = self.store.scenes_by_rating_key(keys)
+        # An item holding files of two scenes (a conflict) belongs to neither for now.
+        scenes_of = {k: v for k, v in linked.items() if k not in self._conflicts}
+        chosen, states = self._rating_candidates(rated, recheck, scenes_of)
+        wanted = {s for p in plays for s in scenes_of.get(p.rating_key, [])} | set(chosen)
+        stash_states = self.stash.play_states(sorted(wanted))
+        self._plays(plays, scenes_of, linked, stash_states)
         self.progress(0.7)
         self._resume_points(in_progress, scenes_of)
         self.progress(0.8)
-        self._ratings(rated_scenes, stash_states)
+        self._ratings(chosen, states, stash_states)
 
-    def _plays(self, times: dict[int, list[int]], stash_states: dict[int, dict]) -> None:
+    def _plays(
+        self,
+        plays: list[Play],
+        scenes_of: dict[int, list[int]],
+        linked: dict[int, list[int]],
+        stash_states: dict[int, dict],
+    ) -> None:
+        times: dict[int, list[int]] = {}
+        unlinked: list[Play] = []
+        for play in plays:
+            # A scene Stash no longer has (deleted, or merged away without a hook) counts no
+            # play: the item waits for the scene that gets it next.
+            live = [s for s in scenes_of.get(play.rating_key, []) if s in stash_states]
+            if not live:
+                unlinked.append(play)
+            for scene_id in live:
+                times.setdefault(scene_id, []).append(play.viewed_at)
+        self.report.unlinked_plays = len(unlinked)
+        self.report.unlinked_items = len({p.rating_key for p in unlinked})
+        if self.config.pull_plays:
+            waiting = dict(self._waiting)
+            for play in unlinked:
+                dead = [] if play.rating_key in self._conflicts else linked.get(play.rating_key, [])
+                waiting[play.rating_key] = sorted(set(dead) | set(waiting.get(play.rating_key, [])))
+            kept = list(waiting.items())[-UNLINKED_LIMIT:]
+            self.store.put_value(UNLINKED_KEY, {str(key): dead for key, dead in kept})
         for scene_id, plex_times in sorted(times.items()):
-            state = stash_states.get(scene_id)
-            if state is None:
-                continue  # the scene was deleted in Stash
+            state = stash_states[scene_id]
             missing = decisions.new_plays(plex_times, state.get("play_history") or [])
             if not missing:
                 continue
@@ -285,23 +327,38 @@ class _Pull:
     def _resume_points(self, in_progress: list[ViewState], scenes_of: dict[int, list[int]]) -> None:
         if not self.config.pull_resume:
             return
-        offsets: dict[int, int] = {}
+        seen: dict[int, dict[int, ViewState]] = {}
         for state in in_progress:
             for scene_id in scenes_of.get(state.rating_key, []):
-                offsets[scene_id] = state.view_offset_ms
+                seen.setdefault(scene_id, {})[state.rating_key] = state
         # Scenes we gave a resume point that Plex no longer lists in progress: read their
         # items, because a point reset in Plex (watched to the end, marked unplayed) should
-        # reset Stash's too, while an item deleted from Plex says nothing.
-        gone = {
-            scene_id: rating_key
-            for scene_id, (rating_key, _) in self.store.resumed_scenes().items()
-            if scene_id not in offsets
+        # reset Stash's too, while an item deleted from Plex says nothing. A scene whose files
+        # Plex holds as several items: the one watched last decides, so its other items are
+        # read too.
+        resumed = set(self.store.resumed_scenes())
+        links = self.store.links_of_scenes(sorted(set(seen) | resumed))
+        items_of = {
+            scene_id: [lk.rating_key for lk in scene_links if lk.rating_key not in self._conflicts]
+            for scene_id, scene_links in links.items()
         }
-        if gone:
-            current = self.plex.items_view_states(sorted(set(gone.values())))
-            for scene_id, rating_key in gone.items():
-                if rating_key in current:
-                    offsets[scene_id] = current[rating_key].view_offset_ms
+        unread = sorted(
+            {
+                key
+                for scene_id, keys in items_of.items()
+                if scene_id not in seen or len(keys) > 1
+                for key in keys
+                if key not in seen.get(scene_id, {})
+            }
+        )
+        current = self.plex.items_view_states(unread) if unread else {}
+        offsets: dict[int, int] = {}
+        for scene_id, keys in items_of.items():
+            states = [seen.get(scene_id, {}).get(k) or current.get(k) for k in keys]
+            found = [state for state in states if state is not None]
+            if found:
+                latest = max(found, key=lambda s: (s.last_viewed_at or 0, s.view_offset_ms > 0))
+                offsets[scene_id] = latest.view_offset_ms
         pulled = self.store.pull_states(sorted(offsets))
         for scene_id, offset in sorted(offsets.items()):
             previous = (pulled.get(scene_id) or {}).get("resume_offset_ms")
@@ -318,73 +375,73 @@ class _Pull:
             self.report.stash_writes += 1
             self.report.resume_points += 1
 
-    def _ratings(self, rated: dict[int, ViewState], stash_states: dict[int, dict]) -> None:
+    def _rating_candidates(
+        self,
+        rated: list[ViewState],
+        recheck: list[tuple[int, int]],
+        scenes_of: dict[int, list[int]],
+    ) -> tuple[dict[int, list[Link]], dict[int, ViewState]]:
+        """The scenes whose rating needs a decision, with the items to decide it over, and
+        the view state of every item read. A scene needs one when one of its items shows
+        another rating than at the last decision, or when it has had no decision yet."""
         if not self.config.sync_rating_both_ways:
-            return
-        recorded = self.store.pull_states(sorted(rated))
-        for scene_id, plex in sorted(rated.items()):
+            return {}, {}
+        states = {s.rating_key: s for s in rated}
+        scene_ids = {s for state in rated for s in scenes_of.get(state.rating_key, [])}
+        scene_ids |= {scene_id for scene_id, key in recheck if key not in self._conflicts}
+        links = self.store.links_of_scenes(sorted(scene_ids))
+        items = {
+            scene_id: [lk for lk in scene_links if lk.rating_key not in self._conflicts]
+            for scene_id, scene_links in links.items()
+        }
+        unread = sorted({lk.rating_key for ls in items.values() for lk in ls} - set(states))
+        if unread:
+            states.update(self.plex.items_view_states(unread))
+        decided = self.store.pull_states(sorted(items))
+        chosen = {
+            scene_id: scene_links
+            for scene_id, scene_links in items.items()
+            if not (decided.get(scene_id) or {}).get("rating_known")
+            or RatingSync.plex_moved(scene_links, states)
+        }
+        return chosen, states
+
+    def _ratings(
+        self,
+        chosen: dict[int, list[Link]],
+        states: dict[int, ViewState],
+        stash_states: dict[int, dict],
+    ) -> None:
+        ratings = RatingSync(self.store, self.stash, self.plex)
+        for scene_id, links in sorted(chosen.items()):
             scene = stash_states.get(scene_id)
             if scene is None:
-                continue
-            stash_value = scene.get("rating100")
-            row = recorded.get(scene_id) or {}
-            last = (
-                decisions.RatingState(row.get("rating_agreed"), row.get("rating_plex_at"))
-                if row.get("rating_known")
-                else None
-            )
+                continue  # deleted in Stash
             updated_at = scene.get("updated_at")
-            action = decisions.decide_rating(
-                plex.user_rating,
-                plex.last_rated_at,
-                stash_value,
+            value = scene.get("rating100")
+            outcome = ratings.reconcile(
+                scene_id,
+                value if isinstance(value, int) else None,
                 decisions.epoch(updated_at) if updated_at else None,
-                last,
+                links,
+                states,
             )
-            if action == decisions.AGREE:
-                self._mark_pushed(scene_id, stash_value)
-                self.store.save_rating_agreed(scene_id, stash_value, plex.last_rated_at)
+            if outcome.action == decisions.AGREE:
                 self.report.ratings_agreed += 1
-            elif action == decisions.TO_STASH:
-                self._rating_to_stash(scene_id, plex)
-            else:
-                self.plex.rate(plex.rating_key, decisions.plex_rating(stash_value))
-                self._mark_pushed(scene_id, stash_value)
-                self.store.save_rating_agreed(scene_id, stash_value, None)
+            elif outcome.action == decisions.TO_STASH:
+                self.report.ratings_to_stash += 1
+            elif outcome.action == decisions.TO_PLEX:
                 self.report.ratings_to_plex += 1
-
-    def _rating_to_stash(self, scene_id: int, plex: ViewState) -> None:
-        value = decisions.stash_rating(plex.user_rating)
-        link = self.store.link(scene_id)
-        before = link.fingerprints.get("rating") if link else None
-        # First say "Plex already shows this", then write: the Scene.Update.Post hook of our
-        # own write queues the scene, and its sync must find the rating unchanged.
-        self._mark_pushed(scene_id, value)
-        try:
-            self.stash.set_rating(scene_id, value)
-        except SyncError:
-            if link is not None and before is not None:
-                self.store.set_link_fingerprint(scene_id, "rating", before)
-            raise
-        self.store.save_rating_agreed(scene_id, value, plex.last_rated_at)
-        self.report.stash_writes += 1
-        self.report.ratings_to_stash += 1
-
-    def _mark_pushed(self, scene_id: int, rating100: int | None) -> None:
-        self.store.set_link_fingerprint(
-            scene_id, "rating", fingerprint(decisions.plex_rating(rating100))
-        )
+            self.report.stash_writes += int(outcome.stash_written)
 
 
-def _one_rating_per_scene(
-    rated: dict[int, list[ViewState]], stash_states: dict[int, dict]
-) -> dict[int, ViewState]:
-    """A scene whose files Plex holds as several items has a rating on each: the news is the
-    latest one that differs from Stash's (ratings pushed together share their second), else
-    the latest."""
-    chosen: dict[int, ViewState] = {}
-    for scene_id, states in rated.items():
-        in_stash = decisions.plex_rating((stash_states.get(scene_id) or {}).get("rating100"))
-        differing = [s for s in states if s.user_rating != in_stash]
-        chosen[scene_id] = max(differing or states, key=lambda s: s.last_rated_at or 0)
-    return chosen
+def _waiting_items(stored: Any) -> dict[int, list[int]]:
+    """The items whose plays wait for a scene: ratingKey -> the scenes they were linked to
+    that did not count (empty: none, or shared by two scenes)."""
+    if isinstance(stored, dict):
+        return {
+            int(key): [int(s) for s in dead or []]
+            for key, dead in stored.items()
+            if str(key).isdigit()
+        }
+    return {int(key): [] for key in stored or [] if str(key).isdigit()}

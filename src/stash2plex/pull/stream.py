@@ -4,6 +4,8 @@ A component with `start()`/`stop()`. It listens with plexapi's `AlertListener`
 (`/:/websockets/notifications`, the `websocket-client` package) and, when Plex reports that a
 playback stopped or paused (a play or a resume point) or that an item changed (a rating),
 runs one catch-up pull after a short quiet period, so a burst of notifications costs one pull.
+Plex also says "item changed" after our own edits and ratings: when every notification since
+the last pull named an item Stash2Plex wrote meanwhile (the links' `synced_at`), no pull runs.
 The pull reads everything since the watermarks, so nothing depends on what a notification
 said; when the socket drops it reconnects with backoff and pulls once on reconnecting, and the
 worker's timer covers whatever time the service was down.
@@ -35,6 +37,9 @@ DEBOUNCE_SECONDS = 2.0
 MAX_DELAY_SECONDS = 10.0
 RECONNECT_MIN_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 60.0
+# A Plex item written by Stash2Plex this long before the first notification naming it counts
+# as our own write (the notification can overtake the store's record of the write).
+OWN_WRITE_MARGIN_SECONDS = 5.0
 _PLAYBACK_STATES = ("stopped", "paused")
 _MOVIE = 1
 
@@ -57,6 +62,26 @@ def wants_pull(container: dict[str, Any], *, ratings: bool) -> bool:
             for entry in entries
         )
     return False
+
+
+def timeline_items(container: dict[str, Any]) -> set[int]:
+    """The movie items a "timeline" notification says changed (empty for other kinds)."""
+    if container.get("type") != "timeline":
+        return set()
+    return {
+        int(entry["itemID"])
+        for entry in container.get("TimelineEntry") or []
+        if str(entry.get("type")) == str(_MOVIE)
+        and str(entry.get("state")) == "5"
+        and str(entry.get("itemID", "")).isdigit()
+    }
+
+
+def only_our_writes(items: set[int], written: set[int], playback: bool) -> bool:
+    """Whether the signals since the last pull were only "item changed" notifications of
+    items Stash2Plex itself wrote meanwhile (`written`): then there is nothing to pull. A
+    playback signal always pulls."""
+    return not playback and bool(items) and items <= written
 
 
 def pull_now(
@@ -111,6 +136,12 @@ class PlexAlertStream:
         self._lock = threading.Lock()
         self._first_signal: float | None = None
         self._last_signal: float | None = None
+        # Since the last pull: the items timeline notifications named, whether a playback
+        # signalled, and when the first signal came (wall clock, as the store's times).
+        self._items: set[int] = set()
+        self._playback = False
+        self._signalled_at: float | None = None
+        self.skipped = 0  # signals that were only our own writes: no pull
         self._listener: Any = None
         self._ratings = False
         self._threads: list[threading.Thread] = []
@@ -170,7 +201,7 @@ class PlexAlertStream:
             if listener.is_alive() and not self._stop.is_set():
                 failures = 0
                 self.connected.set()
-                self._request_pull()  # catch up on what happened while we were not listening
+                self._request_pull(catch_up=True)  # what happened while we were not listening
             listener.join()
             self.connected.clear()
             self._listener = None
@@ -202,18 +233,24 @@ class PlexAlertStream:
     def _on_message(self, container: dict[str, Any]) -> None:
         if wants_pull(container, ratings=self._ratings):
             self.notifications += 1
+            items = timeline_items(container)
+            with self._lock:
+                self._items |= items
+                self._playback |= not items
             self._request_pull()
 
     def _on_error(self, error: Exception) -> None:
         log.info("Plex notification stream error: %s", type(error).__name__)
 
     # ------------------------------------------------------------------ pulling
-    def _request_pull(self) -> None:
+    def _request_pull(self, *, catch_up: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
             if self._first_signal is None:
                 self._first_signal = now
+                self._signalled_at = time.time()
             self._last_signal = now
+            self._playback |= catch_up
         self._signal.set()
 
     def _pull_when_signalled(self) -> None:
@@ -231,15 +268,28 @@ class PlexAlertStream:
                 )
                 if due:
                     self._first_signal = self._last_signal = None
+                    items, playback, since = self._items, self._playback, self._signalled_at
+                    self._items, self._playback, self._signalled_at = set(), False, None
                     self._signal.clear()
             if not due:
                 self._stop.wait(0.1)
                 continue
-            self._run_pull()
+            self._run_pull(items, playback, since)
 
-    def _run_pull(self) -> None:
+    def _run_pull(
+        self, items: set[int] | None = None, playback: bool = True, since: float | None = None
+    ) -> None:
         try:
             with Store.open(self.data_dir) as store:
+                # Our own edits and ratings make Plex say "item changed" too. Checked after
+                # the quiet period, when the sync has recorded what it wrote.
+                written = store.written_since(
+                    sorted(items or ()), (since or time.time()) - OWN_WRITE_MARGIN_SECONDS
+                )
+                if only_our_writes(items or set(), written, playback):
+                    self.skipped += 1
+                    log.debug("Plex reported only our own writes; nothing to pull")
+                    return
                 report = self._pull(self.context_factory(store))
         except SyncError as exc:
             log.warning("pull after a Plex notification failed: %s", exc.message)

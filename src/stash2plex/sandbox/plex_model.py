@@ -1246,6 +1246,8 @@ class PlexLibrary:
                 return
             if time_ms > 0 and state in ("stopped", "paused"):
                 view.view_offset = int(time_ms)
+                # Plex's Continue Watching orders partly watched items by this time.
+                view.last_viewed_at = self.now()
                 self._timeline(item)
 
     def _new_session_key(self) -> int:

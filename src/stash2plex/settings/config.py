@@ -273,8 +273,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("label_tags", "STRING", (), "Tags as Plex labels",
             "Comma-separated tag names sent as Plex labels (which Plex uses to limit what "
             "shared users see); naming a parent tag includes its child tags. Labels Stash2Plex "
-            "set are replaced when the tags change; labels you add in Plex are kept. Empty "
-            "(default): no labels.", check=_name_list),
+            "set are replaced when the tags change; labels you add in Plex are kept. While a "
+            "name here matches no Stash tag (renamed or deleted), labels are left as they are "
+            "and the Plex page says so. Empty (default): no labels.", check=_name_list),
     # Plex -> Stash. Everything that writes to Stash is off until switched on.
     _flag("pull_plays", "Pull plays from Plex",
           "Every play Plex records for a synced item becomes a Stash play at the same time "
@@ -284,8 +285,11 @@ SETTINGS: tuple[Setting, ...] = (
           "whenever it changed in Plex since the last pull. Default: off."),
     _flag("sync_rating_both_ways", "Sync ratings both ways",
           "Ratings flow both ways (implies Sync ratings): a Plex rating of 8/10 becomes 80 in "
-          "Stash, a Stash rating of 60 becomes 6/10 in Plex. When both changed, the later "
-          "change wins. Default: off."),
+          "Stash, a Stash rating of 60 becomes 6/10 in Plex, on every Plex item of the scene. "
+          "The side that changed since the last sync wins; when both changed (or on first "
+          "contact), the later change wins, by Plex's rating time against the scene's last "
+          "update in Stash, two clocks that should agree; an unrated side never clears a rated "
+          "one on first contact. Default: off."),
     Setting("pull_account", "STRING", "", "Plex user whose plays count",
             "Whose plays are pulled: empty (default) for the owner of the Plex token, or a "
             "Plex account name or number as the server lists it, or * for every user. "

@@ -1407,20 +1407,93 @@ class Store:
             (scene_id, rating100, plex_at, self.clock()),
         )
 
-    def set_link_fingerprint(self, scene_id: int, key: str, value: str) -> None:
+    def put_rating_state(
+        self, scene_id: int, known: bool, rating100: int | None, plex_at: int | None
+    ) -> None:
+        """Put back a scene's rating decision as it was (`known` False: none yet), after a
+        write that should have followed it failed."""
+        if known:
+            self.save_rating_agreed(scene_id, rating100, plex_at)
+            return
+        self._conn.execute(
+            "UPDATE pull_state SET rating_known = 0, rating_agreed = NULL, rating_plex_at = NULL,"
+            " rating_decided_at = NULL WHERE scene_id = ?",
+            (scene_id,),
+        )
+
+    def rating_recheck(self, after_scene_id: int, limit: int) -> list[tuple[int, int]]:
+        """(scene, ratingKey) of the linked items of scenes whose agreed rating is set, in
+        scene order after `after_scene_id`, at most `limit`: what a pull reads again, because
+        a rating cleared in Plex leaves no time to list it by."""
+        rows = self._conn.execute(
+            "SELECT p.scene_id, l.rating_key FROM pull_state p JOIN links l "
+            "ON l.scene_id = p.scene_id WHERE p.rating_known = 1 AND p.rating_agreed IS NOT NULL "
+            "AND p.scene_id > ? ORDER BY p.scene_id, l.rating_key LIMIT ?",
+            (after_scene_id, limit),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def written_since(self, rating_keys: list[int], since: float) -> set[int]:
+        """Of these Plex items, those Stash2Plex synced or rated at `since` (epoch s) or later."""
+        found: set[int] = set()
+        for chunk in _chunks(rating_keys):
+            rows = self._conn.execute(
+                f"SELECT DISTINCT rating_key FROM links WHERE rating_key IN ({_marks(chunk)}) "
+                "AND synced_at >= ?",
+                [*chunk, since],
+            )
+            found |= {row[0] for row in rows}
+        return found
+
+    def links_of_scenes(self, scene_ids: list[int]) -> dict[int, list[Link]]:
+        """The links of each of these scenes (scenes without a link are absent)."""
+        found: dict[int, list[Link]] = {}
+        for chunk in _chunks(scene_ids):
+            rows = self._conn.execute(
+                f"SELECT * FROM links WHERE scene_id IN ({_marks(chunk)}) "
+                "ORDER BY scene_id, position, rating_key",
+                chunk,
+            )
+            for row in rows:
+                found.setdefault(row["scene_id"], []).append(_link(row))
+        return found
+
+    def conflict_items(self) -> set[int]:
+        """Plex items that hold files of several scenes (jobs waiting with reason conflict):
+        nothing read from them belongs to one scene until the conflict is resolved."""
+        rows = self._conn.execute(
+            "SELECT detail FROM jobs WHERE state = 'waiting' AND reason = 'conflict'"
+        )
+        keys: set[int] = set()
+        for (detail,) in rows:
+            try:
+                key = (json.loads(detail or "{}") or {}).get("rating_key")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(key, int):
+                keys.add(key)
+        return keys
+
+    def set_link_fingerprint(
+        self, scene_id: int, key: str, value: str, rating_key: int | None = None
+    ) -> None:
         """Record one field as pushed (a value that reached Plex another way), so the next
-        sync of the scene does not write it again."""
+        sync of the scene does not write it again; on one of the scene's items (`rating_key`)
+        or all of them."""
         with self.transaction() as conn:
             # Each of the scene's Plex items keeps its own fingerprints.
             rows = conn.execute(
                 "SELECT rating_key, fingerprints FROM links WHERE scene_id = ?", (scene_id,)
             ).fetchall()
+            if rating_key is not None:
+                rows = [row for row in rows if row[0] == rating_key]
             for rating_key, fingerprints in rows:
                 prints = json.loads(fingerprints)
                 prints[key] = value
                 conn.execute(
-                    "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND rating_key = ?",
-                    (json.dumps(prints, sort_keys=True), scene_id, rating_key),
+                    "UPDATE links SET fingerprints = ?, synced_at = ? WHERE scene_id = ? AND "
+                    "rating_key = ?",
+                    (json.dumps(prints, sort_keys=True), self.clock(), scene_id, rating_key),
                 )
 
     # ----------------------------------------------------------------- reconciliation
@@ -1445,6 +1518,47 @@ class Store:
         found["ours"] = bool(found["ours"])
         found["fingerprints"] = json.loads(found["fingerprints"])
         return found
+
+    def forget_plex_collection(self, section_id: int, title: str) -> None:
+        """Forget a collection object (deleted in Plex): the next scene that wants it finds
+        or creates it afresh."""
+        self._conn.execute(
+            "DELETE FROM plex_collections WHERE section_id = ? AND title = ?", (section_id, title)
+        )
+
+    def scenes_with_collection(self, section_id: int, title: str) -> list[int]:
+        """Scenes whose items in this library we put into the collection `title`."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT scene_id, owned FROM links WHERE section_id = ? AND owned LIKE ?",
+            # A coarse filter in SQL (as `save_link` encodes it), the exact test in Python.
+            (section_id, "%" + json.dumps(title, ensure_ascii=False)[1:-1].replace("%", "") + "%"),
+        )
+        return sorted(
+            {
+                scene_id
+                for scene_id, owned in rows
+                if title in (json.loads(owned).get("collection") or [])
+            }
+        )
+
+    def forget_link_fingerprint(self, scene_ids: list[int], key: str, section_id: int) -> None:
+        """Forget that a field was pushed to these scenes' items in one library, so their next
+        sync writes it again."""
+        with self.transaction() as conn:
+            for chunk in _chunks(scene_ids):
+                rows = conn.execute(
+                    f"SELECT scene_id, rating_key, fingerprints FROM links WHERE section_id = ? "
+                    f"AND scene_id IN ({_marks(chunk)})",
+                    [section_id, *chunk],
+                ).fetchall()
+                for scene_id, rating_key, fingerprints in rows:
+                    prints = json.loads(fingerprints)
+                    if prints.pop(key, None) is not None:
+                        conn.execute(
+                            "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND "
+                            "rating_key = ?",
+                            (json.dumps(prints, sort_keys=True), scene_id, rating_key),
+                        )
 
     def save_plex_collection(
         self,

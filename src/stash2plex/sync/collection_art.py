@@ -9,6 +9,10 @@ in the store: the summary text and the image URL (Stash's `?t=` changes when the
 group changes); the image is downloaded only when its URL changed, and uploaded only when the
 content hash differs from the last upload. Stash's stand-in images (`default=true`, SVG) are
 never uploaded.
+
+A collection of ours deleted in Plex (a 404 for its stored ratingKey) is forgotten, and made
+again as when it was first needed: the items of every scene that had it are tagged again.
+One of ours that its last scene left (a studio renamed) is deleted when Plex shows it empty.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient
+from stash2plex.errors import NotInPlexError
 from stash2plex.names import name_key
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
@@ -75,6 +80,9 @@ class CollectionArt:
         self.plex = plex
         self.config = config
         self._listed: dict[int, dict[str, int]] = {}
+        # (section, title) of our collections Plex answered 404 for: deleted in Plex. Their
+        # record is forgotten; the syncer has them made again as when first needed.
+        self.vanished: list[tuple[int, str]] = []
 
     def note_wanted(self, section_id: int, scene: dict[str, Any]) -> None:
         """Before the edit that may create them: remember which wanted collections already
@@ -107,19 +115,53 @@ class CollectionArt:
             rating_key = row["rating_key"] or self._find(section_id, source.title)
             if rating_key is None:
                 continue  # not created (yet): the next sync of one of its scenes retries
-            if prints.get("summary") != summary_print:
-                self.plex.edit_collection(
-                    section_id, rating_key, {"summary.value": source.summary, "summary.locked": 1}
-                )
-                prints["summary"] = summary_print
-                written.append("collection summary")
-            if prints.get("image_url") != url_print:
-                if source.image_url and self._upload(rating_key, source.image_url, prints):
-                    written.append("collection poster")
-                prints["image_url"] = url_print
+            try:
+                if prints.get("summary") != summary_print:
+                    self.plex.edit_collection(
+                        section_id,
+                        rating_key,
+                        {"summary.value": source.summary, "summary.locked": 1},
+                    )
+                    prints["summary"] = summary_print
+                    written.append("collection summary")
+                if prints.get("image_url") != url_print:
+                    if source.image_url and self._upload(rating_key, source.image_url, prints):
+                        written.append("collection poster")
+                    prints["image_url"] = url_print
+            except NotInPlexError:
+                # Deleted in Plex (which also took it off its items): not the scene's problem.
+                self.store.forget_plex_collection(section_id, source.title)
+                self._listed.pop(section_id, None)
+                self.vanished.append((section_id, source.title))
+                continue
             self.store.save_plex_collection(
                 section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
             )
+        return written
+
+    def drop_emptied(self, section_id: int, titles: list[str]) -> list[str]:
+        """After a scene's items left these collections (its studio renamed, its group
+        removed): delete each one Stash2Plex created that no scene of ours is in any more and
+        that Plex shows empty, so a renamed studio leaves no empty collection behind. One
+        the user put items into is kept. Returns "collection deleted" per deletion."""
+        written: list[str] = []
+        for title in titles:
+            row = self.store.plex_collection(section_id, title)
+            if row is None or not row["ours"]:
+                continue
+            if self.store.scenes_with_collection(section_id, title):
+                continue  # other scenes' items are still in it
+            rating_key = row["rating_key"] or self._find(section_id, title)
+            try:
+                if rating_key is not None and self.plex.collection_size(rating_key) > 0:
+                    continue  # items we did not put there: the user's now
+                if rating_key is not None:
+                    self.plex.delete_collection(rating_key)
+                    written.append("collection deleted")
+            except NotInPlexError:
+                pass  # already gone (Plex may remove an emptied collection itself)
+            self.store.forget_plex_collection(section_id, title)
+            self._listed.pop(section_id, None)
         return written
 
     def _upload(self, rating_key: int, url: str, prints: dict[str, str]) -> bool:

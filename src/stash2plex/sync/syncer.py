@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stash2plex.clients.plex import PlexClient, PlexItem
@@ -29,9 +29,11 @@ from stash2plex.errors import (
 )
 from stash2plex.names import name_key
 from stash2plex.paths import basename, is_windows_path, path_key, split_path
+from stash2plex.pull.decisions import epoch
 from stash2plex.records import IndexEntry, Link
 from stash2plex.settings.config import Config, setting_label
 from stash2plex.store.db import Store
+from stash2plex.sync import ratings
 from stash2plex.sync.collection_art import CollectionArt
 from stash2plex.sync.matching import (
     MAPPED_PATH,
@@ -77,6 +79,8 @@ FULL_RELIST_SECONDS = 600.0
 # Listings show at most this many tags of a family; at that count the list may be truncated.
 LISTING_LIMITS = {"collection": 2, "genre": 2, "actor": 3}
 LISTING_COLLECTION_LIMIT = LISTING_LIMITS["collection"]
+# The `label_tags` names Stash had no tag for when last checked (an event when they change).
+MISSING_LABEL_TAGS_KEY = "label_tags_missing"
 # Plex's library types, as its sections list names them, in words people use.
 LIBRARY_TYPES = {
     "movie": "a Movies or Other Videos library",
@@ -424,6 +428,9 @@ class SceneSyncer:
         # Items a batch read ahead (shared by the worker's threads); None: each plan reads.
         self.items_ahead = items_ahead
         self._tree: tuple[object, TagTree] | None = None
+        # `label_tags` names a tag Stash does not have (renamed or deleted): labels are left
+        # as they are rather than taken off every item (they may limit what shared users see).
+        self._labels_held = False
         # Rewrite Plex from Stash: every synced field and image is written whatever we last
         # pushed (fields edited in Plex are still left alone with preserve_plex_edits).
         self.force = force
@@ -442,18 +449,32 @@ class SceneSyncer:
         if not files:
             return SyncOutcome(NO_FILE)
         tree = self.tag_tree(scene)
-        art = CollectionArt(self.store, self.stash, self.plex, self.config)
-        results = self._push(scene, self.resolve(scene), tree, art, retry=True)
-        kept = {plan.match.rating_key for plan, _ in results}
-        for link in self.store.links(scene_id):
-            if link.rating_key not in kept:  # the scene no longer has a file in that item
-                self.store.drop_link(scene_id, link.rating_key)
-        self.store.save_scene_entities(scene_id, scene_entities(scene, tree))
-        written = [key for _, keys in results for key in keys]
-        # The collections' own poster and summary (only those Stash2Plex created).
-        pushed_to = dict.fromkeys(p.match.section_id for p, _ in results if not p.left_alone)
-        for section_id in pushed_to:
-            written += art.ensure(section_id, scene)
+        before = _collections_of(self.store.links(scene_id))
+        written: list[str] = []
+        for attempt in range(2):
+            art = CollectionArt(self.store, self.stash, self.plex, self.config)
+            results = self._push(scene, self.resolve(scene), tree, art, retry=True)
+            kept = {plan.match.rating_key for plan, _ in results}
+            for link in self.store.links(scene_id):
+                if link.rating_key not in kept:  # the scene no longer has a file in that item
+                    self.store.drop_link(scene_id, link.rating_key)
+            self.store.save_scene_entities(scene_id, scene_entities(scene, tree))
+            written += [key for _, keys in results for key in keys]
+            # The collections' own poster and summary (only those Stash2Plex created).
+            pushed_to = dict.fromkeys(p.match.section_id for p, _ in results if not p.left_alone)
+            for section_id in pushed_to:
+                written += art.ensure(section_id, scene)
+            if not art.vanished or attempt:
+                break
+            # One of our collections was deleted in Plex: this scene tags its items again
+            # now (which makes the collection anew), the collection's other scenes next.
+            self._collections_deleted(scene_id, art.vanished)
+        after = _collections_of(self.store.links(scene_id))
+        for section_id, titles in sorted(before.items()):
+            left = sorted(titles - after.get(section_id, set()))
+            if left:
+                written += art.drop_emptied(section_id, left)
+        written += self._decide_rating(scene)
         preserved = list(dict.fromkeys(key for plan, _ in results for key in plan.preserved))
         if written:
             status = SYNCED
@@ -490,6 +511,55 @@ class SceneSyncer:
                 return self._push(scene, self.resolve(scene), tree, art, retry=False)
             results.append((plan, written))
         return results
+
+    def _collections_deleted(self, scene_id: int, vanished: list[tuple[int, str]]) -> None:
+        """Collections of ours deleted in Plex: every scene that had one pushes its collection
+        list again (this one at once, the others queued), so the collection is made again
+        with all its items, as when it was first needed."""
+        for section_id, title in vanished:
+            scenes = self.store.scenes_with_collection(section_id, title)
+            self.store.forget_link_fingerprint(
+                sorted({*scenes, scene_id}), "collection", section_id
+            )
+            others = [other for other in scenes if other != scene_id]
+            if others:
+                self.store.enqueue(others, source="collection deleted in Plex")
+            self.store.add_event(
+                "warning",
+                "collection",
+                f"the collection '{title}' was deleted in Plex; Stash2Plex makes it again "
+                f"for its {max(len(scenes), 1)} scenes (the setting skip_collections stops "
+                "Stash2Plex making collections)",
+            )
+
+    def _decide_rating(self, scene: dict[str, Any]) -> list[str]:
+        """Ratings both ways: decide the scene's rating with its items' when Stash's is not
+        what every item showed at the last decision (first contact, or changed in Stash), or
+        when forced. Returns "rating" when a Plex item was rated, "rating to Stash" when
+        Plex's rating went to Stash."""
+        if not self.config.sync_rating_both_ways:
+            return []
+        scene_id = int(scene["id"])
+        links = self.store.links(scene_id)
+        value = scene.get("rating100")
+        value = value if isinstance(value, int) else None
+        want = ratings.recorded(value)
+        if not links or (
+            not self.force and all(link.fingerprints.get(ratings.KEY) == want for link in links)
+        ):
+            return []  # nothing new from Stash: an unchanged re-sync reads nothing
+        states = self.plex.items_view_states([link.rating_key for link in links])
+        updated_at = scene.get("updated_at")
+        outcome = ratings.RatingSync(self.store, self.stash, self.plex).reconcile(
+            scene_id,
+            value,
+            epoch(str(updated_at)) if updated_at else None,
+            links,
+            states,
+        )
+        return [ratings.KEY] * bool(outcome.plex_writes) + (
+            ["rating to Stash"] if outcome.stash_written else []
+        )
 
     def _forget(self, scene_id: int) -> None:
         self.store.drop_link(scene_id)
@@ -620,7 +690,25 @@ class SceneSyncer:
             tags = self.stash.tag_hierarchy()
         if self._tree is None or self._tree[0] is not tags:
             self._tree = (tags, TagTree(tags))
+            self._labels_held = self._missing_label_tags(self._tree[1])
         return self._tree[1]
+
+    def _missing_label_tags(self, tree: TagTree) -> bool:
+        """Whether `label_tags` names a tag Stash does not have; said once as an event (the
+        Plex page shows it) each time the missing names change."""
+        missing = sorted(name for name in self.config.label_tags if not tree.has_name(name))
+        if missing != self.store.get_value(MISSING_LABEL_TAGS_KEY, []):
+            self.store.put_value(MISSING_LABEL_TAGS_KEY, missing)
+            if missing:
+                self.store.add_event(
+                    "warning",
+                    "labels",
+                    "label_tags names "
+                    + ", ".join(f"'{name}'" for name in missing)
+                    + ", which Stash has no tag for (renamed or deleted?): Plex labels are left "
+                    "as they are until label_tags names only existing tags",
+                )
+        return bool(missing)
 
     def plan(
         self,
@@ -638,11 +726,24 @@ class SceneSyncer:
         pushed = dict(link.fingerprints) if link else {}
         owned = dict(link.owned) if link else {}
         desired = desired_item(scene, self.config, tree)
-        if not pushed and not self.config.sync_empty_scenes and not has_own_metadata(scene):
+        if self._labels_held and tree is not None:
+            desired = replace(desired, labels=None)
+        both_ways = self.config.sync_rating_both_ways
+        # The rating is the user's, not metadata a Plex agent fills: whether we pushed one
+        # (or a pull recorded one) says nothing about leaving the item's metadata alone.
+        metadata_pushed = any(key != ratings.KEY for key in pushed)
+        if (
+            not metadata_pushed
+            and not self.config.sync_empty_scenes
+            and not has_own_metadata(scene)
+        ):
             # Freshly scanned, nothing of its own yet: a Plex agent's metadata is better than
             # an empty push, and nothing gets locked. Pushed once it has metadata.
-            return SyncPlan(scene_id, match, desired, [], {}, {}, [], {}, {}, None, True, position)
+            return self._left_alone(scene_id, match, desired, pushed, position)
         changes = changed_fields(desired, {} if self.force else pushed)
+        if both_ways:
+            # Both ways, the rating is one decision per scene (`sync.ratings`), not a push.
+            changes = [key for key in changes if key != ratings.KEY]
 
         listed = self.store.listed_collections(match.rating_key) or []
         listed_tags = self.store.listed_tags(match.rating_key) or {}
@@ -712,6 +813,10 @@ class SceneSyncer:
             labels=full_labels,
         )
         new_prints = {**pushed, **desired.fingerprints()}
+        if both_ways:  # what the item showed at the last rating decision stays recorded
+            new_prints.pop(ratings.KEY, None)
+            if ratings.KEY in pushed:
+                new_prints[ratings.KEY] = pushed[ratings.KEY]
         for key in preserved:  # keep the old print so a later Stash change is still noticed
             if key in pushed:
                 new_prints[key] = pushed[key]
@@ -748,6 +853,27 @@ class SceneSyncer:
             position,
         )
 
+    def _left_alone(
+        self,
+        scene_id: int,
+        match: Match,
+        desired: DesiredItem,
+        pushed: dict[str, str],
+        position: int,
+    ) -> SyncPlan:
+        """The plan of a scene without metadata of its own: no field, list or image; only
+        the rating, which is the user's and follows its own setting."""
+        prints = {ratings.KEY: pushed[ratings.KEY]} if ratings.KEY in pushed else {}
+        changes = []
+        if self.config.sync_rating and not self.config.sync_rating_both_ways:
+            want = desired.fingerprints()[ratings.KEY]
+            if self.force or pushed.get(ratings.KEY) != want:
+                changes.append(ratings.KEY)
+            prints[ratings.KEY] = want
+        return SyncPlan(
+            scene_id, match, desired, changes, {}, {}, [], prints, {}, None, True, position
+        )
+
     # ------------------------------------------------------------------ writing
     def apply(self, plan: SyncPlan) -> list[str]:
         """Write the plan to Plex and record it. Returns what was written."""
@@ -759,16 +885,20 @@ class SceneSyncer:
     def _apply(self, plan: SyncPlan) -> list[str]:
         match = plan.match
         if plan.left_alone:
+            left_written = []
+            if ratings.KEY in plan.changes:
+                self.plex.rate(match.rating_key, plan.desired.rating)
+                left_written.append(ratings.KEY)
             self.store.save_link(
                 plan.scene_id,
                 match.rating_key,
                 match.section_id,
                 match.plex_path,
-                {},
+                plan.fingerprints,
                 {},
                 plan.position,
             )
-            return []
+            return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
             self.plex.edit(match.section_id, match.rating_key, plan.params)
@@ -838,3 +968,11 @@ def _under(path: str, folder: str) -> bool:
     """Whether a path lies in a library location, compared as `paths.path_key` compares."""
     key, root = path_key(path), path_key(folder).rstrip("/\\")
     return key == root or key.startswith(root + "/") or key.startswith(root + "\\")
+
+
+def _collections_of(links: Iterable[Link]) -> dict[int, set[str]]:
+    """The collections we put a scene's items into, by library section."""
+    found: dict[int, set[str]] = {}
+    for link in links:
+        found.setdefault(link.section_id, set()).update(link.owned.get("collection") or [])
+    return found

@@ -18,6 +18,7 @@ class TagTree:
     def __init__(self, tags: Mapping[int, tuple[str, tuple[int, ...]]]) -> None:
         self._tags = tags
         self._ancestors: dict[int, frozenset[int]] = {}
+        self._names: frozenset[str] | None = None
 
     def __contains__(self, tag_id: object) -> bool:
         return tag_id in self._tags
@@ -38,6 +39,12 @@ class TagTree:
         result = frozenset(found)
         self._ancestors[tag_id] = result
         return result
+
+    def has_name(self, name: str) -> bool:
+        """Whether a tag of this name exists, compared as filters compare names."""
+        if self._names is None:
+            self._names = frozenset(tag_name.casefold() for tag_name, _ in self._tags.values())
+        return name.casefold() in self._names
 
     def lineage_names(self, tag_id: int) -> frozenset[str]:
         """The tag's own name and the names of all its ancestors, each as `names.name_key`

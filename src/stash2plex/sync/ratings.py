@@ -1,0 +1,151 @@
+"""Ratings both ways (`sync_rating_both_ways`): one decision per scene, written to the side
+that lost and to every Plex item of the scene.
+
+The rule is `pull.decisions.decide_rating` (the side that changed since the last decision
+wins; when both did, or at first contact, the later change; an unrated side never clears a
+rated one on first contact), with Plex's side of a scene held as several items from
+`pull.decisions.scene_plex_rating`. The sync of a scene (its Stash rating changed, or the
+scene meets its items for the first time) and the pull (Plex reported a rating, or a re-check
+found one cleared) both come here, so there is one rule whichever runs first.
+
+What the store remembers: per scene, the decision (`pull_state`: the rating both sides then
+showed and Plex's time); per Plex item, the rating it showed at that decision (the link's
+`rating` fingerprint). An item is news only when it no longer shows what it showed then, so
+an item not yet brought in line never overrides a newer decision.
+
+Order of writes, so that our own writes cause no echo and a failure loses nothing: the Plex
+items that differ first, each recorded once written; then the decision and every item as
+showing it; then Stash. The Scene.Update.Post hook of that Stash write queues the scene, and
+its sync finds every item recorded with Stash's new rating: no read, no write. If Stash
+refuses, the decision is put back as it was and the next run decides again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stash2plex.clients.plex import PlexClient, ViewState
+from stash2plex.clients.stash import StashClient
+from stash2plex.errors import SyncError
+from stash2plex.pull import decisions
+from stash2plex.records import Link
+from stash2plex.store.db import Store
+from stash2plex.sync.metadata import fingerprint
+
+KEY = "rating"  # the fingerprint key of a link: the rating its item showed at the decision
+
+
+def shown(rating: float | None) -> str:
+    """The fingerprint of a Plex rating, on Stash's scale (as the push records it)."""
+    return fingerprint(decisions.plex_rating(decisions.stash_rating(rating)))
+
+
+def recorded(rating100: int | None) -> str:
+    """The fingerprint of a Stash rating as the items show it."""
+    return fingerprint(decisions.plex_rating(rating100))
+
+
+@dataclass(frozen=True)
+class RatingOutcome:
+    """What one decision did: its action (`decisions.AGREE`, `TO_STASH`, `TO_PLEX`; '' when
+    none of the scene's items could be read), Plex items rated, whether Stash was written."""
+
+    action: str = ""
+    plex_writes: int = 0
+    stash_written: bool = False
+
+
+class RatingSync:
+    """Decide one scene's rating and write it where it is missing."""
+
+    def __init__(self, store: Store, stash: StashClient, plex: PlexClient) -> None:
+        self.store = store
+        self.stash = stash
+        self.plex = plex
+
+    @staticmethod
+    def items(links: Sequence[Link], states: dict[int, ViewState]) -> list[tuple[Link, ViewState]]:
+        """The scene's items Plex still has, with their view state."""
+        return [(link, states[link.rating_key]) for link in links if link.rating_key in states]
+
+    @staticmethod
+    def plex_moved(links: Sequence[Link], states: dict[int, ViewState]) -> bool:
+        """Whether one of the items shows another rating than at the last decision (an item
+        never recorded does not count): the cheap test before reading Stash."""
+        return any(
+            KEY in link.fingerprints and link.fingerprints[KEY] != shown(state.user_rating)
+            for link, state in RatingSync.items(links, states)
+        )
+
+    def reconcile(
+        self,
+        scene_id: int,
+        stash_rating100: int | None,
+        stash_updated_at: int | None,
+        links: Sequence[Link],
+        states: dict[int, ViewState],
+    ) -> RatingOutcome:
+        """Decide the scene's rating from Stash's (`rating100`, `updated_at` in epoch s) and
+        its Plex items' (`states` by ratingKey; items missing there are left alone) and write
+        it where it is missing. Raises the classified SyncErrors of the writes; the store
+        then says what was really written."""
+        items = self.items(links, states)
+        if not items:
+            return RatingOutcome()
+        row = self.store.pull_states([scene_id]).get(scene_id) or {}
+        known = bool(row.get("rating_known"))
+        last = (
+            decisions.RatingState(row.get("rating_agreed"), row.get("rating_plex_at"))
+            if known
+            else None
+        )
+        plex_value, plex_at = decisions.scene_plex_rating(
+            [
+                decisions.ItemRating(
+                    state.user_rating,
+                    state.last_rated_at,
+                    KEY in link.fingerprints and link.fingerprints[KEY] != shown(state.user_rating),
+                )
+                for link, state in items
+            ],
+            last,
+        )
+        action = decisions.decide_rating(
+            plex_value, plex_at, stash_rating100, stash_updated_at, last
+        )
+        target = (
+            decisions.stash_rating(plex_value) if action == decisions.TO_STASH else stash_rating100
+        )
+        want = recorded(target)
+        plex_writes = 0
+        for link, state in items:
+            if shown(state.user_rating) != want:
+                self.plex.rate(link.rating_key, decisions.plex_rating(target))
+                self.store.set_link_fingerprint(scene_id, KEY, want, link.rating_key)
+                plex_writes += 1
+        newest = max((s.last_rated_at or 0 for _, s in items), default=0) or None
+        stamp = plex_at if action == decisions.TO_STASH else newest
+        before = {link.rating_key: link.fingerprints.get(KEY) for link, _ in items}
+        unchanged_state = known and row.get("rating_agreed") == target
+        for link, state in items:
+            if shown(state.user_rating) == want and before[link.rating_key] != want:
+                self.store.set_link_fingerprint(scene_id, KEY, want, link.rating_key)
+        if not unchanged_state or plex_writes:
+            self.store.save_rating_agreed(scene_id, target, stamp)
+        written = False
+        if action == decisions.TO_STASH and target != stash_rating100:
+            try:
+                self.stash.set_rating(scene_id, target)
+            except SyncError:
+                # Stash did not take it: as if undecided, so the next run decides again.
+                self.store.put_rating_state(
+                    scene_id, known, row.get("rating_agreed"), row.get("rating_plex_at")
+                )
+                for link, state in items:
+                    old = before[link.rating_key]
+                    if shown(state.user_rating) == want and old != want and old is not None:
+                        self.store.set_link_fingerprint(scene_id, KEY, old, link.rating_key)
+                raise
+            written = True
+        return RatingOutcome(action, plex_writes, written)
