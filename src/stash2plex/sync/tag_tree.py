@@ -43,8 +43,8 @@ class TagTree:
     def has_name(self, name: str) -> bool:
         """Whether a tag of this name exists, compared as filters compare names."""
         if self._names is None:
-            self._names = frozenset(tag_name.casefold() for tag_name, _ in self._tags.values())
-        return name.casefold() in self._names
+            self._names = frozenset(name_key(tag_name) for tag_name, _ in self._tags.values())
+        return name_key(name) in self._names
 
     def lineage_names(self, tag_id: int) -> frozenset[str]:
         """The tag's own name and the names of all its ancestors, each as `names.name_key`
