@@ -18,12 +18,14 @@ from click.testing import CliRunner
 from plexapi.server import PlexServer
 
 from stash2plex.cli import main as cli_main
+from stash2plex.engine.context import build_context
 from stash2plex.sandbox.library import Tag, generate_library
 from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import SECTION_TITLE, running_sandbox
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import plex_date
+from stash2plex.sync.syncer import PlexIndex
 
 from .conftest import PLEX_TOKEN, wait_until
 
@@ -274,6 +276,9 @@ def test_03_after_a_merge_every_plex_item_shows_the_kept_scene(
     kept_key, merged_key = key_of(plex, library, kept), key_of(plex, library, merged)
     hook_and_wait(runner, connection, plugin_dir, "Scene.Update.Post", kept.id, merged.id)
     assert plex.item(merged_key).title == merged.title.strip()
+    with Store.open(plugin_dir / "data") as store:  # a listing that shows the pushed collections
+        context = build_context(store)
+        PlexIndex(store, context.plex, context.config).refresh(force=True, full=True)
 
     stash.merge_scenes(kept.id, [merged.id])  # Stash fires no hook for a merge
     run = runner.run_task("Sync All Scenes", connection)

@@ -640,9 +640,14 @@ class SceneSyncer:
             for link in self.store.links_to_item(match.rating_key)
             if link.scene_id != scene_id
         ]
+        handed_over = self.store.reconciliation().hand_over
         for other_id in linked:
             other = self.stash.find_scene(other_id)
             if other is None:  # merged away or deleted without a hook: its links go
+                # This scene takes over what Stash2Plex put on the item for it (its studio
+                # collection, labels), so its push removes what it does not want instead of
+                # keeping it as the user's.
+                handed_over(other_id, match.rating_key, scene_id)
                 self._forget(other_id)
                 continue
             files_of[other_id] = other.get("files") or []
@@ -654,6 +659,7 @@ class SceneSyncer:
         held = part_holders(parts, files_of, rules)
         for other_id in linked:
             if other_id in files_of and other_id not in held:  # its files moved elsewhere
+                handed_over(other_id, match.rating_key, scene_id)
                 self.store.drop_link(other_id, match.rating_key)
         others = sorted(sid for sid in held if sid != scene_id)
         if not others:
