@@ -248,6 +248,28 @@ def test_link_keeps_fingerprints_and_what_it_owns(store):
     )
 
 
+def test_an_unchanged_sync_writes_nothing_to_the_store(store, clock):
+    store.save_link(3, 30, 1, "/plex/a.mp4", {"title": "ab"}, {"collection": ["Studio"]})
+    store.save_scene_entities(3, {"studio": [7], "tag": [1, 2]})
+    first = store.link(3).synced_at
+    version = store.data_version()
+    clock.now += 60
+    writer = Store.open(store.path.parent, clock=clock)  # another connection sees commits
+    try:
+        changes = writer._conn.total_changes
+        writer.save_link(
+            3, 30, 1, "/plex/a.mp4", {"title": "ab"}, {"collection": ["Studio"]}, wrote=False
+        )
+        writer.save_scene_entities(3, {"tag": [2, 1], "studio": [7]})
+        assert writer._conn.total_changes == changes  # nothing written
+        writer.save_link(3, 30, 1, "/plex/a.mp4", {"title": "ab"}, {"collection": ["Studio"]})
+    finally:
+        writer.close()
+    assert store.data_version() != version
+    assert store.link(3).synced_at == first + 60  # a write to Plex moves it
+    assert store.scenes_showing("tag", 2) == [3]
+
+
 def test_a_version_1_store_migrates_and_keeps_its_data(tmp_path):
     from stash2plex.store.db import MIGRATIONS
 

@@ -994,10 +994,30 @@ class Store:
         fingerprints: dict[str, str],
         owned: dict[str, Any] | None = None,
         position: int = 0,
+        *,
+        wrote: bool = True,
     ) -> None:
         """Record one of the scene's Plex items and the fingerprints of what we pushed to it.
 
-        `position` orders a scene's items (0: the primary)."""
+        `position` orders a scene's items (0: the primary). `wrote` False: nothing was written
+        to Plex, so a link already recorded exactly so is left as it is (no write, and its
+        `synced_at` keeps saying when Plex was last written)."""
+        prints = json.dumps(fingerprints, sort_keys=True)
+        owned_text = json.dumps(owned or {}, sort_keys=True, ensure_ascii=False)
+        if not wrote:
+            row = self._conn.execute(
+                "SELECT section_id, plex_path, fingerprints, owned, position FROM links "
+                "WHERE scene_id = ? AND rating_key = ?",
+                (scene_id, rating_key),
+            ).fetchone()
+            if row is not None and tuple(row) == (
+                section_id,
+                plex_path,
+                prints,
+                owned_text,
+                position,
+            ):
+                return
         with self.transaction() as conn:
             conn.execute(
                 """
@@ -1014,9 +1034,9 @@ class Store:
                     rating_key,
                     section_id,
                     plex_path,
-                    json.dumps(fingerprints, sort_keys=True),
+                    prints,
                     self.clock(),
-                    json.dumps(owned or {}, sort_keys=True, ensure_ascii=False),
+                    owned_text,
                     position,
                 ),
             )
@@ -1041,7 +1061,17 @@ class Store:
 
     # ----------------------------------------------------------------- what scenes showed
     def save_scene_entities(self, scene_id: int, entities: Mapping[str, Iterable[int]]) -> None:
-        """Replace the performer/studio/tag/group ids recorded for a scene's last push."""
+        """Replace the performer/studio/tag/group ids recorded for a scene's last push (no
+        write when they are the same)."""
+        wanted = {(kind, int(i)) for kind, ids in entities.items() for i in ids}
+        recorded = self._conn.execute(
+            "SELECT kind, entity_id FROM link_entities WHERE scene_id = ?", (scene_id,)
+        ).fetchall()
+        pending_backfill = self._conn.execute(
+            "SELECT 1 FROM entity_backfill WHERE scene_id = ?", (scene_id,)
+        ).fetchone()
+        if {(row[0], row[1]) for row in recorded} == wanted and pending_backfill is None:
+            return
         with self.transaction() as conn:
             self._save_entities(conn, scene_id, entities)
 

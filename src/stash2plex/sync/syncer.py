@@ -903,6 +903,7 @@ class SceneSyncer:
                 plan.fingerprints,
                 {},
                 plan.position,
+                wrote=bool(left_written),
             )
             return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
@@ -931,6 +932,7 @@ class SceneSyncer:
             plan.fingerprints,
             plan.owned,
             plan.position,
+            wrote=bool(written),
         )
         return written
 
