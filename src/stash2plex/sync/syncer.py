@@ -70,6 +70,8 @@ INDEX_REFRESH_MIN_SECONDS = 30.0
 # An incremental refresh reads the newest items first; more new items than this means a
 # full re-listing is cheaper than paging by date.
 INCREMENTAL_PAGE = 100
+# How long a syncer reuses the configured libraries it read from the store.
+SECTIONS_MEMO_SECONDS = 5.0
 # How long a listing's tags are trusted for an item's first sync.
 INDEX_FRESH_SECONDS = 600.0
 # An incremental refresh sees only new items. A file renamed in place keeps its item (same
@@ -137,6 +139,9 @@ class PlexIndex:
         self.clock = clock
         self.refresh_min_seconds = INDEX_REFRESH_MIN_SECONDS
         self._built = False
+        # The sections as last read (time, sections): every scene asks; the store is asked
+        # again after a few seconds, so a probe's new answer reaches every thread.
+        self._sections: tuple[float, list[dict[str, Any]]] | None = None
 
     def sections(self, *, refresh: bool = False) -> list[dict[str, Any]]:
         """The configured libraries (id, title, locations), cached until the settings change.
@@ -148,6 +153,10 @@ class PlexIndex:
         TransientError when Plex lists no library at all (a restarting server; a verdict on
         the settings needs an answer).
         """
+        if not refresh and self._sections is not None:
+            read_at, remembered = self._sections
+            if 0 <= self.clock() - read_at < SECTIONS_MEMO_SECONDS:
+                return list(remembered)
         cached = self.store.get_value("plex_sections")
         wanted = list(self.config.plex_library)
         if (
@@ -156,6 +165,7 @@ class PlexIndex:
             and cached.get("wanted") == wanted
             and cached.get("url") == self.config.plex_url
         ):
+            self._sections = (self.clock(), list(cached["sections"]))
             return list(cached["sections"])
         sections = self.plex.sections()
         if not sections:
@@ -205,6 +215,7 @@ class PlexIndex:
         self.store.put_value(
             "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
         )
+        self._sections = (self.clock(), found)
         return found
 
     def section_ids(self) -> list[int]:
