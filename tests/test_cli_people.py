@@ -275,3 +275,24 @@ def test_obfuscate_paths_covers_diagnose_output(box, cli, monkeypatch):
     for scene in matchable(box)[:5]:
         name = scene.files[0].path.rsplit("/", 1)[-1]
         assert name not in text and name.rsplit(".", 1)[0] not in text
+
+
+def test_a_drain_runs_with_the_settings_of_the_command_that_asked(box, cli, monkeypatch):
+    first, second = (s.id for s in matchable(box)[:2])
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "a-wrong-token")
+    held = cli("sync", str(first), expect=2)
+    assert "STASH2PLEX_PLEX_TOKEN" in held.output  # the worker it started holds the queue
+
+    # The user fixes the variable: the next command's drain must use it, not the running
+    # worker's (started with the wrong one and still checking its pause).
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", PLEX_TOKEN)
+    fixed = cli("--json", "sync", str(second))
+    assert json.loads(fixed.stdout)["drained"]["synced"] == 2  # both scenes, the held one too
+    with box.store() as store:
+        assert store.job(first).state == "done" and store.job(second).state == "done"
+
+    # And the other way round: a wrong value now is what this command's drain meets.
+    box.stash.update_scene(first, title="Saved again")
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "another-wrong-token")
+    again = cli("sync", str(first), expect=2)
+    assert "rejected" in again.output and "another-wrong-token" not in again.output

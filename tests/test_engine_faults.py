@@ -200,3 +200,29 @@ def test_a_settings_warning_is_logged_once_while_it_stands(tmp_path, caplog):
             worker.store.close()
         said = [r.getMessage() for r in caplog.records if "max_retries" in r.getMessage()]
         assert len(said) == 2, said
+
+
+def test_a_handover_request_stops_only_workers_with_other_settings_and_only_briefly():
+    from stash2plex.engine.handover import HANDOVER_SECONDS, asked_to_hand_over
+
+    request = {"local": "settings-of-the-command", "at": 1000.0}
+    assert asked_to_hand_over(request, "settings-of-the-old-worker", 1001.0)
+    assert not asked_to_hand_over(request, "settings-of-the-command", 1001.0)  # its own
+    # A request nobody followed up must not stop the workers later hooks start.
+    assert not asked_to_hand_over(request, "settings-of-a-hook", 1000.0 + HANDOVER_SECONDS + 1)
+    assert not asked_to_hand_over(None, "anything", 1000.0)
+
+
+def test_the_worker_a_handover_was_for_clears_the_request(tmp_path):
+    from stash2plex.engine.handover import HANDOVER_KEY
+    from stash2plex.settings.sources import load_local_settings
+
+    own = load_local_settings(tmp_path).fingerprint()
+    with Store.open(tmp_path) as store:
+        store.put_value(HANDOVER_KEY, {"local": own, "at": 1000.0})
+    worker = Worker(tmp_path, clock=lambda: 1001.0)
+    try:
+        worker._take_ownership()
+        assert worker.store.get_value(HANDOVER_KEY) is None
+    finally:
+        worker.store.close()

@@ -348,6 +348,8 @@ class Cli:
     def __init__(self, data_dir: Path, config_file: Path | None, as_json: bool) -> None:
         self.data_dir = data_dir
         self.config_file = config_file
+        if config_file is not None:  # a worker this command starts reads the same file
+            os.environ["STASH2PLEX_CONFIG"] = str(Path(config_file).resolve())
         self.as_json = as_json
         self._local: Any = None
         self._hide_paths: bool | None = None

@@ -31,6 +31,7 @@ from stash2plex import errors
 from stash2plex.engine import holds as hold_checks
 from stash2plex.engine import pauses
 from stash2plex.engine.context import Context, build_context
+from stash2plex.engine.handover import HANDOVER_KEY, WORKER_SETTINGS_KEY, asked_to_hand_over
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
 from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
@@ -38,6 +39,7 @@ from stash2plex.pseudonyms import obfuscate_data, obfuscate_paths
 from stash2plex.pull.timer import PullTimer
 from stash2plex.reconcile.timer import ReconcileTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
+from stash2plex.settings.sources import load_local_settings
 from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
 from stash2plex.sync.backfill import EntityBackfill
@@ -130,6 +132,7 @@ class Worker:
         rng: random.Random | None = None,
         idle_exit_seconds: float = IDLE_EXIT_SECONDS,
         poll_seconds: float = POLL_SECONDS,
+        keeps_settings: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.clock = clock
@@ -145,6 +148,10 @@ class Worker:
         self._context: Context | None = None
         self._settings_read_at = float("-inf")
         self._warned: set[str] = set()  # settings warnings already logged (still standing)
+        # What this process was given outside Stash (engine.handover): a command given other
+        # settings may ask it to hand the queue over, unless it keeps them (the service).
+        self._local_settings = load_local_settings(self.data_dir).fingerprint()
+        self._keeps_settings = keeps_settings
         self._housekept_at = float("-inf")
         self._ramp: RecoveryRamp | None = None
         self._stop = threading.Event()
@@ -300,6 +307,13 @@ class Worker:
     def _take_ownership(self) -> None:
         """First thing with the lock: void other owners' leases, look at the holds at once."""
         voided = self.store.take_ownership(self.owner)
+        self.store.put_value(
+            WORKER_SETTINGS_KEY,
+            {"owner": self.owner, "local": self._local_settings, "keeps": self._keeps_settings},
+        )
+        request = self.store.get_value(HANDOVER_KEY)
+        if isinstance(request, dict) and request.get("local") == self._local_settings:
+            self.store.delete_value(HANDOVER_KEY)  # answered: it must not stop later workers
         self.store.nudge()  # a fresh worker looks at the settings and holds at once
         self._event("info", "worker_started", f"worker {self.owner} started")
         if voided:
@@ -312,6 +326,12 @@ class Worker:
             self._reopen_store()
         if not self._owning:
             self._take_ownership()
+        if not self._keeps_settings and asked_to_hand_over(
+            self.store.get_value(HANDOVER_KEY), self._local_settings, self.clock()
+        ):
+            log.info("a command given other settings drains the queue now; handing it over")
+            self._stop.set()
+            return 0
         self._merge_spool()
         self._housekeeping()
         holds = self.store.holds()

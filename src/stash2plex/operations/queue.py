@@ -6,6 +6,7 @@ Operations return data (dataclasses and dicts); callers decide how to show it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,14 +16,17 @@ from typing import Any
 from stash2plex import errors
 from stash2plex.clients.stash import StashClient
 from stash2plex.engine.context import Context
+from stash2plex.engine.handover import request_handover
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.worker import FORCE_SOURCE, DrainReport, Worker, WorkerBusyError
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.records import Holds
-from stash2plex.settings.sources import describe_source
+from stash2plex.settings.sources import describe_source, load_local_settings
 from stash2plex.store.db import Store
 from stash2plex.store.reconcile import outage_reconciled
 from stash2plex.sync.syncer import SceneSyncer
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -99,6 +103,12 @@ def process_queue(
     waits, and what holds the queue.
     """
     started = clock() if since is None else since
+    if start_worker is not None:  # the drain must run with this process's settings
+        kept = request_handover(
+            data_dir, load_local_settings(data_dir).fingerprint(), clock=clock, sleep=sleep
+        )
+        if kept:
+            log.warning(kept)
     with Store.open(data_dir, clock=clock) as store:
         store.nudge()  # a fixed setting should lift a pause right away
         total = max(1, store.due_now())

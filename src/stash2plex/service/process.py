@@ -133,6 +133,7 @@ class Service:
                 self.data_dir,
                 idle_exit_seconds=math.inf,
                 context_factory=self._instrumented_context,
+                keeps_settings=True,
             )
         except BaseException:
             os.close(fd)

@@ -9,6 +9,8 @@ how to reach Stash without a plugin connection: `stash_url` and `stash_api_key`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +43,18 @@ class LocalSettings:
 
     def plugin_values(self) -> dict[str, Any]:
         return {k: v for k, v in self.values.items() if k in SETTINGS_BY_KEY}
+
+    def fingerprint(self) -> str:
+        """What this process was given outside Stash: its STASH2PLEX_* variables and the
+        settings file's path (whose content every reader re-reads), as 16 hex digits. Two
+        processes with the same fingerprint read the same settings."""
+        given = {
+            key: str(value)
+            for key, value in self.values.items()
+            if self.sources.get(key, "").startswith("environment")
+        }
+        text = json.dumps({"env": given, "file": str(self.file or "")}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
