@@ -19,6 +19,7 @@ from plexapi.server import PlexServer
 
 from stash2plex.cli import main as cli_main
 from stash2plex.engine.context import build_context
+from stash2plex.pull.decisions import epoch
 from stash2plex.sandbox.library import Tag, generate_library
 from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
 from stash2plex.sandbox.runner import PluginRunner
@@ -358,6 +359,68 @@ def test_05_a_renamed_file_that_keeps_its_plex_item_is_found_again(
     assert plex.item(key).title == "After the rename"
     with Store.open(plugin_dir / "data") as store:
         assert store.link(scene.id).plex_path == library.plex_path(new)
+
+
+# The renames that end with a file on another scene's old name: two files swap names, three
+# rotate, or one moves aside and the other takes its name (a "shift"). Plex keeps every item's
+# ratingKey and gives it the new path, so the index's old paths point each scene at the item
+# the other scene was linked to.
+RENAMES = {
+    "swap": (("a", "a.tmp"), ("b", "a"), ("a.tmp", "b")),
+    "rotate": (("a", "a.tmp"), ("b", "a"), ("c", "b"), ("a.tmp", "c")),
+    "shift": (("b", "b.new"), ("a", "b")),
+}
+
+
+@pytest.mark.parametrize("renames", sorted(RENAMES))
+def test_05_files_renamed_onto_each_others_names_keep_each_scene_on_its_own_item(
+    library, plex, stash, runner, connection, plugin_dir, renames
+):
+    scenes = dict(zip("abc", described(library, 3), strict=True))
+    keys = {name: key_of(plex, library, scene) for name, scene in scenes.items()}
+    paths = {name: scene.files[0].path for name, scene in scenes.items()}
+    paths.update({f"{name}.tmp": path + ".tmp" for name, path in list(paths.items())})
+    paths.update({f"{name}.new": path + ".new.mp4" for name, path in list(paths.items())})
+    change_settings(stash, pull_plays=True)
+    run = runner.run_task("Sync All Scenes", connection)
+    assert run.returncode == 0 and run.error is None, run.stderr
+    assert plex.item(keys["a"]).title == scenes["a"].title.strip()
+
+    for old, new in RENAMES[renames]:  # renamed on disk, found by both scans
+        assert stash.move_file(paths[old], paths[new]) in {s.id for s in scenes.values()}
+        assert plex.move_file(library.plex_path(paths[old]), library.plex_path(paths[new]))
+    for name, scene in scenes.items():
+        stash.update_scene(scene.id, title=f"Scene {name} after the renames")
+    run = runner.run_task("Sync All Scenes", connection)
+
+    assert run.returncode == 0 and run.error is None, run.stderr
+    for name, scene in scenes.items():
+        item = plex.item(keys[name])  # the item holding the scene's file, whatever its name
+        assert item.files == [library.plex_path(library.scenes[scene.id].files[0].path)]
+        assert item.title == f"Scene {name} after the renames"
+        assert item.studio == library.studios[scene.studio_id].name
+        assert [a.name for a in item.actors] == names(library, "performers", scene.performer_ids)
+    with Store.open(plugin_dir / "data") as store:
+        assert {n: [k.rating_key for k in store.links(s.id)] for n, s in scenes.items()} == {
+            name: [keys[name]] for name in scenes
+        }
+
+    plex.log.clear()
+    again = runner.run_task("Sync All Scenes", connection)
+    assert again.returncode == 0 and again.error is None, again.stderr
+    assert plex.log.writes() == []
+    for name in scenes:
+        assert plex.item(keys[name]).title == f"Scene {name} after the renames"
+
+    # A play of each item is pulled to the scene whose file it holds.
+    played = {name: 1_700_000_000 + 3600 * index for index, name in enumerate(scenes)}
+    for name, viewed_at in played.items():
+        plex.play(keys[name], viewed_at)
+    pulled = runner.run_task("Pull Plays from Plex", connection)
+    assert pulled.returncode == 0 and pulled.error is None, pulled.stderr
+    for name, scene in scenes.items():
+        history = {epoch(t) for t in library.scenes[scene.id].play_history}
+        assert history & set(played.values()) == {played[name]}
 
 
 # ---------------------------------------------------------------------- 6

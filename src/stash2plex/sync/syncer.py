@@ -282,6 +282,7 @@ class PlexIndex:
         files: list[dict[str, Any]],
         linked: list[Link] | None = None,
         taken: Callable[[IndexEntry], bool] | None = None,
+        scene_id: int | None = None,
     ) -> list[Match]:
         """The Plex items holding the scene's files, primary first.
 
@@ -289,14 +290,22 @@ class PlexIndex:
         read again (a renamed file keeps its item and gets the new path); then, at most every
         `FULL_RELIST_SECONDS`, a full re-listing. A match by file name only stands after the
         index was brought up to date (at most every `refresh_min_seconds`): the exact path may
-        have been scanned since. `taken`: see `matching.match_scene`. Raises
-        AmbiguousMatchError or NotInPlexError.
+        have been scanned since. A match the links contradict (see `_doubtful`) stands only
+        after the items involved were read again. `linked`: the scene's links; `scene_id`:
+        the scene (to tell other scenes' links apart). `taken`: see `matching.match_scene`.
+        Raises AmbiguousMatchError or NotInPlexError.
         """
         self.ensure_built()
         result = self._match(files, taken)
         if (self._missing(result) or self._by_name(result)) and self.refresh():
             result = self._match(files, taken)
-        if self._missing(result) and linked and self._follow_moved(files, linked):
+        reread = False
+        doubtful = self._doubtful(result, linked or [], scene_id)
+        if doubtful:
+            self._read_again(doubtful)
+            reread = True
+            result = self._match(files, taken)
+        if self._missing(result) and linked and not reread and self._follow_moved(files, linked):
             result = self._match(files, taken)
         if self._missing(result) and self._full_relist_due():
             self.refresh(force=True, full=True)
@@ -342,6 +351,32 @@ class PlexIndex:
                 f"{setting_label('plex_library')} to the one Stash2Plex should write to"
             )
         return AmbiguousMatchError(message, detail={"candidates": candidates})
+
+    def _doubtful(self, result: MatchResult, linked: list[Link], scene_id: int | None) -> list[int]:
+        """The items to read again before this match can stand, or [] when the links agree
+        with it: a found item is linked to another scene, or an item the scene is linked to
+        was not found. Both happen when files swap names or a chain of renames ends on an
+        old name: Plex keeps each item's ratingKey and gives it the new path, while the index
+        still holds the old paths, so the exact path finds the other scene's item. An
+        unchanged scene finds exactly its own items: this costs it no request."""
+        if scene_id is None:
+            return []
+        found = [m.rating_key for m in result.matches] + [c.rating_key for c in result.candidates]
+        own = [link.rating_key for link in linked]
+        contradicted = any(key not in found for key in own) or any(
+            link.scene_id != scene_id for key in found for link in self.store.links_to_item(key)
+        )
+        return list(dict.fromkeys(found + own)) if contradicted else []
+
+    def _read_again(self, rating_keys: list[int]) -> None:
+        """Read these items from Plex (100 per request) and put what they hold now into the
+        index; items Plex no longer has leave it."""
+        items = self.plex.items_detail(rating_keys)
+        for key in rating_keys:
+            if key not in items:
+                self.store.drop_from_index(key)
+        if items:
+            self.store.add_to_index([item.as_listed() for item in items.values()])
 
     def _follow_moved(self, files: list[dict[str, Any]], linked: list[Link]) -> bool:
         """Read the scene's linked items again; True if one now holds one of its files."""
@@ -614,7 +649,7 @@ class SceneSyncer:
         scene_id = int(scene["id"])
         files = scene.get("files") or []
         matches = self.index.match(
-            files, self.store.links(scene_id), self._taken_by_others(scene_id)
+            files, self.store.links(scene_id), self._taken_by_others(scene_id), scene_id
         )
         for match in matches:
             self._check_claims(scene, match)
