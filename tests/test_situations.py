@@ -20,7 +20,7 @@ from plexapi.server import PlexServer
 from stash2plex.cli import main as cli_main
 from stash2plex.engine.context import build_context
 from stash2plex.pull.decisions import epoch
-from stash2plex.sandbox.library import Tag, generate_library
+from stash2plex.sandbox.library import Studio, Tag, generate_library
 from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
 from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import SECTION_TITLE, running_sandbox
@@ -503,6 +503,75 @@ def test_08_tag_filters_cover_descendants_at_any_depth_and_through_any_parent(
     assert genres_with(tag_include="root tag") == ["Leaf Tag"]
     assert genres_with(tag_exclude="Second Parent") == [loose.name]
     assert genres_with(tag_include="Level 2", tag_exclude=loose.name) == ["Leaf Tag"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "before", "after"),
+    [("tag_exclude", ["Loose"], ["Leaf Tag", "Loose"]), ("tag_include", ["Leaf Tag"], [])],
+)
+def test_08_a_tag_taken_from_under_a_filtered_parent_on_the_parents_page_resyncs_its_scenes(
+    library, plex, stash, runner, connection, plugin_dir, setting, before, after
+):
+    tags = library.tags
+    chain = []
+    for name in ("Root Tag", "Level 1", "Leaf Tag", "Loose"):
+        tag = Tag(max(tags) + 1, name, [chain[-1].id] if chain and name != "Loose" else [])
+        tags[tag.id] = tag
+        chain.append(tag)
+    root, level_1, leaf, loose = chain
+    [scene] = described(library)
+    stash.update_scene(scene.id, tag_ids=[leaf.id, loose.id])
+    key = key_of(plex, library, scene)
+    change_settings(stash, **{setting: "Root Tag"})
+    run = runner.run_task("Sync All Scenes", connection)
+    assert run.returncode == 0 and run.error is None, run.stderr
+    assert plex.item(key).genres == before
+
+    # On Root's page the user removes Level 1 from Root's children: Stash fires the hook for
+    # Root alone and no longer lists the scene under Root.
+    stash.drop_child("tag", root.id, level_1.id)
+    run = runner.run_hook(
+        "Tag.Update.Post",
+        root.id,
+        connection,
+        input={"id": str(root.id), "child_ids": []},
+        input_fields=["id", "child_ids"],
+    )
+    assert run.returncode == 0 and run.error is None, run.stderr
+
+    wait_until(lambda: plex.item(key).genres == after, message="the scene to be re-synced")
+    wait_until(lambda: done(plugin_dir, scene.id), message="its job to finish")
+    assert plex.item(key).genres == after
+
+
+def test_08_a_studio_taken_from_under_its_parent_on_the_parents_page_resyncs_its_scenes(
+    library, plex, stash, runner, connection, plugin_dir
+):
+    parent = Studio(max(library.studios) + 1, "Parent Network")
+    child = Studio(parent.id + 1, "Child Label", parent_id=parent.id)
+    library.studios.update({parent.id: parent, child.id: child})
+    [scene] = described(library)
+    stash.update_scene(scene.id, studio_id=child.id)
+    key = key_of(plex, library, scene)
+    change_settings(stash, collection_parent_studio=True)
+    run = runner.run_task("Sync All Scenes", connection)
+    assert run.returncode == 0 and run.error is None, run.stderr
+    assert plex.item(key).collections == ["Child Label", "Parent Network"]
+
+    stash.drop_child("studio", parent.id, child.id)  # edited on the parent's page
+    run = runner.run_hook(
+        "Studio.Update.Post",
+        parent.id,
+        connection,
+        input={"id": str(parent.id)},
+        input_fields=["id"],
+    )
+    assert run.returncode == 0 and run.error is None, run.stderr
+
+    wait_until(
+        lambda: plex.item(key).collections == ["Child Label"], message="the scene to be re-synced"
+    )
+    wait_until(lambda: done(plugin_dir, scene.id), message="its job to finish")
 
 
 # ---------------------------------------------------------------------- 9

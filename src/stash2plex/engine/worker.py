@@ -663,10 +663,15 @@ class Worker:
                 context.stash.forget_tag_hierarchy()
             build = filters.get(kind)
             try:
-                scene_ids = context.stash.scene_ids(build([str(entity_id)])) if build else []
+                listed = context.stash.scene_ids(build([str(entity_id)])) if build else []
             except errors.SyncError as exc:
                 log.warning("could not expand the change of %s %s: %s", kind, entity_id, exc)
                 return
+            # Stash answers after the edit: a child tag or studio taken out from under this one
+            # (on this one's page, which fires the hook for this one only) no longer lists its
+            # scenes here. Our records of what each scene showed at its last push (ancestor
+            # tags, the parent studio) still do.
+            scene_ids = sorted({*listed, *self.store.scenes_showing(kind, entity_id)})
             self.store.expand_entity_change(kind, entity_id, recorded_at, scene_ids)
             if scene_ids:
                 self._event(

@@ -457,6 +457,24 @@ class StashEmulator:
             # The entity's own updated_at moves, and with it the cache-buster of its image URL.
             self._bump(kind, entity_id)
 
+    def drop_child(self, kind: str, parent_id: int, child_id: int) -> None:
+        """A child tag or studio taken out from under its parent on the parent's edit page
+        (`tagUpdate` with `child_ids`, `studioUpdate` of the child's `parent_id`): the child
+        loses that parent; Stash fires `Tag.Update.Post` / `Studio.Update.Post` for the parent
+        only, and the scenes' `updated_at` stay as they were."""
+        with self._lock:
+            if kind == "tag":
+                tag = self.library.tags[child_id]
+                tag.parent_ids = [i for i in tag.parent_ids if i != parent_id]
+            elif kind == "studio":
+                studio = self.library.studios[child_id]
+                if studio.parent_id == parent_id:
+                    studio.parent_id = None
+            else:
+                raise ValueError(f"kind must be 'tag' or 'studio', not {kind!r}")
+            self._bump(kind, parent_id)
+            self._bump(kind, child_id)
+
     def _stamp(self, kind: str, entity_id: int) -> int:
         return self._entity_stamps.get((kind, entity_id), self._base_stamp)
 
