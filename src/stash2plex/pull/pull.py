@@ -383,12 +383,15 @@ class _Pull:
     ) -> tuple[dict[int, list[Link]], dict[int, ViewState]]:
         """The scenes whose rating needs a decision, with the items to decide it over, and
         the view state of every item read. A scene needs one when one of its items shows
-        another rating than at the last decision, or when it has had no decision yet."""
+        another rating than at the last decision, when it has had no decision yet, or when
+        its last decision for Stash was recorded but not written there."""
         if not self.config.sync_rating_both_ways:
             return {}, {}
         states = {s.rating_key: s for s in rated}
         scene_ids = {s for state in rated for s in scenes_of.get(state.rating_key, [])}
         scene_ids |= {scene_id for scene_id, key in recheck if key not in self._conflicts}
+        # Decisions for Stash that a stopped run recorded but never wrote: written now.
+        scene_ids |= set(self.store.rating_pending_scenes())
         links = self.store.links_of_scenes(sorted(scene_ids))
         items = {
             scene_id: [lk for lk in scene_links if lk.rating_key not in self._conflicts]
@@ -402,6 +405,7 @@ class _Pull:
             scene_id: scene_links
             for scene_id, scene_links in items.items()
             if not (decided.get(scene_id) or {}).get("rating_known")
+            or (decided.get(scene_id) or {}).get("rating_stash_pending")
             or RatingSync.plex_moved(scene_links, states)
         }
         return chosen, states
