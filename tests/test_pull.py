@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from stash2plex.cli import main
 from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
-from stash2plex.errors import PermanentError
+from stash2plex.errors import PermanentError, SyncError
 from stash2plex.pull import decisions
 from stash2plex.pull.pull import run_pull
 from stash2plex.pull.stream import PlexAlertStream
@@ -91,6 +91,28 @@ def test_a_play_of_an_item_synced_later_still_arrives(box):
 
     assert history(box, scene) == [T0]
     assert report.plays_added == 1
+
+
+def test_plays_of_an_item_synced_later_arrive_after_stash_failed_to_take_them(box):
+    scene = box.find(lambda s: not s.play_history)
+    key = box.rating_key(scene)
+    box.plex.play(key, T0)
+    with box.store() as store:
+        link = store.link(scene.id)
+        store.drop_link(scene.id)
+    pull(box)
+    box.plex.play(box.rating_key(box.find(lambda s: s.id != scene.id)), T0 + 8 * 86400)
+    pull(box)  # the watermark is now more than the look-back past the first play
+    with box.store() as store:
+        store.save_link(scene.id, link.rating_key, link.section_id, link.plex_path, {})
+    box.stash.hold("SceneAddPlay").set()  # Stash answers the next play write 503, unwritten
+
+    with pytest.raises(SyncError):
+        pull(box)
+    assert history(box, scene) == []
+
+    assert pull(box).plays_added == 1
+    assert history(box, scene) == [T0]
 
 
 def test_plays_of_a_scene_merged_away_reach_the_scene_that_kept_its_file(box):

@@ -307,13 +307,9 @@ class _Pull:
                 times.setdefault(scene_id, []).append(play.viewed_at)
         self.report.unlinked_plays = len(unlinked)
         self.report.unlinked_items = len({p.rating_key for p in unlinked})
-        if self.config.pull_plays:
-            waiting = dict(self._waiting)
-            for play in unlinked:
-                dead = [] if play.rating_key in self._conflicts else linked.get(play.rating_key, [])
-                waiting[play.rating_key] = sorted(set(dead) | set(waiting.get(play.rating_key, [])))
-            kept = list(waiting.items())[-UNLINKED_LIMIT:]
-            self.store.put_value(UNLINKED_KEY, {str(key): dead for key, dead in kept})
+        # Stash first, the record after: the waiting items read in full this time are struck
+        # off only once their plays are in Stash, so a run stopped or refused in between reads
+        # them again (a play already in Stash is not added twice: `decisions.new_plays`).
         for scene_id, plex_times in sorted(times.items()):
             state = stash_states[scene_id]
             missing = decisions.new_plays(plex_times, state.get("play_history") or [])
@@ -323,6 +319,13 @@ class _Pull:
             self.report.stash_writes += 1
             self.report.plays_added += len(missing)
             self.report.scenes_played += 1
+        if self.config.pull_plays:
+            waiting = dict(self._waiting)
+            for play in unlinked:
+                dead = [] if play.rating_key in self._conflicts else linked.get(play.rating_key, [])
+                waiting[play.rating_key] = sorted(set(dead) | set(waiting.get(play.rating_key, [])))
+            kept = list(waiting.items())[-UNLINKED_LIMIT:]
+            self.store.put_value(UNLINKED_KEY, {str(key): dead for key, dead in kept})
 
     def _resume_points(self, in_progress: list[ViewState], scenes_of: dict[int, list[int]]) -> None:
         if not self.config.pull_resume:
