@@ -1,10 +1,11 @@
 """One catch-up pull from Plex to Stash: plays, resume points and ratings since the watermarks.
 
-Reads from Plex: the watch history of each configured library since the plays watermark
-(newest first, paged), the items in progress, the items rated since the ratings watermark,
-and a bounded window of rated items read again (a rating cleared in Plex leaves no time to
-list it by). Reads from Stash: the play history and rating of every scene involved. Writes to
-Stash only what Plex really recorded, through `decisions`:
+Reads from Plex: the watch history of each configured library since the plays watermark of the
+accounts whose plays count (`pull_account`; newest first, paged), the items in progress, the
+items rated since the ratings watermark, and a bounded window of rated items read again (a
+rating cleared in Plex leaves no time to list it by). Reads from Stash: the play history and
+rating of every scene involved. Writes to Stash only what Plex really recorded, through
+`decisions`:
 
 - plays: `sceneAddPlay(id, times)`, one call per scene with all its new times; plays of an
   item that belongs to no scene that counts (not synced yet, its scene deleted or merged away
@@ -170,7 +171,11 @@ class _Pull:
     def run(self, since: int | None) -> None:
         sections = PlexIndex(self.store, self.plex, self.config, self.clock).section_ids()
         marks = self.store.get_value(WATERMARKS_KEY) or {}
-        plays_marks = dict(marks.get("plays") or {})
+        # The plays watermarks belong to the accounts whose plays count: after a switch of
+        # `pull_account`, the new selection's older plays are read too. Watermarks stored
+        # before they were kept per selection belong to the current one.
+        plays_of = {str(k): dict(v or {}) for k, v in (marks.get("plays_of") or {}).items()}
+        plays_marks: dict[str, Any] = {}
         rating_marks = dict(marks.get("ratings") or {})
         recheck_after = int(marks.get("rating_recheck_after") or 0)
         self._conflicts = self.store.conflict_items()
@@ -180,6 +185,10 @@ class _Pull:
         recheck: list[tuple[int, int]] = []
         if self.config.pull_plays:
             account = self._account()
+            selection = ALL_ACCOUNTS if account is None else str(account)
+            if "plays_of" not in marks and marks.get("plays"):
+                plays_of[selection] = dict(marks["plays"])
+            plays_marks = plays_of.setdefault(selection, {})
             for section_id in sections:
                 start = since
                 if start is None and str(section_id) in plays_marks:
@@ -212,10 +221,12 @@ class _Pull:
             recheck_after = recheck[-1][0] if len(recheck) == RATING_RECHECK_ITEMS else 0
         self.progress(0.5)
         self._apply(plays, in_progress, rated, recheck)
-        self.store.put_value(
-            WATERMARKS_KEY,
-            {"plays": plays_marks, "ratings": rating_marks, "rating_recheck_after": recheck_after},
-        )
+        saved: dict[str, Any] = {"ratings": rating_marks, "rating_recheck_after": recheck_after}
+        if plays_of or "plays_of" in marks:
+            saved["plays_of"] = plays_of
+        elif marks.get("plays"):
+            saved["plays"] = marks["plays"]  # not pulling plays: kept for their selection
+        self.store.put_value(WATERMARKS_KEY, saved)
         self.progress(1.0)
 
     def _backfill(self, account: int | None) -> list[Play]:
