@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from stash2plex.cli import main
 from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
-from stash2plex.errors import PermanentError
+from stash2plex.errors import PermanentError, SyncError
 from stash2plex.pull import decisions
-from stash2plex.pull.pull import run_pull
+from stash2plex.pull.pull import WATERMARKS_KEY, run_pull
 from stash2plex.pull.stream import PlexAlertStream
 
 from .conftest import wait_until
@@ -91,6 +91,28 @@ def test_a_play_of_an_item_synced_later_still_arrives(box):
 
     assert history(box, scene) == [T0]
     assert report.plays_added == 1
+
+
+def test_plays_of_an_item_synced_later_arrive_after_stash_failed_to_take_them(box):
+    scene = box.find(lambda s: not s.play_history)
+    key = box.rating_key(scene)
+    box.plex.play(key, T0)
+    with box.store() as store:
+        link = store.link(scene.id)
+        store.drop_link(scene.id)
+    pull(box)
+    box.plex.play(box.rating_key(box.find(lambda s: s.id != scene.id)), T0 + 8 * 86400)
+    pull(box)  # the watermark is now more than the look-back past the first play
+    with box.store() as store:
+        store.save_link(scene.id, link.rating_key, link.section_id, link.plex_path, {})
+    box.stash.hold("SceneAddPlay").set()  # Stash answers the next play write 503, unwritten
+
+    with pytest.raises(SyncError):
+        pull(box)
+    assert history(box, scene) == []
+
+    assert pull(box).plays_added == 1
+    assert history(box, scene) == [T0]
 
 
 def test_plays_of_a_scene_merged_away_reach_the_scene_that_kept_its_file(box):
@@ -214,6 +236,39 @@ def test_only_the_chosen_accounts_plays_count(box):
     box.settings(pull_account="nobody")
     with pytest.raises(PermanentError, match="Guest Viewer"):
         pull(box)
+
+
+def test_a_switch_of_account_reads_the_new_selections_older_plays_once(box):
+    scene = box.find(lambda s: not s.play_history)
+    other = box.find(lambda s: s.id != scene.id and not s.play_history)
+    partner = box.plex.add_account("Partner")
+    box.plex.play(box.rating_key(scene), T0, account_id=partner)  # long before the watermark
+    box.plex.play(box.rating_key(other), T0 + 30 * 86400)
+    assert pull(box).plays_added == 1  # the token owner's
+
+    box.settings(pull_account="*")
+    assert pull(box).plays_added == 1
+    assert history(box, scene) == [T0]
+    box.settings(pull_account="Partner")  # its plays are in Stash already
+    assert pull(box).plays_added == 0
+    box.settings(pull_account="")
+    reads = history_reads(box)
+    assert pull(box).plays_added == 0
+    assert history(box, scene) == [T0] and history(box, other) == [T0 + 30 * 86400]
+    assert history_reads(box) == reads + 1
+
+
+def test_plays_watermarks_stored_before_an_upgrade_belong_to_the_current_selection(box):
+    scene = box.find(lambda s: not s.play_history)
+    box.plex.play(box.rating_key(scene), T0, account_id=box.plex.add_account("Partner"))
+    box.plex.play(box.rating_key(scene), T0 + 1)
+    with box.store() as store:  # as an older version left them: per library only
+        store.put_value(WATERMARKS_KEY, {"plays": {str(box.section_id): T0 + 30 * 86400}})
+
+    assert pull(box).plays_added == 0  # the owner's play is older than the look-back
+    box.settings(pull_account="*")
+    assert pull(box).plays_added == 2
+    assert history(box, scene) == [T0, T0 + 1]
 
 
 def test_nothing_is_pulled_while_the_settings_are_off(tmp_path):

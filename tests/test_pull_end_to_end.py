@@ -130,3 +130,55 @@ def test_pulled_writes_fire_hooks_that_cause_no_plex_write_and_no_new_pull(
         assert len(plex.log.writes()) == plex_writes + 1
         for run in [pulled, again, *hook_runs]:
             assert PLEX_TOKEN not in run.stdout + run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("next_run", ["Sync All Scenes", "Pull Plays from Plex"])
+def test_a_pull_killed_before_its_stash_rating_write_loses_no_rating(
+    library, runner, plugin_dir, next_run
+):
+    with running_sandbox(library, plex_token=PLEX_TOKEN, settings=SETTINGS) as (plex, stash, _):
+        connection = stash.server_connection(plugin_dir=str(plugin_dir))
+        sync = runner.run_task("Sync All Scenes", connection)
+        assert sync.returncode == 0 and sync.error is None
+        wait_until(lambda: idle(plugin_dir / "data"), message="the first sync to finish")
+        scene = next(
+            s
+            for s in library.scenes.values()
+            if s.files and s.in_plex and s.rating100 not in (None, 90)
+        )
+        before = scene.rating100
+        key = plex.find_by_file(library.plex_path(scene.files[0].path))
+        assert plex.item(key).user_rating == decisions.plex_rating(before)
+        plex.rate(key, 9.0)
+        held = stash.hold("SceneSetRating")
+
+        # Killed (SIGKILL, as Stash cancels a task) while its rating write is on the way.
+        killed = runner.start_task("Pull Plays from Plex", connection)
+        wait_until(lambda: stash.count("SceneSetRating") == 1, message="the rating write")
+        killed.kill()
+        assert killed.wait().returncode == -9
+        held.set()
+        assert library.scenes[scene.id].rating100 == before
+
+        # Whichever runs next, the scene's sync or a pull, writes the decision to Stash, and
+        # nothing puts Stash's old rating back in Plex.
+        queued = generation(plugin_dir / "data", scene.id)
+        following = runner.run_task(next_run, connection)
+        assert following.returncode == 0 and following.error is None
+        if next_run == "Sync All Scenes":
+            wait_until(
+                lambda: synced_again(plugin_dir / "data", scene.id, queued),
+                message="the scene's sync",
+            )
+        else:
+            assert following.output["ratings_to_stash"] == 1
+        assert library.scenes[scene.id].rating100 == 90
+        assert plex.item(key).user_rating == 9.0
+        resync = runner.run_task("Sync All Scenes", connection)
+        assert resync.returncode == 0
+        wait_until(lambda: idle(plugin_dir / "data"), message="the resync to finish")
+
+        again = runner.run_task("Pull Plays from Plex", connection)
+        assert again.output["stash_writes"] == 0
+        assert library.scenes[scene.id].rating100 == 90 and plex.item(key).user_rating == 9.0

@@ -1,10 +1,11 @@
 """One catch-up pull from Plex to Stash: plays, resume points and ratings since the watermarks.
 
-Reads from Plex: the watch history of each configured library since the plays watermark
-(newest first, paged), the items in progress, the items rated since the ratings watermark,
-and a bounded window of rated items read again (a rating cleared in Plex leaves no time to
-list it by). Reads from Stash: the play history and rating of every scene involved. Writes to
-Stash only what Plex really recorded, through `decisions`:
+Reads from Plex: the watch history of each configured library since the plays watermark of the
+accounts whose plays count (`pull_account`; newest first, paged), the items in progress, the
+items rated since the ratings watermark, and a bounded window of rated items read again (a
+rating cleared in Plex leaves no time to list it by). Reads from Stash: the play history and
+rating of every scene involved. Writes to Stash only what Plex really recorded, through
+`decisions`:
 
 - plays: `sceneAddPlay(id, times)`, one call per scene with all its new times; plays of an
   item that belongs to no scene that counts (not synced yet, its scene deleted or merged away
@@ -170,7 +171,11 @@ class _Pull:
     def run(self, since: int | None) -> None:
         sections = PlexIndex(self.store, self.plex, self.config, self.clock).section_ids()
         marks = self.store.get_value(WATERMARKS_KEY) or {}
-        plays_marks = dict(marks.get("plays") or {})
+        # The plays watermarks belong to the accounts whose plays count: after a switch of
+        # `pull_account`, the new selection's older plays are read too. Watermarks stored
+        # before they were kept per selection belong to the current one.
+        plays_of = {str(k): dict(v or {}) for k, v in (marks.get("plays_of") or {}).items()}
+        plays_marks: dict[str, Any] = {}
         rating_marks = dict(marks.get("ratings") or {})
         recheck_after = int(marks.get("rating_recheck_after") or 0)
         self._conflicts = self.store.conflict_items()
@@ -180,6 +185,10 @@ class _Pull:
         recheck: list[tuple[int, int]] = []
         if self.config.pull_plays:
             account = self._account()
+            selection = ALL_ACCOUNTS if account is None else str(account)
+            if "plays_of" not in marks and marks.get("plays"):
+                plays_of[selection] = dict(marks["plays"])
+            plays_marks = plays_of.setdefault(selection, {})
             for section_id in sections:
                 start = since
                 if start is None and str(section_id) in plays_marks:
@@ -212,10 +221,12 @@ class _Pull:
             recheck_after = recheck[-1][0] if len(recheck) == RATING_RECHECK_ITEMS else 0
         self.progress(0.5)
         self._apply(plays, in_progress, rated, recheck)
-        self.store.put_value(
-            WATERMARKS_KEY,
-            {"plays": plays_marks, "ratings": rating_marks, "rating_recheck_after": recheck_after},
-        )
+        saved: dict[str, Any] = {"ratings": rating_marks, "rating_recheck_after": recheck_after}
+        if plays_of or "plays_of" in marks:
+            saved["plays_of"] = plays_of
+        elif marks.get("plays"):
+            saved["plays"] = marks["plays"]  # not pulling plays: kept for their selection
+        self.store.put_value(WATERMARKS_KEY, saved)
         self.progress(1.0)
 
     def _backfill(self, account: int | None) -> list[Play]:
@@ -307,13 +318,9 @@ class _Pull:
                 times.setdefault(scene_id, []).append(play.viewed_at)
         self.report.unlinked_plays = len(unlinked)
         self.report.unlinked_items = len({p.rating_key for p in unlinked})
-        if self.config.pull_plays:
-            waiting = dict(self._waiting)
-            for play in unlinked:
-                dead = [] if play.rating_key in self._conflicts else linked.get(play.rating_key, [])
-                waiting[play.rating_key] = sorted(set(dead) | set(waiting.get(play.rating_key, [])))
-            kept = list(waiting.items())[-UNLINKED_LIMIT:]
-            self.store.put_value(UNLINKED_KEY, {str(key): dead for key, dead in kept})
+        # Stash first, the record after: the waiting items read in full this time are struck
+        # off only once their plays are in Stash, so a run stopped or refused in between reads
+        # them again (a play already in Stash is not added twice: `decisions.new_plays`).
         for scene_id, plex_times in sorted(times.items()):
             state = stash_states[scene_id]
             missing = decisions.new_plays(plex_times, state.get("play_history") or [])
@@ -323,6 +330,13 @@ class _Pull:
             self.report.stash_writes += 1
             self.report.plays_added += len(missing)
             self.report.scenes_played += 1
+        if self.config.pull_plays:
+            waiting = dict(self._waiting)
+            for play in unlinked:
+                dead = [] if play.rating_key in self._conflicts else linked.get(play.rating_key, [])
+                waiting[play.rating_key] = sorted(set(dead) | set(waiting.get(play.rating_key, [])))
+            kept = list(waiting.items())[-UNLINKED_LIMIT:]
+            self.store.put_value(UNLINKED_KEY, {str(key): dead for key, dead in kept})
 
     def _resume_points(self, in_progress: list[ViewState], scenes_of: dict[int, list[int]]) -> None:
         if not self.config.pull_resume:
@@ -383,12 +397,15 @@ class _Pull:
     ) -> tuple[dict[int, list[Link]], dict[int, ViewState]]:
         """The scenes whose rating needs a decision, with the items to decide it over, and
         the view state of every item read. A scene needs one when one of its items shows
-        another rating than at the last decision, or when it has had no decision yet."""
+        another rating than at the last decision, when it has had no decision yet, or when
+        its last decision for Stash was recorded but not written there."""
         if not self.config.sync_rating_both_ways:
             return {}, {}
         states = {s.rating_key: s for s in rated}
         scene_ids = {s for state in rated for s in scenes_of.get(state.rating_key, [])}
         scene_ids |= {scene_id for scene_id, key in recheck if key not in self._conflicts}
+        # Decisions for Stash that a stopped run recorded but never wrote: written now.
+        scene_ids |= set(self.store.rating_pending_scenes())
         links = self.store.links_of_scenes(sorted(scene_ids))
         items = {
             scene_id: [lk for lk in scene_links if lk.rating_key not in self._conflicts]
@@ -402,6 +419,7 @@ class _Pull:
             scene_id: scene_links
             for scene_id, scene_links in items.items()
             if not (decided.get(scene_id) or {}).get("rating_known")
+            or (decided.get(scene_id) or {}).get("rating_stash_pending")
             or RatingSync.plex_moved(scene_links, states)
         }
         return chosen, states

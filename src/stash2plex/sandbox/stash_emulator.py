@@ -542,6 +542,12 @@ class StashEmulator:
         """Answer the next `count` GraphQL requests with 200, `errors` and `data: null`."""
         self._faults.set_graphql(message, count)
 
+    def hold(self, operation_name: str) -> threading.Event:
+        """Stop the next GraphQL request with this operation name before it runs (it is
+        logged), until the returned event is set; it is then answered 503 without running, as a
+        request that never reached Stash: a client killed meanwhile wrote nothing."""
+        return self._faults.set_hold(operation_name)
+
     def clear(self) -> None:
         """Remove every fault."""
         self._faults.clear()
@@ -558,7 +564,13 @@ class StashEmulator:
         if parts.path == "/graphql":
             payload, payload_error = _graphql_payload(method, body, query)
             if payload is not None:
-                self.log.append(_log_entry(payload))
+                entry = _log_entry(payload)
+                self.log.append(entry)
+                held = self._faults.take_hold(entry.operation_name)
+                if held is not None:
+                    held.wait(60)
+                    handler.reply(503, b"emulated fault: held, not run\n", "text/plain")
+                    return
 
         delay = self._faults.delay if parts.path == "/graphql" else self._faults.image_delay
         if delay:
@@ -1630,6 +1642,19 @@ class _Faults:
         self.image_delay = 0.0
         self._http: tuple[int, int | None] | None = None
         self._graphql: tuple[str, int | None] | None = None
+        self._hold: tuple[str, threading.Event] | None = None
+
+    def set_hold(self, operation_name: str) -> threading.Event:
+        with self._lock:
+            self._hold = (operation_name, threading.Event())
+            return self._hold[1]
+
+    def take_hold(self, operation_name: Any) -> threading.Event | None:
+        with self._lock:
+            if self._hold is None or self._hold[0] != operation_name:
+                return None
+            held, self._hold = self._hold[1], None
+            return held
 
     def set_http(self, status: int, count: int | None) -> None:
         with self._lock:
@@ -1661,6 +1686,9 @@ class _Faults:
             self.image_delay = 0.0
             self._http = None
             self._graphql = None
+            if self._hold is not None:
+                self._hold[1].set()
+            self._hold = None
 
 
 # --------------------------------------------------------------------------- HTTP plumbing

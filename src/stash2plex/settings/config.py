@@ -293,6 +293,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pull_account", "STRING", "", "Plex user whose plays count",
             "Whose plays are pulled: empty (default) for the owner of the Plex token, or a "
             "Plex account name or number as the server lists it, or * for every user. "
+            "The first pull for a choice not used before reads its whole Plex history "
+            "(plays already in Stash are not added again). "
             "Resume points and ratings are always the token owner's.", check=str.strip),
     Setting("pull_interval_minutes", "NUMBER", 15, "Pull every (minutes)",
             "How often a running worker or service catches up on Plex's plays, resume points "

@@ -293,6 +293,14 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT DISTINCT scene_id FROM links
         WHERE scene_id NOT IN (SELECT scene_id FROM link_entities);
     """,
+    # 8: a rating decided for Stash is recorded before Stash is written (so the hook of that
+    # write finds it and causes no echo), marked as not yet written with the rating Stash
+    # showed then: a run stopped between the two leaves the mark, and the next run that
+    # meets the scene writes Stash then, instead of taking Stash's old rating for a change.
+    """
+    ALTER TABLE pull_state ADD COLUMN rating_stash_pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE pull_state ADD COLUMN rating_stash_before INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -1426,28 +1434,80 @@ class Store:
             (scene_id, offset_ms, self.clock()),
         )
 
-    def save_rating_agreed(self, scene_id: int, rating100: int | None, plex_at: int | None) -> None:
-        """Both sides now show `rating100` (None: unrated); Plex's rating time then."""
+    def save_rating_agreed(
+        self,
+        scene_id: int,
+        rating100: int | None,
+        plex_at: int | None,
+        *,
+        stash_before: int | None = None,
+        stash_pending: bool = False,
+    ) -> None:
+        """Both sides now show `rating100` (None: unrated); Plex's rating time then.
+        `stash_pending`: decided, but Stash is not written yet and still shows `stash_before`
+        (cleared by `rating_written`, or by the next decision saved)."""
         self._conn.execute(
             "INSERT INTO pull_state (scene_id, rating_known, rating_agreed, rating_plex_at, "
-            "rating_decided_at) VALUES (?, 1, ?, ?, ?) ON CONFLICT(scene_id) DO UPDATE SET "
+            "rating_decided_at, rating_stash_pending, rating_stash_before) "
+            "VALUES (?, 1, ?, ?, ?, ?, ?) ON CONFLICT(scene_id) DO UPDATE SET "
             "rating_known = 1, rating_agreed = excluded.rating_agreed, "
             "rating_plex_at = excluded.rating_plex_at, "
-            "rating_decided_at = excluded.rating_decided_at",
-            (scene_id, rating100, plex_at, self.clock()),
+            "rating_decided_at = excluded.rating_decided_at, "
+            "rating_stash_pending = excluded.rating_stash_pending, "
+            "rating_stash_before = excluded.rating_stash_before",
+            (
+                scene_id,
+                rating100,
+                plex_at,
+                self.clock(),
+                int(stash_pending),
+                stash_before if stash_pending else None,
+            ),
         )
 
+    def rating_written(self, scene_id: int) -> None:
+        """Stash now shows the scene's decided rating: the decision is no longer pending."""
+        self._conn.execute(
+            "UPDATE pull_state SET rating_stash_pending = 0, rating_stash_before = NULL "
+            "WHERE scene_id = ?",
+            (scene_id,),
+        )
+
+    def rating_pending_scenes(self) -> list[int]:
+        """Linked scenes whose rating was decided for Stash but not yet written there (a run
+        stopped between the two), in scene order."""
+        rows = self._conn.execute(
+            "SELECT p.scene_id FROM pull_state p WHERE p.rating_stash_pending = 1 "
+            "AND EXISTS (SELECT 1 FROM links l WHERE l.scene_id = p.scene_id) "
+            "ORDER BY p.scene_id"
+        )
+        return [row[0] for row in rows]
+
     def put_rating_state(
-        self, scene_id: int, known: bool, rating100: int | None, plex_at: int | None
+        self,
+        scene_id: int,
+        known: bool,
+        rating100: int | None,
+        plex_at: int | None,
+        *,
+        stash_before: int | None = None,
+        stash_pending: bool = False,
     ) -> None:
         """Put back a scene's rating decision as it was (`known` False: none yet), after a
         write that should have followed it failed."""
         if known:
-            self.save_rating_agreed(scene_id, rating100, plex_at)
+            self.save_rating_agreed(
+                scene_id,
+                rating100,
+                plex_at,
+                stash_before=stash_before,
+                stash_pending=stash_pending,
+            )
             return
         self._conn.execute(
             "UPDATE pull_state SET rating_known = 0, rating_agreed = NULL, rating_plex_at = NULL,"
-            " rating_decided_at = NULL WHERE scene_id = ?",
+            " rating_decided_at = NULL, rating_stash_pending = 0, rating_stash_before = NULL "
+            "WHERE scene_id = ?",
             (scene_id,),
         )
 

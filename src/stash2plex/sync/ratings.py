@@ -16,8 +16,14 @@ an item not yet brought in line never overrides a newer decision.
 Order of writes, so that our own writes cause no echo and a failure loses nothing: the Plex
 items that differ first, each recorded once written; then the decision and every item as
 showing it; then Stash. The Scene.Update.Post hook of that Stash write queues the scene, and
-its sync finds every item recorded with Stash's new rating: no read, no write. If Stash
-refuses, the decision is put back as it was and the next run decides again.
+its sync finds every item recorded with Stash's new rating: no read, no write. Because the
+decision is recorded before Stash is written, it is marked "not yet written in Stash" with
+the rating Stash showed, and the mark is cleared once Stash took it. If Stash refuses, the
+decision is put back as it was and the next run decides again; if the run is stopped in
+between (killed), the mark stays, and the next run that meets the scene (a pull reads every
+marked scene; a sync sees Stash's rating differ from the items') writes Stash then, as long
+as Stash still shows what it showed at the decision: otherwise Stash changed since, and that
+later change is decided as any other.
 """
 
 from __future__ import annotations
@@ -100,6 +106,16 @@ class RatingSync:
             if known
             else None
         )
+        stash_value = stash_rating100
+        if (
+            known
+            and row.get("rating_stash_pending")
+            and (stash_rating100 == row.get("rating_stash_before"))
+        ):
+            # Decided for Stash, recorded, never written (the run stopped in between): Stash
+            # still shows what it showed then, which is no change of its own; the decision
+            # stands and is written below.
+            stash_value = row.get("rating_agreed")
         plex_value, plex_at = decisions.scene_plex_rating(
             [
                 decisions.ItemRating(
@@ -111,12 +127,9 @@ class RatingSync:
             ],
             last,
         )
-        action = decisions.decide_rating(
-            plex_value, plex_at, stash_rating100, stash_updated_at, last
-        )
-        target = (
-            decisions.stash_rating(plex_value) if action == decisions.TO_STASH else stash_rating100
-        )
+        action = decisions.decide_rating(plex_value, plex_at, stash_value, stash_updated_at, last)
+        target = decisions.stash_rating(plex_value) if action == decisions.TO_STASH else stash_value
+        to_stash = target != stash_rating100
         want = recorded(target)
         plex_writes = 0
         for link, state in items:
@@ -131,21 +144,32 @@ class RatingSync:
         for link, state in items:
             if shown(state.user_rating) == want and before[link.rating_key] != want:
                 self.store.set_link_fingerprint(scene_id, KEY, want, link.rating_key)
-        if not unchanged_state or plex_writes:
+        if to_stash:
+            # Recorded first, so the hook of the Stash write finds it (no echo); marked as not
+            # yet written, so a run stopped before the write still writes it next time.
+            self.store.save_rating_agreed(
+                scene_id, target, stamp, stash_before=stash_rating100, stash_pending=True
+            )
+        elif not unchanged_state or plex_writes or row.get("rating_stash_pending"):
             self.store.save_rating_agreed(scene_id, target, stamp)
-        written = False
-        if action == decisions.TO_STASH and target != stash_rating100:
-            try:
-                self.stash.set_rating(scene_id, target)
-            except SyncError:
-                # Stash did not take it: as if undecided, so the next run decides again.
-                self.store.put_rating_state(
-                    scene_id, known, row.get("rating_agreed"), row.get("rating_plex_at")
-                )
-                for link, state in items:
-                    old = before[link.rating_key]
-                    if shown(state.user_rating) == want and old != want and old is not None:
-                        self.store.set_link_fingerprint(scene_id, KEY, old, link.rating_key)
-                raise
-            written = True
-        return RatingOutcome(action, plex_writes, written)
+        if not to_stash:
+            return RatingOutcome(action, plex_writes, False)
+        try:
+            self.stash.set_rating(scene_id, target)
+        except SyncError:
+            # Stash did not take it: as if undecided, so the next run decides again.
+            self.store.put_rating_state(
+                scene_id,
+                known,
+                row.get("rating_agreed"),
+                row.get("rating_plex_at"),
+                stash_before=row.get("rating_stash_before"),
+                stash_pending=bool(row.get("rating_stash_pending")),
+            )
+            for link, state in items:
+                old = before[link.rating_key]
+                if shown(state.user_rating) == want and old != want and old is not None:
+                    self.store.set_link_fingerprint(scene_id, KEY, old, link.rating_key)
+            raise
+        self.store.rating_written(scene_id)
+        return RatingOutcome(decisions.TO_STASH, plex_writes, True)
