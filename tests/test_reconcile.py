@@ -47,9 +47,10 @@ def pick(box: Sandbox, used: set[int], test: Any = lambda s: True) -> Scene:
 
 
 def new_scene(box: Sandbox, path: str, **fields: Any) -> Scene:
-    """A scene Stash got while Stash2Plex was not watching (no hook reached us)."""
+    """A scene Stash got while Stash2Plex was not watching (no hook reached us); `id` by
+    default the next after the scenes Stash has now."""
     library = box.library
-    scene_id = max(library.scenes) + 1
+    scene_id = fields.pop("id", max(library.scenes) + 1)
     file_id = max(f.id for s in library.scenes.values() for f in s.files) + 1
     template = library.scenes[min(library.scenes)]
     scene = dataclasses.replace(

@@ -13,11 +13,12 @@ Two walks, each a page at a time (memory bounded by the page, never by the libra
    nor repeats a scene while others are added or deleted), matched against the fresh index and
    classified (`reconcile.classify`). No Plex request is made here.
 
-Then linked scenes the walk did not return are orphans, items claimed by several scenes are
-conflicts, and with `fix` the repairs go through the normal queue: scenes are queued, the push
-records of drifted fields are forgotten first (so the sync writes them again), links to gone
-items or deleted scenes are dropped. The run, its counts and its report are stored
-(`store.reconcile`); the Plex page and `stash2plex reconcile` show the last one.
+Then scenes linked when the walk began that it did not return are orphans (whatever their
+ids), items claimed by several scenes are conflicts, and with `fix` the repairs go through the
+normal queue: scenes are queued, the push records of drifted fields are forgotten first (so
+the sync writes them again), links to gone items or deleted scenes are dropped. The run, its
+counts and its report are stored (`store.reconcile`); the Plex page and `stash2plex reconcile`
+show the last one.
 
 Only one reconcile runs at a time per data directory (a file lock); another one reports busy.
 """
@@ -330,7 +331,6 @@ class _Run:
         self.requests = {"listing": 0, "detail": 0}
         self.requests_before = self.plex.request_count
         self.sections: list[int] = []
-        self.last_scene_id = 0
         # Paths for the path_map hint: one found by file name only, a few not found at all.
         self.name_only_paths: list[str] = []
         self.mapped = 0  # scenes found under their mapped path
@@ -514,10 +514,9 @@ class _Run:
         if config.tag_include or config.tag_exclude or config.label_tags:
             tree = TagTree(self.stash.tag_hierarchy())
             self.report.stash_requests += 1
-        self.last_scene_id = 0
+        self.tables.note_linked_scenes()
         for total, scenes in read_ahead(self._scene_pages()):
             self._classify_page(scenes, tree)
-            self.last_scene_id = int(scenes[-1]["id"])
             self.progress(0.3 + 0.6 * min(1.0, self.report.scenes / max(1, total)))
             self._check_stop()
 
@@ -588,7 +587,7 @@ class _Run:
     def _settle_findings(self) -> None:
         """Orphans (linked scenes Stash no longer has) and conflicts (one item, several
         scenes): known only once every scene was seen."""
-        orphans = self.tables.unseen_linked_scenes(self.last_scene_id)
+        orphans = self.tables.unseen_linked_scenes()
         if orphans:
             links = self.tables.links_of_scenes(orphans)
             self.tables.add_findings(

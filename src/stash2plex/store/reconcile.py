@@ -344,6 +344,7 @@ class ReconcileTables:
             DROP TABLE IF EXISTS temp.rc_scenes;
             DROP TABLE IF EXISTS temp.rc_claims;
             DROP TABLE IF EXISTS temp.rc_findings;
+            DROP TABLE IF EXISTS temp.rc_linked;
             CREATE TEMP TABLE rc_items (rating_key INTEGER PRIMARY KEY, section_id INTEGER);
             CREATE TEMP TABLE rc_scenes (scene_id INTEGER PRIMARY KEY);
             CREATE TEMP TABLE rc_claims (rating_key INTEGER, scene_id INTEGER,
@@ -351,6 +352,7 @@ class ReconcileTables:
             CREATE TEMP TABLE rc_findings (scene_id INTEGER, kind TEXT, rating_key INTEGER,
                                            fields TEXT, detail TEXT, action TEXT);
             CREATE INDEX temp.rc_findings_kind ON rc_findings (kind, scene_id);
+            CREATE TEMP TABLE rc_linked (scene_id INTEGER PRIMARY KEY);
             """
         )
 
@@ -362,6 +364,7 @@ class ReconcileTables:
             DROP TABLE IF EXISTS temp.rc_scenes;
             DROP TABLE IF EXISTS temp.rc_claims;
             DROP TABLE IF EXISTS temp.rc_findings;
+            DROP TABLE IF EXISTS temp.rc_linked;
             """
         )
 
@@ -387,13 +390,25 @@ class ReconcileTables:
             [(scene_id,) for scene_id in scene_ids],
         )
 
-    def unseen_linked_scenes(self, up_to: int) -> list[int]:
-        """Linked scenes (ids up to `up_to`) the run's walk of Stash did not return: deleted
-        or merged away in Stash. Newer ids were created after the walk passed them."""
+    def note_linked_scenes(self) -> int:
+        """Remember the scenes linked now, before a run walks Stash: only they can be orphans
+        (a scene linked while the walk runs was created or synced meanwhile, and the walk may
+        have passed its id already). Returns how many."""
+        cursor = self._conn.execute(
+            "INSERT OR IGNORE INTO temp.rc_linked (scene_id) SELECT DISTINCT scene_id FROM links"
+        )
+        return cursor.rowcount
+
+    def unseen_linked_scenes(self) -> list[int]:
+        """Scenes linked when the walk of Stash began (`note_linked_scenes`), still linked,
+        that the walk did not return: deleted or merged away in Stash. Stash's ids only grow,
+        and the walk goes by id to the end, so a scene that existed then and exists now was
+        returned, whatever its id (the newest included, and every one when Stash returned no
+        scene at all)."""
         rows = self._conn.execute(
-            "SELECT DISTINCT scene_id FROM links WHERE scene_id <= ? AND scene_id NOT IN "
-            "(SELECT scene_id FROM temp.rc_scenes) ORDER BY scene_id",
-            (up_to,),
+            "SELECT DISTINCT scene_id FROM links WHERE scene_id IN "
+            "(SELECT scene_id FROM temp.rc_linked) AND scene_id NOT IN "
+            "(SELECT scene_id FROM temp.rc_scenes) ORDER BY scene_id"
         ).fetchall()
         return [row[0] for row in rows]
 
