@@ -9,11 +9,15 @@ epoch seconds; Stash's have one-second resolution.
 
 "Sync Recent Scenes" remembers where it stopped: the newest `updated_at` it queued and the
 scenes it queued with that very second, so the next run takes every scene changed since,
-including one saved in that same second after the run, and none twice.
+including one saved in that same second after the run, and none twice. That mark never moves
+past our own clock's now: a mark in the future (Stash's clock ahead of ours, a clock set back,
+an older version) would make every later run find nothing. One found there is ignored, with a
+warning, and the run takes the scenes changed since the last push to Plex instead.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -24,6 +28,8 @@ from typing import Any
 from stash2plex.clients.stash import StashClient
 from stash2plex.errors import PermanentError
 from stash2plex.store.db import Store
+
+log = logging.getLogger("stash2plex.recent")
 
 WATERMARK_KEY = "recent_sync"
 # Wider than any UTC offset (-12:00 .. +14:00): a time in Stash's zone compares as text.
@@ -142,12 +148,17 @@ class RecentReport:
         return data
 
     def summary(self) -> str:
+        """One line; the `note` (a warning) follows it."""
+        warning = f" ({self.note})" if self.note else ""
         if self.since is None:
-            return f"queued {self.queued} scenes (no earlier sync recorded: every scene)"
+            return f"queued {self.queued} scenes (no earlier sync recorded: every scene){warning}"
         if not self.queued:
-            return f"nothing changed in Stash since {_local_words(self.since)}"
+            return f"nothing changed in Stash since {_local_words(self.since)}{warning}"
         noun = "scene" if self.queued == 1 else "scenes"
-        return f"queued {self.queued} {noun} changed in Stash since {_local_words(self.since)}"
+        return (
+            f"queued {self.queued} {noun} changed in Stash since {_local_words(self.since)}"
+            + warning
+        )
 
 
 def queue_recent(
@@ -161,12 +172,23 @@ def queue_recent(
 
     With no run recorded yet, "since" is the last push to Plex, and with none of those every
     scene is queued. The mark moves only when this run covers everything since the last one
-    (an explicit `since` later than the mark leaves it, so nothing between is skipped).
+    (an explicit `since` later than the mark leaves it, so nothing between is skipped), and
+    never past `clock()`; a mark found after `clock()` is ignored with a warning in `note`
+    (module docstring).
     """
+    now = clock()
     mark = store.get_value(WATERMARK_KEY) or {}
     at = int(mark["at"]) if isinstance(mark.get("at"), int | float) else None
     seen_at_mark = {int(i) for i in mark.get("ids") or []}
     report = RecentReport(since)
+    if at is not None and at > now:
+        report.note = (
+            f"the last Sync Recent Scenes was recorded as reaching {_local_words(at)}, which "
+            "is in the future (a clock was wrong): that mark was ignored, and the scenes "
+            "changed since the last push to Plex are taken instead"
+        )
+        log.warning("Sync Recent Scenes: %s", report.note)
+        at, seen_at_mark = None, set()
     # Scenes queued with the mark's very second are left out only when continuing from it: a
     # time given by the user means every scene since then.
     skip = set() if since is not None else seen_at_mark
@@ -174,8 +196,9 @@ def queue_recent(
         if at is not None:
             since = float(at)
         else:
-            report.first_run = True
-            since = store.last_synced_at()
+            report.first_run = not report.note
+            pushed = store.last_synced_at()
+            since = None if pushed is None else min(pushed, now)
         report.since = since
     # Stash's times have whole seconds: a scene saved in the second `since` falls in that
     # second, so the comparison starts at its beginning.
@@ -192,7 +215,12 @@ def queue_recent(
             newest, ids = at, set()
         if at is not None and newest == at:
             ids |= seen_at_mark
-        store.put_value(WATERMARK_KEY, {"at": newest, "ids": sorted(ids), "ran_at": clock()})
+        if newest > now:
+            # Stash's clock runs ahead of ours (or `since` was a time to come): the mark stays
+            # at our now, so the scenes stamped after it are taken again, never skipped.
+            newest = int(now)
+            ids = {scene_id for scene_id, moment in found if moment == newest}
+        store.put_value(WATERMARK_KEY, {"at": newest, "ids": sorted(ids), "ran_at": now})
     return report
 
 
