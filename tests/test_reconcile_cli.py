@@ -95,6 +95,7 @@ def test_a_recent_sync_shows_the_token_error_when_plex_refuses_us(box, cli, monk
     [
         (("sync", "--since", "999999999d"), "too far back"),
         (("sync", "--since", "0001-01-01"), "too far back"),
+        (("sync", "--since", "99999999999w"), "too far back"),
         (("sync", "--since", "2999-01-01"), "is in the future"),
         (("sync", "--since", "in 2 hours"), "is not a duration"),
         (("sync", "--since", ""), "--since needs a value"),
@@ -239,7 +240,13 @@ def test_last_says_when_and_by_what_and_how_a_run_ended(box, cli, monkeypatch):
             assert locked
             busy = cli("reconcile", expect=3).output
             running = cli("reconcile", "--last").output
+            busy_json = json.loads(cli("--json", "reconcile", expect=3).stdout)
     assert busy.count("another reconcile is running") == 1
+    # One sentence, no (empty) table before it.
+    assert [line for line in busy.splitlines() if line.strip()] == [
+        line for line in busy.splitlines() if line.startswith("stash2plex: another reconcile")
+    ], busy
+    assert "another reconcile is running" in busy_json["error"]
     assert "(started 20" in busy and "by the schedule (reconcile_interval)" in busy
     assert "Last reconcile: running" in running
     # The next run that gets the lock records the abandoned one as interrupted.
@@ -263,3 +270,48 @@ def test_stash_unreachable_or_missing_says_what_to_do_also_as_json(box, cli, mon
     assert empty.exit_code == 2
     error = json.loads(empty.stdout)
     assert error["exit_code"] == 2 and "STASH2PLEX_STASH_URL" in error["error"]
+
+
+def test_every_command_that_drains_prints_one_json_document(clean):
+    """A command that does something and then drains prints one JSON document with --json:
+    what it did under its own key, beside the drain's (a second document breaks every
+    reader of the output)."""
+    from stash2plex.records import Decision
+
+    cli, box, clock = clean
+
+    def one(*args: str, expect: int = 0) -> dict:
+        result = cli("--json", *args, expect=expect)
+        return json.loads(result.stdout)  # two documents: "Extra data"
+
+    scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex and s.title]
+    first, second, third = scenes[:3]
+    assert one("sync", str(first.id))["queued"] == 1
+    synced = one("sync", "--all")
+    assert synced["queued"] == len(box.library.scenes) and "drained" in synced
+
+    box.stash.update_scene(first.id, title="Changed for the recent sync")
+    recent = one("sync", "--since", "1h")
+    assert recent["recent"]["scene_ids"] == [first.id] and recent["drained"]["synced"] == 1
+
+    clock.offset += 60
+    box.stash.update_scene(second.id, title="Changed without a hook")
+    fixed = one("reconcile", "--fix")
+    assert fixed["reconcile"]["queued"] == 1 and fixed["drained"]["synced"] == 1
+    assert fixed["error"] is None and "status" in fixed
+
+    with box.store() as store:  # a dead letter, failed during an outage that has ended
+        store.enqueue([third.id], "test")
+        [job] = store.claim_due("t", 1)
+        store.apply(job, Decision("dead_letter", 5, error_class="transient", message="HTTP 502"))
+        store.record_outage(store.clock() - 60, store.clock() + 1, 1)
+    recovered = one("recover-outage-jobs")
+    assert recovered["recover"]["recovered"] == 1 and "drained" in recovered
+
+    with box.store() as store:
+        store.enqueue([third.id], "test")
+        [job] = store.claim_due("t", 1)
+        store.apply(job, Decision("dead_letter", 5, error_class="transient", message="HTTP 502"))
+    retried = one("dlq", "retry")
+    assert retried["requeued"] == 1 and "drained" in retried
+    assert "drained" in one("queue", "process")

@@ -611,7 +611,7 @@ def sync_command(
             queued = len(scene_ids)
     if not cli.as_json:
         cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))
-    _drain(cli, queued_at)
+    _drain(cli, queued_at, extra={"queued": queued})
 
 
 def _sync_recent(cli: Cli, since: str) -> None:
@@ -817,7 +817,9 @@ def _drain(
     judge: Any = None,
 ) -> None:
     """Follow a drain and report it; `since`: when the scenes were queued (default: now);
-    `extra`: more keys for the JSON output; `judge(store, since, report)`: the verdict
+    `extra`: what the command did before the drain (the JSON output is one document: these
+    keys with the drain's `status`, `drained`, `error` and `notes`; a command that drains
+    prints nothing else to stdout with --json); `judge(store, since, report)`: the verdict
     (default `outcome.drain_verdict`)."""
     from rich.progress import Progress
 
@@ -1130,7 +1132,7 @@ def dlq_retry(cli: Cli, error_class: str | None) -> None:
     if not cli.as_json:
         cli.say(f"re-queued {plural(queued, 'scene')}")
     if queued:
-        _drain(cli, since)
+        _drain(cli, since, extra={"requeued": queued})
     elif cli.as_json:
         cli.show({"requeued": 0})
 
@@ -1299,11 +1301,16 @@ def recover_outage_jobs(cli: Cli, include: tuple[str, ...]) -> None:
             },
         )
 
-    cli.show(data, render)
     if report.failed or (report.window is None and "not healthy" in report.health):
+        cli.show(data, render)
         sys.exit(EXIT_ATTENTION)
-    if report.recovered:
-        _drain(cli)
+    if not report.recovered:
+        cli.show(data, render)
+        return
+    # With --json the recovery goes into the drain's document: stdout stays one document.
+    if not cli.as_json:
+        cli.show(data, render)
+    _drain(cli, extra={"recover": data})
 
 
 @main.command("preview")
