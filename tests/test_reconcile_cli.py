@@ -315,3 +315,50 @@ def test_every_command_that_drains_prints_one_json_document(clean):
     retried = one("dlq", "retry")
     assert retried["requeued"] == 1 and "drained" in retried
     assert "drained" in one("queue", "process")
+
+
+def test_a_wrong_credential_names_where_it_came_from_as_health_and_sync_do(box, cli, monkeypatch):
+    cli("sync", "--all")
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
+    where = "Plex token (plex_token) comes from the environment variable STASH2PLEX_PLEX_TOKEN"
+    for args in (("reconcile",), ("reconcile", "--fix"), ("health",)):
+        assert where in cli(*args, expect=2).output, args
+    failed = json.loads(cli("--json", "reconcile", "--last").output)
+    assert where in failed["report"]["summary"]
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", PLEX_TOKEN)
+
+    box.stash.api_key, box.stash.require_auth = "the-right-stash-key", True
+    monkeypatch.setenv("STASH2PLEX_STASH_API_KEY", "wrong-stash-key")
+    where = (
+        "Stash API key (stash_api_key) comes from the environment variable STASH2PLEX_STASH_API_KEY"
+    )
+    for args in (("reconcile",), ("sync", "--recent"), ("health",)):
+        result = cli(*args, expect=2)
+        assert "Stash rejected the API key" in result.output and where in result.output, args
+        assert "wrong-stash-key" not in result.output and result.output.count(where) == 1
+
+
+def test_plex_failing_mid_reconcile_says_what_happened_and_what_to_do(box, cli, monkeypatch):
+    cli("sync", "--all")
+    listing = "GET /library/sections/{id}/all"
+    box.plex.faults.fail(500, route=listing)
+    failed = cli("reconcile", "--fix", expect=1).output
+    assert "Plex failed the request (HTTP 500" in failed
+    assert "the reconcile stopped and changed nothing" in failed
+    assert "runs it again in 15 minutes, or run it again later" in failed
+    assert "its logs say why" in failed
+    box.plex.faults.clear()
+
+    # The library is deleted in Plex (another one is left): a setting to fix, not an item.
+    title = box.plex.library.sections[box.section_id].title
+    box.plex.add_section("Home Videos", ["/elsewhere"])
+    box.plex.delete_section(box.section_id)
+    gone = cli("reconcile", expect=2).output
+    assert "no such item" not in gone
+    assert f"Plex's library '{title}' (section {box.section_id}) is gone (404 Not Found" in gone
+    assert "'Home Videos'" in gone and "check Plex libraries (plex_library)" in gone
+
+    monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", title)  # named: the library Plex lacks
+    named = cli("reconcile", expect=2).output
+    assert f"Plex has no library named '{title}'" in named and "'Home Videos'" in named
+    assert "Plex libraries (plex_library) comes from the environment variable" in named

@@ -222,3 +222,27 @@ def test_process_queue_returns_when_plex_is_down_without_burning_attempts(env):
     assert "syncs by itself when Plex is back" in run.error
     with Store.open(data_dir) as store:
         assert store.job(scene).attempts == 0 and store.dead_letters() == []
+
+
+def test_reconcile_tasks_name_where_a_wrong_token_came_from_as_health_check_does(
+    env, plugin_dir, worker_env, tmp_path
+):
+    _library, plex, stash, task, _data_dir = env
+    plex.token = "a-different-token"  # the token saved in Stash is no longer Plex's
+    where = "Plex token (plex_token) is set in Settings > Plugins > Stash2Plex"
+    assert where in task("Health Check").error
+    for name in ("Reconcile with Plex", "Reconcile and Repair"):
+        refused = task(name)
+        assert refused.returncode == 1 and "Plex rejected the token" in refused.error
+        assert where in refused.error, name
+
+    # The same token given in the plugin's environment: the variable is named instead.
+    connection = stash.server_connection(plugin_dir=str(plugin_dir))
+    cwd = tmp_path / "cwd-env"
+    cwd.mkdir()
+    runner = PluginRunner(
+        plugin_dir, cwd=cwd, env={**worker_env, "STASH2PLEX_PLEX_TOKEN": "wrong-in-env"}
+    )
+    refused = runner.run_task("Reconcile with Plex", connection)
+    assert "comes from the environment variable STASH2PLEX_PLEX_TOKEN" in refused.error
+    assert "wrong-in-env" not in refused.stdout + refused.stderr

@@ -8,6 +8,7 @@ but something needs attention, 2 a configuration or usage error, 3 another worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -353,6 +354,7 @@ class Cli:
         self.as_json = as_json
         self._local: Any = None
         self._hide_paths: bool | None = None
+        self._sources: dict[str, str] = {}
         self.printed = False  # the command's output went to stdout already
         self.sandbox_dir = Path("stash2plex-sandbox")
 
@@ -376,7 +378,17 @@ class Cli:
 
         context = build_context(store, local=self.local())
         self._hide_paths = context.config.obfuscate_paths
+        self._sources = dict(context.sources)
         return context
+
+    def sources(self) -> dict[str, str]:
+        """Where each setting came from (`settings.sources`), for messages that name it: the
+        settings read, or (when reading them failed) what was given outside Stash."""
+        found: dict[str, str] = {}
+        with contextlib.suppress(SyncError):
+            found.update(self.local().sources)
+        found.update(self._sources)
+        return found
 
     def hide_paths(self, value: bool) -> None:
         """The `obfuscate_paths` setting, once the settings were read."""
@@ -428,11 +440,13 @@ def _die(message: str, code: int) -> NoReturn:
 
 def _fail(exc: SyncError) -> NoReturn:
     from stash2plex.errors import PERMANENT, AuthError, ConfigError
-    from stash2plex.settings.sources import describe_source
+    from stash2plex.settings.sources import with_source
 
     config = isinstance(exc, (AuthError, ConfigError)) or exc.error_class == PERMANENT
-    where = describe_source(exc.setting, exc.source) if isinstance(exc, ConfigError) else ""
-    _die(f"{exc.message}; {where}" if where else exc.message, EXIT_CONFIG if config else 1)
+    ctx = click.get_current_context(silent=True)
+    cli = ctx.find_object(Cli) if ctx is not None else None
+    sources = cli.sources() if cli is not None else {}
+    _die(with_source(exc, sources), EXIT_CONFIG if config else 1)
 
 
 def _table(title: str, rows: dict[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from stash2plex.operations import queue as operations
 from stash2plex.plugin import protocol
 from stash2plex.plugin.entry import wake_worker, worker_python_path
 from stash2plex.pseudonyms import obfuscate_paths
+from stash2plex.settings.sources import with_source
 from stash2plex.store.db import Store
 from stash2plex.words import plural
 
@@ -66,7 +67,8 @@ def run_task(
     try:
         result = handler(args, connection, data_dir, log, _starter(data_dir, plugin_dir))
     except SyncError as exc:
-        protocol.write_result(error=scrub(exc.message), stream=stdout)
+        # A setting's problem names where its value came from, as every command says it.
+        protocol.write_result(error=scrub(with_source(exc, {})), stream=stdout)
         return 1
     except StoreError as exc:
         protocol.write_result(error=scrub(str(exc)), stream=stdout)

@@ -39,17 +39,19 @@ from typing import Any, TypeVar
 from stash2plex.clients.plex import DETAIL_BATCH, PlexItem
 from stash2plex.engine.context import Context
 from stash2plex.engine.worker_lock import try_lock, unlock
-from stash2plex.errors import SyncError, redact
+from stash2plex.errors import ConfigError, ServerDownError, SyncError, TransientError, redact
 from stash2plex.reconcile import classify as kinds
 from stash2plex.reconcile.classify import Finding
 from stash2plex.reconcile.recent import scenes_updated
 from stash2plex.records import Link, ListedItem
+from stash2plex.settings.config import setting_label
+from stash2plex.settings.sources import with_source
 from stash2plex.store.db import Store
 from stash2plex.store.reconcile import ItemCheck, ReconcileTables
 from stash2plex.sync.drift import Drift, item_drift, listing_print, pushed_print, synced_keys
 from stash2plex.sync.matching import MAPPED_PATH, match_scene
 from stash2plex.sync.metadata import fingerprint
-from stash2plex.sync.syncer import PlexIndex
+from stash2plex.sync.syncer import PlexIndex, describe_library_type
 from stash2plex.sync.tag_tree import TagTree
 
 log = logging.getLogger("stash2plex.reconcile")
@@ -285,6 +287,7 @@ def run_reconcile(
         except Stopped:
             report.state = "interrupted"
         except SyncError as exc:
+            explain_failure(exc, context)
             report.state = "failed"
             report.error = redact(exc.message, context.config.secrets())
             raise
@@ -300,6 +303,33 @@ def run_reconcile(
                 report.state = "done"
             tables.finish_run(report.run_id, report.state, report.results, report.as_dict())
     return report
+
+
+def explain_failure(error: SyncError, context: Context) -> None:
+    """Say in `error.message` what a person needs when a run fails: for a setting or a
+    credential, where its value came from (`settings.sources.with_source`, as health and sync
+    say it); for a server that failed or could not be reached, that the run stopped having
+    changed nothing (repairs are queued only after both walks, Plex is only read) and when it
+    runs again (a failed run is retried sooner by the schedule, `reconcile.timer`)."""
+    from stash2plex.reconcile.timer import INTERVALS, RETRY_AFTER_FAILURE_SECONDS
+
+    message = with_source(error, context.sources)
+    if isinstance(error, (TransientError, ServerDownError)):
+        interval = INTERVALS.get(context.config.reconcile_interval)
+        again = "run it again later"
+        if interval is not None:
+            minutes = round(min(interval, RETRY_AFTER_FAILURE_SECONDS) / 60)
+            again = (
+                f"the schedule (reconcile_interval) runs it again in {minutes} minutes, or {again}"
+            )
+        message += f"; the reconcile stopped and changed nothing: {again}"
+        if error.server == "plex" and (error.status or 0) >= 500:
+            message += (
+                "; if Plex keeps failing, its logs say why (Plex Web: Settings > "
+                "Troubleshooting > Console or Download logs)"
+            )
+    error.message = message
+    error.args = (message,)
 
 
 class _Run:
@@ -391,13 +421,39 @@ class _Run:
         self.tables.forget_other_sections(self.sections)
         for section_id in self.sections:
             # The listing rebuilds the index as it goes (items it no longer shows leave it).
-            self.store.replace_index(section_id, self._listed(section_id))
+            try:
+                self.store.replace_index(section_id, self._listed(section_id))
+            except SyncError as exc:
+                if exc.server != "plex" or exc.status != 404:
+                    raise
+                raise self._library_gone(section_id) from exc
         self._read_items(flush=True)
         self._check_unseen_linked()
         self.tables.prune_checks()
         now = self.clock()
         self.store.put_value("plex_index_refreshed_at", now)
         self.store.put_value("plex_index_full_at", now)
+
+    def _library_gone(self, section_id: int) -> ConfigError:
+        """A 404 on a library's listing: the library is gone (deleted in Plex, or deleted and
+        added again under another key), no item. Plex is asked for its libraries again, which
+        raises the ConfigError naming `plex_library` and the libraries Plex has when the one
+        configured no longer exists; otherwise the error says the library went away."""
+        cached = self.store.get_value("plex_sections") or {}
+        title = next(
+            (s["title"] for s in cached.get("sections", []) if s["id"] == section_id), None
+        )
+        index = PlexIndex(self.store, self.plex, self.config, self.clock)
+        index.sections(refresh=True)  # raises when the configured library is gone
+        libraries = "; ".join(
+            f"'{s.title}' ({describe_library_type(s.type)})" for s in self.plex.sections()
+        )
+        return ConfigError(
+            f"Plex's library {f'{title!r} ' if title else ''}(section {section_id}) is gone "
+            f"(404 Not Found on its listing); Plex's libraries now: {libraries}; check "
+            f"{setting_label('plex_library')}, then run the reconcile again",
+            setting="plex_library",
+        )
 
     def _listing(self, section_id: int) -> Iterator[tuple[list[ListedItem], float]]:
         """Each page with the time Plex answered it (runs on the read-ahead thread)."""

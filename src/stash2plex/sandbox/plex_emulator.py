@@ -739,6 +739,10 @@ class PlexEmulator:
         """Remove an item (its ratingKey then answers 404)."""
         self.library.delete_item(rating_key)
 
+    def delete_section(self, section_id: int) -> None:
+        """Remove a library with its items (its key then answers 404)."""
+        self.library.delete_section(section_id)
+
     def add_scannable_file(self, section_id: int, path: str, size: int = 1_000_000) -> None:
         """A file on the emulated disk that becomes an item once a scan covers it."""
         self.library.add_scannable_file(section_id, path, size)

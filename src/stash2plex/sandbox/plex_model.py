@@ -494,7 +494,7 @@ class PlexLibrary:
         agent = agent or default_agent
         scanner = scanner or default_scanner
         with self.lock:
-            key = len(self.sections) + 1
+            key = max(self.sections, default=0) + 1  # a deleted key is never reused
             locs = []
             for path in locations:
                 locs.append((self._next_location_id, path))
@@ -609,6 +609,17 @@ class PlexLibrary:
             for coll in self.collections.values():
                 if rating_key in coll.children:
                     coll.children.remove(rating_key)
+
+    def delete_section(self, section_id: int) -> None:
+        """Remove a library with its items (Plex Web: Manage Library > Delete); its key then
+        answers 404."""
+        with self.lock:
+            if section_id not in self.sections:
+                raise KeyError(section_id)
+            for key in [k for k, item in self.items.items() if item.section_id == section_id]:
+                self.delete_item(key)
+            del self.sections[section_id]
+            self._scannable.pop(section_id, None)
 
     def add_scannable_file(self, section_id: int, path: str, size: int = 1_000_000) -> None:
         with self.lock:

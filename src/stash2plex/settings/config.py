@@ -410,7 +410,14 @@ def setting_label(key: str) -> str:
     for setting in SETTINGS:
         if setting.key == key:
             return f"{setting.display_name} ({key})"
+    if key in CONNECTION_LABELS:
+        return f"{CONNECTION_LABELS[key]} ({key})"
     return key
+
+
+# How the command line and the service reach Stash (not plugin settings: a plugin is given
+# its connection by Stash).
+CONNECTION_LABELS = {"stash_url": "Stash URL", "stash_api_key": "Stash API key"}
 
 
 def build_config(values: Mapping[str, Any] | None) -> Config:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stash2plex.errors import PermanentError
+from stash2plex.errors import AuthError, ConfigError, PermanentError, SyncError
 from stash2plex.settings.config import SETTINGS, SETTINGS_BY_KEY
 
 ENV_PREFIX = "STASH2PLEX_"
@@ -144,6 +144,32 @@ def describe_source(setting: str, source: str) -> str:
     if source == "default":
         return f"{label} is not set (its default applies)"
     return f"{label} comes from {source}"
+
+
+def error_source(error: SyncError, sources: Mapping[str, str]) -> str:
+    """Where the value behind `error` came from (`describe_source`), or "" when the error is
+    not about a setting's value or its source is unknown.
+
+    A ConfigError names its setting (and often its source); an AuthError is the Plex token
+    (from Plex) or the Stash API key (from Stash: `stash_api_key`, given outside Stash only;
+    a plugin reaches Stash with its session cookie). `sources`: setting -> source, as
+    `effective_settings` and `LocalSettings.sources` record them.
+    """
+    if isinstance(error, ConfigError):
+        return describe_source(error.setting, error.source or sources.get(error.setting, ""))
+    if isinstance(error, AuthError):
+        setting = "stash_api_key" if error.server == "stash" else "plex_token"
+        return describe_source(setting, sources.get(setting, ""))
+    return ""
+
+
+def with_source(error: SyncError, sources: Mapping[str, str]) -> str:
+    """The error's message followed by where its value came from (`error_source`), the one
+    way every command, task and report says it."""
+    where = error_source(error, sources)
+    if not where or where in error.message:
+        return error.message
+    return f"{error.message}; {where}"
 
 
 def source_words(source: str) -> str:
