@@ -15,8 +15,10 @@ and a hook arriving in that moment would think a worker runs and start none).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_FILENAME = "worker.lock"
@@ -55,6 +57,22 @@ def unlock(fd: int) -> None:
 
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+@contextlib.contextmanager
+def held_if_free(path: Path) -> Iterator[bool]:
+    """Hold the lock file at `path` if it is free; yields False (without waiting) when another
+    process holds it. One run at a time of a pull or a reconcile."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        locked = try_lock(fd)
+        try:
+            yield locked
+        finally:
+            if locked:
+                unlock(fd)
+    finally:
+        os.close(fd)
 
 
 def open_lock_file(data_dir: Path) -> int:

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stash2plex.clients.plex import Play, ViewState
 from stash2plex.engine.context import Context
-from stash2plex.engine.worker_lock import try_lock, unlock
+from stash2plex.engine.worker_lock import held_if_free
 from stash2plex.errors import PermanentError, SyncError
 from stash2plex.names import name_key
 from stash2plex.pull import decisions
@@ -103,19 +102,9 @@ class PullReport:
         )
 
 
-@contextlib.contextmanager
-def pull_lock(store: Store) -> Iterator[bool]:
+def pull_lock(store: Store) -> contextlib.AbstractContextManager[bool]:
     """Hold the pull lock if it is free; yields False (without waiting) when it is not."""
-    fd = os.open(store.path.parent / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        locked = try_lock(fd)
-        try:
-            yield locked
-        finally:
-            if locked:
-                unlock(fd)
-    finally:
-        os.close(fd)
+    return held_if_free(store.path.parent / LOCK_FILENAME)
 
 
 def run_pull(

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import logging
-import os
 import queue
 import threading
 import time
@@ -38,7 +37,7 @@ from typing import Any, TypeVar
 
 from stash2plex.clients.plex import DETAIL_BATCH, PlexItem
 from stash2plex.engine.context import Context
-from stash2plex.engine.worker_lock import try_lock, unlock
+from stash2plex.engine.worker_lock import held_if_free
 from stash2plex.errors import ConfigError, ServerDownError, SyncError, TransientError, redact
 from stash2plex.reconcile import classify as kinds
 from stash2plex.reconcile.classify import Finding
@@ -178,19 +177,9 @@ class ReconcileReport:
         return line
 
 
-@contextlib.contextmanager
-def reconcile_lock(store: Store) -> Iterator[bool]:
+def reconcile_lock(store: Store) -> contextlib.AbstractContextManager[bool]:
     """Hold the reconcile lock if it is free; yields False (without waiting) when it is not."""
-    fd = os.open(store.path.parent / LOCK_FILENAME, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        locked = try_lock(fd)
-        try:
-            yield locked
-        finally:
-            if locked:
-                unlock(fd)
-    finally:
-        os.close(fd)
+    return held_if_free(store.path.parent / LOCK_FILENAME)
 
 
 # A class as a table row or a summary names it.
