@@ -291,6 +291,26 @@ def sandbox_task(cli: Cli, name: str) -> None:
     sys.exit(0 if run.returncode == 0 and not run.error else EXIT_ATTENTION)
 
 
+@sandbox_group.command("plex")
+@click.argument("state", type=click.Choice(["down", "up"]))
+@click.pass_obj
+def sandbox_plex(cli: Cli, state: str) -> None:
+    """Take the running sandbox's Plex down (it answers 503 to everything, as Plex does while
+    starting) or bring it up again, to watch the circuit breaker and the queue react."""
+    from stash2plex.sandbox.keep import SandboxError, plex_availability
+
+    try:
+        said = plex_availability(cli.sandbox_dir, up=state == "up")
+    except SandboxError as exc:
+        _die(str(exc), EXIT_CONFIG)
+    except OSError as exc:
+        _die(f"the sandbox's Plex does not answer its control API: {exc}", EXIT_ATTENTION)
+    if cli.as_json:
+        cli.show({"plex": state, "said": said})
+    else:
+        click.echo(said)
+
+
 def _checkout_root() -> Path:
     """The checkout this package runs from (src layout), else the current directory."""
     candidate = Path(__file__).resolve().parents[2]
