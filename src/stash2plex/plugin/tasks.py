@@ -568,12 +568,6 @@ def pull_from_plex(
         )
     else:
         log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
-    if report.unlinked_plays:
-        log.info(
-            f"Stash2Plex: {plural(report.unlinked_plays, 'play')} of "
-            f"{plural(report.unlinked_items, 'Plex item')} "
-            "were not counted: those items are not synced with a scene yet (run Sync All Scenes)"
-        )
     return report.as_dict()
 
 
