@@ -970,8 +970,10 @@ def queue_status(cli: Cli) -> None:
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(["pending", "in_progress", "waiting", "done", "dead_letter"]),
-    help="Only jobs in this state (repeatable; default: pending, in progress and waiting).",
+    # "leased" is the store's and the metrics' word for a job a worker holds (in progress).
+    type=click.Choice(["pending", "in_progress", "leased", "waiting", "done", "dead_letter"]),
+    help="Only jobs in this state (repeatable; default: pending, in progress and waiting). "
+    "leased is another name for in_progress: a job a worker is syncing now.",
 )
 @click.option(
     "--reason",
@@ -989,6 +991,7 @@ def queue_list(cli: Cli, states: tuple[str, ...], reasons: tuple[str, ...], limi
     from stash2plex.operations.inspect import OUTSTANDING, jobs_summary, list_jobs
 
     now = _now()
+    states = tuple(dict.fromkeys("in_progress" if s == "leased" else s for s in states))
     with cli.store() as store:
         rows = list_jobs(store, states=states or OUTSTANDING, reasons=reasons, now=now)
 
