@@ -309,3 +309,18 @@ def test_queue_list_takes_leased_as_the_name_of_in_progress(box, cli):
     assert leased == in_progress
     helped = cli("queue", "list", "--help").stdout
     assert "leased" in helped and "another name for in_progress" in " ".join(helped.split())
+
+
+def test_config_check_shows_a_refused_value_as_given(box, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", "/x -> /y")
+    monkeypatch.setenv("STASH2PLEX_SKIP_TITLE", "maybe")
+    result = cli("config", "check", expect=2)
+    path_map = next(line for line in result.stdout.splitlines() if "(path_map)" in line)
+    assert "/x -> /y (refused)" in path_map and "empty" not in path_map
+    assert "maybe (refused)" in result.stdout
+    data = json.loads(cli("config", "check", "--json", expect=2).stdout)
+    rows = {row["key"]: row for row in data["settings"]}
+    assert rows["path_map"]["given"] == "/x -> /y" and rows["path_map"]["problem"]
+    assert rows["skip_title"]["given"] == "maybe"
+    assert "given" not in rows["plex_url"]  # only refused values carry it

@@ -498,34 +498,51 @@ def config_check(cli: Cli) -> None:
     The table is printed even when a required setting is missing or a value is invalid (they
     are marked); the exit code is then 2.
     """
-    from stash2plex.engine.context import connect_stash, load_config
-    from stash2plex.settings.config import SETTINGS, setting_label, shown_value
+    from stash2plex.engine.context import connect_stash
+    from stash2plex.settings.config import (
+        PLUGIN_ID,
+        SETTINGS,
+        build_config,
+        setting_label,
+        shown_value,
+    )
     from stash2plex.settings.sources import effective_settings, source_words
 
     problem = None
     with cli.store() as store:
         try:
-            config, sources = load_config(connect_stash(store, None, cli.local()), cli.local())
+            stash_values = connect_stash(store, None, cli.local()).plugin_settings(PLUGIN_ID)
         except SyncError as exc:
             # Stash cannot be read: show what the environment and the file say.
-            from stash2plex.settings.config import build_config
-
             problem = exc
-            values, sources = effective_settings({}, cli.local())
-            config = build_config(values)
+            stash_values = {}
+    # The raw values too: a refused value is shown as given, beside why it was refused.
+    values, sources = effective_settings(stash_values, cli.local())
+    config = build_config(values)
     cli.hide_paths(config.obfuscate_paths)
     rows = []
     bad_values: list[str] = []  # values refused (their default applies): still an error
+
+    def masked(value: Any) -> str:
+        return f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
+
     for setting in SETTINGS:
         value = getattr(config, setting.key)
         if setting.secret and value:
-            shown = f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
+            shown = masked(value)
         elif setting.key == "path_map":
             shown = "; ".join(f"{r.stash_prefix} => {r.plex_prefix}" for r in value) or "empty"
         else:
             shown = shown_value(value)
         mark = ""
         rejected = [w for w in config.warnings if f"({setting.key}) = " in w]
+        given = values.get(setting.key)
+        refused = setting.key in config.invalid or bool(rejected)
+        if refused and given is not None and str(given).strip():
+            given = masked(given) if setting.secret else str(given)
+            shown = f"{given} (refused)"
+        else:
+            given = None
         if setting.key in config.invalid:
             mark = "invalid: " + config.invalid[setting.key].split(": expected ", 1)[-1]
         elif rejected:
@@ -542,6 +559,7 @@ def config_check(cli: Cli) -> None:
                 "shown": shown,
                 "source": sources.get(setting.key, "default"),
                 "problem": mark or None,
+                **({"given": given} if given is not None else {}),
             }
         )
     data = {
