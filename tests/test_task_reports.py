@@ -196,6 +196,7 @@ def test_outage_summary_reads_in_words_with_its_window(env):
     [line] = run.messages("info")
     assert line.startswith("Stash2Plex: 0 outages; availability 100 % over the last "), line
     assert "when Stash2Plex began watching" in line
+    assert run.output["availability_pct"] == 100.0  # the JSON says what the words say
     now = time.time()
     with Store.open(data_dir) as store:
         store.record_outage(now - 700, now - 580, jobs_affected=1)
