@@ -296,3 +296,31 @@ def test_a_drain_runs_with_the_settings_of_the_command_that_asked(box, cli, monk
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "another-wrong-token")
     again = cli("sync", str(first), expect=2)
     assert "rejected" in again.output and "another-wrong-token" not in again.output
+
+
+def test_queue_list_takes_leased_as_the_name_of_in_progress(box, cli):
+    a, b = (s.id for s in matchable(box)[:2])
+    with box.store() as store:
+        store.enqueue([a, b], "test")
+        [held] = store.claim_due("someone:1", 1)
+    leased = json.loads(cli("--json", "queue", "list", "--state", "leased").stdout)
+    in_progress = json.loads(cli("--json", "queue", "list", "--state", "in_progress").stdout)
+    assert [row["scene_id"] for row in leased] == [held.scene_id]
+    assert leased == in_progress
+    helped = cli("queue", "list", "--help").stdout
+    assert "leased" in helped and "another name for in_progress" in " ".join(helped.split())
+
+
+def test_config_check_shows_a_refused_value_as_given(box, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("STASH2PLEX_PATH_MAP", "/x -> /y")
+    monkeypatch.setenv("STASH2PLEX_SKIP_TITLE", "maybe")
+    result = cli("config", "check", expect=2)
+    path_map = next(line for line in result.stdout.splitlines() if "(path_map)" in line)
+    assert "/x -> /y (refused)" in path_map and "empty" not in path_map
+    assert "maybe (refused)" in result.stdout
+    data = json.loads(cli("config", "check", "--json", expect=2).stdout)
+    rows = {row["key"]: row for row in data["settings"]}
+    assert rows["path_map"]["given"] == "/x -> /y" and rows["path_map"]["problem"]
+    assert rows["skip_title"]["given"] == "maybe"
+    assert "given" not in rows["plex_url"]  # only refused values carry it

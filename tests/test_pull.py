@@ -15,7 +15,7 @@ from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
 from stash2plex.errors import PermanentError, SyncError
 from stash2plex.pull import decisions
-from stash2plex.pull.pull import WATERMARKS_KEY, run_pull
+from stash2plex.pull.pull import WATERMARKS_KEY, PullReport, run_pull
 from stash2plex.pull.stream import PlexAlertStream
 
 from .conftest import wait_until
@@ -59,12 +59,23 @@ def test_two_plays_arrive_once_with_their_times_and_counts_only_go_up(box):
     assert history(box, scene) == [T0, T0 + 3600]
     assert (first.plays_added, first.scenes_played, first.stash_writes) == (2, 1, 1)
     assert (first.unlinked_plays, first.unlinked_items) == (1, 1)
+    assert first.summary().startswith("2 plays added to 1 scene (3 Plex plays seen), ")
+    assert "; 1 play of 1 Plex item not counted: that item is not synced with a scene" in (
+        first.summary()
+    )
     assert box.stash.hook_count() == hooks_before  # Stash fires no hook for plays
     assert box.stash.count("SceneAddPlay") == 1
 
     second = pull(box)
     third = pull(box)
     assert second.plays_added == third.plays_added == 0
+    assert second.summary().startswith("0 plays added to 0 scenes (")
+    # Said only when some play was not counted, in words: never "0 of 0 items".
+    nothing = PullReport(seconds=0.5).summary()
+    assert nothing == (
+        "0 plays added to 0 scenes (0 Plex plays seen), 0 resume points, "
+        "0 ratings to Stash, 0 ratings to Plex, 0.5 s"
+    )
     assert box.stash.count("SceneAddPlay") == 1
     assert history(box, scene) == [T0, T0 + 3600]
 

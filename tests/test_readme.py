@@ -141,3 +141,14 @@ def test_where_the_stash_api_key_is_kept_is_stated_and_true(tmp_path):
         store.put_value(API_KEY_KEY, "a-stash-key")
     mode = stat.S_IMODE(os.stat(tmp_path / DB_FILENAME).st_mode)
     assert mode == 0o600, oct(mode)
+
+
+def test_the_bare_command_runs_in_the_venv_the_install_created():
+    # The install command creates `.venv` and installs there: a section that types a bare
+    # `stash2plex` activates that venv before its first use.
+    [install] = [line for line in shell_lines(section("Try it, then test it")) if "demo" in line]
+    assert install.startswith("python3 -m venv .venv && .venv/bin/pip install")
+    for title in ("Command line", "Try things by hand"):
+        lines = shell_lines(section(title))
+        first = next(i for i, line in enumerate(lines) if line.startswith("stash2plex "))
+        assert ". .venv/bin/activate" in lines[:first], title

@@ -77,3 +77,99 @@ def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: 
         text=True,
     )
     assert gone.returncode == 2 and "no sandbox runs in" in gone.stderr
+
+
+def _graphql(url: str, query: str, variables: dict) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _plex_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{url}/identity", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_scene_saved_in_the_sandbox_reaches_plex_and_plex_goes_down_and_up(tmp_path: Path):
+    from stash2plex.sandbox.plex_emulator import EmulatorControl
+
+    from .conftest import wait_until
+
+    folder = tmp_path / "try"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STASH2PLEX_")}
+    server = subprocess.Popen(
+        [*COMMAND, "sandbox", "--dir", str(folder), "--scenes", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    data_dir = folder / "plugins" / "stash2plex" / "data"
+    try:
+        lines = []
+        for line in server.stdout:  # type: ignore[union-attr]
+            lines.append(line.strip())
+            if line.startswith("Ctrl-C"):
+                break
+        assert any("runs the plugin's hook" in line for line in lines), lines
+        assert any("plex down|up" in line for line in lines), lines
+        state = json.loads((folder / "sandbox.json").read_text(encoding="utf-8"))
+        # Saved by hand, as a person would in Stash's UI: no task, only the hook.
+        for scene_id in range(1, 21):
+            reply = _graphql(
+                state["stash"],
+                "mutation($i: SceneUpdateInput!) { sceneUpdate(input: $i) { id } }",
+                {"i": {"id": str(scene_id), "title": f"Saved by hand {scene_id}"}},
+            )
+            assert "errors" not in reply, reply
+        plex = EmulatorControl(state["plex"])
+
+        def saved_titles() -> list[str]:
+            titles = [plex.item(key)["title"] for key in plex.items()]
+            return [t for t in titles if t.startswith("Saved by hand")]
+
+        wait_until(saved_titles, timeout=60, message="a scene saved by hand to reach Plex")
+
+        assert _plex_status(state["plex"]) == 200
+        down = subprocess.run(
+            [*COMMAND, "sandbox", "--dir", str(folder), "plex", "down"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert down.returncode == 0 and "is down" in down.stdout, down.stdout + down.stderr
+        assert _plex_status(state["plex"]) == 503
+        up = subprocess.run(
+            [*COMMAND, "sandbox", "--dir", str(folder), "plex", "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert up.returncode == 0 and "answers again" in up.stdout, up.stdout + up.stderr
+        assert _plex_status(state["plex"]) == 200
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0, server.stderr.read()  # type: ignore[union-attr]
+        reap_workers(data_dir)
+    gone = subprocess.run(
+        [*COMMAND, "sandbox", "--dir", str(folder), "plex", "down"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert gone.returncode == 2 and "no sandbox runs in" in gone.stderr

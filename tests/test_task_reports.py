@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 import time
+from typing import get_args
 
 import pytest
 
-from stash2plex.records import Decision
+from stash2plex.records import Decision, PauseKind
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.processes import reap_workers, worker_pids
 from stash2plex.sandbox.runner import PluginRunner
@@ -195,6 +196,7 @@ def test_outage_summary_reads_in_words_with_its_window(env):
     [line] = run.messages("info")
     assert line.startswith("Stash2Plex: 0 outages; availability 100 % over the last "), line
     assert "when Stash2Plex began watching" in line
+    assert run.output["availability_pct"] == 100.0  # the JSON says what the words say
     now = time.time()
     with Store.open(data_dir) as store:
         store.record_outage(now - 700, now - 580, jobs_affected=1)
@@ -246,3 +248,24 @@ def test_reconcile_tasks_name_where_a_wrong_token_came_from_as_health_check_does
     refused = runner.run_task("Reconcile with Plex", connection)
     assert "comes from the environment variable STASH2PLEX_PLEX_TOKEN" in refused.error
     assert "wrong-in-env" not in refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize("kind", [*get_args(PauseKind), "plex down"])
+def test_the_verb_agrees_with_the_count_of_waiting_scenes(kind):
+    # "1 scene waits and sync by itself" was the kind of sentence a newcomer met.
+    from stash2plex.operations.outcome import health_verdict, held_sentence
+    from stash2plex.records import BreakerState, Holds, Pause
+
+    if kind == "plex down":
+        holds = Holds(breaker=BreakerState(state="open", opened_at=0.0, reason="Plex is down"))
+    else:
+        holds = Holds(
+            pause=Pause(kind=kind, message="Something is wrong", since=0, next_check_at=0)
+        )
+    one, two = held_sentence(holds, 1), held_sentence(holds, 2)
+    assert one is not None and two is not None
+    assert re.search(r"1 scene waits and syncs\b", one), one
+    assert re.search(r"2 scenes wait and sync\b", two), two
+    assert "themselves" not in one and "itself" not in two
+    down = {"healthy": False, "detail": "refused", "problem": "down", "queue": {"pending": 1}}
+    assert "1 scene waits for it." in (health_verdict(down).error or "")

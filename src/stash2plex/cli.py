@@ -291,6 +291,26 @@ def sandbox_task(cli: Cli, name: str) -> None:
     sys.exit(0 if run.returncode == 0 and not run.error else EXIT_ATTENTION)
 
 
+@sandbox_group.command("plex")
+@click.argument("state", type=click.Choice(["down", "up"]))
+@click.pass_obj
+def sandbox_plex(cli: Cli, state: str) -> None:
+    """Take the running sandbox's Plex down (it answers 503 to everything, as Plex does while
+    starting) or bring it up again, to watch the circuit breaker and the queue react."""
+    from stash2plex.sandbox.keep import SandboxError, plex_availability
+
+    try:
+        said = plex_availability(cli.sandbox_dir, up=state == "up")
+    except SandboxError as exc:
+        _die(str(exc), EXIT_CONFIG)
+    except OSError as exc:
+        _die(f"the sandbox's Plex does not answer its control API: {exc}", EXIT_ATTENTION)
+    if cli.as_json:
+        cli.show({"plex": state, "said": said})
+    else:
+        click.echo(said)
+
+
 def _checkout_root() -> Path:
     """The checkout this package runs from (src layout), else the current directory."""
     candidate = Path(__file__).resolve().parents[2]
@@ -478,34 +498,51 @@ def config_check(cli: Cli) -> None:
     The table is printed even when a required setting is missing or a value is invalid (they
     are marked); the exit code is then 2.
     """
-    from stash2plex.engine.context import connect_stash, load_config
-    from stash2plex.settings.config import SETTINGS, setting_label, shown_value
+    from stash2plex.engine.context import connect_stash
+    from stash2plex.settings.config import (
+        PLUGIN_ID,
+        SETTINGS,
+        build_config,
+        setting_label,
+        shown_value,
+    )
     from stash2plex.settings.sources import effective_settings, source_words
 
     problem = None
     with cli.store() as store:
         try:
-            config, sources = load_config(connect_stash(store, None, cli.local()), cli.local())
+            stash_values = connect_stash(store, None, cli.local()).plugin_settings(PLUGIN_ID)
         except SyncError as exc:
             # Stash cannot be read: show what the environment and the file say.
-            from stash2plex.settings.config import build_config
-
             problem = exc
-            values, sources = effective_settings({}, cli.local())
-            config = build_config(values)
+            stash_values = {}
+    # The raw values too: a refused value is shown as given, beside why it was refused.
+    values, sources = effective_settings(stash_values, cli.local())
+    config = build_config(values)
     cli.hide_paths(config.obfuscate_paths)
     rows = []
     bad_values: list[str] = []  # values refused (their default applies): still an error
+
+    def masked(value: Any) -> str:
+        return f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
+
     for setting in SETTINGS:
         value = getattr(config, setting.key)
         if setting.secret and value:
-            shown = f"***{str(value)[-2:]}" if len(str(value)) > 8 else "***"
+            shown = masked(value)
         elif setting.key == "path_map":
             shown = "; ".join(f"{r.stash_prefix} => {r.plex_prefix}" for r in value) or "empty"
         else:
             shown = shown_value(value)
         mark = ""
         rejected = [w for w in config.warnings if f"({setting.key}) = " in w]
+        given = values.get(setting.key)
+        refused = setting.key in config.invalid or bool(rejected)
+        if refused and given is not None and str(given).strip():
+            given = masked(given) if setting.secret else str(given)
+            shown = f"{given} (refused)"
+        else:
+            given = None
         if setting.key in config.invalid:
             mark = "invalid: " + config.invalid[setting.key].split(": expected ", 1)[-1]
         elif rejected:
@@ -522,6 +559,7 @@ def config_check(cli: Cli) -> None:
                 "shown": shown,
                 "source": sources.get(setting.key, "default"),
                 "problem": mark or None,
+                **({"given": given} if given is not None else {}),
             }
         )
     data = {
@@ -950,8 +988,10 @@ def queue_status(cli: Cli) -> None:
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(["pending", "in_progress", "waiting", "done", "dead_letter"]),
-    help="Only jobs in this state (repeatable; default: pending, in progress and waiting).",
+    # "leased" is the store's and the metrics' word for a job a worker holds (in progress).
+    type=click.Choice(["pending", "in_progress", "leased", "waiting", "done", "dead_letter"]),
+    help="Only jobs in this state (repeatable; default: pending, in progress and waiting). "
+    "leased is another name for in_progress: a job a worker is syncing now.",
 )
 @click.option(
     "--reason",
@@ -969,6 +1009,7 @@ def queue_list(cli: Cli, states: tuple[str, ...], reasons: tuple[str, ...], limi
     from stash2plex.operations.inspect import OUTSTANDING, jobs_summary, list_jobs
 
     now = _now()
+    states = tuple(dict.fromkeys("in_progress" if s == "leased" else s for s in states))
     with cli.store() as store:
         rows = list_jobs(store, states=states or OUTSTANDING, reasons=reasons, now=now)
 

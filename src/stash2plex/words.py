@@ -14,3 +14,9 @@ def plural(count: int | float, word: str, words: str | None = None) -> str:
     """
     shown = f"{count:g}" if isinstance(count, float) else str(count)
     return f"{shown} {word if count == 1 else (words or word + 's')}"
+
+
+def agree(count: int | float, one: str, many: str) -> str:
+    """The verb phrase that agrees with `count` things: `one` for 1, else `many`
+    ('1 scene waits', '2 scenes wait'), so a sentence's verb follows its counted noun."""
+    return one if count == 1 else many

@@ -39,7 +39,8 @@ def outage_metrics(
     outages: list[Outage], now: float, observed_since: float | None = None
 ) -> OutageMetrics:
     """Metrics over outages sorted or not; `observed_since` starts the availability window
-    (default: the first outage's start)."""
+    (default: the first outage's start). Availability is a percentage (100.0 when watched
+    without an outage), None when there is no window yet."""
     ordered = sorted(outages, key=lambda o: o.started_at)
     completed = [o for o in ordered if o.ended_at is not None]
     downtime = sum(o.duration(now) for o in ordered)
@@ -51,7 +52,9 @@ def outage_metrics(
     ]
     mtbf = sum(gaps) / len(gaps) if gaps else None
     availability = None
-    if ordered:
+    if ordered or observed_since is not None:
+        # Watched with no outage is 100 %, not unknown; without a watch start and without
+        # outages there is no window to measure.
         start = observed_since if observed_since is not None else ordered[0].started_at
         window = now - start
         if window > 0:

@@ -20,7 +20,7 @@ from typing import Any
 from stash2plex.engine.worker import DrainReport
 from stash2plex.records import Holds
 from stash2plex.store.db import Store
-from stash2plex.words import plural
+from stash2plex.words import agree, plural
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
@@ -30,12 +30,18 @@ EXIT_CONFIG = 2
 CONFIG_PAUSES = ("plex_auth", "stash_auth", "config", "not_configured")
 # How each hold ends, said after the count of waiting scenes.
 _RESUMES = {
-    "plex_auth": "sync by themselves once it is fixed",
-    "stash_auth": "sync by themselves once it is fixed",
-    "config": "sync by themselves once it is fixed",
-    "not_configured": "sync by themselves once they are set",
-    "stash_down": "sync by themselves when Stash answers again",
-    "disabled": "sync once Stash2Plex is switched on again",
+    "plex_auth": ("syncs by itself once it is fixed", "sync by themselves once it is fixed"),
+    "stash_auth": ("syncs by itself once it is fixed", "sync by themselves once it is fixed"),
+    "config": ("syncs by itself once it is fixed", "sync by themselves once it is fixed"),
+    "not_configured": ("syncs by itself once they are set", "sync by themselves once they are set"),
+    "stash_down": (
+        "syncs by itself when Stash answers again",
+        "sync by themselves when Stash answers again",
+    ),
+    "disabled": (
+        "syncs once Stash2Plex is switched on again",
+        "sync once Stash2Plex is switched on again",
+    ),
 }
 # Waiting reasons that need no person when some scenes did sync (Plex scans later, ...).
 MATCH_WAITS = {"not_in_plex": "not in Plex yet", "ambiguous": "ambiguous", "conflict": "conflict"}
@@ -63,15 +69,13 @@ def held_sentence(holds: Holds, waiting: int) -> str | None:
     message = hold_message(holds)
     if message is None:
         return None
-    count = f"{scenes(waiting)} wait" if waiting != 1 else "1 scene waits"
+    count = f"{scenes(waiting)} {agree(waiting, 'waits', 'wait')}"
     if holds.pause is not None:
-        resume = _RESUMES.get(holds.pause.kind, "sync by themselves once it is fixed")
-        if waiting == 1:
-            resume = resume.replace("themselves", "itself").replace("they are", "it is")
+        resume = agree(waiting, *_RESUMES.get(holds.pause.kind, _RESUMES["config"]))
         return f"{message}. {count} and {resume}." if waiting else f"{message}."
     reason = holds.breaker.reason or "Plex is down"
     down = reason if reason.startswith("Plex") else f"Plex is down: {reason}"
-    back = "sync by themselves" if waiting != 1 else "syncs by itself"
+    back = agree(waiting, "syncs by itself", "sync by themselves")
     return f"{down}. {count} and {back} when Plex is back." if waiting else f"{down}."
 
 
@@ -158,7 +162,8 @@ def _nothing_matched(counts: dict[str, int]) -> str:
     )
     total = sum(waits.values())
     return (
-        f"No scene reached Plex: {scenes(total)} wait ({described}). Run Diagnose (or "
+        f"No scene reached Plex: {scenes(total)} {agree(total, 'waits', 'wait')} ({described}). "
+        "Run Diagnose (or "
         "`stash2plex diagnose`): it checks plex_library and path_map on a sample of scenes; "
         "Show Waiting Scenes lists each scene with its reason."
     )
@@ -183,7 +188,7 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
     problem = report.get("problem")
     code = EXIT_CONFIG if problem in ("auth", "config") else EXIT_ATTENTION
     line = f"Plex is NOT healthy: {report['detail']}"
-    tail = f" {scenes(waiting)} wait for it." if waiting else ""
+    tail = f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} for it." if waiting else ""
     return Verdict(f"{line}.{tail}", code, (line,))
 
 

@@ -155,9 +155,7 @@ def outages(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, A
         ]
         observed = None if watched_since is None else max(start, watched_since)
         metrics = outage_metrics(clipped, now, observed_since=observed)
-        availability = metrics.availability
-        if availability is None and observed is not None and now > observed:
-            availability = 100.0  # watched, and no outage in the window
+        availability = metrics.availability  # 100.0 when watched with no outage in it
         windows[label] = {
             "seconds": seconds,
             "observed_since": observed,

@@ -20,7 +20,7 @@ from stash2plex.plugin.entry import wake_worker, worker_python_path
 from stash2plex.pseudonyms import obfuscate_paths
 from stash2plex.settings.sources import with_source
 from stash2plex.store.db import Store
-from stash2plex.words import plural
+from stash2plex.words import agree, plural
 
 # A task waits this long for another process's write lock before saying the store is busy.
 TASK_BUSY_SECONDS = 5.0
@@ -222,7 +222,7 @@ def sync_all(
 
         with Store.open(data_dir) as store:
             waiting = sum(n for state, n in store.job_counts().items() if state != "done")
-        verb = "waits and syncs by itself" if waiting == 1 else "wait and sync by themselves"
+        verb = agree(waiting, "waits and syncs by itself", "wait and sync by themselves")
         error = f"{down}. {scenes(waiting)} {verb} when Plex is back."
         return TaskResult({"queued": queued, "plex": "down", "waiting": waiting}, error)
     drained = _drain_report(data_dir, log, start_worker, since)
@@ -568,12 +568,6 @@ def pull_from_plex(
         )
     else:
         log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
-    if report.unlinked_plays:
-        log.info(
-            f"Stash2Plex: {plural(report.unlinked_plays, 'play')} of "
-            f"{plural(report.unlinked_items, 'Plex item')} "
-            "were not counted: those items are not synced with a scene yet (run Sync All Scenes)"
-        )
     return report.as_dict()
 
 
@@ -683,7 +677,9 @@ def _log_reconcile(
             continue
         action = ACTION_TEXT.get(samples[0].get("action", ""), "") if samples else ""
         fix = f"; repair: {action}" if action else ""
-        log.info(f"    {KIND_WORDS.get(kind, kind.replace('_', ' '))}: {count} scenes{fix}")
+        log.info(
+            f"    {KIND_WORDS.get(kind, kind.replace('_', ' '))}: {plural(count, 'scene')}{fix}"
+        )
         for sample in samples:
             log.info(f"        scene {sample['scene_id']}: {sample['detail']}")
     for note in report.get("notes") or []:

@@ -41,6 +41,7 @@ from stash2plex.records import Link
 from stash2plex.store.db import Store
 from stash2plex.sync.ratings import RatingSync
 from stash2plex.sync.syncer import PlexIndex
+from stash2plex.words import agree, plural
 
 log = logging.getLogger("stash2plex.pull")
 
@@ -93,13 +94,23 @@ class PullReport:
             return "another pull is running; nothing done"
         if self.note:
             return self.note
-        return (
-            f"{self.plays_added} plays added to {self.scenes_played} scenes "
-            f"({self.plays_seen} Plex plays seen, {self.unlinked_plays} of "
-            f"{self.unlinked_items} items not synced with a scene), "
-            f"{self.resume_points} resume points, ratings {self.ratings_to_stash} to Stash / "
-            f"{self.ratings_to_plex} to Plex, {self.seconds} s"
+        text = (
+            f"{plural(self.plays_added, 'play')} added to {plural(self.scenes_played, 'scene')} "
+            f"({plural(self.plays_seen, 'Plex play')} seen), "
+            f"{plural(self.resume_points, 'resume point')}, "
+            f"{plural(self.ratings_to_stash, 'rating')} to Stash, "
+            f"{plural(self.ratings_to_plex, 'rating')} to Plex, {self.seconds:g} s"
         )
+        if self.unlinked_plays:
+            # Said only when it happened: plays of Plex items no scene is synced with yet
+            # are counted once a sync links them.
+            text += (
+                f"; {plural(self.unlinked_plays, 'play')} of "
+                f"{plural(self.unlinked_items, 'Plex item')} not counted: "
+                f"{agree(self.unlinked_items, 'that item is', 'those items are')} not synced "
+                "with a scene yet (run Sync All Scenes)"
+            )
+        return text
 
 
 def pull_lock(store: Store) -> contextlib.AbstractContextManager[bool]:

@@ -52,6 +52,7 @@ from stash2plex.sync.matching import MAPPED_PATH, match_scene
 from stash2plex.sync.metadata import fingerprint
 from stash2plex.sync.syncer import PlexIndex, describe_library_type
 from stash2plex.sync.tag_tree import TagTree
+from stash2plex.words import agree, plural
 
 log = logging.getLogger("stash2plex.reconcile")
 _T = TypeVar("_T")
@@ -688,7 +689,8 @@ class _Run:
             return  # not found, and no rule would find them: Plex may not have them yet
         example = paths[0]
         head = (
-            f"{by_name} scenes matched their Plex item by file name and size only"
+            f"{plural(by_name, 'scene')} matched {agree(by_name, 'its', 'their')} Plex item "
+            "by file name and size only"
             if by_name
             else "scenes are not found in Plex under their mapped paths"
         )

@@ -4,8 +4,9 @@ The servers start with a generated library and nothing synced. A folder holds th
 Stash would install it (`plugins/stash2plex`: the manifest, the entry script, the package
 linked from this checkout) and its data folder, which the printed `STASH2PLEX_DATA_DIR`
 points the command line at: tasks run with `stash2plex sandbox task NAME` and commands share
-one queue. `sandbox.json` in the folder says where the servers are, for `task`; it goes when
-the sandbox stops (Ctrl-C or SIGTERM).
+one queue. The emulated Stash runs the plugin's hooks after a change commits, as Stash does,
+so a scene saved by hand reaches Plex on its own. `sandbox.json` in the folder says where the
+servers are, for `task` and `plex down|up`; it goes when the sandbox stops (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def keep_sandbox(
     library = generate_library(scenes, seed=seed, traps=traps)
     with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, _):
         connection = stash.server_connection(plugin_dir=str(plugin_dir or folder))
+        if plugin_dir is not None:
+            _attach_plugin(stash, plugin_dir, folder / "stash-cwd", connection, say)
         state = {
             "stash": stash.url,
             "plex": plex.url,
@@ -82,10 +85,70 @@ def keep_sandbox(
             if plugin_dir is not None:
                 say("Run a plugin task as Stash would (in another shell):")
                 say(f"  stash2plex sandbox --dir {folder} task 'Sync All Scenes'")
+                say("Saving a scene in the emulated Stash runs the plugin's hook, as Stash does.")
+            say(f"Plex down / up again: stash2plex sandbox --dir {folder} plex down|up")
             say("Ctrl-C stops the servers.")
             _wait(stop)
         finally:
             (folder / STATE_FILE).unlink(missing_ok=True)
+
+
+def _attach_plugin(
+    stash: Any, plugin_dir: Path, cwd: Path, connection: dict, say: Callable[[str], None]
+) -> None:
+    """Install the plugin in the emulated Stash: its tasks and operations run through
+    `runPluginTask`/`runPluginOperation`, and every hook its manifest declares runs after the
+    change commits, before the mutation answers (Stash runs hooks synchronously)."""
+    from stash2plex.sandbox.runner import PluginRunner, RunnerError
+
+    cwd.mkdir(parents=True, exist_ok=True)
+    runner = PluginRunner(plugin_dir, cwd=cwd)
+    stash.attach_plugin(runner)
+
+    def run_hook(hook: dict[str, Any]) -> None:
+        if not runner.manifest.hooks_for(hook["type"]):
+            return  # Stash runs only the hooks a plugin declares
+        try:
+            run = runner.run_hook(
+                hook["type"],
+                hook["id"],
+                connection,
+                input=hook["input"],
+                input_fields=hook.get("inputFields"),
+            )
+        except RunnerError as exc:  # Stash logs a failed hook; the change stays saved
+            say(f"hook {hook['type']} for {hook['id']} failed: {exc}")
+            return
+        if run.error:
+            say(f"hook {hook['type']} for {hook['id']} failed: {run.error}")
+
+    stash.on_hook = run_hook
+
+
+def plex_availability(folder: Path, up: bool) -> str:
+    """Take the sandbox's emulated Plex down (it answers every request 503, as Plex does
+    while starting or under maintenance) or bring it up again; returns a sentence.
+
+    Raises SandboxError when no sandbox runs in `folder`."""
+    from stash2plex.sandbox.plex_emulator import EmulatorControl
+
+    state = _state(folder)
+    control = EmulatorControl(state["plex"])
+    if up:
+        control.fault("clear")
+        return f"Plex (emulated) at {state['plex']} answers again."
+    control.fault("maintenance")
+    return f"Plex (emulated) at {state['plex']} is down: it answers 503 until `plex up`."
+
+
+def _state(folder: Path) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SandboxError(
+            f"no sandbox runs in {folder}: start one with `stash2plex sandbox --dir {folder}`"
+        ) from None
+    return state
 
 
 def _wait(stop: threading.Event) -> None:
@@ -109,12 +172,7 @@ def run_sandbox_task(folder: Path, task: str, args: dict[str, Any] | None = None
     Raises SandboxError when no sandbox runs there or it has no plugin folder."""
     from stash2plex.sandbox.runner import PluginRunner
 
-    try:
-        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise SandboxError(
-            f"no sandbox runs in {folder}: start one with `stash2plex sandbox --dir {folder}`"
-        ) from None
+    state = _state(folder)
     if not state.get("plugin_dir"):
         raise SandboxError(
             "this sandbox has no plugin folder (start it from a Stash2Plex checkout)"
