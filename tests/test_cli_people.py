@@ -324,3 +324,13 @@ def test_config_check_shows_a_refused_value_as_given(box, cli, monkeypatch):
     assert rows["path_map"]["given"] == "/x -> /y" and rows["path_map"]["problem"]
     assert rows["skip_title"]["given"] == "maybe"
     assert "given" not in rows["plex_url"]  # only refused values carry it
+
+
+def test_preview_and_scene_name_fields_as_people_do(box, cli):
+    scene = matchable(box)[0]
+    cli("sync", str(scene.id))
+    box.stash.update_scene(scene.id, date="2001-02-03")
+    preview = cli("preview", str(scene.id), expect=0).output
+    assert "date" in preview and "originallyAvailableAt" not in preview
+    shown = cli("scene", str(scene.id)).output
+    assert "originallyAvailableAt" not in shown

@@ -722,6 +722,8 @@ def _dry_run(cli: Cli, scene_ids: list[int] | None, force: bool) -> None:
 def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
     from rich.table import Table
 
+    from stash2plex.operations.present import field_words
+
     data = [p.as_dict() for p in previews]
 
     def render(data: list[dict[str, Any]]) -> Any:
@@ -745,7 +747,7 @@ def _show_previews(cli: Cli, previews: list[Any], *, title: str) -> None:
                 table.add_row(
                     str(item["scene_id"]),
                     item["status"],
-                    change["field"] + kept,
+                    field_words(change["field"]) + kept,
                     change["plex"] or "—",
                     change["stash"] or "—",
                 )
@@ -1060,7 +1062,7 @@ def scene_command(cli: Cli, scene_id: int) -> None:
     from rich.table import Table
 
     from stash2plex.operations.inspect import NOT_IN_STASH, scene_report
-    from stash2plex.operations.present import value_words, when
+    from stash2plex.operations.present import field_words, value_words, when
 
     now = _now()
     with cli.store() as store:
@@ -1126,7 +1128,7 @@ def scene_command(cli: Cli, scene_id: int) -> None:
                 fields.add_column(column, overflow="fold")
             for row in report["fields"]:
                 pushed = value_words(row["pushed"]) if row["pushed"] is not None else "yes"
-                fields.add_row(row["field"], pushed, row.get("stash_now", "—"))
+                fields.add_row(field_words(row["field"]), pushed, row.get("stash_now", "—"))
             parts.append(fields)
         if report["events"]:
             events = Table(title="Recent events")

@@ -141,3 +141,12 @@ def value_words(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(value_words(item) for item in value)
     return str(value)
+
+
+# Plex's names for the synced fields, in the words the settings use (the rest read as is).
+FIELD_WORDS = {"originallyAvailableAt": "date", "actor": "performers", "genre": "tags"}
+
+
+def field_words(field: str) -> str:
+    """A synced field as people call it (`originallyAvailableAt` -> `date`)."""
+    return FIELD_WORDS.get(field, field)

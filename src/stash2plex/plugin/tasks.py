@@ -15,6 +15,7 @@ from stash2plex.engine.context import build_context, connect_stash, load_config
 from stash2plex.engine.worker_lock import ensure_worker
 from stash2plex.errors import StoreError, SyncError, redact
 from stash2plex.operations import queue as operations
+from stash2plex.operations.present import field_words
 from stash2plex.plugin import protocol
 from stash2plex.plugin.entry import wake_worker, worker_python_path
 from stash2plex.pseudonyms import obfuscate_paths
@@ -193,8 +194,11 @@ def _drain_report(
 def _summary_line(result: dict[str, Any]) -> str:
     keys = ("synced", "unchanged", "skipped", "dead_lettered")
     parts = [f"{key.replace('_', '-')} {result[key]}" for key in keys if key in result]
-    waiting = sum(n for state, n in result["queue"].items() if state != "done")
-    return ", ".join([*parts, f"{waiting} waiting in the queue", f"{result['seconds']} s"])
+    # "waiting" counts this run's scenes; the queue may hold others from before.
+    left = sum(n for state, n in result["queue"].items() if state != "done")
+    waits = [f"waiting {result['waiting']}"] if "waiting" in result else []
+    queue = f"{plural(left, 'scene')} not synced in the queue"
+    return ", ".join([*parts, *waits, queue, f"{result['seconds']} s"])
 
 
 def sync_all(
@@ -290,10 +294,11 @@ def preview(
             + (f" ({item.note})" if item.note else "")
         )
         for change in item.changes:
-            log.info(f'    {change.field}: "{change.plex}" → "{change.stash}"')
+            log.info(f'    {field_words(change.field)}: "{change.plex}" → "{change.stash}"')
         for change in item.kept:
             log.info(
-                f'    {change.field} (kept): "{change.plex}" stays; Stash has "{change.stash}"'
+                f'    {field_words(change.field)} (kept): "{change.plex}" stays; '
+                f'Stash has "{change.stash}"'
             )
     from stash2plex.operations.outcome import preview_verdict
 
