@@ -64,7 +64,7 @@ def test_reconcile_reports_then_repair_brings_plex_back_to_stash(runner, plugin_
         assert report.output["repaired"] is False and len(plex.log.writes()) == writes
         info = report.messages("info")
         assert any("Plex shows 'Edited in Plex'" in line for line in info), info
-        assert any(line.strip().startswith("drifted: 1 scenes; repair:") for line in info)
+        assert any(line.strip().startswith("drifted: 1 scene; repair:") for line in info)
         assert report.progress and report.progress[-1] == 1.0
 
         repair = runner.run_task("Reconcile and Repair", connection)

@@ -27,6 +27,18 @@ from stash2plex.words import agree, plural
 TASK_BUSY_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class Task:
+    """What every task gets: its arguments (`args` of Stash's plugin input), Stash's server
+    connection, the plugin's data directory, Stash's log, and how to start a detached worker."""
+
+    args: dict[str, Any]
+    connection: dict[str, Any]
+    data_dir: Path
+    log: protocol.StashLog
+    start_worker: Callable[[], Any]
+
+
 @dataclass
 class TaskResult:
     """A task's output, and its error when the task could not do its job or a person must
@@ -66,7 +78,7 @@ def run_task(
     bridge = _LogBridge(log)
     logging.getLogger("stash2plex").addHandler(bridge)
     try:
-        result = handler(args, connection, data_dir, log, _starter(data_dir, plugin_dir))
+        result = handler(Task(args, connection, data_dir, log, _starter(data_dir, plugin_dir)))
     except SyncError as exc:
         # A setting's problem names where its value came from, as every command says it.
         protocol.write_result(error=scrub(with_source(exc, {})), stream=stdout)
@@ -152,11 +164,7 @@ def _starter(data_dir: Path, plugin_dir: Path | None) -> Callable[[], Any]:
 
 
 def _drain_report(
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-    since: float | None = None,
-    judge: Callable[..., Any] | None = None,
+    task: Task, since: float | None = None, judge: Callable[..., Any] | None = None
 ) -> TaskResult:
     """Follow the detached worker's drain and judge the result (`judge(store, since,
     report)`, by default `drain_verdict`)."""
@@ -165,10 +173,13 @@ def _drain_report(
     started = time.monotonic()
     started_at = time.time() if since is None else since
     report = operations.process_queue(
-        data_dir, progress=_progress(log), start_worker=start_worker, since=started_at
+        task.data_dir,
+        progress=_progress(task.log),
+        start_worker=task.start_worker,
+        since=started_at,
     )
-    with Store.open(data_dir) as store:
-        status = operations.queue_status(store, data_dir)
+    with Store.open(task.data_dir) as store:
+        status = operations.queue_status(store, task.data_dir)
         held = operations.hold_message(store.holds())
         verdict = (judge or drain_verdict)(store, started_at, report)
     result: dict[str, Any] = {
@@ -186,8 +197,8 @@ def _drain_report(
     if held:
         result["blocked"] = held
     for note in verdict.notes:
-        log.warning(f"Stash2Plex: {note}")
-    log.info(f"Stash2Plex: {_summary_line(result)}")
+        task.log.warning(f"Stash2Plex: {note}")
+    task.log.info(f"Stash2Plex: {_summary_line(result)}")
     return TaskResult(result, verdict.error)
 
 
@@ -201,35 +212,29 @@ def _summary_line(result: dict[str, Any]) -> str:
     return ", ".join([*parts, *waits, queue, f"{result['seconds']} s"])
 
 
-def sync_all(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    force = _bool_arg(args, "force")
+def sync_all(task: Task) -> dict[str, Any] | TaskResult:
+    force = _bool_arg(task.args, "force")
     since = time.time()  # a running worker may finish scenes before the drain is followed
-    with Store.open(data_dir) as store:
-        stash = connect_stash(store, connection)
+    with Store.open(task.data_dir) as store:
+        stash = connect_stash(store, task.connection)
         queued = operations.queue_all_scenes(store, stash, force=force)
-    log.info(
+    task.log.info(
         f"Stash2Plex: queued {plural(queued, 'scene')}"
         + (" to rewrite in Plex from Stash" if force else "")
     )
-    down = _plex_down(data_dir, connection)
+    down = _plex_down(task.data_dir, task.connection)
     if down is not None:
         # Say it now rather than after the worker has found out; the scenes stay queued and
         # the worker (started here) syncs them once its health probe finds Plex back.
-        start_worker()
+        task.start_worker()
         from stash2plex.operations.outcome import scenes
 
-        with Store.open(data_dir) as store:
+        with Store.open(task.data_dir) as store:
             waiting = sum(n for state, n in store.job_counts().items() if state != "done")
         verb = agree(waiting, "waits and syncs by itself", "wait and sync by themselves")
         error = f"{down}. {scenes(waiting)} {verb} when Plex is back."
         return TaskResult({"queued": queued, "plex": "down", "waiting": waiting}, error)
-    drained = _drain_report(data_dir, log, start_worker, since)
+    drained = _drain_report(task, since)
     return TaskResult({"queued": queued, **drained.output}, drained.error)
 
 
@@ -264,39 +269,27 @@ def _plex_down(data_dir: Path, connection: dict[str, Any]) -> str | None:
     return health.detail
 
 
-def process_queue(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    with Store.open(data_dir) as store:
-        store.put_value("server_connection", connection)
-    return _drain_report(data_dir, log, start_worker)
+def process_queue(task: Task) -> dict[str, Any] | TaskResult:
+    with Store.open(task.data_dir) as store:
+        store.put_value("server_connection", task.connection)
+    return _drain_report(task)
 
 
-def preview(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    scene_id = _int_arg(args, "scene_id", None)
-    count = _int_arg(args, "count", 10)
-    with Store.open(data_dir) as store:
-        context = build_context(store, connection)
+def preview(task: Task) -> dict[str, Any] | TaskResult:
+    scene_id = _int_arg(task.args, "scene_id", None)
+    count = _int_arg(task.args, "count", 10)
+    with Store.open(task.data_dir) as store:
+        context = build_context(store, task.connection)
         previews = operations.preview(context, scene_id=scene_id, count=count)
     for item in previews:
-        log.info(
+        task.log.info(
             f"Stash2Plex preview: scene {item.scene_id}: {item.status}"
             + (f" ({item.note})" if item.note else "")
         )
         for change in item.changes:
-            log.info(f'    {field_words(change.field)}: "{change.plex}" → "{change.stash}"')
+            task.log.info(f'    {field_words(change.field)}: "{change.plex}" → "{change.stash}"')
         for change in item.kept:
-            log.info(
+            task.log.info(
                 f'    {field_words(change.field)} (kept): "{change.plex}" stays; '
                 f'Stash has "{change.stash}"'
             )
@@ -307,7 +300,7 @@ def preview(
         return TaskResult(output, f"Stash has no scene {scene_id}: nothing to preview")
     verdict = preview_verdict(previews)
     for note in verdict.notes:
-        log.info(f"Stash2Plex preview: {note}")
+        task.log.info(f"Stash2Plex preview: {note}")
     return TaskResult(output, verdict.error) if verdict.error else output
 
 
@@ -328,20 +321,14 @@ def _bool_arg(args: dict[str, Any], key: str) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
-def waiting_scenes(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
+def waiting_scenes(task: Task) -> dict[str, Any] | TaskResult:
     """Show Waiting Scenes: every outstanding job and dead letter, one line each (at most
     `limit` lines in the log; the output has them all)."""
     from stash2plex.operations.inspect import OUTSTANDING, jobs_summary, list_jobs, row_line
 
-    limit = _int_arg(args, "limit", 200)
+    limit = _int_arg(task.args, "limit", 200)
     now = time.time()
-    with Store.open(data_dir) as store:
+    with Store.open(task.data_dir) as store:
         rows = list_jobs(store, states=(*OUTSTANDING, "dead_letter"), now=now)
         held = operations.hold_message(store.holds())
     # The summary comes first: how many, by reason, before the held warning and the rows.
@@ -350,26 +337,20 @@ def waiting_scenes(
         if rows
         else "every scene is synced: nothing waits"
     )
-    log.info(f"Stash2Plex: {summary}")
+    task.log.info(f"Stash2Plex: {summary}")
     if held:
-        log.warning(f"Stash2Plex: the queue is held: {held}")
+        task.log.warning(f"Stash2Plex: the queue is held: {held}")
     for row in rows[:limit]:
-        log.info(f"Stash2Plex: {row_line(row, now)}")
+        task.log.info(f"Stash2Plex: {row_line(row, now)}")
     if len(rows) > limit:
-        log.info(f"Stash2Plex: … and {len(rows) - limit} more (see the task's output)")
+        task.log.info(f"Stash2Plex: … and {len(rows) - limit} more (see the task's output)")
     return {"summary": summary, "count": len(rows), "held": held, "scenes": rows}
 
 
-def queue_status(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    with Store.open(data_dir) as store:
-        store.put_value("server_connection", connection)
-        status = operations.status_report(store, data_dir)
+def queue_status(task: Task) -> dict[str, Any] | TaskResult:
+    with Store.open(task.data_dir) as store:
+        store.put_value("server_connection", task.connection)
+        status = operations.status_report(store, task.data_dir)
     from stash2plex.operations.present import WAIT_WORDS
 
     waiting = (
@@ -379,98 +360,70 @@ def queue_status(
         or "none"
     )
     dead = ", ".join(f"{n} {cls}" for cls, n in status["dead_letters"].items()) or "none"
-    log.info(
+    task.log.info(
         f"Stash2Plex queue: {status['pending']} pending, {status['in_progress']} in progress, "
         f"waiting: {waiting}; dead letters: {dead}; circuit breaker {status['breaker']}"
     )
     if status["paused"]:
-        log.warning(f"Stash2Plex: the queue is held: {status['paused']}")
+        task.log.warning(f"Stash2Plex: the queue is held: {status['paused']}")
     return status
 
 
-def clear_queue(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    with Store.open(data_dir) as store:
+def clear_queue(task: Task) -> dict[str, Any] | TaskResult:
+    with Store.open(task.data_dir) as store:
         cleared = operations.clear_pending(store)
-    log.info(
+    task.log.info(
         f"Stash2Plex: cleared {plural(cleared, 'pending job')} (jobs in progress were left alone)"
     )
     return {"cleared": cleared}
 
 
-def clear_dlq(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    with Store.open(data_dir) as store:
+def clear_dlq(task: Task) -> dict[str, Any] | TaskResult:
+    with Store.open(task.data_dir) as store:
         cleared = operations.clear_dead_letters(store)
-    log.info(f"Stash2Plex: removed {plural(cleared, 'dead letter')}")
+    task.log.info(f"Stash2Plex: removed {plural(cleared, 'dead letter')}")
     return {"cleared": cleared}
 
 
-def purge_dlq(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    days = _int_arg(args, "days", 30)
-    with Store.open(data_dir) as store:
+def purge_dlq(task: Task) -> dict[str, Any] | TaskResult:
+    days = _int_arg(task.args, "days", 30)
+    with Store.open(task.data_dir) as store:
         purged = operations.purge_dead_letters(store, days)
-    log.info(f"Stash2Plex: purged {plural(purged, 'dead letter')} older than {plural(days, 'day')}")
+    task.log.info(
+        f"Stash2Plex: purged {plural(purged, 'dead letter')} older than {plural(days, 'day')}"
+    )
     return {"purged": purged, "days": days}
 
 
-def retry_dlq(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    error_class = str(args.get("error_class") or "") or None
+def retry_dlq(task: Task) -> dict[str, Any] | TaskResult:
+    error_class = str(task.args.get("error_class") or "") or None
     since = time.time()
-    with Store.open(data_dir) as store:
-        store.put_value("server_connection", connection)
+    with Store.open(task.data_dir) as store:
+        store.put_value("server_connection", task.connection)
         queued = operations.retry_dead_letters(store, error_class)
-    log.info(f"Stash2Plex: re-queued {plural(queued, 'scene')} from the dead-letter queue")
+    task.log.info(f"Stash2Plex: re-queued {plural(queued, 'scene')} from the dead-letter queue")
     result: dict[str, Any] = {"requeued": queued}
     if not queued:
         return result
-    drained = _drain_report(data_dir, log, start_worker, since)
+    drained = _drain_report(task, since)
     result["drain"] = drained.output
     return TaskResult(result, drained.error)
 
 
-def recover_outage(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    extra = tuple(c.strip() for c in str(args.get("include_classes") or "").split(",") if c)
+def recover_outage(task: Task) -> dict[str, Any] | TaskResult:
+    extra = tuple(c.strip() for c in str(task.args.get("include_classes") or "").split(",") if c)
     since = time.time()
-    with Store.open(data_dir) as store:
-        context = build_context(store, connection)
+    with Store.open(task.data_dir) as store:
+        context = build_context(store, task.connection)
         report = operations.recover_outage_jobs(context, ("transient", *extra))
     result = report.as_dict()
     skipped = ", ".join(f"{n} {why}" for why, n in result["skipped"].items()) or "none"
-    log.info(
+    task.log.info(
         f"Stash2Plex: recovered {plural(result['recovered'], 'job')}, skipped {skipped}, "
         f"failed {len(result['failed'])} ({report.health})"
     )
     if report.recovered:
-        drained = _drain_report(data_dir, log, start_worker, since)
+        drained = _drain_report(task, since)
         result["drain"] = drained.output
         return TaskResult(result, drained.error)
     if report.window is None and not report.health.startswith("no completed"):
@@ -478,39 +431,27 @@ def recover_outage(
     return result
 
 
-def health_check(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    with Store.open(data_dir) as store:
-        report = operations.health_report(build_context(store, connection), data_dir)
+def health_check(task: Task) -> dict[str, Any] | TaskResult:
+    with Store.open(task.data_dir) as store:
+        report = operations.health_report(build_context(store, task.connection), task.data_dir)
     from stash2plex.operations.outcome import EXIT_OK, health_verdict
 
     verdict = health_verdict(report)
-    log.info(f"Stash2Plex: {verdict.notes[0]}")
+    task.log.info(f"Stash2Plex: {verdict.notes[0]}")
     return TaskResult(report, verdict.error) if verdict.exit_code != EXIT_OK else report
 
 
-def outage_summary(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
-    with Store.open(data_dir) as store:
+def outage_summary(task: Task) -> dict[str, Any] | TaskResult:
+    with Store.open(task.data_dir) as store:
         report = operations.outage_report(store)
     from stash2plex.operations.present import duration, outage_summary, when
 
-    log.info(f"Stash2Plex: {outage_summary(report)}")
+    task.log.info(f"Stash2Plex: {outage_summary(report)}")
     for outage in report["recent"]:
         ended = (
             "ongoing" if outage["ongoing"] else f"ended {when(outage['ended_at'], report['now'])}"
         )
-        log.info(
+        task.log.info(
             f"Stash2Plex: outage from {when(outage['started_at'], report['now'])}, {ended}, "
             f"lasted {duration(outage['duration_s'])}, "
             f"{plural(outage['jobs_affected'], 'job')} held"
@@ -519,29 +460,23 @@ def outage_summary(
     if last is not None and last.get("reconciled"):
         from stash2plex.reconcile.run import outage_summary as reconciled_text
 
-        log.info(f"Stash2Plex: the last outage: {reconciled_text(last['reconciled'])}")
+        task.log.info(f"Stash2Plex: the last outage: {reconciled_text(last['reconciled'])}")
     return report
 
 
-def diagnose(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
+def diagnose(task: Task) -> dict[str, Any] | TaskResult:
     from stash2plex.operations.diagnose import as_dicts
     from stash2plex.operations.diagnose import diagnose as run_diagnose
 
-    with Store.open(data_dir) as store:
-        checks = run_diagnose(store, connection)
+    with Store.open(task.data_dir) as store:
+        checks = run_diagnose(store, task.connection)
     for check in checks:
         if check.ok:
-            log.info(f"Stash2Plex diagnose: OK   {check.name}: {check.detail}")
+            task.log.info(f"Stash2Plex diagnose: OK   {check.name}: {check.detail}")
         else:
-            log.warning(f"Stash2Plex diagnose: FIX  {check.name}: {check.detail}. {check.fix}")
+            task.log.warning(f"Stash2Plex diagnose: FIX  {check.name}: {check.detail}. {check.fix}")
     blocking = [c for c in checks if not c.ok]
-    log.info(f"Stash2Plex diagnose: {plural(len(blocking), 'problem')} found")
+    task.log.info(f"Stash2Plex diagnose: {plural(len(blocking), 'problem')} found")
     output = {"problems": len(blocking), "checks": as_dicts(checks)}
     if not blocking:
         return output
@@ -554,110 +489,86 @@ def diagnose(
     return TaskResult(output, f"{first.name}: {first.detail}. {first.fix}{more}")
 
 
-def pull_from_plex(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
+def pull_from_plex(task: Task) -> dict[str, Any] | TaskResult:
     """Plays, resume points and ratings recorded in Plex since the last pull, into Stash."""
     from stash2plex.pull.pull import run_pull
 
-    since = _int_arg(args, "since", None)
-    with Store.open(data_dir) as store:
-        report = run_pull(build_context(store, connection), since=since, progress=log.progress)
+    since = _int_arg(task.args, "since", None)
+    with Store.open(task.data_dir) as store:
+        report = run_pull(
+            build_context(store, task.connection), since=since, progress=task.log.progress
+        )
     if report.busy:
         return TaskResult(
             report.as_dict(), "another pull from Plex is running; try again when it is done"
         )
     else:
-        log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
+        task.log.info(f"Stash2Plex: pulled from Plex: {report.summary()}")
     return report.as_dict()
 
 
-def sync_recent(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
+def sync_recent(task: Task) -> dict[str, Any] | TaskResult:
     """Queue the scenes Stash changed since the last run (or `since`: a duration or a date)
     and drain them."""
     from stash2plex.operations.recent import plex_verdict, recent_verdict
     from stash2plex.reconcile.recent import parse_since, queue_recent
 
     queued_at = time.time()
-    with Store.open(data_dir) as store:
-        stash = connect_stash(store, connection)
-        since = parse_since(str(args.get("since") or ""), store.clock())
+    with Store.open(task.data_dir) as store:
+        stash = connect_stash(store, task.connection)
+        since = parse_since(str(task.args.get("since") or ""), store.clock())
         report = queue_recent(store, stash, since=since)
         if not report.queued:
             # Nothing to drain; one probe still says so when Plex refuses us (a wrong token).
-            verdict = plex_verdict(build_context(store, connection), data_dir)
-    log.info(f"Stash2Plex: {report.summary()}")
+            verdict = plex_verdict(build_context(store, task.connection), task.data_dir)
+    task.log.info(f"Stash2Plex: {report.summary()}")
     if not report.queued:
         return TaskResult(report.as_dict(), verdict.error)
     drained = _drain_report(
-        data_dir,
-        log,
-        start_worker,
+        task,
         queued_at,
         judge=lambda store, started, drain: recent_verdict(
             store,
             started,
             drain,
             report.scene_ids,
-            probe=lambda: plex_verdict(build_context(store, connection), data_dir),
+            probe=lambda: plex_verdict(build_context(store, task.connection), task.data_dir),
         ),
     )
     return TaskResult({**report.as_dict(), **drained.output}, drained.error)
 
 
-def reconcile(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
+def reconcile(task: Task) -> dict[str, Any] | TaskResult:
     """Compare every scene with Plex and report the differences; with `fix`, repair them
     through the queue and drain. Finding differences is the task's job, not a failure."""
     from stash2plex.reconcile.run import run_reconcile
 
-    fix = _bool_arg(args, "fix")
-    with Store.open(data_dir) as store:
-        context = build_context(store, connection)
-        report = run_reconcile(context, fix=fix, trigger="task", progress=log.progress)
+    fix = _bool_arg(task.args, "fix")
+    with Store.open(task.data_dir) as store:
+        context = build_context(store, task.connection)
+        report = run_reconcile(context, fix=fix, trigger="task", progress=task.log.progress)
     if report.state == "busy":
         return TaskResult(report.as_dict(), report.summary())
-    _log_reconcile(report.as_dict(), log)
+    _log_reconcile(report.as_dict(), task.log)
     result = report.as_dict()
     if not (fix and report.queued):
         return result
-    drained = _drain_report(data_dir, log, start_worker)
+    drained = _drain_report(task)
     result["drain"] = drained.output
     return TaskResult(result, drained.error)
 
 
-def reconcile_report(
-    args: dict[str, Any],
-    connection: dict[str, Any],
-    data_dir: Path,
-    log: protocol.StashLog,
-    start_worker: Callable[[], Any],
-) -> dict[str, Any] | TaskResult:
+def reconcile_report(task: Task) -> dict[str, Any] | TaskResult:
     """The last reconcile run (scheduled, after an outage, from a task or the command line)
     and its report; one that failed, or whose process was stopped, says so."""
     from stash2plex.reconcile.run import last_run
 
-    with Store.open(data_dir) as store:
+    with Store.open(task.data_dir) as store:
         last = last_run(store)
     if last is None:
-        log.info("Stash2Plex: no reconcile has run yet (task Reconcile with Plex)")
+        task.log.info("Stash2Plex: no reconcile has run yet (task Reconcile with Plex)")
         return {"ran": False}
-    _log_reconcile(last["report"], log, last)
+    _log_reconcile(last["report"], task.log, last)
     return {"ran": True, **last}
 
 
