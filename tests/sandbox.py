@@ -17,6 +17,7 @@ from stash2plex.operations.queue import queue_all_scenes
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import SampleLibrary, Scene, generate_library
 from stash2plex.sandbox.plex_emulator import PlexEmulator
+from stash2plex.sandbox.processes import reap_workers
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.store.db import Store
@@ -119,5 +120,10 @@ def sandbox(
         data_dir = tmp_path / "data"
         with Store.open(data_dir) as store:
             store.put_value("server_connection", stash.server_connection())
-        yield Sandbox(library, plex, stash, data_dir, section_id)
+        try:
+            yield Sandbox(library, plex, stash, data_dir, section_id)
+        finally:
+            # Detached workers a command or task started must not outlive the servers (they
+            # would wait an hour for Stash, and load the machine for the tests after).
+            reap_workers(data_dir)
         assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
