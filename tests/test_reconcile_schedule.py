@@ -8,8 +8,7 @@ from pathlib import Path
 
 from stash2plex.engine.worker import Worker
 from stash2plex.plugin.entry import wake_worker
-from stash2plex.store.db import CREATED_AT_KEY, Store
-from stash2plex.store.reconcile import RECONCILE_DUE_KEY, reconcile_overdue
+from stash2plex.store.db import CREATED_AT_KEY, RECONCILE_DUE_KEY, Store, reconcile_overdue
 
 from .conftest import wait_until
 from .sandbox import sandbox

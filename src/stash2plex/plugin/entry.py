@@ -20,8 +20,13 @@ from stash2plex.plugin import deps, protocol
 from stash2plex.plugin.hook_events import HookEvent, parse_hook
 from stash2plex.records import Holds
 from stash2plex.store import spool
-from stash2plex.store.db import DB_FILENAME, Store, quarantine
-from stash2plex.store.reconcile import RECONCILE_DUE_KEY, reconcile_overdue
+from stash2plex.store.db import (
+    DB_FILENAME,
+    RECONCILE_DUE_KEY,
+    Store,
+    quarantine,
+    reconcile_overdue,
+)
 
 DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
 # A hook waits this long for another process's write lock, then spools the event instead:
@@ -158,7 +163,7 @@ def run_hook(
 def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
     """Start a detached worker when work is outstanding and no drain holds the lock (a task
     stopped with Stash's Stop button, a killed worker, a Plex page action that queued a scene),
-    or when the scheduled reconcile is due (`store.reconcile.RECONCILE_DUE_KEY`).
+    or when the scheduled reconcile is due (`store.db.RECONCILE_DUE_KEY`).
 
     Returns a hint when no worker can run yet (dependencies not installed), else None. Raises
     StoreError only when the store cannot be read.

@@ -26,8 +26,7 @@ from typing import Any
 
 from stash2plex.engine.context import Context
 from stash2plex.errors import SyncError, redact
-from stash2plex.store.db import CREATED_AT_KEY, Store
-from stash2plex.store.reconcile import RECONCILE_DUE_KEY
+from stash2plex.store.db import CREATED_AT_KEY, RECONCILE_DUE_KEY, Store
 
 log = logging.getLogger("stash2plex.reconcile")
 
@@ -118,7 +117,7 @@ class ReconcileTimer:
         due = None if due is None else max(due, self._busy_until)
         if due != self._remembered:
             # For starters of a worker that read no settings (tasks, hooks): see
-            # `store.reconcile.RECONCILE_DUE_KEY`.
+            # `store.db.RECONCILE_DUE_KEY`.
             store.put_value(RECONCILE_DUE_KEY, due)
             self._remembered = due
         return due

@@ -334,6 +334,17 @@ def _file_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+# When the next scheduled reconcile is due (epoch s), kept by `reconcile.timer`; read by the
+# hook, which must start a worker for it even with an empty queue.
+RECONCILE_DUE_KEY = "reconcile_due_at"
+
+
+def reconcile_overdue(due_at: Any, now: float) -> bool:
+    """Whether a scheduled reconcile is due at `now`, from the stored `RECONCILE_DUE_KEY`
+    (absent or None: none scheduled, or never computed yet)."""
+    return isinstance(due_at, int | float) and float(due_at) <= now
+
+
 class Store:
     """Access to the SQLite database in the data directory.
 

@@ -23,7 +23,6 @@ from stash2plex.records import Job, Link
 # When the next scheduled reconcile is due (epoch seconds), as the worker last computed it
 # from `reconcile_interval` and the runs: a task or a hook that finds it passed starts a
 # worker even with an empty queue, so a plugin-only install reconciles on schedule.
-RECONCILE_DUE_KEY = "reconcile_due_at"
 # Runs kept: the newest ones, whatever their age (a weekly schedule keeps two years of them).
 RUNS_KEPT = 100
 # What a link records of the item itself rather than of its scene: the collections and labels
@@ -523,12 +522,6 @@ def _finding(row: sqlite3.Row) -> dict[str, Any]:
     found = {key: row[key] for key in ("scene_id", "kind", "rating_key", "detail", "action")}
     found["fields"] = json.loads(row["fields"] or "[]")
     return found
-
-
-def reconcile_overdue(due_at: Any, now: float) -> bool:
-    """Whether a scheduled reconcile is due at `now`, from the stored `RECONCILE_DUE_KEY`
-    (absent or None: none scheduled, or never computed yet)."""
-    return isinstance(due_at, int | float) and float(due_at) <= now
 
 
 def outage_reconciled(outage: dict[str, Any]) -> dict[str, Any] | None:
