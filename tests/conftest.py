@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from stash2plex.sandbox.processes import reap_workers, worker_pids
+from stash2plex.sandbox.runner import PluginRunner
 
 # plexapi reads its config file at import time; point it at nothing so a developer's
 # ~/.config/plexapi cannot leak into the tests.
@@ -74,3 +75,31 @@ def worker_env() -> dict[str, str]:
     """Environment for plugin runs (the host's Stash2Plex settings already removed); detached
     workers run with their shipped timers and are reaped by `plugin_dir`."""
     return dict(os.environ)
+
+
+# The plugin run as Stash runs it, against a module's `servers` fixture (Plex, Stash[, section]).
+@pytest.fixture
+def plex(servers):
+    return servers[0]
+
+
+@pytest.fixture
+def stash(servers):
+    return servers[1]
+
+
+@pytest.fixture
+def section_id(servers):
+    return servers[2]
+
+
+@pytest.fixture
+def runner(plugin_dir: Path, worker_env: dict[str, str], tmp_path: Path) -> PluginRunner:
+    cwd = tmp_path / "stash-cwd"
+    cwd.mkdir()
+    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
+
+
+@pytest.fixture
+def connection(stash, plugin_dir: Path) -> dict:
+    return stash.server_connection(plugin_dir=str(plugin_dir))

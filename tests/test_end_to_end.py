@@ -9,7 +9,6 @@ import pytest
 
 from stash2plex.engine.worker_lock import worker_running
 from stash2plex.sandbox.library import generate_library
-from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
 
@@ -28,23 +27,6 @@ def servers(library):
     with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, _):
         yield plex, stash
         assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
-
-
-@pytest.fixture
-def plex(servers):
-    return servers[0]
-
-
-@pytest.fixture
-def stash(servers):
-    return servers[1]
-
-
-@pytest.fixture
-def runner(plugin_dir, worker_env, tmp_path):
-    cwd = tmp_path / "stash-cwd"
-    cwd.mkdir()
-    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
 
 
 def full_scene(library):

@@ -9,7 +9,6 @@ import requests
 
 from stash2plex.pull import decisions
 from stash2plex.sandbox.library import generate_library
-from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
 
@@ -21,13 +20,6 @@ SETTINGS = {"pull_plays": True, "pull_resume": True, "sync_rating_both_ways": Tr
 @pytest.fixture
 def library():
     return generate_library(30, seed=5)
-
-
-@pytest.fixture
-def runner(plugin_dir, worker_env, tmp_path):
-    cwd = tmp_path / "stash-cwd"
-    cwd.mkdir()
-    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
 
 
 def idle(data_dir) -> bool:

@@ -13,7 +13,6 @@ from stash2plex.engine.context import build_context
 from stash2plex.pull import decisions
 from stash2plex.pull.pull import RATING_RECHECK_ITEMS, run_pull
 from stash2plex.sandbox.library import VideoFile, generate_library
-from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
 
@@ -48,28 +47,6 @@ def servers(library):
     with running_sandbox(library, plex_token=PLEX_TOKEN, settings=BOTH) as (plex, stash, section):
         yield plex, stash, section
         assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
-
-
-@pytest.fixture
-def plex(servers):
-    return servers[0]
-
-
-@pytest.fixture
-def stash(servers):
-    return servers[1]
-
-
-@pytest.fixture
-def runner(plugin_dir, worker_env, tmp_path):
-    cwd = tmp_path / "stash-cwd"
-    cwd.mkdir()
-    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
-
-
-@pytest.fixture
-def connection(stash, plugin_dir):
-    return stash.server_connection(plugin_dir=str(plugin_dir))
 
 
 def hooks_run_as_stash_runs_them(stash, runner, connection) -> list:

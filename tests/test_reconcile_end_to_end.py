@@ -8,19 +8,11 @@ import pytest
 from plexapi.server import PlexServer
 
 from stash2plex.sandbox.library import generate_library
-from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import running_sandbox
 from stash2plex.sandbox.verify import conflict_scene_ids, library_problems
 from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN, wait_until
-
-
-@pytest.fixture
-def runner(plugin_dir, worker_env, tmp_path):
-    cwd = tmp_path / "stash-cwd"
-    cwd.mkdir()
-    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
 
 
 def idle(data_dir) -> bool:

@@ -22,7 +22,6 @@ from stash2plex.engine.context import build_context
 from stash2plex.pull.decisions import epoch
 from stash2plex.sandbox.library import Studio, Tag, generate_library
 from stash2plex.sandbox.plex_model import ActorState, AgentMetadata
-from stash2plex.sandbox.runner import PluginRunner
 from stash2plex.sandbox.session import SECTION_TITLE, running_sandbox
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import plex_date
@@ -56,33 +55,6 @@ def servers(library):
     with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, section_id):
         yield plex, stash, section_id
         assert plex.log.unknown() == [], "the Plex emulator saw requests to unknown routes"
-
-
-@pytest.fixture
-def plex(servers):
-    return servers[0]
-
-
-@pytest.fixture
-def stash(servers):
-    return servers[1]
-
-
-@pytest.fixture
-def section_id(servers):
-    return servers[2]
-
-
-@pytest.fixture
-def runner(plugin_dir, worker_env, tmp_path):
-    cwd = tmp_path / "stash-cwd"
-    cwd.mkdir()
-    return PluginRunner(plugin_dir, cwd=cwd, env=worker_env)
-
-
-@pytest.fixture
-def connection(stash, plugin_dir):
-    return stash.server_connection(plugin_dir=str(plugin_dir))
 
 
 # ---------------------------------------------------------------------- helpers
