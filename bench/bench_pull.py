@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from report import command_line, emulators, machine, write_report  # noqa: E402
 from stash2plex.engine.context import build_context  # noqa: E402
-from stash2plex.pull.pull import run_pull  # noqa: E402
+from stash2plex.pull.pull import PLAY_LOOKBACK_SECONDS, run_pull  # noqa: E402
 from stash2plex.sandbox.library import generate_library  # noqa: E402
 from stash2plex.sandbox.plex_emulator import EmulatorControl  # noqa: E402
 from stash2plex.store.db import Store  # noqa: E402
@@ -113,7 +113,8 @@ def main() -> int:
         "",
         "Plex requests of the first pull by route: "
         + ", ".join(f"`{r}` {n}" for r, n in sorted(Counter(e["route"] for e in first_log).items()))
-        + ". The second pull reads the history from the watermark minus the 24 h look-back. "
+        + ". The second pull reads the history from the watermark minus the "
+        + f"{PLAY_LOOKBACK_SECONDS / 86400:g}-day look-back (plays Plex reports late). "
         f"Peak RSS of the benchmark process: {peak_mb:.0f} MB.",
         "",
     ]
