@@ -411,3 +411,11 @@ def test_a_version_4_store_queues_its_linked_scenes_for_their_entities(tmp_path)
         assert store.scenes_showing("tag", 4) == [1]
         assert store.scenes_showing("performer", 7) == [2]
         assert store.job(3).state == "pending" and store.job(1) is None
+
+
+def test_queueing_nudges_the_worker_in_the_same_transaction(store, clock):
+    # A worker woken by the new jobs must read the settings first: the person who queued them
+    # (Sync All after switching a setting on) may just have changed one.
+    clock.now += 30
+    store.enqueue([1, 2], source="sync_all")
+    assert store.holds().nudged_at == clock.now

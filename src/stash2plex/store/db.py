@@ -634,9 +634,12 @@ class Store:
         scan its file, for an ambiguity or a conflict to be settled is made due now: the scene
         may have changed in a way that settles it. A job waiting for a retry keeps its backoff,
         to spare a failing Plex. A dead letter of the scene is replaced by the job (a redrive):
-        a scene is queued, dead-lettered or done, never two of these.
+        a scene is queued, dead-lettered or done, never two of these. Nudges the worker in the
+        same transaction: a running worker that wakes for these jobs reads the settings first
+        (the person who queued them may just have changed one).
         """
         with self.transaction() as conn:
+            self._nudge(conn)
             return self._upsert_jobs(conn, list(scene_ids), source, self.clock())
 
     @staticmethod
