@@ -221,7 +221,7 @@ def test_force_rewrites_plex_edits_unless_they_are_preserved(box, cli, monkeypat
 
 def test_config_check_prints_its_table_with_problems_marked(box, cli, monkeypatch):
     monkeypatch.delenv("STASH2PLEX_PLEX_TOKEN")
-    monkeypatch.setenv("STASH2PLEX_PLEX_TIMEOUT", "soon")
+    box.stash.plugin_settings["plex_timeout"] = "soon"  # a value no timer can take, saved in Stash
     monkeypatch.setenv("STASH2PLEX_PATH_MAP", "/data => /media; /x -> /y")
     result = cli("config", "check", expect=2)
     assert "Effective configuration" in result.stdout
