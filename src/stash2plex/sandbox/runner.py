@@ -788,22 +788,7 @@ class PluginRunner:
     def run_raw(self, payload: bytes, *, timeout: float | None = 60) -> PluginRun:
         """Run the plugin with `payload` as its stdin, byte for byte (input Stash would never
         send well-formed: invalid UTF-8, absurd nesting, non-finite numbers...)."""
-        argv, executable, is_python = self.command([])
-        env = self._stash_env()
-        if is_python:
-            root = str(self.plugin_dir.parent)
-            current = env.get("PYTHONPATH")
-            env["PYTHONPATH"] = root if current is None else f"{current}{os.pathsep}{root}"
-        return RunningPlugin(
-            argv=argv,
-            executable=executable,
-            env=env,
-            cwd=self.cwd,
-            payload=payload,
-            err_log=self.manifest.effective_err_log,
-            timeout=timeout,
-            stdout_eof_timeout=self.stdout_eof_timeout,
-        ).wait()
+        return self._launch([], payload, timeout).wait()
 
     def _start(
         self,
@@ -812,12 +797,6 @@ class PluginRunner:
         args: dict[str, Any],
         timeout: float | None,
     ) -> RunningPlugin:
-        argv, executable, is_python = self.command(exec_args)
-        env = self._stash_env()
-        if is_python:
-            root = str(self.plugin_dir.parent)
-            current = env.get("PYTHONPATH")
-            env["PYTHONPATH"] = root if current is None else f"{current}{os.pathsep}{root}"
         # Stash fills in PluginDir for each plugin; the rest comes from the server.
         connection = {**server_connection, "PluginDir": str(self.plugin_dir)}
         # Go marshals the struct in field order and the args map with sorted keys.
@@ -828,6 +807,16 @@ class PluginRunner:
             + _go_json(args, sort_keys=True)
             + "}"
         ).encode()
+        return self._launch(exec_args, payload, timeout)
+
+    def _launch(self, exec_args: list[str], payload: bytes, timeout: float | None) -> RunningPlugin:
+        """Start the plugin's process as Stash does, with `payload` on its stdin."""
+        argv, executable, is_python = self.command(exec_args)
+        env = self._stash_env()
+        if is_python:
+            root = str(self.plugin_dir.parent)
+            current = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = root if current is None else f"{current}{os.pathsep}{root}"
         return RunningPlugin(
             argv=argv,
             executable=executable,

@@ -28,6 +28,8 @@ RUNS_KEPT = 100
 # What a link records of the item itself rather than of its scene: the collections and labels
 # Stash2Plex added (see `hand_over`).
 OWNED_BY_ITEM = ("collection", "collection_all", "label", "label_all")
+# A run's scratch tables (temporary: they go with the connection).
+SCRATCH_TABLES = ("rc_items", "rc_scenes", "rc_claims", "rc_findings", "rc_linked")
 # Scene ids per SQL statement (SQLite's bound-parameter limit is 999 on old builds).
 CHUNK = 500
 
@@ -337,13 +339,9 @@ class ReconcileTables:
     # ------------------------------------------------------------------ a run's scratch
     def begin_scratch(self) -> None:
         """Create (empty) the scratch tables of a run on this connection."""
+        self.end_scratch()
         self._conn.executescript(
             """
-            DROP TABLE IF EXISTS temp.rc_items;
-            DROP TABLE IF EXISTS temp.rc_scenes;
-            DROP TABLE IF EXISTS temp.rc_claims;
-            DROP TABLE IF EXISTS temp.rc_findings;
-            DROP TABLE IF EXISTS temp.rc_linked;
             CREATE TEMP TABLE rc_items (rating_key INTEGER PRIMARY KEY, section_id INTEGER);
             CREATE TEMP TABLE rc_scenes (scene_id INTEGER PRIMARY KEY);
             CREATE TEMP TABLE rc_claims (rating_key INTEGER, scene_id INTEGER,
@@ -358,13 +356,7 @@ class ReconcileTables:
     def end_scratch(self) -> None:
         """Drop the scratch tables (they also go when the connection closes)."""
         self._conn.executescript(
-            """
-            DROP TABLE IF EXISTS temp.rc_items;
-            DROP TABLE IF EXISTS temp.rc_scenes;
-            DROP TABLE IF EXISTS temp.rc_claims;
-            DROP TABLE IF EXISTS temp.rc_findings;
-            DROP TABLE IF EXISTS temp.rc_linked;
-            """
+            "".join(f"DROP TABLE IF EXISTS temp.{table};" for table in SCRATCH_TABLES)
         )
 
     def saw_items(self, section_id: int, rating_keys: Iterable[int]) -> None:
