@@ -25,6 +25,20 @@ from stash2plex.store.db import Store
 PLEX_TOKEN = "sandbox-plex-token-42"
 
 
+def freshly_scanned(**more: Any) -> dict[str, Any]:
+    """The fields of a scene with no metadata of its own (just scanned), for `update_scene`."""
+    return dict(
+        title=None,
+        details=None,
+        date=None,
+        studio_id=None,
+        performer_ids=[],
+        tag_ids=[],
+        group_ids=[],
+        **more,
+    )
+
+
 class SteppedClock:
     """Real time plus an offset the test can advance (to reach a timer without sleeping)."""
 

@@ -17,24 +17,14 @@ from stash2plex.sandbox.session import running_sandbox
 from stash2plex.store.db import Store
 
 from .conftest import PLEX_TOKEN, wait_until
-from .sandbox import sandbox
+from .sandbox import freshly_scanned, sandbox
 from .test_pull import set_rating_in_stash
 from .test_situations import AGENT, agent_fill, described, done, hook_and_wait, key_of
 
 BOTH = {"pull_plays": True, "pull_resume": True, "sync_rating_both_ways": True}
 LONG_AGO = 1_600_000_000  # 2020-09-13
 T0 = 1_700_000_000  # 2023-11-14, a fixed play time
-EMPTY = dict(
-    title=None,
-    details=None,
-    date=None,
-    studio_id=None,
-    performer_ids=[],
-    tag_ids=[],
-    group_ids=[],
-    cover_version=None,
-    rating100=None,
-)
+EMPTY = freshly_scanned(cover_version=None, rating100=None)
 
 
 @pytest.fixture

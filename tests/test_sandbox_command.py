@@ -3,11 +3,13 @@ starts it (a subprocess), with the command line and a plugin task pointed at the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from stash2plex.sandbox.processes import reap_workers
@@ -15,7 +17,11 @@ from stash2plex.sandbox.processes import reap_workers
 COMMAND = [sys.executable, "-m", "stash2plex"]
 
 
-def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: Path):
+@contextlib.contextmanager
+def sandbox_command(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, Path, list[str]]]:
+    """`stash2plex sandbox` running in `tmp_path/try` until the block ends (then Ctrl-C, and
+    the workers it started are reaped). Yields (its environment, the folder, the plugin's data
+    directory, what it printed up to "Ctrl-C")."""
     folder = tmp_path / "try"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STASH2PLEX_")}
     server = subprocess.Popen(
@@ -33,6 +39,15 @@ def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: 
             lines.append(line.strip())
             if line.startswith("Ctrl-C"):
                 break
+        yield env, folder, data_dir, lines
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0, server.stderr.read()  # type: ignore[union-attr]
+        reap_workers(data_dir)
+
+
+def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: Path):
+    with sandbox_command(tmp_path) as (env, folder, data_dir, lines):
         exports = dict(
             line.removeprefix("export ").split("=", 1)
             for line in lines
@@ -65,10 +80,6 @@ def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: 
         )
         assert json.loads(after.stdout)["results"]["never_synced"] == 0, after.stdout
         assert "Traceback" not in before.stderr + task.stderr + after.stderr
-    finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0, server.stderr.read()  # type: ignore[union-attr]
-        reap_workers(data_dir)
     assert not (folder / "sandbox.json").exists()
     gone = subprocess.run(
         [*COMMAND, "sandbox", "--dir", str(folder), "task", "Sync All Scenes"],
@@ -109,23 +120,7 @@ def test_a_scene_saved_in_the_sandbox_reaches_plex_and_plex_goes_down_and_up(tmp
 
     from .conftest import wait_until
 
-    folder = tmp_path / "try"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STASH2PLEX_")}
-    server = subprocess.Popen(
-        [*COMMAND, "sandbox", "--dir", str(folder), "--scenes", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    data_dir = folder / "plugins" / "stash2plex" / "data"
-    try:
-        lines = []
-        for line in server.stdout:  # type: ignore[union-attr]
-            lines.append(line.strip())
-            if line.startswith("Ctrl-C"):
-                break
+    with sandbox_command(tmp_path) as (env, folder, _data_dir, lines):
         assert any("runs the plugin's hook" in line for line in lines), lines
         assert any("plex down|up" in line for line in lines), lines
         state = json.loads((folder / "sandbox.json").read_text(encoding="utf-8"))
@@ -162,10 +157,6 @@ def test_a_scene_saved_in_the_sandbox_reaches_plex_and_plex_goes_down_and_up(tmp
         )
         assert up.returncode == 0 and "answers again" in up.stdout, up.stdout + up.stderr
         assert _plex_status(state["plex"]) == 200
-    finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0, server.stderr.read()  # type: ignore[union-attr]
-        reap_workers(data_dir)
     gone = subprocess.run(
         [*COMMAND, "sandbox", "--dir", str(folder), "plex", "down"],
         env=env,

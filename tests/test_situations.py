@@ -28,6 +28,7 @@ from stash2plex.sync.metadata import plex_date
 from stash2plex.sync.syncer import PlexIndex
 
 from .conftest import PLEX_TOKEN, wait_until
+from .sandbox import freshly_scanned
 
 AGENT = AgentMetadata(
     title="The Long Harbour",
@@ -551,16 +552,7 @@ def test_09_a_freshly_scanned_scene_leaves_agent_metadata_alone_and_locks_nothin
     library, plex, stash, runner, connection, plugin_dir
 ):
     fresh, other = described(library, 2)
-    empty = dict(
-        title=None,
-        details=None,
-        date=None,
-        studio_id=None,
-        performer_ids=[],
-        tag_ids=[],
-        group_ids=[],
-        cover_version=None,
-    )
+    empty = freshly_scanned(cover_version=None)
     stash.update_scene(fresh.id, **empty)
     key = agent_fill(plex, library, fresh, AGENT)
     before = plex.item(key)

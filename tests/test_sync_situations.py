@@ -15,7 +15,7 @@ from stash2plex.operations.diagnose import diagnose
 from stash2plex.operations.queue import preview
 from stash2plex.sync.syncer import FULL_RELIST_SECONDS, SceneSyncer
 
-from .sandbox import sandbox
+from .sandbox import freshly_scanned, sandbox
 
 
 class Clock:
@@ -337,16 +337,7 @@ def test_the_oracle_holds_to_the_documented_rules(box):
     assert tag.name not in box.item(described).genres
 
     pushed = set(library.scenes)
-    box.stash.update_scene(
-        cleared.id,
-        title=None,
-        details=None,
-        date=None,
-        studio_id=None,
-        performer_ids=[],
-        tag_ids=[],
-        group_ids=[],
-    )
+    box.stash.update_scene(cleared.id, **freshly_scanned())
     box.drain(cleared.id)
     expected = expected_items(library, settings, pushed)[cleared.files[0].path]
     assert expected.state == SYNCED
