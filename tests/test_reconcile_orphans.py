@@ -15,7 +15,7 @@ from .test_reconcile import new_scene
 
 def linked(box: Sandbox) -> list[int]:
     with box.store() as store:
-        return sorted(store.reconciliation().links_of_scenes(list(box.library.scenes)))
+        return sorted(store.links_of_scenes(list(box.library.scenes)))
 
 
 def reconcile(box: Sandbox, *, fix: bool = False, progress=None) -> ReconcileReport:

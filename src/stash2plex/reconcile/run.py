@@ -586,7 +586,7 @@ class _Run:
     def _classify_page(self, scenes: list[dict[str, Any]], tree: TagTree | None) -> None:
         ids = [int(scene["id"]) for scene in scenes]
         self.tables.saw_scenes(ids)
-        links = self.tables.links_of_scenes(ids)
+        links = self.store.links_of_scenes(ids)
         jobs = self.tables.jobs_of(ids)
         checks = self.tables.checks({link.rating_key for ls in links.values() for link in ls})
         rules = self.config.path_map
@@ -635,7 +635,7 @@ class _Run:
         scenes): known only once every scene was seen."""
         orphans = self.tables.unseen_linked_scenes()
         if orphans:
-            links = self.tables.links_of_scenes(orphans)
+            links = self.store.links_of_scenes(orphans)
             self.tables.add_findings(
                 _rows(
                     kinds.orphan(scene_id, [link.rating_key for link in links.get(scene_id, [])])
@@ -725,7 +725,7 @@ class _Run:
             to_queue: list[int] = []
             drops: list[tuple[int, int | None]] = []
             relink = [f["scene_id"] for _, f in batch if f["action"] == kinds.RELINK]
-            links = self.tables.links_of_scenes(relink) if relink else {}
+            links = self.store.links_of_scenes(relink) if relink else {}
             for _, finding in batch:
                 scene_id, action = finding["scene_id"], finding["action"]
                 if action == kinds.QUEUE:
@@ -753,7 +753,7 @@ class _Run:
         holds now (the scenes were merged) is handed to that scene first."""
         if not scene_ids:
             return
-        links = self.tables.links_of_scenes(scene_ids)
+        links = self.store.links_of_scenes(scene_ids)
         keys = {link.rating_key for found in links.values() for link in found}
         claimants = self.tables.claimants(keys)
         for found in links.values():

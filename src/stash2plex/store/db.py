@@ -1549,10 +1549,10 @@ class Store:
             found |= {row[0] for row in rows}
         return found
 
-    def links_of_scenes(self, scene_ids: list[int]) -> dict[int, list[Link]]:
-        """The links of each of these scenes (scenes without a link are absent)."""
+    def links_of_scenes(self, scene_ids: Iterable[int]) -> dict[int, list[Link]]:
+        """Each scene's links, the primary first (scenes without a link are absent)."""
         found: dict[int, list[Link]] = {}
-        for chunk in _chunks(scene_ids):
+        for chunk in _chunks(list(scene_ids)):
             rows = self._conn.execute(
                 f"SELECT * FROM links WHERE scene_id IN ({_marks(chunk)}) "
                 "ORDER BY scene_id, position, rating_key",

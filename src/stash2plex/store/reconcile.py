@@ -225,21 +225,6 @@ class ReconcileTables:
                 found.setdefault(row["rating_key"], []).append(_link(row))
         return found
 
-    def links_of_scenes(self, scene_ids: Iterable[int]) -> dict[int, list[Link]]:
-        """Each scene's links, the primary first (scenes without a link are absent)."""
-        from stash2plex.store.db import _link
-
-        found: dict[int, list[Link]] = {}
-        for chunk in _chunks(list(scene_ids)):
-            rows = self._conn.execute(
-                f"SELECT * FROM links WHERE scene_id IN ({_marks(chunk)}) "
-                "ORDER BY scene_id, position, rating_key",
-                chunk,
-            )
-            for row in rows:
-                found.setdefault(row["scene_id"], []).append(_link(row))
-        return found
-
     def jobs_of(self, scene_ids: Iterable[int]) -> dict[int, Job]:
         """The job of each of these scenes (scenes without one are absent)."""
         from stash2plex.store.db import _job
