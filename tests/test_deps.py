@@ -24,8 +24,8 @@ from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name
 
 from stash2plex.engine.worker_lock import worker_running
-from stash2plex.plugin import deps
-from stash2plex.plugin.deps import Dependency, ensure_dependencies
+from stash2plex.plugin import deps, install
+from stash2plex.plugin.install import Dependency, ensure_dependencies
 from stash2plex.plugin.packaging import build_plugin, runtime_requirements
 from stash2plex.plugin.protocol import StashLog
 from stash2plex.sandbox.processes import reap_workers, worker_pids
@@ -137,7 +137,7 @@ def repack_installed(name: str, folder: Path) -> Path:
 def runtime_closure() -> list[str]:
     """The installed distributions the runtime dependencies need, markers evaluated here."""
     seen: dict[str, str] = {}
-    queue = [Requirement(d.requirement).name for d in deps.DEPENDENCIES]
+    queue = [Requirement(d.requirement).name for d in install.DEPENDENCIES]
     while queue:
         name = queue.pop()
         if canonicalize_name(name) in seen:
@@ -206,8 +206,8 @@ def new_log() -> tuple[StashLog, io.StringIO]:
 def test_dependency_table_matches_pyproject_and_pins_lie_in_range():
     requirements = runtime_requirements(REPO / "pyproject.toml")
 
-    assert [d.requirement for d in deps.DEPENDENCIES] == requirements
-    for dependency in deps.DEPENDENCIES:
+    assert [d.requirement for d in install.DEPENDENCIES] == requirements
+    for dependency in install.DEPENDENCIES:
         requirement = Requirement(dependency.requirement)
         assert dependency.pin in SpecifierSet(str(requirement.specifier)), dependency
         # PythonDepManager needs the import name only when it differs (websocket-client).
@@ -229,7 +229,7 @@ def test_pythondepmanager_installs_and_its_folders_are_recorded_for_hooks(plugin
     calls = add_stand_in(plugins_root)
     log, stream = new_log()
 
-    assert not deps.dependencies_present(plugin, [PROBE])
+    assert not deps.dependencies_present(plugin, [PROBE.module])
     assert ensure_dependencies(plugin, log, dependencies=[PROBE]) is None
 
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
@@ -243,7 +243,7 @@ def test_pythondepmanager_installs_and_its_folders_are_recorded_for_hooks(plugin
     # recorded folder, and the worker it starts gets that folder on its PYTHONPATH.
     sys.path.remove(folder)
     sys.modules.pop("s2p_probe")
-    assert deps.dependencies_present(plugin, [PROBE])
+    assert deps.dependencies_present(plugin, [PROBE.module])
     assert "PythonDepManager" in stream.getvalue()
 
 
@@ -260,7 +260,7 @@ def test_pythondepmanager_failure_falls_back_to_pip(plugins_root, wheelhouse, mo
     assert "git is required" in stream.getvalue()
     assert (plugin / "data" / "deps" / "s2p_probe" / "__init__.py").is_file()
     assert importlib.import_module("s2p_probe").SOURCE == "pip"
-    assert deps.dependencies_present(plugin, [PROBE])
+    assert deps.dependencies_present(plugin, [PROBE.module])
     assert not deps.recorded_paths(plugin)
 
 
@@ -289,7 +289,7 @@ def test_pip_failure_names_the_exact_command(plugins_root, wheelhouse, monkeypat
     message = ensure_dependencies(plugin, log, dependencies=[ABSENT])
 
     assert message is not None
-    command = deps.render_command(deps.pip_command(plugin, [ABSENT]))
+    command = install.render_command(install.pip_command(plugin, [ABSENT]))
     assert message.endswith(f"\n{command}")
     assert "s2p_absent" in message
     assert "No matching distribution" in message
@@ -308,7 +308,7 @@ def test_pip_that_hangs_is_stopped_and_reported(plugins_root, tmp_path):
 
     assert message is not None
     assert "did not finish within 0.5 s" in message
-    assert message.endswith(deps.render_command(deps.pip_command(plugin, [ABSENT], str(slow))))
+    assert message.endswith(install.render_command(install.pip_command(plugin, [ABSENT], str(slow))))
 
 
 @posix_only
@@ -326,7 +326,7 @@ def test_a_python_without_pip_gets_a_command_that_works_there(plugins_root, tmp_
     assert message is not None and "Traceback" not in message + stream.getvalue()
     assert f"the Python Stash runs ({python}) has no pip" in message
     command = message.rsplit("\n", 1)[1]
-    pip = deps.render_command(deps.pip_command(plugin, [ABSENT], python))
+    pip = install.render_command(install.pip_command(plugin, [ABSENT], python))
     # First give that Python pip, then the same install: never `python -m pip` alone.
     assert command.endswith(f" && {pip}") and not command.startswith(pip)
     first = command[: -len(f" && {pip}")]

@@ -18,7 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from stash2plex.cli import main as cli_main
-from stash2plex.plugin import deps
+from stash2plex.plugin import install
 from stash2plex.plugin.packaging import (
     DATE_FORMAT,
     BuildError,
@@ -166,7 +166,7 @@ def test_zip_holds_what_users_need_and_nothing_else(build):
         assert info.date_time == (1980, 1, 1, 0, 0, 0)
     pinned = [line for line in requirements.splitlines() if line and not line.startswith("#")]
     assert pinned == runtime_requirements(REPO / "pyproject.toml")
-    assert pinned == [dependency.requirement for dependency in deps.DEPENDENCIES]
+    assert pinned == [dependency.requirement for dependency in install.DEPENDENCIES]
 
 
 def test_zip_holds_the_ui_files_its_manifest_names(build, tmp_path):

@@ -16,8 +16,8 @@ from stash2plex.errors import AuthError, ConfigError, NotConfiguredError
 from stash2plex.settings.config import PLUGIN_ID, Config, build_config, setting_label
 from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
 from stash2plex.store.db import Store
+from stash2plex.store.schema import SERVER_CONNECTION_KEY
 
-SERVER_CONNECTION_KEY = "server_connection"
 API_KEY_KEY = "stash_api_key"
 
 

@@ -4,6 +4,13 @@ The hook path (this module and what it imports at the top) is standard library o
 no network I/O: a Stash hook blocks the user's "Save" until the process exits. It records the
 event in the store, makes sure a worker runs, prints its result and exits. Tasks import the
 rest of the package lazily.
+
+The hook's budget is three bare interpreter starts (issue 12; bench/bench_hook.py), and json
+and sqlite3 alone take two. So the hook path imports none of pathlib (~6 ms on a 2-core
+machine), typing (~5 ms), dataclasses (~12 ms) or the records: paths are strings here, types
+are checked only under TYPE_CHECKING, and a store at the current schema is written by
+`store.recording` with sqlite3 alone. `store.db.Store` is imported only when the store must be
+created, migrated or repaired. tests/test_hook_imports.py keeps it so.
 """
 
 from __future__ import annotations
@@ -11,22 +18,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
-from typing import IO, Any
 
 from stash2plex.engine.worker_lock import ensure_worker
 from stash2plex.errors import HookError, StoreError, StoreLockedError, StoreUnreadableError
 from stash2plex.plugin import deps, protocol
 from stash2plex.plugin.hook_events import HookEvent, parse_hook
-from stash2plex.records import Holds
-from stash2plex.store import spool
-from stash2plex.store.db import (
-    DB_FILENAME,
-    RECONCILE_DUE_KEY,
-    Store,
-    quarantine,
-    reconcile_overdue,
-)
+from stash2plex.store import recording, spool
+from stash2plex.store.schema import DB_FILENAME
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: the import alone costs the hook ~5 ms
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    StrPath = str | os.PathLike[str]
 
 DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
 # A hook waits this long for another process's write lock, then spools the event instead:
@@ -34,36 +38,32 @@ DATA_DIR_ENV = "STASH2PLEX_DATA_DIR"
 HOOK_BUSY_SECONDS = 0.5
 #: `args.mode` of a `runPluginOperation` call from the Plex page (plugin/operations.py).
 OPERATION_MODE = "operation"
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 
-def resolve_data_dir(plugin_dir: str | os.PathLike[str] | None) -> Path:
+def resolve_data_dir(plugin_dir: StrPath | None) -> str:
     """`STASH2PLEX_DATA_DIR` if set, else `<plugin dir>/data` (survives plugin updates)."""
     override = os.environ.get(DATA_DIR_ENV)
     if override:
-        return Path(override)
+        return override
     if not plugin_dir:
         raise StoreError(
             "no data directory: Stash did not pass PluginDir and STASH2PLEX_DATA_DIR is not set"
         )
-    return Path(plugin_dir) / "data"
+    return os.path.join(plugin_dir, "data")
 
 
-def worker_python_path(plugin_dir: Path | None) -> list[str]:
-    """What the worker needs on sys.path: this package and plugin-local dependencies."""
-    paths = [str(PACKAGE_ROOT)]
-    if plugin_dir is not None and (plugin_dir / deps.DEPS_DIRNAME).is_dir():
-        paths.append(str(plugin_dir / deps.DEPS_DIRNAME))
-    if plugin_dir is not None:
-        paths += deps.recorded_paths(plugin_dir)  # folders PythonDepManager installed into
-    return paths
+def worker_python_path(plugin_dir: StrPath | None) -> list[str]:
+    """What the worker needs on sys.path: this package and plugin-local dependencies
+    (`<plugin dir>/data/deps`, the folders PythonDepManager installed into)."""
+    return [PACKAGE_ROOT, *deps.dependency_paths(plugin_dir)]
 
 
 def main(
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
-    entry_dir: Path | None = None,
+    entry_dir: StrPath | None = None,
 ) -> int:
     log = protocol.StashLog(stderr)
     try:
@@ -82,7 +82,7 @@ def main(
                 args["hookContext"],
                 connection,
                 data_dir,
-                Path(plugin_dir) if plugin_dir else None,
+                os.fspath(plugin_dir) if plugin_dir else None,
                 log,
             )
             protocol.write_result(output=output, stream=stdout)
@@ -91,6 +91,12 @@ def main(
         log.error(f"Stash2Plex: {exc}")
         protocol.write_result(error=str(exc), stream=stdout)
         return 1
+    # Operations and tasks: their imports dwarf pathlib's.
+    from pathlib import Path
+
+    from stash2plex.plugin.install import ensure_dependencies
+
+    data_path = Path(data_dir)
     plugin_path = Path(plugin_dir) if plugin_dir else None
     if args.get("mode") == OPERATION_MODE:
         # The Plex page in Stash: answered from the store, without the task path's imports.
@@ -99,30 +105,28 @@ def main(
         return run_operation(
             args,
             connection,
-            data_dir,
+            data_path,
             log=log,
             stdout=stdout,
-            wake_worker=lambda: wake_worker(data_dir, plugin_path),
-            ensure_dependencies=lambda: deps.ensure_dependencies(plugin_path, log),
+            wake_worker=lambda: wake_worker(data_path, plugin_path),
+            ensure_dependencies=lambda: ensure_dependencies(plugin_path, log),
         )
     # Tasks need plexapi & co.: install them on the first task run (never in a hook).
-    problem = deps.ensure_dependencies(plugin_path, log)
+    problem = ensure_dependencies(plugin_path, log)
     if problem is not None:
         log.error(f"Stash2Plex: {problem}")
         protocol.write_result(error=problem, stream=stdout)
         return 1
     from stash2plex.plugin.tasks import run_task  # the task path may import the full dependencies
 
-    return run_task(
-        args, connection, data_dir, Path(plugin_dir) if plugin_dir else None, log=log, stdout=stdout
-    )
+    return run_task(args, connection, data_path, plugin_path, log=log, stdout=stdout)
 
 
 def run_hook(
     hook_context: Any,
     connection: dict[str, Any],
-    data_dir: Path,
-    plugin_dir: Path | None,
+    data_dir: str,
+    plugin_dir: str | None,
     log: protocol.StashLog,
 ) -> str:
     """Record one hook event and make sure a worker will handle it. No network I/O.
@@ -135,8 +139,7 @@ def run_hook(
     if event.action == "ignored":
         return f"{event.trigger} ignored"
     try:
-        holds = _record(event, connection, data_dir, log)
-        note = _hold_note(holds)
+        note = _hold_note(_record(event, connection, data_dir, log))
     except StoreLockedError:
         try:
             spool.append(data_dir, _spool_entry(event, connection))
@@ -160,7 +163,7 @@ def run_hook(
     return message
 
 
-def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
+def wake_worker(data_dir: StrPath, plugin_dir: StrPath | None) -> str | None:
     """Start a detached worker when work is outstanding and no drain holds the lock (a task
     stopped with Stash's Stop button, a killed worker, a Plex page action that queued a scene),
     or when the scheduled reconcile is due (`store.db.RECONCILE_DUE_KEY`).
@@ -168,7 +171,9 @@ def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
     Returns a hint when no worker can run yet (dependencies not installed), else None. Raises
     StoreError only when the store cannot be read.
     """
-    if not (data_dir / DB_FILENAME).exists():
+    from stash2plex.store.db import RECONCILE_DUE_KEY, Store, reconcile_overdue
+
+    if not os.path.exists(os.path.join(data_dir, DB_FILENAME)):
         return None
     with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
         # A scheduled reconcile that is due counts as work: an idle plugin has no worker.
@@ -184,17 +189,34 @@ def wake_worker(data_dir: Path, plugin_dir: Path | None) -> str | None:
 
 
 def _record(
-    event: HookEvent, connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
-) -> Holds:
-    """Record the event; a store found damaged on the way is moved aside and it is recorded
-    in a fresh one."""
+    event: HookEvent, connection: dict[str, Any], data_dir: str, log: protocol.StashLog
+) -> tuple[str, str] | None:
+    """Record the event; returns the pause holding the queue (kind, message), if any.
+
+    With sqlite3 alone when the store is at the current schema; else through `Store`, which
+    creates or migrates it, or moves a damaged one aside and records the event in a fresh one.
+    """
     try:
-        return _record_once(event, connection, data_dir, log)
-    except _Unreadable as damaged:
-        log.error(
-            f"Stash2Plex: {quarantine(data_dir / DB_FILENAME, damaged.problem, damaged.inode)}"
+        pause = recording.record_event(
+            data_dir,
+            event.action,
+            event.object_id,
+            source=event.trigger,
+            entity_kind=event.entity_kind,
+            connection=connection or None,
+            busy_timeout=HOOK_BUSY_SECONDS,
+            now=time.time(),
         )
-        return _record_once(event, connection, data_dir, log)
+    except recording.NeedsStore:
+        from stash2plex.store.db import quarantine
+
+        try:
+            return _record_with_store(event, connection, data_dir, log)
+        except _Unreadable as damaged:
+            path = os.path.join(data_dir, DB_FILENAME)
+            log.error(f"Stash2Plex: {quarantine(path, damaged.problem, damaged.inode)}")
+            return _record_with_store(event, connection, data_dir, log)
+    return (str(pause.get("kind")), str(pause.get("message"))) if pause else None
 
 
 class _Unreadable(Exception):
@@ -206,30 +228,32 @@ class _Unreadable(Exception):
         self.inode = inode
 
 
-def _record_once(
-    event: HookEvent, connection: dict[str, Any], data_dir: Path, log: protocol.StashLog
-) -> Holds:
+def _record_with_store(
+    event: HookEvent, connection: dict[str, Any], data_dir: str, log: protocol.StashLog
+) -> tuple[str, str] | None:
+    from stash2plex.store.db import Store
+
     with Store.open(data_dir, busy_timeout=HOOK_BUSY_SECONDS) as store:
         if store.recovered_from:
             log.error(f"Stash2Plex: {store.recovered_from}")
         try:
-            return store.record_hook(
+            pause = store.record_hook(
                 event.action,
                 event.object_id,
                 source=event.trigger,
                 entity_kind=event.entity_kind,
                 connection=connection or None,
-            )
+            ).pause
         except StoreUnreadableError as exc:
             raise _Unreadable(str(exc), store.inode) from None
+    return (pause.kind, pause.message) if pause else None
 
 
-def _hold_note(holds: Holds) -> str:
+def _hold_note(pause: tuple[str, str] | None) -> str:
     """What the user should know when the queue is held by something only they can fix."""
-    pause = holds.pause
-    if pause is None or pause.kind not in ("not_configured", "disabled", "plex_auth", "config"):
+    if pause is None or pause[0] not in ("not_configured", "disabled", "plex_auth", "config"):
         return ""
-    return f"; it waits: {pause.message}"
+    return f"; it waits: {pause[1]}"
 
 
 def _spool_entry(event: HookEvent, connection: dict[str, Any]) -> dict[str, Any]:

@@ -11,11 +11,16 @@ Stash sends ids as JSON numbers (Go `int`); a well-formed id is a whole number f
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
 
 from stash2plex.errors import HookError
 from stash2plex.numbers import NotANumber, whole_number
-from stash2plex.vocabulary import HookAction
+
+# Not `typing.TYPE_CHECKING`: importing typing costs the hook process ~5 ms (see plugin/entry.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from stash2plex.vocabulary import HookAction
 
 _TRIGGER = re.compile(r"[A-Z][A-Za-z]{1,40}\.[A-Z][A-Za-z]{1,40}\.(Pre|Post)")
 
@@ -28,16 +33,27 @@ _ENTITY_KINDS = {
 }
 
 
-class HookEvent(NamedTuple):
+class HookEvent:
     """One hook: what it asks of the store, its trigger (`Scene.Update.Post`) and object.
 
-    A named tuple rather than a dataclass: the hook path counts every millisecond of import.
+    A plain class rather than a dataclass or a typing.NamedTuple: either import costs the hook
+    process more than the whole of this module.
     """
 
-    action: HookAction
-    trigger: str
-    object_id: int
-    entity_kind: str | None = None
+    __slots__ = ("action", "entity_kind", "object_id", "trigger")
+
+    def __init__(
+        self, action: HookAction, trigger: str, object_id: int, entity_kind: str | None = None
+    ) -> None:
+        self.action = action
+        self.trigger = trigger
+        self.object_id = object_id
+        self.entity_kind = entity_kind
+
+    def __repr__(self) -> str:
+        return (
+            f"HookEvent({self.action!r}, {self.trigger!r}, {self.object_id}, {self.entity_kind!r})"
+        )
 
 
 def parse_id(raw: Any, trigger: str) -> int:

@@ -96,11 +96,11 @@ def runtime_requirements(pyproject: Path) -> list[str]:
 
 
 def render_requirements(requirements: list[str]) -> str:
-    """requirements.txt for the plugin folder, read by `plugin.deps` on the first task."""
+    """requirements.txt for the plugin folder, read by `plugin.install` on the first task."""
     header = (
         "# Runtime dependencies of Stash2Plex, generated from pyproject.toml by\n"
         "# `stash2plex build-plugin`. The first task run installs them into data/deps/ beside\n"
-        "# this file (see stash2plex/plugin/deps.py), never into the system Python.\n"
+        "# this file (see stash2plex/plugin/install.py), never into the system Python.\n"
     )
     return header + "".join(f"{requirement}\n" for requirement in requirements)
 

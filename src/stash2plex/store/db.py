@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from stash2plex.errors import (
     StoreError,
-    StoreFullError,
-    StoreLockedError,
     StoreUnreadableError,
 )
 from stash2plex.paths import basename_key, path_key
@@ -40,7 +38,10 @@ from stash2plex.records import (
     Link,
     ListedItem,
 )
+from stash2plex.store import recording
 from stash2plex.store.holds import PARKED, read_holds, write_holds
+from stash2plex.store.recording import HOOK_ACTIONS, chunks, placeholders, store_error
+from stash2plex.store.schema import DB_FILENAME, MIGRATIONS, SCHEMA_VERSION, SERVER_CONNECTION_KEY
 from stash2plex.vocabulary import WAITING, HookAction
 
 if TYPE_CHECKING:
@@ -48,261 +49,10 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 
-DB_FILENAME = "stash2plex.db"
 BUSY_TIMEOUT_SECONDS = 30.0
 
-# A job says "scene X is dirty": one row per scene, coalescing (see `Store.enqueue`).
-_UPSERT_JOB = """
-    INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
-                      enqueued_at, updated_at)
-    VALUES (?, 'pending', 0, ?, 0, ?, ?, ?)
-    ON CONFLICT(scene_id) DO UPDATE SET
-        generation = jobs.generation + 1,
-        source = excluded.source,
-        updated_at = excluded.updated_at,
-        attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
-        enqueued_at = CASE WHEN jobs.state = 'done'
-                           THEN excluded.enqueued_at ELSE jobs.enqueued_at END,
-        due_at = CASE
-            WHEN jobs.state = 'done' THEN excluded.due_at
-            WHEN jobs.state = 'waiting' AND jobs.reason IN
-                ('not_in_plex', 'ambiguous', 'conflict') THEN excluded.due_at
-            ELSE jobs.due_at END,
-        state = CASE
-            WHEN jobs.state = 'leased' THEN 'leased'
-            WHEN jobs.state = 'waiting' AND jobs.reason IN
-                ('not_in_plex', 'ambiguous', 'conflict') THEN 'pending'
-            WHEN jobs.state = 'waiting' THEN 'waiting'
-            ELSE 'pending' END,
-        reason = CASE
-            WHEN jobs.state IN ('leased', 'pending') THEN jobs.reason
-            WHEN jobs.state = 'waiting' AND jobs.reason NOT IN
-                ('not_in_plex', 'ambiguous', 'conflict') THEN jobs.reason
-            ELSE NULL END
-"""
 
-# The connection a hook or task last passed: the worker reads settings from Stash through it.
-SERVER_CONNECTION_KEY = "server_connection"
 CREATED_AT_KEY = "created_at"
-HOOK_ACTIONS = ("scene_dirty", "scene_deleted", "entity_changed")
-
-# Each migration is applied once, in order; PRAGMA user_version records how many ran.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE kv (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE jobs (
-        scene_id INTEGER PRIMARY KEY,
-        state TEXT NOT NULL,
-        reason TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        due_at REAL NOT NULL,
-        lease_until REAL,
-        lease_owner TEXT,
-        generation INTEGER NOT NULL DEFAULT 0,
-        source TEXT,
-        enqueued_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        last_error TEXT,
-        last_error_class TEXT,
-        detail TEXT
-    );
-    CREATE INDEX jobs_state_due ON jobs (state, due_at);
-    CREATE TABLE entity_changes (
-        kind TEXT NOT NULL,
-        entity_id INTEGER NOT NULL,
-        recorded_at REAL NOT NULL,
-        PRIMARY KEY (kind, entity_id)
-    );
-    CREATE TABLE dead_letters (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        scene_id INTEGER NOT NULL,
-        error_class TEXT NOT NULL,
-        message TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        failed_at REAL NOT NULL
-    );
-    CREATE INDEX dead_letters_failed_at ON dead_letters (failed_at);
-    CREATE INDEX dead_letters_scene ON dead_letters (scene_id);
-    CREATE TABLE links (
-        scene_id INTEGER PRIMARY KEY,
-        rating_key INTEGER NOT NULL,
-        section_id INTEGER NOT NULL,
-        plex_path TEXT NOT NULL,
-        fingerprints TEXT NOT NULL DEFAULT '{}',
-        synced_at REAL NOT NULL
-    );
-    CREATE INDEX links_rating_key ON links (rating_key);
-    CREATE TABLE plex_index (
-        rating_key INTEGER NOT NULL,
-        section_id INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        basename TEXT NOT NULL,
-        size INTEGER,
-        updated_at INTEGER,
-        PRIMARY KEY (rating_key, path)
-    );
-    CREATE INDEX plex_index_path ON plex_index (path);
-    CREATE INDEX plex_index_basename ON plex_index (basename);
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        level TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        message TEXT NOT NULL,
-        data TEXT
-    );
-    CREATE INDEX events_at ON events (at);
-    CREATE TABLE outages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        started_at REAL NOT NULL,
-        ended_at REAL,
-        jobs_affected INTEGER NOT NULL DEFAULT 0
-    );
-    """,
-    # 2: what a link owns in Plex (list values pushed, collections we added), and one row per
-    # indexed Plex item so the index can be refreshed incrementally.
-    """
-    ALTER TABLE links ADD COLUMN owned TEXT NOT NULL DEFAULT '{}';
-    CREATE TABLE plex_items (
-        rating_key INTEGER PRIMARY KEY,
-        section_id INTEGER NOT NULL,
-        collections TEXT NOT NULL DEFAULT '[]'
-    );
-    CREATE INDEX plex_items_section ON plex_items (section_id);
-    """,
-    # 3: Plex -> Stash. Per scene what we last pulled: Plex's resume point (Stash keeps no
-    # time for its own), and the rating both sides showed at the last decision (`rating_known`
-    # says whether `rating_agreed` means "unrated" or "never decided"). And the collection
-    # objects in Plex: whether Stash2Plex created them, and what it last put on them.
-    """
-    CREATE TABLE pull_state (
-        scene_id INTEGER PRIMARY KEY,
-        resume_offset_ms INTEGER,
-        resume_pulled_at REAL,
-        rating_known INTEGER NOT NULL DEFAULT 0,
-        rating_agreed INTEGER,
-        rating_plex_at INTEGER,
-        rating_decided_at REAL
-    );
-    CREATE TABLE plex_collections (
-        section_id INTEGER NOT NULL,
-        title TEXT NOT NULL,
-        ours INTEGER NOT NULL,
-        rating_key INTEGER,
-        fingerprints TEXT NOT NULL DEFAULT '{}',
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (section_id, title)
-    );
-    """,
-    # 4: what a finished job did (synced / unchanged / skipped), for reports of drains that a
-    # detached worker ran; and indexes for the hot paths at 100,000 jobs: claiming due jobs in
-    # order, counting by state and reason, dead letters by class.
-    """
-    ALTER TABLE jobs ADD COLUMN outcome TEXT;
-    CREATE INDEX jobs_due ON jobs (due_at, scene_id) WHERE state IN ('pending', 'waiting');
-    CREATE INDEX jobs_state_reason ON jobs (state, reason);
-    CREATE INDEX dead_letters_class ON dead_letters (error_class);
-    """,
-    # 5: a scene may link to several Plex items (one per file Plex holds apart); the ids of
-    # the performers, studios, tags and groups each scene showed when pushed (Stash cannot list
-    # a deleted one's scenes); deletions waiting to be expanded; index keys that compare paths
-    # in one Unicode form (and Windows paths without case); the tags a listing shows per item.
-    # The index is a cache: it is emptied so the next sync rebuilds it with the keys.
-    """
-    CREATE TABLE links_v5 (
-        scene_id INTEGER NOT NULL,
-        rating_key INTEGER NOT NULL,
-        section_id INTEGER NOT NULL,
-        plex_path TEXT NOT NULL,
-        fingerprints TEXT NOT NULL DEFAULT '{}',
-        synced_at REAL NOT NULL,
-        owned TEXT NOT NULL DEFAULT '{}',
-        position INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (scene_id, rating_key)
-    );
-    INSERT INTO links_v5 (scene_id, rating_key, section_id, plex_path, fingerprints, synced_at,
-                          owned)
-        SELECT scene_id, rating_key, section_id, plex_path, fingerprints, synced_at, owned
-        FROM links;
-    DROP TABLE links;
-    ALTER TABLE links_v5 RENAME TO links;
-    CREATE INDEX links_rating_key ON links (rating_key);
-    CREATE TABLE link_entities (
-        kind TEXT NOT NULL,
-        entity_id INTEGER NOT NULL,
-        scene_id INTEGER NOT NULL,
-        PRIMARY KEY (kind, entity_id, scene_id)
-    );
-    CREATE INDEX link_entities_scene ON link_entities (scene_id);
-    CREATE TABLE entity_deletions (
-        kind TEXT NOT NULL,
-        entity_id INTEGER NOT NULL,
-        recorded_at REAL NOT NULL,
-        PRIMARY KEY (kind, entity_id)
-    );
-    DROP INDEX plex_index_path;
-    DROP INDEX plex_index_basename;
-    ALTER TABLE plex_index ADD COLUMN path_key TEXT NOT NULL DEFAULT '';
-    ALTER TABLE plex_index ADD COLUMN basename_key TEXT NOT NULL DEFAULT '';
-    CREATE INDEX plex_index_path_key ON plex_index (path_key);
-    CREATE INDEX plex_index_basename_key ON plex_index (basename_key);
-    ALTER TABLE plex_items ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
-    DELETE FROM plex_index;
-    DELETE FROM plex_items;
-    DELETE FROM kv WHERE key IN ('plex_index_refreshed_at', 'plex_index_full_at', 'plex_sections');
-    """,
-    # 6: reconciliation. Each run with its report (retention bounded, see
-    # store/reconcile.py); what each linked Plex item looked like when a run last verified it
-    # (its `updatedAt`, what the listing showed of our fields, what we had pushed, the drift
-    # found), so the next run reads only items that changed; and which outages were
-    # reconciled after they ended (those that ended before this version: none, '{}').
-    """
-    CREATE TABLE reconcile_runs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        started_at REAL NOT NULL,
-        finished_at REAL,
-        trigger TEXT NOT NULL,
-        fix INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL,
-        results TEXT NOT NULL DEFAULT '{}',
-        report TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX reconcile_runs_started ON reconcile_runs (started_at);
-    CREATE TABLE plex_checks (
-        rating_key INTEGER PRIMARY KEY,
-        updated_at INTEGER,
-        listing TEXT NOT NULL,
-        pushed TEXT NOT NULL,
-        drift TEXT NOT NULL DEFAULT '[]',
-        settled INTEGER NOT NULL DEFAULT 1,
-        checked_at REAL NOT NULL
-    );
-    ALTER TABLE outages ADD COLUMN reconciled TEXT;
-    UPDATE outages SET reconciled = '{}' WHERE ended_at IS NOT NULL;
-    """,
-    # 7: linked scenes whose performers, studios, tags and groups are not recorded yet (links
-    # made before version 5): the worker reads them from Stash in the background, so that a
-    # deletion in Stash finds them without waiting for each scene's next sync.
-    """
-    CREATE TABLE entity_backfill (scene_id INTEGER PRIMARY KEY);
-    INSERT OR IGNORE INTO entity_backfill (scene_id)
-        SELECT DISTINCT scene_id FROM links
-        WHERE scene_id NOT IN (SELECT scene_id FROM link_entities);
-    """,
-    # 8: a rating decided for Stash is recorded before Stash is written (so the hook of that
-    # write finds it and causes no echo), marked as not yet written with the rating Stash
-    # showed then: a run stopped between the two leaves the mark, and the next run that
-    # meets the scene writes Stash then, instead of taking Stash's old rating for a change.
-    """
-    ALTER TABLE pull_state ADD COLUMN rating_stash_pending INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE pull_state ADD COLUMN rating_stash_before INTEGER;
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 _OPEN_PATHS: dict[str, int] = {}  # store files this process has open, with a count
@@ -496,12 +246,7 @@ class Store:
             self._put(conn, key, value)
 
     def _put(self, conn: sqlite3.Connection, key: str, value: Any) -> None:
-        conn.execute(
-            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            (key, json.dumps(value), self.clock()),
-        )
+        recording.put_value(conn, key, value, self.clock())
 
     def get_value(self, key: str, default: Any = None) -> Any:
         """A stored JSON value, or `default` when absent or unreadable."""
@@ -545,11 +290,9 @@ class Store:
 
     def _nudge(self, conn: sqlite3.Connection) -> None:
         now = self.clock()
-        old = read_holds(conn)
-        pause = old.pause
-        if pause is not None and pause.next_check_at > now:
-            pause = replace(pause, next_check_at=now)
-        write_holds(conn, old, replace(old, pause=pause, nudged_at=now), now)
+        if recording.nudge(conn, now) is None:  # absent or unreadable: written whole
+            old = read_holds(conn)
+            write_holds(conn, old, replace(old, nudged_at=now), now)
 
     # ----------------------------------------------------------------- hooks
     def record_hook(
@@ -567,39 +310,8 @@ class Store:
             if connection:
                 self._put(conn, SERVER_CONNECTION_KEY, connection)
             self._nudge(conn)
-            self._record_action(conn, action, object_id, source, entity_kind)
+            recording.record_action(conn, action, object_id, source, entity_kind, self.clock())
             return read_holds(conn)
-
-    def _record_action(
-        self,
-        conn: sqlite3.Connection,
-        action: HookAction,
-        object_id: int,
-        source: str,
-        entity_kind: str | None,
-    ) -> None:
-        if action == "scene_dirty":
-            self._upsert_jobs(conn, [object_id], source, self.clock())
-        elif action == "scene_deleted":
-            conn.execute("DELETE FROM jobs WHERE scene_id = ?", (object_id,))
-            conn.execute("DELETE FROM links WHERE scene_id = ?", (object_id,))
-            conn.execute("DELETE FROM link_entities WHERE scene_id = ?", (object_id,))
-            conn.execute("DELETE FROM entity_backfill WHERE scene_id = ?", (object_id,))
-            conn.execute("DELETE FROM dead_letters WHERE scene_id = ?", (object_id,))
-        elif action == "entity_changed":
-            conn.execute(
-                "INSERT INTO entity_changes (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
-                (entity_kind or "", int(object_id), self.clock()),
-            )
-        elif action == "entity_deleted":
-            # Stash can no longer list the scenes that showed it: the worker expands it from
-            # our own records (`link_entities`).
-            conn.execute(
-                "INSERT INTO entity_deletions (kind, entity_id, recorded_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(kind, entity_id) DO UPDATE SET recorded_at = excluded.recorded_at",
-                (entity_kind or "", int(object_id), self.clock()),
-            )
 
     def merge_spool(self, entries: Iterable[dict[str, Any]]) -> int:
         """Record hook events that were spooled while the store was busy (one transaction).
@@ -619,7 +331,9 @@ class Store:
                     continue
                 if isinstance(entry.get("connection"), dict):
                     self._put(conn, SERVER_CONNECTION_KEY, entry["connection"])
-                self._record_action(conn, action, object_id, source, entry.get("entity_kind"))
+                recording.record_action(
+                    conn, action, object_id, source, entry.get("entity_kind"), self.clock()
+                )
                 recorded += 1
             if recorded:
                 self._nudge(conn)
@@ -640,29 +354,12 @@ class Store:
         """
         with self.transaction() as conn:
             self._nudge(conn)
-            return self._upsert_jobs(conn, list(scene_ids), source, self.clock())
-
-    @staticmethod
-    def _upsert_jobs(
-        conn: sqlite3.Connection, scene_ids: list[int], source: str, now: float
-    ) -> int:
-        ids = list(dict.fromkeys(int(scene_id) for scene_id in scene_ids))
-        new = 0
-        for chunk in _chunks(ids):
-            marks = _marks(chunk)
-            outstanding = conn.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE state != 'done' AND scene_id IN ({marks})",
-                chunk,
-            ).fetchone()[0]
-            new += len(chunk) - int(outstanding)
-            conn.execute(f"DELETE FROM dead_letters WHERE scene_id IN ({marks})", chunk)
-        conn.executemany(_UPSERT_JOB, [(scene_id, now, source, now, now) for scene_id in ids])
-        return new
+            return recording.upsert_jobs(conn, list(scene_ids), source, self.clock())
 
     def record_entity_change(self, kind: str, entity_id: int) -> None:
         """Remember that a performer/studio/tag/group changed; the worker expands it."""
         with self.transaction() as conn:
-            self._record_action(conn, "entity_changed", entity_id, "", kind)
+            recording.record_action(conn, "entity_changed", entity_id, "", kind, self.clock())
 
     def entity_changes(self) -> list[tuple[str, int, float]]:
         """Performer/studio/tag/group changes not yet expanded into scene jobs."""
@@ -680,7 +377,7 @@ class Store:
         while we were asking Stash for the scenes is expanded once more.
         """
         with self.transaction() as conn:
-            self._upsert_jobs(conn, scene_ids, f"{kind} {entity_id} changed", self.clock())
+            recording.upsert_jobs(conn, scene_ids, f"{kind} {entity_id} changed", self.clock())
             conn.execute(
                 "DELETE FROM entity_changes WHERE kind = ? AND entity_id = ? AND recorded_at = ?",
                 (kind, entity_id, recorded_at),
@@ -689,7 +386,7 @@ class Store:
     def forget_scene(self, scene_id: int) -> None:
         """A scene was deleted in Stash: drop its job, its link and its dead letters."""
         with self.transaction() as conn:
-            self._record_action(conn, "scene_deleted", scene_id, "", None)
+            recording.record_action(conn, "scene_deleted", scene_id, "", None, self.clock())
 
     def take_ownership(self, owner: str) -> int:
         """The worker lock was just taken by `owner`: only the lock holder drains, so every
@@ -963,13 +660,14 @@ class Store:
             scene_ids = sorted(
                 {
                     row[0]
-                    for chunk in _chunks(ids)
+                    for chunk in chunks(ids)
                     for row in conn.execute(
-                        f"SELECT scene_id FROM dead_letters WHERE id IN ({_marks(chunk)})", chunk
+                        f"SELECT scene_id FROM dead_letters WHERE id IN ({placeholders(chunk)})",
+                        chunk,
                     )
                 }
             )
-            self._upsert_jobs(conn, scene_ids, source, self.clock())
+            recording.upsert_jobs(conn, scene_ids, source, self.clock())
         return scene_ids
 
     # ----------------------------------------------------------------- outages
@@ -1130,7 +828,7 @@ class Store:
         with self.transaction() as conn:
             for scene_id, found in entities.items():
                 self._save_entities(conn, scene_id, found)
-            self._upsert_jobs(conn, queued, source, self.clock())
+            recording.upsert_jobs(conn, queued, source, self.clock())
             conn.executemany(
                 "DELETE FROM entity_backfill WHERE scene_id = ?",
                 [(i,) for i in [*queued, *done]],
@@ -1148,7 +846,7 @@ class Store:
     def record_entity_deletion(self, kind: str, entity_id: int) -> None:
         """Remember that a performer/studio/tag/group was deleted; the worker expands it."""
         with self.transaction() as conn:
-            self._record_action(conn, "entity_deleted", entity_id, "", kind)
+            recording.record_action(conn, "entity_deleted", entity_id, "", kind, self.clock())
 
     def entity_deletions(self) -> list[tuple[str, int, float]]:
         """Deletions not yet expanded into scene jobs, oldest first."""
@@ -1173,7 +871,7 @@ class Store:
                         (kind, entity_id),
                     )
                 ]
-                self._upsert_jobs(conn, scene_ids, f"{kind} {entity_id} deleted", self.clock())
+                recording.upsert_jobs(conn, scene_ids, f"{kind} {entity_id} deleted", self.clock())
                 conn.execute(
                     "DELETE FROM link_entities WHERE kind = ? AND entity_id = ?",
                     (kind, entity_id),
@@ -1323,14 +1021,14 @@ class Store:
         are known) as a file of one of these items: a link made by name may have its exact
         path among them. Sorted scene ids."""
         found: set[int] = set()
-        for chunk in _chunks(list(rating_keys)):
+        for chunk in chunks(list(rating_keys)):
             rows = self._conn.execute(
                 "SELECT DISTINCT l.scene_id FROM plex_index n "
                 "JOIN plex_index o ON o.basename_key = n.basename_key "
                 "AND o.rating_key != n.rating_key "
                 "AND (o.size IS NULL OR n.size IS NULL OR o.size = n.size) "
                 "JOIN links l ON l.rating_key = o.rating_key "
-                f"WHERE n.rating_key IN ({_marks(chunk)})",
+                f"WHERE n.rating_key IN ({placeholders(chunk)})",
                 chunk,
             )
             found.update(row[0] for row in rows)
@@ -1540,10 +1238,10 @@ class Store:
     def written_since(self, rating_keys: list[int], since: float) -> set[int]:
         """Of these Plex items, those Stash2Plex synced or rated at `since` (epoch s) or later."""
         found: set[int] = set()
-        for chunk in _chunks(rating_keys):
+        for chunk in chunks(rating_keys):
             rows = self._conn.execute(
-                f"SELECT DISTINCT rating_key FROM links WHERE rating_key IN ({_marks(chunk)}) "
-                "AND synced_at >= ?",
+                "SELECT DISTINCT rating_key FROM links "
+                f"WHERE rating_key IN ({placeholders(chunk)}) AND synced_at >= ?",
                 [*chunk, since],
             )
             found |= {row[0] for row in rows}
@@ -1552,9 +1250,9 @@ class Store:
     def links_of_scenes(self, scene_ids: Iterable[int]) -> dict[int, list[Link]]:
         """Each scene's links, the primary first (scenes without a link are absent)."""
         found: dict[int, list[Link]] = {}
-        for chunk in _chunks(list(scene_ids)):
+        for chunk in chunks(list(scene_ids)):
             rows = self._conn.execute(
-                f"SELECT * FROM links WHERE scene_id IN ({_marks(chunk)}) "
+                f"SELECT * FROM links WHERE scene_id IN ({placeholders(chunk)}) "
                 "ORDER BY scene_id, position, rating_key",
                 chunk,
             )
@@ -1649,10 +1347,10 @@ class Store:
         """Forget that a field was pushed to these scenes' items in one library, so their next
         sync writes it again."""
         with self.transaction() as conn:
-            for chunk in _chunks(scene_ids):
+            for chunk in chunks(scene_ids):
                 rows = conn.execute(
                     f"SELECT scene_id, rating_key, fingerprints FROM links WHERE section_id = ? "
-                    f"AND scene_id IN ({_marks(chunk)})",
+                    f"AND scene_id IN ({placeholders(chunk)})",
                     [section_id, *chunk],
                 ).fetchall()
                 for scene_id, rating_key, fingerprints in rows:
@@ -1727,16 +1425,6 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
-def _marks(values: list[Any]) -> str:
-    return ",".join("?" * len(values))
-
-
-def _chunks(values: list[int], size: int = 500) -> Iterator[list[int]]:
-    """SQLite limits the number of bound parameters; large id lists go in chunks."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -1774,12 +1462,13 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-def quarantine(path: Path, problem: str, inode: int | None = None) -> str:
+def quarantine(store_path: str | os.PathLike[str], problem: str, inode: int | None = None) -> str:
     """Move an unreadable store (and its WAL files) aside; returns the message for people.
 
     `inode`: the file found unreadable; if another process already moved it aside and created
     a fresh store, the fresh one is left alone.
     """
+    path = Path(store_path)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.unreadable-{stamp}")
     with _file_lock(path.parent / "store.init.lock"):
@@ -1804,31 +1493,3 @@ def _nearly_full(folder: Path) -> bool:
         return stats.f_bavail * stats.f_frsize < 1024 * 1024
     except (OSError, AttributeError):  # AttributeError: Windows has no statvfs
         return False
-
-
-def store_error(exc: BaseException, path: Path) -> StoreError:
-    """Translate sqlite3's (and the file system's) errors into messages people can act on."""
-    text = str(exc).lower()
-    if (isinstance(exc, OSError) and exc.errno == 28) or "disk is full" in text:
-        return StoreFullError(
-            f"the disk holding {path.parent} is full: free some space; saved scenes are "
-            "recorded again when Stash next fires a hook or you run 'Sync All Scenes'"
-        )
-    if "locked" in text or "busy" in text:
-        return StoreLockedError(
-            f"the store {path} is locked by another process (a backup, a database browser, a "
-            "stuck Stash2Plex process?); close it and try again"
-        )
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return StoreUnreadableError(f"it is damaged ({exc})")
-    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
-        return StoreError(
-            f"the store {path} cannot be written: check that the data directory is writable "
-            "by the user Stash runs as, or set STASH2PLEX_DATA_DIR"
-        )
-    if "unable to open" in text:
-        return StoreError(
-            f"cannot open the store {path}: check that the data directory exists and is "
-            "writable, or set STASH2PLEX_DATA_DIR"
-        )
-    return StoreError(f"the store {path} failed: {exc}")

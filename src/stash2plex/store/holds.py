@@ -11,8 +11,8 @@ import sqlite3
 from dataclasses import asdict, replace
 
 from stash2plex.records import BreakerState, Holds, Pause
+from stash2plex.store.schema import HOLDS_KEY
 
-HOLDS_KEY = "holds"
 # A parked job waits for a hold to lift, not for a time: its due time is far in the future.
 PARKED = 1e18
 OUTAGES_KEPT = 500
