@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from stash2plex.engine.worker import Worker
+from stash2plex.engine.worker import BATCH_SIZE, Worker
+from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 
 from .conftest import wait_until
 from .sandbox import sandbox
@@ -55,3 +56,39 @@ def test_two_edits_of_one_scene_reach_plex_in_order(tmp_path):
         assert titles == [f"First {target.id}", "Second"]
         assert box.item(target).title == "Second"
         assert box.plex.max_in_flight > 1, "the scenes were not written concurrently"
+
+
+def test_unchanged_scenes_sync_on_the_worker_thread_until_plex_is_written_again(
+    tmp_path, monkeypatch
+):
+    """Threads help only while scenes wait on Plex: an unchanged re-sync runs on the worker's
+    own thread after its first batch, and a batch that writes to Plex widens the next one."""
+    with sandbox(tmp_path, scenes=180, seed=5) as box:
+        box.drain()
+        synced_on: dict[int, str] = {}
+        original = SceneSyncer.sync
+
+        def noting_thread(self, scene_id, scene=UNFETCHED):
+            synced_on[scene_id] = threading.current_thread().name
+            return original(self, scene_id, scene)
+
+        monkeypatch.setattr(SceneSyncer, "sync", noting_thread)
+        ids = sorted(box.library.scenes)
+        third_batch = ids[2 * BATCH_SIZE : 3 * BATCH_SIZE]
+        edited = [i for i in third_batch if box.library.scenes[i].files][:10]
+        for scene_id in edited:
+            box.stash.update_scene(scene_id, title=f"Edited {scene_id}")
+        requests_before = len(box.plex.log.entries)
+
+        box.drain(*ids)  # one worker: batches of BATCH_SIZE in scene id order
+
+        def threads(batch: list[int]) -> set[str]:
+            return {"pool" if synced_on[i].startswith("sync") else synced_on[i] for i in batch}
+
+        assert threads(ids[:BATCH_SIZE]) == {"pool"}  # a fresh worker starts wide
+        assert threads(ids[BATCH_SIZE : 2 * BATCH_SIZE]) == {"MainThread"}  # it sent Plex nothing
+        assert threads(third_batch) == {"MainThread"}
+        assert threads(ids[3 * BATCH_SIZE :]) == {"pool"}  # the third batch wrote to Plex
+        titles = {box.item(box.library.scenes[i]).title for i in edited}
+        assert titles == {f"Edited {i}" for i in edited}
+        assert len(box.plex.log.entries) > requests_before

@@ -308,7 +308,8 @@ def test_pip_that_hangs_is_stopped_and_reported(plugins_root, tmp_path):
 
     assert message is not None
     assert "did not finish within 0.5 s" in message
-    assert message.endswith(install.render_command(install.pip_command(plugin, [ABSENT], str(slow))))
+    command = install.pip_command(plugin, [ABSENT], str(slow))
+    assert message.endswith(install.render_command(command))
 
 
 @posix_only

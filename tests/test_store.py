@@ -229,13 +229,13 @@ def test_index_lookup_by_path_and_basename(store):
     assert [e.rating_key for e in store.index_by_path("/plex/a/x.mp4")] == [10]
     assert sorted(e.rating_key for e in store.index_by_basename("x.mp4")) == [10, 11]
     assert [e.rating_key for e in store.index_by_path("/plex/b/x2.mp4")] == [11]
-    assert store.listed_collections(10) == ["Coll"]
+    assert store.listed(10)[0] == ["Coll"]
     assert store.indexed_rating_keys(1) == {10, 11}
     store.add_to_index([ListedItem(12, 1, (("/plex/c/y.mp4", 7),))])
     assert store.indexed_rating_keys(1) == {10, 11, 12}
     store.replace_index(1, [[ListedItem(12, 1, (("/plex/c/y.mp4", 7),))]])
     assert store.index_by_basename("x.mp4") == []
-    assert store.listed_collections(10) is None
+    assert store.listed(10) is None
 
 
 def test_link_keeps_fingerprints_and_what_it_owns(store):
@@ -355,8 +355,8 @@ def test_listed_tags_and_item_files_come_from_the_listing(store):
         1,
         [[ListedItem(5, 1, (("/a.mp4", 1), ("/b.mp4", 2)), ("C",), ("Drama",), ("X", "Y", "Z"))]],
     )
-    assert store.listed_tags(5) == {"genre": ["Drama"], "actor": ["X", "Y", "Z"]}
-    assert store.listed_tags(6) is None
+    assert store.listed(5)[1] == {"genre": ["Drama"], "actor": ["X", "Y", "Z"]}
+    assert store.listed(6) is None
     assert store.item_files(5) == [("/a.mp4", 1), ("/b.mp4", 2)]
     assert store.multi_part_items() == [5]
 

@@ -159,6 +159,8 @@ class Worker:
         # The sync threads (plex_max_concurrency), each with its own store connection.
         self._executor: futures.ThreadPoolExecutor | None = None
         self._executor_width = 0
+        # The last batch sent Plex nothing and failed nowhere (see `_drain_batch`).
+        self._last_batch_local = False
         self._local = threading.local()
         self._thread_stores: list[Store] = []
         self._thread_stores_lock = threading.Lock()
@@ -364,18 +366,35 @@ class Worker:
         """Sync a claimed batch: its scenes read from Stash in one request, up to
         `plex_max_concurrency` scenes at once, each result routed and applied here, in this
         thread, one transaction each. A decision that stops the drain lets the scenes in
-        flight finish and gives the rest back."""
+        flight finish and gives the rest back.
+
+        Threads help while scenes wait on Plex. When the last batch sent Plex no request and
+        nothing failed (an unchanged re-sync), this one runs on the worker's own thread: such
+        scenes only read the store, and threads then contend for the GIL and the store's locks
+        (3,000 unchanged scenes: 3.4 s on 4 threads, 2.1 s on one). A batch that talks to Plex
+        widens the next one again."""
+        requests_before = context.plex.request_count
         scenes = self._prefetch(context, jobs)
         self._syncer(context).read_ahead(scenes.values())
         width = max(1, context.config.plex_max_concurrency)
-        if holds.breaker.trial:
-            width = 1  # right after a probe closed the breaker, one scene tries first
+        if holds.breaker.trial or self._last_batch_local:
+            width = 1  # after a probe closed the breaker, one scene tries first
         pool = self._pool(width) if width > 1 else None
         queued = list(jobs)
         running: dict[futures.Future[_Attempt], Job] = {}
-        handled, stopping = 0, False
+        handled, stopping, failed = 0, False, False
+
+        def local() -> bool:  # so far no request to Plex and no failure
+            return not failed and context.plex.request_count == requests_before
+
         while queued or running:
-            if not queued and not stopping and pool is not None and handled < REFILL_LIMIT:
+            if (
+                not queued
+                and not stopping
+                and pool is not None
+                and handled < REFILL_LIMIT
+                and not local()  # else the next batch runs on this thread
+            ):
                 # Keep every thread busy across batches instead of waiting for the slowest
                 # scene of this one (the outer loop runs its housekeeping every few hundred).
                 more = self.store.claim_due(self.owner, BATCH_SIZE)
@@ -389,6 +408,7 @@ class Worker:
                 scene = scenes.get(job.scene_id, UNFETCHED)
                 if pool is None:
                     attempt = self._attempt(context, job, scene, self._syncer(context))
+                    failed = failed or isinstance(attempt.result, errors.SyncError)
                     holds, stopping = self._finish(context, attempt, holds, report, progress)
                     handled += 1
                 else:
@@ -399,11 +419,14 @@ class Worker:
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
             for future in finished:
                 running.pop(future)
-                holds, stop = self._finish(context, future.result(), holds, report, progress)
+                attempt = future.result()
+                failed = failed or isinstance(attempt.result, errors.SyncError)
+                holds, stop = self._finish(context, attempt, holds, report, progress)
                 stopping = stopping or stop
                 handled += 1
         if queued:
             self.store.release(queued)
+        self._last_batch_local = handled > 0 and local()
         return handled
 
     def _prefetch(self, context: Context, jobs: list[Job]) -> dict[int, Any]:

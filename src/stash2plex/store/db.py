@@ -235,6 +235,11 @@ class Store:
                 raise store_error(exc, self.path) from None
             raise
 
+    def rows_written(self) -> int:
+        """How many rows this store's connection has inserted, updated or deleted since it was
+        opened: unchanged across a stretch of code, nothing was written through this store."""
+        return self._conn.total_changes
+
     def data_version(self) -> int:
         """A number that changes whenever another connection commits (cheap wake-up check)."""
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -784,13 +789,13 @@ class Store:
         """Replace the performer/studio/tag/group ids recorded for a scene's last push (no
         write when they are the same)."""
         wanted = {(kind, int(i)) for kind, ids in entities.items() for i in ids}
-        recorded = self._conn.execute(
-            "SELECT kind, entity_id FROM link_entities WHERE scene_id = ?", (scene_id,)
+        rows = self._conn.execute(  # one statement: every unchanged scene asks this
+            "SELECT kind, entity_id FROM link_entities WHERE scene_id = ? "
+            "UNION ALL SELECT NULL, NULL FROM entity_backfill WHERE scene_id = ?",
+            (scene_id, scene_id),
         ).fetchall()
-        pending_backfill = self._conn.execute(
-            "SELECT 1 FROM entity_backfill WHERE scene_id = ?", (scene_id,)
-        ).fetchone()
-        if {(row[0], row[1]) for row in recorded} == wanted and pending_backfill is None:
+        recorded = {(row[0], row[1]) for row in rows}
+        if recorded == wanted:  # a pending backfill row, (None, None), is never wanted
             return
         with self.transaction() as conn:
             self._save_entities(conn, scene_id, entities)
@@ -969,20 +974,13 @@ class Store:
         ).fetchall()
         return {row[0] for row in rows}
 
-    def listed_collections(self, rating_key: int) -> list[str] | None:
-        """The collection tags the listing showed for an item (None if not indexed)."""
+    def listed(self, rating_key: int) -> tuple[list[str], dict[str, list[str]]] | None:
+        """What the listing showed for an item: its collection tags, and its genre and actor
+        tags by family (listings truncate those); None if not indexed."""
         row = self._conn.execute(
-            "SELECT collections FROM plex_items WHERE rating_key = ?", (rating_key,)
+            "SELECT collections, tags FROM plex_items WHERE rating_key = ?", (rating_key,)
         ).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def listed_tags(self, rating_key: int) -> dict[str, list[str]] | None:
-        """The genre and actor tags the listing showed for an item (listings truncate them;
-        None if not indexed)."""
-        row = self._conn.execute(
-            "SELECT tags FROM plex_items WHERE rating_key = ?", (rating_key,)
-        ).fetchone()
-        return json.loads(row[0] or "{}") if row else None
+        return (json.loads(row[0]), json.loads(row[1] or "{}")) if row else None
 
     def item_files(self, rating_key: int) -> list[tuple[str, int | None]]:
         """The files (parts) the index holds for one item, as Plex spells their paths."""

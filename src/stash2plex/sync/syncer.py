@@ -117,6 +117,7 @@ class SyncPlan:
     current: PlexItem | None = None
     left_alone: bool = False  # the scene has no metadata of its own: nothing is pushed
     position: int = 0  # 0: the scene's primary item
+    recorded: Link | None = None  # the scene's link to this item as the plan found it
 
     @property
     def writes_fields(self) -> bool:
@@ -495,13 +496,20 @@ class SceneSyncer:
         if not files:
             return SyncOutcome(NO_FILE)
         tree = self.tag_tree(scene)
-        before = _collections_of(self.store.links(scene_id))
+        # The scene's links, read once: an unchanged scene writes no row, so they stand for the
+        # whole sync; after any write of this sync they are read again.
+        links = self.store.links(scene_id)
+        writes_before = self.store.rows_written()
+        before = _collections_of(links)
         written: list[str] = []
         for attempt in range(2):
             art = CollectionArt(self.store, self.stash, self.plex, self.config)
-            results = self._push(scene, self.resolve(scene), tree, art, retry=True)
+            matches = self.resolve(scene, links)
+            if self.store.rows_written() != writes_before:  # e.g. a merged scene's item handed over
+                links = self.store.links(scene_id)
+            results = self._push(scene, matches, tree, art, links, retry=True)
             kept = {plan.match.rating_key for plan, _ in results}
-            for link in self.store.links(scene_id):
+            for link in links:  # the links saved by this push are all kept
                 if link.rating_key not in kept:  # the scene no longer has a file in that item
                     self.store.drop_link(scene_id, link.rating_key)
             self.store.save_scene_entities(scene_id, scene_entities(scene, tree))
@@ -515,12 +523,15 @@ class SceneSyncer:
             # One of our collections was deleted in Plex: this scene tags its items again
             # now (which makes the collection anew), the collection's other scenes next.
             self._collections_deleted(scene_id, art.vanished)
-        after = _collections_of(self.store.links(scene_id))
+            links = self.store.links(scene_id)
+        if self.store.rows_written() != writes_before:
+            links = self.store.links(scene_id)
+        after = _collections_of(links)
         for section_id, titles in sorted(before.items()):
             left = sorted(titles - after.get(section_id, set()))
             if left:
                 written += art.drop_emptied(section_id, left)
-        written += self._decide_rating(scene)
+        written += self._decide_rating(scene, links)
         preserved = list(dict.fromkeys(key for plan, _ in results for key in plan.preserved))
         if written:
             status = SYNCED
@@ -537,13 +548,14 @@ class SceneSyncer:
         matches: list[Match],
         tree: TagTree | None,
         art: CollectionArt,
+        links: list[Link] | None,
         *,
         retry: bool,
     ) -> list[tuple[SyncPlan, list[str]]]:
         results = []
         for position, match in enumerate(matches):
             try:
-                plan = self.plan(scene, match, tree=tree, position=position)
+                plan = self.plan(scene, match, tree=tree, position=position, links=links)
                 if not plan.left_alone:
                     art.note_wanted(plan.match.section_id, scene)
                 written = self.apply(plan)
@@ -554,7 +566,7 @@ class SceneSyncer:
                 self.store.drop_link(int(scene["id"]), match.rating_key)
                 self.store.drop_from_index(match.rating_key)
                 self.index.refresh(force=True, full=True)
-                return self._push(scene, self.resolve(scene), tree, art, retry=False)
+                return self._push(scene, self.resolve(scene), tree, art, None, retry=False)
             results.append((plan, written))
         return results
 
@@ -578,15 +590,14 @@ class SceneSyncer:
                 "Stash2Plex making collections)",
             )
 
-    def _decide_rating(self, scene: dict[str, Any]) -> list[str]:
+    def _decide_rating(self, scene: dict[str, Any], links: list[Link]) -> list[str]:
         """Ratings both ways: decide the scene's rating with its items' when Stash's is not
         what every item showed at the last decision (first contact, or changed in Stash), or
-        when forced. Returns "rating" when a Plex item was rated, "rating to Stash" when
-        Plex's rating went to Stash."""
+        when forced. `links`: the scene's links as they are now. Returns "rating" when a Plex
+        item was rated, "rating to Stash" when Plex's rating went to Stash."""
         if not self.config.sync_rating_both_ways:
             return []
         scene_id = int(scene["id"])
-        links = self.store.links(scene_id)
         value = scene.get("rating100")
         value = value if isinstance(value, int) else None
         want = ratings.recorded(value)
@@ -638,9 +649,10 @@ class SceneSyncer:
         ahead = self.items_ahead.take(rating_key) if self.items_ahead else None
         return ahead or self.plex.item_detail(rating_key)
 
-    def resolve(self, scene: dict[str, Any]) -> list[Match]:
+    def resolve(self, scene: dict[str, Any], links: list[Link] | None = None) -> list[Match]:
         """The Plex items this scene is pushed to, checked for conflicts. Reads only (and
-        drops links of scenes that no longer exist).
+        drops links of scenes that no longer exist). `links`: the scene's links, if already
+        read.
 
         Raises ConfigError (unusable library setting), NotInPlexError, AmbiguousMatchError,
         or ConflictError when an item also holds another scene's file.
@@ -648,9 +660,9 @@ class SceneSyncer:
         self.index.sections()
         scene_id = int(scene["id"])
         files = scene.get("files") or []
-        matches = self.index.match(
-            files, self.store.links(scene_id), self._taken_by_others(scene_id), scene_id
-        )
+        if links is None:
+            links = self.store.links(scene_id)
+        matches = self.index.match(files, links, self._taken_by_others(scene_id), scene_id)
         for match in matches:
             self._check_claims(scene, match)
         return matches
@@ -769,12 +781,14 @@ class SceneSyncer:
         *,
         tree: TagTree | None = None,
         position: int = 0,
+        links: list[Link] | None = None,
     ) -> SyncPlan:
-        """What syncing this scene to this item would change. Reads only."""
+        """What syncing this scene to this item would change. Reads only. `links`: the scene's
+        links, if already read."""
         scene_id = int(scene["id"])
-        link = next(
-            (lk for lk in self.store.links(scene_id) if lk.rating_key == match.rating_key), None
-        )
+        if links is None:
+            links = self.store.links(scene_id)
+        link = next((lk for lk in links if lk.rating_key == match.rating_key), None)
         pushed = dict(link.fingerprints) if link else {}
         owned = dict(link.owned) if link else {}
         desired = desired_item(scene, self.config, tree)
@@ -791,14 +805,13 @@ class SceneSyncer:
         ):
             # Freshly scanned, nothing of its own yet: a Plex agent's metadata is better than
             # an empty push, and nothing gets locked. Pushed once it has metadata.
-            return self._left_alone(scene_id, match, desired, pushed, position)
+            return self._left_alone(scene_id, match, desired, pushed, position, link)
         changes = changed_fields(desired, {} if self.force else pushed)
         if both_ways:
             # Both ways, the rating is one decision per scene (`sync.ratings`), not a push.
             changes = [key for key in changes if key != ratings.KEY]
 
-        listed = self.store.listed_collections(match.rating_key) or []
-        listed_tags = self.store.listed_tags(match.rating_key) or {}
+        listed, listed_tags = self.store.listed(match.rating_key) or ([], {})
         ours = set(owned.get("collection", []))
         collections_unknown = "collection" in changes and (
             # After our first push the user may have added collections in Plex at any time,
@@ -903,6 +916,7 @@ class SceneSyncer:
             current,
             False,
             position,
+            link,
         )
 
     def _left_alone(
@@ -912,6 +926,7 @@ class SceneSyncer:
         desired: DesiredItem,
         pushed: dict[str, str],
         position: int,
+        link: Link | None,
     ) -> SyncPlan:
         """The plan of a scene without metadata of its own: no field, list or image; only
         the rating, which is the user's and follows its own setting."""
@@ -923,7 +938,7 @@ class SceneSyncer:
                 changes.append(ratings.KEY)
             prints[ratings.KEY] = want
         return SyncPlan(
-            scene_id, match, desired, changes, {}, {}, [], prints, {}, None, True, position
+            scene_id, match, desired, changes, {}, {}, [], prints, {}, None, True, position, link
         )
 
     # ------------------------------------------------------------------ writing
@@ -941,16 +956,7 @@ class SceneSyncer:
             if ratings.KEY in plan.changes:
                 self.plex.rate(match.rating_key, plan.desired.rating)
                 left_written.append(ratings.KEY)
-            self.store.save_link(
-                plan.scene_id,
-                match.rating_key,
-                match.section_id,
-                match.plex_path,
-                plan.fingerprints,
-                {},
-                plan.position,
-                wrote=bool(left_written),
-            )
+            self._record(plan, {}, wrote=bool(left_written))
             return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
@@ -970,17 +976,32 @@ class SceneSyncer:
                 self.plex.upload_image(match.rating_key, kind, image.data)
                 plan.fingerprints[kind] = image.sha1
                 written.append(kind)
+        self._record(plan, plan.owned, wrote=bool(written))
+        return written
+
+    def _record(self, plan: SyncPlan, owned: dict[str, Any], *, wrote: bool) -> None:
+        """Record the link as applied; nothing when nothing was written to Plex and the link
+        the plan found is exactly this (an unchanged scene writes no row)."""
+        match, link = plan.match, plan.recorded
+        if not wrote and link is not None:
+            recorded = (link.section_id, link.plex_path, link.fingerprints, link.owned)
+            if link.position == plan.position and recorded == (
+                match.section_id,
+                match.plex_path,
+                plan.fingerprints,
+                owned,
+            ):
+                return
         self.store.save_link(
             plan.scene_id,
             match.rating_key,
             match.section_id,
             match.plex_path,
             plan.fingerprints,
-            plan.owned,
+            owned,
             plan.position,
-            wrote=bool(written),
+            wrote=wrote,
         )
-        return written
 
     # ------------------------------------------------------------------ helpers
     def _edited_in_plex(
