@@ -81,6 +81,17 @@ class _Attempt:
     preserved: tuple[str, ...] = ()
 
 
+@dataclass
+class _Batch:
+    """Claimed jobs and their scenes being read from Stash (see `Worker._prefetch`)."""
+
+    jobs: list[Job]
+    reading: futures.Future[dict[int, Any]]
+
+    def scenes(self) -> dict[int, Any]:
+        return self.reading.result()
+
+
 class WorkerBusyError(RuntimeError):
     """Another worker holds the lock and drains the queue."""
 
@@ -158,6 +169,8 @@ class Worker:
         self._owning = False
         # The sync threads (plex_max_concurrency), each with its own store connection.
         self._executor: futures.ThreadPoolExecutor | None = None
+        # Reads the next batch's scenes from Stash while a batch syncs (see `_read_batch`).
+        self._reader: futures.ThreadPoolExecutor | None = None
         self._executor_width = 0
         # The last batch sent Plex nothing and failed nowhere (see `_drain_batch`).
         self._last_batch_local = False
@@ -371,8 +384,8 @@ class Worker:
         Threads help while scenes wait on Plex. When the last batch sent Plex no request and
         nothing failed (an unchanged re-sync), this one runs on the worker's own thread: such
         scenes only read the store, and threads then contend for the GIL and the store's locks
-        (3,000 unchanged scenes: 3.4 s on 4 threads, 2.1 s on one). A batch that talks to Plex
-        widens the next one again."""
+        (3,000 unchanged scenes: 3.4 s on 4 threads, 2.1 s on one); the next batch's scenes are
+        read from Stash meanwhile. A batch that talks to Plex widens the next one again."""
         requests_before = context.plex.request_count
         scenes = self._prefetch(context, jobs)
         self._syncer(context).read_ahead(scenes.values())
@@ -382,26 +395,32 @@ class Worker:
         pool = self._pool(width) if width > 1 else None
         queued = list(jobs)
         running: dict[futures.Future[_Attempt], Job] = {}
-        handled, stopping, failed = 0, False, False
+        handled, stopping, failed, exhausted = 0, False, False, False
+        lookahead: _Batch | None = None  # on this thread: the next batch, read meanwhile
 
         def local() -> bool:  # so far no request to Plex and no failure
             return not failed and context.plex.request_count == requests_before
 
-        while queued or running:
-            if (
-                not queued
-                and not stopping
-                and pool is not None
+        while True:
+            # More batches of the same kind (a batch that talks to Plex goes on in the pool,
+            # one that does not on this thread), up to REFILL_LIMIT scenes: the outer loop
+            # runs its housekeeping every few hundred.
+            refill = (
+                not (stopping or exhausted or self._stop.is_set())
                 and handled < REFILL_LIMIT
-                and not local()  # else the next batch runs on this thread
-            ):
-                # Keep every thread busy across batches instead of waiting for the slowest
-                # scene of this one (the outer loop runs its housekeeping every few hundred).
-                more = self.store.claim_due(self.owner, BATCH_SIZE)
-                ahead = self._prefetch(context, more)
-                self._syncer(context).read_ahead(ahead.values())
-                scenes.update(ahead)
-                queued.extend(more)
+                and local() == (pool is None)
+            )
+            if not queued and refill:
+                batch, lookahead = lookahead or self._read_batch(context), None
+                if batch is None:
+                    exhausted = True
+                else:
+                    ahead = batch.scenes()
+                    self._syncer(context).read_ahead(ahead.values())
+                    scenes.update(ahead)
+                    queued.extend(batch.jobs)
+            elif pool is None and refill and lookahead is None:
+                lookahead = self._read_batch(context)  # read from Stash while this one syncs
             while queued and not stopping and len(running) < width and not self._stop.is_set():
                 job = queued.pop(0)
                 self._pace(holds)
@@ -414,20 +433,32 @@ class Worker:
                 else:
                     future = pool.submit(self._attempt_in_thread, context, job, scene)
                     running[future] = job
-            if not running:
-                break
-            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                attempt = future.result()
-                failed = failed or isinstance(attempt.result, errors.SyncError)
-                holds, stop = self._finish(context, attempt, holds, report, progress)
-                stopping = stopping or stop
-                handled += 1
-        if queued:
-            self.store.release(queued)
+            if running:
+                finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for future in finished:
+                    running.pop(future)
+                    attempt = future.result()
+                    failed = failed or isinstance(attempt.result, errors.SyncError)
+                    holds, stop = self._finish(context, attempt, holds, report, progress)
+                    stopping = stopping or stop
+                    handled += 1
+            elif queued or not refill:
+                break  # done, or stopped with jobs left (given back below)
+        unsynced = queued + (lookahead.jobs if lookahead else [])
+        if unsynced:
+            self.store.release(unsynced)
         self._last_batch_local = handled > 0 and local()
         return handled
+
+    def _read_batch(self, context: Context) -> _Batch | None:
+        """Claim the next batch and start reading its scenes from Stash on the reader thread;
+        None when nothing is due."""
+        jobs = self.store.claim_due(self.owner, BATCH_SIZE)
+        if not jobs:
+            return None
+        if self._reader is None:
+            self._reader = futures.ThreadPoolExecutor(1, thread_name_prefix="stash-read")
+        return _Batch(jobs, self._reader.submit(self._prefetch, context, jobs))
 
     def _prefetch(self, context: Context, jobs: list[Job]) -> dict[int, Any]:
         """The batch's scenes in one Stash request (a failure leaves each job to read its own
@@ -556,6 +587,9 @@ class Worker:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+            self._reader = None
         with self._thread_stores_lock:
             for store in self._thread_stores:
                 store.close()
