@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +45,7 @@ from stash2plex.store.db import Store  # noqa: E402
 WALL_BUDGET_MS = 150.0
 MEMORY_BUDGET_MB = 30.0
 LARGE_MEMORY_BUDGET_MB = 25.0
+TIMES_BARE_BUDGET = 3.0
 
 
 def install_plugin(root: Path) -> Path:
@@ -119,17 +121,45 @@ def fill_store(data: Path, rows: int) -> None:
     connection.close()
 
 
-def bare_python(runs: int) -> list[float]:
-    walls = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-        walls.append((time.perf_counter() - started) * 1000)
-    return walls
+def bare_python() -> float:
+    """One bare `python -c pass` of this interpreter, in ms."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return (time.perf_counter() - started) * 1000
 
 
-def measure(runs: int, *, worker_running: bool, rows: int = 0) -> tuple[list[float], list[float]]:
-    walls, memories = [], []
+@dataclass
+class Case:
+    label: str
+    worker_running: bool
+    rows: int
+    memory_budget_mb: float
+    times_bare: float | None  # the ×-bare-Python budget, for the case the issue sets it on
+
+
+@dataclass
+class Measured:
+    walls: list[float]
+    bares: list[float]  # a bare interpreter start right before each hook run
+    memories: list[float]
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    @property
+    def bare(self) -> float:
+        return statistics.median(self.bares)
+
+    @property
+    def memory(self) -> float:
+        return statistics.median(self.memories)
+
+
+def measure(runs: int, case: Case) -> Measured:
+    """Hook runs of one case, each right after a bare interpreter start: the machine's load
+    then weighs on both alike, so their ratio holds on a busy machine."""
+    measured = Measured([], [], [])
     with tempfile.TemporaryDirectory(prefix="s2p-bench-") as tmp:
         root = Path(tmp)
         plugin = install_plugin(root)
@@ -137,25 +167,42 @@ def measure(runs: int, *, worker_running: bool, rows: int = 0) -> tuple[list[flo
         cwd.mkdir()
         data = plugin / "data"
         data.mkdir()
-        if rows:
+        if case.rows:
             # In a process of its own: a fork of this process, grown by the filling, would
             # count in the hooks' peak memory (the kernel keeps the high mark across exec).
-            subprocess.run([sys.executable, __file__, "--fill", str(data), str(rows)], check=True)
+            subprocess.run(
+                [sys.executable, __file__, "--fill", str(data), str(case.rows)], check=True
+            )
         holder = None
-        if worker_running:
+        if case.worker_running:
             holder = open_lock_file(data)
             assert try_lock(holder)
         run_hook(plugin, 1, cwd)  # warm the store's schema and the OS file cache
         for number in range(runs):
-            wall, memory = run_hook(plugin, rows + 1000 + number, cwd)
-            walls.append(wall)
-            memories.append(memory)
-            if not worker_running:
+            measured.bares.append(bare_python())
+            wall, memory = run_hook(plugin, case.rows + 1000 + number, cwd)
+            measured.walls.append(wall)
+            measured.memories.append(memory)
+            if not case.worker_running:
                 reap_workers(data, grace=0)
         if holder is not None:
             os.close(holder)
         reap_workers(data, grace=0)
-    return walls, memories
+    return measured
+
+
+def verdict(case: Case, measured: Measured) -> tuple[bool, str]:
+    """Whether the case meets its budget, and the budget in words (what missed it, if so)."""
+    checks = [
+        (measured.wall < WALL_BUDGET_MS, f"< {WALL_BUDGET_MS:.0f} ms"),
+        (measured.memory < case.memory_budget_mb, f"< {case.memory_budget_mb:.0f} MB"),
+    ]
+    if case.times_bare is not None:
+        ratio = measured.wall / measured.bare
+        checks.append((ratio <= case.times_bare, f"≤ {case.times_bare:g}× bare Python"))
+    missed = [text for met, text in checks if not met]
+    budget = ", ".join(text for _, text in checks)
+    return not missed, budget if not missed else f"{budget}; missed: {', '.join(missed)}"
 
 
 def main() -> int:
@@ -166,38 +213,46 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=25)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "hook.md")
     args = parser.parse_args()
+    cases = (
+        Case("worker running", True, 0, MEMORY_BUDGET_MB, None),
+        Case("starts the worker", False, 0, MEMORY_BUDGET_MB, None),
+        Case(
+            "100,000 rows in the store, worker running",
+            True,
+            100_000,
+            LARGE_MEMORY_BUDGET_MB,
+            TIMES_BARE_BUDGET,
+        ),
+    )
     rows = []
     ok = True
-    bare = statistics.median(bare_python(args.runs))
-    cases = (
-        ("worker running", True, 0, MEMORY_BUDGET_MB),
-        ("starts the worker", False, 0, MEMORY_BUDGET_MB),
-        ("100,000 rows in the store, worker running", True, 100_000, LARGE_MEMORY_BUDGET_MB),
-    )
-    for label, running, store_rows, memory_budget in cases:
-        walls, memories = measure(args.runs, worker_running=running, rows=store_rows)
-        wall, memory = statistics.median(walls), statistics.median(memories)
-        passed = wall < WALL_BUDGET_MS and memory < memory_budget
-        if store_rows:
-            passed &= wall <= 3 * bare
-        ok &= passed
+    for case in cases:
+        measured = measure(args.runs, case)
+        met, budget = verdict(case, measured)
+        ok &= met
         rows.append(
-            f"| {label} | {wall:.1f} | {max(walls):.1f} | {wall / bare:.1f}× | {memory:.1f} | "
-            f"{'yes' if passed else 'NO'} |"
+            f"| {case.label} | {measured.wall:.1f} | {max(measured.walls):.1f} | "
+            f"{measured.bare:.1f} | {measured.wall / measured.bare:.1f}× | "
+            f"{measured.memory:.1f} | {budget} | {'yes' if met else 'NO'} |"
         )
     report = [
         "# Hook process: wall time and peak memory",
         "",
         f"Command: `{command_line('bench_hook.py').strip()}`  ",
         f"Machine: {machine()}, {args.runs} runs per case (median).  ",
-        f"Budget: under {WALL_BUDGET_MS:.0f} ms and under {MEMORY_BUDGET_MB:.0f} MB; with "
-        f"100,000 rows in the store, at most 3× a bare `python -c pass` ({bare:.1f} ms here) "
-        f"and under {LARGE_MEMORY_BUDGET_MB:.0f} MB.",
+        f"Budget: every hook under {WALL_BUDGET_MS:.0f} ms and {MEMORY_BUDGET_MB:.0f} MB; with "
+        f"100,000 rows in the store, at most {TIMES_BARE_BUDGET:g}× a bare `python -c pass` of "
+        f"the same interpreter and under {LARGE_MEMORY_BUDGET_MB:.0f} MB. Each hook run follows "
+        "a bare start, so the ratio compares runs made under the same load.",
         "",
-        "| case | median wall ms | max wall ms | × bare Python | median peak RSS MB | "
-        "within budget |",
-        "|---|---|---|---|---|---|",
+        "| case | median wall ms | max wall ms | bare Python ms | × bare | median peak RSS MB | "
+        "budget | met |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "A hook on a store at the current schema imports json, os and sqlite3 and the few "
+        "modules of the hook path (tests/test_hook_imports.py); starting the worker adds "
+        "`subprocess` and a fork.",
         "",
     ]
     write_report(args.out, report)
