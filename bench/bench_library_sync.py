@@ -148,6 +148,48 @@ def phase(data_dir: Path, connection: dict, plex_url: str, wire: Wire, emulators
     }
 
 
+# The three requests a scene with a cover needs: one edit and two image uploads (Plex has no
+# call that sets the poster and the background at once).
+PER_SCENE_ROUTES = (
+    "PUT /library/sections/{id}/all",
+    "POST /library/metadata/{id}/posters",
+    "POST /library/metadata/{id}/arts",
+)
+
+
+def _met(value: float, op: str, target: float) -> bool:
+    return value <= target if op == "≤" else value >= target
+
+
+def why_missed(missed: list[str], first: dict[str, Any]) -> list[str]:
+    """The reasons of the targets missed, from what this run measured (issue 12 asks for a
+    missed target to be reported with its reason)."""
+    lines = []
+    synced = max(1, first["synced"])
+    if "first sync Plex requests/scene" in missed:
+        per_scene = sum(first["routes"].get(route, 0) for route in PER_SCENE_ROUTES)
+        fixed = first["requests"] - per_scene
+        lines.append(
+            f"- Plex requests per scene: {per_scene / synced:.2f} go to the scenes' items and "
+            f"our collections (an edit, a poster and a background per scene with a cover; Plex "
+            f"has no call that sets both images), {fixed / synced:.2f} are fixed costs that do "
+            f"not grow with the scenes ({fixed} requests: the connection, library sections and "
+            "listings, collection lookups, items read once when the index was older than its "
+            "freshness window)."
+        )
+    if "worker CPU per scene, first sync (ms)" in missed:
+        http = (first["requests"] + first["images_per_scene"] * synced) / synced
+        lines.append(
+            f"- Worker CPU per scene: a first sync sends {http:.1f} HTTP requests per scene "
+            "(Plex writes and cover downloads). Through requests, urllib3 and http.client each "
+            "costs about 0.7-1 ms of CPU on this machine (a profile shows request preparation, "
+            "the per-byte URL encoding of the edit's query string, header parsing, and GIL "
+            "hand-offs between the sync threads); the sync's own work is about 1 ms. Three "
+            "milliseconds would take a hand-written HTTP client in place of the well-kept one."
+        )
+    return ["Why targets are missed:", "", *lines, ""] if lines else []
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=2000)
@@ -217,10 +259,11 @@ def main() -> int:
     ok = linked == matchable and dead == 0 and first["unknown"] == again["unknown"] == 0
     rows = []
     for name, (value, op, target) in checks.items():
-        met = value <= target if op == "≤" else value >= target
+        met = _met(value, op, target)
         ok &= met
         rows.append(f"| {name} | {value:.3f} | {op} {target:g} | {'yes' if met else 'NO'} |")
     routes = sorted(set(first["routes"]) | set(again["routes"]))
+    missed = [name for name, (value, op, target) in checks.items() if not _met(value, op, target)]
     report = [
         "# Library sync: throughput, requests, CPU, memory",
         "",
@@ -263,6 +306,7 @@ def main() -> int:
         "|---|---|---|",
         *(f"| `{r}` | {first['routes'].get(r, 0)} | {again['routes'].get(r, 0)} |" for r in routes),
         "",
+        *why_missed(missed, first),
     ]
     write_report(args.out, report)
     return 0 if ok else 1
