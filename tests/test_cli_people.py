@@ -180,6 +180,21 @@ def test_preview_of_a_scene_stash_does_not_have_exits_2(box, cli):
     assert "Stash has no scene 99999" in result.output
 
 
+def test_sync_of_a_scene_stash_does_not_have_exits_2_and_queues_nothing(box, cli):
+    known = matchable(box)[0].id
+    result = cli("sync", str(known), "99999", expect=2)
+    assert "Stash has no scene 99999: nothing was queued" in result.output
+    with box.store() as store:
+        assert store.job(known) is None
+
+
+def test_queue_status_exits_1_while_scenes_wait(box, cli):
+    cli("queue", "status")  # nothing queued, nothing waiting
+    _wait(box, matchable(box)[0].id, "not_in_plex", paths=["/plex/x.mp4"])
+    result = cli("queue", "status", "--json", expect=1)
+    assert json.loads(result.stdout)["waiting"] == {"not_in_plex": 1}
+
+
 def test_preview_and_dry_run_compare_with_plex_as_it_is(box, cli):
     scene = next(s for s in matchable(box) if s.title)
     # A fresh data dir, Plex already showing Stash's title: not a change.

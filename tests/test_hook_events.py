@@ -61,6 +61,7 @@ def test_whole_number_ids_are_taken(raw, expected):
         ({"type": "nonsense", "id": 1}, "not a Stash hook trigger"),
         ({"type": "Scene.Upd\ufffdte.Post", "id": 1}, "not a Stash hook trigger"),
         ({"type": 5, "id": 1}, "not a Stash hook trigger"),
+        ({"id": 7}, "hookContext.type is missing"),
         ({"type": "Scene.Update.Post", "id": "x"}, "is not an id"),
         ({"type": "Scene.Update.Post", "id": 3.7}, "not a whole number"),
         ({"type": "Scene.Update.Post", "id": True}, "is not an id"),

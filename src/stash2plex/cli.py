@@ -50,6 +50,13 @@ class Stash2PlexGroup(click.Group):
             where = f" ({exc.filename})" if exc.filename else ""
             _die(f"{exc.strerror or exc}{where}", EXIT_ATTENTION)
         except KeyboardInterrupt:
+            if ctx.invoked_subcommand == "sync":
+                _die(
+                    "interrupted: the scenes already queued go on syncing in the background "
+                    "worker ('stash2plex queue status' shows them, 'stash2plex queue clear' "
+                    "drops them)",
+                    130,
+                )
             _die("interrupted", 130)
 
 
@@ -638,7 +645,7 @@ def sync_command(
     """Queue scenes (or --all, or those Stash changed --since) and drain the queue with a
     progress bar."""
     from stash2plex.engine.worker import FORCE_SOURCE
-    from stash2plex.operations.queue import queue_all_scenes
+    from stash2plex.operations.queue import queue_all_scenes, take_over_drain
 
     chosen = [all_scenes, bool(scene_ids), since is not None, recent]
     if sum(chosen) != 1:
@@ -654,11 +661,21 @@ def sync_command(
         _sync_recent(cli, "last" if recent else str(since))
         return
     queued_at = time.time()  # the plugin's worker may finish these scenes before we follow it
+    take_over_drain(cli.data_dir)  # first: a worker given other settings must not sync these
     with cli.store() as store:
         context = cli.context(store)
         if all_scenes:
             queued = queue_all_scenes(store, context.stash, force=force)
         else:
+            scenes = context.stash.find_scenes_by_ids(list(scene_ids))
+            unknown = [str(scene_id) for scene_id, scene in scenes.items() if scene is None]
+            if unknown:
+                _die(
+                    f"Stash has no scene {', '.join(unknown)}: nothing was queued (check the id "
+                    "in the scene's address in Stash; a scene deleted in Stash leaves Plex with "
+                    "its Destroy hook or the next reconcile)",
+                    EXIT_CONFIG,
+                )
             store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli")
             queued = len(scene_ids)
     if not cli.as_json:
@@ -670,10 +687,12 @@ def _sync_recent(cli: Cli, since: str) -> None:
     """`sync --since/--recent`: queue what Stash changed since then and drain it, judged on
     those scenes alone (`operations.recent`); nothing changed is a success."""
     from stash2plex.errors import PermanentError
+    from stash2plex.operations.queue import take_over_drain
     from stash2plex.operations.recent import plex_verdict, recent_verdict
     from stash2plex.reconcile.recent import parse_since, queue_recent
 
     queued_at = time.time()
+    take_over_drain(cli.data_dir)
     with cli.store() as store:
         try:
             start = parse_since(since, store.clock())
@@ -983,6 +1002,9 @@ def queue_status(cli: Cli) -> None:
         )
 
     cli.show(status, render)
+    attention = status["waiting"] or status["dead_letters"] or status["paused"]
+    if attention or status["breaker"] != "closed":
+        sys.exit(EXIT_ATTENTION)  # the README's exit codes: scenes wait, or Plex is down
 
 
 @queue_group.command("list")

@@ -82,6 +82,22 @@ WORKER_START_SECONDS = 15.0
 FOLLOW_POLL_SECONDS = 0.5
 
 
+def take_over_drain(
+    data_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """A running worker given other settings than this process's hands the queue over (see
+    `engine.handover`). Called before a command queues scenes, so that worker cannot sync them
+    with its settings first, and again before the drain."""
+    kept = request_handover(
+        data_dir, load_local_settings(data_dir).fingerprint(), clock=clock, sleep=sleep
+    )
+    if kept:
+        log.warning(kept)
+
+
 def process_queue(
     data_dir: Path,
     *,
@@ -104,11 +120,7 @@ def process_queue(
     """
     started = clock() if since is None else since
     if start_worker is not None:  # the drain must run with this process's settings
-        kept = request_handover(
-            data_dir, load_local_settings(data_dir).fingerprint(), clock=clock, sleep=sleep
-        )
-        if kept:
-            log.warning(kept)
+        take_over_drain(data_dir, clock=clock, sleep=sleep)
     with Store.open(data_dir, clock=clock) as store:
         store.nudge()  # a fixed setting should lift a pause right away
         total = max(1, store.due_now())

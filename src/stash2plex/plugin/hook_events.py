@@ -71,6 +71,8 @@ def parse_hook(hook_context: Any) -> HookEvent:
     if not isinstance(hook_context, dict):
         raise HookError("hookContext must be an object with `type` and `id`")
     trigger = hook_context.get("type")
+    if trigger is None:
+        raise HookError("hookContext.type is missing: Stash names the hook there")
     if not isinstance(trigger, str) or not _TRIGGER.fullmatch(trigger):
         shown = trigger if isinstance(trigger, str) else type(trigger).__name__
         raise HookError(f"hookContext.type {str(shown)[:60]!r} is not a Stash hook trigger")

@@ -235,7 +235,9 @@ def store_error(exc: BaseException, path: str | os.PathLike[str]) -> StoreError:
     if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
         return StoreError(
             f"the store {os.fspath(path)} cannot be written: check that the data directory is "
-            "writable by the user Stash runs as, or set STASH2PLEX_DATA_DIR"
+            "writable by the user Stash runs as, or set STASH2PLEX_DATA_DIR. Scenes saved "
+            "meanwhile are not recorded: once it is writable, run the task 'Sync Recent Scenes' "
+            "(or `stash2plex sync --recent`)"
         )
     if "unable to open" in text:
         return StoreError(
