@@ -162,8 +162,7 @@ def _met(value: float, op: str, target: float) -> bool:
 
 
 def why_missed(missed: list[str], first: dict[str, Any]) -> list[str]:
-    """The reasons of the targets missed, from what this run measured (issue 12 asks for a
-    missed target to be reported with its reason)."""
+    """The reasons of the targets missed, from what this run measured."""
     lines = []
     synced = max(1, first["synced"])
     if "first sync Plex requests/scene" in missed:

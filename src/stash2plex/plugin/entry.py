@@ -5,7 +5,7 @@ no network I/O: a Stash hook blocks the user's "Save" until the process exits. I
 event in the store, makes sure a worker runs, prints its result and exits. Tasks import the
 rest of the package lazily.
 
-The hook's budget is three bare interpreter starts (issue 12; bench/bench_hook.py), and json
+The hook's budget is three bare interpreter starts (bench/bench_hook.py), and json
 and sqlite3 alone take two. So the hook path imports none of pathlib (~6 ms on a 2-core
 machine), typing (~5 ms), dataclasses (~12 ms) or the records: paths are strings here, types
 are checked only under TYPE_CHECKING, and a store at the current schema is written by
