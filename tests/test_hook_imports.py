@@ -15,13 +15,13 @@ import re
 import sqlite3
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 import pytest
 
 from stash2plex.engine.worker_lock import open_lock_file, try_lock
-from stash2plex.records import Pause
+from stash2plex.records import BreakerState, Holds, Pause
 from stash2plex.store import recording, spool
 from stash2plex.store.db import DB_FILENAME, Store
 from stash2plex.store.schema import MIGRATIONS
@@ -194,3 +194,48 @@ def test_a_spooled_deletion_of_a_performer_is_merged(tmp_path):
         assert [row[:2] for row in store.entity_deletions()] == [("performer", 7)]
     spool.discard(files)
     assert not spool.pending(tmp_path)
+
+
+def test_the_lean_fields_of_the_holds_are_the_records_fields():
+    assert {f.name for f in fields(Holds)} == recording.HOLDS_FIELDS
+    assert {f.name for f in fields(BreakerState)} == recording.BREAKER_FIELDS
+    assert {f.name for f in fields(Pause)} == recording.PAUSE_FIELDS
+    required = {f.name for f in fields(Pause) if f.default is MISSING}
+    assert required == recording.PAUSE_REQUIRED
+
+
+PAUSE = {"kind": "config", "message": "Plex has no library named 'Old'", "since": 1.0}
+
+
+@pytest.mark.parametrize(
+    "holds",
+    [
+        {"breaker": {}, "pause": {**PAUSE, "next_check_at": 9e9, "added_later": 1}},
+        {"breaker": {}, "pause": {"kind": "config", "message": "m", "next_check_at": 9e9}},
+        {"breaker": {"state": "open", "failures": [[1.0, "x"]]}, "pause": None},
+        {"breaker": {"state": "open", "new_field": 1}, "pause": None},
+        {"breaker": {"state": "sideways"}, "pause": None},
+        {"breaker": {}, "pause": {**PAUSE, "next_check_at": "soon"}},
+        {"breaker": {}, "pause": None, "nudged_at": "x"},
+    ],
+)
+def test_holds_the_worker_cannot_read_are_rewritten_as_it_reads_them(tmp_path, holds):
+    """A hook never keeps holds `store.holds` reads otherwise (left by a newer version, or
+    damaged): the store rewrites them as the worker reads them, so no stale pause lingers."""
+    with Store.open(tmp_path) as store:
+        store.put_value("holds", holds)
+    with pytest.raises(recording.NeedsStore):
+        recording.record_event(
+            tmp_path, "scene_dirty", 1, source="x", entity_kind=None, connection=None,
+            busy_timeout=0.5, now=5.0,
+        )  # fmt: skip
+
+    with Store.open(tmp_path, clock=lambda: 5.0) as store:
+        read = store.holds()
+        store.record_hook("scene_dirty", 1, source="x")
+        assert store.holds() == replace(
+            read,
+            pause=None if read.pause is None else replace(read.pause, next_check_at=5.0),
+            nudged_at=5.0,
+        )
+        assert store.job(1).state == "pending"

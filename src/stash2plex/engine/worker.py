@@ -385,13 +385,15 @@ class Worker:
         nothing failed (an unchanged re-sync), this one runs on the worker's own thread: such
         scenes only read the store, and threads then contend for the GIL and the store's locks
         (3,000 unchanged scenes: 3.4 s on 4 threads, 2.1 s on one); the next batch's scenes are
-        read from Stash meanwhile. A batch that talks to Plex widens the next one again."""
+        read from Stash meanwhile. The first scene that talks to Plex (or fails) widens the
+        rest of the batch to the pool again."""
         requests_before = context.plex.request_count
         scenes = self._prefetch(context, jobs)
         self._syncer(context).read_ahead(scenes.values())
-        width = max(1, context.config.plex_max_concurrency)
-        if holds.breaker.trial or self._last_batch_local:
-            width = 1  # after a probe closed the breaker, one scene tries first
+        wide = max(1, context.config.plex_max_concurrency)
+        # After a probe closed the breaker, one scene tries first (the ramp widens later).
+        narrow_while_local = self._last_batch_local and not holds.breaker.trial
+        width = 1 if holds.breaker.trial or narrow_while_local else wide
         pool = self._pool(width) if width > 1 else None
         queued = list(jobs)
         running: dict[futures.Future[_Attempt], Job] = {}
@@ -430,6 +432,8 @@ class Worker:
                     failed = failed or isinstance(attempt.result, errors.SyncError)
                     holds, stopping = self._finish(context, attempt, holds, report, progress)
                     handled += 1
+                    if narrow_while_local and wide > 1 and not local():
+                        width, pool = wide, self._pool(wide)  # this scene talked to Plex
                 else:
                     future = pool.submit(self._attempt_in_thread, context, job, scene)
                     running[future] = job

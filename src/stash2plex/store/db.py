@@ -295,9 +295,15 @@ class Store:
 
     def _nudge(self, conn: sqlite3.Connection) -> None:
         now = self.clock()
-        if recording.nudge(conn, now) is None:  # absent or unreadable: written whole
-            old = read_holds(conn)
-            write_holds(conn, old, replace(old, nudged_at=now), now)
+        if recording.nudge(conn, now) is not None:
+            return
+        # Absent, or not as the lean nudge can vouch for: read as records and written whole.
+        old = read_holds(conn)
+        pause = old.pause
+        due = pause.next_check_at if pause is not None else None
+        if pause is not None and (not isinstance(due, int | float) or due > now):
+            pause = replace(pause, next_check_at=now)  # a check due now (unreadable: now too)
+        write_holds(conn, old, replace(old, pause=pause, nudged_at=now), now)
 
     # ----------------------------------------------------------------- hooks
     def record_hook(

@@ -33,6 +33,18 @@ if TYPE_CHECKING:
 
     from stash2plex.vocabulary import HookAction
 
+# The fields of the stored holds (`records.Holds`, `BreakerState`, `Pause`; a test keeps these
+# equal): holds with any other field are left to `store.holds`, which reads them as none.
+HOLDS_FIELDS = frozenset({"breaker", "pause", "ramp_started_at", "nudged_at"})
+BREAKER_FIELDS = frozenset(
+    {"state", "opened_at", "probes", "next_probe_at", "failures", "trial", "reason"}
+)
+BREAKER_STATES = ("closed", "open", "half_open")
+PAUSE_FIELDS = frozenset(
+    {"kind", "message", "since", "next_check_at", "checks", "setting", "source"}
+)
+PAUSE_REQUIRED = frozenset({"kind", "message", "since", "next_check_at"})
+
 #: What a hook can ask of the store (`plugin.hook_events`); spooled events are checked against it.
 HOOK_ACTIONS = ("scene_dirty", "scene_deleted", "entity_changed", "entity_deleted")
 #: Waits that a new save may settle at once, so a saved scene waiting for one is due now.
@@ -182,28 +194,52 @@ def nudge(conn: sqlite3.Connection, now: float) -> dict[str, Any] | None:
 
     Works on the stored JSON (`store.holds.holds_to_json`: sorted keys, default separators), so
     the text written is the one `Store` would write. Returns the holds as stored, or None when
-    they are absent or unreadable (then nothing is written: the caller rewrites them whole).
+    they are absent or not as `store.holds` reads them (then nothing is written: the caller
+    rewrites them whole).
     """
     row = conn.execute("SELECT value FROM kv WHERE key = ?", (HOLDS_KEY,)).fetchone()
     try:
         holds = json.loads(row[0]) if row else None
     except ValueError:
         return None
-    if not isinstance(holds, dict) or not isinstance(holds.get("breaker"), dict):
+    if not isinstance(holds, dict) or not _readable(holds):
         return None
     pause = holds.get("pause")
-    if pause is not None:
-        next_check = pause.get("next_check_at") if isinstance(pause, dict) else None
-        if not isinstance(next_check, int | float):
-            return None
-        if next_check > now:
-            pause["next_check_at"] = now
+    if pause is not None and pause["next_check_at"] > now:
+        pause["next_check_at"] = now
     holds["nudged_at"] = now
     conn.execute(
         "UPDATE kv SET value = ?, updated_at = ? WHERE key = ?",
         (json.dumps(holds, sort_keys=True), now, HOLDS_KEY),
     )
     return holds
+
+
+def _readable(holds: dict[str, Any]) -> bool:
+    """Whether `store.holds.holds_from_json` reads these holds as they are (anything it would
+    read as no holds, or only in part, is left for `Store` to rewrite whole)."""
+    if not holds.keys() <= HOLDS_FIELDS:
+        return False
+    breaker, pause = holds.get("breaker"), holds.get("pause")
+    if not isinstance(breaker, dict) or not breaker.keys() <= BREAKER_FIELDS:
+        return False
+    failures = breaker.get("failures") or []
+    if breaker.get("state", "closed") not in BREAKER_STATES or not isinstance(failures, list):
+        return False
+    if not all(
+        isinstance(failure, list)
+        and len(failure) == 2
+        and all(isinstance(part, int | float) and not isinstance(part, bool) for part in failure)
+        for failure in failures
+    ):
+        return False
+    if pause is not None and not (
+        isinstance(pause, dict)
+        and PAUSE_REQUIRED <= pause.keys() <= PAUSE_FIELDS
+        and isinstance(pause["next_check_at"], int | float)
+    ):
+        return False
+    return isinstance(holds.get("nudged_at") or 0.0, int | float)
 
 
 def placeholders(values: list[Any]) -> str:
