@@ -73,6 +73,14 @@ CASES = {
         lambda d: _hook(d, '{"id": 4, "type": "Scene.Update.Post"}', PluginDir=42),
         "PluginDir must be a folder path",
     ),
+    "PluginDir with a NUL": (
+        lambda d: _hook(d, '{"id": 4, "type": "Scene.Update.Post"}', PluginDir=f"{d}\x00x"),
+        "is not a path this system can open",
+    ),
+    "PluginDir with a lone surrogate": (
+        lambda d: _hook(d, '{"id": 4, "type": "Scene.Update.Post"}', PluginDir=f"{d}\ud800"),
+        "is not a path this system can open",
+    ),
 }
 
 

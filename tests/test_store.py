@@ -4,6 +4,7 @@ import os
 import sqlite3
 import stat
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -419,3 +420,30 @@ def test_queueing_nudges_the_worker_in_the_same_transaction(store, clock):
     clock.now += 30
     store.enqueue([1, 2], source="sync_all")
     assert store.holds().nudged_at == clock.now
+
+
+def test_a_store_this_user_may_not_read_is_a_permission_to_fix_not_damage(tmp_path, monkeypatch):
+    """Moving such a store aside would replace a sound queue with an empty one."""
+    with Store.open(tmp_path) as store:
+        store.enqueue([1], "before")
+    store_file = tmp_path / "stash2plex.db"
+    if os.geteuid() == 0:  # root reads any file: what the kernel answers anyone else
+        real_open = Path.open
+
+        def denied(self, *args, **kwargs):
+            if self == store_file:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", denied)
+    else:
+        store_file.chmod(0)
+
+    with pytest.raises(StoreError, match="cannot be read by this user"):
+        Store.open(tmp_path)
+
+    monkeypatch.undo()
+    store_file.chmod(0o600)
+    assert not list(tmp_path.glob("stash2plex.db.unreadable-*"))
+    with Store.open(tmp_path) as store:
+        assert [job.scene_id for job in store.jobs()] == [1]

@@ -42,15 +42,27 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(
 
 
 def resolve_data_dir(plugin_dir: StrPath | None) -> str:
-    """`STASH2PLEX_DATA_DIR` if set, else `<plugin dir>/data` (survives plugin updates)."""
+    """`STASH2PLEX_DATA_DIR` if set, else `<plugin dir>/data` (survives plugin updates).
+    Raises StoreError when there is none, or it is no path this system can open."""
     override = os.environ.get(DATA_DIR_ENV)
     if override:
-        return override
+        return _usable(override, DATA_DIR_ENV)
     if not plugin_dir:
         raise StoreError(
             "no data directory: Stash did not pass PluginDir and STASH2PLEX_DATA_DIR is not set"
         )
-    return os.path.join(plugin_dir, "data")
+    return os.path.join(_usable(os.fspath(plugin_dir), "PluginDir"), "data")
+
+
+def _usable(path: str, source: str) -> str:
+    """`path` if the file system can take it: no NUL, and text this system can encode."""
+    try:
+        if "\x00" not in path:
+            os.fsencode(path)
+            return path
+    except UnicodeError:
+        pass
+    raise StoreError(f"{source} {path!r} is not a path this system can open")
 
 
 def worker_python_path(plugin_dir: StrPath | None) -> list[str]:

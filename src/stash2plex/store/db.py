@@ -1436,7 +1436,8 @@ def _unreadable_reason(path: Path) -> str | None:
     """Why the store file cannot be a sound SQLite database, or None if it may be.
 
     Cheap checks of the header only (no integrity scan on the hook path): the magic string,
-    and an in-header page count larger than the file (a truncated copy).
+    and an in-header page count larger than the file (a truncated copy). Raises StoreError
+    when this user may not read it (a permission to fix, not a damaged store).
     """
     try:
         size = path.stat().st_size
@@ -1446,6 +1447,12 @@ def _unreadable_reason(path: Path) -> str | None:
             header = handle.read(100)
     except FileNotFoundError:
         return None
+    except PermissionError as exc:  # not damage: moving it aside would lose a sound store
+        raise StoreError(
+            f"the store {path} cannot be read by this user ({exc.strerror}): check that the "
+            "data directory and its files belong to the user Stash runs as, or set "
+            "STASH2PLEX_DATA_DIR"
+        ) from None
     except OSError as exc:
         return f"it cannot be read ({exc.strerror})"
     if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
