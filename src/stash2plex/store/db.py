@@ -38,7 +38,7 @@ from stash2plex.records import (
     Link,
     ListedItem,
 )
-from stash2plex.store import recording
+from stash2plex.store import link_json, recording
 from stash2plex.store.holds import PARKED, read_holds, write_holds
 from stash2plex.store.recording import HOOK_ACTIONS, chunks, placeholders, store_error
 from stash2plex.store.schema import DB_FILENAME, MIGRATIONS, SCHEMA_VERSION, SERVER_CONNECTION_KEY
@@ -733,20 +733,16 @@ class Store:
         `position` orders a scene's items (0: the primary). `wrote` False: nothing was written
         to Plex, so a link already recorded exactly so is left as it is (no write, and its
         `synced_at` keeps saying when Plex was last written)."""
-        prints = json.dumps(fingerprints, sort_keys=True)
-        owned_text = json.dumps(owned or {}, sort_keys=True, ensure_ascii=False)
+        prints = link_json.encode(fingerprints)
+        owned_text = link_json.encode(owned or {})
         if not wrote:
             row = self._conn.execute(
                 "SELECT section_id, plex_path, fingerprints, owned, position FROM links "
                 "WHERE scene_id = ? AND rating_key = ?",
                 (scene_id, rating_key),
             ).fetchone()
-            if row is not None and tuple(row) == (
-                section_id,
-                plex_path,
-                prints,
-                owned_text,
-                position,
+            if row is not None and _same_link(
+                row, (section_id, plex_path, prints, owned_text, position)
             ):
                 return
         with self.transaction() as conn:
@@ -1294,12 +1290,12 @@ class Store:
             if rating_key is not None:
                 rows = [row for row in rows if row[0] == rating_key]
             for rating_key, fingerprints in rows:
-                prints = json.loads(fingerprints)
+                prints = link_json.decode(fingerprints)
                 prints[key] = value
                 conn.execute(
                     "UPDATE links SET fingerprints = ?, synced_at = ? WHERE scene_id = ? AND "
                     "rating_key = ?",
-                    (json.dumps(prints, sort_keys=True), self.clock(), scene_id, rating_key),
+                    (link_json.encode(prints), self.clock(), scene_id, rating_key),
                 )
 
     # ----------------------------------------------------------------- reconciliation
@@ -1343,7 +1339,7 @@ class Store:
             {
                 scene_id
                 for scene_id, owned in rows
-                if title in (json.loads(owned).get("collection") or [])
+                if title in (link_json.decode(owned).get("collection") or [])
             }
         )
 
@@ -1358,12 +1354,12 @@ class Store:
                     [section_id, *chunk],
                 ).fetchall()
                 for scene_id, rating_key, fingerprints in rows:
-                    prints = json.loads(fingerprints)
+                    prints = link_json.decode(fingerprints)
                     if prints.pop(key, None) is not None:
                         conn.execute(
                             "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND "
                             "rating_key = ?",
-                            (json.dumps(prints, sort_keys=True), scene_id, rating_key),
+                            (link_json.encode(prints), scene_id, rating_key),
                         )
 
     def save_plex_collection(
@@ -1396,6 +1392,24 @@ def _basename(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def _same_link(row: sqlite3.Row, wanted: tuple[int, str, str, str, int]) -> bool:
+    """Whether a stored link row already says what `wanted` (section, path, fingerprints and
+    owned as `link_json` writes them, position) says: by its text, or for a row written in
+    the older spelling, by what it reads as."""
+    stored = tuple(row)
+    if stored == wanted:
+        return True
+    if (stored[0], stored[1], stored[4]) != (wanted[0], wanted[1], wanted[4]):
+        return False
+    try:
+        return (
+            link_json.encode(link_json.decode(stored[2])),
+            link_json.encode(link_json.decode(stored[3])),
+        ) == (wanted[2], wanted[3])
+    except ValueError:
+        return False
+
+
 def _split_sql(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]
 
@@ -1406,9 +1420,9 @@ def _link(row: sqlite3.Row) -> Link:
         row["rating_key"],
         row["section_id"],
         row["plex_path"],
-        json.loads(row["fingerprints"]),
+        link_json.decode(row["fingerprints"]),
         row["synced_at"],
-        json.loads(row["owned"] or "{}"),
+        link_json.decode(row["owned"]),
         row["position"],
     )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash2plex.records import Job, Link
+from stash2plex.store import link_json
 
 # When the next scheduled reconcile is due (epoch seconds), as the worker last computed it
 # from `reconcile_interval` and the runs: a task or a hook that finds it passed starts a
@@ -248,10 +249,10 @@ class ReconcileTables:
                 (scene_id, rating_key),
             ).fetchone()
             if row is not None:
-                prints = {k: v for k, v in json.loads(row[0]).items() if k not in gone}
+                prints = {k: v for k, v in link_json.decode(row[0]).items() if k not in gone}
                 conn.execute(
                     "UPDATE links SET fingerprints = ? WHERE scene_id = ? AND rating_key = ?",
-                    (json.dumps(prints, sort_keys=True), scene_id, rating_key),
+                    (link_json.encode(prints), scene_id, rating_key),
                 )
             conn.execute("DELETE FROM plex_checks WHERE rating_key = ?", (rating_key,))
 
@@ -287,7 +288,7 @@ class ReconcileTables:
             ).fetchone()
             if row is None or taken is not None:
                 return False
-            owned = json.loads(row["owned"] or "{}")
+            owned = link_json.decode(row["owned"])
             kept = {k: v for k, v in owned.items() if k in OWNED_BY_ITEM}
             conn.execute(
                 "INSERT INTO links (scene_id, rating_key, section_id, plex_path, fingerprints, "
@@ -298,7 +299,7 @@ class ReconcileTables:
                     row["section_id"],
                     row["plex_path"],
                     self.clock(),
-                    json.dumps(kept, sort_keys=True, ensure_ascii=False),
+                    link_json.encode(kept),
                 ),
             )
         return True
