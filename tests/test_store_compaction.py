@@ -1,6 +1,7 @@
-"""The store's compact forms, against real SQLite files: links written in the older
-spelling (spelled-out names, spaced JSON) keep reading the same, and are left as they are
-until the sync next writes them."""
+"""The store's compact forms (version 9), against real SQLite files: a store written by
+version 8 upgrades with every link, every recorded entity and every index entry intact and
+found by every lookup, gives the freed space back, and keeps reading links written in the
+older spelling until the sync next writes them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import unicodedata
 
 import pytest
 
+from stash2plex.records import ListedItem
 from stash2plex.store import link_json
-from stash2plex.store.db import DB_FILENAME, MIGRATIONS, Store
+from stash2plex.store.db import DB_FILENAME, MIGRATIONS, SCHEMA_VERSION, Store
 from stash2plex.store.link_json import SHORT_NAMES
 
 KINDS = ("performer", "studio", "tag", "group")
@@ -97,6 +99,63 @@ def write_version_8_store(data_dir, scenes: int) -> None:
     conn.close()
 
 
+def test_a_version_8_store_upgrades_with_every_row_and_lookup_intact(tmp_path):
+    scenes = 600
+    write_version_8_store(tmp_path, scenes)
+    before = (tmp_path / DB_FILENAME).stat().st_size
+    with Store.open(tmp_path) as store:
+        conn = store._conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        # Links: each reads as it was written, and the coarse SQL filter on owned still
+        # finds collection titles with quotes, a % and CJK in the older spelling.
+        for scene_id in range(1, scenes + 1):
+            [link] = store.links(scene_id)
+            assert (link.rating_key, link.plex_path, link.synced_at) == (
+                100 + scene_id,
+                v8_path(100 + scene_id, 0),
+                float(scene_id),
+            )
+            assert (link.fingerprints, link.owned) == (v8_prints(scene_id), v8_owned(scene_id))
+        for number, title in enumerate(["Blue Hour Archive", "北極星映像", 'Say "when"']):
+            expected = [s for s in range(1, scenes + 1) if s % 4 == number]
+            assert store.scenes_with_collection(1, title) == expected
+        # What each scene showed: by entity (a deletion's expansion) and by scene.
+        assert conn.execute("SELECT COUNT(*) FROM link_entities").fetchone()[0] == scenes * 10
+        for number, kind in enumerate(KINDS):
+            for entity_id in range(number + 7):
+                expected = [s for s in range(1, scenes + 1) if s % 7 <= entity_id <= s % 7 + number]
+                assert store.scenes_showing(kind, entity_id) == expected
+        # The index: every file found by its path and its name, in Plex's spelling, the
+        # files of an item in their order.
+        files = conn.execute("SELECT COUNT(*) FROM plex_index").fetchone()[0]
+        assert files == scenes + len([k for k in range(101, 101 + scenes) if k % 5 == 0])
+        assert store.index_size() == scenes
+        for rating_key in range(101, 101 + scenes):
+            parts = [v8_path(rating_key, p) for p in range(2 if rating_key % 5 == 0 else 1)]
+            assert store.item_files(rating_key) == [(p, 1000 + n) for n, p in enumerate(parts)]
+            for number, path in enumerate(parts):
+                entries = store.index_by_path(path)
+                assert [(e.rating_key, e.path, e.size) for e in entries] == [
+                    (rating_key, path, 1000 + number)
+                ]
+        assert store.multi_part_items() == [k for k in range(101, 101 + scenes) if k % 5 == 0]
+        namesakes = store.index_by_basename(unicodedata.normalize("NFC", "CAFÉ ÉTÉ.mp4"))
+        assert sorted((e.rating_key, e.path, e.size) for e in namesakes) == [
+            (k, v8_path(k, p), 1000 + p)
+            for k in range(101, 101 + scenes)
+            if k % 3 == 1
+            for p in range(2 if k % 5 == 0 else 1)
+        ]
+        # Item 103's file has the size of every other NFD item's first file.
+        assert store.scenes_linked_to_namesakes([103]) == [
+            k - 100 for k in range(101, 101 + scenes) if k % 3 == 1 and k != 103
+        ]
+        # The rebuild's free pages were given back: the upgraded file is smaller.
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert (tmp_path / DB_FILENAME).stat().st_size < before * 0.85
+
+
 def test_an_unchanged_link_in_the_older_spelling_is_left_as_it_is(tmp_path):
     write_version_8_store(tmp_path, 3)
     with Store.open(tmp_path) as store:
@@ -146,3 +205,28 @@ def test_short_names_are_capitals_and_never_a_key_the_sync_writes():
     assert len(set(shorts)) == len(shorts)
     assert all(len(s) == 1 and s.isupper() for s in shorts)
     assert not any(full[0].isupper() for full in SHORT_NAMES)
+
+
+def test_the_index_keeps_plex_spelling_and_a_path_listed_twice_once(store_dir_store):
+    store = store_dir_store
+    windows = "M:\\Studio A\\Clip.MP4"
+    store.add_to_index(
+        [
+            ListedItem(5, 1, ((f"/plex/{NFD_NAME}", 1), ("/plex/a.mp4", 2), (windows, 3))),
+            ListedItem(6, 1, (("/plex/b.mp4", 4), ("/plex/c.mp4", 5), ("/plex/b.mp4", 6))),
+        ]
+    )
+    assert store.item_files(5) == [(f"/plex/{NFD_NAME}", 1), ("/plex/a.mp4", 2), (windows, 3)]
+    # As the (item, path) key did: the later listing of a path wins, in its place.
+    assert store.item_files(6) == [("/plex/c.mp4", 5), ("/plex/b.mp4", 6)]
+    stored = dict(store._conn.execute("SELECT path_key, path FROM plex_index").fetchall())
+    # Plex's spelling is kept only where it is not its key.
+    assert stored["/plex/a.mp4"] is None and stored["m:/studio a/clip.mp4"] == windows
+    assert stored[unicodedata.normalize("NFC", f"/plex/{NFD_NAME}")] == f"/plex/{NFD_NAME}"
+    assert [e.path for e in store.index_by_path("m:/studio a/clip.mp4")] == [windows]
+
+
+@pytest.fixture
+def store_dir_store(tmp_path):
+    with Store.open(tmp_path) as opened:
+        yield opened
