@@ -447,3 +447,13 @@ def test_a_store_this_user_may_not_read_is_a_permission_to_fix_not_damage(tmp_pa
     assert not list(tmp_path.glob("stash2plex.db.unreadable-*"))
     with Store.open(tmp_path) as store:
         assert [job.scene_id for job in store.jobs()] == [1]
+
+
+def test_scenes_with_a_collection_are_found_whatever_its_title_holds(store):
+    titles = ["50% off", "a_b", 'Say "when"', "back\\slash", "北極星映像"]
+    for scene_id, title in enumerate(titles, start=1):
+        store.save_link(scene_id, 10 + scene_id, 1, "/p", {}, {"collection": [title]})
+    for scene_id, title in enumerate(titles, start=1):
+        assert store.scenes_with_collection(1, title) == [scene_id]
+    assert store.scenes_with_collection(1, "50 off") == []
+    assert store.scenes_with_collection(2, "50% off") == []  # another library

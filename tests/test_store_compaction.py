@@ -108,7 +108,7 @@ def test_a_version_8_store_upgrades_with_every_row_and_lookup_intact(tmp_path):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         # Links: each reads as it was written, and the coarse SQL filter on owned still
-        # finds collection titles with quotes, a % and CJK in the older spelling.
+        # finds collection titles with quotes, a % or CJK in the older spelling.
         for scene_id in range(1, scenes + 1):
             [link] = store.links(scene_id)
             assert (link.rating_key, link.plex_path, link.synced_at) == (
@@ -117,7 +117,9 @@ def test_a_version_8_store_upgrades_with_every_row_and_lookup_intact(tmp_path):
                 float(scene_id),
             )
             assert (link.fingerprints, link.owned) == (v8_prints(scene_id), v8_owned(scene_id))
-        for number, title in enumerate(["Blue Hour Archive", "北極星映像", 'Say "when"']):
+        for number, title in enumerate(
+            ["Blue Hour Archive", "北極星映像", 'Say "when"', "50% off"]
+        ):
             expected = [s for s in range(1, scenes + 1) if s % 4 == number]
             assert store.scenes_with_collection(1, title) == expected
         # What each scene showed: by entity (a deletion's expansion) and by scene.

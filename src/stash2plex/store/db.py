@@ -1357,10 +1357,14 @@ class Store:
 
     def scenes_with_collection(self, section_id: int, title: str) -> list[int]:
         """Scenes whose items in this library we put into the collection `title`."""
+        # A coarse filter in SQL (the title as `link_json` escapes it; LIKE's wildcards in it
+        # taken literally), the exact test in Python.
+        text = json.dumps(title, ensure_ascii=False)[1:-1]
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._conn.execute(
-            "SELECT DISTINCT scene_id, owned FROM links WHERE section_id = ? AND owned LIKE ?",
-            # A coarse filter in SQL (as `save_link` encodes it), the exact test in Python.
-            (section_id, "%" + json.dumps(title, ensure_ascii=False)[1:-1].replace("%", "") + "%"),
+            "SELECT DISTINCT scene_id, owned FROM links WHERE section_id = ? "
+            "AND owned LIKE ? ESCAPE '\\'",
+            (section_id, f"%{pattern}%"),
         )
         return sorted(
             {
