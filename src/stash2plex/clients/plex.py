@@ -244,10 +244,12 @@ class PlexClient:
 
     def list_section(self, section_id: int) -> Iterator[list[ListedItem]]:
         """Every movie-type item of a section with its files, one page of 500 at a time (a
-        page in memory, never the library)."""
+        page in memory, never the library), in `addedAt` order: in Plex's default title order
+        an item renamed while the pages are read (the sync renames items) moves to a page
+        already read and is never listed, and the index would drop it."""
         start = 0
         while True:
-            page, total = self._listing_page(section_id, start, LISTING_PAGE_SIZE)
+            page, total = self._listing_page(section_id, start, LISTING_PAGE_SIZE, sort="addedAt")
             yield page
             start += LISTING_PAGE_SIZE
             if not page or start >= total:
