@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import unicodedata
 
 import pytest
@@ -198,8 +199,41 @@ def test_the_compact_spelling_reads_back_and_is_shorter():
         assert link_json.decode(json.dumps(values, sort_keys=True)) == values
         assert len(text.encode()) <= len(json.dumps(values, ensure_ascii=False).encode())
     assert link_json.decode(None) == {} and link_json.decode("") == {}
-    with pytest.raises(ValueError):
-        link_json.decode("[1]")
+    for damaged in ("[1]", "null", '"text"', "{not json"):  # edited by hand: nothing pushed
+        assert link_json.decode(damaged) == {}
+
+
+def test_a_link_row_damaged_by_hand_reads_as_nothing_pushed_and_spares_the_others(tmp_path):
+    with Store.open(tmp_path) as store:
+        for scene_id in (1, 2):
+            store.save_link(scene_id, scene_id, 1, f"/m/{scene_id}.mp4", {"title": "t"})
+        store._conn.execute("UPDATE links SET fingerprints = '[1, 2]' WHERE scene_id = 1")
+        found = store.links_of_scenes([1, 2])
+        prints = {
+            scene_id: [link.fingerprints for link in links] for scene_id, links in found.items()
+        }
+        assert prints == {1: [{}], 2: [{"title": "t"}]}
+
+
+def test_giving_back_space_never_waits_for_a_reader(tmp_path):
+    """The checkpoint after an upgrade's VACUUM held the write lock for the whole busy timeout
+    while another connection read, and every hook spooled meanwhile."""
+    conn = sqlite3.connect(tmp_path / "stash2plex.db")
+    conn.executescript("".join(MIGRATIONS[:8]) + "PRAGMA user_version=8; PRAGMA journal_mode=WAL;")
+    conn.executemany(
+        "INSERT INTO link_entities (scene_id, kind, entity_id) VALUES (?, 'tag', ?)",
+        [(i, i % 50) for i in range(20_000)],
+    )
+    conn.commit()
+    reader = sqlite3.connect(tmp_path / "stash2plex.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM link_entities").fetchone()  # a read stays open
+    started = time.monotonic()
+    with Store.open(tmp_path, busy_timeout=60) as store:
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert time.monotonic() - started < 30  # it gave up at once, never waited out 60 s
+    reader.close()
+    conn.close()
 
 
 def test_short_names_are_capitals_and_never_a_key_the_sync_writes():

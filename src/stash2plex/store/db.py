@@ -208,9 +208,16 @@ class Store:
         free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         if free * 10 < pages:  # little to gain: not worth rewriting the file
             return
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.execute("VACUUM")
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Never wait for another process here: the checkpoint would hold the write lock for
+        # the whole busy timeout while a reader stays, and every hook would spool meanwhile.
+        busy_ms = self._conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        self._conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("VACUUM")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
 
     def replaced(self) -> bool:
         """True when the file at the store's path is no longer the one this store opened (a

@@ -47,9 +47,13 @@ def encode(values: Mapping[str, Any]) -> str:
 
 
 def decode(text: str | None) -> dict[str, Any]:
-    """A link's fingerprints or owned lists from their stored text, in either spelling (empty
-    or NULL text: none). Raises ValueError on text that is not a JSON object."""
-    values: dict[str, Any] = json.loads(text or "{}")
+    """A link's fingerprints or owned lists from their stored text, in either spelling. Empty,
+    NULL, or text that is not a JSON object (a row edited by hand, or damaged) reads as none:
+    the scene is then pushed again, where raising would stop every scene read with it."""
+    try:
+        values: Any = json.loads(text or "{}")
+    except ValueError:
+        return {}
     if not isinstance(values, dict):
-        raise ValueError(f"not a JSON object: {text[:40] if text else text!r}")
-    return {_FULL_NAMES.get(key, key): value for key, value in values.items()}
+        return {}
+    return {_FULL_NAMES.get(str(key), str(key)): value for key, value in values.items()}
