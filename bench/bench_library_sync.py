@@ -35,9 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
-import requests.adapters  # noqa: E402
-
 from report import command_line, emulators, machine, write_report  # noqa: E402
+from stash2plex.clients.http import ServerTransport  # noqa: E402
 from stash2plex.engine.context import connect_stash  # noqa: E402
 from stash2plex.engine.worker import Worker  # noqa: E402
 from stash2plex.operations.queue import queue_all_scenes  # noqa: E402
@@ -61,33 +60,34 @@ TRAPS = (
 
 class Wire:
     """Every HTTP exchange of this process, by server: count and time waited (summed over
-    threads). Installed on requests' transport, so it sees exactly what the product sends."""
+    threads). Installed on the clients' transport, so it sees exactly what the product sends."""
 
     def __init__(self, ports: dict[str, str]) -> None:
         self.ports = ports  # port -> "plex" | "stash"
         self.lock = threading.Lock()
         self.reset()
-        original = requests.adapters.HTTPAdapter.send
+        original = ServerTransport.request
         wire = self
 
-        def send(adapter: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        def request(transport: Any, method: str, target: str, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return original(adapter, request, *args, **kwargs)
+                return original(transport, method, target, **kwargs)
             finally:
-                wire.note(request, time.perf_counter() - started)
+                url = transport.base_url + target if target.startswith("/") else target
+                wire.note(url, time.perf_counter() - started)
 
-        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+        ServerTransport.request = request  # type: ignore[method-assign]
 
     def reset(self) -> None:
         with self.lock:
             self.counts: Counter[str] = Counter()
             self.seconds: Counter[str] = Counter()
 
-    def note(self, request: Any, seconds: float) -> None:
-        port = str(request.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[-1])
+    def note(self, url: str, seconds: float) -> None:
+        port = str(url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[-1])
         server = self.ports.get(port, "other")
-        if server == "stash" and "/graphql" not in request.url:
+        if server == "stash" and "/graphql" not in url:
             server = "stash images"
         with self.lock:
             self.counts[server] += 1

@@ -38,7 +38,7 @@ PROVEN_BY = {
         "test_settings_reach_code.py::test_plex_max_requests_per_second_reaches_the_plex_transport",
     ],
     "enabled": ["test_settings_reach_code.py::test_enabled_off_keeps_jobs_and_sends_nothing"],
-    "verify_tls": ["test_settings_reach_code.py::test_verify_tls_reaches_the_plex_session"],
+    "verify_tls": ["test_settings_reach_code.py::test_verify_tls_reaches_the_plex_transport"],
     "max_retries": ["test_settings_reach_code.py::test_max_retries_sets_attempts_before_dlq"],
     "dlq_retention_days": ["test_settings_reach_code.py::test_dlq_retention_days_prunes"],
     "debug_logging": ["test_settings_reach_code.py::test_debug_logging_and_obfuscate_paths"],
@@ -206,13 +206,15 @@ def test_enabled_off_keeps_jobs_and_sends_nothing(box):
     assert Worker(box.data_dir).run(until_idle=True).synced == 1  # the kept job now syncs
 
 
-def test_verify_tls_reaches_the_plex_session(box, monkeypatch):
+def test_verify_tls_reaches_the_plex_transport(box, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     with box.store() as store:
-        # Verified against the environment's CA bundle, read once for the session.
-        assert build_context(store).plex.session.verify == "/etc/ssl/certs/ca-certificates.crt"
+        # Verified against the environment's CA bundle, read once for the transport.
+        transport = build_context(store).plex.transport
+        assert transport.verify and transport.ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
         box.settings(verify_tls=False)
-        assert build_context(store).plex.session.verify is False
+        transport = build_context(store).plex.transport
+        assert transport.verify is False and transport.ca_bundle is None
 
 
 def test_max_retries_sets_attempts_before_dlq(box):
@@ -290,6 +292,5 @@ def test_plex_max_requests_per_second_reaches_the_plex_transport(box):
     box.settings(plex_max_requests_per_second=5)
     with box.store() as store:
         context = build_context(store)
-    adapter = context.plex.session.get_adapter(box.plex.url)
-    assert adapter.throttle.per_second == 5  # the throttle's arithmetic: tests/test_throttle.py
-    assert adapter._pool_maxsize == 4  # the default concurrency's connections, kept alive
+    assert context.plex.throttle.per_second == 5  # its arithmetic: tests/test_throttle.py
+    assert context.plex.transport.pool_size == 4  # the default concurrency's connections

@@ -1,9 +1,12 @@
-"""The only code that talks to Plex: plexapi's server and transport, with explicit timeouts,
-one shared `requests` session, and every failure translated into our error classes.
+"""The only code that talks to Plex: plexapi's requests over our transport, with explicit
+timeouts, and every failure translated into our error classes.
 
-We send plexapi's own requests (the same paths and parameter encoding as its edit mixins) but
-parse listings ourselves and never touch plexapi's partial objects: reading an empty attribute
-on one makes a hidden HTTP request, which would break our request budget and our timers.
+We send plexapi's own requests (the same paths, parameter encoding and `X-Plex-*` headers as
+its server and edit mixins) and parse answers as it does, but through `clients/http.py` rather
+than a `requests` session (a first sync sends about three Plex requests per scene; `requests`'
+per-request work was the largest CPU cost of the sync). We never touch plexapi's partial
+objects: reading an empty attribute on one makes a hidden HTTP request, which would break our
+request budget and our timers.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from stash2plex.clients.http import ServerSession
+from stash2plex.clients.http import (
+    Answer,
+    AnswerBroken,
+    AnswerTimeout,
+    ServerTransport,
+    Unreachable,
+)
 from stash2plex.clients.throttle import RequestThrottle
 from stash2plex.errors import (
     AuthError,
     ConfigError,
     NotInPlexError,
-    PermanentError,
     ServerDownError,
     SyncError,
     TransientError,
@@ -134,22 +139,21 @@ def _reads(method: Callable[..., _T]) -> Callable[..., _T]:
     return read
 
 
-class _PlexAdapter(HTTPAdapter):
-    """requests' transport for Plex: a connection pool as wide as the worker's concurrency, and
-    the request throttle in front of every send."""
+@dataclass(frozen=True)
+class ServerIdentity:
+    """Who answered at the Plex URL (`GET /`): its machine identifier and version."""
 
-    def __init__(self, throttle: RequestThrottle, pool_size: int) -> None:
-        super().__init__(pool_connections=1, pool_maxsize=pool_size)
-        self.throttle = throttle
-
-    def send(self, request: Any, *args: Any, **kwargs: Any) -> requests.Response:
-        """Wait for the throttle, then send (see requests.adapters.HTTPAdapter.send)."""
-        self.throttle.acquire()
-        return super().send(request, *args, **kwargs)
+    machine_identifier: str
+    version: str
+    name: str
 
 
 class PlexClient:
-    """A lazily connected Plex server. Counts every request it sends (`request_count`)."""
+    """A lazily connected Plex server. Counts every request it sends (`request_count`).
+
+    Requests are the ones plexapi 4.18.3 sends (its paths, parameter encoding and `X-Plex-*`
+    headers), over our transport (clients/http.py); answers are parsed as plexapi parses them.
+    """
 
     def __init__(
         self,
@@ -158,31 +162,105 @@ class PlexClient:
         *,
         timeout: float = 30.0,
         verify_tls: bool = True,
-        session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_concurrency: int = 1,
         max_requests_per_second: float = 0.0,
     ) -> None:
+        from plexapi import BASE_HEADERS
+
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout
-        if session is None:
-            session = ServerSession(self.url, verify_tls)
-        else:
-            session.verify = verify_tls
-        self.session = session
+        self.throttle = RequestThrottle(max_requests_per_second)
         # One kept-alive connection per thread that may talk to Plex at once, and the user's
         # cap on requests per second for all of them together.
-        adapter = _PlexAdapter(RequestThrottle(max_requests_per_second), max(1, max_concurrency))
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self._server: Any = None
+        self.transport = ServerTransport(
+            self.url,
+            verify=verify_tls,
+            pool_size=max_concurrency,
+            headers={**BASE_HEADERS, "X-Plex-Token": token} if token else dict(BASE_HEADERS),
+            before_send=self.throttle.acquire,
+        )
+        self.identity: ServerIdentity | None = None
         self._clock = clock
         self.request_count = 0
         self._count_lock = threading.Lock()
-        self.session.hooks["response"].append(self._inspect)
 
-    def _inspect(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,) if self._token else ()
+
+    def connect(self) -> ServerIdentity:
+        """Who serves at the URL, asking on first use (one `GET /`, as plexapi's PlexServer
+        does when it is made); a 404 there means the URL is not Plex's."""
+        if self.identity is None:
+            root = self._send("/", connecting=True)
+            if root is None:
+                raise TransientError("Plex sent an empty answer to GET /", server="plex")
+            self.identity = ServerIdentity(
+                root.get("machineIdentifier", ""),
+                root.get("version", ""),
+                root.get("friendlyName", ""),
+            )
+        return self.identity
+
+    def reset(self) -> None:
+        """Forget the connection (after an outage or a token change)."""
+        self.identity = None
+
+    def alert_listener(
+        self, on_message: Callable[[Any], None], on_error: Callable[[Any], None]
+    ) -> Any:
+        """plexapi's AlertListener (a thread; `start()` it) for this server's notification
+        websocket. It reads nothing of the server but `url(key, includeToken=True)` (plexapi
+        4.18.3 alert.py), so it is given the address instead of a second connection."""
+        from plexapi import logfilter
+        from plexapi.alert import AlertListener
+
+        # The listener logs its address, token included; plexapi's log filter hides a token
+        # it was told of (its PlexServer tells it when made).
+        if self._token:
+            logfilter.add_secret(self._token)
+        return AlertListener(_Endpoint(self.url, self._token), on_message, on_error)
+
+    def _query(
+        self,
+        path: str,
+        method: str = "GET",
+        *,
+        action: str = "",
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> ET.Element | None:
+        """One request after connecting; `action` names it in error messages."""
+        self.connect()
+        return self._send(path, method, action=action, headers=headers, data=data)
+
+    def _send(
+        self,
+        path: str,
+        method: str = "GET",
+        *,
+        action: str = "",
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        connecting: bool = False,
+    ) -> ET.Element | None:
+        """Send one request and read the answer as plexapi's `PlexServer.query` does: 200,
+        201 and 204 are answers (the body parsed as XML, None when empty), any other status
+        is refused with the classified error."""
+        from plexapi import utils
+
+        with plex_errors(self.secrets, self.url, self.timeout, connecting=connecting):
+            answer = self.transport.request(
+                method, path, timeout=self.timeout, body=data, headers=headers
+            )
+            self._inspect(answer)
+            if answer.status not in (200, 201, 204):
+                raise self._refusal(answer, connecting, action)
+            return utils.parseXMLString(answer.text)
+
+    def _inspect(self, answer: Answer) -> None:
         """Count every request, and refuse answers that did not come from Plex.
 
         A Plex Media Server marks every answer, errors included, with `X-Plex-Protocol`
@@ -192,39 +270,44 @@ class PlexClient:
         """
         with self._count_lock:
             self.request_count += 1
-        if response.status_code != 101 and "X-Plex-Protocol" not in response.headers:
+        if answer.status != 101 and "X-Plex-Protocol" not in answer.headers:
+            location = answer.headers.get("Location") if 300 <= answer.status < 400 else None
+            if location:
+                raise _redirected(self.url, redact(location, self.secrets))
             raise ServerDownError(
                 f"something other than Plex answered at {self.url} (HTTP "
-                f"{response.status_code}, no X-Plex-Protocol header): a reverse proxy, a "
+                f"{answer.status}, no X-Plex-Protocol header): a reverse proxy, a "
                 "maintenance page, or a URL that does not point at Plex",
                 server="plex",
-                status=response.status_code,
+                status=answer.status,
             )
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return (self._token,) if self._token else ()
-
-    def server(self) -> Any:
-        """The plexapi PlexServer, connecting on first use (one `GET /`)."""
-        if self._server is None:
-            from plexapi.server import PlexServer
-
-            with plex_errors(self.secrets, self.url, self.timeout, connecting=True):
-                self._server = PlexServer(
-                    self.url, self._token, session=self.session, timeout=self.timeout
-                )
-        return self._server
-
-    def reset(self) -> None:
-        """Forget the connection (after an outage or a token change)."""
-        self._server = None
-
-    def _query(self, path: str, method: str = "get", *, action: str = "", **kwargs: Any) -> Any:
-        """One request through plexapi; `action` names it in error messages."""
-        server = self.server()
-        with plex_errors(self.secrets, self.url, self.timeout, action=action):
-            return server.query(path, method=getattr(server._session, method), **kwargs)
+    def _refusal(self, answer: Answer, connecting: bool, action: str) -> SyncError:
+        """The classified error for a status other than 200, 201 or 204."""
+        status = answer.status
+        if status == 401:
+            return AuthError(
+                "Plex rejected the token (401 Unauthorized): set a valid Plex token "
+                "(plex_token); to find it in Plex Web: any item > Get Info > View XML, the "
+                "value after X-Plex-Token= in the address",
+                server="plex",
+                status=401,
+            )
+        if status == 404:
+            if connecting:
+                return _not_plex(self.url, "404 Not Found")
+            return NotInPlexError(
+                "Plex has no such item any more (404 Not Found)", server="plex", status=404
+            )
+        if 300 <= status < 400 and answer.headers.get("Location"):
+            return _redirected(self.url, redact(answer.headers["Location"], self.secrets))
+        if not _standard_status(status):
+            return TransientError(
+                f"Plex (or a proxy in front of it) answered a non-standard HTTP status ({status})",
+                server="plex",
+                status=status,
+            )
+        return error_for_status(status, "plex", action=action)
 
     # ------------------------------------------------------------------ reads
     @_reads
@@ -233,7 +316,7 @@ class PlexClient:
         root = self._query("/library/sections")
         return [
             Section(
-                int(d.get("key")),
+                int(d.get("key", "")),
                 d.get("title", ""),
                 d.get("type", ""),
                 tuple(loc.get("path", "") for loc in d.iter("Location")),
@@ -350,7 +433,7 @@ class PlexClient:
         args = {"type": MOVIE_SEARCH_TYPE, **params, "id": str(rating_key)}
         self._query(
             f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
-            method="put",
+            method="PUT",
             action=f"the edit of item {rating_key}",
         )
 
@@ -359,7 +442,7 @@ class PlexClient:
         plural = {"poster": "posters", "art": "arts"}[kind]
         self._query(
             f"/library/metadata/{rating_key}/{plural}",
-            method="post",
+            method="POST",
             data=data,
             action=f"the {kind} upload for item {rating_key}",
         )
@@ -369,7 +452,7 @@ class PlexClient:
         value = -1 if rating is None else rating
         self._query(
             f"/:/rate?key={rating_key}&identifier=com.plexapp.plugins.library&rating={value}",
-            method="put",
+            method="PUT",
             action=f"the rating of item {rating_key}",
         )
 
@@ -448,7 +531,7 @@ class PlexClient:
         """The server's accounts by id (`GET /accounts`; 1 is the server owner)."""
         root = self._query("/accounts")
         return {
-            int(a.get("id")): a.get("name", "")
+            int(a.get("id", "")): a.get("name", "")
             for a in (root if root is not None else [])
             if a.tag == "Account" and (a.get("id") or "").isdigit()
         }
@@ -509,7 +592,7 @@ class PlexClient:
         args = {"type": COLLECTION_SEARCH_TYPE, **params, "id": str(rating_key)}
         self._query(
             f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
-            method="put",
+            method="PUT",
             action=f"the edit of collection {rating_key}",
         )
 
@@ -530,7 +613,7 @@ class PlexClient:
         `Collection.delete`); its items stay."""
         self._query(
             f"/library/collections/{rating_key}",
-            method="delete",
+            method="DELETE",
             action=f"the deletion of collection {rating_key}",
         )
 
@@ -603,7 +686,7 @@ _STATUS_PREFIX = re.compile(r"^\((\d{3})\)")
 
 
 def connection_problem(text: str, url: str, timeout: float) -> SyncError:
-    """The classified error for a failed connection to Plex, from the text `requests` gives.
+    """The classified error for a failed connection to Plex, from the text urllib3 gives.
 
     Each cause a person meets gets its own explanation with the URL that was tried: https
     against a plain-http Plex, a certificate that is self-signed, expired or for another
@@ -709,7 +792,7 @@ def connection_problem(text: str, url: str, timeout: float) -> SyncError:
 
 
 def _ssl_reason(text: str) -> str:
-    """The OpenSSL reason inside a `requests` error text (e.g. "sslv3 alert handshake failure")."""
+    """The OpenSSL reason inside an error text (e.g. "sslv3 alert handshake failure")."""
     match = re.search(r"\[SSL[^\]]*\]\s*([^(\"']+)", text)
     return match.group(1).strip() if match else text
 
@@ -721,82 +804,78 @@ def plex_errors(
     timeout: float = 30.0,
     *,
     connecting: bool = False,
-    action: str = "",
 ) -> Iterator[None]:
-    """Translate anything plexapi or requests raises into a SyncError from Plex (chained).
-
-    Facts (plexapi 4.18.3, `PlexServer.query`): 401 raises Unauthorized, 404 NotFound, any other
-    non-2xx BadRequest whose message starts with "(status)"; a status `requests` has no name for
-    (520, 599, ...) makes plexapi itself fail with TypeError; an empty body makes the parsed
-    objects lack attributes. `url` is the server's address (for messages); `connecting`: the
-    first request to the server, where a 404 means the URL points at something that is not
-    Plex; `action` names what was being done ("the edit of item 12") in refusals.
+    """Translate a failed exchange with Plex, or an answer that cannot be read, into a
+    SyncError from Plex (chained). `url` is the server's address (for messages);
+    `connecting`: the first request to the server (a malformed answer then hints at the URL).
     """
-    import requests
-    from plexapi import exceptions as plex_exc
-
     try:
         yield
     except SyncError:
         raise
-    except plex_exc.Unauthorized as exc:
-        raise AuthError(
-            "Plex rejected the token (401 Unauthorized): set a valid Plex token (plex_token); "
-            "to find it in Plex Web: any item > Get Info > View XML, the value after "
-            "X-Plex-Token= in the address",
-            server="plex",
-            status=401,
-        ) from exc
-    except plex_exc.NotFound as exc:
-        if connecting:
-            raise _not_plex(url, "404 Not Found") from exc
-        raise NotInPlexError(
-            "Plex has no such item any more (404 Not Found)", server="plex", status=404
-        ) from exc
-    except plex_exc.BadRequest as exc:
-        match = _STATUS_PREFIX.match(str(exc))
-        if match is None:
-            raise PermanentError(f"Plex rejected {action or 'the request'}", server="plex") from exc
-        raise error_for_status(int(match.group(1)), "plex", action=action) from exc
-    except (requests.ConnectionError, requests.ConnectTimeout) as exc:
-        raise connection_problem(redact(str(exc), secrets), url, timeout) from exc
-    except requests.Timeout as exc:
+    except Unreachable as exc:
+        raise connection_problem(redact(exc.text, secrets), url, timeout) from exc
+    except AnswerTimeout as exc:
         raise TransientError(
             f"Plex did not answer within {timeout:g} s (read timeout); a very busy Plex can "
             "take longer: raise plex_timeout if this keeps happening",
             server="plex",
         ) from exc
-    except requests.RequestException as exc:
-        # The exception's text quotes the request URL (percent-encoded, with our parameters):
-        # a person gets what failed, not the URL.
+    except AnswerBroken as exc:
+        # The text can quote the request URL (percent-encoded, with our parameters): a
+        # person gets what failed, not the URL.
         raise TransientError(
-            f"Plex's answer to {action or 'a request'} could not be read "
-            f"({type(exc).__name__}); it is tried again",
+            "Plex's answer broke off before its end (the connection was cut); it is tried again",
             server="plex",
         ) from exc
     except ET.ParseError as exc:
         # Transient even when connecting: one odd answer is no verdict on the settings.
         hint = f" (if this persists, check that plex_url {url} is Plex)" if connecting else ""
         raise TransientError(f"Plex sent a malformed XML answer{hint}", server="plex") from exc
-    except TypeError as exc:
-        if "NoneType" in str(exc) and "subscriptable" in str(exc):
-            raise TransientError(
-                "Plex (or a proxy in front of it) answered a non-standard HTTP status",
-                server="plex",
-            ) from exc
-        raise TransientError(
-            f"Plex sent an answer that could not be read ({shorten(str(exc), 120)})",
-            server="plex",
-        ) from exc
     except AttributeError as exc:
         raise TransientError("Plex sent an empty or incomplete answer", server="plex") from exc
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         # Raised while reading an answer (see `_reads`): a value missing or not a number.
         raise TransientError(
             f"Plex sent an answer that could not be read ({type(exc).__name__}: "
             f"{shorten(str(exc), 120)})",
             server="plex",
         ) from exc
+
+
+def _redirected(url: str, location: str) -> ConfigError:
+    """A redirect from the Plex URL: a setting to fix, never followed. (Following it would
+    turn an edit into a read for 301 and 302, and the edit would seem to succeed.)"""
+    target = location if "://" in location else f"{url}{location}"
+    return ConfigError(
+        f"Plex at {url} redirects to {shorten(target, 160)}: set plex_url to the address "
+        "Plex answers at (often https:// where http:// was given)",
+        setting="plex_url",
+        server="plex",
+    )
+
+
+def _standard_status(status: int) -> bool:
+    from http import HTTPStatus
+
+    try:
+        HTTPStatus(status)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """What plexapi's AlertListener reads of a PlexServer: `url(key, includeToken=True)`."""
+
+    base_url: str
+    token: str
+
+    def url(self, key: str, includeToken: bool = False) -> str:  # plexapi's signature
+        if self.token and includeToken:
+            return f"{self.base_url}{key}{'&' if '?' in key else '?'}X-Plex-Token={self.token}"
+        return f"{self.base_url}{key}"
 
 
 def _not_plex(url: str, what: str) -> ConfigError:

@@ -1,4 +1,5 @@
-"""The only code that talks to Stash: our own GraphQL documents over `requests`, with timeouts.
+"""The only code that talks to Stash: our own GraphQL documents over our transport
+(clients/http.py), with timeouts.
 
 Connection facts (see docs): Stash passes the host it binds to, which may be 0.0.0.0 or ::,
 so we connect to loopback then; the plugin's session cookie expires (one hour by default), so
@@ -8,18 +9,18 @@ long runs switch to the API key read once through the cookie.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from stash2plex.clients import stash_documents as docs
-from stash2plex.clients.http import ServerSession
+from stash2plex.clients.http import AnswerBroken, AnswerTimeout, ServerTransport, Unreachable
 from stash2plex.errors import (
     AuthError,
+    ConfigError,
     PermanentError,
     StashDownError,
     TransientError,
@@ -30,6 +31,9 @@ from stash2plex.errors import (
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 IMAGE_CHUNK_BYTES = 64 * 1024
+# Connections kept alive: the most sync threads (plex_max_concurrency is at most 16) download
+# images at once, and the reader thread asks GraphQL meanwhile.
+STASH_CONNECTIONS = 17
 PAGE_SIZE = 200
 TAG_PAGE_SIZE = 1000
 
@@ -103,24 +107,26 @@ class StashClient:
         connection: StashConnection,
         *,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
     ) -> None:
         self.connection = connection
         self.timeout = timeout
-        self.session = session or ServerSession(connection.url, connection.verify_tls)
-        self.session.headers.update(
-            {"Content-Type": "application/json", "Accept": "application/json"}
+        self.transport = ServerTransport(
+            connection.url,
+            verify=connection.verify_tls,
+            pool_size=STASH_CONNECTIONS,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
         self._apply_auth()
         self._tags: dict[int, tuple[str, tuple[int, ...]]] | None = None
 
     def _apply_auth(self) -> None:
-        self.session.cookies.clear()
-        self.session.headers.pop("ApiKey", None)
+        headers = self.transport.headers
+        headers.pop("Cookie", None)
+        headers.pop("ApiKey", None)
         if self.connection.api_key:
-            self.session.headers["ApiKey"] = self.connection.api_key
+            headers["ApiKey"] = self.connection.api_key
         elif self.connection.session_cookie:
-            self.session.cookies.set("session", self.connection.session_cookie)
+            headers["Cookie"] = f"session={self.connection.session_cookie}"
 
     def use_api_key(self, api_key: str) -> None:
         """Switch from the expiring session cookie to the API key."""
@@ -133,27 +139,25 @@ class StashClient:
     def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """POST one GraphQL document; return `data` or raise a classified error."""
         secrets = self.connection.secrets()
+        body = json.dumps({"query": document, "variables": variables or {}}).encode()
         try:
-            response = self.session.post(
-                f"{self.connection.url}/graphql",
-                json={"query": document, "variables": variables or {}},
-                timeout=self.timeout,
-            )
-        except requests.ConnectionError as exc:
+            response = self.transport.request("POST", "/graphql", body=body, timeout=self.timeout)
+        except Unreachable as exc:
             url = self.connection.url
             raise StashDownError(
                 f"Stash is not reachable at {url}: is Stash running at {url}? Check stash_url "
                 "(STASH2PLEX_STASH_URL), or the server connection Stash passes the plugin"
             ) from exc
-        except requests.Timeout as exc:
+        except AnswerTimeout as exc:
             raise TransientError("Stash did not answer in time", server="stash") from exc
-        if response.status_code == 401:
-            raise self._auth_error()
-        if response.status_code != 200:
-            body = shorten(redact(response.text, secrets)) if response.status_code < 500 else ""
-            raise error_for_status(response.status_code, "stash", body)
+        except AnswerBroken as exc:
+            raise TransientError("Stash's answer broke off before its end", server="stash") from exc
+        if response.status != 200:
+            raise self._refusal(response.status, response.headers, redact(response.text, secrets))
         try:
-            payload = response.json()
+            payload = json.loads(response.body)
+            if not isinstance(payload, dict):
+                raise ValueError("not a JSON object")
         except ValueError as exc:
             raise TransientError("Stash sent a reply that is not JSON", server="stash") from exc
         if payload.get("errors") and not payload.get("data"):
@@ -162,6 +166,22 @@ class StashClient:
                 redact(f"Stash GraphQL error: {messages}", secrets), server="stash"
             )
         return payload.get("data") or {}
+
+    def _refusal(self, status: int, headers: Any, text: str) -> Exception:
+        """The classified error for a status other than 200 (`text`: the answer, redacted)."""
+        if status == 401:
+            return self._auth_error()
+        location = headers.get("Location") if 300 <= status < 400 else None
+        if location:
+            url = self.connection.url
+            target = location if "://" in location else f"{url}{location}"
+            return ConfigError(
+                f"Stash at {url} redirects to {shorten(target, 160)}: set stash_url "
+                "(STASH2PLEX_STASH_URL) to the address Stash answers at",
+                setting="stash_url",
+                server="stash",
+            )
+        return error_for_status(status, "stash", shorten(text) if status < 500 else "")
 
     def _auth_error(self) -> AuthError:
         """Stash's 401, naming the credential that was refused."""
@@ -374,28 +394,32 @@ class StashClient:
         classified errors of a download.
         """
         try:
-            response = self.session.get(url, timeout=self.timeout, stream=True)
-        except requests.ConnectionError as exc:
+            response = self.transport.request(
+                "GET", url, timeout=self.timeout, stream=True, follow_redirects=True
+            )
+        except Unreachable as exc:
             raise StashDownError("Stash is not reachable for an image download") from exc
-        except requests.Timeout as exc:
+        except AnswerTimeout as exc:
             raise TransientError("Stash did not send an image in time", server="stash") from exc
         with response:
-            if response.status_code == 401:
+            if response.status == 401:
                 raise self._auth_error()
-            if response.status_code != 200:
-                raise error_for_status(response.status_code, "stash", "for an image download")
+            if response.status != 200:
+                raise error_for_status(response.status, "stash", "for an image download")
             content_type = response.headers.get("Content-Type", "")
             if "svg" in content_type.lower():
                 return StashImage(b"", content_type, "", placeholder=True)
             digest = hashlib.sha1()
             chunks: list[bytes] = []
             try:
-                for chunk in response.iter_content(IMAGE_CHUNK_BYTES):
+                for chunk in response.chunks(IMAGE_CHUNK_BYTES):
                     if not chunks and chunk.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
                         return StashImage(b"", content_type, "", placeholder=True)
                     digest.update(chunk)
                     chunks.append(chunk)
-            except requests.RequestException as exc:
+            except AnswerTimeout as exc:
+                raise TransientError("Stash did not send an image in time", server="stash") from exc
+            except AnswerBroken as exc:
                 raise TransientError("Stash broke off an image download", server="stash") from exc
         return StashImage(b"".join(chunks), content_type, digest.hexdigest())
 

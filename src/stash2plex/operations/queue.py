@@ -553,7 +553,7 @@ def remember_plex_server(context: Context) -> None:
     to its page in Plex Web (operations/views.py `plex_web_url`) without asking Plex."""
     from stash2plex.operations.views import PLEX_SERVER_KEY
 
-    machine = getattr(context.plex.server(), "machineIdentifier", None)
+    machine = context.plex.connect().machine_identifier
     if machine:
         context.store.put_value(
             PLEX_SERVER_KEY, {"url": context.config.plex_url, "machine_identifier": str(machine)}

@@ -181,7 +181,8 @@ class PlexAlertStream:
                 with Store.open(self.data_dir) as store:
                     context = self.context_factory(store)
                     self._ratings = context.config.sync_rating_both_ways
-                    server = context.plex.server()
+                    plex = context.plex
+                    plex.connect()
                     if not context.config.pulls:
                         log.info("no pull setting is on; the Plex notification stream waits")
                         self._stop.wait(RECONNECT_MAX_SECONDS)
@@ -191,9 +192,7 @@ class PlexAlertStream:
                 log.warning("cannot listen to Plex yet: %s", exc.message)
                 self._stop.wait(reconnect_delay(failures))
                 continue
-            from plexapi.alert import AlertListener
-
-            listener = AlertListener(server, self._on_message, self._on_error)
+            listener = plex.alert_listener(self._on_message, self._on_error)
             self._listener = listener
             listener.start()
             # plexapi gives no "connected" callback; its socket exists once connecting began.

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
+from stash2plex.clients.http import Exchange
 from stash2plex.clients.plex import DETAIL_BATCH, PlexItem
 from stash2plex.engine.context import Context
 from stash2plex.engine.worker_lock import held_if_free
@@ -357,12 +358,12 @@ class _Run:
         self.unmatched_paths: list[str] = []
         # Changed items wait here until a whole request's worth can be read (bounded).
         self.to_read: list[tuple[ListedItem, Link, float]] = []
-        self.plex.session.hooks["response"].append(self._server_date)
+        self.plex.transport.observers.append(self._server_date)
         tables.begin_scratch()
 
     def close(self) -> None:
         with contextlib.suppress(ValueError):
-            self.plex.session.hooks["response"].remove(self._server_date)
+            self.plex.transport.observers.remove(self._server_date)
         total = self.plex.request_count - self.requests_before
         self.report.plex_requests = {
             "total": total,
@@ -376,7 +377,7 @@ class _Run:
         """What a check records of the push and of the settings it was made under."""
         return fingerprint([pushed_print(link, self.keys), self.settings_print])
 
-    def _server_date(self, response: Any, *args: Any, **kwargs: Any) -> None:
+    def _server_date(self, response: Exchange) -> None:
         """Plex's own time from its `Date` header (`updatedAt` comes from the same clock), and
         the answers counted, for the thread that sent the request."""
         self.seen.answers = getattr(self.seen, "answers", 0) + 1
@@ -394,7 +395,7 @@ class _Run:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
-        self.plex.server()  # connect first, so the walk's counts are its own requests
+        self.plex.connect()  # connect first, so the walk's counts are its own requests
         self.sections = PlexIndex(self.store, self.plex, self.config, self.clock).section_ids()
         self.progress(0.0)
         self._walk_plex()

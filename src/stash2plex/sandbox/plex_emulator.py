@@ -193,6 +193,7 @@ class _FailRule(_Rule):
     status: int = 500
     body: str | None = None
     proxy: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +204,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     websocket_key: str | None = None  # set: answer 101 and serve notifications
     from_plex: bool = True  # False: a reverse proxy or portal answered (no X-Plex-* headers)
+    cut: bool = False  # True: promise the whole body, send half of it, close the connection
 
 
 # RFC 6455: the server proves the handshake with SHA-1 of the client's key and this GUID.
@@ -255,6 +257,7 @@ class Faults:
         self._latency: list[tuple[float, _Rule]] = []
         self._drop: _Rule | None = None
         self._garbage: _Rule | None = None
+        self._cut: _Rule | None = None
 
     def refuse_connections(self) -> None:
         """Close the listening socket (and open connections): clients get connection refused."""
@@ -280,13 +283,16 @@ class Faults:
         route: str | None = None,
         body: str | None = None,
         proxy: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Answer `status` (text/html, or `body`) to the next `count` matching requests
         (None: until cleared). Rules are checked in the order they were added. `proxy`: the
         answer comes from something in front of Plex (a reverse proxy's error or maintenance
-        page, a captive portal), so it carries none of Plex's headers."""
+        page, a captive portal, a redirect to https), so it carries none of Plex's headers;
+        `headers`: more headers to send (a redirect's Location)."""
         with self._lock:
-            self._fails.append(_FailRule(_compile(route), count, status, body, proxy))
+            rule = _FailRule(_compile(route), count, status, body, proxy, dict(headers or {}))
+            self._fails.append(rule)
 
     def latency(self, seconds: float, route: str | None = None) -> None:
         """Delay every matching request by `seconds` (real time); 0 removes the rule."""
@@ -300,6 +306,12 @@ class Faults:
         """Read the next `count` requests, then close the socket without an answer."""
         with self._lock:
             self._drop = _Rule(_compile(route), count)
+
+    def cut_answers(self, count: int | None = None, route: str | None = None) -> None:
+        """Serve the next `count` matching requests, but send only half of each answer's
+        body (its headers promise all of it) and close the connection."""
+        with self._lock:
+            self._cut = _Rule(_compile(route), count)
 
     def garbage_xml(self, count: int | None = None, route: str | None = None) -> None:
         """Answer the next `count` requests 200 with malformed XML (the request is not run)."""
@@ -315,17 +327,27 @@ class Faults:
             self._latency.clear()
             self._drop = None
             self._garbage = None
+            self._cut = None
         self.accept_connections()
 
     def apply(self, action: str, **kwargs: Any) -> None:
         """Call a fault by name (the control API's `{"action": ...}`)."""
-        allowed = ("maintenance", "fail", "latency", "drop_connections", "garbage_xml", "clear")
+        allowed = (
+            "maintenance",
+            "fail",
+            "latency",
+            "drop_connections",
+            "cut_answers",
+            "garbage_xml",
+            "clear",
+        )
         if action not in allowed:
             raise ValueError(f"unknown fault action {action!r}")
         getattr(self, action)(**kwargs)
 
     def decide(self, route: str) -> tuple[float, str | _Response | None]:
-        """(delay, outcome) for one request: outcome is None (serve it), "drop", or an answer."""
+        """(delay, outcome) for one request: outcome is None (serve it), "drop", "cut" (serve
+        it, send half the answer), or an answer."""
         with self._lock:
             delay = max((s for s, rule in self._latency if rule.applies(route)), default=0.0)
             if self._drop is not None and self._drop.applies(route):
@@ -343,13 +365,17 @@ class Faults:
                     if rule.consume():
                         self._fails.remove(rule)
                     body = rule.body if rule.body is not None else html_error(rule.status)
-                    answer = _Response(rule.status, body.encode(), HTML_TYPE)
+                    answer = _Response(rule.status, body.encode(), HTML_TYPE, dict(rule.headers))
                     answer.from_plex = not rule.proxy
                     return delay, answer
             if self._garbage is not None and self._garbage.applies(route):
                 if self._garbage.consume():
                     self._garbage = None
                 return delay, _Response(200, GARBAGE_XML.encode())
+            if self._cut is not None and self._cut.applies(route):
+                if self._cut.consume():
+                    self._cut = None
+                return delay, "cut"
             return delay, None
 
 
@@ -543,8 +569,11 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body in one write: two small writes stall on Nagle + delayed ACK.
         self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self._headers_buffer.append(response.body)
+            body = response.body[: len(response.body) // 2] if response.cut else response.body
+            self._headers_buffer.append(body)
         self.flush_headers()
+        if response.cut:
+            self.close_connection = True
 
 
 # ---------------------------------------------------------------------- the emulator
@@ -812,6 +841,7 @@ class PlexEmulator:
             self._record(method, path, query, template, outcome.status)
             return outcome
         response = self._dispatch(method, path, pairs, handler, body, template, func, groups)
+        response.cut = outcome == "cut"
         self._record(method, path, query, template, response.status)
         return response
 

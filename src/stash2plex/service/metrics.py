@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from stash2plex.clients.http import Exchange
 from stash2plex.operations import views
 from stash2plex.store.db import Store
 
@@ -77,12 +78,11 @@ class ServiceMetrics:
         """A new drain started (its report counts from zero again)."""
         self._last = {}
 
-    def observe_plex_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        """A `requests` response hook: record the request's latency by method and route."""
-        request = response.request
-        path = getattr(request, "path_url", "/") or "/"
-        self.plex_latency.labels(request.method or "GET", plex_route(path)).observe(
-            response.elapsed.total_seconds()
+    def observe_plex_response(self, exchange: Exchange) -> None:
+        """An observer of the Plex transport: record each request's latency by method and
+        route."""
+        self.plex_latency.labels(exchange.method, plex_route(exchange.path)).observe(
+            exchange.seconds
         )
 
 

@@ -109,9 +109,9 @@ class Service:
 
         factory = self.options.context_factory or build_context
         context = factory(store)
-        hooks = context.plex.session.hooks["response"]
-        if self.metrics.observe_plex_response not in hooks:
-            hooks.append(self.metrics.observe_plex_response)
+        observers = context.plex.transport.observers
+        if self.metrics.observe_plex_response not in observers:
+            observers.append(self.metrics.observe_plex_response)
         return context
 
     def _drain_forever(self) -> None:

@@ -1,0 +1,184 @@
+"""The clients' HTTP transport (clients/http.py) in the situations users meet: a redirect in
+front of Plex or Stash, an answer cut off mid-body, a cover served through a redirect, a proxy
+named in the environment (and NO_PROXY). Every exchange is real HTTP: the emulators, a tiny
+redirecting server and a tiny forwarding proxy run on loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import pytest
+
+from stash2plex import errors
+from stash2plex.clients.plex import PlexClient
+from stash2plex.clients.stash import StashClient, StashConnection
+
+from .sandbox import PLEX_TOKEN, cover_sha1, sandbox
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, scenes=12, seed=5) as opened:
+        yield opened
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def redirecting_to(target: str) -> type[BaseHTTPRequestHandler]:
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Redirect
+
+
+def stash_client(box) -> StashClient:
+    return StashClient(StashConnection.from_server_connection(box.stash.server_connection()))
+
+
+def test_plex_behind_a_redirect_is_a_setting_to_fix_not_a_write_that_seems_to_succeed(box):
+    # A reverse proxy sending http:// to https://: following it would turn the edit into a
+    # read (301/302), which Plex answers 200, and the scene would be marked synced.
+    box.plex.faults.fail(
+        301, proxy=True, headers={"Location": "https://plex.example:32400/"}, count=1
+    )
+    with pytest.raises(errors.ConfigError) as raised:
+        PlexClient(box.plex.url, PLEX_TOKEN).sections()
+    assert raised.value.setting == "plex_url"
+    assert "redirects to https://plex.example:32400/" in raised.value.message
+    assert PLEX_TOKEN not in raised.value.message
+
+
+def test_an_edit_redirected_by_plex_itself_is_refused_too(box):
+    scene = box.find(lambda s: bool(s.title))
+    box.plex.faults.fail(307, route="^PUT ", headers={"Location": "/elsewhere"}, count=1)
+    client = PlexClient(box.plex.url, PLEX_TOKEN)
+    with pytest.raises(errors.ConfigError, match="redirects to"):
+        client.edit(box.section_id, box.rating_key(scene), {"title.value": "moved"})
+    assert box.item(scene).title != "moved"
+
+
+def test_an_answer_cut_off_mid_body_is_a_transient_failure_and_the_next_request_works(box):
+    client = PlexClient(box.plex.url, PLEX_TOKEN)
+    client.sections()  # connected, with a kept-alive connection
+    box.plex.faults.cut_answers(count=1, route=r"^GET /library/sections$")
+    with pytest.raises(errors.TransientError, match="broke off") as raised:
+        client.sections()
+    assert PLEX_TOKEN not in raised.value.message
+    assert [s.id for s in client.sections()] == [s.id for s in client.sections()]
+
+
+def test_a_cover_served_through_a_redirect_is_downloaded(box):
+    scene = box.find(lambda s: s.cover_version is not None)
+    stash = stash_client(box)
+    with serving(redirecting_to(box.stash.url)) as redirector:
+        image = stash.image(f"{redirector}/scene/{scene.id}/screenshot")
+    assert not image.placeholder
+    assert image.sha1 == cover_sha1(scene) == hashlib.sha1(image.data).hexdigest()
+
+
+def test_stash_behind_a_redirect_names_the_address_to_set(box):
+    connection = StashConnection.from_server_connection(box.stash.server_connection())
+
+    class RedirectPost(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(308)
+            self.send_header("Location", "https://stash.example/graphql")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(RedirectPost) as url:
+        moved = StashConnection(url, connection.session_cookie, connection.api_key)
+        with pytest.raises(errors.ConfigError) as raised:
+            StashClient(moved).execute("{ version { version } }")
+    assert raised.value.setting == "stash_url"
+    assert "redirects to https://stash.example/graphql" in raised.value.message
+
+
+class ForwardingProxy(BaseHTTPRequestHandler):
+    """A plain-http forward proxy: requests arrive in absolute form and are passed on."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[str]] = []
+
+    def _forward(self) -> None:
+        ForwardingProxy.seen.append(f"{self.command} {self.path}")
+        target = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+        upstream.request(
+            self.command,
+            target.path + (f"?{target.query}" if target.query else ""),
+            body=body,
+            headers=headers,
+        )
+        answer = upstream.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        upstream.close()
+
+    do_GET = do_PUT = do_POST = _forward
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_proxy_the_environment_names_carries_plex_and_stash_requests(box, monkeypatch):
+    ForwardingProxy.seen = []
+    scene = box.find(lambda s: s.cover_version is not None)
+    with serving(ForwardingProxy) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        plex = PlexClient(box.plex.url, PLEX_TOKEN)
+        assert plex.transport.proxy == proxy
+        assert plex.sections()
+        stash = stash_client(box)
+        assert stash.find_scene(scene.id) is not None
+        assert stash.image(f"{box.stash.url}/scene/{scene.id}/screenshot").sha1 == cover_sha1(scene)
+    assert f"GET {box.plex.url}/library/sections" in ForwardingProxy.seen
+    assert f"POST {box.stash.url}/graphql" in ForwardingProxy.seen
+    assert any(s.startswith(f"GET {box.stash.url}/scene/{scene.id}/") for s in ForwardingProxy.seen)
+
+
+def test_no_proxy_keeps_a_server_direct(box, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    plex = PlexClient(box.plex.url, PLEX_TOKEN)
+    assert plex.transport.proxy is None
+    assert plex.sections()
