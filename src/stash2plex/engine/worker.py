@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -397,6 +398,9 @@ class Worker:
         pool = self._pool(width) if width > 1 else None
         queued = list(jobs)
         running: dict[futures.Future[_Attempt], Job] = {}
+        # Finished attempts arrive here: `futures.wait` would hook into every running future
+        # each time one finishes (a measurable share of the worker's CPU per scene).
+        finished: queue.SimpleQueue[futures.Future[_Attempt]] = queue.SimpleQueue()
         handled, stopping, failed, exhausted = 0, False, False, False
         lookahead: _Batch | None = None  # on this thread: the next batch, read meanwhile
 
@@ -437,9 +441,12 @@ class Worker:
                 else:
                     future = pool.submit(self._attempt_in_thread, context, job, scene)
                     running[future] = job
+                    future.add_done_callback(finished.put)
             if running:
-                finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-                for future in finished:
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get())
+                for future in done:
                     running.pop(future)
                     attempt = future.result()
                     failed = failed or isinstance(attempt.result, errors.SyncError)

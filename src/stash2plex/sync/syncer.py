@@ -11,6 +11,7 @@ is pushed to each of them. A Plex item holding files of several scenes (Plex sta
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -140,6 +141,7 @@ class PlexIndex:
         self.clock = clock
         self.refresh_min_seconds = INDEX_REFRESH_MIN_SECONDS
         self._built = False
+        self._refreshed_at = -math.inf  # the refresh time last read (see `fresh`)
         # The sections as last read (time, sections): every scene asks; the store is asked
         # again after a few seconds, so a probe's new answer reaches every thread.
         self._sections: tuple[float, list[dict[str, Any]]] | None = None
@@ -267,9 +269,18 @@ class PlexIndex:
         return True
 
     def fresh(self) -> bool:
-        """True when the index was refreshed within the last few minutes."""
+        """True when the index was refreshed within the last few minutes.
+
+        A plan asks several times per scene; the refresh time only ever grows, so while the
+        time last read still says fresh the store need not be asked again."""
+        now = self.clock()
+        if now - self._refreshed_at < INDEX_FRESH_SECONDS:
+            return True
         last = self.store.get_value("plex_index_refreshed_at")
-        return last is not None and self.clock() - float(last) < INDEX_FRESH_SECONDS
+        if last is None:
+            return False
+        self._refreshed_at = float(last)
+        return now - self._refreshed_at < INDEX_FRESH_SECONDS
 
     def ensure_built(self) -> None:
         if self._built:  # an index once built stays built: no query per scene
