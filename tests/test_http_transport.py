@@ -62,7 +62,7 @@ def stash_client(box) -> StashClient:
 
 def test_plex_behind_a_redirect_is_a_setting_to_fix_not_a_write_that_seems_to_succeed(box):
     # A reverse proxy sending http:// to https://: following it would turn the edit into a
-    # read (301/302), which Plex answers 200, and the scene would be marked synced.
+    # read (after a 302 or 303), which Plex answers 200, and the scene would be marked synced.
     box.plex.faults.fail(
         301, proxy=True, headers={"Location": "https://plex.example:32400/"}, count=1
     )

@@ -844,8 +844,9 @@ def plex_errors(
 
 
 def _redirected(url: str, location: str) -> ConfigError:
-    """A redirect from the Plex URL: a setting to fix, never followed. (Following it would
-    turn an edit into a read for 301 and 302, and the edit would seem to succeed.)"""
+    """A redirect from the Plex URL: a setting to fix, never followed. (Following a 302 or
+    303, HTTP clients turn the write into a read, which Plex answers 200: the write would seem
+    to succeed.)"""
     target = location if "://" in location else f"{url}{location}"
     return ConfigError(
         f"Plex at {url} redirects to {shorten(target, 160)}: set plex_url to the address "
