@@ -182,3 +182,46 @@ def test_no_proxy_keeps_a_server_direct(box, monkeypatch):
     plex = PlexClient(box.plex.url, PLEX_TOKEN)
     assert plex.transport.proxy is None
     assert plex.sections()
+
+
+def test_a_gzipped_answer_is_read_as_plex_meant_it():
+    # Plex compresses when asked (the transport asks, as requests did): a listing page is
+    # a tenth of the bytes.
+    import gzip
+
+    sections = (
+        '<?xml version="1.0" encoding="UTF-8"?><MediaContainer size="1">'
+        '<Directory key="3" title="Films é" type="movie"><Location path="/m"/></Directory>'
+        "</MediaContainer>"
+    )
+    root = '<MediaContainer machineIdentifier="abc" version="1.40"/>'
+
+    compressed: list[str] = []
+
+    class GzipPlex(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = (sections if self.path.startswith("/library/sections") else root).encode()
+            gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
+            if gzipped:
+                body = gzip.compress(body)
+                compressed.append(self.path)
+            self.send_response(200)
+            self.send_header("X-Plex-Protocol", "1.0")
+            self.send_header("Content-Type", "text/xml;charset=utf-8")
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(GzipPlex) as url:
+        client = PlexClient(url, PLEX_TOKEN)
+        [section] = client.sections()
+        assert client.connect().machine_identifier == "abc"
+    assert (section.id, section.title, section.locations) == (3, "Films é", ("/m",))
+    assert "/library/sections" in compressed

@@ -120,13 +120,13 @@ class StashClient:
         self._tags: dict[int, tuple[str, tuple[int, ...]]] | None = None
 
     def _apply_auth(self) -> None:
-        headers = self.transport.headers
-        headers.pop("Cookie", None)
-        headers.pop("ApiKey", None)
+        # A new dict, swapped in whole: other threads may be sending with the old one.
+        headers = {k: v for k, v in self.transport.headers.items() if k not in ("Cookie", "ApiKey")}
         if self.connection.api_key:
             headers["ApiKey"] = self.connection.api_key
         elif self.connection.session_cookie:
             headers["Cookie"] = f"session={self.connection.session_cookie}"
+        self.transport.headers = headers
 
     def use_api_key(self, api_key: str) -> None:
         """Switch from the expiring session cookie to the API key."""
