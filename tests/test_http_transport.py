@@ -101,6 +101,21 @@ def test_a_cover_served_through_a_redirect_is_downloaded(box):
     assert image.sha1 == cover_sha1(scene) == hashlib.sha1(image.data).hexdigest()
 
 
+def test_a_cover_address_that_redirects_in_a_loop_is_a_transient_failure(box):
+    class Loop(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", self.path + "x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Loop) as url, pytest.raises(errors.TransientError, match="in a loop"):
+        stash_client(box).image(f"{url}/scene/1/screenshot")
+
+
 def test_stash_behind_a_redirect_names_the_address_to_set(box):
     connection = StashConnection.from_server_connection(box.stash.server_connection())
 

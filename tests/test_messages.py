@@ -9,6 +9,7 @@ import datetime
 import json
 import socket
 import ssl
+import subprocess
 
 import pytest
 import trustme
@@ -98,6 +99,25 @@ def test_a_certificate_for_another_host_name(ca, ca_bundle, monkeypatch):
         error = health_error(plex.url)
     assert "is issued for another host name, not localhost" in error.message
     assert "plex.direct" in error.message and "verify_tls" in error.message
+
+
+def test_a_ca_folder_in_requests_ca_bundle_is_trusted(ca, tmp_path, monkeypatch):
+    # REQUESTS_CA_BUNDLE may name a folder of hashed certificates (`openssl rehash`).
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    pem = folder / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout", "-in", str(pem)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (folder / f"{subject_hash}.0").write_bytes(pem.read_bytes())
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(folder))
+    with https_plex(ca.issue_cert("127.0.0.1")) as plex:
+        health = PlexClient(plex.url, PLEX_TOKEN, timeout=5).health()
+    assert health.ok, health.detail
 
 
 def test_verify_tls_off_holds_even_with_requests_ca_bundle_set(ca, tmp_path, monkeypatch):

@@ -9,10 +9,10 @@ adds on top of it.
 
 What `requests` read from the environment for every request is read once, when the transport
 is made (a transport talks to one server): the proxy from HTTP(S)_PROXY / NO_PROXY for that
-server's URL (read by `requests`' own function), and when
-certificates are verified the CA bundle from REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else
-certifi's (the bundle `requests` uses). Verification off stays off in every environment and
-never warns per request (a warning would reach Stash's log as an error).
+server's URL (read by `requests`' own function), and when certificates are verified the CA
+bundle (a file or a folder) from REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's (the
+bundle `requests` uses). Verification off stays off in every environment and never warns per
+request (a warning would reach Stash's log as an error).
 
 Every failure without a usable answer is one of three `TransportError`s, so the clients sort
 them without knowing urllib3: `Unreachable` (no connection, or it closed before an answer),
@@ -36,6 +36,7 @@ from urllib3.exceptions import (
     LocationValueError,
     MaxRetryError,
     ReadTimeoutError,
+    ResponseError,
 )
 
 # A redirect followed at most this often (image downloads only; see `ServerTransport.request`).
@@ -166,7 +167,8 @@ class ServerTransport:
         self._clock = clock
         options: dict[str, Any] = {"maxsize": self.pool_size, "retries": False}
         if verify:
-            options.update(cert_reqs="CERT_REQUIRED", ca_certs=self.ca_bundle)
+            where = "ca_cert_dir" if os.path.isdir(str(self.ca_bundle)) else "ca_certs"
+            options.update({"cert_reqs": "CERT_REQUIRED", where: self.ca_bundle})
         else:
             options.update(cert_reqs="CERT_NONE", assert_hostname=False)
             # Unverified on purpose: the per-request warning would only fill Stash's log.
@@ -248,6 +250,8 @@ class ServerTransport:
 def _transport_error(exc: BaseException) -> TransportError:
     if isinstance(exc, ReadTimeoutError):
         return AnswerTimeout(str(exc))
+    if isinstance(exc, ResponseError):  # the server answered, with redirects in a loop
+        return AnswerBroken(f"more than {MAX_REDIRECTS} redirects ({exc})")
     return Unreachable(str(exc))
 
 

@@ -401,6 +401,10 @@ class StashClient:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except AnswerTimeout as exc:
             raise TransientError("Stash did not send an image in time", server="stash") from exc
+        except AnswerBroken as exc:  # redirected in a loop
+            raise TransientError(
+                "Stash's image address redirects in a loop", server="stash"
+            ) from exc
         with response:
             if response.status == 401:
                 raise self._auth_error()
