@@ -682,9 +682,6 @@ def _plex_item(video: ET.Element) -> PlexItem:
     )
 
 
-_STATUS_PREFIX = re.compile(r"^\((\d{3})\)")
-
-
 def connection_problem(text: str, url: str, timeout: float) -> SyncError:
     """The classified error for a failed connection to Plex, from the text urllib3 gives.
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +167,7 @@ class StashClient:
             )
         return payload.get("data") or {}
 
-    def _refusal(self, status: int, headers: Any, text: str) -> Exception:
+    def _refusal(self, status: int, headers: Mapping[str, str], text: str) -> Exception:
         """The classified error for a status other than 200 (`text`: the answer, redacted)."""
         if status == 401:
             return self._auth_error()
@@ -175,6 +175,7 @@ class StashClient:
         if location:
             url = self.connection.url
             target = location if "://" in location else f"{url}{location}"
+            target = redact(target, self.connection.secrets())
             return ConfigError(
                 f"Stash at {url} redirects to {shorten(target, 160)}: set stash_url "
                 "(STASH2PLEX_STASH_URL) to the address Stash answers at",
