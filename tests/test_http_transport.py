@@ -6,6 +6,7 @@ redirecting server and a tiny forwarding proxy run on loopback.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import threading
@@ -142,8 +143,17 @@ class ForwardingProxy(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[str]] = []
+    login: ClassVar[str | None] = None  # "user:password" the proxy requires, if any
 
     def _forward(self) -> None:
+        if self.login is not None:
+            expected = "Basic " + base64.b64encode(self.login.encode()).decode()
+            if self.headers.get("Proxy-Authorization") != expected:
+                self.send_response(407)
+                self.send_header("Proxy-Authenticate", 'Basic realm="proxy"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         ForwardingProxy.seen.append(f"{self.command} {self.path}")
         target = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -240,3 +250,52 @@ def test_a_gzipped_answer_is_read_as_plex_meant_it():
         assert client.connect().machine_identifier == "abc"
     assert (section.id, section.title, section.locations) == (3, "Films é", ("/m",))
     assert "/library/sections" in compressed
+
+
+@pytest.mark.parametrize(
+    ("login", "proxy_address"),
+    [
+        (None, "{host}"),  # no scheme: http://, as requests took it
+        ("alice:s3cr@t", "http://alice:s3cr%40t@{host}"),  # a proxy that wants a login
+    ],
+)
+def test_a_proxy_without_scheme_or_with_a_login_carries_the_requests(
+    box, monkeypatch, login, proxy_address
+):
+    ForwardingProxy.seen, ForwardingProxy.login = [], login
+    try:
+        with serving(ForwardingProxy) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy_address.format(host=proxy.split("//")[1]))
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            assert PlexClient(box.plex.url, PLEX_TOKEN).sections()
+            assert stash_client(box).plugin_settings("stash2plex") is not None
+    finally:
+        ForwardingProxy.login = None
+    assert f"GET {box.plex.url}/library/sections" in ForwardingProxy.seen
+    assert f"POST {box.stash.url}/graphql" in ForwardingProxy.seen
+
+
+def test_a_proxy_of_a_kind_that_cannot_work_is_a_setting_to_fix(box, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "socks5://bob:hunter2@127.0.0.1:1080")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(errors.ConfigError) as plex:
+        PlexClient(box.plex.url, PLEX_TOKEN).sections()
+    with pytest.raises(errors.ConfigError) as stash:
+        stash_client(box).plugin_settings("stash2plex")
+    for raised in (plex.value, stash.value):
+        assert raised.setting == "HTTP_PROXY"
+        assert "socks5://127.0.0.1:1080 (HTTP_PROXY) is a socks5 proxy" in raised.message
+        assert "hunter2" not in raised.message and "bob" not in raised.message
+
+
+def test_a_ca_bundle_that_is_not_there_names_the_variable(box, monkeypatch, tmp_path):
+    missing = tmp_path / "gone.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    with pytest.raises(errors.ConfigError) as raised:
+        PlexClient(box.plex.url, PLEX_TOKEN).sections()
+    assert raised.value.setting == "REQUESTS_CA_BUNDLE"
+    assert f"REQUESTS_CA_BUNDLE names {missing}, which does not exist" in raised.value.message
+    # Verification off needs no bundle: the same environment works.
+    assert PlexClient(box.plex.url, PLEX_TOKEN, verify_tls=False).sections()

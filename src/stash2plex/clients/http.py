@@ -14,9 +14,11 @@ bundle (a file or a folder) from REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else cert
 bundle `requests` uses). Verification off stays off in every environment and never warns per
 request (a warning would reach Stash's log as an error).
 
-Every failure without a usable answer is one of three `TransportError`s, so the clients sort
-them without knowing urllib3: `Unreachable` (no connection, or it closed before an answer),
-`AnswerTimeout` (connected, no answer in time), `AnswerBroken` (the answer broke off).
+Every failure without a usable answer is a `TransportError`, so the clients sort them without
+knowing urllib3: `Unreachable` (no connection, or it closed before an answer), `AnswerTimeout`
+(connected, no answer in time), `AnswerBroken` (the answer broke off), `SetupProblem` (the
+environment names a proxy or CA bundle that cannot work; raised by every request, never when
+the transport is made, so a client can always be built and report it).
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ class AnswerTimeout(TransportError):
 
 class AnswerBroken(TransportError):
     """The answer began and could not be read to its end (cut off, undecodable)."""
+
+
+class SetupProblem(TransportError):
+    """The environment asks for what cannot work: a proxy of a kind urllib3 cannot use, a CA
+    bundle that is not there. `variable` names the environment variable to fix; `text` says
+    what is wrong and what to do (no secret: a proxy's password is hidden)."""
+
+    def __init__(self, text: str, variable: str) -> None:
+        super().__init__(text)
+        self.variable = variable
 
 
 @dataclass(frozen=True)
@@ -159,12 +171,20 @@ class ServerTransport:
         # is a tenth of the bytes gzipped; urllib3 decodes it).
         self.headers: dict[str, str] = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
         self.verify = verify
-        self.ca_bundle = ca_bundle() if verify else None
-        self.proxy = proxy_for(self.base_url)
         self.pool_size = max(1, pool_size)
         self.observers: list[Callable[[Exchange], None]] = []
         self._before_send = before_send
         self._clock = clock
+        self.proxy: str | None = None
+        self.ca_bundle: str | None = None
+        self._problem: SetupProblem | None = None
+        self._own_pool: Any = None
+        try:
+            self.ca_bundle = ca_bundle() if verify else None
+            self.proxy, proxy_headers = proxy_for(self.base_url)
+        except SetupProblem as problem:
+            self._problem = problem
+            return
         options: dict[str, Any] = {"maxsize": self.pool_size, "retries": False}
         if verify:
             where = "ca_cert_dir" if os.path.isdir(str(self.ca_bundle)) else "ca_certs"
@@ -174,7 +194,7 @@ class ServerTransport:
             # Unverified on purpose: the per-request warning would only fill Stash's log.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         self._manager: urllib3.PoolManager = (
-            urllib3.ProxyManager(self.proxy, **options)
+            urllib3.ProxyManager(self.proxy, proxy_headers=proxy_headers, **options)
             if self.proxy
             else urllib3.PoolManager(**options)
         )
@@ -202,6 +222,8 @@ class ServerTransport:
         answer, its body read unless `stream`. Any status is an answer (a redirect too, unless
         `follow_redirects`, then up to MAX_REDIRECTS). Raises Unreachable, AnswerTimeout or
         AnswerBroken."""
+        if self._problem is not None:
+            raise self._problem
         url = self.base_url + target if target.startswith("/") else target
         # Any URL on this server's origin goes through its own pool (cheaper than the manager).
         path = url[len(self._origin) :] if url.startswith(self._origin + "/") else None
@@ -269,21 +291,50 @@ _REDIRECTS_ONLY = urllib3.Retry(
 )
 
 
-def proxy_for(url: str) -> str | None:
+def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None]:
     """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, with
-    NO_PROXY's exceptions, read as `requests` reads them), or None."""
-    from requests.utils import get_environ_proxies
+    NO_PROXY's exceptions, read as `requests` reads them) and the headers that log in to it
+    (from `user:password@` in its address), or (None, None). A proxy without a scheme is
+    http://, as `requests` takes it. Raises SetupProblem for a proxy urllib3 cannot use."""
+    from requests.utils import get_auth_from_url, get_environ_proxies
 
     proxies = get_environ_proxies(url)
     scheme = urlsplit(url).scheme
-    return proxies.get(scheme) or proxies.get("all") or None
+    key = scheme if proxies.get(scheme) else "all"
+    proxy = proxies.get(key)
+    if not proxy:
+        return None, None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"
+    parts = urlsplit(proxy)
+    user, password = get_auth_from_url(proxy)
+    if parts.scheme.lower() not in ("http", "https"):
+        port = f":{parts.port}" if parts.port else ""
+        raise SetupProblem(
+            f"the proxy {parts.scheme}://{parts.hostname}{port} ({key.upper()}_PROXY) is a "
+            f"{parts.scheme} proxy, which Stash2Plex cannot use: set an http:// proxy there, "
+            "or name this server in NO_PROXY",
+            f"{key.upper()}_PROXY",
+        )
+    if not user:
+        return proxy, None
+    return proxy, urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")
 
 
 def ca_bundle() -> str:
-    """The CA bundle certificates are checked against: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
-    when set (what `requests` honours), else certifi's."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
+    """The CA bundle (a file, or a folder of hashed certificates) certificates are checked
+    against: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE when set (what `requests` honours), else
+    certifi's. Raises SetupProblem when the variable names nothing that exists."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        bundle = os.environ.get(variable)
+        if not bundle:
+            continue
+        if not os.path.exists(bundle):
+            raise SetupProblem(
+                f"{variable} names {bundle}, which does not exist: point it at a CA "
+                "bundle file or folder, or unset it",
+                variable,
+            )
         return bundle
     import certifi
 

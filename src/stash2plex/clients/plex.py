@@ -27,6 +27,7 @@ from stash2plex.clients.http import (
     AnswerBroken,
     AnswerTimeout,
     ServerTransport,
+    SetupProblem,
     Unreachable,
 )
 from stash2plex.clients.throttle import RequestThrottle
@@ -810,6 +811,12 @@ def plex_errors(
         yield
     except SyncError:
         raise
+    except SetupProblem as exc:
+        raise ConfigError(
+            f"Plex at {url} cannot be reached as this machine is set up: {exc.text}",
+            setting=exc.variable,
+            server="plex",
+        ) from exc
     except Unreachable as exc:
         raise connection_problem(redact(exc.text, secrets), url, timeout) from exc
     except AnswerTimeout as exc:

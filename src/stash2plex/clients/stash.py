@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash2plex.clients import stash_documents as docs
-from stash2plex.clients.http import AnswerBroken, AnswerTimeout, ServerTransport, Unreachable
+from stash2plex.clients.http import (
+    AnswerBroken,
+    AnswerTimeout,
+    ServerTransport,
+    SetupProblem,
+    Unreachable,
+)
 from stash2plex.errors import (
     AuthError,
     ConfigError,
@@ -142,6 +148,8 @@ class StashClient:
         body = json.dumps({"query": document, "variables": variables or {}}).encode()
         try:
             response = self.transport.request("POST", "/graphql", body=body, timeout=self.timeout)
+        except SetupProblem as exc:
+            raise self._setup_error(exc) from exc
         except Unreachable as exc:
             url = self.connection.url
             raise StashDownError(
@@ -183,6 +191,14 @@ class StashClient:
                 server="stash",
             )
         return error_for_status(status, "stash", shorten(text) if status < 500 else "")
+
+    def _setup_error(self, problem: SetupProblem) -> ConfigError:
+        return ConfigError(
+            f"Stash at {self.connection.url} cannot be reached as this machine is set up: "
+            f"{problem.text}",
+            setting=problem.variable,
+            server="stash",
+        )
 
     def _auth_error(self) -> AuthError:
         """Stash's 401, naming the credential that was refused."""
@@ -398,6 +414,8 @@ class StashClient:
             response = self.transport.request(
                 "GET", url, timeout=self.timeout, stream=True, follow_redirects=True
             )
+        except SetupProblem as exc:
+            raise self._setup_error(exc) from exc
         except Unreachable as exc:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except AnswerTimeout as exc:
