@@ -201,12 +201,30 @@ def test_the_proxy_the_environment_names_carries_plex_and_stash_requests(box, mo
     assert any(s.startswith(f"GET {box.stash.url}/scene/{scene.id}/") for s in ForwardingProxy.seen)
 
 
-def test_no_proxy_keeps_a_server_direct(box, monkeypatch):
+@pytest.mark.parametrize("excepted", ["127.0.0.1", "{plex_host_port}"])
+def test_no_proxy_keeps_a_server_direct(box, monkeypatch, excepted):
+    # A host alone (as requests reads NO_PROXY) or a host with its port (as curl reads it).
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("NO_PROXY", excepted.format(plex_host_port=box.plex.url.split("//")[1]))
     plex = PlexClient(box.plex.url, PLEX_TOKEN)
     assert plex.transport.proxy is None
     assert plex.sections()
+
+
+def test_a_dead_proxy_is_named_not_taken_for_the_server(box, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://carol:pw123@127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(errors.ServerDownError) as plex:
+        PlexClient(box.plex.url, PLEX_TOKEN, timeout=5).sections()
+    with pytest.raises(errors.StashDownError) as stash:
+        stash_client(box).plugin_settings("stash2plex")
+    for raised, server, url in ((plex, "Plex", box.plex.url), (stash, "Stash", box.stash.url)):
+        assert raised.value.message == (
+            f"{server} at {url} is not reachable through the proxy http://127.0.0.1:9 "
+            "(HTTP_PROXY): the proxy refused the connection; is the proxy running, or should "
+            "127.0.0.1 be in NO_PROXY?"
+        )
 
 
 def test_a_gzipped_answer_is_read_as_plex_meant_it():

@@ -37,6 +37,7 @@ from urllib3.exceptions import (
     InsecureRequestWarning,
     LocationValueError,
     MaxRetryError,
+    ProxyError,
     ReadTimeoutError,
     ResponseError,
 )
@@ -57,6 +58,35 @@ class TransportError(Exception):
 class Unreachable(TransportError):
     """No connection: refused, unknown host, TLS failure, proxy failure, connect timeout, or
     the connection closed before any answer."""
+
+
+class ProxyUnreachable(Unreachable):
+    """The proxy the environment names (`proxy`, its password hidden; `variable`) could not
+    be reached or refused to pass the request on."""
+
+    def __init__(self, text: str, proxy: str, variable: str) -> None:
+        super().__init__(text)
+        self.proxy = proxy
+        self.variable = variable
+
+    def describe(self, server: str, url: str) -> str:
+        """One sentence for a person: `server` ("Plex", "Stash") at `url` through the proxy."""
+        lowered = self.text.lower()
+        if "refused" in lowered:
+            why = "the proxy refused the connection"
+        elif "timed out" in lowered:
+            why = "the proxy did not answer in time"
+        elif "407" in lowered:
+            why = "the proxy wants a login (put user:password@ in its address)"
+        elif "resolve" in lowered or "name or service" in lowered:
+            why = "the proxy's host name is unknown"
+        else:
+            why = "the proxy did not pass the request on"
+        host = urlsplit(url).hostname or url
+        return (
+            f"{server} at {url} is not reachable through the proxy {self.proxy} "
+            f"({self.variable}): {why}; is the proxy running, or should {host} be in NO_PROXY?"
+        )
 
 
 class AnswerTimeout(TransportError):
@@ -176,12 +206,14 @@ class ServerTransport:
         self._before_send = before_send
         self._clock = clock
         self.proxy: str | None = None
+        self._proxy_shown = ""  # for messages: without a password
+        self._proxy_variable = ""
         self.ca_bundle: str | None = None
         self._problem: SetupProblem | None = None
         self._own_pool: Any = None
         try:
             self.ca_bundle = ca_bundle() if verify else None
-            self.proxy, proxy_headers = proxy_for(self.base_url)
+            self.proxy, proxy_headers, self._proxy_variable = proxy_for(self.base_url)
         except SetupProblem as problem:
             self._problem = problem
             return
@@ -250,9 +282,9 @@ class ServerTransport:
                 location = urljoin(url, str(response.get_redirect_location()))
                 response = self._manager.urlopen(method, location, **options)
         except MaxRetryError as exc:  # only when following redirects: the cause inside
-            raise _transport_error(exc.reason or exc) from exc
+            raise self._transport_error(exc.reason or exc) from exc
         except (HTTPError, OSError, ValueError) as exc:
-            raise _transport_error(exc) from exc
+            raise self._transport_error(exc) from exc
         answer = Answer(response)
         if not stream:
             answer.read()
@@ -267,6 +299,14 @@ class ServerTransport:
             for observe in self.observers:
                 observe(exchange)
         return answer
+
+    def _transport_error(self, exc: BaseException) -> TransportError:
+        if isinstance(exc, ProxyError) and self.proxy:
+            parts = urlsplit(self.proxy)
+            port = f":{parts.port}" if parts.port else ""
+            shown = f"{parts.scheme}://{parts.hostname}{port}"
+            return ProxyUnreachable(str(exc), shown, self._proxy_variable)
+        return _transport_error(exc)
 
 
 def _transport_error(exc: BaseException) -> TransportError:
@@ -291,19 +331,21 @@ _REDIRECTS_ONLY = urllib3.Retry(
 )
 
 
-def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None]:
+def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None, str]:
     """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, with
     NO_PROXY's exceptions, read as `requests` reads them) and the headers that log in to it
-    (from `user:password@` in its address), or (None, None). A proxy without a scheme is
-    http://, as `requests` takes it. Raises SetupProblem for a proxy urllib3 cannot use."""
+    (from `user:password@` in its address) and the variable that named it, or (None, None,
+    ""). A proxy without a scheme is http://, as `requests` takes it; a NO_PROXY entry may
+    name a host with its port (as curl reads it). Raises SetupProblem for a proxy urllib3
+    cannot use."""
     from requests.utils import get_auth_from_url, get_environ_proxies
 
     proxies = get_environ_proxies(url)
     scheme = urlsplit(url).scheme
     key = scheme if proxies.get(scheme) else "all"
     proxy = proxies.get(key)
-    if not proxy:
-        return None, None
+    if not proxy or _excepted_with_port(url):
+        return None, None, ""
     if "://" not in proxy:
         proxy = f"http://{proxy}"
     parts = urlsplit(proxy)
@@ -316,9 +358,20 @@ def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None]:
             "or name this server in NO_PROXY",
             f"{key.upper()}_PROXY",
         )
+    variable = f"{key.upper()}_PROXY"
     if not user:
-        return proxy, None
-    return proxy, urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")
+        return proxy, None, variable
+    return proxy, urllib3.make_headers(proxy_basic_auth=f"{user}:{password}"), variable
+
+
+def _excepted_with_port(url: str) -> bool:
+    """Whether NO_PROXY names `url`'s host with its port (`host:port`), which `requests`
+    does not read."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    wanted = f"{parts.hostname}:{port}".lower()
+    listed = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    return any(entry.strip().lower() == wanted for entry in listed.split(","))
 
 
 def ca_bundle() -> str:

@@ -26,6 +26,7 @@ from stash2plex.clients.http import (
     Answer,
     AnswerBroken,
     AnswerTimeout,
+    ProxyUnreachable,
     ServerTransport,
     SetupProblem,
     Unreachable,
@@ -817,6 +818,8 @@ def plex_errors(
             setting=exc.variable,
             server="plex",
         ) from exc
+    except ProxyUnreachable as exc:
+        raise ServerDownError(exc.describe("Plex", url), server="plex") from exc
     except Unreachable as exc:
         raise connection_problem(redact(exc.text, secrets), url, timeout) from exc
     except AnswerTimeout as exc:

@@ -20,6 +20,7 @@ from stash2plex.clients import stash_documents as docs
 from stash2plex.clients.http import (
     AnswerBroken,
     AnswerTimeout,
+    ProxyUnreachable,
     ServerTransport,
     SetupProblem,
     Unreachable,
@@ -150,6 +151,8 @@ class StashClient:
             response = self.transport.request("POST", "/graphql", body=body, timeout=self.timeout)
         except SetupProblem as exc:
             raise self._setup_error(exc) from exc
+        except ProxyUnreachable as exc:
+            raise StashDownError(exc.describe("Stash", self.connection.url)) from exc
         except Unreachable as exc:
             url = self.connection.url
             raise StashDownError(
@@ -416,6 +419,8 @@ class StashClient:
             )
         except SetupProblem as exc:
             raise self._setup_error(exc) from exc
+        except ProxyUnreachable as exc:
+            raise StashDownError(exc.describe("Stash", self.connection.url)) from exc
         except Unreachable as exc:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except AnswerTimeout as exc:
