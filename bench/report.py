@@ -13,6 +13,27 @@ from pathlib import Path
 from typing import Any
 
 SERVE_SANDBOX = Path(__file__).resolve().parent / "serve_sandbox.py"
+# What the benchmarks need besides the standard library: the package's dependencies and the
+# sandbox's (`pip install -e ".[sandbox]"`, which the README's install command does).
+NEEDED = ("plexapi", "requests", "urllib3", "certifi", "graphql", "yaml")
+
+
+def require_environment() -> None:
+    """Stop with a sentence, not a hang, when this Python lacks what the benchmarks import
+    (the worker would otherwise retry a missing plexapi every few seconds, for ever)."""
+    import importlib.util
+
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.exit(
+            f"{Path(sys.argv[0]).name}: this Python ({sys.executable}) lacks "
+            f"{', '.join(missing)}; run the benchmark with the project's environment, e.g. "
+            f"`.venv/bin/python bench/{Path(sys.argv[0]).name} ...` after the README's install "
+            "command"
+        )
+
+
+require_environment()
 
 
 def command_line(script: str) -> str:
