@@ -308,12 +308,43 @@ def test_a_proxy_of_a_kind_that_cannot_work_is_a_setting_to_fix(box, monkeypatch
         assert "hunter2" not in raised.message and "bob" not in raised.message
 
 
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("http://127.0.0.1:notaport", "is not an address Stash2Plex can use"),
+        ("http://[::1", "the proxy in HTTP_PROXY is not an address"),
+    ],
+)
+def test_a_proxy_address_that_cannot_be_read_is_a_setting_to_fix(box, monkeypatch, value, words):
+    monkeypatch.setenv("HTTP_PROXY", value)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(errors.ConfigError) as raised:
+        PlexClient(box.plex.url, PLEX_TOKEN).sections()
+    assert raised.value.setting == "HTTP_PROXY" and words in raised.value.message
+
+
+def test_a_ca_bundle_that_holds_no_certificate_names_the_variable(box, monkeypatch, tmp_path):
+    garbage = tmp_path / "bundle.pem"
+    garbage.write_text("not a certificate\n")
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(garbage))
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    https = box.plex.url.replace("http://", "https://")
+    with pytest.raises(errors.ConfigError) as raised:
+        PlexClient(https, PLEX_TOKEN).sections()
+    assert raised.value.setting == "CURL_CA_BUNDLE"
+    assert f"CURL_CA_BUNDLE names {garbage}, which holds no certificate" in raised.value.message
+    # Plain http never reads the bundle, as before.
+    assert stash_client(box).plugin_settings("stash2plex") is not None
+
+
 def test_a_ca_bundle_that_is_not_there_names_the_variable(box, monkeypatch, tmp_path):
     missing = tmp_path / "gone.pem"
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    https = box.plex.url.replace("http://", "https://")
     with pytest.raises(errors.ConfigError) as raised:
-        PlexClient(box.plex.url, PLEX_TOKEN).sections()
+        PlexClient(https, PLEX_TOKEN).sections()
     assert raised.value.setting == "REQUESTS_CA_BUNDLE"
     assert f"REQUESTS_CA_BUNDLE names {missing}, which does not exist" in raised.value.message
-    # Verification off needs no bundle: the same environment works.
-    assert PlexClient(box.plex.url, PLEX_TOKEN, verify_tls=False).sections()
+    # Plain http and verification off need no bundle: the same environment works.
+    assert PlexClient(box.plex.url, PLEX_TOKEN).sections()

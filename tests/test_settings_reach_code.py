@@ -208,6 +208,7 @@ def test_enabled_off_keeps_jobs_and_sends_nothing(box):
 
 def test_verify_tls_reaches_the_plex_transport(box, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    box.settings(plex_url=box.plex.url.replace("http://", "https://"))  # only https reads it
     with box.store() as store:
         # Verified against the environment's CA bundle, read once for the transport.
         transport = build_context(store).plex.transport

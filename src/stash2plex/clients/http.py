@@ -24,6 +24,7 @@ the transport is made, so a client can always be built and report it).
 from __future__ import annotations
 
 import os
+import ssl
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -206,30 +207,41 @@ class ServerTransport:
         self._before_send = before_send
         self._clock = clock
         self.proxy: str | None = None
-        self._proxy_shown = ""  # for messages: without a password
         self._proxy_variable = ""
         self.ca_bundle: str | None = None
         self._problem: SetupProblem | None = None
         self._own_pool: Any = None
         try:
-            self.ca_bundle = ca_bundle() if verify else None
+            # Read only for https (as `requests` did): a stale variable never breaks http.
+            self.ca_bundle = ca_bundle() if verify and parts.scheme == "https" else None
             self.proxy, proxy_headers, self._proxy_variable = proxy_for(self.base_url)
         except SetupProblem as problem:
             self._problem = problem
             return
         options: dict[str, Any] = {"maxsize": self.pool_size, "retries": False}
         if verify:
-            where = "ca_cert_dir" if os.path.isdir(str(self.ca_bundle)) else "ca_certs"
-            options.update({"cert_reqs": "CERT_REQUIRED", where: self.ca_bundle})
+            options["cert_reqs"] = "CERT_REQUIRED"
+            if self.ca_bundle:
+                where = "ca_cert_dir" if os.path.isdir(self.ca_bundle) else "ca_certs"
+                options[where] = self.ca_bundle
         else:
             options.update(cert_reqs="CERT_NONE", assert_hostname=False)
             # Unverified on purpose: the per-request warning would only fill Stash's log.
             warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        self._manager: urllib3.PoolManager = (
-            urllib3.ProxyManager(self.proxy, proxy_headers=proxy_headers, **options)
-            if self.proxy
-            else urllib3.PoolManager(**options)
-        )
+        if not self.proxy:
+            self._manager: urllib3.PoolManager = urllib3.PoolManager(**options)
+        else:
+            try:
+                self._manager = urllib3.ProxyManager(
+                    self.proxy, proxy_headers=proxy_headers, **options
+                )
+            except (HTTPError, ValueError) as exc:  # e.g. a port that is not a number
+                self._problem = SetupProblem(
+                    f"the proxy {_shown(self.proxy)} ({self._proxy_variable}) is not an address "
+                    f"Stash2Plex can use ({type(exc).__name__}): correct it, or unset it",
+                    self._proxy_variable,
+                )
+                return
         # Requests to the server's own address skip the manager's per-request URL parsing.
         self._own_pool = None if self.proxy else self._connection_pool()
 
@@ -252,8 +264,8 @@ class ServerTransport:
     ) -> Answer:
         """Send `method` to `target` (a path on the server, or an absolute URL) and return the
         answer, its body read unless `stream`. Any status is an answer (a redirect too, unless
-        `follow_redirects`, then up to MAX_REDIRECTS). Raises Unreachable, AnswerTimeout or
-        AnswerBroken."""
+        `follow_redirects`, then up to MAX_REDIRECTS). Raises a TransportError: Unreachable
+        (ProxyUnreachable when the proxy failed), AnswerTimeout, AnswerBroken or SetupProblem."""
         if self._problem is not None:
             raise self._problem
         url = self.base_url + target if target.startswith("/") else target
@@ -302,10 +314,7 @@ class ServerTransport:
 
     def _transport_error(self, exc: BaseException) -> TransportError:
         if isinstance(exc, ProxyError) and self.proxy:
-            parts = urlsplit(self.proxy)
-            port = f":{parts.port}" if parts.port else ""
-            shown = f"{parts.scheme}://{parts.hostname}{port}"
-            return ProxyUnreachable(str(exc), shown, self._proxy_variable)
+            return ProxyUnreachable(str(exc), _shown(self.proxy), self._proxy_variable)
         return _transport_error(exc)
 
 
@@ -343,25 +352,37 @@ def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None, str]:
     proxies = get_environ_proxies(url)
     scheme = urlsplit(url).scheme
     key = scheme if proxies.get(scheme) else "all"
-    proxy = proxies.get(key)
+    variable = f"{key.upper()}_PROXY"
+    proxy = (proxies.get(key) or "").strip()
     if not proxy or _excepted_with_port(url):
         return None, None, ""
     if "://" not in proxy:
         proxy = f"http://{proxy}"
-    parts = urlsplit(proxy)
-    user, password = get_auth_from_url(proxy)
-    if parts.scheme.lower() not in ("http", "https"):
-        port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(proxy)
+        user, password = get_auth_from_url(proxy)
+    except ValueError as exc:  # e.g. an unclosed [IPv6 address
         raise SetupProblem(
-            f"the proxy {parts.scheme}://{parts.hostname}{port} ({key.upper()}_PROXY) is a "
-            f"{parts.scheme} proxy, which Stash2Plex cannot use: set an http:// proxy there, "
-            "or name this server in NO_PROXY",
-            f"{key.upper()}_PROXY",
+            f"the proxy in {variable} is not an address Stash2Plex can use ({exc}): correct "
+            "it, or unset it",
+            variable,
+        ) from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise SetupProblem(
+            f"the proxy {_shown(proxy)} ({variable}) is a {parts.scheme} proxy, which "
+            "Stash2Plex cannot use: set an http:// proxy there, or name this server in NO_PROXY",
+            variable,
         )
-    variable = f"{key.upper()}_PROXY"
     if not user:
         return proxy, None, variable
     return proxy, urllib3.make_headers(proxy_basic_auth=f"{user}:{password}"), variable
+
+
+def _shown(proxy: str) -> str:
+    """A proxy's address for messages: scheme, host and port (never a login)."""
+    parts = urlsplit(proxy)
+    host_and_port = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host_and_port}"
 
 
 def _excepted_with_port(url: str) -> bool:
@@ -388,6 +409,21 @@ def ca_bundle() -> str:
                 "bundle file or folder, or unset it",
                 variable,
             )
+        if not os.access(bundle, os.R_OK):
+            raise SetupProblem(
+                f"{variable} names {bundle}, which this user may not read: make it readable, "
+                "or point the variable elsewhere",
+                variable,
+            )
+        if os.path.isfile(bundle):
+            try:  # read once here, so a wrong file is named, not taken for the server down
+                ssl.create_default_context(cafile=bundle)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise SetupProblem(
+                    f"{variable} names {bundle}, which holds no certificate this machine can "
+                    f"read ({type(exc).__name__}): point it at a PEM bundle, or unset it",
+                    variable,
+                ) from exc
         return bundle
     import certifi
 
