@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -348,3 +349,78 @@ def test_a_ca_bundle_that_is_not_there_names_the_variable(box, monkeypatch, tmp_
     assert f"REQUESTS_CA_BUNDLE names {missing}, which does not exist" in raised.value.message
     # Plain http and verification off need no bundle: the same environment works.
     assert PlexClient(box.plex.url, PLEX_TOKEN).sections()
+
+
+def test_a_cover_redirected_to_an_unreachable_address_fails_that_scene_not_stash(box):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with serving(redirecting_to(dead)) as redirector, pytest.raises(errors.SyncError) as raised:
+        stash_client(box).image(f"{redirector}/scene/1/screenshot")
+    assert type(raised.value) is errors.TransientError  # the scene retries; Stash is not down
+    assert "redirects to 127.0.0.1, which failed" in raised.value.message
+
+
+def test_credentials_never_follow_a_cover_redirect_to_another_origin():
+    seen: list[dict[str, str]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"\xff\xd8\xff\xd9")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Elsewhere) as elsewhere, serving(redirecting_to(elsewhere)) as redirector:
+        # The redirector stands for Stash (credentials go to it), Elsewhere for another host.
+        stash = StashClient(StashConnection(redirector, "cookie-value-1", "api-key-2"))
+        image = stash.image(f"{redirector}/scene/1/screenshot")
+    assert image.data == b"\xff\xd8\xff\xd9"
+    [headers] = seen
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert "apikey" not in lowered and "cookie" not in lowered
+
+
+@pytest.mark.parametrize(
+    ("proxy_login", "words"),
+    [
+        (None, "the proxy wants a login (put user:password@ in its address)"),
+        ("alice:wrong", "the proxy refused the login in its address (check user:password@)"),
+    ],
+)
+def test_a_proxy_asking_for_a_login_is_named_as_the_problem(box, monkeypatch, proxy_login, words):
+    ForwardingProxy.seen, ForwardingProxy.login = [], "alice:right"
+    try:
+        with serving(ForwardingProxy) as proxy:
+            host = proxy.split("//")[1]
+            address = f"http://{proxy_login}@{host}" if proxy_login else proxy
+            monkeypatch.setenv("http_proxy", address)  # the lowercase spelling is named
+            monkeypatch.delenv("HTTP_PROXY", raising=False)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            with pytest.raises(errors.ServerDownError) as plex:
+                PlexClient(box.plex.url, PLEX_TOKEN).sections()
+            with pytest.raises(errors.StashDownError) as stash:
+                stash_client(box).plugin_settings("stash2plex")
+    finally:
+        ForwardingProxy.login = None
+    for raised in (plex.value, stash.value):
+        assert f"through the proxy {proxy} (http_proxy): {words}" in raised.message
+        assert "wrong" not in raised.message
+
+
+def test_no_part_of_a_proxy_login_shows_even_in_an_address_that_cannot_be_read(box, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://alice:pa#ss/word@proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(errors.SyncError) as raised:
+        PlexClient(box.plex.url, PLEX_TOKEN).sections()
+    assert (
+        "alice" not in raised.value.message
+        and "pa" not in raised.value.message.split("proxy.invalid")[0].split("://")[-1]
+    )

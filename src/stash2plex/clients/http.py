@@ -65,10 +65,11 @@ class ProxyUnreachable(Unreachable):
     """The proxy the environment names (`proxy`, its password hidden; `variable`) could not
     be reached or refused to pass the request on."""
 
-    def __init__(self, text: str, proxy: str, variable: str) -> None:
+    def __init__(self, text: str, proxy: str, variable: str, logged_in: bool = False) -> None:
         super().__init__(text)
         self.proxy = proxy
         self.variable = variable
+        self.logged_in = logged_in  # the address carries user:password
 
     def describe(self, server: str, url: str) -> str:
         """One sentence for a person: `server` ("Plex", "Stash") at `url` through the proxy."""
@@ -77,6 +78,8 @@ class ProxyUnreachable(Unreachable):
             why = "the proxy refused the connection"
         elif "timed out" in lowered:
             why = "the proxy did not answer in time"
+        elif "407" in lowered and self.logged_in:
+            why = "the proxy refused the login in its address (check user:password@)"
         elif "407" in lowered:
             why = "the proxy wants a login (put user:password@ in its address)"
         elif "resolve" in lowered or "name or service" in lowered:
@@ -88,6 +91,16 @@ class ProxyUnreachable(Unreachable):
             f"{server} at {url} is not reachable through the proxy {self.proxy} "
             f"({self.variable}): {why}; is the proxy running, or should {host} be in NO_PROXY?"
         )
+
+
+class RedirectFailed(TransportError):
+    """A redirect was followed and failed there: `location` could not be reached, or
+    redirected more than MAX_REDIRECTS times. A failure of that address, not of the server."""
+
+    def __init__(self, text: str, location: str, *, loop: bool = False) -> None:
+        super().__init__(text)
+        self.location = location
+        self.loop = loop
 
 
 class AnswerTimeout(TransportError):
@@ -288,15 +301,13 @@ class ServerTransport:
                 response = self._own_pool.urlopen(method, path, **options)
             else:
                 response = self._manager.urlopen(method, url, **options)
-            if follow_redirects and response.get_redirect_location():
-                response.drain_conn()
-                options.update(redirect=True, retries=_REDIRECTS_ONLY)
-                location = urljoin(url, str(response.get_redirect_location()))
-                response = self._manager.urlopen(method, location, **options)
-        except MaxRetryError as exc:  # only when following redirects: the cause inside
-            raise self._transport_error(exc.reason or exc) from exc
         except (HTTPError, OSError, ValueError) as exc:
             raise self._transport_error(exc) from exc
+        if self.proxy and response.status == 407:  # the proxy, not the server, answered
+            response.drain_conn()
+            raise self._proxy_failed("407 Proxy Authentication Required")
+        if follow_redirects and response.get_redirect_location():
+            response = self._redirected(method, url, response, options)
         answer = Answer(response)
         if not stream:
             answer.read()
@@ -312,17 +323,41 @@ class ServerTransport:
                 observe(exchange)
         return answer
 
+    def _redirected(
+        self, method: str, url: str, response: Any, options: dict[str, Any]
+    ) -> urllib3.BaseHTTPResponse:
+        """Follow a redirect (urllib3 follows any further ones). Credentials never go to
+        another origin. Raises RedirectFailed."""
+        location = urljoin(url, str(response.get_redirect_location()))
+        response.drain_conn()
+        if not location.startswith(self._origin + "/"):
+            options["headers"] = {
+                k: v for k, v in options["headers"].items() if k.lower() not in _CREDENTIALS
+            }
+        options.update(redirect=True, retries=_REDIRECTS_ONLY)
+        try:
+            result: urllib3.BaseHTTPResponse = self._manager.urlopen(method, location, **options)
+        except MaxRetryError as exc:  # a later hop: too many, or one that failed
+            loop = isinstance(exc.reason, ResponseError)
+            text = f"more than {MAX_REDIRECTS} redirects" if loop else str(exc.reason)
+            raise RedirectFailed(text, location, loop=loop) from exc
+        except (HTTPError, OSError, ValueError) as exc:
+            raise RedirectFailed(str(exc), location) from exc
+        return result
+
+    def _proxy_failed(self, text: str) -> ProxyUnreachable:
+        logged_in = "@" in str(self.proxy).partition("://")[2]
+        return ProxyUnreachable(text, _shown(str(self.proxy)), self._proxy_variable, logged_in)
+
     def _transport_error(self, exc: BaseException) -> TransportError:
         if isinstance(exc, ProxyError) and self.proxy:
-            return ProxyUnreachable(str(exc), _shown(self.proxy), self._proxy_variable)
+            return self._proxy_failed(str(exc))
         return _transport_error(exc)
 
 
 def _transport_error(exc: BaseException) -> TransportError:
     if isinstance(exc, ReadTimeoutError):
         return AnswerTimeout(str(exc))
-    if isinstance(exc, ResponseError):  # the server answered, with redirects in a loop
-        return AnswerBroken(f"more than {MAX_REDIRECTS} redirects ({exc})")
     return Unreachable(str(exc))
 
 
@@ -335,8 +370,16 @@ def _timeout(timeout: Timeout) -> urllib3.Timeout:
 # Retrying is the engine's job (with backoff and the breaker): urllib3 retries nothing, and
 # follows redirects only where asked to. Made once: urllib3 would build (and log) one per request.
 _NO_RETRIES = urllib3.Retry.from_int(False, redirect=False)
+# Headers that carry a credential: never sent on to another origin by a redirect.
+_CREDENTIALS = frozenset({"cookie", "apikey", "authorization", "x-plex-token"})
 _REDIRECTS_ONLY = urllib3.Retry(
-    total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS
+    total=None,
+    connect=0,
+    read=0,
+    status=0,
+    other=0,
+    redirect=MAX_REDIRECTS - 1,  # the first was followed by hand
+    remove_headers_on_redirect=_CREDENTIALS | {"proxy-authorization"},
 )
 
 
@@ -352,7 +395,7 @@ def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None, str]:
     proxies = get_environ_proxies(url)
     scheme = urlsplit(url).scheme
     key = scheme if proxies.get(scheme) else "all"
-    variable = f"{key.upper()}_PROXY"
+    variable = _variable(f"{key}_proxy")
     proxy = (proxies.get(key) or "").strip()
     if not proxy or _excepted_with_port(url):
         return None, None, ""
@@ -378,11 +421,18 @@ def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None, str]:
     return proxy, urllib3.make_headers(proxy_basic_auth=f"{user}:{password}"), variable
 
 
+def _variable(name: str) -> str:
+    """Which spelling of a proxy variable is in effect: lowercase wins when both are set (the
+    standard library's reading, which `requests` uses)."""
+    return name if os.environ.get(name) else name.upper()
+
+
 def _shown(proxy: str) -> str:
-    """A proxy's address for messages: scheme, host and port (never a login)."""
-    parts = urlsplit(proxy)
-    host_and_port = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host_and_port}"
+    """A proxy's address for messages: scheme, host and port, never any part of a login (in
+    an address too malformed to parse, everything up to its last @ is dropped)."""
+    scheme, _, rest = proxy.partition("://")
+    host_and_port = rest.rpartition("@")[2].split("/")[0]
+    return f"{scheme}://{host_and_port}"
 
 
 def _excepted_with_port(url: str) -> bool:
@@ -391,7 +441,7 @@ def _excepted_with_port(url: str) -> bool:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     wanted = f"{parts.hostname}:{port}".lower()
-    listed = os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or ""
+    listed = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
     return any(entry.strip().lower() == wanted for entry in listed.split(","))
 
 

@@ -15,12 +15,14 @@ import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from stash2plex.clients import stash_documents as docs
 from stash2plex.clients.http import (
     AnswerBroken,
     AnswerTimeout,
     ProxyUnreachable,
+    RedirectFailed,
     ServerTransport,
     SetupProblem,
     Unreachable,
@@ -425,9 +427,12 @@ class StashClient:
             raise StashDownError("Stash is not reachable for an image download") from exc
         except AnswerTimeout as exc:
             raise TransientError("Stash did not send an image in time", server="stash") from exc
-        except AnswerBroken as exc:  # redirected in a loop
+        except RedirectFailed as exc:
+            where = urlsplit(exc.location).hostname or "another address"
+            why = "in a loop" if exc.loop else f"to {where}, which failed"
             raise TransientError(
-                "Stash's image address redirects in a loop", server="stash"
+                f"the cover's address in Stash redirects {why}; the scene is tried again",
+                server="stash",
             ) from exc
         with response:
             if response.status == 401:
