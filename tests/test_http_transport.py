@@ -424,3 +424,26 @@ def test_no_part_of_a_proxy_login_shows_even_in_an_address_that_cannot_be_read(b
         "alice" not in raised.value.message
         and "pa" not in raised.value.message.split("proxy.invalid")[0].split("://")[-1]
     )
+
+
+@pytest.mark.parametrize(
+    ("proxy", "fix", "setting"),
+    [
+        (
+            "socks5://127.0.0.1:1080",
+            "Correct or unset the environment variable HTTP_PROXY",
+            "HTTP_PROXY",
+        ),
+        ("http://127.0.0.1:9", "Start the proxy the message names, or list the server's host", ""),
+    ],
+)
+def test_diagnose_names_the_environment_as_the_fix(box, monkeypatch, proxy, fix, setting):
+    from stash2plex.operations.diagnose import diagnose
+
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with box.store() as store:
+        [check] = diagnose(store)
+    assert (check.name, check.ok, check.setting) == ("Stash", False, setting)
+    assert check.fix.startswith(fix) and "Make sure Stash is running" not in check.fix

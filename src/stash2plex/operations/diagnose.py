@@ -49,6 +49,25 @@ def _where(key: str, sources: dict[str, str]) -> str:
     return f" (its value comes from the {source_words(sources.get(key, 'default'))})"
 
 
+def _environment_fix(error: errors.SyncError | None) -> tuple[str, str] | None:
+    """(variable, fix) when the failure lies in this machine's environment, not a setting: a
+    proxy or CA bundle variable that cannot work (a ConfigError naming the variable), or a
+    proxy that failed (its message names it)."""
+    if error is None:
+        return None
+    if isinstance(error, errors.ConfigError) and error.setting.isupper():
+        return error.setting, (
+            f"Correct or unset the environment variable {error.setting} as the message says "
+            "(the worker reads it when it starts)."
+        )
+    if "through the proxy" in error.message:
+        return "", (
+            "Start the proxy the message names, or list the server's host in NO_PROXY in the "
+            "environment Stash2Plex runs in."
+        )
+    return None
+
+
 def _settings_check(sources: dict[str, str]) -> Check:
     """Where each setting that is not at its default came from, and the required ones."""
     from stash2plex.settings.config import SETTINGS
@@ -72,15 +91,12 @@ def diagnose(
         stash = connect_stash(store, connection, local)
         version = stash.version()
     except errors.SyncError as exc:
-        return [
-            Check(
-                "Stash",
-                False,
-                exc.message,
-                "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
-                "STASH2PLEX_STASH_API_KEY.",
-            )
-        ]
+        variable, fix = _environment_fix(exc) or (
+            "",
+            "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
+            "STASH2PLEX_STASH_API_KEY.",
+        )
+        return [Check("Stash", False, exc.message, fix, setting=variable)]
     checks.append(Check("Stash", True, f"Stash {version} answers"))
     config, sources = load_config(stash, local)
     checks.append(_settings_check(sources))
@@ -125,7 +141,10 @@ def diagnose(
     )
     health = plex.health()
     if not health.ok:
-        if health.error_class == errors.AUTH or "401" in health.detail:
+        environment = _environment_fix(health.error)
+        if environment is not None:
+            key, fix = environment
+        elif health.error_class == errors.AUTH or "401" in health.detail:
             key = "plex_token"
             fix = f"Copy a fresh X-Plex-Token into {setting_label(key)}{_where(key, sources)}."
         else:
