@@ -9,16 +9,20 @@ adds on top of it.
 
 What `requests` read from the environment for every request is read once, when the transport
 is made (a transport talks to one server): the proxy from HTTP(S)_PROXY / NO_PROXY for that
-server's URL (read by `requests`' own function), and when certificates are verified the CA
-bundle (a file or a folder) from REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's (the
-bundle `requests` uses). Verification off stays off in every environment and never warns per
-request (a warning would reach Stash's log as an error).
+server's URL (read by `requests`' own function; a login in the proxy's address is sent), and
+for https with certificates verified the CA bundle (a file or a folder) from
+REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's (the bundle `requests` uses).
+Verification off stays off in every environment and never warns per request (a warning would
+reach Stash's log as an error). Redirects are followed only where asked (cover downloads),
+and credentials never follow one to another origin.
 
 Every failure without a usable answer is a `TransportError`, so the clients sort them without
-knowing urllib3: `Unreachable` (no connection, or it closed before an answer), `AnswerTimeout`
-(connected, no answer in time), `AnswerBroken` (the answer broke off), `SetupProblem` (the
-environment names a proxy or CA bundle that cannot work; raised by every request, never when
-the transport is made, so a client can always be built and report it).
+knowing urllib3: `Unreachable` (no connection, or it closed before an answer;
+`ProxyUnreachable` when the proxy failed or wants a login), `AnswerTimeout` (connected, no
+answer in time), `AnswerBroken` (the answer broke off), `RedirectFailed` (a followed redirect
+led nowhere), `SetupProblem` (the environment names a proxy or CA bundle that cannot work;
+raised by every request, never when the transport is made, so a client can always be built
+and report it).
 """
 
 from __future__ import annotations
@@ -278,7 +282,8 @@ class ServerTransport:
         """Send `method` to `target` (a path on the server, or an absolute URL) and return the
         answer, its body read unless `stream`. Any status is an answer (a redirect too, unless
         `follow_redirects`, then up to MAX_REDIRECTS). Raises a TransportError: Unreachable
-        (ProxyUnreachable when the proxy failed), AnswerTimeout, AnswerBroken or SetupProblem."""
+        (ProxyUnreachable when the proxy failed), AnswerTimeout, AnswerBroken, RedirectFailed
+        or SetupProblem."""
         if self._problem is not None:
             raise self._problem
         url = self.base_url + target if target.startswith("/") else target
