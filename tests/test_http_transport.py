@@ -58,6 +58,13 @@ def redirecting_to(target: str) -> type[BaseHTTPRequestHandler]:
     return Redirect
 
 
+def use_proxy(monkeypatch, address: str, variable: str = "HTTP_PROXY") -> None:
+    """Send requests through `address`, with no NO_PROXY exception from this machine."""
+    monkeypatch.setenv(variable, address)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+
 def stash_client(box) -> StashClient:
     return StashClient(StashConnection.from_server_connection(box.stash.server_connection()))
 
@@ -188,9 +195,7 @@ def test_the_proxy_the_environment_names_carries_plex_and_stash_requests(box, mo
     ForwardingProxy.seen = []
     scene = box.find(lambda s: s.cover_version is not None)
     with serving(ForwardingProxy) as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy)
-        monkeypatch.delenv("NO_PROXY", raising=False)
-        monkeypatch.delenv("no_proxy", raising=False)
+        use_proxy(monkeypatch, proxy)
         plex = PlexClient(box.plex.url, PLEX_TOKEN)
         assert plex.transport.proxy == proxy
         assert plex.sections()
@@ -213,9 +218,7 @@ def test_no_proxy_keeps_a_server_direct(box, monkeypatch, excepted):
 
 
 def test_a_dead_proxy_is_named_not_taken_for_the_server(box, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "http://carol:pw123@127.0.0.1:9")  # nothing listens there
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(monkeypatch, "http://carol:pw123@127.0.0.1:9")  # nothing listens there
     with pytest.raises(errors.ServerDownError) as plex:
         PlexClient(box.plex.url, PLEX_TOKEN, timeout=5).sections()
     with pytest.raises(errors.StashDownError) as stash:
@@ -284,9 +287,7 @@ def test_a_proxy_without_scheme_or_with_a_login_carries_the_requests(
     ForwardingProxy.seen, ForwardingProxy.login = [], login
     try:
         with serving(ForwardingProxy) as proxy:
-            monkeypatch.setenv("HTTP_PROXY", proxy_address.format(host=proxy.split("//")[1]))
-            monkeypatch.delenv("NO_PROXY", raising=False)
-            monkeypatch.delenv("no_proxy", raising=False)
+            use_proxy(monkeypatch, proxy_address.format(host=proxy.split("//")[1]))
             assert PlexClient(box.plex.url, PLEX_TOKEN).sections()
             assert stash_client(box).plugin_settings("stash2plex") is not None
     finally:
@@ -296,9 +297,7 @@ def test_a_proxy_without_scheme_or_with_a_login_carries_the_requests(
 
 
 def test_a_proxy_of_a_kind_that_cannot_work_is_a_setting_to_fix(box, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "socks5://bob:hunter2@127.0.0.1:1080")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(monkeypatch, "socks5://bob:hunter2@127.0.0.1:1080")
     with pytest.raises(errors.ConfigError) as plex:
         PlexClient(box.plex.url, PLEX_TOKEN).sections()
     with pytest.raises(errors.ConfigError) as stash:
@@ -317,9 +316,7 @@ def test_a_proxy_of_a_kind_that_cannot_work_is_a_setting_to_fix(box, monkeypatch
     ],
 )
 def test_a_proxy_address_that_cannot_be_read_is_a_setting_to_fix(box, monkeypatch, value, words):
-    monkeypatch.setenv("HTTP_PROXY", value)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(monkeypatch, value)
     with pytest.raises(errors.ConfigError) as raised:
         PlexClient(box.plex.url, PLEX_TOKEN).sections()
     assert raised.value.setting == "HTTP_PROXY" and words in raised.value.message
@@ -399,10 +396,8 @@ def test_a_proxy_asking_for_a_login_is_named_as_the_problem(box, monkeypatch, pr
         with serving(ForwardingProxy) as proxy:
             host = proxy.split("//")[1]
             address = f"http://{proxy_login}@{host}" if proxy_login else proxy
-            monkeypatch.setenv("http_proxy", address)  # the lowercase spelling is named
+            use_proxy(monkeypatch, address, "http_proxy")  # the lowercase spelling is named
             monkeypatch.delenv("HTTP_PROXY", raising=False)
-            monkeypatch.delenv("NO_PROXY", raising=False)
-            monkeypatch.delenv("no_proxy", raising=False)
             with pytest.raises(errors.ServerDownError) as plex:
                 PlexClient(box.plex.url, PLEX_TOKEN).sections()
             with pytest.raises(errors.StashDownError) as stash:
@@ -415,9 +410,7 @@ def test_a_proxy_asking_for_a_login_is_named_as_the_problem(box, monkeypatch, pr
 
 
 def test_no_part_of_a_proxy_login_shows_even_in_an_address_that_cannot_be_read(box, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", "http://alice:pa#ss/word@proxy.invalid:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(monkeypatch, "http://alice:pa#ss/word@proxy.invalid:3128")
     with pytest.raises(errors.SyncError) as raised:
         PlexClient(box.plex.url, PLEX_TOKEN).sections()
     assert (
@@ -440,9 +433,7 @@ def test_no_part_of_a_proxy_login_shows_even_in_an_address_that_cannot_be_read(b
 def test_diagnose_names_the_environment_as_the_fix(box, monkeypatch, proxy, fix, setting):
     from stash2plex.operations.diagnose import diagnose
 
-    monkeypatch.setenv("HTTP_PROXY", proxy)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(monkeypatch, proxy)
     with box.store() as store:
         [check] = diagnose(store)
     assert (check.name, check.ok, check.setting) == ("Stash", False, setting)

@@ -196,7 +196,7 @@ class PlexClient:
         """Who serves at the URL, asking on first use (one `GET /`, as plexapi's PlexServer
         does when it is made); a 404 there means the URL is not Plex's."""
         if self.identity is None:
-            root = self._send("/", connecting=True)
+            root = self._query("/", connecting=True)
             if root is None:
                 raise TransientError("Plex sent an empty answer to GET /", server="plex")
             self.identity = ServerIdentity(
@@ -233,24 +233,14 @@ class PlexClient:
         action: str = "",
         headers: dict[str, str] | None = None,
         data: bytes | None = None,
-    ) -> ET.Element | None:
-        """One request after connecting; `action` names it in error messages."""
-        self.connect()
-        return self._send(path, method, action=action, headers=headers, data=data)
-
-    def _send(
-        self,
-        path: str,
-        method: str = "GET",
-        *,
-        action: str = "",
-        headers: dict[str, str] | None = None,
-        data: bytes | None = None,
         connecting: bool = False,
     ) -> ET.Element | None:
-        """Send one request and read the answer as plexapi's `PlexServer.query` does: 200,
-        201 and 204 are answers (the body parsed as XML, None when empty), any other status
-        is refused with the classified error."""
+        """One request, after connecting (unless this is the connection's own `GET /`), its
+        answer read as plexapi's `PlexServer.query` reads it: 200, 201 and 204 are answers (the
+        body parsed as XML, None when empty), any other status is refused with the classified
+        error; `action` names the request in that error."""
+        if not connecting:
+            self.connect()
         from plexapi import utils
 
         with plex_errors(self.secrets, self.url, self.timeout, connecting=connecting):
