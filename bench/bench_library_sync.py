@@ -194,11 +194,11 @@ def why_missed(missed: list[str], first: dict[str, Any]) -> list[str]:
         http = (first["requests"] + first["images_per_scene"] * synced) / synced
         lines.append(
             f"- Worker CPU per scene: a first sync sends {http:.1f} HTTP requests per scene "
-            "(Plex writes and cover downloads), each about 0.3 ms of CPU in urllib3 and "
-            "http.client on this machine (header parsing, the per-byte check of the edit's "
-            "query string); the rest is the sync's own work, the store, and GIL hand-offs "
-            "between the sync threads. A busy machine (other processes on both cores) raises "
-            "the CPU each scene costs."
+            "(Plex writes and cover downloads), each 0.25 to 0.45 ms of CPU in urllib3 and "
+            "http.client on this machine, the edit the most (bench/results/http-stack.md: "
+            "urllib3 re-checks its long, percent-encoded target byte by byte); the rest is the "
+            "sync's own work, the store, and GIL hand-offs between the sync threads. A busy "
+            "machine (other processes on both cores) raises the CPU each scene costs."
         )
     return ["Why targets are missed:", "", *lines, ""] if lines else []
 
