@@ -78,6 +78,11 @@ def test_scene_detail_shows_state_link_error_and_next_attempt(box, cli):
     assert f"ratingKey {link.rating_key} in library section {link.section_id}" in text
     assert "last error │ —" in text and "next attempt │" in text
     assert not REPR.search(text)
+    # The worker recorded which server it talked to: the link opens the item itself, with no
+    # health check run first.
+    machine = box.plex.machine_identifier
+    item_page = f"#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F{link.rating_key}"
+    assert f"open in Plex │ {box.plex.url}/web/index.html{item_page}" in text
 
 
 def test_serve_without_its_extra_says_what_to_install():

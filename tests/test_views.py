@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stash2plex.engine.context import PLEX_SERVER_KEY
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.operations import actions, views
 from stash2plex.records import BreakerState, Pause
@@ -196,7 +197,7 @@ def test_scene_states_for_the_badge(store: Store, clock: Clock, tmp_path: Path):
     )
     store.save_link(1, 501, 3, "/media/1.mp4", {})
     store.put_value(
-        views.PLEX_SERVER_KEY, {"url": "http://plex:32400", "machine_identifier": "abc"}
+        PLEX_SERVER_KEY, {"url": "http://plex:32400", "machine_identifier": "abc"}
     )
     done(store, store.job(1))
     synced = state(1)

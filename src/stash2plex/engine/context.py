@@ -19,6 +19,9 @@ from stash2plex.store.db import Store
 from stash2plex.store.schema import SERVER_CONNECTION_KEY
 
 API_KEY_KEY = "stash_api_key"
+# The Plex server's URL and machine identifier, for links to an item's page in Plex Web
+# (operations/views.py `plex_web_url`), which are made without asking Plex.
+PLEX_SERVER_KEY = "plex_server"
 
 
 @dataclass
@@ -30,6 +33,17 @@ class Context:
     stash: StashClient
     plex: PlexClient
     sources: dict[str, str] = field(default_factory=dict)
+
+
+def remember_plex_server(context: Context) -> None:
+    """Record who serves at `plex_url` once Plex said it (its `GET /` answer's
+    machineIdentifier); nothing before the client connected, no write when unchanged."""
+    identity = context.plex.identity
+    if identity is None or not identity.machine_identifier:
+        return
+    server = {"url": context.config.plex_url, "machine_identifier": identity.machine_identifier}
+    if context.store.get_value(PLEX_SERVER_KEY) != server:
+        context.store.put_value(PLEX_SERVER_KEY, server)
 
 
 def connect_stash(

@@ -31,7 +31,7 @@ from typing import Any
 from stash2plex import errors
 from stash2plex.engine import holds as hold_checks
 from stash2plex.engine import pauses
-from stash2plex.engine.context import Context, build_context
+from stash2plex.engine.context import Context, build_context, remember_plex_server
 from stash2plex.engine.handover import HANDOVER_KEY, WORKER_SETTINGS_KEY, asked_to_hand_over
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
@@ -158,6 +158,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
+        self._plex_remembered: Context | None = None  # the context whose Plex was recorded
         self._settings_read_at = float("-inf")
         self._warned: set[str] = set()  # settings warnings already logged (still standing)
         # What this process was given outside Stash (engine.handover): a command given other
@@ -367,7 +368,11 @@ class Worker:
         jobs = self.store.claim_due(self.owner, BATCH_SIZE)
         if not jobs:
             return 0
-        return self._drain_batch(context, jobs, holds, report, progress)
+        handled = self._drain_batch(context, jobs, holds, report, progress)
+        if self._plex_remembered is not context:  # for the scene view's link into Plex Web
+            remember_plex_server(context)
+            self._plex_remembered = context if context.plex.identity is not None else None
+        return handled
 
     def _drain_batch(
         self,

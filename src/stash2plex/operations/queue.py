@@ -15,7 +15,7 @@ from typing import Any
 
 from stash2plex import errors
 from stash2plex.clients.stash import StashClient
-from stash2plex.engine.context import Context
+from stash2plex.engine.context import Context, remember_plex_server
 from stash2plex.engine.handover import request_handover
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.worker import FORCE_SOURCE, DrainReport, Worker, WorkerBusyError
@@ -494,6 +494,7 @@ def recover_outage_jobs(
 def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     health = context.plex.health()
     if health.ok:
+        context.plex.connect()
         remember_plex_server(context)
     status = status_report(context.store, data_dir)
     detail = health.detail
@@ -546,15 +547,3 @@ def outage_report(store: Store, limit: int = 10) -> dict[str, Any]:
             for o in outages[-limit:]
         ],
     }
-
-
-def remember_plex_server(context: Context) -> None:
-    """Record the Plex server's URL and machine identifier, so the scene view can link an item
-    to its page in Plex Web (operations/views.py `plex_web_url`) without asking Plex."""
-    from stash2plex.operations.views import PLEX_SERVER_KEY
-
-    machine = context.plex.connect().machine_identifier
-    if machine:
-        context.store.put_value(
-            PLEX_SERVER_KEY, {"url": context.config.plex_url, "machine_identifier": str(machine)}
-        )

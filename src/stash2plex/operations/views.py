@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stash2plex.engine.context import PLEX_SERVER_KEY
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.worker_lock import worker_running
@@ -24,7 +25,6 @@ from stash2plex.store.holds import PARKED
 from stash2plex.store.reconcile import outage_reconciled
 
 PLEX_SECTIONS_KEY = "plex_sections"
-PLEX_SERVER_KEY = "plex_server"
 
 #: Availability windows the outage view reports, by label.
 WINDOWS: dict[str, float] = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
@@ -287,7 +287,8 @@ def scene(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, Any
 def plex_web_url(store: Store, rating_key: int) -> str | None:
     """Plex Web's page for an item: ``<plex>/web/index.html#!/server/<machine id>/details?
     key=/library/metadata/<ratingKey>`` (Plex Web's own deep-link form). Needs the server's
-    machine identifier, recorded by a health check; without it, Plex Web's start page."""
+    machine identifier, recorded once the worker or a health check connected; without it,
+    Plex Web's start page."""
     server = store.get_value(PLEX_SERVER_KEY) or {}
     url = server.get("url") or (store.get_value(PLEX_SECTIONS_KEY) or {}).get("url")
     if not url:
