@@ -146,3 +146,17 @@ def test_a_wrong_library_names_the_libraries_and_the_setting(box, cli, monkeypat
     assert "Plex libraries (plex_library): environment variable STASH2PLEX_PLEX_LIBRARY" in sources
     human = cli("diagnose", expect=2)
     assert "1 problem found; first: libraries: Change Plex libraries (plex_library)" in human.stderr
+
+
+def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):
+    """Plex failing every write: the breaker opens after a few scenes and holds the rest,
+    which were never tried. The table counts them, so it adds up to the sentence."""
+    box.plex.faults.fail(503, route="^(PUT|POST) ")
+    result = cli("sync", "--all", expect=1)
+    told = re.search(r"(\d+) scenes wait and sync by themselves when Plex is back", result.stderr)
+    assert told, result.stderr
+    text = " ".join(result.stdout.split())
+    tried = re.search(r"waiting │ (\d+) waiting for Plex to come back", text)
+    untried = re.search(r"queued, not tried yet │ (\d+)", text)
+    assert tried and untried, text
+    assert int(tried[1]) + int(untried[1]) == int(told[1]) == 25

@@ -921,15 +921,18 @@ def _drain(
     data["notes"] = list(verdict.notes)
 
     def render(data: dict[str, Any]) -> Any:
-        drained = data["drained"]
-        waiting = data["status"]["waiting"]
+        drained, status = data["drained"], data["status"]
+        # Held by an outage or a pause, most scenes were never tried: counted here, so the
+        # table adds up to the sentence's "N scenes wait".
+        untried = status["pending"] + status["in_progress"]
         return _table(
             "Sync",
             {
                 **{k.replace("_", " "): v for k, v in drained.items()},
-                "waiting": _reasons(waiting) or "none",
-                "dead letters (all)": _classes(data["status"]["dead_letters"]) or "none",
-                "circuit breaker": data["status"]["breaker"],
+                "waiting": _reasons(status["waiting"]) or "none",
+                **({"queued, not tried yet": untried} if untried else {}),
+                "dead letters (all)": _classes(status["dead_letters"]) or "none",
+                "circuit breaker": status["breaker"],
             },
         )
 
