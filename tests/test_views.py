@@ -196,9 +196,7 @@ def test_scene_states_for_the_badge(store: Store, clock: Clock, tmp_path: Path):
         "refused",
     )
     store.save_link(1, 501, 3, "/media/1.mp4", {})
-    store.put_value(
-        PLEX_SERVER_KEY, {"url": "http://plex:32400", "machine_identifier": "abc"}
-    )
+    store.put_value(PLEX_SERVER_KEY, {"url": "http://plex:32400", "machine_identifier": "abc"})
     done(store, store.job(1))
     synced = state(1)
     assert synced["state"] == "in_sync" and synced["rating_key"] == 501
