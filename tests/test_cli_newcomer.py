@@ -160,3 +160,44 @@ def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):
     untried = re.search(r"queued, not tried yet │ (\d+)", text)
     assert tried and untried, text
     assert int(tried[1]) + int(untried[1]) == int(told[1]) == 25
+
+
+def test_a_fixed_proxy_variable_takes_effect_at_the_next_command(box, cli, monkeypatch):
+    """A dead HTTP_PROXY in the shell: the background worker the command started reaches Plex
+    through it and the breaker opens. Unsetting the variable counts at the next command: the
+    old worker (which keeps its environment) hands the queue over, and Plex is probed at once
+    rather than at the breaker's next backed-off probe."""
+    stash_address = box.stash.url.split("//", 1)[1]
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", stash_address)  # Stash direct, Plex through the proxy
+    monkeypatch.delenv("no_proxy", raising=False)
+    broken = cli("sync", "--all", expect=1)
+    assert "through the proxy http://127.0.0.1:9 (HTTP_PROXY)" in broken.stderr, broken.stderr
+    with box.store() as store:
+        assert store.holds().breaker.state == "open" and store.link_count() == 0
+
+    monkeypatch.delenv("HTTP_PROXY")
+    fixed = cli("queue", "process")
+    assert "proxy" not in fixed.output and "Plex is down" not in fixed.output
+    with box.store() as store:
+        assert store.holds().held is False
+        assert store.link_count() == len(matchable(box))
+        assert store.dead_letters() == []
+
+
+def test_health_with_plex_back_but_the_breaker_open_says_how_to_resume(box, cli):
+    from dataclasses import replace
+
+    from stash2plex.records import BreakerState
+
+    with box.store() as store:
+        store.enqueue([1], "test")
+        now = store.clock()
+        opened = BreakerState("open", opened_at=now, next_probe_at=now + 3600, reason="Plex down")
+        store.change_holds(lambda holds: (replace(holds, breaker=opened), []))
+    result = cli("health", expect=1)
+    said = " ".join(result.stderr.split())
+    assert "Plex is healthy, but the queue is still held by an earlier check: Plex down" in said
+    assert "Process Queue (or `stash2plex queue process`) drains the queue now" in said
+    with box.store() as store:  # and a running worker probes now, not in an hour
+        assert store.holds().breaker.next_probe_at <= store.clock()

@@ -226,3 +226,24 @@ def test_the_worker_a_handover_was_for_clears_the_request(tmp_path):
         assert worker.store.get_value(HANDOVER_KEY) is None
     finally:
         worker.store.close()
+
+
+def test_another_proxy_or_ca_bundle_is_another_worker_setting(tmp_path):
+    # A worker keeps the environment it started with: a command whose proxy or CA bundle
+    # differs has it hand the queue over (engine.handover), as for other settings.
+    from stash2plex.settings.sources import load_local_settings
+
+    def fingerprint(**environ: str) -> str:
+        return load_local_settings(tmp_path, environ=environ).fingerprint()
+
+    plain = fingerprint()
+    others = {
+        fingerprint(HTTP_PROXY="http://proxy:3128"),
+        fingerprint(http_proxy="http://proxy:3128"),
+        fingerprint(HTTP_PROXY="http://proxy:8080"),
+        fingerprint(NO_PROXY="plex.lan"),
+        fingerprint(REQUESTS_CA_BUNDLE="/etc/ssl/own.pem"),
+        fingerprint(CURL_CA_BUNDLE="/etc/ssl/own.pem"),
+    }
+    assert plain not in others and len(others) == 6
+    assert fingerprint(PATH="/usr/bin", LANG="C") == plain  # the rest of the environment

@@ -35,6 +35,18 @@ class CheckResult:
     plex_error: errors.SyncError | None = None
 
 
+def checked_now(holds: Holds, now: float) -> Holds:
+    """A person asked for the queue (a command, a task, a health check that found Plex
+    serving): the breaker's probe and the pause's check are due `now`, not at their backed-off
+    times, since what held the queue may just have been fixed. (A hook only makes the pause's
+    check due: a bulk import must not probe a Plex that is down once per save.)"""
+    breaker = holds.breaker
+    if not breaker.is_closed:
+        breaker = replace(breaker, next_probe_at=min(breaker.next_probe_at or now, now))
+    pause = None if holds.pause is None else pauses.nudged(holds.pause, now)
+    return replace(holds, breaker=breaker, pause=pause, nudged_at=now)
+
+
 def needs_plex_probe(holds: Holds) -> bool:
     """True when only a probe of Plex can lift what holds the queue."""
     pause = holds.pause

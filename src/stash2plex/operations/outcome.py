@@ -182,7 +182,11 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
         held = report.get("paused")
         if held:
             return Verdict(
-                f"Plex is healthy, but the queue is held: {held}", EXIT_ATTENTION, (line,)
+                f"Plex is healthy, but the queue is still held by an earlier check: {held}. "
+                "If that is fixed, Process Queue (or `stash2plex queue process`) drains the "
+                "queue now.",
+                EXIT_ATTENTION,
+                (line,),
             )
         return Verdict(None, EXIT_OK, (line,))
     problem = report.get("problem")

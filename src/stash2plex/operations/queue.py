@@ -17,6 +17,7 @@ from stash2plex import errors
 from stash2plex.clients.stash import StashClient
 from stash2plex.engine.context import Context, remember_plex_server
 from stash2plex.engine.handover import request_handover
+from stash2plex.engine.holds import checked_now
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.worker import FORCE_SOURCE, DrainReport, Worker, WorkerBusyError
 from stash2plex.engine.worker_lock import worker_running
@@ -82,6 +83,11 @@ WORKER_START_SECONDS = 15.0
 FOLLOW_POLL_SECONDS = 0.5
 
 
+def check_holds_now(store: Store) -> None:
+    """Have the worker look at what holds the queue now (`engine.holds.checked_now`)."""
+    store.change_holds(lambda holds: (checked_now(holds, store.clock()), []))
+
+
 def take_over_drain(
     data_dir: Path,
     *,
@@ -122,7 +128,7 @@ def process_queue(
     if start_worker is not None:  # the drain must run with this process's settings
         take_over_drain(data_dir, clock=clock, sleep=sleep)
     with Store.open(data_dir, clock=clock) as store:
-        store.nudge()  # a fixed setting should lift a pause right away
+        check_holds_now(store)  # a fixed setting, or Plex back, lifts a hold right away
         total = max(1, store.due_now())
     if start_worker is None:
         worker = (worker_factory or (lambda d: Worker(d, clock=clock, sleep=sleep)))(data_dir)
@@ -496,6 +502,8 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     if health.ok:
         context.plex.connect()
         remember_plex_server(context)
+        if context.store.holds().held:  # held by an earlier check: a running worker looks now
+            check_holds_now(context.store)
     status = status_report(context.store, data_dir)
     detail = health.detail
     setting = getattr(health.error, "setting", "") or (

@@ -23,6 +23,16 @@ from stash2plex.settings.config import SETTINGS, SETTINGS_BY_KEY
 ENV_PREFIX = "STASH2PLEX_"
 CONFIG_FILENAME = "stash2plex.toml"
 CONNECTION_KEYS = ("stash_url", "stash_api_key")
+# The environment's say in how Plex and Stash are reached (clients/http.py: proxies as
+# `requests` reads them, either case; the CA bundle): a process given other values reaches
+# them differently, as with other settings.
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+NETWORK_VARIABLES = (
+    *_PROXIES,
+    *(name.lower() for name in _PROXIES),
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class LocalSettings:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     file: Path | None = None
+    network: dict[str, str] = field(default_factory=dict)  # NETWORK_VARIABLES that are set
 
     @property
     def stash_url(self) -> str | None:
@@ -45,15 +56,19 @@ class LocalSettings:
         return {k: v for k, v in self.values.items() if k in SETTINGS_BY_KEY}
 
     def fingerprint(self) -> str:
-        """What this process was given outside Stash: its STASH2PLEX_* variables and the
-        settings file's path (whose content every reader re-reads), as 16 hex digits. Two
-        processes with the same fingerprint read the same settings."""
+        """What this process was given outside Stash: its STASH2PLEX_* variables, the
+        settings file's path (whose content every reader re-reads) and the proxy and CA
+        variables, as 16 hex digits. Two processes with the same fingerprint read the same
+        settings and reach the servers the same way."""
         given = {
             key: str(value)
             for key, value in self.values.items()
             if self.sources.get(key, "").startswith("environment")
         }
-        text = json.dumps({"env": given, "file": str(self.file or "")}, sort_keys=True)
+        text = json.dumps(
+            {"env": given, "file": str(self.file or ""), "network": self.network},
+            sort_keys=True,
+        )
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -103,7 +118,8 @@ def load_local_settings(
         if name in env:
             values[key] = env[name]
             sources[key] = f"environment {name}"
-    return LocalSettings(values, sources, path)
+    network = {name: env[name] for name in NETWORK_VARIABLES if name in env}
+    return LocalSettings(values, sources, path, network)
 
 
 def effective_settings(
