@@ -201,3 +201,30 @@ def test_an_invalid_number_is_explained_in_words():
     assert "expected on or off" in text
     assert "could not convert" not in text and "float" not in text
     assert json.dumps(config.invalid) == "{}"
+
+
+def test_diagnose_fixes_what_the_failure_names_not_a_generic_guess(ca, tmp_path):
+    from stash2plex.operations.diagnose import diagnose
+    from stash2plex.settings.config import setting_label
+    from stash2plex.settings.sources import LocalSettings
+    from stash2plex.store.db import Store
+
+    # Plex over https with a self-signed certificate: the setting is verify_tls, not plex_url.
+    with sandbox(tmp_path, scenes=3) as box, https_plex(ca.issue_cert("127.0.0.1")) as plex:
+        box.stash.plugin_settings["plex_url"] = plex.url
+        with box.store() as store:
+            checks = {c.name: c for c in diagnose(store, box.stash.server_connection())}
+    check = checks["Plex"]
+    assert (check.ok, check.setting) == (False, "verify_tls")
+    assert check.fix.startswith(f"Change {setting_label('verify_tls')}"), check.fix
+    assert "Plex is running" not in check.fix
+
+    # Stash refusing the API key the command line was given: the key, not "is Stash running".
+    library = generate_library(3, seed=1)
+    with StashEmulator(library, api_key="the-real-key-1234", require_auth=True) as stash:
+        local = LocalSettings({"stash_url": stash.url, "stash_api_key": "wrong-key-5678"})
+        with Store.open(tmp_path / "cli") as store:
+            [check] = diagnose(store, local=local)
+    assert (check.name, check.ok, check.setting) == ("Stash", False, "stash_api_key")
+    assert "STASH2PLEX_STASH_API_KEY" in check.fix and "Stash is running" not in check.fix
+    clean(check.detail + check.fix, "wrong-key-5678", "the-real-key-1234")

@@ -68,6 +68,22 @@ def _environment_fix(error: errors.SyncError | None) -> tuple[str, str] | None:
     return None
 
 
+def _stash_fix(error: errors.SyncError) -> tuple[str, str]:
+    """(setting, fix) when Stash could not be read: a key Stash refused, an address that
+    redirects (a ConfigError naming `stash_url`), or Stash not answering."""
+    if error.error_class == errors.AUTH:
+        return "stash_api_key", (
+            "Give Stash2Plex a current API key (Stash > Settings > Security) in "
+            "STASH2PLEX_STASH_API_KEY, or run it from a Stash task, which brings its own login."
+        )
+    if isinstance(error, errors.ConfigError) and error.setting:
+        return error.setting, f"Correct {setting_label(error.setting)} as the detail says."
+    return "", (
+        "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
+        "STASH2PLEX_STASH_API_KEY."
+    )
+
+
 def _settings_check(sources: dict[str, str]) -> Check:
     """Where each setting that is not at its default came from, and the required ones."""
     from stash2plex.settings.config import SETTINGS
@@ -91,11 +107,7 @@ def diagnose(
         stash = connect_stash(store, connection, local)
         version = stash.version()
     except errors.SyncError as exc:
-        variable, fix = _environment_fix(exc) or (
-            "",
-            "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
-            "STASH2PLEX_STASH_API_KEY.",
-        )
+        variable, fix = _environment_fix(exc) or _stash_fix(exc)
         return [Check("Stash", False, exc.message, fix, setting=variable)]
     checks.append(Check("Stash", True, f"Stash {version} answers"))
     config, sources = load_config(stash, local)
@@ -144,6 +156,9 @@ def diagnose(
         environment = _environment_fix(health.error)
         if environment is not None:
             key, fix = environment
+        elif isinstance(health.error, errors.ConfigError) and health.error.setting:
+            key = health.error.setting  # e.g. verify_tls for a self-signed certificate
+            fix = f"Change {setting_label(key)}{_where(key, sources)} as the detail says."
         elif health.error_class == errors.AUTH or "401" in health.detail:
             key = "plex_token"
             fix = f"Copy a fresh X-Plex-Token into {setting_label(key)}{_where(key, sources)}."
