@@ -457,3 +457,46 @@ def test_scenes_with_a_collection_are_found_whatever_its_title_holds(store):
         assert store.scenes_with_collection(1, title) == [scene_id]
     assert store.scenes_with_collection(1, "50 off") == []
     assert store.scenes_with_collection(2, "50% off") == []  # another library
+
+
+def _mid_checkpoint(data_dir: Path) -> sqlite3.Connection:
+    """The store as a checkpoint in another process leaves it for a moment: the WAL holds
+    pages past the end of the database file, and page 1 (with the grown page count) has
+    already been copied into the file, ahead of the pages that extend it (SQLite checkpoints
+    in page order). Returns the writer's connection, which keeps the WAL from being folded
+    in; close it when done."""
+    path = data_dir / "stash2plex.db"
+    with Store.open(data_dir) as store:
+        store.put_value("before", "kept")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # the pages stay in the WAL
+    writer.execute("BEGIN")
+    for n in range(400):
+        writer.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, 0)", (f"k{n}", f'"{n:0900}"')
+        )
+    writer.execute("COMMIT")
+    wal = Path(f"{path}-wal").read_bytes()
+    page_size = int.from_bytes(wal[8:12], "big")
+    frames = range(32, len(wal), 24 + page_size)
+    page_one = [at for at in frames if int.from_bytes(wal[at : at + 4], "big") == 1][-1]
+    with path.open("r+b") as handle:  # the checkpoint's first write
+        handle.write(wal[page_one + 24 : page_one + 24 + page_size])
+    return writer
+
+
+def test_a_store_caught_mid_checkpoint_is_sound_not_truncated(tmp_path):
+    # Every hook opens the store while the worker may be checkpointing: the header alone then
+    # reads as a truncated file. Moving it aside would lose the queue and every link.
+    writer = _mid_checkpoint(tmp_path)
+    try:
+        path = tmp_path / "stash2plex.db"
+        header = path.read_bytes()[:100]
+        pages = int.from_bytes(header[28:32], "big") * int.from_bytes(header[16:18], "big")
+        assert path.stat().st_size < pages  # what the header check saw
+        with Store.open(tmp_path) as store:
+            assert store.recovered_from is None
+            assert store.get_value("before") == "kept" and store.get_value("k399") == f"{399:0900}"
+        assert not list(tmp_path.glob("stash2plex.db.unreadable-*"))
+    finally:
+        writer.close()

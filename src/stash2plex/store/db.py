@@ -1483,10 +1483,37 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 def _unreadable_reason(path: Path) -> str | None:
     """Why the store file cannot be a sound SQLite database, or None if it may be.
 
-    Cheap checks of the header only (no integrity scan on the hook path): the magic string,
-    and an in-header page count larger than the file (a truncated copy). Raises StoreError
-    when this user may not read it (a permission to fix, not a damaged store).
+    A cheap look at the header first (the hook path opens the store every time), and
+    SQLite's own check only when the header looks wrong: the header is read without SQLite's
+    locks, and while another process checkpoints, page 1 (with the grown page count) is
+    written before the pages that extend the file, so a sound store looks truncated for a
+    moment (SQLite reads those pages from the WAL meanwhile). Raises StoreError when this
+    user may not read it (a permission to fix, not a damaged store).
     """
+    suspicion = _header_problem(path)
+    if suspicion is None or _sound_to_sqlite(path):
+        return None
+    return suspicion
+
+
+def _sound_to_sqlite(path: Path) -> bool:
+    """True when SQLite reads the file as a database and its quick check finds nothing."""
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+    except sqlite3.Error:
+        return False
+    try:
+        row = conn.execute("PRAGMA quick_check(1)").fetchone()
+        return row is not None and row[0] == "ok"
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+def _header_problem(path: Path) -> str | None:
+    """What the first 100 bytes say is wrong: no SQLite magic string, or an in-header page
+    count larger than the file (a truncated copy, or a checkpoint under way)."""
     try:
         size = path.stat().st_size
         if size == 0:
