@@ -401,3 +401,21 @@ def test_a_linked_item_the_listing_missed_is_read_not_taken_for_gone(
         assert report.items_gone == 0
         with box.store() as store:
             assert store.item_files(key)  # put back into the index
+
+
+def test_a_reconcile_stopped_by_ctrl_c_is_recorded_as_interrupted_not_done(tmp_path: Path):
+    # Ctrl-C raises KeyboardInterrupt in the middle of the walk: the run must not read as a
+    # clean result ("done, 0 scenes, nothing to repair") in place of the last real report.
+    from stash2plex.reconcile.run import last_run
+
+    def ctrl_c(fraction: float) -> None:
+        if fraction > 0:
+            raise KeyboardInterrupt
+
+    with sandbox(tmp_path, scenes=20) as box, box.store() as store:
+        with pytest.raises(KeyboardInterrupt):
+            run_reconcile(build_context(store), trigger="command", progress=ctrl_c)
+        run = last_run(store)
+    assert run is not None and run["state"] == "interrupted"
+    assert run["report"]["state"] == "interrupted"
+    assert "interrupted" in run["report"]["summary"]

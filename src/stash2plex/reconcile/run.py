@@ -275,6 +275,7 @@ def run_reconcile(
         run = _Run(context, tables, report, clock, progress, should_stop)
         try:
             run.run()
+            report.state = "done"
         except Stopped:
             report.state = "interrupted"
         except SyncError as exc:
@@ -290,8 +291,8 @@ def run_reconcile(
             run.close()
             report.finished_at = clock()
             report.seconds = round(report.finished_at - report.started_at, 1)
-            if report.state == "running":
-                report.state = "done"
+            if report.state == "running":  # left by Ctrl-C (KeyboardInterrupt) or a signal
+                report.state = "interrupted"
             tables.finish_run(report.run_id, report.state, report.results, report.as_dict())
     return report
 
