@@ -11,10 +11,13 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from stash2plex.store.holds import PARKED
 from stash2plex.words import plural
 
 from . import test_cli_people as people
+from .sandbox import PLEX_TOKEN
 from .seeding import wait
 
 REPR, matchable = people.REPR, people.matchable
@@ -201,3 +204,36 @@ def test_health_with_plex_back_but_the_breaker_open_says_how_to_resume(box, cli)
     assert "Process Queue (or `stash2plex queue process`) drains the queue now" in said
     with box.store() as store:  # and a running worker probes now, not in an hour
         assert store.holds().breaker.next_probe_at <= store.clock()
+
+
+@pytest.mark.parametrize(
+    ("variable", "wrong", "said"),
+    [
+        ("STASH2PLEX_PLEX_LIBRARY", "Stash Scene", "no library named 'Stash Scene'"),
+        ("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000", "rejected the token"),
+    ],
+)
+def test_a_setting_fixed_in_the_shell_counts_at_the_next_command(
+    box, cli, monkeypatch, variable, wrong, said
+):
+    scene = matchable(box)[0]
+    monkeypatch.setenv(variable, wrong)
+    broken = cli("sync", "--force", str(scene.id), expect=2)
+    assert said in broken.stderr and variable in broken.stderr
+    monkeypatch.delenv(variable)
+    if variable == "STASH2PLEX_PLEX_TOKEN":
+        monkeypatch.setenv(variable, PLEX_TOKEN)
+    fixed = cli("sync", str(scene.id))
+    assert said not in fixed.output and variable not in fixed.output
+    with box.store() as store:
+        assert store.holds().held is False and store.link(scene.id) is not None
+
+
+def test_health_checks_the_library_the_settings_name(box, cli, monkeypatch):
+    healthy = " ".join(cli("health").stdout.split())
+    assert "syncing into 'Stash Scenes'" in healthy
+    monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", "Stash Scene")
+    result = cli("health", expect=2)
+    said = " ".join(result.stderr.split())
+    assert "Plex is NOT healthy: Plex has no library named 'Stash Scene'" in said
+    assert "STASH2PLEX_PLEX_LIBRARY" in said

@@ -684,14 +684,10 @@ class Worker:
         return holds
 
     def _probe(self, context: Context) -> hold_checks.CheckResult:
-        health = context.plex.health()
+        health = self._syncer(context).index.health()
         if not health.ok:
             error = health.error or errors.ServerDownError(health.detail, server="plex")
             return hold_checks.CheckResult(probed=True, plex_error=error)
-        try:
-            self._syncer(context).index.sections(refresh=True)
-        except errors.SyncError as exc:
-            return hold_checks.CheckResult(probed=True, plex_error=exc)
         return hold_checks.CheckResult(probed=True)
 
     def _max_attempts(self, context: Context) -> int:

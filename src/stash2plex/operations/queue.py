@@ -25,7 +25,7 @@ from stash2plex.records import Holds
 from stash2plex.settings.sources import describe_source, load_local_settings
 from stash2plex.store.db import Store
 from stash2plex.store.reconcile import outage_reconciled
-from stash2plex.sync.syncer import SceneSyncer
+from stash2plex.sync.syncer import PlexIndex, SceneSyncer
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,9 @@ def _follow(
     sleep: Callable[[float], None],
     start_worker: Callable[[], Any] | None,
 ) -> str | None:
-    """Watch the store until nothing is due or a hold stops the worker (after the worker has
-    looked at it since our nudge: waiting on it would never end). Returns a problem, if any."""
+    """Watch the store until nothing is due or a hold stops the worker, after the worker has
+    looked at the hold since we made its check due (until then the hold may be one a fixed
+    setting or Plex being back has already ended). Returns a problem, if any."""
     missing_since: float | None = None
     restarted = False
     with Store.open(data_dir, clock=clock) as store:
@@ -165,7 +166,8 @@ def _follow(
             if progress:
                 progress(max(0, total - due), total)
             holds = store.holds()
-            if due == 0 or (holds.held and (holds.next_check_at() or 0) > clock()):
+            checking = holds.held and (holds.next_check_at() or 0) <= clock()
+            if not checking and (due == 0 or holds.held):
                 return None
             if worker_running(data_dir):
                 missing_since = None
@@ -498,7 +500,7 @@ def recover_outage_jobs(
 
 
 def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
-    health = context.plex.health()
+    health = PlexIndex(context.store, context.plex, context.config).health()
     if health.ok:
         context.plex.connect()
         remember_plex_server(context)

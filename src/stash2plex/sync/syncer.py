@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stash2plex.clients.plex import PlexClient, PlexItem
+from stash2plex.clients.plex import Health, PlexClient, PlexItem
 from stash2plex.clients.stash import StashClient, StashImage
 from stash2plex.errors import (
     AmbiguousMatchError,
@@ -223,6 +223,20 @@ class PlexIndex:
 
     def section_ids(self) -> list[int]:
         return [section["id"] for section in self.sections()]
+
+    def health(self) -> Health:
+        """Plex's health as a sync needs it: serving (`PlexClient.health`) and holding the
+        libraries the settings name (`sections`, asked again); when not, `error` is the
+        classified failure (a ConfigError naming plex_library for a library it lacks)."""
+        health = self.plex.health()
+        if not health.ok:
+            return health
+        try:
+            found = self.sections(refresh=True)
+        except SyncError as exc:
+            return replace(health, ok=False, detail=exc.message, error=exc)
+        names = ", ".join(f"'{section['title']}'" for section in found)
+        return replace(health, detail=f"{health.detail}; syncing into {names}")
 
     def refresh(self, *, force: bool = False, full: bool = False) -> bool:
         """Bring the index up to date unless that happened very recently. True if it did.
