@@ -237,3 +237,22 @@ def test_health_checks_the_library_the_settings_name(box, cli, monkeypatch):
     said = " ".join(result.stderr.split())
     assert "Plex is NOT healthy: Plex has no library named 'Stash Scene'" in said
     assert "STASH2PLEX_PLEX_LIBRARY" in said
+
+
+def test_an_empty_variable_is_named_as_what_hides_the_setting(box, cli, monkeypatch):
+    box.stash.plugin_settings = {"plex_token": PLEX_TOKEN}  # set in Stash, emptied here
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "")
+    said = " ".join(cli("health", expect=2).stderr.split())
+    assert "STASH2PLEX_PLEX_TOKEN is set but empty, which hides the value in Stash's" in said
+    assert "unset it, or give Plex token (plex_token) a value there" in said
+
+
+def test_a_misspelt_variable_is_pointed_out(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKN", "abc")
+    checked = cli("config", "check")
+    assert "STASH2PLEX_PLEX_TOKN is not a setting Stash2Plex reads (misspelt?)" in checked.stderr
+    assert json.loads(cli("--json", "config", "check").stdout)["unknown_variables"] == [
+        "STASH2PLEX_PLEX_TOKN"
+    ]
+    diagnosed = " ".join(cli("diagnose", expect=1).stdout.split())
+    assert "STASH2PLEX_PLEX_TOKN is set but is not a setting Stash2Plex reads" in diagnosed

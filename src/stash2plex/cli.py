@@ -513,7 +513,7 @@ def config_check(cli: Cli) -> None:
         setting_label,
         shown_value,
     )
-    from stash2plex.settings.sources import effective_settings, source_words
+    from stash2plex.settings.sources import effective_settings, source_words, unknown_variables
 
     problem = None
     with cli.store() as store:
@@ -575,6 +575,7 @@ def config_check(cli: Cli) -> None:
         "missing": list(config.missing),
         "invalid": sorted({*config.invalid, *bad_values}),
         "stash": None if problem is None else problem.message,
+        "unknown_variables": unknown_variables(),
     }
 
     def render(data: dict[str, Any]) -> Any:
@@ -605,6 +606,8 @@ def config_check(cli: Cli) -> None:
     for warning in config.warnings:
         if not any(warning.startswith(config.invalid[key]) for key in config.invalid):
             cli.say(f"warning: {warning}", color="yellow")
+    for name in data["unknown_variables"]:
+        cli.say(f"warning: {name} is not a setting Stash2Plex reads (misspelt?)", color="yellow")
     if config.missing:
         labels = ", ".join(setting_label(key) for key in config.missing)
         cli.say(f"missing required settings: {labels}", color="red")

@@ -119,6 +119,18 @@ def build_context(
     if config.missing:
         invalid = [w for w in config.warnings if any(f" {key} " in w for key in config.missing)]
         names = " and ".join(setting_label(key) for key in config.missing)
+        emptied = [
+            local.sources[key].removeprefix("environment ")
+            for key in config.missing
+            if local.sources.get(key, "").startswith("environment ")
+        ]
+        if emptied:  # an empty variable hides Stash's value: the likely cause, named
+            raise NotConfiguredError(
+                f"Stash2Plex is not configured: {' and '.join(emptied)} "
+                f"{'is' if len(emptied) == 1 else 'are'} set but empty, which hides the value "
+                f"in Stash's plugin settings: unset {'it' if len(emptied) == 1 else 'them'}, "
+                f"or give {names} a value there"
+            )
         where = "in Settings > Plugins > Stash2Plex"
         if local.stash_url:  # the command line or the service: the environment is at hand
             variables = " and ".join(f"STASH2PLEX_{key.upper()}" for key in config.missing)

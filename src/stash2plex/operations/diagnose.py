@@ -18,7 +18,7 @@ from stash2plex.clients.plex import PlexClient
 from stash2plex.engine.context import connect_stash, load_config
 from stash2plex.paths import basename, nfc, path_key, split_path
 from stash2plex.settings.config import setting_label
-from stash2plex.settings.sources import LocalSettings, source_words
+from stash2plex.settings.sources import LocalSettings, source_words, unknown_variables
 from stash2plex.store.db import Store
 from stash2plex.sync.matching import MAPPED_PATH, match_scene, part_holders
 from stash2plex.sync.pathmap import map_path, parse_path_map
@@ -112,6 +112,15 @@ def diagnose(
     checks.append(Check("Stash", True, f"Stash {version} answers"))
     config, sources = load_config(stash, local)
     checks.append(_settings_check(sources))
+    for name in unknown_variables():
+        checks.append(
+            Check(
+                name,
+                False,
+                f"{name} is set but is not a setting Stash2Plex reads",
+                "Correct its name (docs/settings.md lists every setting) or unset it.",
+            )
+        )
     for warning in config.warnings:
         key = next((k for k in _setting_keys() if f"({k})" in warning), "")
         checks.append(

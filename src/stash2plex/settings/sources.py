@@ -122,6 +122,22 @@ def load_local_settings(
     return LocalSettings(values, sources, path, network)
 
 
+# STASH2PLEX_* variables that are not settings: where the data lives, the settings file, and
+# the service's token.
+OTHER_VARIABLES = ("DATA_DIR", "CONFIG", "SERVE_TOKEN")
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """STASH2PLEX_* variables no setting reads (a misspelt name is otherwise silently
+    ignored), sorted."""
+    env = os.environ if environ is None else environ
+    known = {
+        f"{ENV_PREFIX}{name.upper()}"
+        for name in (*(s.key for s in SETTINGS), *CONNECTION_KEYS, *OTHER_VARIABLES)
+    }
+    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+
+
 def effective_settings(
     stash_values: Mapping[str, Any], local: LocalSettings
 ) -> tuple[dict[str, Any], dict[str, str]]:
