@@ -17,6 +17,7 @@ from stash2plex.store.holds import PARKED
 from stash2plex.words import plural
 
 from . import test_cli_people as people
+from .conftest import wait_until
 from .sandbox import PLEX_TOKEN
 from .seeding import wait
 
@@ -256,3 +257,24 @@ def test_a_misspelt_variable_is_pointed_out(box, cli, monkeypatch):
     ]
     diagnosed = " ".join(cli("diagnose", expect=1).stdout.split())
     assert "STASH2PLEX_PLEX_TOKN is set but is not a setting Stash2Plex reads" in diagnosed
+
+
+def test_ctrl_c_while_a_drain_is_followed_says_the_worker_goes_on(box, cli, monkeypatch):
+    import os
+    import signal
+
+    box.plex.faults.latency(0.3)  # a slow Plex: the drain goes on for seconds
+    with box.store() as store:
+        store.enqueue([s.id for s in matchable(box)], "test")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stash2plex", "--data-dir", str(box.data_dir), "queue", "process"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    wait_until(lambda: box.writes() > 0, timeout=30, message="the drain to reach Plex")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "go on syncing in the background worker" in stderr and "Traceback" not in stderr

@@ -124,6 +124,7 @@ def test_a_scene_saved_in_the_sandbox_reaches_plex_and_plex_goes_down_and_up(tmp
         assert any("runs the plugin's hook" in line for line in lines), lines
         assert any("plex down|up" in line for line in lines), lines
         state = json.loads((folder / "sandbox.json").read_text(encoding="utf-8"))
+        assert (folder / "sandbox.json").stat().st_mode & 0o077 == 0  # it holds a cookie
         # Saved by hand, as a person would in Stash's UI: no task, only the hook.
         for scene_id in range(1, 21):
             reply = _graphql(

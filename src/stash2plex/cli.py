@@ -50,14 +50,7 @@ class Stash2PlexGroup(click.Group):
             where = f" ({exc.filename})" if exc.filename else ""
             _die(f"{exc.strerror or exc}{where}", EXIT_ATTENTION)
         except KeyboardInterrupt:
-            if ctx.invoked_subcommand == "sync":
-                _die(
-                    "interrupted: the scenes already queued go on syncing in the background "
-                    "worker ('stash2plex queue status' shows them, 'stash2plex queue clear' "
-                    "drops them)",
-                    130,
-                )
-            _die("interrupted", 130)
+            _die(DRAIN_INTERRUPTED if ctx.invoked_subcommand == "sync" else "interrupted", 130)
 
 
 @click.group(cls=Stash2PlexGroup)
@@ -452,6 +445,13 @@ class Cli:
     def say(self, message: str, *, color: str | None = None) -> None:
         """A line for people on stderr (never mixed into --json output)."""
         click.secho(f"stash2plex: {self.scrub(message)}", fg=color, err=True)
+
+
+# Ctrl-C while a command follows the background worker's drain: what goes on without it.
+DRAIN_INTERRUPTED = (
+    "interrupted: the scenes already queued go on syncing in the background worker "
+    "('stash2plex queue status' shows them, 'stash2plex queue clear' drops them)"
+)
 
 
 def _die(message: str, code: int) -> NoReturn:
@@ -904,14 +904,17 @@ def _drain(
     from stash2plex.operations.queue import process_queue, status_report
 
     started_at = time.time() if since is None else since
-    with Progress(disable=cli.as_json, transient=True) as bar:
-        task = bar.add_task("syncing", total=None)
-        report = process_queue(
-            cli.data_dir,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-            start_worker=lambda: ensure_worker(cli.data_dir),
-            since=started_at,
-        )
+    try:
+        with Progress(disable=cli.as_json, transient=True) as bar:
+            task = bar.add_task("syncing", total=None)
+            report = process_queue(
+                cli.data_dir,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                start_worker=lambda: ensure_worker(cli.data_dir),
+                since=started_at,
+            )
+    except KeyboardInterrupt:  # only the following stops: the worker drains on
+        _die(DRAIN_INTERRUPTED, 130)
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
         verdict = (judge or drain_verdict)(store, started_at, report)

@@ -12,6 +12,7 @@ servers are, for `task` and `plex down|up`; it goes when the sandbox stops (Ctrl
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import threading
@@ -29,6 +30,14 @@ PLUGIN_FILES = ("Stash2Plex.yml", "stash2plex_plugin.py")
 
 class SandboxError(Exception):
     """The sandbox cannot do what was asked: one sentence for people."""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read (also when it already existed)."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    os.chmod(path, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def install_plugin(folder: Path, checkout: Path) -> Path | None:
@@ -75,7 +84,7 @@ def keep_sandbox(
             "plugin_dir": str(plugin_dir) if plugin_dir else None,
             "connection": connection,
         }
-        (folder / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        _write_private(folder / STATE_FILE, json.dumps(state, indent=2))  # a session cookie
         try:
             say(f"Stash (emulated) at {stash.url}, Plex (emulated) at {plex.url}")
             say(f"{scenes} scenes, nothing synced yet. Point the command line at them:")
