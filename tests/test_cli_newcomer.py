@@ -278,3 +278,20 @@ def test_ctrl_c_while_a_drain_is_followed_says_the_worker_goes_on(box, cli, monk
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "go on syncing in the background worker" in stderr and "Traceback" not in stderr
+
+
+def test_a_long_value_wraps_in_a_narrow_terminal_and_is_never_cut(box, cli, monkeypatch):
+    scene = matchable(box)[0]
+    cli("sync", str(scene.id))
+    monkeypatch.setenv("COLUMNS", "80")
+    shown = cli("scene", str(scene.id)).stdout
+    assert "…" not in shown
+    with box.store() as store:
+        link = store.link(scene.id)
+    cells = [line.split("│")[2].strip() for line in shown.splitlines() if line.count("│") == 3]
+    assert f"key=%2Flibrary%2Fmetadata%2F{link.rating_key}" in "".join(cells)
+
+
+def test_a_scene_id_that_is_not_a_number_says_what_a_scene_id_is(box, cli):
+    said = cli("sync", "abc", expect=2).output
+    assert "'abc' is not a valid scene id (the number in the scene's address in Stash)" in said

@@ -447,6 +447,14 @@ class Cli:
         click.secho(f"stash2plex: {self.scrub(message)}", fg=color, err=True)
 
 
+class _SceneId(click.IntRange):
+    """A scene's id as Stash shows it in the scene's address (a whole number from 1)."""
+
+    name = "scene id (the number in the scene's address in Stash)"
+
+
+SCENE_ID = _SceneId(1)
+
 # Ctrl-C while a command follows the background worker's drain: what goes on without it.
 DRAIN_INTERRUPTED = (
     "interrupted: the scenes already queued go on syncing in the background worker "
@@ -483,6 +491,8 @@ def _table(title: str, rows: dict[str, Any]) -> Any:
     from stash2plex.operations.present import value_words
 
     table = Table(title=title or None, show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # a long value (a URL, a path) wraps, never cut short
     for key, value in rows.items():
         table.add_row(str(key), value_words(value))
     return table
@@ -634,7 +644,7 @@ def config_check(cli: Cli) -> None:
     "time (2025-06-01, 2025-06-01T18:30), or 'last' (since the last such sync).",
 )
 @click.option("--recent", is_flag=True, help="Same as --since last.")
-@click.argument("scene_ids", nargs=-1, type=click.IntRange(1))
+@click.argument("scene_ids", nargs=-1, type=SCENE_ID)
 @click.pass_obj
 def sync_command(
     cli: Cli,
@@ -1085,7 +1095,7 @@ def queue_clear(cli: Cli) -> None:
 
 
 @main.command("scene")
-@click.argument("scene_id", type=click.IntRange(1))
+@click.argument("scene_id", type=SCENE_ID)
 @click.pass_obj
 def scene_command(cli: Cli, scene_id: int) -> None:
     """One scene: its job, dead letter, Plex link, what was pushed per field, recent events."""
@@ -1402,7 +1412,7 @@ def recover_outage_jobs(cli: Cli, include: tuple[str, ...]) -> None:
 
 
 @main.command("preview")
-@click.argument("scene_id", type=click.IntRange(1), required=False)
+@click.argument("scene_id", type=SCENE_ID, required=False)
 @click.option("--count", type=click.IntRange(1, 10000), default=10, show_default=True)
 @click.pass_obj
 def preview(cli: Cli, scene_id: int | None, count: int) -> None:
