@@ -295,3 +295,15 @@ def test_a_long_value_wraps_in_a_narrow_terminal_and_is_never_cut(box, cli, monk
 def test_a_scene_id_that_is_not_a_number_says_what_a_scene_id_is(box, cli):
     said = cli("sync", "abc", expect=2).output
     assert "'abc' is not a valid scene id (the number in the scene's address in Stash)" in said
+
+
+def test_a_wrong_token_is_caught_even_when_the_scene_is_unchanged(box, cli, monkeypatch):
+    scene = matchable(box)[0]
+    cli("sync", str(scene.id))  # Plex answered these settings: proven
+    requests = box.plex.log.count()
+    cli("sync", str(scene.id))  # unchanged, proven settings: Plex is not asked at all
+    assert box.plex.log.count() == requests
+
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000")
+    result = cli("sync", str(scene.id), expect=2)  # unchanged, but the token is new
+    assert "rejected the token" in result.stderr and "wrong-token-0000" not in result.output

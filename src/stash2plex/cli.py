@@ -579,13 +579,14 @@ def config_check(cli: Cli) -> None:
                 **({"given": given} if given is not None else {}),
             }
         )
+    unknown = unknown_variables()
     data = {
         "settings": [{k: v for k, v in row.items() if k != "shown"} for row in rows],
         "warnings": list(config.warnings),
         "missing": list(config.missing),
         "invalid": sorted({*config.invalid, *bad_values}),
         "stash": None if problem is None else problem.message,
-        "unknown_variables": unknown_variables(),
+        "unknown_variables": unknown,
     }
 
     def render(data: dict[str, Any]) -> Any:
@@ -616,7 +617,7 @@ def config_check(cli: Cli) -> None:
     for warning in config.warnings:
         if not any(warning.startswith(config.invalid[key]) for key in config.invalid):
             cli.say(f"warning: {warning}", color="yellow")
-    for name in data["unknown_variables"]:
+    for name in unknown:
         cli.say(f"warning: {name} is not a setting Stash2Plex reads (misspelt?)", color="yellow")
     if config.missing:
         labels = ", ".join(setting_label(key) for key in config.missing)
@@ -912,6 +913,7 @@ def _drain(
     from stash2plex.engine.worker_lock import ensure_worker
     from stash2plex.operations.outcome import drain_verdict
     from stash2plex.operations.queue import process_queue, status_report
+    from stash2plex.operations.recent import settings_checked
 
     started_at = time.time() if since is None else since
     try:
@@ -928,6 +930,7 @@ def _drain(
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
         verdict = (judge or drain_verdict)(store, started_at, report)
+        verdict = settings_checked(cli.context(store), cli.data_dir, report, verdict)
     data: dict[str, Any] = {**(extra or {}), "status": status}
     data["drained"] = {
         k: getattr(report, k)

@@ -7,6 +7,7 @@ once through it and kept in the store (mode 0600) for later runs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,8 @@ from stash2plex.store.schema import SERVER_CONNECTION_KEY
 
 API_KEY_KEY = "stash_api_key"
 # The Plex server's URL and machine identifier, for links to an item's page in Plex Web
-# (operations/views.py `plex_web_url`), which are made without asking Plex.
+# (operations/views.py `plex_web_url`), which are made without asking Plex, and which
+# settings it last answered (`plex_settings_proven`).
 PLEX_SERVER_KEY = "plex_server"
 
 
@@ -41,9 +43,25 @@ def remember_plex_server(context: Context) -> None:
     identity = context.plex.identity
     if identity is None or not identity.machine_identifier:
         return
-    server = {"url": context.config.plex_url, "machine_identifier": identity.machine_identifier}
+    server = {
+        "url": context.config.plex_url,
+        "machine_identifier": identity.machine_identifier,
+        "settings": _plex_settings_print(context.config),
+    }
     if context.store.get_value(PLEX_SERVER_KEY) != server:
         context.store.put_value(PLEX_SERVER_KEY, server)
+
+
+def plex_settings_proven(context: Context) -> bool:
+    """True when Plex last answered these very settings (its URL and our token)."""
+    server = context.store.get_value(PLEX_SERVER_KEY) or {}
+    return bool(server.get("settings") == _plex_settings_print(context.config))
+
+
+def _plex_settings_print(config: Config) -> str:
+    """A fingerprint of the URL and token (16 hex digits; the token cannot be read back)."""
+    text = f"{config.plex_url}\0{config.plex_token}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def connect_stash(

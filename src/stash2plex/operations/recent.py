@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from stash2plex.engine.context import Context
+from stash2plex.engine.context import Context, plex_settings_proven
 from stash2plex.engine.worker import DrainReport
 from stash2plex.operations.outcome import (
     EXIT_ATTENTION,
@@ -37,6 +37,21 @@ def plex_verdict(context: Context, data_dir: Path) -> Verdict:
     verdict = health_verdict(health_report(context, data_dir))
     # Its notes repeat the error in other words: the error alone is said.
     return Verdict(verdict.error, verdict.exit_code) if verdict.error else Verdict(None, EXIT_OK)
+
+
+def settings_checked(
+    context: Context, data_dir: Path, report: DrainReport | None, verdict: Verdict
+) -> Verdict:
+    """A drain's verdict, unless no scene of it reached Plex while Plex has never answered
+    the settings in use (a token or URL just changed): an unchanged scene sends Plex nothing,
+    so one probe (`plex_verdict`) says whether they work. Settings Plex answered before cost
+    no request."""
+    if verdict.error is not None or report is None or report.synced:
+        return verdict
+    if not (report.unchanged or report.skipped) or plex_settings_proven(context):
+        return verdict
+    probed = plex_verdict(context, data_dir)
+    return probed if probed.error is not None else verdict
 
 
 def recent_verdict(

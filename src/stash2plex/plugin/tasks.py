@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -169,6 +170,7 @@ def _drain_report(
     """Follow the detached worker's drain and judge the result (`judge(store, since,
     report)`, by default `drain_verdict`)."""
     from stash2plex.operations.outcome import drain_verdict
+    from stash2plex.operations.recent import settings_checked
 
     started = time.monotonic()
     started_at = time.time() if since is None else since
@@ -182,6 +184,9 @@ def _drain_report(
         status = operations.queue_status(store, task.data_dir)
         held = operations.hold_message(store.holds())
         verdict = (judge or drain_verdict)(store, started_at, report)
+        with contextlib.suppress(SyncError):  # the settings could not be read: said already
+            context = build_context(store, task.connection)
+            verdict = settings_checked(context, task.data_dir, report, verdict)
     result: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "queue": status.counts,
