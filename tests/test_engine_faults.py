@@ -247,3 +247,24 @@ def test_another_proxy_or_ca_bundle_is_another_worker_setting(tmp_path):
     }
     assert plain not in others and len(others) == 6
     assert fingerprint(PATH="/usr/bin", LANG="C") == plain  # the rest of the environment
+
+
+def test_a_request_too_large_for_plex_or_its_proxy_fails_that_scene_never_all(box):
+    # A scene whose details make the edit's address longer than the server takes (the
+    # emulator's HTTP layer answers 414, without Plex's header, as nginx does over 8 KB),
+    # and a cover refused by a proxy's body limit (413): once taken for "Plex is down", such a
+    # scene opened the breaker on every try and held every other scene behind it.
+    scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex]
+    long_one = scenes[0]
+    box.stash.update_scene(long_one.id, details="日" * 7500)
+    box.plex.faults.fail(413, route=r"POST /library/metadata/\{id\}/posters", proxy=True, count=1)
+    box.drain()
+    with box.store() as store:
+        assert store.holds().breaker.state == "closed" and store.outages() == []
+        letters = {letter["scene_id"]: letter["message"] for letter in store.dead_letters()}
+        linked = {scene.id for scene in scenes if store.link(scene.id) is not None}
+    assert "as too large (HTTP 414, an address of" in letters.pop(long_one.id)
+    [(cover_scene, refused)] = letters.items()  # whichever poster the proxy refused
+    assert "poster upload" in refused and "(HTTP 413, a body of" in refused
+    assert "client_max_body_size" in refused and " 0 KB" not in refused
+    assert linked == {scene.id for scene in scenes} - {long_one.id, cover_scene}

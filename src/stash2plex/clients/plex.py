@@ -36,6 +36,7 @@ from stash2plex.errors import (
     AuthError,
     ConfigError,
     NotInPlexError,
+    PermanentError,
     ServerDownError,
     SyncError,
     TransientError,
@@ -248,6 +249,8 @@ class PlexClient:
                 method, path, timeout=self.timeout, body=data, headers=headers
             )
             self._inspect(answer)
+            if answer.status in _TOO_LARGE:  # about this request, whoever answered
+                raise _too_large(answer.status, action or path.partition("?")[0], path, data)
             if answer.status not in (200, 201, 204):
                 raise self._refusal(answer, connecting, action)
             return utils.parseXMLString(answer.text)
@@ -262,6 +265,8 @@ class PlexClient:
         """
         with self._count_lock:
             self.request_count += 1
+        if answer.status in _TOO_LARGE:
+            return  # refused for its size: the request's fault, not a sign Plex is away
         if answer.status != 101 and "X-Plex-Protocol" not in answer.headers:
             location = answer.headers.get("Location") if 300 <= answer.status < 400 else None
             if location:
@@ -778,6 +783,39 @@ def connection_problem(text: str, url: str, timeout: float) -> SyncError:
             server="plex",
         )
     return ServerDownError(f"Plex is not reachable at {url}", server="plex")
+
+
+# Statuses that refuse a request for its size (RFC 9110 15.5.14, 15.5.15; RFC 6585 5): from
+# Plex or from a reverse proxy in front of it (nginx refuses an address over 8 KB and a body
+# over 1 MB by default). The same request fails the same way: never an outage.
+_TOO_LARGE = (413, 414, 431)
+
+
+def _too_large(status: int, action: str, path: str, body: bytes | None) -> PermanentError:
+    """The refusal of a request too large for Plex or a proxy in front of it, with its size
+    and what to do."""
+    if status == 413:
+        length = len(body or b"")
+        size = (
+            f"a body of {length / 1_000_000:.1f} MB"
+            if length >= 1_000_000
+            else f"a body of {max(1, round(length / 1000))} KB"
+        )
+        fix = (
+            "use a smaller image in Stash, or raise the proxy's limit (nginx: client_max_body_size)"
+        )
+    else:
+        size = f"an address of {len(path):,} characters"
+        fix = (
+            "shorten the scene's longest text in Stash (usually its details), or raise the "
+            "proxy's limit (nginx: large_client_header_buffers)"
+        )
+    return PermanentError(
+        f"Plex, or a proxy in front of it, refused {action} as too large (HTTP {status}, "
+        f"{size}): {fix}; then run Retry Dead Letters",
+        server="plex",
+        status=status,
+    )
 
 
 def _ssl_reason(text: str) -> str:
