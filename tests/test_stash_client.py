@@ -30,6 +30,20 @@ def test_wildcard_bind_addresses_become_loopback(host, expected):
     assert connection.url == expected
 
 
+@pytest.mark.parametrize("cookie", ["session=abc", ["x"], 7, None, {"Name": "session"}])
+def test_a_session_cookie_of_another_shape_is_no_cookie_not_a_crash(cookie):
+    # A malformed server_connection once made every drain of the worker end in a traceback.
+    connection = StashConnection.from_server_connection(
+        {"Scheme": "http", "Host": "127.0.0.1", "Port": 9999, "SessionCookie": cookie}, "key"
+    )
+    assert (connection.url, connection.session_cookie, connection.api_key) == (
+        "http://127.0.0.1:9999",
+        None,
+        "key",
+    )
+    assert StashConnection.from_server_connection("not a mapping").url == "http://127.0.0.1:9999"
+
+
 @pytest.fixture
 def stash():
     with StashEmulator(

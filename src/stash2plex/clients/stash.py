@@ -73,8 +73,12 @@ class StashConnection:
     ) -> StashConnection:
         """From Stash's `server_connection` (a hook's or task's input).
 
-        A wildcard bind host (0.0.0.0, ::) becomes loopback.
+        A wildcard bind host (0.0.0.0, ::) becomes loopback. Stash sends the session cookie
+        as `{"Name", "Value"}`; any other shape counts as no cookie (the API key, if stored,
+        still works), never as an error that stops the worker.
         """
+        if not isinstance(connection, dict):
+            connection = {}
         scheme = connection.get("Scheme") or "http"
         host = str(connection.get("Host") or "")
         if host in ("", "0.0.0.0", "::", "[::]"):
@@ -82,7 +86,8 @@ class StashConnection:
         elif ":" in host and not host.startswith("["):
             host = f"[{host}]"
         port = connection.get("Port") or 9999
-        cookie = (connection.get("SessionCookie") or {}).get("Value") or None
+        session = connection.get("SessionCookie")
+        cookie = str(session.get("Value") or "") or None if isinstance(session, dict) else None
         # Stash's certificate is rarely valid for loopback; the connection never leaves the host.
         return cls(
             f"{scheme}://{host}:{port}",
