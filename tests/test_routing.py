@@ -145,6 +145,19 @@ def test_max_attempts_comes_from_the_settings():
     assert (decision.action, decision.attempts) == ("dead_letter", 2)
 
 
+def test_a_write_that_timed_out_is_retried_only_after_it_could_have_landed():
+    # Plex finishes a request its client gave up on: a retry (with the scene's newest values)
+    # sent before that would be overwritten by the older write.
+    unsettled = errors.TransientError(
+        "Plex did not answer a write within 30 s", server="plex", detail={"unsettled_write": True}
+    )
+    settings = RouteSettings(unsettled_write_seconds=60.0)
+    decision = route(job(), unsettled, breaker=CLOSED, now=NOW, policy=POLICY, settings=settings)
+    assert (decision.action, decision.due_at) == ("retry", NOW + 60.0)
+    other = route(job(), PLEX_500, breaker=CLOSED, now=NOW, policy=POLICY, settings=settings)
+    assert other.due_at is not None and other.due_at <= NOW + 10.0  # their backoff, unchanged
+
+
 def test_a_pause_names_the_setting_and_where_it_came_from():
     decision = route(job(), PLEX_401, breaker=CLOSED, now=NOW, policy=POLICY, settings=SETTINGS)
     assert decision.pause.setting == "plex_token"

@@ -135,6 +135,11 @@ _STATUS_TABLE: dict[int, tuple[type[SyncError], str]] = {
 }
 
 
+# In an error's `detail`: a write that timed out, which the server may still apply later (a
+# slow Plex finishes requests its client gave up on); see engine.routing.
+UNSETTLED_WRITE = "unsettled_write"
+
+
 def error_for_status(
     status: int, server: Server, detail: str = "", *, action: str = ""
 ) -> SyncError:

@@ -33,6 +33,7 @@ from stash2plex.clients.http import (
 )
 from stash2plex.clients.throttle import RequestThrottle
 from stash2plex.errors import (
+    UNSETTLED_WRITE,
     AuthError,
     ConfigError,
     NotInPlexError,
@@ -244,7 +245,10 @@ class PlexClient:
             self.connect()
         from plexapi import utils
 
-        with plex_errors(self.secrets, self.url, self.timeout, connecting=connecting):
+        writing = method != "GET"
+        with plex_errors(
+            self.secrets, self.url, self.timeout, connecting=connecting, writing=writing
+        ):
             answer = self.transport.request(
                 method, path, timeout=self.timeout, body=data, headers=headers
             )
@@ -831,10 +835,13 @@ def plex_errors(
     timeout: float = 30.0,
     *,
     connecting: bool = False,
+    writing: bool = False,
 ) -> Iterator[None]:
     """Translate a failed exchange with Plex, or an answer that cannot be read, into a
     SyncError from Plex (chained). `url` is the server's address (for messages);
-    `connecting`: the first request to the server (a malformed answer then hints at the URL).
+    `connecting`: the first request to the server (a malformed answer then hints at the URL);
+    `writing`: a PUT, POST or DELETE, which a timed-out Plex may still apply later (the
+    error's detail then carries UNSETTLED_WRITE).
     """
     try:
         yield
@@ -851,6 +858,14 @@ def plex_errors(
     except Unreachable as exc:
         raise connection_problem(redact(exc.text, secrets), url, timeout) from exc
     except AnswerTimeout as exc:
+        if writing:  # Plex may still apply it: a newer write must not go first (routing)
+            raise TransientError(
+                f"Plex did not answer a write within {timeout:g} s (read timeout) and may "
+                "still apply it, so it is sent again only after that could have happened; a "
+                "very busy Plex can take longer: raise plex_timeout if this keeps happening",
+                server="plex",
+                detail={UNSETTLED_WRITE: True},
+            ) from exc
         raise TransientError(
             f"Plex did not answer within {timeout:g} s (read timeout); a very busy Plex can "
             "take longer: raise plex_timeout if this keeps happening",

@@ -54,6 +54,9 @@ class RouteSettings:
     max_attempts: int = 5
     skip_not_found: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
+    # Seconds a write that timed out may still take to land in Plex (twice plex_timeout):
+    # its retry waits that long, so a newer write of the scene never lands before it.
+    unsettled_write_seconds: float = 0.0
 
 
 Result = SyncStatus | errors.SyncError
@@ -170,6 +173,8 @@ def _transient(
         decision = _dead_letter(job, error, attempts)
     else:
         due = now + retry_delay(attempts, policy.retry, rng)
+        if (error.detail or {}).get(errors.UNSETTLED_WRITE):
+            due = max(due, now + settings.unsettled_write_seconds)
         decision = _failed("retry", attempts, error, "retry", due_at=due, stop=False)
     if state != breaker:
         decision = _with_breaker(decision, state)

@@ -528,6 +528,7 @@ class Worker:
                 max_attempts=self._max_attempts(context),
                 skip_not_found=context.config.skip_not_found,
                 sources=context.sources,
+                unsettled_write_seconds=2 * context.config.plex_timeout,
             ),
             rng=self.rng,
         )
