@@ -212,6 +212,8 @@ def test_lifting_a_pause_releases_what_waits_behind_it(store, clock):
     assert store.holds().pause.next_check_at == clock.now
     store.change_holds(lambda h: (replace(h, pause=None), []))
     assert store.job(1).state == "pending"
+    # Plex refused the token for a while: the backlog goes back gently, as after an outage.
+    assert store.holds().ramp_started_at == clock.now
 
 
 def test_unreadable_holds_read_as_none(store):

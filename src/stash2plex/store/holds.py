@@ -64,7 +64,8 @@ def write_holds(conn: sqlite3.Connection, old: Holds, new: Holds, now: float) ->
       by the first job after a passing probe (on trial), the last outage goes on instead;
     - breaker -> closed: the open outage ends now (counting the jobs it held) and the jobs parked
       behind it become due; the recovery ramp starts;
-    - a pause lifted: the jobs parked behind it become due.
+    - a pause lifted: the jobs parked behind it become due; after Plex refused the token
+      (often a Plex still starting), the recovery ramp starts as after an outage.
     """
     was_closed, is_closed = old.breaker.is_closed, new.breaker.is_closed
     if was_closed and not is_closed and old.breaker.trial:
@@ -77,6 +78,8 @@ def write_holds(conn: sqlite3.Connection, old: Holds, new: Holds, now: float) ->
         new = replace(new, ramp_started_at=now)
     if old.pause is not None and new.pause is None:
         _release(conn, PAUSE_REASONS, now)
+        if old.pause.kind == "plex_auth":  # Plex refused us for a while: back in gently too
+            new = replace(new, ramp_started_at=now)
     if new != old:
         conn.execute(
             "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
