@@ -268,3 +268,14 @@ def test_a_request_too_large_for_plex_or_its_proxy_fails_that_scene_never_all(bo
     assert "poster upload" in refused and "(HTTP 413, a body of" in refused
     assert "client_max_body_size" in refused and " 0 KB" not in refused
     assert linked == {scene.id for scene in scenes} - {long_one.id, cover_scene}
+
+
+def test_a_pause_is_said_once_not_once_per_scene_in_flight(box, caplog):
+    box.settings(plex_token="wrong-token-0000")
+    box.drain()
+    with box.store() as store:
+        said = [e for e in store.recent_events(1000) if e["kind"] == "pause"]
+        assert store.holds().pause is not None and store.holds().pause.kind == "plex_auth"
+    assert len(said) == 1, said
+    assert sum("queue paused" in r.getMessage() for r in caplog.records) == 1
+    assert "wrong-token-0000" not in caplog.text

@@ -532,6 +532,14 @@ class Worker:
             ),
             rng=self.rng,
         )
+        standing = holds.pause
+        if (
+            decision.pause is not None
+            and standing is not None
+            and (standing.kind, standing.message) == (decision.pause.kind, decision.pause.message)
+        ):
+            # The scenes in flight when the pause began fail the same way: said once.
+            decision = replace(decision, event=None)
         return _without_paths(decision) if context.config.obfuscate_paths else decision
 
     def _confirm(self, context: Context, error: errors.SyncError) -> errors.SyncError:
