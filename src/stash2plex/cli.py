@@ -930,7 +930,7 @@ def _drain(
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
         verdict = (judge or drain_verdict)(store, started_at, report)
-        verdict = settings_checked(cli.context(store), cli.data_dir, report, verdict)
+        verdict = settings_checked(lambda: cli.context(store), cli.data_dir, report, verdict)
     data: dict[str, Any] = {**(extra or {}), "status": status}
     data["drained"] = {
         k: getattr(report, k)

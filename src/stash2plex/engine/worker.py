@@ -369,9 +369,9 @@ class Worker:
         if not jobs:
             return 0
         handled = self._drain_batch(context, jobs, holds, report, progress)
-        if self._plex_remembered is not context:  # for the scene view's link into Plex Web
-            remember_plex_server(context)
-            self._plex_remembered = context if context.plex.identity is not None else None
+        if self._plex_remembered is not context and context.plex.identity is not None:
+            remember_plex_server(context)  # who answered, for links into Plex Web
+            self._plex_remembered = context
         return handled
 
     def _drain_batch(

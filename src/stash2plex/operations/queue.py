@@ -501,8 +501,7 @@ def recover_outage_jobs(
 
 def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     health = PlexIndex(context.store, context.plex, context.config).health()
-    if health.ok:
-        context.plex.connect()
+    if health.ok:  # the probe connected: Plex said who it is
         remember_plex_server(context)
         if context.store.holds().held:  # held by an earlier check: a running worker looks now
             check_holds_now(context.store)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from stash2plex.engine.context import Context, plex_settings_proven
 from stash2plex.engine.worker import DrainReport
+from stash2plex.errors import SyncError
 from stash2plex.operations.outcome import (
     EXIT_ATTENTION,
     EXIT_OK,
@@ -40,15 +41,25 @@ def plex_verdict(context: Context, data_dir: Path) -> Verdict:
 
 
 def settings_checked(
-    context: Context, data_dir: Path, report: DrainReport | None, verdict: Verdict
+    make_context: Callable[[], Context],
+    data_dir: Path,
+    report: DrainReport | None,
+    verdict: Verdict,
 ) -> Verdict:
     """A drain's verdict, unless no scene of it reached Plex while Plex has never answered
     the settings in use (a token or URL just changed): an unchanged scene sends Plex nothing,
     so one probe (`plex_verdict`) says whether they work. Settings Plex answered before cost
-    no request."""
+    no request; the settings are read (`make_context`) only when the drain leaves the
+    question open, and a failure to read them leaves the verdict as it is."""
     if verdict.error is not None or report is None or report.synced:
         return verdict
-    if not (report.unchanged or report.skipped) or plex_settings_proven(context):
+    if not (report.unchanged or report.skipped):
+        return verdict
+    try:
+        context = make_context()
+    except SyncError:
+        return verdict
+    if plex_settings_proven(context):
         return verdict
     probed = plex_verdict(context, data_dir)
     return probed if probed.error is not None else verdict

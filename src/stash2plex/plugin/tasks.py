@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -184,9 +183,9 @@ def _drain_report(
         status = operations.queue_status(store, task.data_dir)
         held = operations.hold_message(store.holds())
         verdict = (judge or drain_verdict)(store, started_at, report)
-        with contextlib.suppress(SyncError):  # the settings could not be read: said already
-            context = build_context(store, task.connection)
-            verdict = settings_checked(context, task.data_dir, report, verdict)
+        verdict = settings_checked(
+            lambda: build_context(store, task.connection), task.data_dir, report, verdict
+        )
     result: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "queue": status.counts,
