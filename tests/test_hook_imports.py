@@ -239,3 +239,43 @@ def test_holds_the_worker_cannot_read_are_rewritten_as_it_reads_them(tmp_path, h
             nudged_at=5.0,
         )
         assert store.job(1).state == "pending"
+
+
+# Runs the hook as Stash would (stdin from the parent) and prints the hook's peak memory.
+_MEASURED = """
+import resource, subprocess, sys
+run = subprocess.run(sys.argv[1:], stdin=sys.stdin, capture_output=True)
+sys.stderr.buffer.write(run.stderr)
+print(run.stdout.decode(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, sep="\\n")
+"""
+
+
+def test_a_save_carrying_a_40_mib_cover_is_queued_without_holding_the_cover(
+    plugin_dir, worker_lock_held
+):
+    # The scene edit form sends the new cover as a data URL in the hook's input.
+    cover = "data:image/png;base64," + "iVBORw0K" * (5 * 1024 * 1024)
+    payload = (
+        '{"server_connection":{"Scheme":"http","Port":9,"PluginDir":'
+        + json.dumps(str(plugin_dir))
+        + '},"args":{"hookContext":{"id":7,"type":"Scene.Update.Post","input":{"id":"7",'
+        + '"cover_image":"'
+        + cover
+        + '"},"inputFields":["id","cover_image"]}}}'
+    ).encode()
+    env = dict(os.environ, PYTHONPATH=str(plugin_dir.parent))
+
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURED, sys.executable, str(plugin_dir / "stash2plex_plugin.py")],
+        input=payload,
+        capture_output=True,
+        env=env,
+        cwd=plugin_dir.parent,
+        timeout=120,
+    )
+
+    answer_line, peak_kib = [line for line in result.stdout.decode().splitlines() if line]
+    assert json.loads(answer_line)["error"] is None, result.stderr.decode()[-2000:]
+    assert job(worker_lock_held, 7) == ("pending", "Scene.Update.Post")
+    assert len(payload) > 40 * 1024 * 1024
+    assert int(peak_kib) < 25 * 1024, "the hook's memory target is 25 MiB: it held the cover"

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from stash2plex.errors import PluginInputError
+from stash2plex.plugin import protocol
 from stash2plex.plugin.protocol import (
     MAX_LINE_BYTES,
     StashLog,
@@ -75,3 +76,69 @@ def test_result_is_one_json_object():
     stream = io.StringIO()
     write_result(output={"n": 1}, stream=stream)
     assert json.loads(stream.getvalue()) == {"output": {"n": 1}, "error": None}
+
+
+class _Trickle(io.BytesIO):
+    """A stdin that hands out `size` bytes per read, so every boundary falls somewhere."""
+
+    def __init__(self, raw: bytes, size: int) -> None:
+        super().__init__(raw)
+        self.size = size
+
+    def read(self, n: int = -1) -> bytes:
+        return super().read(self.size)
+
+
+def test_a_hook_carrying_a_cover_larger_than_the_input_limit_is_read_without_it():
+    cover = "data:image/jpeg;base64," + "QUJD" * (5 * 1024 * 1024)  # 20 MiB
+    hook = {
+        "server_connection": {"Port": 9999, "PluginDir": "/plugins/stash2plex"},
+        "args": {
+            "hookContext": {
+                "id": 45,
+                "type": "Scene.Update.Post",
+                "input": {"id": "45", "title": 'a "quoted" \\ title', "cover_image": cover},
+                "inputFields": ["id", "title", "cover_image"],
+            }
+        },
+    }
+
+    data = read_input(io.BytesIO(json.dumps(hook).encode()))
+
+    context = data["args"]["hookContext"]
+    assert (context["id"], context["type"]) == (45, "Scene.Update.Post")
+    assert context["input"]["title"] == 'a "quoted" \\ title'
+    assert context["input"]["cover_image"] == ""
+    assert data["server_connection"] == hook["server_connection"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64 * 1024])
+def test_long_strings_are_left_out_exactly_wherever_the_reads_split_the_input(size, monkeypatch):
+    monkeypatch.setattr(protocol, "LONG_STRING_BYTES", 16)  # as encoded
+    value = {
+        "short": 'a\\"b',  # 6 bytes once escaped: kept
+        "long": 'x\\"y' * 10,  # escapes across every boundary: left out
+        "unicode": "é\u2028\U0001f600",
+        "escaped long": "\\" * 20,
+        "list": ["0123456789" * 2, "ok", {"k": "\\\\"}],
+        "n": -1.5e3,
+    }
+
+    data = read_input(_Trickle(json.dumps(value, ensure_ascii=False).encode(), size))
+
+    assert data == {
+        "short": 'a\\"b',
+        "long": "",
+        "unicode": "é\u2028\U0001f600",
+        "escaped long": "",
+        "list": ["", "ok", {"k": "\\\\"}],
+        "n": -1.5e3,
+    }
+
+
+def test_an_input_too_large_even_without_its_long_strings_is_refused(monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_INPUT_BYTES", 1000)
+    raw = json.dumps({"args": {"ids": list(range(1000))}}).encode()
+
+    with pytest.raises(PluginInputError, match="larger than 16 MiB"):
+        read_input(io.BytesIO(raw))

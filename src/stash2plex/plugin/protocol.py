@@ -10,6 +10,7 @@ messages are split. Every line of a multi-line message carries the level prefix.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from stash2plex.errors import PluginInputError
@@ -24,20 +25,107 @@ LEVEL_CODES = {"trace": "t", "debug": "d", "info": "i", "warning": "w", "error":
 MAX_LINE_BYTES = 60_000
 
 
+# What the plugin keeps of its input, once strings longer than LONG_STRING_BYTES are left out.
 MAX_INPUT_BYTES = 16 * 1024 * 1024
+# No value the plugin reads comes near this; a hook's `input` can carry a cover as a base64 data
+# URL (`cover_image`, tens of MiB), which the hook never needs (see hook_events.py).
+LONG_STRING_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+_TOO_LARGE = "the input on stdin is larger than 16 MiB without its long texts; not a PluginInput"
+_STRING_STOP = re.compile(rb'["\\]')
+
+
+class _LongStringsLeftOut:
+    """Collects JSON bytes fed chunk by chunk, each string longer than `limit` bytes replaced by
+    an empty one, so memory is bounded by what is kept, not by the input.
+
+    Exact on any JSON: outside strings only a `"` starts one; inside, a backslash escapes the
+    next byte and a `"` ends it (neither byte occurs inside a multi-byte UTF-8 character).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.kept = bytearray()
+        self.left_out = 0  # strings left out
+        self._limit = limit
+        self._in_string = False
+        self._escaped = False  # the last chunk ended inside an escape
+        self._start = 0  # where the current string's text begins in `kept`
+        self._length = 0  # bytes of the current string seen so far
+        self._too_long = False
+
+    def feed(self, chunk: bytes) -> None:
+        pos, end = 0, len(chunk)
+        while pos < end:
+            if not self._in_string:
+                quote = chunk.find(b'"', pos)
+                if quote < 0:
+                    self.kept += chunk[pos:]
+                    return
+                self.kept += chunk[pos : quote + 1]
+                pos = quote + 1
+                self._in_string, self._length, self._too_long = True, 0, False
+                self._start = len(self.kept)
+            elif self._escaped:
+                self._take(chunk[pos : pos + 1])
+                pos, self._escaped = pos + 1, False
+            else:
+                stop = _STRING_STOP.search(chunk, pos)
+                if stop is None:
+                    self._take(chunk[pos:])
+                    return
+                at = stop.start()
+                if chunk[at] == 0x5C:  # a backslash: it and the byte after it are text
+                    self._take(chunk[pos : at + 2])
+                    self._escaped = at + 1 >= end
+                    pos = at + 2
+                else:
+                    self._take(chunk[pos:at])
+                    self.kept += b'"'
+                    self._in_string = False
+                    pos = at + 1
+
+    def _take(self, text: bytes) -> None:
+        self._length += len(text)
+        if self._too_long:
+            return
+        if self._length > self._limit:
+            del self.kept[self._start :]
+            self._too_long = True
+            self.left_out += 1
+        else:
+            self.kept += text
+
+
+def _read_kept(source: Any) -> bytes | str:
+    """Stdin as bytes (or text, from a text stream), strings longer than LONG_STRING_BYTES left
+    out; raises PluginInputError when even that is longer than MAX_INPUT_BYTES."""
+    first = source.read(_CHUNK_BYTES)
+    if isinstance(first, str):  # a text stream (tests)
+        text = first + source.read(MAX_INPUT_BYTES)
+        if len(text) > MAX_INPUT_BYTES:
+            raise PluginInputError(_TOO_LARGE)
+        return text
+    kept = _LongStringsLeftOut(LONG_STRING_BYTES)
+    chunk = first
+    while chunk:
+        kept.feed(chunk)
+        if len(kept.kept) > MAX_INPUT_BYTES:
+            raise PluginInputError(_TOO_LARGE)
+        chunk = source.read(_CHUNK_BYTES)
+    return bytes(kept.kept)
 
 
 def read_input(stream: IO[str] | IO[bytes] | None = None) -> dict[str, Any]:
     """Parse the PluginInput JSON Stash writes to stdin.
 
-    Raises PluginInputError with a message a person can act on (not JSON, not UTF-8, nested
-    absurdly deep, non-finite numbers, wrong shapes); the caller reports it as the run's error
-    instead of a traceback.
+    Strings longer than LONG_STRING_BYTES (1 MiB) are read past and kept as "": a hook's input
+    can hold a cover image of any size, and the plugin reads none of them. Raises
+    PluginInputError with a message a person can act on (not JSON, not UTF-8, nested absurdly
+    deep, non-finite numbers, wrong shapes, over 16 MiB without its long strings); the caller
+    reports it as the run's error instead of a traceback.
     """
     source: Any = stream if stream is not None else getattr(sys.stdin, "buffer", sys.stdin)
-    raw = source.read(MAX_INPUT_BYTES + 1)
-    if len(raw) > MAX_INPUT_BYTES:
-        raise PluginInputError("the input on stdin is larger than 16 MiB; not a PluginInput")
+    raw = _read_kept(source)
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
