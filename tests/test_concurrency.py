@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from stash2plex.engine.worker import BATCH_SIZE, Worker
+from stash2plex.sync import settle
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 
 from .conftest import wait_until
-from .sandbox import sandbox
+from .sandbox import SteppedClock, sandbox
 
 EDIT = "PUT /library/sections/{id}/all"
 
@@ -95,3 +98,81 @@ def test_unchanged_scenes_sync_on_the_worker_thread_until_plex_is_written_again(
         titles = {box.item(box.library.scenes[i]).title for i in edited}
         assert titles == {f"Edited {i}" for i in edited}
         assert len(box.plex.log.entries) > requests_before
+
+
+def _titles_sent(box, key: int, since: int) -> list[str]:
+    return [
+        r.query.get("title.value")
+        for r in box.plex.log.entries[since:]
+        if r.route == EDIT and r.query.get("id") == str(key)
+    ]
+
+
+def to_retry(box, clock: SteppedClock, scene) -> None:
+    """Move the injected clock to the scene's retry (at least twice plex_timeout away)."""
+    with box.store() as store:
+        clock.offset += max(0.0, store.job(scene.id).due_at - clock())
+
+
+@pytest.mark.parametrize("preserve", [False, True])
+def test_an_older_edit_that_plex_applies_late_is_written_over_again(tmp_path, preserve):
+    """A Plex slower than twice `plex_timeout` still applies an edit we gave up on after our
+    retry wrote the newer title; the item's check, `check_after` later, writes it again. With
+    preserve_plex_edits the older title is still ours, not an edit made in Plex."""
+    with sandbox(tmp_path, scenes=12, seed=4) as box:
+        box.drain()
+        # The user's settings: Plex is far slower than that timeout.
+        box.settings(plex_timeout=1, preserve_plex_edits=preserve)
+        clock = SteppedClock()
+        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+        key = box.rating_key(scene)
+        before = len(box.plex.log.entries)
+        box.plex.faults.latency(4, route=r"^PUT ")
+        box.stash.update_scene(scene.id, title="First")
+        box.queue(scene.id)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)  # the edit times out
+        box.plex.faults.latency(0, route=r"^PUT ")
+        box.stash.update_scene(scene.id, title="Second")
+        box.queue(scene.id)
+        to_retry(box, clock, scene)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        wait_until(lambda: box.item(scene).title == "First", message="the older edit landing")
+        # The log lists edits as Plex finished them: the older one last.
+        assert _titles_sent(box, key, before) == ["Second", "First"]
+
+        clock.offset += settle.check_after(1)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        assert box.item(scene).title == "Second"
+        assert _titles_sent(box, key, before) == ["Second", "First", "Second"]
+        with box.store() as store:
+            assert store.next_unsettled_check() is None
+            assert any(
+                e["kind"] == "late_write" and "older write of title" in e["message"]
+                for e in store.recent_events()
+            )
+
+
+def test_a_timed_out_edit_that_could_not_hide_a_newer_one_costs_no_check(tmp_path):
+    with sandbox(tmp_path, scenes=12, seed=4) as box:
+        box.drain()
+        box.settings(plex_timeout=1)
+        clock = SteppedClock()
+        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+        box.plex.faults.latency(2, route=r"^PUT ")
+        box.stash.update_scene(scene.id, title="Only")
+        box.queue(scene.id)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)  # times out, lands later
+        box.plex.faults.latency(0, route=r"^PUT ")
+        to_retry(box, clock, scene)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)  # the retry: the same title
+        wait_until(lambda: box.plex.in_flight == 0, message="Plex finished the first edit")
+        requests = len(box.plex.log.entries)
+
+        clock.offset += settle.check_after(1)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        assert box.item(scene).title == "Only"
+        assert len(box.plex.log.entries) == requests  # nothing to read: no write could harm
+        with box.store() as store:
+            assert store.next_unsettled_check() is None

@@ -30,6 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from stash2plex.records import UnsettledWrite
     from stash2plex.vocabulary import ErrorClass, Server
 
 TRANSIENT: ErrorClass = "transient"
@@ -60,6 +61,8 @@ class SyncError(Exception):
         self.detail = detail
         self.server = server
         self.status = status
+        # Writes of this attempt that timed out and may still land (see sync.settle).
+        self.unsettled: list[UnsettledWrite] = []
 
 
 class TransientError(SyncError):

@@ -29,6 +29,15 @@ class Job:
 
 
 @dataclass(frozen=True)
+class UnsettledWrite:
+    """A write to one Plex item that timed out, which Plex may still apply late: what it would
+    make the item show, a print per key (title, genre, poster... see sync.settle)."""
+
+    rating_key: int
+    shown: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Link:
     """A scene's Plex item and the fingerprints of what we last pushed to it."""
 

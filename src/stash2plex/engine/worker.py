@@ -43,6 +43,7 @@ from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.settings.sources import load_local_settings
 from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
+from stash2plex.sync import settle
 from stash2plex.sync.backfill import EntityBackfill
 from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
@@ -54,6 +55,8 @@ log = logging.getLogger("stash2plex.worker")
 BATCH_SIZE = 50
 # A drain round claims more batches while it runs, up to about this many scenes.
 REFILL_LIMIT = 500
+# Items of timed-out writes checked per round (each may read one item from Plex).
+UNSETTLED_CHECKS = 20
 POLL_SECONDS = 0.2
 IDLE_EXIT_SECONDS = 30.0
 # A worker held only by missing settings keeps checking them this long before it exits (the
@@ -365,6 +368,7 @@ class Worker:
         self._record_entities(context)
         self._pull_timer.tick(context)
         self._reconcile_timer.tick(context)
+        self._check_unsettled(context)
         jobs = self.store.claim_due(self.owner, BATCH_SIZE)
         if not jobs:
             return 0
@@ -373,6 +377,27 @@ class Worker:
             remember_plex_server(context)  # who answered, for links into Plex Web
             self._plex_remembered = context
         return handled
+
+    def _check_unsettled(self, context: Context) -> None:
+        """Check the items of writes that timed out long enough ago (sync.settle): a field an
+        older write set late is written again. A check that cannot read Plex waits as long
+        again (the breaker has the scenes' own writes to judge Plex by)."""
+        for scene_id, rating_key, written in self.store.unsettled_due(UNSETTLED_CHECKS):
+            try:
+                stale = settle.check(self.store, context.plex, scene_id, rating_key, written)
+            except errors.SyncError as exc:
+                later = self.clock() + settle.check_after(context.config.plex_timeout)
+                self.store.settle(scene_id, rating_key, check_at=later)
+                log.info("checking scene %s's item in Plex waits: %s", scene_id, exc.message)
+                continue
+            self.store.settle(scene_id, rating_key)
+            if stale:
+                self._event(
+                    "warning",
+                    "late_write",
+                    f"scene {scene_id}: Plex applied an older write of {', '.join(stale)} "
+                    "after a newer one (it had timed out); the newer values are written again",
+                )
 
     def _drain_batch(
         self,
@@ -502,6 +527,9 @@ class Worker:
             )
         decision = self._decide(context, attempt.job, attempt.result, holds)
         holds = self.store.apply(attempt.job, decision)
+        if isinstance(attempt.result, errors.SyncError) and attempt.result.unsettled:
+            check_at = self.clock() + settle.check_after(context.config.plex_timeout)
+            self.store.note_unsettled(attempt.job.scene_id, attempt.result.unsettled, check_at)
         if self._ramp is not None:
             self._ramp.record(self.clock(), ok=decision.action == "done")
         self._note(attempt.job, decision, report)
@@ -827,6 +855,9 @@ class Worker:
             due = self.store.next_due_at()
             if due is not None:
                 candidates.append(due)
+            unsettled = self.store.next_unsettled_check()
+            if unsettled is not None:
+                candidates.append(unsettled)
             if self._context is not None:
                 candidates.append(self._settings_read_at + SETTINGS_REFRESH_SECONDS)
             pull_due = self._pull_timer.next_due_at(self._context)

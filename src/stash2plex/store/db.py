@@ -37,6 +37,7 @@ from stash2plex.records import (
     Job,
     Link,
     ListedItem,
+    UnsettledWrite,
 )
 from stash2plex.store import link_json, recording
 from stash2plex.store.holds import PARKED, read_holds, write_holds
@@ -590,11 +591,13 @@ class Store:
 
     def has_work(self, backfill: bool = True) -> bool:
         """True when anything is outstanding: a job, an entity change or deletion to expand,
-        or (with `backfill`) linked scenes whose entities are still to be read."""
+        a write to Plex to check, or (with `backfill`) linked scenes whose entities are still
+        to be read."""
         sql = (
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state != 'done') "
             "OR EXISTS (SELECT 1 FROM entity_changes) "
-            "OR EXISTS (SELECT 1 FROM entity_deletions)"
+            "OR EXISTS (SELECT 1 FROM entity_deletions) "
+            "OR EXISTS (SELECT 1 FROM unsettled_writes)"
         )
         if backfill:
             sql += " OR EXISTS (SELECT 1 FROM entity_backfill)"
@@ -808,6 +811,62 @@ class Store:
     def link_count(self) -> int:
         """How many scenes are linked to Plex (a scene with several items counts once)."""
         return int(self._conn.execute("SELECT COUNT(DISTINCT scene_id) FROM links").fetchone()[0])
+
+    # ----------------------------------------------------------------- unsettled writes
+    def note_unsettled(
+        self, scene_id: int, writes: Iterable[UnsettledWrite], check_at: float
+    ) -> None:
+        """Remember writes that timed out (Plex may still apply them), to be checked from
+        `check_at` on (epoch seconds). Several for one item are kept together: every value
+        each would show, and the latest time to look."""
+        with self.transaction() as conn:
+            for write in writes:
+                row = conn.execute(
+                    "SELECT shown, check_at FROM unsettled_writes WHERE scene_id = ? AND "
+                    "rating_key = ?",
+                    (scene_id, write.rating_key),
+                ).fetchone()
+                shown: dict[str, list[str]] = json.loads(row[0]) if row else {}
+                for key, print_ in write.shown.items():
+                    if print_ not in shown.setdefault(key, []):
+                        shown[key].append(print_)
+                conn.execute(
+                    "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, check_at, "
+                    "shown) VALUES (?, ?, ?, ?)",
+                    (
+                        scene_id,
+                        write.rating_key,
+                        max(check_at, row[1]) if row else check_at,
+                        json.dumps(shown, ensure_ascii=False),
+                    ),
+                )
+
+    def unsettled_due(self, limit: int) -> list[tuple[int, int, dict[str, list[str]]]]:
+        """Unsettled writes whose check is due: (scene id, ratingKey, prints per key), the
+        earliest first, at most `limit`."""
+        rows = self._conn.execute(
+            "SELECT scene_id, rating_key, shown FROM unsettled_writes WHERE check_at <= ? "
+            "ORDER BY check_at LIMIT ?",
+            (self.clock(), limit),
+        ).fetchall()
+        return [(row[0], row[1], json.loads(row[2])) for row in rows]
+
+    def next_unsettled_check(self) -> float | None:
+        """When the earliest check of an unsettled write is due, or None."""
+        return self._conn.execute("SELECT MIN(check_at) FROM unsettled_writes").fetchone()[0]
+
+    def settle(self, scene_id: int, rating_key: int, check_at: float | None = None) -> None:
+        """The check of an item's unsettled writes is done (or, with `check_at`, put off)."""
+        if check_at is None:
+            self._conn.execute(
+                "DELETE FROM unsettled_writes WHERE scene_id = ? AND rating_key = ?",
+                (scene_id, rating_key),
+            )
+        else:
+            self._conn.execute(
+                "UPDATE unsettled_writes SET check_at = ? WHERE scene_id = ? AND rating_key = ?",
+                (check_at, scene_id, rating_key),
+            )
 
     # ----------------------------------------------------------------- what scenes showed
     def save_scene_entities(self, scene_id: int, entities: Mapping[str, Iterable[int]]) -> None:

@@ -263,5 +263,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX plex_index_path_key ON plex_index (path_key);
     CREATE INDEX plex_index_basename_key ON plex_index (basename_key);
     """,
+    # 10: writes to Plex that timed out and that Plex may still apply late, to be checked
+    # (sync.settle): what each would make the item show, per field, and when to look.
+    """
+    CREATE TABLE unsettled_writes (
+        scene_id INTEGER NOT NULL,
+        rating_key INTEGER NOT NULL,
+        check_at REAL NOT NULL,
+        shown TEXT NOT NULL,
+        PRIMARY KEY (scene_id, rating_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX unsettled_writes_check_at ON unsettled_writes (check_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

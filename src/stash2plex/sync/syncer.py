@@ -34,7 +34,7 @@ from stash2plex.pull.decisions import epoch
 from stash2plex.records import IndexEntry, Link
 from stash2plex.settings.config import Config, setting_label
 from stash2plex.store.db import Store
-from stash2plex.sync import ratings
+from stash2plex.sync import ratings, settle
 from stash2plex.sync.collection_art import CollectionArt
 from stash2plex.sync.matching import (
     MAPPED_PATH,
@@ -979,15 +979,16 @@ class SceneSyncer:
         if plan.left_alone:
             left_written = []
             if ratings.KEY in plan.changes:
-                self.plex.rate(match.rating_key, plan.desired.rating)
+                self._rate(match.rating_key, plan.desired.rating)
                 left_written.append(ratings.KEY)
             self._record(plan, {}, wrote=bool(left_written))
             return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
-            self.plex.edit(match.section_id, match.rating_key, plan.params)
+            with settle.noted(match.rating_key, settle.edit_shown(plan)):
+                self.plex.edit(match.section_id, match.rating_key, plan.params)
         if "rating" in plan.changes:
-            self.plex.rate(match.rating_key, plan.desired.rating)
+            self._rate(match.rating_key, plan.desired.rating)
             written.append("rating")
         fetched: dict[str, StashImage] = {}  # poster and art share the cover: fetched once
         for kind, url in plan.images.items():
@@ -998,11 +999,16 @@ class SceneSyncer:
             if image.placeholder:
                 continue  # Stash's "no cover" drawing is never worth uploading
             if self.force or plan.fingerprints.get(kind) != image.sha1:
-                self.plex.upload_image(match.rating_key, kind, image.data)
+                with settle.noted(match.rating_key, {kind: image.sha1}):
+                    self.plex.upload_image(match.rating_key, kind, image.data)
                 plan.fingerprints[kind] = image.sha1
                 written.append(kind)
         self._record(plan, plan.owned, wrote=bool(written))
         return written
+
+    def _rate(self, rating_key: int, rating: float | None) -> None:
+        with settle.noted(rating_key, settle.rating_shown(rating)):
+            self.plex.rate(rating_key, rating)
 
     def _record(self, plan: SyncPlan, owned: dict[str, Any], *, wrote: bool) -> None:
         """Record the link as applied; nothing when nothing was written to Plex and the link
