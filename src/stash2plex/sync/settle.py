@@ -20,7 +20,7 @@ cannot do harm and costs no request.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stash2plex.clients.plex import PlexItem
@@ -48,14 +48,18 @@ def check_after(plex_timeout: float) -> float:
 
 
 @contextlib.contextmanager
-def noted(rating_key: int, shown: Mapping[str, str]) -> Iterator[None]:
+def noted(
+    rating_key: int, shown: Mapping[str, str] | Callable[[], Mapping[str, str]]
+) -> Iterator[None]:
     """Around one write to an item: if it times out (a SyncError carrying UNSETTLED_WRITE),
-    the error carries what the write would make the item show."""
+    the error carries what the write would make the item show (`shown`, or `shown()`
+    computed only then: an edit's prints would cost CPU on every write otherwise)."""
     try:
         yield
     except SyncError as exc:
         if (exc.detail or {}).get(UNSETTLED_WRITE):
-            exc.unsettled.append(UnsettledWrite(rating_key, dict(shown)))
+            prints = shown() if callable(shown) else shown
+            exc.unsettled.append(UnsettledWrite(rating_key, dict(prints)))
         raise
 
 

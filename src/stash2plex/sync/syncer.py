@@ -985,7 +985,7 @@ class SceneSyncer:
             return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
-            with settle.noted(match.rating_key, settle.edit_shown(plan)):
+            with settle.noted(match.rating_key, lambda: settle.edit_shown(plan)):
                 self.plex.edit(match.section_id, match.rating_key, plan.params)
         if "rating" in plan.changes:
             self._rate(match.rating_key, plan.desired.rating)
@@ -1007,7 +1007,7 @@ class SceneSyncer:
         return written
 
     def _rate(self, rating_key: int, rating: float | None) -> None:
-        with settle.noted(rating_key, settle.rating_shown(rating)):
+        with settle.noted(rating_key, lambda: settle.rating_shown(rating)):
             self.plex.rate(rating_key, rating)
 
     def _record(self, plan: SyncPlan, owned: dict[str, Any], *, wrote: bool) -> None:
