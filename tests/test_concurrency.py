@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from stash2plex.engine.worker import BATCH_SIZE, Worker
+from stash2plex.sandbox.verify import expected_items, item_problems
 from stash2plex.sync import settle
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 
@@ -100,57 +101,73 @@ def test_unchanged_scenes_sync_on_the_worker_thread_until_plex_is_written_again(
         assert len(box.plex.log.entries) > requests_before
 
 
-def _titles_sent(box, key: int, since: int) -> list[str]:
-    return [
-        r.query.get("title.value")
-        for r in box.plex.log.entries[since:]
-        if r.route == EDIT and r.query.get("id") == str(key)
-    ]
-
-
 def to_retry(box, clock: SteppedClock, scene) -> None:
     """Move the injected clock to the scene's retry (at least twice plex_timeout away)."""
-    with box.store() as store:
-        clock.offset += max(0.0, store.job(scene.id).due_at - clock())
+    job = box.job(scene.id)
+    if job is not None:
+        clock.offset += max(0.0, job.due_at - clock())
 
 
+def _studio_change(box, scene, n: int) -> dict:
+    others = [studio for studio in sorted(box.library.studios) if studio != scene.studio_id]
+    return {"studio_id": others[n]}
+
+
+# What changes twice, as (the request that carries it, the first change, the second change).
+LATE_WRITES = {
+    "title": ("^PUT ", lambda box, scene, n: {"title": ("First", "Second")[n]}),
+    "cover": ("^POST ", lambda box, scene, n: {"cover_version": scene.cover_version + n + 1}),
+    # The studio's collection follows it: the late list puts the older studio's back.
+    "studio and its collection": ("^PUT ", _studio_change),
+}
+
+
+@pytest.mark.parametrize("what", list(LATE_WRITES))
 @pytest.mark.parametrize("preserve", [False, True])
-def test_an_older_edit_that_plex_applies_late_is_written_over_again(tmp_path, preserve):
-    """A Plex slower than twice `plex_timeout` still applies an edit we gave up on after our
-    retry wrote the newer title; the item's check, `check_after` later, writes it again. With
-    preserve_plex_edits the older title is still ours, not an edit made in Plex."""
-    with sandbox(tmp_path, scenes=12, seed=4) as box:
+def test_an_older_write_that_plex_applies_late_is_written_over_again(tmp_path, what, preserve):
+    """A Plex slower than twice `plex_timeout` still applies a write we gave up on after our
+    retry wrote the newer value; the item's check, `check_after` later, writes it again. With
+    preserve_plex_edits the older value is still ours, not an edit made in Plex."""
+    route, change = LATE_WRITES[what]
+    with sandbox(tmp_path, scenes=30, seed=4) as box:
         box.drain()
         # The user's settings: Plex is far slower than that timeout.
         box.settings(plex_timeout=1, preserve_plex_edits=preserve)
         clock = SteppedClock()
-        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
-        key = box.rating_key(scene)
-        before = len(box.plex.log.entries)
-        box.plex.faults.latency(4, route=r"^PUT ")
-        box.stash.update_scene(scene.id, title="First")
+        scene = next(
+            s
+            for s in box.library.scenes.values()
+            if s.files and s.in_plex and s.studio_id and s.cover_version is not None
+        )
+        box.plex.faults.latency(4, route=route)
+        box.stash.update_scene(scene.id, **change(box, scene, 0))
         box.queue(scene.id)
-        Worker(box.data_dir, clock=clock).run(until_idle=True)  # the edit times out
-        box.plex.faults.latency(0, route=r"^PUT ")
-        box.stash.update_scene(scene.id, title="Second")
+        Worker(box.data_dir, clock=clock).run(until_idle=True)  # the write times out
+        box.plex.faults.latency(0, route=route)
+        box.stash.update_scene(scene.id, **change(box, scene, 1))
         box.queue(scene.id)
         to_retry(box, clock, scene)
         Worker(box.data_dir, clock=clock).run(until_idle=True)
-        wait_until(lambda: box.item(scene).title == "First", message="the older edit landing")
-        # The log lists edits as Plex finished them: the older one last.
-        assert _titles_sent(box, key, before) == ["Second", "First"]
+        wait_until(lambda: box.plex.in_flight == 0, message="the older write landing")
+        assert problems(box, scene), "the older write did not land after the newer one"
 
         clock.offset += settle.check_after(1)
         Worker(box.data_dir, clock=clock).run(until_idle=True)
 
-        assert box.item(scene).title == "Second"
-        assert _titles_sent(box, key, before) == ["Second", "First", "Second"]
+        assert problems(box, scene) == []
         with box.store() as store:
             assert store.next_unsettled_check() is None
             assert any(
-                e["kind"] == "late_write" and "older write of title" in e["message"]
+                e["kind"] == "late_write" and "Plex applied an older write" in e["message"]
                 for e in store.recent_events()
             )
+
+
+def problems(box, scene) -> list[str]:
+    """How the scene's Plex item differs from what Stash says it should show."""
+    expected = expected_items(box.library, {}, pushed=[scene.id])
+    wanted = next(item for item in expected.values() if scene.id in item.scene_ids)
+    return item_problems(wanted, box.item(scene), None)
 
 
 def test_a_timed_out_edit_that_could_not_hide_a_newer_one_costs_no_check(tmp_path):
@@ -176,3 +193,62 @@ def test_a_timed_out_edit_that_could_not_hide_a_newer_one_costs_no_check(tmp_pat
         assert len(box.plex.log.entries) == requests  # nothing to read: no write could harm
         with box.store() as store:
             assert store.next_unsettled_check() is None
+
+
+def test_a_write_that_timed_out_with_no_newer_push_since_is_not_checked(tmp_path):
+    """Every try timed out and the scene went to the dead letters: its last write carried
+    Stash's newest value, so landing late hides nothing (no false warning, no request)."""
+    with sandbox(tmp_path, scenes=12, seed=4) as box:
+        box.drain()
+        box.settings(plex_timeout=1, max_retries=2)
+        clock = SteppedClock()
+        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+        box.plex.faults.latency(3, route=r"^PUT ")
+        box.stash.update_scene(scene.id, title="Newest")
+        box.queue(scene.id)
+        while box.job(scene.id) is not None:
+            Worker(box.data_dir, clock=clock).run(until_idle=True)
+            to_retry(box, clock, scene)
+        box.plex.faults.latency(0, route=r"^PUT ")
+        wait_until(lambda: box.plex.in_flight == 0, message="the writes landing")
+        requests = len(box.plex.log.entries)
+
+        clock.offset += settle.check_after(1)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        assert len(box.plex.log.entries) == requests
+        with box.store() as store:
+            assert store.next_unsettled_check() is None
+            assert [d["scene_id"] for d in store.dead_letters()] == [scene.id]
+            assert not any(e["kind"] == "late_write" for e in store.recent_events())
+
+
+def test_a_check_that_cannot_read_plex_is_given_up_after_its_tries_with_a_word(tmp_path):
+    with sandbox(tmp_path, scenes=12, seed=4) as box:
+        box.drain()
+        box.settings(plex_timeout=1)
+        clock = SteppedClock()
+        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+        box.plex.faults.latency(3, route=r"^PUT ")
+        box.stash.update_scene(scene.id, title="First")
+        box.queue(scene.id)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        box.plex.faults.latency(0, route=r"^PUT ")
+        box.stash.update_scene(scene.id, title="Second")
+        box.queue(scene.id)
+        to_retry(box, clock, scene)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        wait_until(lambda: box.plex.in_flight == 0, message="the older write landing")
+        box.plex.faults.fail(500, route=r"^GET /library/metadata/")
+
+        for _ in range(settle.MAX_CHECK_TRIES):
+            with box.store() as store:
+                assert store.next_unsettled_check() is not None
+            clock.offset += settle.check_after(1)
+            Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        with box.store() as store:
+            assert store.next_unsettled_check() is None
+            words = [e["message"] for e in store.recent_events() if e["kind"] == "late_write"]
+        assert len(words) == 1 and "could not be read back" in words[0]
+        assert "Reconcile" in words[0]

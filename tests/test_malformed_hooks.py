@@ -62,6 +62,10 @@ CASES = {
         ),
         "nested too deeply",
     ),
+    "a trigger of 2 MiB": (
+        lambda d: _hook(d, '{"id": 4, "type": "' + "Scene" * 400_000 + '"}'),
+        "(a text over 1 MiB, left out)' is not a Stash hook trigger",
+    ),
     "server_connection a string": (
         lambda d: (
             b'{"server_connection": "http://127.0.0.1:9999", "args": {"hookContext": '

@@ -51,6 +51,7 @@ def test_scrubber_applies_to_every_line():
     [
         ("", "no input"),
         ("{not json", "not JSON"),
+        ('{"args": {"a": "open', "Unterminated string starting at line 1 column 16"),
         ("[1]", "must be an object"),
         ('{"args": 3}', "args must be an object"),
         ('{"args": {"hookContext": {"id": Infinity}}}', "Infinity"),
@@ -108,7 +109,7 @@ def test_a_hook_carrying_a_cover_larger_than_the_input_limit_is_read_without_it(
     context = data["args"]["hookContext"]
     assert (context["id"], context["type"]) == (45, "Scene.Update.Post")
     assert context["input"]["title"] == 'a "quoted" \\ title'
-    assert context["input"]["cover_image"] == ""
+    assert context["input"]["cover_image"] == protocol.LEFT_OUT
     assert data["server_connection"] == hook["server_connection"]
 
 
@@ -126,12 +127,13 @@ def test_long_strings_are_left_out_exactly_wherever_the_reads_split_the_input(si
 
     data = read_input(_Trickle(json.dumps(value, ensure_ascii=False).encode(), size))
 
+    left_out = protocol.LEFT_OUT
     assert data == {
         "short": 'a\\"b',
-        "long": "",
+        "long": left_out,
         "unicode": "é\u2028\U0001f600",
-        "escaped long": "",
-        "list": ["", "ok", {"k": "\\\\"}],
+        "escaped long": left_out,
+        "list": [left_out, "ok", {"k": "\\\\"}],
         "n": -1.5e3,
     }
 

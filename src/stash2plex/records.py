@@ -5,7 +5,7 @@ A leaf module: standard library only, so the hook path may import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stash2plex.vocabulary import ErrorClass, SyncStatus, WaitReason
@@ -31,10 +31,26 @@ class Job:
 @dataclass(frozen=True)
 class UnsettledWrite:
     """A write to one Plex item that timed out, which Plex may still apply late: what it would
-    make the item show, a print per key (title, genre, poster... see sync.settle)."""
+    make the item show, a print per key (title, genre, poster... see sync.settle), and the
+    collections and labels it made ours ("collection"/"label" -> names)."""
 
     rating_key: int
     shown: dict[str, str]
+    ours: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnsettledCheck:
+    """The writes to one item that timed out, as the store keeps them until checked: since
+    when (epoch seconds, the first), how many checks could not read Plex, every print per key
+    and every collection or label name they made ours."""
+
+    scene_id: int
+    rating_key: int
+    since: float
+    tries: int
+    shown: dict[str, list[str]]
+    ours: dict[str, list[str]]
 
 
 @dataclass(frozen=True)

@@ -379,24 +379,39 @@ class Worker:
         return handled
 
     def _check_unsettled(self, context: Context) -> None:
-        """Check the items of writes that timed out long enough ago (sync.settle): a field an
+        """Check the items of writes that timed out long enough ago (sync.settle): a value an
         older write set late is written again. A check that cannot read Plex waits as long
-        again (the breaker has the scenes' own writes to judge Plex by)."""
-        for scene_id, rating_key, written in self.store.unsettled_due(UNSETTLED_CHECKS):
+        again, up to MAX_CHECK_TRIES times (the breaker judges Plex by the scenes' writes)."""
+        later = self.clock() + settle.check_after(context.config.plex_timeout)
+        for unsettled in self.store.unsettled_due(UNSETTLED_CHECKS):
+            scene_id = unsettled.scene_id
             try:
-                stale = settle.check(self.store, context.plex, scene_id, rating_key, written)
+                verdict = settle.check(self.store, context.plex, unsettled)
             except errors.SyncError as exc:
-                later = self.clock() + settle.check_after(context.config.plex_timeout)
-                self.store.settle(scene_id, rating_key, check_at=later)
-                log.info("checking scene %s's item in Plex waits: %s", scene_id, exc.message)
-                continue
-            self.store.settle(scene_id, rating_key)
-            if stale:
+                if unsettled.tries + 1 < settle.MAX_CHECK_TRIES:
+                    self.store.settle(unsettled, check_at=later, failed=True)
+                    log.info("checking scene %s's item in Plex waits: %s", scene_id, exc.message)
+                    continue
+                self.store.settle(unsettled)
                 self._event(
                     "warning",
                     "late_write",
-                    f"scene {scene_id}: Plex applied an older write of {', '.join(stale)} "
-                    "after a newer one (it had timed out); the newer values are written again",
+                    f"scene {scene_id}: a write to Plex timed out and its item could not be "
+                    f"read back to check it ({exc.message}); Reconcile finds it if Plex "
+                    "applied it after a newer one",
+                )
+                continue
+            if verdict.wait:
+                self.store.settle(unsettled, check_at=later)
+                continue
+            self.store.settle(unsettled)
+            if verdict.stale:
+                self._event(
+                    "warning",
+                    "late_write",
+                    f"scene {scene_id}: Plex applied an older write of "
+                    f"{', '.join(verdict.stale)} after a newer one (it had timed out); the "
+                    "scene is synced again",
                 )
 
     def _drain_batch(

@@ -30,14 +30,17 @@ MAX_INPUT_BYTES = 16 * 1024 * 1024
 # No value the plugin reads comes near this; a hook's `input` can carry a cover as a base64 data
 # URL (`cover_image`, tens of MiB), which the hook never needs (see hook_events.py).
 LONG_STRING_BYTES = 1024 * 1024
+# What such a string reads as (so a message quoting one says what happened to it).
+LEFT_OUT = "(a text over 1 MiB, left out)"
 _CHUNK_BYTES = 64 * 1024
 _TOO_LARGE = "the input on stdin is larger than 16 MiB without its long texts; not a PluginInput"
-_STRING_STOP = re.compile(rb'["\\]')
+# Any bytes but a quote or a backslash, and escapes (a backslash and the byte after it).
+_STRING_TEXT = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
 
 
 class _LongStringsLeftOut:
     """Collects JSON bytes fed chunk by chunk, each string longer than `limit` bytes replaced by
-    an empty one, so memory is bounded by what is kept, not by the input.
+    LEFT_OUT, so memory is bounded by what is kept, not by the input.
 
     Exact on any JSON: outside strings only a `"` starts one; inside, a backslash escapes the
     next byte and a `"` ends it (neither byte occurs inside a multi-byte UTF-8 character).
@@ -69,20 +72,20 @@ class _LongStringsLeftOut:
                 self._take(chunk[pos : pos + 1])
                 pos, self._escaped = pos + 1, False
             else:
-                stop = _STRING_STOP.search(chunk, pos)
-                if stop is None:
-                    self._take(chunk[pos:])
+                # The string's text up to its closing quote, or to a backslash ending the chunk
+                # (its escaped byte comes with the next one).
+                text = _STRING_TEXT.match(chunk, pos)
+                at = text.end() if text else pos
+                self._take(chunk[pos:at])
+                if at == end:
                     return
-                at = stop.start()
-                if chunk[at] == 0x5C:  # a backslash: it and the byte after it are text
-                    self._take(chunk[pos : at + 2])
-                    self._escaped = at + 1 >= end
-                    pos = at + 2
-                else:
-                    self._take(chunk[pos:at])
-                    self.kept += b'"'
-                    self._in_string = False
-                    pos = at + 1
+                if chunk[at] == 0x5C:
+                    self._take(chunk[at:])
+                    self._escaped = True
+                    return
+                self.kept += b'"'
+                self._in_string = False
+                pos = at + 1
 
     def _take(self, text: bytes) -> None:
         self._length += len(text)
@@ -90,6 +93,7 @@ class _LongStringsLeftOut:
             return
         if self._length > self._limit:
             del self.kept[self._start :]
+            self.kept += LEFT_OUT.encode()
             self._too_long = True
             self.left_out += 1
         else:
@@ -118,8 +122,8 @@ def _read_kept(source: Any) -> bytes | str:
 def read_input(stream: IO[str] | IO[bytes] | None = None) -> dict[str, Any]:
     """Parse the PluginInput JSON Stash writes to stdin.
 
-    Strings longer than LONG_STRING_BYTES (1 MiB) are read past and kept as "": a hook's input
-    can hold a cover image of any size, and the plugin reads none of them. Raises
+    Strings longer than LONG_STRING_BYTES (1 MiB) are read past and kept as LEFT_OUT: a hook's
+    input can hold a cover image of any size, and the plugin reads none of them. Raises
     PluginInputError with a message a person can act on (not JSON, not UTF-8, nested absurdly
     deep, non-finite numbers, wrong shapes, over 16 MiB without its long strings); the caller
     reports it as the run's error instead of a traceback.
@@ -140,7 +144,11 @@ def read_input(stream: IO[str] | IO[bytes] | None = None) -> dict[str, Any]:
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise PluginInputError(f"stdin is not JSON ({exc.msg} at line {exc.lineno})") from None
+        # json's messages end in "at" where a position follows ("Unterminated string starting at").
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise PluginInputError(
+            f"stdin is not JSON ({exc.msg.removesuffix(' at')} at {where})"
+        ) from None
     except RecursionError:
         raise PluginInputError("stdin JSON is nested too deeply to be a PluginInput") from None
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits

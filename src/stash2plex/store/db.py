@@ -27,6 +27,7 @@ from stash2plex.errors import (
     StoreError,
     StoreUnreadableError,
 )
+from stash2plex.names import unique_names
 from stash2plex.paths import basename_key, path_key
 from stash2plex.records import (
     Decision,
@@ -37,6 +38,7 @@ from stash2plex.records import (
     Job,
     Link,
     ListedItem,
+    UnsettledCheck,
     UnsettledWrite,
 )
 from stash2plex.store import link_json, recording
@@ -816,57 +818,107 @@ class Store:
     def note_unsettled(
         self, scene_id: int, writes: Iterable[UnsettledWrite], check_at: float
     ) -> None:
-        """Remember writes that timed out (Plex may still apply them), to be checked from
+        """Remember writes that timed out now (Plex may still apply them), to be checked from
         `check_at` on (epoch seconds). Several for one item are kept together: every value
-        each would show, and the latest time to look."""
+        each would show, the first time one timed out and the latest time to look."""
+        now = self.clock()
         with self.transaction() as conn:
             for write in writes:
                 row = conn.execute(
-                    "SELECT shown, check_at FROM unsettled_writes WHERE scene_id = ? AND "
-                    "rating_key = ?",
+                    "SELECT since, check_at, written FROM unsettled_writes WHERE scene_id = ? "
+                    "AND rating_key = ?",
                     (scene_id, write.rating_key),
                 ).fetchone()
-                shown: dict[str, list[str]] = json.loads(row[0]) if row else {}
+                written = json.loads(row[2]) if row else {"shown": {}, "ours": {}}
                 for key, print_ in write.shown.items():
-                    if print_ not in shown.setdefault(key, []):
-                        shown[key].append(print_)
+                    prints = written["shown"].setdefault(key, [])
+                    if print_ not in prints:
+                        prints.append(print_)
+                for key, names in write.ours.items():
+                    ours = written["ours"].setdefault(key, [])
+                    ours += [name for name in names if name not in ours]
                 conn.execute(
-                    "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, check_at, "
-                    "shown) VALUES (?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, since, "
+                    "check_at, tries, written) VALUES (?, ?, ?, ?, 0, ?)",
                     (
                         scene_id,
                         write.rating_key,
+                        min(now, row[0]) if row else now,
                         max(check_at, row[1]) if row else check_at,
-                        json.dumps(shown, ensure_ascii=False),
+                        json.dumps(written, ensure_ascii=False),
                     ),
                 )
 
-    def unsettled_due(self, limit: int) -> list[tuple[int, int, dict[str, list[str]]]]:
-        """Unsettled writes whose check is due: (scene id, ratingKey, prints per key), the
-        earliest first, at most `limit`."""
+    def unsettled_due(self, limit: int) -> list[UnsettledCheck]:
+        """The unsettled writes whose check is due, the earliest first, at most `limit`."""
         rows = self._conn.execute(
-            "SELECT scene_id, rating_key, shown FROM unsettled_writes WHERE check_at <= ? "
-            "ORDER BY check_at LIMIT ?",
+            "SELECT scene_id, rating_key, since, tries, written FROM unsettled_writes "
+            "WHERE check_at <= ? ORDER BY check_at LIMIT ?",
             (self.clock(), limit),
         ).fetchall()
-        return [(row[0], row[1], json.loads(row[2])) for row in rows]
+        checks = []
+        for scene_id, rating_key, since, tries, text in rows:
+            written = json.loads(text)
+            checks.append(
+                UnsettledCheck(
+                    scene_id, rating_key, since, tries, written["shown"], written["ours"]
+                )
+            )
+        return checks
 
     def next_unsettled_check(self) -> float | None:
         """When the earliest check of an unsettled write is due, or None."""
         return self._conn.execute("SELECT MIN(check_at) FROM unsettled_writes").fetchone()[0]
 
-    def settle(self, scene_id: int, rating_key: int, check_at: float | None = None) -> None:
-        """The check of an item's unsettled writes is done (or, with `check_at`, put off)."""
+    def settle(
+        self, check: UnsettledCheck, *, check_at: float | None = None, failed: bool = False
+    ) -> None:
+        """The check of an item's unsettled writes is done; or, with `check_at`, put off until
+        then (`failed`: because Plex could not be read, which counts in its tries)."""
+        key = (check.scene_id, check.rating_key)
         if check_at is None:
             self._conn.execute(
-                "DELETE FROM unsettled_writes WHERE scene_id = ? AND rating_key = ?",
-                (scene_id, rating_key),
+                "DELETE FROM unsettled_writes WHERE scene_id = ? AND rating_key = ?", key
             )
         else:
             self._conn.execute(
-                "UPDATE unsettled_writes SET check_at = ? WHERE scene_id = ? AND rating_key = ?",
-                (check_at, scene_id, rating_key),
+                "UPDATE unsettled_writes SET check_at = ?, tries = tries + ? "
+                "WHERE scene_id = ? AND rating_key = ?",
+                (check_at, int(failed), *key),
             )
+
+    def write_again(
+        self,
+        scene_id: int,
+        rating_key: int,
+        keys: Iterable[str],
+        ours: Mapping[str, list[str]],
+        source: str,
+    ) -> None:
+        """Forget that these keys were pushed to the item (an image's URL too, so its upload
+        is planned again) and count `ours` among the collections and labels we put there (so
+        a push drops those no longer wanted); then queue the scene, from `source`. One
+        transaction; nothing when the scene is no longer linked to the item."""
+        gone = set(keys) | {f"{key}_url" for key in keys}
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT fingerprints, owned FROM links WHERE scene_id = ? AND rating_key = ?",
+                (scene_id, rating_key),
+            ).fetchone()
+            if row is None:
+                return
+            prints = {k: v for k, v in link_json.decode(row[0]).items() if k not in gone}
+            owned = link_json.decode(row[1])
+            for family, names in ours.items():
+                owned[family] = unique_names([*owned.get(family, []), *names])
+            conn.execute(
+                "UPDATE links SET fingerprints = ?, owned = ? WHERE scene_id = ? AND "
+                "rating_key = ?",
+                (link_json.encode(prints), link_json.encode(owned), scene_id, rating_key),
+            )
+            # A reconcile's record of the item is out of date: it is about to change.
+            conn.execute("DELETE FROM plex_checks WHERE rating_key = ?", (rating_key,))
+            recording.upsert_jobs(conn, [scene_id], source, self.clock())
 
     # ----------------------------------------------------------------- what scenes showed
     def save_scene_entities(self, scene_id: int, entities: Mapping[str, Iterable[int]]) -> None:

@@ -15,17 +15,24 @@ Values compare as "shown prints": fingerprints of what Plex shows for a key (tex
 tag list sorted, since Plex returns tags in its own order), the same for a write, for our last
 push (the link) and for the item as read. A write that would show what we pushed last anyway
 cannot do harm and costs no request.
+
+The check waits while the scene's own job is outstanding (its retry may not have written the
+newer values yet), and is dropped when nothing was pushed to the item since the first timeout
+(no newer value to hide: the scene's next sync writes Stash's values anyway). A late
+collection or label list is repaired by counting its names as ours, so the next push drops
+those no longer wanted (Plex replaces an item's whole list on edit).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stash2plex.clients.plex import PlexItem
 from stash2plex.errors import UNSETTLED_WRITE, NotInPlexError, SyncError
-from stash2plex.records import Link, UnsettledWrite
+from stash2plex.records import Link, UnsettledCheck, UnsettledWrite
 from stash2plex.sync.metadata import IMAGE_FIELDS, TEXT_FIELDS, fingerprint
 
 if TYPE_CHECKING:
@@ -39,6 +46,8 @@ SETTLE_SOURCE = "late write"
 # a minute (a Plex that took longer still is caught by a reconcile, as drift).
 CHECK_FACTOR = 10
 MIN_CHECK_SECONDS = 60.0
+# Checks that could not read Plex before one is given up (Reconcile finds what it would have).
+MAX_CHECK_TRIES = 5
 _TAG_KEYS = ("genre", "actor", "collection", "label")
 
 
@@ -49,17 +58,21 @@ def check_after(plex_timeout: float) -> float:
 
 @contextlib.contextmanager
 def noted(
-    rating_key: int, shown: Mapping[str, str] | Callable[[], Mapping[str, str]]
+    rating_key: int,
+    shown: Mapping[str, str] | Callable[[], Mapping[str, str]],
+    ours: Callable[[], dict[str, list[str]]] | None = None,
 ) -> Iterator[None]:
     """Around one write to an item: if it times out (a SyncError carrying UNSETTLED_WRITE),
     the error carries what the write would make the item show (`shown`, or `shown()`
-    computed only then: an edit's prints would cost CPU on every write otherwise)."""
+    computed only then: an edit's prints would cost CPU on every write otherwise) and the
+    collections and labels it makes ours (`ours()`)."""
     try:
         yield
     except SyncError as exc:
         if (exc.detail or {}).get(UNSETTLED_WRITE):
             prints = shown() if callable(shown) else shown
-            exc.unsettled.append(UnsettledWrite(rating_key, dict(prints)))
+            names = ours() if ours is not None else {}
+            exc.unsettled.append(UnsettledWrite(rating_key, dict(prints), names))
         raise
 
 
@@ -79,6 +92,17 @@ def edit_shown(plan: SyncPlan) -> dict[str, str]:
         elif key in _TAG_KEYS and lists[key] is not None:
             shown[key] = _tags_print(lists[key])
     return shown
+
+
+def edit_ours(plan: SyncPlan) -> dict[str, list[str]]:
+    """The collections and labels the plan's edit makes ours (a late landing puts them back)."""
+    desired = plan.desired
+    wanted = {"collection": desired.collections, "label": desired.labels}
+    return {
+        key: list(names)
+        for key, names in wanted.items()
+        if key in plan.changes and names is not None
+    }
 
 
 def rating_shown(rating: float | None) -> dict[str, str]:
@@ -125,30 +149,41 @@ def landed(harm: Mapping[str, list[str]], item: PlexItem | None) -> list[str]:
     return [key for key, prints in harm.items() if key in IMAGE_FIELDS or shown.get(key) in prints]
 
 
-def check(
-    store: Store, plex: PlexClient, scene_id: int, rating_key: int, written: Mapping[str, list[str]]
-) -> list[str]:
-    """Check one item's timed-out writes: returns the keys found landed late, which are then
-    forgotten from the link and the scene queued (its next sync writes them again). Reads the
-    item only when a write could have done harm. Raises the SyncErrors of reading it (a
-    deleted item is no error: nothing to check)."""
+@dataclass(frozen=True)
+class Verdict:
+    """What a check found: `wait` (the scene's job is still outstanding: look again later),
+    else done, with the keys found landed late (written again), if any."""
+
+    wait: bool = False
+    stale: tuple[str, ...] = ()
+
+
+def check(store: Store, plex: PlexClient, unsettled: UnsettledCheck) -> Verdict:
+    """Check one item's timed-out writes. Keys found landed late are forgotten from the link
+    and the scene queued (its next sync writes them again). Reads the item only when a write
+    could have done harm. Raises the SyncErrors of reading it (a deleted item is no error:
+    nothing to check)."""
+    scene_id, rating_key = unsettled.scene_id, unsettled.rating_key
+    job = store.job(scene_id)
+    if job is not None and job.state != "done":
+        return Verdict(wait=True)
     link = next((lk for lk in store.links(scene_id) if lk.rating_key == rating_key), None)
-    if link is None:
-        return []  # unlinked since: the next sync matches afresh
-    harm = harmful(written, link)
+    if link is None or link.synced_at < unsettled.since:
+        return Verdict()  # unlinked, or nothing newer pushed since: nothing to hide
+    harm = harmful(unsettled.shown, link)
     if not harm:
-        return []
+        return Verdict()
     item = None
     if any(key not in IMAGE_FIELDS for key in harm):
         try:
             item = plex.item_detail(rating_key)
         except NotInPlexError:
-            return []
+            return Verdict()
     stale = landed(harm, item)
     if stale:
-        store.reconciliation().forget_pushed(scene_id, rating_key, stale)
-        store.enqueue([scene_id], source=SETTLE_SOURCE)
-    return stale
+        ours = {key: names for key, names in unsettled.ours.items() if key in stale}
+        store.write_again(scene_id, rating_key, stale, ours, SETTLE_SOURCE)
+    return Verdict(stale=tuple(stale))
 
 
 def _tags_print(names: Any) -> str:

@@ -985,7 +985,11 @@ class SceneSyncer:
             return left_written
         written = [key for key in plan.changes if key != "rating"] if plan.params else []
         if plan.params:
-            with settle.noted(match.rating_key, lambda: settle.edit_shown(plan)):
+            with settle.noted(
+                match.rating_key,
+                lambda: settle.edit_shown(plan),
+                lambda: settle.edit_ours(plan),
+            ):
                 self.plex.edit(match.section_id, match.rating_key, plan.params)
         if "rating" in plan.changes:
             self._rate(match.rating_key, plan.desired.rating)
