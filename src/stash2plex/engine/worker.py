@@ -541,10 +541,10 @@ class Worker:
                 "(edited in Plex; preserve_plex_edits is on)",
             )
         decision = self._decide(context, attempt.job, attempt.result, holds)
-        holds = self.store.apply(attempt.job, decision)
-        if isinstance(attempt.result, errors.SyncError) and attempt.result.unsettled:
-            check_at = self.clock() + settle.check_after(context.config.plex_timeout)
-            self.store.note_unsettled(attempt.job.scene_id, attempt.result.unsettled, check_at)
+        result = attempt.result
+        unsettled = result.unsettled if isinstance(result, errors.SyncError) else []
+        check_at = self.clock() + settle.check_after(context.config.plex_timeout)
+        holds = self.store.apply(attempt.job, decision, unsettled, check_at)
         if self._ramp is not None:
             self._ramp.record(self.clock(), ok=decision.action == "done")
         self._note(attempt.job, decision, report)

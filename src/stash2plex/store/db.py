@@ -458,9 +458,17 @@ class Store:
             )
         return [_job(row) for row in rows]
 
-    def apply(self, job: Job, decision: Decision) -> Holds:
-        """Apply one routing decision for a leased job, its hold changes and its event, in one
-        transaction. Returns the holds after it.
+    def apply(
+        self,
+        job: Job,
+        decision: Decision,
+        unsettled: Sequence[UnsettledWrite] = (),
+        check_at: float = 0.0,
+    ) -> Holds:
+        """Apply one routing decision for a leased job, its hold changes and its event, and
+        remember the attempt's `unsettled` writes (timed out: Plex may still apply them) to be
+        checked from `check_at` on (epoch seconds), in one transaction. Returns the holds
+        after it.
 
         If the scene was edited again while it was being synced (its generation moved on), a
         "done" or "dead letter" becomes a new pending job instead: that edit deserves a try.
@@ -517,6 +525,8 @@ class Store:
             new = write_holds(conn, old, new, now)
             if decision.event is not None:
                 self._add_event(conn, decision.event)
+            if unsettled:
+                _note_unsettled(conn, job.scene_id, unsettled, now, check_at)
         return new
 
     @staticmethod
@@ -815,40 +825,6 @@ class Store:
         return int(self._conn.execute("SELECT COUNT(DISTINCT scene_id) FROM links").fetchone()[0])
 
     # ----------------------------------------------------------------- unsettled writes
-    def note_unsettled(
-        self, scene_id: int, writes: Iterable[UnsettledWrite], check_at: float
-    ) -> None:
-        """Remember writes that timed out now (Plex may still apply them), to be checked from
-        `check_at` on (epoch seconds). Several for one item are kept together: every value
-        each would show, the first time one timed out and the latest time to look."""
-        now = self.clock()
-        with self.transaction() as conn:
-            for write in writes:
-                row = conn.execute(
-                    "SELECT since, check_at, written FROM unsettled_writes WHERE scene_id = ? "
-                    "AND rating_key = ?",
-                    (scene_id, write.rating_key),
-                ).fetchone()
-                written = json.loads(row[2]) if row else {"shown": {}, "ours": {}}
-                for key, print_ in write.shown.items():
-                    prints = written["shown"].setdefault(key, [])
-                    if print_ not in prints:
-                        prints.append(print_)
-                for key, names in write.ours.items():
-                    ours = written["ours"].setdefault(key, [])
-                    ours += [name for name in names if name not in ours]
-                conn.execute(
-                    "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, since, "
-                    "check_at, tries, written) VALUES (?, ?, ?, ?, 0, ?)",
-                    (
-                        scene_id,
-                        write.rating_key,
-                        min(now, row[0]) if row else now,
-                        max(check_at, row[1]) if row else check_at,
-                        json.dumps(written, ensure_ascii=False),
-                    ),
-                )
-
     def unsettled_due(self, limit: int) -> list[UnsettledCheck]:
         """The unsettled writes whose check is due, the earliest first, at most `limit`."""
         rows = self._conn.execute(
@@ -1657,6 +1633,42 @@ def _inode(path: Path) -> int | None:
         return os.stat(path).st_ino
     except FileNotFoundError:
         return None
+
+
+def _note_unsettled(
+    conn: sqlite3.Connection,
+    scene_id: int,
+    writes: Iterable[UnsettledWrite],
+    now: float,
+    check_at: float,
+) -> None:
+    """Remember writes that timed out `now`. Several for one item are kept together: every
+    value each would show, the first time one timed out and the latest `check_at`."""
+    for write in writes:
+        row = conn.execute(
+            "SELECT since, check_at, written FROM unsettled_writes WHERE scene_id = ? "
+            "AND rating_key = ?",
+            (scene_id, write.rating_key),
+        ).fetchone()
+        written = json.loads(row[2]) if row else {"shown": {}, "ours": {}}
+        for key, print_ in write.shown.items():
+            prints = written["shown"].setdefault(key, [])
+            if print_ not in prints:
+                prints.append(print_)
+        for key, names in write.ours.items():
+            ours = written["ours"].setdefault(key, [])
+            ours += [name for name in names if name not in ours]
+        conn.execute(
+            "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, since, check_at, "
+            "tries, written) VALUES (?, ?, ?, ?, 0, ?)",
+            (
+                scene_id,
+                write.rating_key,
+                min(now, row[0]) if row else now,
+                max(check_at, row[1]) if row else check_at,
+                json.dumps(written, ensure_ascii=False),
+            ),
+        )
 
 
 def quarantine(store_path: str | os.PathLike[str], problem: str, inode: int | None = None) -> str:
