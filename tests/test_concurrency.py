@@ -113,12 +113,23 @@ def _studio_change(box, scene, n: int) -> dict:
     return {"studio_id": others[n]}
 
 
-# What changes twice, as (the request that carries it, the first change, the second change).
+def _performers_then_none(box, scene, n: int) -> dict:
+    return {"performer_ids": [sorted(box.library.performers)[:2], []][n]}
+
+
+def _studio_then_none(box, scene, n: int) -> dict:
+    return {"studio_id": [_studio_change(box, scene, 0)["studio_id"], None][n]}
+
+
+# What changes twice, as (the request that carries it, the change: first, then second).
 LATE_WRITES = {
     "title": ("^PUT ", lambda box, scene, n: {"title": ("First", "Second")[n]}),
     "cover": ("^POST ", lambda box, scene, n: {"cover_version": scene.cover_version + n + 1}),
     # The studio's collection follows it: the late list puts the older studio's back.
     "studio and its collection": ("^PUT ", _studio_change),
+    # An emptied list is removed by naming what Plex holds: the late names too.
+    "studio, then none": ("^PUT ", _studio_then_none),
+    "performers, then none": ("^PUT ", _performers_then_none),
 }
 
 
@@ -158,7 +169,7 @@ def test_an_older_write_that_plex_applies_late_is_written_over_again(tmp_path, w
         with box.store() as store:
             assert store.next_unsettled_check() is None
             assert any(
-                e["kind"] == "late_write" and "Plex applied an older write" in e["message"]
+                e["kind"] == "late_write" and "the scene is synced again" in e["message"]
                 for e in store.recent_events()
             )
 

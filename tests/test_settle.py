@@ -7,7 +7,15 @@ from __future__ import annotations
 from stash2plex.clients.plex import PlexItem
 from stash2plex.records import Link
 from stash2plex.sync.metadata import fingerprint
-from stash2plex.sync.settle import harmful, item_shown, landed, pushed_shown
+from stash2plex.sync.settle import (
+    harmful,
+    item_shown,
+    landed,
+    landed_words,
+    owned_after,
+    pushed_shown,
+    unchecked_words,
+)
 
 
 def link(**owned) -> Link:
@@ -58,3 +66,36 @@ def test_what_a_push_made_an_item_show_is_what_the_item_shows_then():
     assert {key: shown[key] for key in ("title", "genre", "collection")} == {
         key: pushed[key] for key in ("title", "genre", "collection")
     }
+
+
+def test_a_late_list_counts_as_ours_so_the_next_push_replaces_or_removes_all_of_it():
+    pushed = link(genre=["Rain"], collection=["Studio B"], collection_all=["Mine", "Studio B"])
+    late = PlexItem(
+        10,
+        1,
+        {"title": "Second"},
+        {"genre": ["Fog", "Rain"], "collection": ["Mine", "Studio A"]},
+        frozenset(),
+        None,
+    )
+
+    owned = owned_after(
+        pushed, ["genre", "collection", "title"], late, {"collection": ["Studio A"]}
+    )
+
+    assert owned == {
+        "genre": ["Fog", "Rain"],  # what Plex shows: an empty list then removes all of it
+        "collection": ["Studio B", "Studio A"],  # ours; "Mine" stays the user's
+        "collection_all": ["Mine", "Studio A"],
+    }
+
+
+def test_the_words_say_what_was_read_back_and_what_only_may_have_landed():
+    assert landed_words(3, ("title", "poster")) == (
+        "scene 3: Plex applied an older write of title after a newer one; an upload of an "
+        "older poster may have landed after a newer one (it had timed out); the scene is "
+        "synced again"
+    )
+    kept = unchecked_words(3, "Plex is unavailable (503)", preserve=True)
+    assert "stash2plex sync 3 --force" in kept and "Reconcile" not in kept
+    assert "Reconcile finds and repairs" in unchecked_words(3, "503", preserve=False)

@@ -393,26 +393,16 @@ class Worker:
                     log.info("checking scene %s's item in Plex waits: %s", scene_id, exc.message)
                     continue
                 self.store.settle(unsettled)
-                self._event(
-                    "warning",
-                    "late_write",
-                    f"scene {scene_id}: a write to Plex timed out and its item could not be "
-                    f"read back to check it ({exc.message}); Reconcile finds it if Plex "
-                    "applied it after a newer one",
-                )
+                preserve = context.config.preserve_plex_edits
+                words = settle.unchecked_words(scene_id, exc.message, preserve=preserve)
+                self._event("warning", "late_write", words)
                 continue
             if verdict.wait:
                 self.store.settle(unsettled, check_at=later)
                 continue
             self.store.settle(unsettled)
             if verdict.stale:
-                self._event(
-                    "warning",
-                    "late_write",
-                    f"scene {scene_id}: Plex applied an older write of "
-                    f"{', '.join(verdict.stale)} after a newer one (it had timed out); the "
-                    "scene is synced again",
-                )
+                self._event("warning", "late_write", settle.landed_words(scene_id, verdict.stale))
 
     def _drain_batch(
         self,

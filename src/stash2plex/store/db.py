@@ -27,7 +27,6 @@ from stash2plex.errors import (
     StoreError,
     StoreUnreadableError,
 )
-from stash2plex.names import unique_names
 from stash2plex.paths import basename_key, path_key
 from stash2plex.records import (
     Decision,
@@ -868,13 +867,12 @@ class Store:
         scene_id: int,
         rating_key: int,
         keys: Iterable[str],
-        ours: Mapping[str, list[str]],
+        owned: Mapping[str, list[str]],
         source: str,
     ) -> None:
         """Forget that these keys were pushed to the item (an image's URL too, so its upload
-        is planned again) and count `ours` among the collections and labels we put there (so
-        a push drops those no longer wanted); then queue the scene, from `source`. One
-        transaction; nothing when the scene is no longer linked to the item."""
+        is planned again) and set these `owned` lists; then queue the scene, from `source`.
+        One transaction; nothing when the scene is no longer linked to the item."""
         gone = set(keys) | {f"{key}_url" for key in keys}
         with self.transaction() as conn:
             row = conn.execute(
@@ -884,13 +882,11 @@ class Store:
             if row is None:
                 return
             prints = {k: v for k, v in link_json.decode(row[0]).items() if k not in gone}
-            owned = link_json.decode(row[1])
-            for family, names in ours.items():
-                owned[family] = unique_names([*owned.get(family, []), *names])
+            lists = {**link_json.decode(row[1]), **owned}
             conn.execute(
                 "UPDATE links SET fingerprints = ?, owned = ? WHERE scene_id = ? AND "
                 "rating_key = ?",
-                (link_json.encode(prints), link_json.encode(owned), scene_id, rating_key),
+                (link_json.encode(prints), link_json.encode(lists), scene_id, rating_key),
             )
             # A reconcile's record of the item is out of date: it is about to change.
             conn.execute("DELETE FROM plex_checks WHERE rating_key = ?", (rating_key,))

@@ -18,9 +18,9 @@ cannot do harm and costs no request.
 
 The check waits while the scene's own job is outstanding (its retry may not have written the
 newer values yet), and is dropped when nothing was pushed to the item since the first timeout
-(no newer value to hide: the scene's next sync writes Stash's values anyway). A late
-collection or label list is repaired by counting its names as ours, so the next push drops
-those no longer wanted (Plex replaces an item's whole list on edit).
+(no newer value to hide: the scene's next sync writes Stash's values anyway). A late tag list
+is repaired by counting what Plex shows as ours (`owned_after`), so the next push replaces or
+removes all of it.
 """
 
 from __future__ import annotations
@@ -181,9 +181,58 @@ def check(store: Store, plex: PlexClient, unsettled: UnsettledCheck) -> Verdict:
             return Verdict()
     stale = landed(harm, item)
     if stale:
-        ours = {key: names for key, names in unsettled.ours.items() if key in stale}
-        store.write_again(scene_id, rating_key, stale, ours, SETTLE_SOURCE)
+        owned = owned_after(link, stale, item, unsettled.ours)
+        store.write_again(scene_id, rating_key, stale, owned, SETTLE_SOURCE)
     return Verdict(stale=tuple(stale))
+
+
+def owned_after(
+    link: Link, stale: list[str], item: PlexItem | None, late_ours: Mapping[str, list[str]]
+) -> dict[str, list[str]]:
+    """What the link's `owned` lists become once late `stale` lists are found: the list Plex
+    shows now was put there by us, so the next push treats it as ours. It then names every
+    value to remove when Stash's list is empty (`-=` names what Plex holds), and a Plex edit
+    is not what preserve_plex_edits sees there. Collections and labels also count the late
+    write's names as ours (`late_ours`), so a push drops those no longer wanted while the
+    user's own stay."""
+    changes: dict[str, list[str]] = {}
+    for family in stale:
+        if family not in _TAG_KEYS:
+            continue
+        shown = list(item.tags.get(family, [])) if item is not None else []
+        if family in ("genre", "actor"):
+            changes[family] = shown
+        else:
+            names = [*link.owned.get(family, []), *late_ours.get(family, [])]
+            changes[family] = list(dict.fromkeys(names))
+            changes[f"{family}_all"] = shown
+    return changes
+
+
+def landed_words(scene_id: int, stale: tuple[str, ...]) -> str:
+    """What a person reads when a check found older values: the fields read back, and the
+    images (which cannot be read back: they may not have landed)."""
+    fields = [key for key in stale if key not in IMAGE_FIELDS]
+    images = [key for key in stale if key in IMAGE_FIELDS]
+    parts = []
+    if fields:
+        parts.append(f"Plex applied an older write of {', '.join(fields)} after a newer one")
+    if images:
+        kinds = " and ".join(images)
+        parts.append(f"an upload of an older {kinds} may have landed after a newer one")
+    return f"scene {scene_id}: {'; '.join(parts)} (it had timed out); the scene is synced again"
+
+
+def unchecked_words(scene_id: int, problem: str, *, preserve: bool) -> str:
+    """What a person reads when a check is given up: Plex could not be read back."""
+    text = (
+        f"scene {scene_id}: a write to Plex timed out and its item could not be read back to "
+        f"check it ({problem}); "
+    )
+    if preserve:  # Reconcile takes an older value for an edit made in Plex, and keeps it
+        fix = f"`stash2plex sync {scene_id} --force` (or Force Sync All)"
+        return text + f"if Plex shows older values, {fix} writes Stash's values"
+    return text + "Reconcile finds and repairs it if Plex applied it after a newer one"
 
 
 def _tags_print(names: Any) -> str:
