@@ -263,3 +263,34 @@ def test_a_check_that_cannot_read_plex_is_given_up_after_its_tries_with_a_word(t
             words = [e["message"] for e in store.recent_events() if e["kind"] == "late_write"]
         assert len(words) == 1 and "could not be read back" in words[0]
         assert "Reconcile" in words[0]
+
+
+def test_a_newest_value_whose_writes_all_timed_out_is_no_older_write(tmp_path):
+    """A timed out, B was pushed, then every write of C timed out (dead letter) and landed:
+    C is newer than the last push, so the check finds nothing to write again."""
+    with sandbox(tmp_path, scenes=12, seed=4) as box:
+        box.drain()
+        box.settings(plex_timeout=1, max_retries=2)
+        clock = SteppedClock()
+        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+        for title, latency in (("A", 4), ("B", 0), ("C", 3)):
+            box.plex.faults.latency(latency, route=r"^PUT ")
+            box.stash.update_scene(scene.id, title=title)
+            box.queue(scene.id)
+            to_retry(box, clock, scene)
+            while box.job(scene.id) is not None and box.job(scene.id).state != "done":
+                Worker(box.data_dir, clock=clock).run(until_idle=True)
+                to_retry(box, clock, scene)
+        box.plex.faults.latency(0, route=r"^PUT ")
+        wait_until(lambda: box.plex.in_flight == 0, message="the writes landing")
+        assert box.item(scene).title == "C"
+        writes = box.writes()
+
+        clock.offset += settle.check_after(1)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        assert box.writes() == writes and box.item(scene).title == "C"
+        with box.store() as store:
+            assert store.next_unsettled_check() is None
+            assert [d["scene_id"] for d in store.dead_letters()] == [scene.id]
+            assert not any(e["kind"] == "late_write" for e in store.recent_events())

@@ -17,21 +17,26 @@ from stash2plex.sync.settle import (
     unchecked_words,
 )
 
+PUSHED_AT = 1000.0  # when our last push wrote the link below
+
 
 def link(**owned) -> Link:
     prints = {"title": fingerprint("Second"), "poster": "sha-new"}
-    return Link(1, 10, 1, "/v/a.mp4", prints, 0.0, owned)
+    return Link(1, 10, 1, "/v/a.mp4", prints, PUSHED_AT, owned)
 
 
 def item(title: str, genres: list[str]) -> PlexItem:
     return PlexItem(10, 1, {"title": title}, {"genre": genres}, frozenset(), None)
 
 
-def test_only_values_other_than_the_last_push_can_do_harm():
+def test_only_values_other_than_the_last_push_and_older_than_it_can_do_harm():
+    before, after = PUSHED_AT - 5, PUSHED_AT + 5
     written = {
-        "title": [fingerprint("Second"), fingerprint("First")],
-        "poster": ["sha-new"],
-        "genre": [fingerprint(sorted(["Rain", "Fog"]))],
+        "title": {fingerprint("Second"): before, fingerprint("First"): before},
+        "poster": {"sha-new": before},
+        "genre": {fingerprint(sorted(["Rain", "Fog"])): before},
+        # Timed out after our last push: it carried newer values than that push.
+        "summary": {fingerprint("Newest"): after},
     }
 
     harm = harmful(written, link(genre=["Fog", "Rain"]))

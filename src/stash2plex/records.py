@@ -41,15 +41,14 @@ class UnsettledWrite:
 
 @dataclass(frozen=True)
 class UnsettledCheck:
-    """The writes to one item that timed out, as the store keeps them until checked: since
-    when (epoch seconds, the first), how many checks could not read Plex, every print per key
-    and every collection or label name they made ours."""
+    """The writes to one item that timed out, as the store keeps them until checked: how many
+    checks could not read Plex, every print per key with when its write timed out (the first
+    time, epoch seconds), and every collection or label name they made ours."""
 
     scene_id: int
     rating_key: int
-    since: float
     tries: int
-    shown: dict[str, list[str]]
+    shown: dict[str, dict[str, float]]
     ours: dict[str, list[str]]
 
 

@@ -827,18 +827,15 @@ class Store:
     def unsettled_due(self, limit: int) -> list[UnsettledCheck]:
         """The unsettled writes whose check is due, the earliest first, at most `limit`."""
         rows = self._conn.execute(
-            "SELECT scene_id, rating_key, since, tries, written FROM unsettled_writes "
+            "SELECT scene_id, rating_key, tries, written FROM unsettled_writes "
             "WHERE check_at <= ? ORDER BY check_at LIMIT ?",
             (self.clock(), limit),
         ).fetchall()
         checks = []
-        for scene_id, rating_key, since, tries, text in rows:
+        for scene_id, rating_key, tries, text in rows:
             written = json.loads(text)
-            checks.append(
-                UnsettledCheck(
-                    scene_id, rating_key, since, tries, written["shown"], written["ours"]
-                )
-            )
+            shown = {key: dict(pairs) for key, pairs in written["shown"].items()}
+            checks.append(UnsettledCheck(scene_id, rating_key, tries, shown, written["ours"]))
         return checks
 
     def next_unsettled_check(self) -> float | None:
@@ -1639,29 +1636,28 @@ def _note_unsettled(
     check_at: float,
 ) -> None:
     """Remember writes that timed out `now`. Several for one item are kept together: every
-    value each would show, the first time one timed out and the latest `check_at`."""
+    value each would show with the first time a write of it timed out, and the latest
+    `check_at`."""
     for write in writes:
         row = conn.execute(
-            "SELECT since, check_at, written FROM unsettled_writes WHERE scene_id = ? "
-            "AND rating_key = ?",
+            "SELECT check_at, written FROM unsettled_writes WHERE scene_id = ? AND rating_key = ?",
             (scene_id, write.rating_key),
         ).fetchone()
-        written = json.loads(row[2]) if row else {"shown": {}, "ours": {}}
+        written = json.loads(row[1]) if row else {"shown": {}, "ours": {}}
         for key, print_ in write.shown.items():
-            prints = written["shown"].setdefault(key, [])
-            if print_ not in prints:
-                prints.append(print_)
+            pairs = written["shown"].setdefault(key, [])
+            if all(known != print_ for known, _ in pairs):
+                pairs.append([print_, now])
         for key, names in write.ours.items():
             ours = written["ours"].setdefault(key, [])
             ours += [name for name in names if name not in ours]
         conn.execute(
-            "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, since, check_at, "
-            "tries, written) VALUES (?, ?, ?, ?, 0, ?)",
+            "INSERT OR REPLACE INTO unsettled_writes (scene_id, rating_key, check_at, tries, "
+            "written) VALUES (?, ?, ?, 0, ?)",
             (
                 scene_id,
                 write.rating_key,
-                min(now, row[0]) if row else now,
-                max(check_at, row[1]) if row else check_at,
+                max(check_at, row[0]) if row else check_at,
                 json.dumps(written, ensure_ascii=False),
             ),
         )

@@ -264,14 +264,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX plex_index_basename_key ON plex_index (basename_key);
     """,
     # 10: writes to Plex that timed out and that Plex may still apply late, to be checked
-    # (sync.settle): when the first timed out, when to look, how many looks failed, and what
-    # each would make the item show (JSON: {"shown": {key: [print]}, "ours": {list: [name]}}).
+    # (sync.settle): when to look, how many looks failed, and what each would make the item
+    # show and when it timed out (JSON: {"shown": {key: [[print, epoch s]]}, "ours": {list:
+    # [name]}}).
     # No index by time: rows live only from a timeout to its check, few even in a slow spell.
     """
     CREATE TABLE unsettled_writes (
         scene_id INTEGER NOT NULL,
         rating_key INTEGER NOT NULL,
-        since REAL NOT NULL,
         check_at REAL NOT NULL,
         tries INTEGER NOT NULL DEFAULT 0,
         written TEXT NOT NULL,

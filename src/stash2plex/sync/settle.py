@@ -17,10 +17,10 @@ push (the link) and for the item as read. A write that would show what we pushed
 cannot do harm and costs no request.
 
 The check waits while the scene's own job is outstanding (its retry may not have written the
-newer values yet), and is dropped when nothing was pushed to the item since the first timeout
-(no newer value to hide: the scene's next sync writes Stash's values anyway). A late tag list
-is repaired by counting what Plex shows as ours (`owned_after`), so the next push replaces or
-removes all of it.
+newer values yet). Only a write that timed out before our last push can hide it: a later one
+carried newer values than that push (the scene's next sync writes Stash's values anyway). A
+late tag list is repaired by counting what Plex shows as ours (`owned_after`), so the next
+push replaces or removes all of it.
 """
 
 from __future__ import annotations
@@ -134,11 +134,15 @@ def item_shown(item: PlexItem) -> dict[str, str]:
     return shown
 
 
-def harmful(written: Mapping[str, list[str]], link: Link) -> dict[str, list[str]]:
-    """Per key, the values of timed-out writes that differ from what we pushed last (only
-    those can hide a newer value if they land late)."""
+def harmful(written: Mapping[str, Mapping[str, float]], link: Link) -> dict[str, list[str]]:
+    """Per key, the values of writes that timed out before our last push and differ from it
+    (`written`: key -> print -> when its write timed out): only those can hide a newer value
+    if they land late."""
     pushed = pushed_shown(link)
-    found = {key: [p for p in prints if p != pushed.get(key)] for key, prints in written.items()}
+    found = {
+        key: [p for p, at in prints.items() if at < link.synced_at and p != pushed.get(key)]
+        for key, prints in written.items()
+    }
     return {key: prints for key, prints in found.items() if prints}
 
 
@@ -168,8 +172,8 @@ def check(store: Store, plex: PlexClient, unsettled: UnsettledCheck) -> Verdict:
     if job is not None and job.state != "done":
         return Verdict(wait=True)
     link = next((lk for lk in store.links(scene_id) if lk.rating_key == rating_key), None)
-    if link is None or link.synced_at < unsettled.since:
-        return Verdict()  # unlinked, or nothing newer pushed since: nothing to hide
+    if link is None:
+        return Verdict()  # unlinked since: the next sync matches afresh
     harm = harmful(unsettled.shown, link)
     if not harm:
         return Verdict()
