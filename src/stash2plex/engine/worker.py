@@ -382,7 +382,7 @@ class Worker:
         """Check the items of writes that timed out long enough ago (sync.settle): a value an
         older write set late is written again. A check that cannot read Plex waits as long
         again, up to MAX_CHECK_TRIES times (the breaker judges Plex by the scenes' writes)."""
-        later = self.clock() + settle.check_after(context.config.plex_timeout)
+        later = self._settle_check_at(context)
         for unsettled in self.store.unsettled_due(UNSETTLED_CHECKS):
             scene_id = unsettled.scene_id
             try:
@@ -403,6 +403,10 @@ class Worker:
             self.store.settle(unsettled)
             if verdict.stale:
                 self._event("warning", "late_write", settle.landed_words(scene_id, verdict.stale))
+
+    def _settle_check_at(self, context: Context) -> float:
+        """When a write timing out now (or a check put off now) is checked (sync.settle)."""
+        return self.clock() + settle.check_after(context.config.plex_timeout)
 
     def _drain_batch(
         self,
@@ -533,7 +537,7 @@ class Worker:
         decision = self._decide(context, attempt.job, attempt.result, holds)
         result = attempt.result
         unsettled = result.unsettled if isinstance(result, errors.SyncError) else []
-        check_at = self.clock() + settle.check_after(context.config.plex_timeout)
+        check_at = self._settle_check_at(context) if unsettled else 0.0
         holds = self.store.apply(attempt.job, decision, unsettled, check_at)
         if self._ramp is not None:
             self._ramp.record(self.clock(), ok=decision.action == "done")

@@ -48,7 +48,6 @@ class _LongStringsLeftOut:
 
     def __init__(self, limit: int) -> None:
         self.kept = bytearray()
-        self.left_out = 0  # strings left out
         self._limit = limit
         self._in_string = False
         self._escaped = False  # the last chunk ended inside an escape
@@ -95,7 +94,6 @@ class _LongStringsLeftOut:
             del self.kept[self._start :]
             self.kept += LEFT_OUT.encode()
             self._too_long = True
-            self.left_out += 1
         else:
             self.kept += text
 
