@@ -1,8 +1,8 @@
 """Faults that must never end as lost edits or dead letters, each a kind found by trying to
 break the engine: an answer that did not come from Plex, Plex failing only writes, a sick
-server with only a few jobs queued, a hanging Plex, Stash failing every request, answers of
-the wrong shape in the probe path. The real worker against the emulators; timers reached with
-an injected clock."""
+server with only a few jobs queued, a hanging Plex, a busy Plex refusing some requests, Stash
+failing every request, answers of the wrong shape in the probe path. The real worker against
+the emulators; timers reached with an injected clock."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import os
 import pytest
 
 from stash2plex import errors
-from stash2plex.clients.plex import PlexClient
+from stash2plex.clients.plex import BUSY_RETRY_DELAYS, PlexClient
 from stash2plex.engine.worker import Worker
 from stash2plex.engine.worker_lock import LOCK_FILENAME, worker_running
+from stash2plex.sandbox.verify import library_problems
 from stash2plex.store.db import Store, quarantine
 
 from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
 
+BUSY_TRIES = len(BUSY_RETRY_DELAYS) + 1
 PROXY_PAGE = "<html><head><title>Maintenance</title></head><body><p>Back soon</p></body></html>"
 
 
@@ -74,7 +76,8 @@ def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
         assert store.dead_letters() == []
         outages = store.outages()
     assert len(outages) == 1, outages
-    edits = box.plex.log.count(route="PUT /library/sections/{id}/all")
+    # Each write is sent up to three times (a refusal is asked again after a pause).
+    edits = box.plex.log.count(route="PUT /library/sections/{id}/all") / BUSY_TRIES
     assert edits < 25, f"{edits} failing writes in 10 minutes: the probes did not back off"
     box.plex.faults.clear()
     run_for(box, clock, 3)
@@ -103,6 +106,36 @@ def test_a_sick_plex_with_few_jobs_queued_is_an_outage_not_dead_letters(box, how
     box.plex.faults.clear()
     run_for(box, clock, 2)
     assert [box.item(s).title for s in scenes] == ["Edited 0", "Edited 1"]
+
+
+@pytest.mark.parametrize("status", [500, 429, 504])
+def test_a_busy_plex_refusing_some_requests_is_no_outage_and_costs_no_attempt(tmp_path, status):
+    # A Plex whose database is busy under bulk edits refuses some requests and serves the
+    # next: every request of the sync, reads and writes, fails one time in four here. The
+    # four sync threads share that count, so a request can meet a refusal on each of its
+    # tries: such a job is tried again at its retry, with the clock stepped there.
+    clock = SteppedClock()
+    with sandbox(tmp_path, scenes=60, seed=3) as box:
+        box.plex.faults.fail(status, every=4)
+
+        box.queue()
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        with box.store() as store:
+            first_run = store.job_counts()
+        for _ in range(4):
+            clock.offset += 600
+            Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        refused = [e for e in box.plex.log.entries if e.status == status]
+        with box.store() as store:
+            jobs = store.jobs()
+            outages = store.outages()
+            letters = store.dead_letters()
+        assert outages == [] and letters == []
+        assert len(refused) > 40
+        assert {job.state for job in jobs} == {"done"}
+        assert first_run.get("done", 0) >= 0.9 * len(jobs), first_run
+        assert library_problems(box.plex, box.library) == {}
 
 
 @pytest.mark.parametrize("fault", ["500", "graphql"])

@@ -8,11 +8,14 @@ from itertools import pairwise
 
 import pytest
 
+from stash2plex.clients.plex import BUSY_RETRY_DELAYS
 from stash2plex.engine.worker import Worker
 from stash2plex.operations import queue as operations
 
 from .conftest import wait_until
 from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
+
+BUSY_TRIES = len(BUSY_RETRY_DELAYS) + 1
 
 
 @pytest.fixture
@@ -137,8 +140,9 @@ def test_maintenance_503_is_an_outage_that_burns_no_attempt(box):
     "inject, message",
     [
         (lambda faults: faults.garbage_xml(count=1), "malformed XML"),
-        (lambda faults: faults.fail(520, count=1), "non-standard HTTP status"),
-        (lambda faults: faults.fail(500, count=1), "HTTP 500"),
+        # Refused on each try of the request (a refusal once is asked again at once).
+        (lambda faults: faults.fail(520, count=BUSY_TRIES), "non-standard HTTP status"),
+        (lambda faults: faults.fail(500, count=BUSY_TRIES), "HTTP 500"),
         (lambda faults: faults.drop_connections(count=1), "closed the connection"),
     ],
 )

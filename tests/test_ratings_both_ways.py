@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from stash2plex.clients.plex import BUSY_RETRY_DELAYS
 from stash2plex.engine.context import build_context
 from stash2plex.pull import decisions
 from stash2plex.pull.pull import RATING_RECHECK_ITEMS, run_pull
@@ -243,7 +244,7 @@ def test_every_item_of_a_scene_shows_its_rating_and_a_stale_item_never_wins(tmp_
         # Plex refuses the write that brings the other item in line: the pull stops before
         # Stash is written; that item still shows the old decision and must never win.
         rate_at(box.plex, first, 3.0, t0 + 40)
-        box.plex.faults.fail(500, count=1, route=r"PUT /:/rate")
+        box.plex.faults.fail(500, count=len(BUSY_RETRY_DELAYS) + 1, route=r"PUT /:/rate")
         with pytest.raises(Exception, match="500"):
             pull(box)
         assert (box.library.scenes[scene.id].rating100, rated()) == (90, [3.0, 9.0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import random
 import re
 import threading
 import time
@@ -54,6 +55,15 @@ LISTING_PAGE_SIZE = 500
 DETAIL_BATCH = 100
 MOVIE_SEARCH_TYPE = 1
 COLLECTION_SEARCH_TYPE = 18
+# A busy Plex (its database locked under bulk edits, a transcoder starting) answers some
+# requests 500 and serves the next ones. Such an answer is asked again after these pauses
+# (seconds, each shortened by up to half at random so threads do not return together, or as
+# long as the answer's Retry-After, up to BUSY_RETRY_AFTER_CAP) before the request counts as
+# failed: one refused request is no failed job, so a flaky Plex is neither taken for an outage
+# nor given attempts towards the dead letters. Only answers are asked again, never a timeout
+# (a write that timed out may still land; see sync/settle.py).
+BUSY_RETRY_DELAYS = (0.5, 1.5)
+BUSY_RETRY_AFTER_CAP = 10.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,8 @@ class PlexClient:
         clock: Callable[[], float] = time.monotonic,
         max_concurrency: int = 1,
         max_requests_per_second: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         from plexapi import BASE_HEADERS
 
@@ -187,6 +199,8 @@ class PlexClient:
         )
         self.identity: ServerIdentity | None = None
         self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
         self.request_count = 0
         self._count_lock = threading.Lock()
 
@@ -240,7 +254,9 @@ class PlexClient:
         """One request, after connecting (unless this is the connection's own `GET /`), its
         answer read as plexapi's `PlexServer.query` reads it: 200, 201 and 204 are answers (the
         body parsed as XML, None when empty), any other status is refused with the classified
-        error; `action` names the request in that error."""
+        error; `action` names the request in that error. A busy answer from Plex (408, 429,
+        5xx but 503) is asked again after BUSY_RETRY_DELAYS first; every request Plex sees
+        is counted and throttled."""
         if not connecting:
             self.connect()
         from plexapi import utils
@@ -249,15 +265,26 @@ class PlexClient:
         with plex_errors(
             self.secrets, self.url, self.timeout, connecting=connecting, writing=writing
         ):
-            answer = self.transport.request(
-                method, path, timeout=self.timeout, body=data, headers=headers
-            )
-            self._inspect(answer)
+            for delay in (*BUSY_RETRY_DELAYS, None):
+                answer = self.transport.request(
+                    method, path, timeout=self.timeout, body=data, headers=headers
+                )
+                self._inspect(answer)
+                if delay is None or not _busy(answer.status):
+                    break
+                self._sleep(self._busy_pause(delay, answer.headers.get("Retry-After")))
             if answer.status in _TOO_LARGE:  # about this request, whoever answered
                 raise _too_large(answer.status, action or path.partition("?")[0], path, data)
             if answer.status not in (200, 201, 204):
                 raise self._refusal(answer, connecting, action)
             return utils.parseXMLString(answer.text)
+
+    def _busy_pause(self, delay: float, retry_after: str | None) -> float:
+        """Seconds before asking a busy Plex again: `delay` less up to half of it at random,
+        or the answer's Retry-After (whole seconds, RFC 9110 10.2.3) up to the cap."""
+        if retry_after is not None and retry_after.strip().isdigit():
+            return min(float(retry_after), BUSY_RETRY_AFTER_CAP)
+        return delay * (1 - self._rng.random() / 2)
 
     def _inspect(self, answer: Answer) -> None:
         """Count every request, and refuse answers that did not come from Plex.
@@ -793,6 +820,12 @@ def connection_problem(text: str, url: str, timeout: float) -> SyncError:
 # Plex or from a reverse proxy in front of it (nginx refuses an address over 8 KB and a body
 # over 1 MB by default). The same request fails the same way: never an outage.
 _TOO_LARGE = (413, 414, 431)
+
+
+def _busy(status: int) -> bool:
+    """Whether Plex refused a request for now, not for good: 408, 429 and any 5xx but 503
+    (503 is Plex in maintenance: an outage, see errors.error_for_status)."""
+    return status in (408, 429) or (status >= 500 and status != 503)
 
 
 def _too_large(status: int, action: str, path: str, body: bytes | None) -> PermanentError:

@@ -194,6 +194,13 @@ class _FailRule(_Rule):
     body: str | None = None
     proxy: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    every: int = 1  # fail one matching request in this many (a flaky server), serve the rest
+    seen: int = 0
+
+    def fails_this_one(self) -> bool:
+        """Count one matching request; True when it is the one in `every` that fails."""
+        self.seen += 1
+        return self.seen % self.every == 0
 
 
 @dataclass
@@ -284,14 +291,19 @@ class Faults:
         body: str | None = None,
         proxy: bool = False,
         headers: dict[str, str] | None = None,
+        every: int = 1,
     ) -> None:
         """Answer `status` (text/html, or `body`) to the next `count` matching requests
         (None: until cleared). Rules are checked in the order they were added. `proxy`: the
         answer comes from something in front of Plex (a reverse proxy's error or maintenance
         page, a captive portal, a redirect to https), so it carries none of Plex's headers;
-        `headers`: more headers to send (a redirect's Location)."""
+        `headers`: more headers to send (a redirect's Location); `every`: only every n-th
+        matching request fails (a flaky server: 5 fails a fifth of them), `count` counting
+        the failed ones."""
         with self._lock:
-            rule = _FailRule(_compile(route), count, status, body, proxy, dict(headers or {}))
+            rule = _FailRule(
+                _compile(route), count, status, body, proxy, dict(headers or {}), max(1, every)
+            )
             self._fails.append(rule)
 
     def latency(self, seconds: float, route: str | None = None) -> None:
@@ -361,7 +373,7 @@ class Faults:
                 body = MAINTENANCE_BODY.encode()
                 return delay, _Response(503, body, "application/json")
             for rule in self._fails:
-                if rule.applies(route):
+                if rule.applies(route) and rule.fails_this_one():
                     if rule.consume():
                         self._fails.remove(rule)
                     body = rule.body if rule.body is not None else html_error(rule.status)

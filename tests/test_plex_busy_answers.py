@@ -1,0 +1,99 @@
+"""A busy Plex refuses a request and serves the next one: the Plex client asks again after a
+short pause before a refusal counts as a failure (clients/plex.py, BUSY_RETRY_DELAYS). Real
+HTTP to the Plex emulator; the pauses are recorded, not slept."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stash2plex import errors
+from stash2plex.clients.plex import BUSY_RETRY_AFTER_CAP, BUSY_RETRY_DELAYS, PlexClient
+
+from .conftest import wait_until
+from .sandbox import PLEX_TOKEN, sandbox
+
+EDIT = r"^PUT /library/sections/\{id\}/all"
+
+
+@pytest.fixture
+def box(tmp_path):
+    with sandbox(tmp_path, scenes=6, seed=5) as opened:
+        yield opened
+
+
+class Pauses(list):
+    """An injected `sleep`: records each pause instead of sleeping."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def client_of(box, pauses: Pauses, **options) -> PlexClient:
+    return PlexClient(box.plex.url, PLEX_TOKEN, sleep=pauses, rng=random.Random(1), **options)
+
+
+def edit_title(box, client: PlexClient, title: str):
+    scene = box.find(lambda s: bool(s.title))
+    client.edit(box.section_id, box.rating_key(scene), {"title.value": title})
+    return box.item(scene)
+
+
+def edits_answered(box) -> list[int]:
+    return [e.status for e in box.plex.log.entries if e.route == "PUT /library/sections/{id}/all"]
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 429, 408, 520])
+def test_a_refused_edit_is_sent_again_after_a_pause_and_lands(box, status):
+    pauses = Pauses()
+    client = client_of(box, pauses)
+    box.plex.faults.fail(status, count=2, route=EDIT)
+
+    item = edit_title(box, client, "Landed")
+
+    assert item.title == "Landed"
+    assert edits_answered(box) == [status, status, 200]
+    assert len(pauses) == 2
+    for pause, delay in zip(pauses, BUSY_RETRY_DELAYS, strict=True):
+        assert delay / 2 <= pause <= delay
+
+
+def test_a_refusal_that_outlasts_the_pauses_is_a_transient_failure(box):
+    pauses = Pauses()
+    client = client_of(box, pauses)
+    box.plex.faults.fail(500, route=EDIT)
+
+    with pytest.raises(errors.TransientError, match="HTTP 500") as raised:
+        edit_title(box, client, "Never")
+
+    assert edits_answered(box) == [500] * (len(BUSY_RETRY_DELAYS) + 1)
+    assert len(pauses) == len(BUSY_RETRY_DELAYS)
+    assert PLEX_TOKEN not in raised.value.message
+
+
+@pytest.mark.parametrize(("header", "pause"), [("3", 3.0), ("3600", BUSY_RETRY_AFTER_CAP)])
+def test_a_retry_after_header_sets_the_pause_up_to_a_cap(box, header, pause):
+    pauses = Pauses()
+    client = client_of(box, pauses)
+    box.plex.faults.fail(429, count=1, route=EDIT, headers={"Retry-After": header})
+
+    assert edit_title(box, client, "Later").title == "Later"
+    assert pauses == [pause]
+
+
+def test_maintenance_and_a_hanging_write_are_not_sent_again(box):
+    pauses = Pauses()
+    client = client_of(box, pauses, timeout=0.5)
+    client.connect()
+    box.plex.faults.maintenance()
+    with pytest.raises(errors.ServerDownError):
+        edit_title(box, client, "Down")
+    box.plex.faults.clear()
+    # A write that timed out may still land: sending it again could land after a newer one.
+    box.plex.faults.latency(1.5, route=EDIT)
+    with pytest.raises(errors.TransientError, match="timeout"):
+        edit_title(box, client, "Slow")
+    wait_until(lambda: box.plex.in_flight == 0, message="Plex finishing the slow write")
+    assert pauses == []
+    assert edits_answered(box) == [503, 200]
