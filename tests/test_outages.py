@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from itertools import pairwise
@@ -77,6 +78,47 @@ def test_an_outage_mid_drain_ends_with_everything_synced_one_outage_and_a_ramp(t
         early = [b - a for a, b in pairwise(edits[:7])]
         late = [b - a for a, b in pairwise(edits[-7:])]
         assert sum(early) > 2 * sum(late), (early, late)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_mistyped_plex_url_is_a_setting_to_check_and_never_an_outage(box):
+    clock = SteppedClock()
+    scene = next(s for s in matchable(box) if s.title)
+    right = box.plex.url
+    box.settings(plex_url=f"http://127.0.0.1:{closed_port()}")
+
+    box.queue(scene.id)
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+    job = box.job(scene.id)
+    assert (job.state, job.reason, job.attempts) == ("waiting", "settings", 0)
+    with box.store() as store:
+        pause = store.holds().pause
+        assert store.outages() == [] and store.holds().breaker.state == "closed"
+    assert (pause.kind, pause.setting) == ("config", "plex_url")
+    assert "connection refused" in pause.message and "check plex_url" in pause.message
+    assert PLEX_TOKEN not in pause.message
+
+    box.settings(plex_url=right)
+    clock.offset += 60  # the pause's next check
+    assert Worker(box.data_dir, clock=clock).run(until_idle=True).synced == 1
+    assert box.item(scene).title == scene.title.strip()
+
+    # Plex has answered at this address now: the same refusal is an outage.
+    box.plex.faults.refuse_connections()
+    box.stash.update_scene(scene.id, title="After")
+    box.queue(scene.id)
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+    with box.store() as store:
+        assert [o["ended_at"] for o in store.outages()] == [None]
+        assert store.holds().pause is None
+    assert box.job(scene.id).reason == "plex_down"
 
 
 def test_a_rejected_token_pauses_with_a_clear_message_and_a_fixed_token_resumes(box):

@@ -165,6 +165,28 @@ def test_a_pause_names_the_setting_and_where_it_came_from():
     assert decision.pause.next_check_at == NOW + pauses.CHECK_BASE_SECONDS
 
 
+@pytest.mark.parametrize("breaker", [CLOSED, NEAR_THRESHOLD])
+def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(breaker):
+    settings = RouteSettings(plex_answered=False, sources={"plex_url": "Stash plugin settings"})
+    refused = errors.ServerDownError(
+        "Plex is not reachable at http://plex:32401: connection refused (nothing listens on "
+        "port 32401; is Plex running, and is 32401 its port?)",
+        server="plex",
+    )
+    decision = route(job(), refused, breaker=breaker, now=NOW, policy=POLICY, settings=settings)
+    assert (decision.action, decision.reason, decision.attempts) == ("wait", "settings", 0)
+    assert decision.breaker is None and decision.stop
+    assert (decision.pause.kind, decision.pause.setting) == ("config", "plex_url")
+    assert decision.pause.source == "Stash plugin settings"
+    assert decision.pause.message.startswith(refused.message)
+    assert "never reached Plex at this address: check plex_url" in decision.pause.message
+    # Once Plex has answered there, the same failure is an outage; Stash's is never Plex's.
+    answered = route(job(), refused, breaker=breaker, now=NOW, policy=POLICY, settings=SETTINGS)
+    assert (answered.reason, answered.breaker.state, answered.pause) == ("plex_down", "open", None)
+    stash = route(job(), STASH_DOWN, breaker=breaker, now=NOW, policy=POLICY, settings=settings)
+    assert stash.pause.kind == "stash_down"
+
+
 # ---------------------------------------------------------------------------- the breaker
 def test_one_bad_item_failing_again_and_again_is_no_outage():
     state = CLOSED

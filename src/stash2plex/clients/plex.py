@@ -202,6 +202,9 @@ class PlexClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.request_count = 0
+        # Whether Plex itself (its X-Plex-Protocol header) ever answered this client: a URL
+        # where it never did is a setting to check, not an outage (engine/routing.py).
+        self.answered = False
         self._count_lock = threading.Lock()
 
     @property
@@ -296,9 +299,11 @@ class PlexClient:
         """
         with self._count_lock:
             self.request_count += 1
-        if answer.status in _TOO_LARGE:
+        if "X-Plex-Protocol" in answer.headers:
+            self.answered = True
+        elif answer.status in _TOO_LARGE:
             return  # refused for its size: the request's fault, not a sign Plex is away
-        if answer.status != 101 and "X-Plex-Protocol" not in answer.headers:
+        elif answer.status != 101:
             location = answer.headers.get("Location") if 300 <= answer.status < 400 else None
             if location:
                 raise _redirected(self.url, redact(location, self.secrets))

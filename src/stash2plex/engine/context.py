@@ -52,6 +52,14 @@ def remember_plex_server(context: Context) -> None:
         context.store.put_value(PLEX_SERVER_KEY, server)
 
 
+def plex_url_answered(context: Context) -> bool:
+    """True when Plex has answered at `plex_url` (in this process, or recorded before)."""
+    if context.plex.answered:
+        return True
+    server = context.store.get_value(PLEX_SERVER_KEY) or {}
+    return bool(server.get("url") == context.config.plex_url)
+
+
 def plex_settings_proven(context: Context) -> bool:
     """True when Plex last answered these very settings (its URL and our token)."""
     server = context.store.get_value(PLEX_SERVER_KEY) or {}

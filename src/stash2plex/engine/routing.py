@@ -14,6 +14,7 @@ its event in one store transaction, so a kill never leaves half of one.
 |                                | (then: wait `plex_down`, attempt not counted, stop)         |
 | transient (Stash, internal)    | retry with backoff (attempts + 1), dead letter at the limit |
 | server down (Plex)             | wait `plex_down` until the breaker closes; stop             |
+|   ... where it never answered  | wait `settings`; pause naming plex_url; stop                |
 | server down (Stash)            | wait `stash_down` until Stash answers; pause; stop          |
 | auth (Plex / Stash)            | wait `auth`; pause naming the credential; stop              |
 | config / not configured        | wait `settings`; pause naming the setting; stop             |
@@ -57,6 +58,9 @@ class RouteSettings:
     # Seconds a write that timed out may still take to land in Plex (twice plex_timeout):
     # its retry waits that long, so a newer write of the scene never lands before it.
     unsettled_write_seconds: float = 0.0
+    # Whether Plex has ever answered at the plex_url in use. Where it never did, "not
+    # reachable" is most likely a mistyped address: a setting to check, not an outage.
+    plex_answered: bool = True
 
 
 Result = SyncStatus | errors.SyncError
@@ -92,6 +96,9 @@ def route(
             breaker=state if state != breaker else None,
         )
     error = result
+    never_answered = error.server == "plex" and not settings.plex_answered
+    if never_answered and error.error_class == errors.SERVER_DOWN:
+        error = _address_to_check(error)
     kind = error.error_class
     pause = pauses.pause_for(error, now, dict(settings.sources))
     if pause is not None:
@@ -179,6 +186,17 @@ def _transient(
     if state != breaker:
         decision = _with_breaker(decision, state)
     return decision
+
+
+def _address_to_check(error: errors.SyncError) -> errors.ConfigError:
+    """Plex was never reached at this address: a pause naming plex_url (it lifts by itself
+    once Plex answers there), never an outage in the history."""
+    return errors.ConfigError(
+        f"{error.message.rstrip('.')}. Stash2Plex has never reached Plex at this address: "
+        "check plex_url (the queue goes on by itself once Plex answers there)",
+        setting="plex_url",
+        server="plex",
+    )
 
 
 def _dead_letter(job: Job, error: errors.SyncError, attempts: int) -> Decision:

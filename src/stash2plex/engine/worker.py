@@ -31,7 +31,12 @@ from typing import Any
 from stash2plex import errors
 from stash2plex.engine import holds as hold_checks
 from stash2plex.engine import pauses
-from stash2plex.engine.context import Context, build_context, remember_plex_server
+from stash2plex.engine.context import (
+    Context,
+    build_context,
+    plex_url_answered,
+    remember_plex_server,
+)
 from stash2plex.engine.handover import HANDOVER_KEY, WORKER_SETTINGS_KEY, asked_to_hand_over
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
@@ -566,6 +571,7 @@ class Worker:
                 skip_not_found=context.config.skip_not_found,
                 sources=context.sources,
                 unsettled_write_seconds=2 * context.config.plex_timeout,
+                plex_answered=plex_url_answered(context),
             ),
             rng=self.rng,
         )
