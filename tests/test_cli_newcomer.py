@@ -53,6 +53,10 @@ def test_a_parked_job_waits_for_a_change_and_shows_no_date(box, cli):
     assert "2286" not in text and "31688" not in text  # no date ~1e18 seconds away
     shown = cli("scene", "5").stdout
     assert "when something changes" in shown and "waiting: ambiguous" in shown
+    with box.store() as store:
+        retry = dict(reason="retry", due_at=store.clock() + 60, attempts=1, error="HTTP 500")
+        wait(store, store.job(5), **retry)
+    assert re.search(r"failed attempts\s+│\s+1\b", cli("scene", "5").stdout)
 
 
 def test_availability_says_which_window_it_covers(box, cli):
@@ -81,6 +85,7 @@ def test_scene_detail_shows_state_link_error_and_next_attempt(box, cli):
         link = store.link(scene.id)
     assert f"ratingKey {link.rating_key} in library section {link.section_id}" in text
     assert "last error │ —" in text and "next attempt │" in text
+    assert "attempts" not in text  # a synced job has no failed attempts to show
     assert not REPR.search(text)
     # The worker recorded which server it talked to: the link opens the item itself, with no
     # health check run first.

@@ -1136,10 +1136,11 @@ def scene_command(cli: Cli, scene_id: int) -> None:
             summary["job"] = "no job (never queued, or finished and cleaned up)"
             summary["next attempt"] = "when the scene is saved in Stash or synced again"
         else:
+            summary["job"] = job["status"]
+            if job["attempts"]:  # failed ones; a synced job has none left to show
+                summary["failed attempts"] = job["attempts"]
             summary.update(
                 {
-                    "job": job["status"],
-                    "attempts": job["attempts"],
                     "next attempt": job["next_attempt"],
                     "last error": job["last_error"],
                     "candidates": "; ".join(job["candidates"]),
