@@ -95,3 +95,35 @@ def test_unchanged_scenes_sync_on_the_worker_thread_until_plex_is_written_again(
         titles = {box.item(box.library.scenes[i]).title for i in edited}
         assert titles == {f"Edited {i}" for i in edited}
         assert len(box.plex.log.entries) > requests_before
+
+
+def test_requests_plex_is_still_running_after_they_timed_out_count_against_the_concurrency(
+    tmp_path,
+):
+    # The user allows two requests at once and waits 1 s for an answer; Plex takes 1.8 s per
+    # write. A write we gave up on is still running there: the next may not join it (for up
+    # to one more plex_timeout, as long as a timed-out write is given to land).
+    with sandbox(tmp_path, scenes=20, seed=12) as box:
+        box.drain()
+        box.settings(plex_max_concurrency=2, plex_timeout=1)
+        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:6]
+        for scene in scenes:
+            box.stash.update_scene(scene.id, title=f"Slow {scene.id}")
+        box.plex.faults.latency(1.8, route=r"^PUT ")
+        box.plex.max_in_flight = 0
+        edits_before = box.plex.log.count(route=EDIT)
+        worker = Worker(box.data_dir)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        box.queue(*[s.id for s in scenes])
+        thread.start()
+
+        wait_until(
+            lambda: box.plex.log.count(route=EDIT) - edits_before >= 6,
+            timeout=60,
+            message="six edits to reach Plex",
+        )
+        worker.request_stop()
+        thread.join(30)
+        wait_until(lambda: box.plex.in_flight == 0, message="Plex finishing the writes")
+
+        assert box.plex.max_in_flight == 2

@@ -1,10 +1,11 @@
-"""The request throttle, with an injected clock: exact waits, no sleeping."""
+"""The request throttle and the request slots, with an injected clock: exact waits, no
+sleeping (a blocked acquire is woken by a release, which needs no clock)."""
 
 from __future__ import annotations
 
 import threading
 
-from stash2plex.clients.throttle import RequestThrottle
+from stash2plex.clients.throttle import RequestSlots, RequestThrottle
 
 
 class Clock:
@@ -54,3 +55,36 @@ def test_threads_share_one_budget():
         thread.join()
     # 20 requests at 2 per second, two of them free: 9 s of waiting in all.
     assert round(sum(clock.slept), 6) == 9.0
+
+
+def test_a_timed_out_request_keeps_its_slot_until_it_may_have_ended():
+    clock = Clock()
+    slots = RequestSlots(2, clock=clock)
+    slots.acquire()
+    slots.acquire()
+    slots.release()  # answered: free at once
+    assert slots.in_use() == 1
+    slots.release(abandoned_for=30.0)  # timed out: may still run at the server for 30 s
+    assert slots.in_use() == 1
+    clock.now += 29.9
+    assert slots.in_use() == 1
+    clock.now += 0.2
+    assert slots.in_use() == 0
+
+
+def test_a_request_waits_for_a_slot_and_takes_the_one_released():
+    slots = RequestSlots(1)
+    slots.acquire()
+    got = threading.Event()
+
+    def second() -> None:
+        slots.acquire()
+        got.set()
+
+    waiter = threading.Thread(target=second, daemon=True)
+    waiter.start()
+    assert not got.wait(0.2)  # the only slot is taken
+    slots.release()
+    assert got.wait(5)
+    waiter.join(5)
+    assert slots.in_use() == 1

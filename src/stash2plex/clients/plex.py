@@ -32,7 +32,7 @@ from stash2plex.clients.http import (
     SetupProblem,
     Unreachable,
 )
-from stash2plex.clients.throttle import RequestThrottle
+from stash2plex.clients.throttle import RequestSlots, RequestThrottle
 from stash2plex.errors import (
     UNSETTLED_WRITE,
     AuthError,
@@ -188,6 +188,7 @@ class PlexClient:
         self._token = token
         self.timeout = timeout
         self.throttle = RequestThrottle(max_requests_per_second)
+        self.slots = RequestSlots(max_concurrency)
         # One kept-alive connection per thread that may talk to Plex at once, and the user's
         # cap on requests per second for all of them together.
         self.transport = ServerTransport(
@@ -269,9 +270,7 @@ class PlexClient:
             self.secrets, self.url, self.timeout, connecting=connecting, writing=writing
         ):
             for delay in (*BUSY_RETRY_DELAYS, None):
-                answer = self.transport.request(
-                    method, path, timeout=self.timeout, body=data, headers=headers
-                )
+                answer = self._send(method, path, data, headers)
                 self._inspect(answer)
                 if delay is None or not _busy(answer.status):
                     break
@@ -281,6 +280,25 @@ class PlexClient:
             if answer.status not in (200, 201, 204):
                 raise self._refusal(answer, connecting, action)
             return utils.parseXMLString(answer.text)
+
+    def _send(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None
+    ) -> Answer:
+        """One request in one of the `plex_max_concurrency` slots. A request that timed out
+        keeps its slot for another `timeout`: Plex may still be running it (as long as a
+        timed-out write may take to land, see engine/routing.py), and a Plex too slow to
+        answer in time must not be sent more at once than the setting allows."""
+        self.slots.acquire()
+        abandoned_for = 0.0
+        try:
+            return self.transport.request(
+                method, path, timeout=self.timeout, body=data, headers=headers
+            )
+        except AnswerTimeout:
+            abandoned_for = self.timeout
+            raise
+        finally:
+            self.slots.release(abandoned_for)
 
     def _busy_pause(self, delay: float, retry_after: str | None) -> float:
         """Seconds before asking a busy Plex again: `delay` less up to half of it at random,

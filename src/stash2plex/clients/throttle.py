@@ -1,9 +1,14 @@
-"""A limit on requests per second to one server, shared by the threads that talk to it.
+"""Limits on the requests to one server, shared by the threads that talk to it.
 
-Some Plex servers answer "database is busy" under bulk edits (a NAS with a slow disk); the user
-can cap the rate with `plex_max_requests_per_second`. A token bucket holding at most one
-second's worth of requests: bursts stay short, the average stays under the cap. Time and
-sleeping are injected, so the arithmetic is proven without waiting.
+`RequestThrottle`: some Plex servers answer "database is busy" under bulk edits (a NAS with a
+slow disk); the user can cap the rate with `plex_max_requests_per_second`. A token bucket
+holding at most one second's worth of requests: bursts stay short, the average stays under
+the cap. Time and sleeping are injected, so the arithmetic is proven without waiting.
+
+`RequestSlots`: at most `plex_max_concurrency` requests at the server at once, counting the
+ones we gave up on. A request that timed out is still running at a slow server; if its slot
+were free at once, the next request would join it, and a server already too slow to answer
+in time would get more work than the setting allows.
 """
 
 from __future__ import annotations
@@ -46,3 +51,45 @@ class RequestThrottle:
                 self._last = now + wait
             self._tokens -= 1.0
             return wait
+
+
+class RequestSlots:
+    """At most `slots` requests at the server at once. `release(abandoned_for=s)` keeps the
+    slot taken `s` seconds longer: the request was given up on (it timed out) and may still
+    run at the server that long. Thread-safe; time injected."""
+
+    def __init__(self, slots: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.slots = max(1, slots)
+        self._clock = clock
+        self._ready = threading.Condition()
+        self._sending = 0
+        self._abandoned_until: list[float] = []
+
+    def in_use(self) -> int:
+        """Slots taken now: requests being sent, and abandoned ones that may still run."""
+        with self._ready:
+            return self._sending + len(self._still_running(self._clock()))
+
+    def acquire(self) -> None:
+        """Wait for a free slot and take it."""
+        with self._ready:
+            while True:
+                now = self._clock()
+                running = self._still_running(now)
+                if self._sending + len(running) < self.slots:
+                    self._sending += 1
+                    return
+                # Sending requests notify when they end; an abandoned one frees itself in time.
+                self._ready.wait(min(running) - now if running else None)
+
+    def release(self, abandoned_for: float = 0.0) -> None:
+        """Give the slot back, or keep it `abandoned_for` seconds more (a timed-out request)."""
+        with self._ready:
+            self._sending -= 1
+            if abandoned_for > 0:
+                self._abandoned_until.append(self._clock() + abandoned_for)
+            self._ready.notify()
+
+    def _still_running(self, now: float) -> list[float]:
+        self._abandoned_until = [until for until in self._abandoned_until if until > now]
+        return self._abandoned_until
