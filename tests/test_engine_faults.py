@@ -11,7 +11,8 @@ import os
 import pytest
 
 from stash2plex import errors
-from stash2plex.clients.plex import BUSY_RETRY_DELAYS, PlexClient
+from stash2plex.clients.http import BUSY_RETRY_DELAYS
+from stash2plex.clients.plex import PlexClient
 from stash2plex.engine.worker import Worker
 from stash2plex.engine.worker_lock import LOCK_FILENAME, worker_running
 from stash2plex.sandbox.verify import library_problems
@@ -32,7 +33,7 @@ def box(tmp_path):
 def edited(box, count: int):
     """Sync the library once, then edit `count` scenes in Stash (their new titles must
     reach Plex)."""
-    Worker(box.data_dir).run(until_idle=True)
+    box.drain()
     scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:count]
     for number, scene in enumerate(scenes):
         box.stash.update_scene(scene.id, title=f"Edited {number}")
@@ -69,6 +70,7 @@ def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
     clock = SteppedClock()
     scenes = edited(box, 8)
     box.plex.faults.fail(500, route=r"^PUT ")
+    synced_before = box.plex.log.count(route="PUT /library/sections/{id}/all")
 
     run_for(box, clock, 10)
 
@@ -77,7 +79,9 @@ def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
         outages = store.outages()
     assert len(outages) == 1, outages
     # Each write is sent up to three times (a refusal is asked again after a pause).
-    edits = box.plex.log.count(route="PUT /library/sections/{id}/all") / BUSY_TRIES
+    edits = (
+        box.plex.log.count(route="PUT /library/sections/{id}/all") - synced_before
+    ) / BUSY_TRIES
     assert edits < 25, f"{edits} failing writes in 10 minutes: the probes did not back off"
     box.plex.faults.clear()
     run_for(box, clock, 3)
@@ -135,6 +139,34 @@ def test_a_busy_plex_refusing_some_requests_is_no_outage_and_costs_no_attempt(tm
         assert len(refused) > 40
         assert {job.state for job in jobs} == {"done"}
         assert first_run.get("done", 0) >= 0.9 * len(jobs), first_run
+        assert library_problems(box.plex, box.library) == {}
+
+
+def test_a_stash_whose_database_is_locked_now_and_then_neither_pauses_nor_delays(tmp_path):
+    # A library scan holds Stash's database: every other GraphQL request is refused with
+    # "database is locked" (settings, scene reads, the tag hierarchy alike).
+    with sandbox(tmp_path, scenes=60, seed=3) as box:
+        Worker(box.data_dir).run(until_idle=True)
+        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex]
+
+        def retitle_and_sync(prefix: str) -> tuple[int, int]:
+            for scene in scenes:
+                box.stash.update_scene(scene.id, title=f"{prefix} {scene.id}")
+            logged = len(box.stash.log)
+            report = box.drain(*[s.id for s in scenes])
+            return report.synced, len(box.stash.log) - logged
+
+        healthy = retitle_and_sync("Before")
+        box.stash.graphql_error("beginning transaction: database is locked", every=2)
+        synced, asked = retitle_and_sync("Scanned")
+
+        with box.store() as store:
+            assert store.holds().pause is None
+            assert {job.state for job in store.jobs()} == {"done"}
+            events = [e["message"] for e in store.recent_events(50)]
+        assert not any("paused" in message for message in events), events
+        assert synced == healthy[0] == len(scenes)
+        assert asked >= 2 * healthy[1] - 1  # every other request refused and asked again
         assert library_problems(box.plex, box.library) == {}
 
 

@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import pytest
 
-from stash2plex.clients.plex import BUSY_RETRY_DELAYS
+from stash2plex.clients.http import BUSY_RETRY_DELAYS
 from stash2plex.engine.worker import Worker
 from stash2plex.operations import queue as operations
 

@@ -1,5 +1,5 @@
 """A busy Plex refuses a request and serves the next one: the Plex client asks again after a
-short pause before a refusal counts as a failure (clients/plex.py, BUSY_RETRY_DELAYS). Real
+short pause before a refusal counts as a failure (clients/http.py, BUSY_RETRY_DELAYS). Real
 HTTP to the Plex emulator; the pauses are recorded, not slept."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import random
 import pytest
 
 from stash2plex import errors
-from stash2plex.clients.plex import BUSY_RETRY_AFTER_CAP, BUSY_RETRY_DELAYS, PlexClient
+from stash2plex.clients.http import BUSY_RETRY_AFTER_CAP, BUSY_RETRY_DELAYS
+from stash2plex.clients.plex import PlexClient
 
 from .conftest import wait_until
 from .sandbox import PLEX_TOKEN, sandbox

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from stash2plex.clients.plex import BUSY_RETRY_DELAYS
+from stash2plex.clients.http import BUSY_RETRY_DELAYS
 from stash2plex.engine.context import build_context
 from stash2plex.pull import decisions
 from stash2plex.pull.pull import RATING_RECHECK_ITEMS, run_pull

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from stash2plex.clients.http import BUSY_RETRY_DELAYS
 from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
 from stash2plex.store.db import (
@@ -104,7 +105,8 @@ def test_a_read_that_fails_records_nothing_and_is_tried_again_after_a_pause(tmp_
             context = build_context(store)
             waiting = store.entity_backfill(1000)
             assert waiting and store.has_work() and not store.has_work(backfill=False)
-            box.stash.graphql_error("database is locked", count=1)
+            # Refused on each try (one refusal alone is asked again after a pause).
+            box.stash.graphql_error("database is locked", count=len(BUSY_RETRY_DELAYS) + 1)
             assert backfill.tick(store, context.stash, context.config) == 0
             assert backfill.failing() and store.entity_backfill(1000) == waiting
             assert backfill.next_due_at(store) == 1000.0 + EntityBackfill.RETRY_SECONDS

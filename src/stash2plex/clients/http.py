@@ -28,6 +28,7 @@ and report it).
 from __future__ import annotations
 
 import os
+import random
 import ssl
 import time
 import warnings
@@ -49,6 +50,13 @@ from urllib3.exceptions import (
 
 # A redirect followed at most this often (image downloads only; see `ServerTransport.request`).
 MAX_REDIRECTS = 5
+# A busy server (a database locked under bulk edits or a library scan) refuses a request and
+# serves the next ones. The clients ask such a refusal again after these pauses (seconds, see
+# `busy_pause`) before it counts as a failure: one refused request is no failed job, so a
+# flaky server is neither taken for an outage nor given attempts towards the dead letters.
+# Only answers are asked again, never a timeout (a write that timed out may still land).
+BUSY_RETRY_DELAYS = (0.5, 1.5)
+BUSY_RETRY_AFTER_CAP = 10.0
 
 
 class TransportError(Exception):
@@ -386,6 +394,15 @@ _REDIRECTS_ONLY = urllib3.Retry(
     redirect=MAX_REDIRECTS - 1,  # the first was followed by hand
     remove_headers_on_redirect=_CREDENTIALS | {"proxy-authorization"},
 )
+
+
+def busy_pause(delay: float, retry_after: str | None, rng: random.Random) -> float:
+    """Seconds before asking a busy server again: `delay` (one of BUSY_RETRY_DELAYS) less up
+    to half of it at random, so threads refused together do not return together; or the
+    answer's Retry-After in whole seconds (RFC 9110 10.2.3), up to BUSY_RETRY_AFTER_CAP."""
+    if retry_after is not None and retry_after.strip().isdigit():
+        return min(float(retry_after), BUSY_RETRY_AFTER_CAP)
+    return delay * (1 - rng.random() / 2)
 
 
 def proxy_for(url: str) -> tuple[str | None, dict[str, str] | None, str]:

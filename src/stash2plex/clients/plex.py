@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from stash2plex.clients.http import (
+    BUSY_RETRY_DELAYS,
     Answer,
     AnswerBroken,
     AnswerTimeout,
@@ -31,6 +32,7 @@ from stash2plex.clients.http import (
     ServerTransport,
     SetupProblem,
     Unreachable,
+    busy_pause,
 )
 from stash2plex.clients.throttle import RequestSlots, RequestThrottle
 from stash2plex.errors import (
@@ -55,15 +57,6 @@ LISTING_PAGE_SIZE = 500
 DETAIL_BATCH = 100
 MOVIE_SEARCH_TYPE = 1
 COLLECTION_SEARCH_TYPE = 18
-# A busy Plex (its database locked under bulk edits, a transcoder starting) answers some
-# requests 500 and serves the next ones. Such an answer is asked again after these pauses
-# (seconds, each shortened by up to half at random so threads do not return together, or as
-# long as the answer's Retry-After, up to BUSY_RETRY_AFTER_CAP) before the request counts as
-# failed: one refused request is no failed job, so a flaky Plex is neither taken for an outage
-# nor given attempts towards the dead letters. Only answers are asked again, never a timeout
-# (a write that timed out may still land; see sync/settle.py).
-BUSY_RETRY_DELAYS = (0.5, 1.5)
-BUSY_RETRY_AFTER_CAP = 10.0
 
 
 @dataclass(frozen=True)
@@ -259,8 +252,9 @@ class PlexClient:
         answer read as plexapi's `PlexServer.query` reads it: 200, 201 and 204 are answers (the
         body parsed as XML, None when empty), any other status is refused with the classified
         error; `action` names the request in that error. A busy answer from Plex (408, 429,
-        5xx but 503) is asked again after BUSY_RETRY_DELAYS first; every request Plex sees
-        is counted and throttled."""
+        5xx but 503: a Plex whose database is locked under bulk edits) is asked again after
+        BUSY_RETRY_DELAYS first (clients/http.py); every request Plex sees is counted and
+        throttled."""
         if not connecting:
             self.connect()
         from plexapi import utils
@@ -274,7 +268,7 @@ class PlexClient:
                 self._inspect(answer)
                 if delay is None or not _busy(answer.status):
                     break
-                self._sleep(self._busy_pause(delay, answer.headers.get("Retry-After")))
+                self._sleep(busy_pause(delay, answer.headers.get("Retry-After"), self._rng))
             if answer.status in _TOO_LARGE:  # about this request, whoever answered
                 raise _too_large(answer.status, action or path.partition("?")[0], path, data)
             if answer.status not in (200, 201, 204):
@@ -299,13 +293,6 @@ class PlexClient:
             raise
         finally:
             self.slots.release(abandoned_for)
-
-    def _busy_pause(self, delay: float, retry_after: str | None) -> float:
-        """Seconds before asking a busy Plex again: `delay` less up to half of it at random,
-        or the answer's Retry-After (whole seconds, RFC 9110 10.2.3) up to the cap."""
-        if retry_after is not None and retry_after.strip().isdigit():
-            return min(float(retry_after), BUSY_RETRY_AFTER_CAP)
-        return delay * (1 - self._rng.random() / 2)
 
     def _inspect(self, answer: Answer) -> None:
         """Count every request, and refuse answers that did not come from Plex.

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
+import time
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from stash2plex.clients import stash_documents as docs
 from stash2plex.clients.http import (
+    BUSY_RETRY_DELAYS,
+    Answer,
     AnswerBroken,
     AnswerTimeout,
     ProxyUnreachable,
@@ -26,6 +30,7 @@ from stash2plex.clients.http import (
     ServerTransport,
     SetupProblem,
     Unreachable,
+    busy_pause,
 )
 from stash2plex.errors import (
     AuthError,
@@ -121,9 +126,13 @@ class StashClient:
         connection: StashConnection,
         *,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.connection = connection
         self.timeout = timeout
+        self._sleep = sleep
+        self._rng = rng or random.Random()
         self.transport = ServerTransport(
             connection.url,
             verify=connection.verify_tls,
@@ -151,9 +160,28 @@ class StashClient:
 
     # ------------------------------------------------------------------ transport
     def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST one GraphQL document; return `data` or raise a classified error."""
-        secrets = self.connection.secrets()
+        """POST one GraphQL document; return `data` or raise a classified error.
+
+        A busy Stash (its database locked by a scan or an import) is asked again after
+        BUSY_RETRY_DELAYS (clients/http.py) before a refusal counts: any document refused with
+        "database is locked" (Stash rolled it back), and a query refused with 408, 429 or a
+        5xx but 503. A mutation refused otherwise may have been applied: never sent again.
+        """
+        mutation = document.lstrip().startswith("mutation")
         body = json.dumps({"query": document, "variables": variables or {}}).encode()
+        for delay in (*BUSY_RETRY_DELAYS, None):
+            try:
+                return self._post(body)
+            except _Busy as busy:
+                if delay is None or (mutation and not busy.locked):
+                    raise busy.error from None
+                self._sleep(busy_pause(delay, None, self._rng))
+        raise AssertionError("unreachable: the last try raises")
+
+    def _post(self, body: bytes) -> dict[str, Any]:
+        """One POST of a GraphQL request: its `data`, or a classified error (_Busy wrapping
+        it when Stash refused for now)."""
+        secrets = self.connection.secrets()
         try:
             response = self.transport.request("POST", "/graphql", body=body, timeout=self.timeout)
         except SetupProblem as exc:
@@ -171,7 +199,10 @@ class StashClient:
         except AnswerBroken as exc:
             raise TransientError("Stash's answer broke off before its end", server="stash") from exc
         if response.status != 200:
-            raise self._refusal(response.status, response.headers, redact(response.text, secrets))
+            error = self._refusal(response.status, response.headers, redact(response.text, secrets))
+            if _busy_status(response.status):
+                raise _Busy(error)
+            raise error
         try:
             payload = json.loads(response.body)
             if not isinstance(payload, dict):
@@ -180,9 +211,12 @@ class StashClient:
             raise TransientError("Stash sent a reply that is not JSON", server="stash") from exc
         if payload.get("errors") and not payload.get("data"):
             messages = "; ".join(str(e.get("message")) for e in payload["errors"])
-            raise TransientError(
+            error = TransientError(
                 redact(f"Stash GraphQL error: {messages}", secrets), server="stash"
             )
+            if _LOCKED.search(messages):
+                raise _Busy(error, locked=True)
+            raise error
         return payload.get("data") or {}
 
     def _refusal(self, status: int, headers: Mapping[str, str], text: str) -> Exception:
@@ -417,28 +451,16 @@ class StashClient:
         """Fetch an image Stash serves, once: streamed and hashed on the way in.
 
         Stash answers a scene without a cover with its SVG drawing (`image/svg+xml`): that is
-        seen from the headers (or the first bytes) and the body is not read. Raises the
+        seen from the headers (or the first bytes) and the body is not read. A busy refusal
+        (408, 429, a 5xx but 503) is asked again after BUSY_RETRY_DELAYS. Raises the
         classified errors of a download.
         """
-        try:
-            response = self.transport.request(
-                "GET", url, timeout=self.timeout, stream=True, follow_redirects=True
-            )
-        except SetupProblem as exc:
-            raise self._setup_error(exc) from exc
-        except ProxyUnreachable as exc:
-            raise StashDownError(exc.describe("Stash", self.connection.url)) from exc
-        except Unreachable as exc:
-            raise StashDownError("Stash is not reachable for an image download") from exc
-        except AnswerTimeout as exc:
-            raise TransientError("Stash did not send an image in time", server="stash") from exc
-        except RedirectFailed as exc:
-            where = urlsplit(exc.location).hostname or "another address"
-            why = "in a loop" if exc.loop else f"to {where}, which failed"
-            raise TransientError(
-                f"the cover's address in Stash redirects {why}; the scene is tried again",
-                server="stash",
-            ) from exc
+        for delay in (*BUSY_RETRY_DELAYS, None):
+            response = self._image_answer(url)
+            if delay is None or not _busy_status(response.status):
+                break
+            response.close()
+            self._sleep(busy_pause(delay, response.headers.get("Retry-After"), self._rng))
         with response:
             if response.status == 401:
                 raise self._auth_error()
@@ -461,8 +483,51 @@ class StashClient:
                 raise TransientError("Stash broke off an image download", server="stash") from exc
         return StashImage(b"".join(chunks), content_type, digest.hexdigest())
 
+    def _image_answer(self, url: str) -> Answer:
+        """The answer to one image request, its body not read yet. Raises the classified
+        errors of a download that got no answer."""
+        try:
+            return self.transport.request(
+                "GET", url, timeout=self.timeout, stream=True, follow_redirects=True
+            )
+        except SetupProblem as exc:
+            raise self._setup_error(exc) from exc
+        except ProxyUnreachable as exc:
+            raise StashDownError(exc.describe("Stash", self.connection.url)) from exc
+        except Unreachable as exc:
+            raise StashDownError("Stash is not reachable for an image download") from exc
+        except AnswerTimeout as exc:
+            raise TransientError("Stash did not send an image in time", server="stash") from exc
+        except RedirectFailed as exc:
+            where = urlsplit(exc.location).hostname or "another address"
+            why = "in a loop" if exc.loop else f"to {where}, which failed"
+            raise TransientError(
+                f"the cover's address in Stash redirects {why}; the scene is tried again",
+                server="stash",
+            ) from exc
+
 
 _MISSING_SCENE = re.compile(r"scene with id (\d+) not found")
+
+
+class _Busy(Exception):
+    """Stash refused a request for now (`error`, the classified refusal); `locked`: its
+    database was locked, so nothing of the request was applied."""
+
+    def __init__(self, error: Exception, *, locked: bool = False) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.locked = locked
+
+
+# Stash's words when SQLite refuses a transaction (stashapp/stash issues 3053, 4849, 5252:
+# "beginning transaction: database is locked"); the request was rolled back.
+_LOCKED = re.compile(r"database is locked|database is busy|SQLITE_BUSY", re.IGNORECASE)
+
+
+def _busy_status(status: int) -> bool:
+    """408, 429 and any 5xx but 503 (Stash starting or stopped: StashDownError)."""
+    return status in (408, 429) or (status >= 500 and status != 503)
 
 
 def _missing_scene(message: str) -> int | None:

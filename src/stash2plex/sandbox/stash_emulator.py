@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from graphql import (
@@ -528,9 +528,10 @@ class StashEmulator:
             return len(entries)
         return sum(1 for entry in entries if entry.operation_name == operation_name)
 
-    def fail(self, status: int, count: int | None = None) -> None:
-        """Answer the next `count` requests (every request if None) with this HTTP status."""
-        self._faults.set_http(status, count)
+    def fail(self, status: int, count: int | None = None, every: int = 1) -> None:
+        """Answer the next `count` requests (every request if None) with this HTTP status;
+        with `every`, only every n-th request (a busy Stash), `count` counting the failed."""
+        self._faults.set_http(status, count, every)
 
     def latency(self, seconds: float, images: float | None = None) -> None:
         """Delay every GraphQL answer by `seconds` and every image by `images` (default: the
@@ -538,9 +539,10 @@ class StashEmulator:
         self._faults.delay = max(0.0, float(seconds))
         self._faults.image_delay = self._faults.delay if images is None else max(0.0, images)
 
-    def graphql_error(self, message: str, count: int | None = None) -> None:
-        """Answer the next `count` GraphQL requests with 200, `errors` and `data: null`."""
-        self._faults.set_graphql(message, count)
+    def graphql_error(self, message: str, count: int | None = None, every: int = 1) -> None:
+        """Answer the next `count` GraphQL requests with 200, `errors` and `data: null`; with
+        `every`, only every n-th request (Stash's "database is locked" during a scan)."""
+        self._faults.set_graphql(message, count, every)
 
     def hold(self, operation_name: str) -> threading.Event:
         """Stop the next GraphQL request with this operation name before it runs (it is
@@ -1633,6 +1635,33 @@ def _with_code(formatted: dict, code: str) -> dict:
     return {**formatted, "extensions": extensions}
 
 
+_V = TypeVar("_V")
+
+
+@dataclasses.dataclass
+class _Fault(Generic[_V]):
+    """One injected failure: `value` (a status or a message) for the next `left` requests it
+    hits (None: until cleared), hitting one request in `every`."""
+
+    value: _V
+    left: int | None
+    every: int = 1
+    seen: int = 0
+
+
+def _take(fault: _Fault[_V] | None) -> tuple[_V | None, _Fault[_V] | None]:
+    """(the value if this request is hit, else None; the fault left after it)."""
+    if fault is None:
+        return None, None
+    fault.seen += 1
+    if fault.seen % max(1, fault.every):
+        return None, fault
+    if fault.left is None:
+        return fault.value, fault
+    fault.left -= 1
+    return fault.value, (fault if fault.left > 0 else None)
+
+
 class _Faults:
     """Injected failures; counts are consumed by the requests they hit."""
 
@@ -1640,8 +1669,8 @@ class _Faults:
         self._lock = threading.Lock()
         self.delay = 0.0
         self.image_delay = 0.0
-        self._http: tuple[int, int | None] | None = None
-        self._graphql: tuple[str, int | None] | None = None
+        self._http: _Fault[int] | None = None
+        self._graphql: _Fault[str] | None = None
         self._hold: tuple[str, threading.Event] | None = None
 
     def set_hold(self, operation_name: str) -> threading.Event:
@@ -1656,28 +1685,22 @@ class _Faults:
             held, self._hold = self._hold[1], None
             return held
 
-    def set_http(self, status: int, count: int | None) -> None:
+    def set_http(self, status: int, count: int | None, every: int = 1) -> None:
         with self._lock:
-            self._http = (status, count) if count is None or count > 0 else None
+            self._http = _Fault(status, count, every) if count is None or count > 0 else None
 
-    def set_graphql(self, message: str, count: int | None) -> None:
+    def set_graphql(self, message: str, count: int | None, every: int = 1) -> None:
         with self._lock:
-            self._graphql = (message, count) if count is None or count > 0 else None
+            self._graphql = _Fault(message, count, every) if count is None or count > 0 else None
 
     def take_http(self) -> int | None:
         with self._lock:
-            if self._http is None:
-                return None
-            status, left = self._http
-            self._http = None if left == 1 else (status, None if left is None else left - 1)
+            status, self._http = _take(self._http)
             return status
 
     def take_graphql(self) -> str | None:
         with self._lock:
-            if self._graphql is None:
-                return None
-            message, left = self._graphql
-            self._graphql = None if left == 1 else (message, None if left is None else left - 1)
+            message, self._graphql = _take(self._graphql)
             return message
 
     def clear(self) -> None:
