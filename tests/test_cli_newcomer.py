@@ -172,18 +172,22 @@ def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):
 
 
 def test_a_fixed_proxy_variable_takes_effect_at_the_next_command(box, cli, monkeypatch):
-    """A dead HTTP_PROXY in the shell: the background worker the command started reaches Plex
-    through it and the breaker opens. Unsetting the variable counts at the next command: the
-    old worker (which keeps its environment) hands the queue over, and Plex is probed at once
-    rather than at the breaker's next backed-off probe."""
+    """A dead HTTP_PROXY in the shell: the background worker the command started cannot reach
+    Plex through it, and the queue holds naming the variable (Plex never answered this way:
+    no outage). Unsetting the variable counts at the next command: the old worker (which
+    keeps its environment) hands the queue over, and Plex is probed at once rather than at
+    the pause's next backed-off check."""
     stash_address = box.stash.url.split("//", 1)[1]
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", stash_address)  # Stash direct, Plex through the proxy
     monkeypatch.delenv("no_proxy", raising=False)
-    broken = cli("sync", "--all", expect=1)
+    broken = cli("sync", "--all", expect=2)  # a setting to fix
     assert "through the proxy http://127.0.0.1:9 (HTTP_PROXY)" in broken.stderr, broken.stderr
     with box.store() as store:
-        assert store.holds().breaker.state == "open" and store.link_count() == 0
+        pause = store.holds().pause
+        assert store.link_count() == 0 and store.outages() == []
+    assert (pause.kind, pause.setting) == ("config", "HTTP_PROXY")
+    assert "check HTTP_PROXY" in pause.message
 
     monkeypatch.delenv("HTTP_PROXY")
     fixed = cli("queue", "process")

@@ -179,7 +179,7 @@ def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(b
     assert (decision.pause.kind, decision.pause.setting) == ("config", "plex_url")
     assert decision.pause.source == "Stash plugin settings"
     assert decision.pause.message.startswith(refused.message)
-    assert "never reached Plex at this address: check plex_url" in decision.pause.message
+    assert "never reached Plex with these settings: check plex_url" in decision.pause.message
     # Once Plex has answered there, the same failure is an outage; Stash's is never Plex's.
     answered = route(job(), refused, breaker=breaker, now=NOW, policy=POLICY, settings=SETTINGS)
     assert (answered.reason, answered.breaker.state, answered.pause) == ("plex_down", "open", None)

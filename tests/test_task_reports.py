@@ -211,6 +211,28 @@ def test_outage_summary_reads_in_words_with_its_window(env):
 
 def test_process_queue_returns_when_plex_is_down_without_burning_attempts(env):
     library, plex, _stash, task, data_dir = env
+    first, scene = matchable(library)[:2]
+    data_dir.mkdir(exist_ok=True)
+    with Store.open(data_dir) as store:
+        store.enqueue([first], "test")
+    assert task("Process Queue").returncode == 0  # Plex answered: its address is proven
+    with Store.open(data_dir) as store:
+        store.enqueue([scene], "test")
+    plex.faults.refuse_connections()
+    run = task("Process Queue")
+    plex.faults.accept_connections()
+    assert run.returncode == 1  # Stash shows a failed job: nothing reached Plex
+    assert run.output["queue"] == {"done": 1, "waiting:plex_down": 1}
+    assert "not reachable" in run.error and "1 scene waits" in run.error
+    assert "syncs by itself when Plex is back" in run.error
+    with Store.open(data_dir) as store:
+        assert store.job(scene).attempts == 0 and store.dead_letters() == []
+        assert len(store.outages()) == 1
+
+
+def test_process_queue_before_plex_ever_answered_names_the_address_to_check(env):
+    # A mistyped port, or Plex not running yet when the plugin is first used: no outage.
+    library, plex, _stash, task, data_dir = env
     scene = matchable(library)[0]
     data_dir.mkdir(exist_ok=True)
     with Store.open(data_dir) as store:
@@ -218,12 +240,13 @@ def test_process_queue_returns_when_plex_is_down_without_burning_attempts(env):
     plex.faults.refuse_connections()
     run = task("Process Queue")
     plex.faults.accept_connections()
-    assert run.returncode == 1  # Stash shows a failed job: nothing reached Plex
-    assert run.output["queue"] == {"waiting:plex_down": 1}
-    assert "not reachable" in run.error and "1 scene waits" in run.error
-    assert "syncs by itself when Plex is back" in run.error
+    assert run.returncode == 1
+    assert run.output["queue"] == {"waiting:settings": 1}
+    assert "connection refused" in run.error and "check plex_url" in run.error
+    assert "Traceback" not in run.error
     with Store.open(data_dir) as store:
         assert store.job(scene).attempts == 0 and store.dead_letters() == []
+        assert store.outages() == []
 
 
 def test_reconcile_tasks_name_where_a_wrong_token_came_from_as_health_check_does(

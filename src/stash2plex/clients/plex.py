@@ -897,7 +897,9 @@ def plex_errors(
             server="plex",
         ) from exc
     except ProxyUnreachable as exc:
-        raise ServerDownError(exc.describe("Plex", url), server="plex") from exc
+        raise ServerDownError(
+            exc.describe("Plex", url), server="plex", detail={"setting": exc.variable}
+        ) from exc
     except Unreachable as exc:
         raise connection_problem(redact(exc.text, secrets), url, timeout) from exc
     except AnswerTimeout as exc:

@@ -189,12 +189,15 @@ def _transient(
 
 
 def _address_to_check(error: errors.SyncError) -> errors.ConfigError:
-    """Plex was never reached at this address: a pause naming plex_url (it lifts by itself
-    once Plex answers there), never an outage in the history."""
+    """Plex was never reached with these settings: a pause naming the setting to check
+    (plex_url, or the proxy variable the failure names in its detail), which lifts by itself
+    once Plex answers; never an outage in the history."""
+    setting = str((error.detail or {}).get("setting") or "plex_url")
+    stop = "" if error.message.endswith((".", "?", "!")) else "."
     return errors.ConfigError(
-        f"{error.message.rstrip('.')}. Stash2Plex has never reached Plex at this address: "
-        "check plex_url (the queue goes on by itself once Plex answers there)",
-        setting="plex_url",
+        f"{error.message}{stop} Stash2Plex has never reached Plex with these settings: check "
+        f"{setting} (the queue goes on by itself once Plex answers)",
+        setting=setting,
         server="plex",
     )
 
