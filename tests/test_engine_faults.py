@@ -77,7 +77,11 @@ def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
     with box.store() as store:
         assert store.dead_letters() == []
         outages = store.outages()
+        said = [e["message"] for e in store.recent_events(200)]
     assert len(outages) == 1, outages
+    # Each probe passes (Plex reads fine) and the scene tried next fails: told once.
+    assert sum(m.startswith("Plex is down") for m in said) == 1, said
+    assert sum(m.startswith("Plex is back online") for m in said) <= 1, said
     # Each write is sent up to three times (a refusal is asked again after a pause).
     edits = (
         box.plex.log.count(route="PUT /library/sections/{id}/all") - synced_before

@@ -5,6 +5,7 @@ injected time, no I/O."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -187,6 +188,14 @@ def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(b
     assert stash.pause.kind == "stash_down"
 
 
+@pytest.mark.parametrize("error", [PLEX_500, PLEX_DOWN])
+def test_plex_is_down_is_said_when_an_outage_starts_not_when_a_trial_resumes_it(error):
+    opened = route(job(), error, breaker=NEAR_THRESHOLD, now=NOW, policy=POLICY, settings=SETTINGS)
+    assert opened.event is not None and opened.event.message.startswith("Plex is down")
+    resumed = route(job(), error, breaker=TRIAL, now=NOW, policy=POLICY, settings=SETTINGS)
+    assert resumed.breaker.state == "open" and resumed.event is None
+
+
 # ---------------------------------------------------------------------------- the breaker
 def test_one_bad_item_failing_again_and_again_is_no_outage():
     state = CLOSED
@@ -216,12 +225,35 @@ def test_the_breaker_opens_probes_with_backoff_and_closes_on_trial():
     assert delays == [4.0, 8.0, 10.0, 10.0, 10.0, 10.0]
     state, change = b.probe_succeeded(state, now)
     assert state.is_closed and state.trial and change.new == "closed"
-    # A failure on trial reopens at once and the probe backoff goes on where it was.
+    # A failure on trial reopens at once; the next trial is further off (see below).
     reopened, change = b.record_failure(state, now + 1, scene_id=3)
-    assert change.new == "open" and reopened.next_probe_at == now + 1 + 10.0
+    assert change.new == "open" and reopened.next_probe_at == now + 1 + 20.0
     # A success on trial ends it.
     closed, _ = b.record_success(state, now + 1)
     assert closed == BreakerState()
+
+
+def test_plex_reading_fine_but_failing_writes_gets_ever_rarer_trials_and_one_word_each_way():
+    # Every probe passes (it only reads) and the one scene tried after it fails (a full disk).
+    holds = Holds(breaker=b.record_server_down(CLOSED, NOW)[0])
+    delays, said, now = [], [], NOW + 2
+    for _ in range(8):
+        holds, events = h.after_check(holds, h.CheckResult(probed=True), now, {})
+        said += [e.message for e in events]
+        decision = route(
+            job(), PLEX_500, breaker=holds.breaker, now=now, policy=POLICY, settings=SETTINGS
+        )
+        said += [decision.event.message] if decision.event else []
+        holds = replace(holds, breaker=decision.breaker)
+        delays.append(holds.breaker.next_probe_at - now)
+        now = holds.breaker.next_probe_at
+    assert delays == [20.0, 40.0, 80.0, 120.0, 120.0, 120.0, 120.0, 120.0]
+    assert said == ["Plex is back online after 2 s"]  # said once, not at every probe
+    holds, events = h.after_check(holds, h.CheckResult(probed=True), now, {})
+    assert events == []
+    done = route(job(), "synced", breaker=holds.breaker, now=now, policy=POLICY, settings=SETTINGS)
+    assert done.breaker == BreakerState()
+    assert done.event.message == "Plex takes writes again; the queue goes on"
 
 
 # ---------------------------------------------------------------------------- checks

@@ -108,7 +108,9 @@ class BreakerState:
     `failures`: recent consecutive failures as (epoch seconds, scene id), oldest first; they
     open the breaker when they look like a sick server rather than a bad item. `probes`:
     failed health probes since opening (drives the probe backoff). `trial`: closed by a probe,
-    with no job succeeded since (one more failure reopens at once).
+    with no job succeeded since (one more failure reopens at once). `trials_failed`: how
+    often in this outage a probe passed and the job after it failed all the same (Plex reads
+    fine but fails writes); it spaces the next trials out.
     """
 
     state: BreakerPhase = "closed"
@@ -118,6 +120,7 @@ class BreakerState:
     failures: tuple[tuple[float, int], ...] = ()
     trial: bool = False
     reason: str = ""
+    trials_failed: int = 0
 
     @property
     def is_closed(self) -> bool:

@@ -10,7 +10,10 @@ While open, the worker probes Plex's health on a timer with backoff (2 s, 4 s, 8
 10 s: a probe costs two small requests, and an outage is recorded as ending at the first passing
 one, so a long gap would overstate it). The first passing probe closes the breaker (the outage
 ends then) on trial: if the next job fails the same way, it reopens at once, the probe backoff
-continues, and the outage is resumed rather than counted again.
+continues, and the outage is resumed rather than counted again. A probe only reads, so while
+Plex reads fine but fails writes (its disk full, its database read-only) every probe passes and
+the job after it fails: such failed trials space the next ones out (20 s, 40 s, 80 s, then
+every 2 minutes), and only the first passing probe of an outage is announced.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ FAILURE_THRESHOLD = 5  # consecutive failures within the window...
 DISTINCT_SCENES = 3  # ...of at least this many scenes
 PROBE_BASE_SECONDS = 2.0
 PROBE_CAP_SECONDS = 10.0
+TRIAL_CAP_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,11 @@ class Transition:
     at: float
 
 
-def probe_delay(probes_failed: int) -> float:
-    """Seconds before the next probe: 2, 4, 8, then 10 (capped)."""
+def probe_delay(probes_failed: int, trials_failed: int = 0) -> float:
+    """Seconds before the next probe: 2, 4, 8, then 10 (capped); after failed trials 20, 40,
+    80 ... up to TRIAL_CAP_SECONDS."""
+    if trials_failed:
+        return min(TRIAL_CAP_SECONDS, PROBE_CAP_SECONDS * 2 ** min(trials_failed, 10))
     return min(PROBE_CAP_SECONDS, PROBE_BASE_SECONDS * 2 ** max(0, probes_failed))
 
 
@@ -48,14 +55,16 @@ def _open(state: BreakerState, now: float, reason: str) -> tuple[BreakerState, T
     # A failure on trial means the passing probe was not the whole truth (Plex reads fine but
     # fails writes): the probe backoff goes on, and the store resumes the same outage.
     probes = state.probes + 1 if state.trial else 0
+    trials_failed = state.trials_failed + 1 if state.trial else 0
     opened = BreakerState(
         state=OPEN,
         opened_at=now,
         probes=probes,
-        next_probe_at=now + probe_delay(probes),
+        next_probe_at=now + probe_delay(probes, trials_failed),
         failures=(),
         trial=False,
         reason=reason,
+        trials_failed=trials_failed,
     )
     return opened, Transition(state.state, OPEN, now)
 
@@ -110,7 +119,8 @@ def start_probe(state: BreakerState, now: float) -> tuple[BreakerState, Transiti
 def probe_failed(state: BreakerState, now: float) -> tuple[BreakerState, Transition | None]:
     """The probe failed: open again, the next probe later."""
     probes = state.probes + 1
-    reopened = replace(state, state=OPEN, probes=probes, next_probe_at=now + probe_delay(probes))
+    delay = probe_delay(probes, state.trials_failed)
+    reopened = replace(state, state=OPEN, probes=probes, next_probe_at=now + delay)
     return reopened, (Transition(state.state, OPEN, now) if state.state != OPEN else None)
 
 
@@ -118,7 +128,9 @@ def probe_succeeded(state: BreakerState, now: float) -> tuple[BreakerState, Tran
     """Plex serves again: close (the outage ends now), on trial until a job succeeds."""
     if state.state == CLOSED:
         return state, None
-    closed = BreakerState(state=CLOSED, probes=state.probes, trial=True)
+    closed = BreakerState(
+        state=CLOSED, probes=state.probes, trial=True, trials_failed=state.trials_failed
+    )
     return closed, Transition(state.state, CLOSED, now)
 
 

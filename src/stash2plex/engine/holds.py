@@ -117,8 +117,9 @@ def _recovered(
     if state.is_closed:
         return state
     closed, _ = breakers.probe_succeeded(state, now)
-    down_for = now - (state.opened_at or now)
-    events.append(Event("info", "recovered", f"Plex is back online after {duration(down_for)}"))
+    if not state.trials_failed:  # later passing probes of the same outage were not the truth
+        down_for = now - (state.opened_at or now)
+        events.append(Event("info", "recovered", f"Plex is back online after {duration(down_for)}"))
     return closed
 
 

@@ -89,11 +89,15 @@ def route(
     """Decide a job's next state from one attempt's result (a sync status or an error)."""
     if not isinstance(result, errors.SyncError):
         state, _ = breakers.record_success(breaker, now)
+        back = None
+        if breaker.trial and breaker.trials_failed:  # its passing probes were not announced
+            back = Event("info", "recovered", "Plex takes writes again; the queue goes on")
         return Decision(
             "done",
             0,
             status=result,
             breaker=state if state != breaker else None,
+            event=back,
         )
     error = result
     never_answered = error.server == "plex" and not settings.plex_answered
@@ -107,7 +111,7 @@ def route(
         return _failed("wait", job.attempts, error, reason=reason, pause=pause, event=paused)
     if kind == errors.SERVER_DOWN:
         state, change = breakers.record_server_down(breaker, now, error.message)
-        outage = _outage_event(change, error.message)
+        outage = _outage_event(change, error.message, breaker)
         return _failed("wait", job.attempts, error, "plex_down", breaker=state, event=outage)
     if kind == errors.TRANSIENT:
         return _transient(job, error, breaker, now, policy, settings, rng)
@@ -173,7 +177,7 @@ def _transient(
         if change is not None:
             # Plex fails for everyone: this is an outage. The job waits for the breaker and
             # its attempt is not counted (nor, in the store, those of the streak before it).
-            event = _outage_event(change, error.message)
+            event = _outage_event(change, error.message, breaker)
             return _failed("wait", job.attempts, error, "plex_down", breaker=state, event=event)
     attempts = job.attempts + 1
     if attempts >= settings.max_attempts:
@@ -211,7 +215,12 @@ def _with_breaker(decision: Decision, state: BreakerState) -> Decision:
     return replace(decision, breaker=state)
 
 
-def _outage_event(change: breakers.Transition | None, message: str) -> Event | None:
-    if change is None or change.old != breakers.CLOSED:
+def _outage_event(
+    change: breakers.Transition | None, message: str, before: BreakerState
+) -> Event | None:
+    """ "Plex is down" when the breaker opens on a new outage. A failure on trial (a probe had
+    passed) resumes the outage already told: said again, it would be logged as an error at
+    every probe while Plex reads fine but fails writes (a full disk)."""
+    if change is None or change.old != breakers.CLOSED or before.trial:
         return None
     return Event("error", "outage", f"Plex is down: {message}; jobs wait for it")
