@@ -150,7 +150,9 @@ def test_scene_shows_its_link_what_was_pushed_and_its_events(box, cli):
     assert report["link"]["rating_key"] == box.rating_key(scene)
     fields = {row["field"]: row for row in report["fields"]}
     assert fields["title"]["stash_now"] == "changed since (not synced yet)"
+    assert fields["title"]["pushed"] is None  # only its fingerprint is kept
     assert fields["studio"]["stash_now"] == "same as pushed"
+    assert fields["studio"]["pushed"] == box.library.studios[scene.studio_id].name
     assert fields["actor"]["pushed"]  # the performer names pushed
     human = cli("scene", str(scene.id)).stdout
     assert "What was pushed" in human and "last synced" in human

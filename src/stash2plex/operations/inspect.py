@@ -172,9 +172,11 @@ def scene_report(
 def _pushed_fields(
     link: Any, scene_id: int, context: Context | None, report: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Per field: whether a value was pushed, the lists as pushed, and whether Stash still
-    says the same (when Stash can be read)."""
+    """Per field: the value pushed (lists as kept; a text field only when Stash still says
+    the same, since only its fingerprint is kept, else None), and whether Stash still says
+    the same (when Stash can be read)."""
     desired_prints: dict[str, str] | None = None
+    desired_fields: dict[str, str] = {}
     if context is not None:
         try:
             scene = context.stash.find_scene(scene_id)
@@ -186,6 +188,7 @@ def _pushed_fields(
         elif scene is not None:
             desired = desired_item(scene, context.config)
             desired_prints = desired.fingerprints()
+            desired_fields = desired.fields
             for kind, url in desired.images.items():
                 desired_prints[f"{kind}_url"] = fingerprint(url)
     fields = []
@@ -199,6 +202,8 @@ def _pushed_fields(
             else:
                 same = desired_prints.get(key) == link.fingerprints.get(key)
             row["stash_now"] = "same as pushed" if same else "changed since (not synced yet)"
+            if same and row["pushed"] is None and key in desired_fields:
+                row["pushed"] = desired_fields[key] or "(cleared)"
         fields.append(row)
     return fields
 
