@@ -60,6 +60,31 @@ def test_a_refused_edit_is_sent_again_after_a_pause_and_lands(box, status):
         assert delay / 2 <= pause <= delay
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_reverse_proxys_gateway_error_is_asked_again_too(box, status):
+    # nginx or Traefik in front of Plex answer 502/504 themselves when Plex is slow or busy.
+    pauses = Pauses()
+    client = client_of(box, pauses)
+    box.plex.faults.fail(status, count=2, route=EDIT, proxy=True)
+    assert edit_title(box, client, "Through the proxy").title == "Through the proxy"
+    assert edits_answered(box) == [status, status, 200] and len(pauses) == 2
+
+
+def test_a_proxys_other_pages_and_a_lasting_gateway_error_are_plex_unreachable(box):
+    pauses = Pauses()
+    client = client_of(box, pauses)
+    client.connect()
+    box.plex.faults.fail(503, count=1, route=EDIT, proxy=True)  # its maintenance page
+    with pytest.raises(errors.ServerDownError, match="something other than Plex"):
+        edit_title(box, client, "Maintenance")
+    assert pauses == []
+    box.plex.faults.fail(502, route=EDIT, proxy=True)
+    with pytest.raises(errors.ServerDownError, match="HTTP 502"):
+        edit_title(box, client, "Gone")
+    assert len(pauses) == len(BUSY_RETRY_DELAYS)
+    assert edits_answered(box) == [503] + [502] * (len(BUSY_RETRY_DELAYS) + 1)
+
+
 def test_a_refusal_that_outlasts_the_pauses_is_a_transient_failure(box):
     pauses = Pauses()
     client = client_of(box, pauses)

@@ -265,10 +265,11 @@ class PlexClient:
         ):
             for delay in (*BUSY_RETRY_DELAYS, None):
                 answer = self._send(method, path, data, headers)
-                self._inspect(answer)
-                if delay is None or not _busy(answer.status):
+                if delay is None or not _busy(answer.status, _from_plex(answer)):
                     break
+                self._count(answer)
                 self._sleep(busy_pause(delay, answer.headers.get("Retry-After"), self._rng))
+            self._inspect(answer)
             if answer.status in _TOO_LARGE:  # about this request, whoever answered
                 raise _too_large(answer.status, action or path.partition("?")[0], path, data)
             if answer.status not in (200, 201, 204):
@@ -294,6 +295,13 @@ class PlexClient:
         finally:
             self.slots.release(abandoned_for)
 
+    def _count(self, answer: Answer) -> None:
+        """Count a request Plex (or something in front of it) answered."""
+        with self._count_lock:
+            self.request_count += 1
+        if _from_plex(answer):
+            self.answered = True
+
     def _inspect(self, answer: Answer) -> None:
         """Count every request, and refuse answers that did not come from Plex.
 
@@ -302,23 +310,21 @@ class PlexClient:
         captive portal or a wrong port can answer 200 too; taking that as success would mark
         scenes synced that never reached Plex. Such an answer means Plex is not reachable.
         """
-        with self._count_lock:
-            self.request_count += 1
-        if "X-Plex-Protocol" in answer.headers:
-            self.answered = True
-        elif answer.status in _TOO_LARGE:
-            return  # refused for its size: the request's fault, not a sign Plex is away
-        elif answer.status != 101:
-            location = answer.headers.get("Location") if 300 <= answer.status < 400 else None
-            if location:
-                raise _redirected(self.url, redact(location, self.secrets))
-            raise ServerDownError(
-                f"something other than Plex answered at {self.url} (HTTP "
-                f"{answer.status}, no X-Plex-Protocol header): a reverse proxy, a "
-                "maintenance page, or a URL that does not point at Plex",
-                server="plex",
-                status=answer.status,
-            )
+        self._count(answer)
+        # A refusal for its size is the request's fault, not a sign Plex is away; 101 is the
+        # notification websocket's handshake.
+        if _from_plex(answer) or answer.status in _TOO_LARGE or answer.status == 101:
+            return
+        location = answer.headers.get("Location") if 300 <= answer.status < 400 else None
+        if location:
+            raise _redirected(self.url, redact(location, self.secrets))
+        raise ServerDownError(
+            f"something other than Plex answered at {self.url} (HTTP "
+            f"{answer.status}, no X-Plex-Protocol header): a reverse proxy, a "
+            "maintenance page, or a URL that does not point at Plex",
+            server="plex",
+            status=answer.status,
+        )
 
     def _refusal(self, answer: Answer, connecting: bool, action: str) -> SyncError:
         """The classified error for a status other than 200, 201 or 204."""
@@ -832,10 +838,20 @@ def connection_problem(text: str, url: str, timeout: float) -> SyncError:
 _TOO_LARGE = (413, 414, 431)
 
 
-def _busy(status: int) -> bool:
-    """Whether Plex refused a request for now, not for good: 408, 429 and any 5xx but 503
-    (503 is Plex in maintenance: an outage, see errors.error_for_status)."""
+def _busy(status: int, from_plex: bool) -> bool:
+    """Whether a request was refused for now, not for good. From Plex: 408, 429 and any 5xx
+    but 503 (Plex in maintenance: an outage, see errors.error_for_status). From a reverse
+    proxy in front of it: 502 and 504 (nginx, Traefik and Caddy send them when Plex did not
+    answer them in time or dropped the connection; RFC 9110 15.6.3, 15.6.5)."""
+    if not from_plex:
+        return status in (502, 504)
     return status in (408, 429) or (status >= 500 and status != 503)
+
+
+def _from_plex(answer: Answer) -> bool:
+    """Plex marks every answer, errors included, with X-Plex-Protocol
+    (docs/plex-api-contract.md)."""
+    return "X-Plex-Protocol" in answer.headers
 
 
 def _too_large(status: int, action: str, path: str, body: bytes | None) -> PermanentError:
