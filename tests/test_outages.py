@@ -191,7 +191,7 @@ def test_maintenance_503_is_an_outage_that_burns_no_attempt(box):
 def test_odd_answers_are_classified_transient_and_retried(box, inject, message):
     clock = SteppedClock()
     scene = next(s for s in matchable(box) if s.title)
-    Worker(box.data_dir, clock=clock).run(until_idle=True)  # build the index first
+    box.drain()  # synced once: Plex has answered at its address
     box.stash.update_scene(scene.id, title="Retitled")
     inject(box.plex.faults)
     box.queue(scene.id)

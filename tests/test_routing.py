@@ -166,14 +166,19 @@ def test_a_pause_names_the_setting_and_where_it_came_from():
     assert decision.pause.next_check_at == NOW + pauses.CHECK_BASE_SECONDS
 
 
+REFUSED = errors.ServerDownError(
+    "Plex is not reachable at http://plex:32401: connection refused (nothing listens on "
+    "port 32401; is Plex running, and is 32401 its port?)",
+    server="plex",
+)
+# A port where another service accepts the connection and never answers, or hangs up.
+SILENT = errors.TransientError("Plex did not answer within 30 s (read timeout)", server="plex")
+
+
 @pytest.mark.parametrize("breaker", [CLOSED, NEAR_THRESHOLD])
-def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(breaker):
+@pytest.mark.parametrize("refused", [REFUSED, SILENT])
+def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(breaker, refused):
     settings = RouteSettings(plex_answered=False, sources={"plex_url": "Stash plugin settings"})
-    refused = errors.ServerDownError(
-        "Plex is not reachable at http://plex:32401: connection refused (nothing listens on "
-        "port 32401; is Plex running, and is 32401 its port?)",
-        server="plex",
-    )
     decision = route(job(), refused, breaker=breaker, now=NOW, policy=POLICY, settings=settings)
     assert (decision.action, decision.reason, decision.attempts) == ("wait", "settings", 0)
     assert decision.breaker is None and decision.stop
@@ -181,9 +186,10 @@ def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(b
     assert decision.pause.source == "Stash plugin settings"
     assert decision.pause.message.startswith(refused.message)
     assert "never reached Plex with these settings: check plex_url" in decision.pause.message
-    # Once Plex has answered there, the same failure is an outage; Stash's is never Plex's.
+    # Once Plex has answered there, the same failure is Plex's (an outage, or a retry);
+    # Stash's is never Plex's.
     answered = route(job(), refused, breaker=breaker, now=NOW, policy=POLICY, settings=SETTINGS)
-    assert (answered.reason, answered.breaker.state, answered.pause) == ("plex_down", "open", None)
+    assert answered.pause is None and answered.reason in ("plex_down", "retry")
     stash = route(job(), STASH_DOWN, breaker=breaker, now=NOW, policy=POLICY, settings=settings)
     assert stash.pause.kind == "stash_down"
 
@@ -269,6 +275,36 @@ def test_a_passing_probe_ends_the_outage_and_says_how_long():
     after, events = h.after_check(OPEN, h.CheckResult(probed=True), NOW, {})
     assert after.breaker.is_closed and after.breaker.trial
     assert [e.message for e in events] == ["Plex is back online after 42 s"]
+
+
+def test_a_plex_url_changed_to_one_plex_never_answered_at_is_named_at_each_check():
+    # During an outage the user sets another address, where Plex never answered: the outage
+    # of the old one ends, and the queue holds naming the setting; another wrong address later
+    # is named anew.
+    first = errors.ServerDownError("Plex is not reachable at http://plex:1: refused", server="plex")
+    result = h.CheckResult(probed=True, plex_error=first, plex_answered=False)
+    after, events = h.after_check(OPEN, result, NOW, {"plex_url": "Stash plugin settings"})
+    assert after.breaker == BreakerState()
+    assert (after.pause.kind, after.pause.setting) == ("config", "plex_url")
+    assert after.pause.message.startswith(first.message)
+    assert [e.message for e in events] == [f"queue paused: {after.pause.message}"]
+    second = errors.TransientError("Plex at http://plex:2 did not answer (timeout)", server="plex")
+    result = h.CheckResult(probed=True, plex_error=second, plex_answered=False)
+    later, events = h.after_check(after, result, NOW + 5, {})
+    assert later.pause.message.startswith(second.message) and later.pause.since == NOW
+    assert later.pause.checks == 1 and len(events) == 1
+
+
+def test_the_address_set_back_to_where_plex_answered_while_it_is_down_is_an_outage():
+    held = paused("config", setting="plex_url")
+    result = h.CheckResult(probed=True, plex_error=PLEX_DOWN, plex_answered=True)
+    after, events = h.after_check(held, result, NOW, {})
+    assert after.pause is None and after.breaker.state == "open"
+    assert [e.message for e in events] == ["Plex is down: Plex is not reachable; jobs wait for it"]
+    # A pause about another setting stays while Plex is down.
+    library = paused("config", setting="plex_library")
+    kept, _ = h.after_check(library, result, NOW, {})
+    assert kept.pause.kind == "config" and kept.breaker.is_closed
 
 
 def test_a_failing_probe_backs_off():

@@ -247,6 +247,15 @@ def test_process_queue_before_plex_ever_answered_names_the_address_to_check(env)
     with Store.open(data_dir) as store:
         assert store.job(scene).attempts == 0 and store.dead_letters() == []
         assert store.outages() == []
+    # The first tasks a new user runs say the same, never "when Plex is back".
+    plex.faults.refuse_connections()
+    for name in ("Sync All Scenes", "Health Check"):
+        run = task(name)
+        assert run.returncode == 1, name
+        assert "check plex_url" in run.error and "when Plex is back" not in run.error, run.error
+    plex.faults.accept_connections()
+    with Store.open(data_dir) as store:
+        assert store.outages() == []
 
 
 def test_reconcile_tasks_name_where_a_wrong_token_came_from_as_health_check_does(

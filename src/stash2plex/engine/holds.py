@@ -27,12 +27,14 @@ class CheckResult:
 
     `settings_error`: the settings (or Stash) could not be read. `enabled`: the `enabled`
     setting. `probed`: Plex was probed; then `plex_error` is None when it serves, else why not.
+    `plex_answered`: Plex has ever answered with the settings probed.
     """
 
     settings_error: errors.SyncError | None = None
     enabled: bool = True
     probed: bool = False
     plex_error: errors.SyncError | None = None
+    plex_answered: bool = True  # Plex has answered with the settings probed (now or before)
 
 
 def checked_now(holds: Holds, now: float) -> Holds:
@@ -84,6 +86,19 @@ def after_check(
             events.append(Event("info", "resumed", f"resumed: {_resolved(pause)}"))
             pause = None
         return replace(holds, breaker=breaker, pause=pause), events
+    if not result.plex_answered and pauses.never_reached(error):
+        # Never reached with these settings (changed since, or a typo): a setting to check,
+        # named anew at each check; an outage of the settings before ends here.
+        address = pauses.pause_for(pauses.address_to_check(error), now, dict(sources))
+        assert address is not None  # a ConfigError is always a pause
+        breaker = breakers.BreakerState() if not breaker.is_closed else breaker
+        pause = _still_paused(pause, address, now, events)
+        return replace(holds, breaker=breaker, pause=pause), events
+    if pause is not None and pauses.about_reaching_plex(pause) and pauses.never_reached(error):
+        # The settings are the ones Plex answered with before, and it is down now: an outage.
+        breaker, _ = breakers.record_server_down(breaker, now, error.message)
+        events.append(Event("error", "outage", f"Plex is down: {error.message}; jobs wait for it"))
+        return replace(holds, breaker=breaker, pause=None), events
     found_pause = pauses.pause_for(error, now, dict(sources))
     if found_pause is not None:
         # Plex answered (a 401, a certificate it presented): it is up, but a setting is wrong.

@@ -59,6 +59,33 @@ def pause_for(error: errors.SyncError, now: float, sources: dict[str, str]) -> P
     )
 
 
+def never_reached(error: errors.SyncError) -> bool:
+    """Whether `error` is Plex not being reached (refused, a timeout, a connection closed
+    without an answer, something else answering): where Plex never answered with the
+    settings in use, that is most likely a wrong address, not an outage."""
+    transient_or_down = error.error_class in (errors.SERVER_DOWN, errors.TRANSIENT)
+    return error.server == "plex" and transient_or_down
+
+
+def address_to_check(error: errors.SyncError) -> errors.ConfigError:
+    """`error` as a setting to check: plex_url, or the proxy variable a failed proxy names in
+    the error's detail. The pause it makes lifts by itself once Plex answers."""
+    setting = str((error.detail or {}).get("setting") or "plex_url")
+    stop = "" if error.message.endswith((".", "?", "!")) else "."
+    return errors.ConfigError(
+        f"{error.message}{stop} Stash2Plex has never reached Plex with these settings: check "
+        f"{setting} (the queue goes on by itself once Plex answers)",
+        setting=setting,
+        server="plex",
+    )
+
+
+def about_reaching_plex(pause: Pause) -> bool:
+    """Whether `pause` names what Plex is reached by: plex_url, or a proxy variable."""
+    setting = pause.setting.lower()
+    return pause.kind == "config" and (setting == "plex_url" or setting.endswith("_proxy"))
+
+
 def disabled_pause(now: float, source: str) -> Pause:
     """The user switched Stash2Plex off: nothing syncs until it is switched on."""
     return Pause(

@@ -100,9 +100,8 @@ def route(
             event=back,
         )
     error = result
-    never_answered = error.server == "plex" and not settings.plex_answered
-    if never_answered and error.error_class == errors.SERVER_DOWN:
-        error = _address_to_check(error)
+    if not settings.plex_answered and pauses.never_reached(error):
+        error = pauses.address_to_check(error)
     kind = error.error_class
     pause = pauses.pause_for(error, now, dict(settings.sources))
     if pause is not None:
@@ -190,20 +189,6 @@ def _transient(
     if state != breaker:
         decision = _with_breaker(decision, state)
     return decision
-
-
-def _address_to_check(error: errors.SyncError) -> errors.ConfigError:
-    """Plex was never reached with these settings: a pause naming the setting to check
-    (plex_url, or the proxy variable the failure names in its detail), which lifts by itself
-    once Plex answers; never an outage in the history."""
-    setting = str((error.detail or {}).get("setting") or "plex_url")
-    stop = "" if error.message.endswith((".", "?", "!")) else "."
-    return errors.ConfigError(
-        f"{error.message}{stop} Stash2Plex has never reached Plex with these settings: check "
-        f"{setting} (the queue goes on by itself once Plex answers)",
-        setting=setting,
-        server="plex",
-    )
 
 
 def _dead_letter(job: Job, error: errors.SyncError, attempts: int) -> Decision:

@@ -739,7 +739,8 @@ class Worker:
         health = self._syncer(context).index.health()
         if not health.ok:
             error = health.error or errors.ServerDownError(health.detail, server="plex")
-            return hold_checks.CheckResult(probed=True, plex_error=error)
+            answered = plex_url_answered(context)
+            return hold_checks.CheckResult(probed=True, plex_error=error, plex_answered=answered)
         return hold_checks.CheckResult(probed=True)
 
     def _max_attempts(self, context: Context) -> int:

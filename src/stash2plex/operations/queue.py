@@ -15,7 +15,8 @@ from typing import Any
 
 from stash2plex import errors
 from stash2plex.clients.stash import StashClient
-from stash2plex.engine.context import Context, remember_plex_server
+from stash2plex.engine import pauses
+from stash2plex.engine.context import Context, plex_url_answered, remember_plex_server
 from stash2plex.engine.handover import request_handover
 from stash2plex.engine.holds import checked_now
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
@@ -506,8 +507,11 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
         if context.store.holds().held:  # held by an earlier check: a running worker looks now
             check_holds_now(context.store)
     status = status_report(context.store, data_dir)
-    detail = health.detail
-    setting = getattr(health.error, "setting", "") or (
+    error, detail = health.error, health.detail
+    if error is not None and pauses.never_reached(error) and not plex_url_answered(context):
+        error = pauses.address_to_check(error)  # never reached with these settings
+        detail = error.message
+    setting = getattr(error, "setting", "") or (
         "plex_token" if health.error_class == errors.AUTH else ""
     )
     where = describe_source(setting, context.sources.get(setting, ""))
@@ -517,7 +521,7 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
         "healthy": health.ok,
         "latency_ms": round(health.latency_ms, 1),
         "detail": detail,
-        "problem": health.error_class,
+        "problem": None if error is None else error.error_class,
         "breaker": status["breaker"],
         "paused": status["paused"],
         "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from stash2plex.engine.context import build_context, connect_stash, load_config
+from stash2plex.engine.context import build_context, connect_stash, load_config, plex_url_answered
 from stash2plex.engine.worker_lock import ensure_worker
 from stash2plex.errors import StoreError, SyncError, redact
 from stash2plex.operations import queue as operations
@@ -254,6 +254,7 @@ def _plex_down(data_dir: Path, connection: dict[str, Any]) -> str | None:
     try:
         with Store.open(data_dir) as store:
             context = build_context(store, connection)
+            answered_before = plex_url_answered(context)
     except SyncError:
         return None
     # First only a TCP connection: a Plex that accepts one costs no request (a Sync All of an
@@ -270,6 +271,8 @@ def _plex_down(data_dir: Path, connection: dict[str, Any]) -> str | None:
     health = context.plex.health()  # the words for why it is down, with the URL tried
     if health.ok or health.error_class not in (errors.SERVER_DOWN, errors.TRANSIENT):
         return None
+    if not answered_before:
+        return None  # never reached with these settings: the drain names plex_url
     return health.detail
 
 
