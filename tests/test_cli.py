@@ -4,6 +4,7 @@ or a TOML file, the operations as commands, --json output and meaningful exit co
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -147,6 +148,20 @@ def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeyp
     )
     assert checks["Plex"]["setting"] == "plex_token"
     assert "wrong-token-000" not in result.output
+
+
+def test_diagnose_blames_the_address_not_the_token_for_a_closed_port_with_401_in_it(
+    box, cli, monkeypatch
+):
+    with socket.socket() as probe:  # a port nothing listens on, spelled with "401" in it
+        for port in range(32401, 65000, 1000):
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", f"http://127.0.0.1:{port}")
+    result = cli("--json", "diagnose", expect=2)  # a setting to change
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert checks["Plex"]["setting"] == "plex_url", checks["Plex"]
+    assert "token" not in checks["Plex"]["fix"].lower()
 
 
 def test_reconcile_reports_exits_1_on_differences_and_fix_repairs(box, cli, monkeypatch):

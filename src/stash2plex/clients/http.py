@@ -56,7 +56,9 @@ MAX_REDIRECTS = 5
 # flaky server is neither taken for an outage nor given attempts towards the dead letters.
 # Only answers are asked again, never a timeout (a write that timed out may still land).
 BUSY_RETRY_DELAYS = (0.5, 1.5)
-BUSY_RETRY_AFTER_CAP = 10.0
+# A longer Retry-After is left to the job's own retry: a worker asked to stop (Docker gives
+# ten seconds) must not sleep through it.
+BUSY_RETRY_AFTER_CAP = 5.0
 
 
 class TransportError(Exception):
@@ -400,8 +402,9 @@ def busy_pause(delay: float, retry_after: str | None, rng: random.Random) -> flo
     """Seconds before asking a busy server again: `delay` (one of BUSY_RETRY_DELAYS) less up
     to half of it at random, so threads refused together do not return together; or the
     answer's Retry-After in whole seconds (RFC 9110 10.2.3), up to BUSY_RETRY_AFTER_CAP."""
-    if retry_after is not None and retry_after.strip().isdigit():
-        return min(float(retry_after), BUSY_RETRY_AFTER_CAP)
+    text = (retry_after or "").strip()
+    if text.isascii() and text.isdigit():  # not "²", which str.isdigit also takes
+        return min(float(text), BUSY_RETRY_AFTER_CAP)
     return delay * (1 - rng.random() / 2)
 
 

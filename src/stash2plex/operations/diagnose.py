@@ -168,7 +168,7 @@ def diagnose(
         elif isinstance(health.error, errors.ConfigError) and health.error.setting:
             key = health.error.setting  # e.g. verify_tls for a self-signed certificate
             fix = f"Change {setting_label(key)}{_where(key, sources)} as the detail says."
-        elif health.error_class == errors.AUTH or "401" in health.detail:
+        elif health.error_class == errors.AUTH:
             key = "plex_token"
             fix = f"Copy a fresh X-Plex-Token into {setting_label(key)}{_where(key, sources)}."
         else:
