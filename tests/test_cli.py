@@ -57,6 +57,15 @@ def test_config_check_shows_values_sources_and_masks_the_token(box, cli, tmp_pat
     assert rows["plex_timeout"]["source"] == "default"
 
 
+def test_a_plex_url_carrying_the_token_is_shown_nowhere_with_it(box, cli, monkeypatch):
+    url = f"{box.plex.url}/library/metadata/1?X-Plex-Token=aBcDeFgH12345"
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", url)
+    for command in (("config", "check"), ("--json", "config", "check"), ("health",)):
+        result = cli(*command, expect=2)
+        assert "aBcDeFgH12345" not in result.output + result.stderr, command
+        assert "plex_token" in result.output + result.stderr, command
+
+
 def test_missing_required_setting_exits_2_naming_it(cli, monkeypatch):
     monkeypatch.delenv("STASH2PLEX_PLEX_TOKEN")
     result = cli("config", "check", expect=2)

@@ -1,5 +1,7 @@
 """Per-key validation: a bad value warns and falls back; required settings are reported."""
 
+import pytest
+
 from stash2plex.settings.config import build_config
 
 
@@ -39,3 +41,19 @@ def test_secret_values_never_appear_in_warnings():
 def test_numbers_are_range_checked():
     assert build_config({"plex_timeout": 500}).plex_timeout == 30.0
     assert build_config({"plex_timeout": "12"}).plex_timeout == 12.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.2:32400/library/metadata/5?X-Plex-Token=aBcDeFgH12345",
+        "http://10.0.0.2:32400?X-Plex-Token=aBcDeFgH12345",
+        "http://plex:aBcDeFgH12345@10.0.0.2:32400",
+    ],
+)
+def test_a_plex_url_carrying_the_token_is_refused_without_showing_it(url):
+    # Copied from an item's XML view in Plex Web, the address carries the token.
+    config = build_config({"plex_url": url, "plex_token": "other"})
+    problem = config.invalid["plex_url"]
+    assert "aBcDeFgH12345" not in problem and "aBcDeFgH12345" not in " ".join(config.warnings)
+    assert "http://10.0.0.2:32400," in problem and "Plex token (plex_token)" in problem

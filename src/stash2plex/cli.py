@@ -522,6 +522,7 @@ def config_check(cli: Cli) -> None:
         build_config,
         setting_label,
         shown_value,
+        without_credentials,
     )
     from stash2plex.settings.sources import effective_settings, source_words, unknown_variables
 
@@ -556,7 +557,7 @@ def config_check(cli: Cli) -> None:
         given = values.get(setting.key)
         refused = setting.key in config.invalid or bool(rejected)
         if refused and given is not None and str(given).strip():
-            given = masked(given) if setting.secret else str(given)
+            given = masked(given) if setting.secret else without_credentials(str(given))
             shown = f"{given} (refused)"
         else:
             given = None

@@ -8,6 +8,7 @@ the accepted values, and that key falls back to its default; it never disables t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,14 @@ def _url(value: Any) -> str:
         ) from None
     if not parts.hostname or any(ch.isspace() for ch in text) or port == 0:
         raise ValueError(f"an address with a host name and no spaces, {example}")
+    # An address copied with the token in it (`?X-Plex-Token=…`, from an item's XML view) or a
+    # login (`user:token@`): the token belongs in plex_token, where it is kept secret.
+    if parts.query or parts.username or parts.password:
+        raise ValueError(
+            f"the server's address alone, {parts.scheme}://{parts.hostname}"
+            f"{f':{port}' if port else ''}, without a query (?…) or a login (…@): the token "
+            "goes into Plex token (plex_token)"
+        )
     # Plex Web's page (copied from the browser's address bar) is not the server's API.
     path = parts.path.lstrip("/")
     if path.split("/", 1)[0].lower() == "web" or "index.html" in path.lower() or "#" in text:
@@ -391,6 +400,12 @@ def _parse_one(setting: Setting, raw: Any) -> Any:
     return setting.check(value) if setting.check else value
 
 
+def without_credentials(text: str) -> str:
+    """`text` with what an address may carry of a credential hidden: a query, a login."""
+    text = re.sub(r"\?.*", "?…", text, flags=re.DOTALL)
+    return re.sub(r"(://)[^/@]*@", r"\1…@", text)
+
+
 def shown_value(value: Any) -> str:
     """A setting's value as a person reads it: text as is, lists joined, nothing as "empty"."""
     if isinstance(value, bool):
@@ -437,7 +452,7 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
         try:
             parsed[setting.key] = _parse_one(setting, raw)
         except (ValueError, TypeError, OverflowError) as exc:
-            shown = "***" if setting.secret else repr(shown_value(raw))
+            shown = "***" if setting.secret else repr(without_credentials(shown_value(raw)))
             label = setting_label(setting.key)
             problem = f"setting {label} = {shown} is not valid: expected {exc}"
             if setting.blocking:
