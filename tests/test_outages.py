@@ -121,6 +121,28 @@ def test_a_mistyped_plex_url_is_a_setting_to_check_and_never_an_outage(box):
     assert box.job(scene.id).reason == "plex_down"
 
 
+def test_every_address_plex_answered_at_counts_not_only_the_last(box):
+    # The plugin reaches Plex as 127.0.0.1, a command line elsewhere as localhost: both share
+    # the store. Plex down later is an outage for either.
+    clock = SteppedClock()
+    scene = next(s for s in matchable(box) if s.title)
+    by_ip = box.plex.url
+    by_name = by_ip.replace("127.0.0.1", "localhost")
+    for url, title in ((by_ip, "By address"), (by_name, "By name")):
+        box.settings(plex_url=url)
+        box.stash.update_scene(scene.id, title=title)
+        box.queue(scene.id)
+        assert Worker(box.data_dir, clock=clock).run(until_idle=True).synced == 1
+    box.settings(plex_url=by_ip)
+    box.plex.faults.refuse_connections()
+    box.stash.update_scene(scene.id, title="While down")
+    box.queue(scene.id)
+    Worker(box.data_dir, clock=clock).run(until_idle=True)
+    assert box.job(scene.id).reason == "plex_down"
+    with box.store() as store:
+        assert store.holds().pause is None and len(store.outages()) == 1
+
+
 def test_a_rejected_token_pauses_with_a_clear_message_and_a_fixed_token_resumes(box):
     scene = next(s for s in matchable(box) if s.title)
     box.plex.token = "rotated-token-123"

@@ -24,6 +24,7 @@ API_KEY_KEY = "stash_api_key"
 # (operations/views.py `plex_web_url`), which are made without asking Plex, and which
 # settings it last answered (`plex_settings_proven`).
 PLEX_SERVER_KEY = "plex_server"
+ANSWERED_URLS_KEPT = 10
 
 
 @dataclass
@@ -43,12 +44,18 @@ def remember_plex_server(context: Context) -> None:
     identity = context.plex.identity
     if identity is None or not identity.machine_identifier:
         return
+    url = context.config.plex_url
+    before = context.store.get_value(PLEX_SERVER_KEY) or {}
+    # Every address Plex answered at (the plugin and a command line on another machine may
+    # reach it by different names), the newest last.
+    urls = [u for u in before.get("urls") or [before.get("url")] if u and u != url]
     server = {
-        "url": context.config.plex_url,
+        "url": url,
+        "urls": [*urls[-(ANSWERED_URLS_KEPT - 1) :], url],
         "machine_identifier": identity.machine_identifier,
         "settings": _plex_settings_print(context.config),
     }
-    if context.store.get_value(PLEX_SERVER_KEY) != server:
+    if before != server:
         context.store.put_value(PLEX_SERVER_KEY, server)
 
 
@@ -57,7 +64,7 @@ def plex_url_answered(context: Context) -> bool:
     if context.plex.answered:
         return True
     server = context.store.get_value(PLEX_SERVER_KEY) or {}
-    return bool(server.get("url") == context.config.plex_url)
+    return context.config.plex_url in (server.get("urls") or [server.get("url")])
 
 
 def plex_settings_proven(context: Context) -> bool:
