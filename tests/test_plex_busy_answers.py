@@ -5,6 +5,8 @@ HTTP to the Plex emulator; the pauses are recorded, not slept."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 
 import pytest
 
@@ -134,3 +136,16 @@ def test_maintenance_and_a_hanging_write_are_not_sent_again(box):
     wait_until(lambda: box.plex.in_flight == 0, message="Plex finishing the slow write")
     assert pauses == []
     assert edits_answered(box) == [503, 200]
+
+
+def test_a_worker_asked_to_stop_does_not_wait_to_ask_a_busy_plex_again(box):
+    # SIGTERM (Docker stops a container ten seconds later): the pause ends, nothing is re-sent.
+    client = PlexClient(box.plex.url, PLEX_TOKEN)  # the shipped pause: a real wait
+    client.connect()
+    box.plex.faults.fail(429, route=EDIT, headers={"Retry-After": "5"})
+    threading.Timer(0.3, client.stop_waiting).start()
+    started = time.monotonic()
+    with pytest.raises(errors.TransientError, match="429"):
+        edit_title(box, client, "Never")
+    assert time.monotonic() - started < 3
+    assert edits_answered(box) == [429]

@@ -172,7 +172,7 @@ class PlexClient:
         clock: Callable[[], float] = time.monotonic,
         max_concurrency: int = 1,
         max_requests_per_second: float = 0.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         from plexapi import BASE_HEADERS
@@ -193,7 +193,9 @@ class PlexClient:
         )
         self.identity: ServerIdentity | None = None
         self._clock = clock
-        self._sleep = sleep
+        # Pauses before asking a busy Plex again end early when the worker is asked to stop.
+        self._stopping = threading.Event()
+        self._sleep = sleep if sleep is not None else self._stopping.wait
         self._rng = rng or random.Random()
         self.request_count = 0
         # Whether Plex itself (its X-Plex-Protocol header) ever answered this client: a URL
@@ -218,6 +220,11 @@ class PlexClient:
                 root.get("friendlyName", ""),
             )
         return self.identity
+
+    def stop_waiting(self) -> None:
+        """End any pause before asking a busy Plex again, and make none after (the worker is
+        stopping: SIGTERM, and Docker kills it ten seconds later)."""
+        self._stopping.set()
 
     def reset(self) -> None:
         """Forget the connection (after an outage or a token change)."""
@@ -265,10 +272,12 @@ class PlexClient:
         ):
             for delay in (*BUSY_RETRY_DELAYS, None):
                 answer = self._send(method, path, data, headers)
+                self._count(answer)
                 if delay is None or not _busy(answer.status, _from_plex(answer)):
                     break
-                self._count(answer)
                 self._sleep(busy_pause(delay, answer.headers.get("Retry-After"), self._rng))
+                if self._stopping.is_set():
+                    break  # the refusal stands; the job is tried again by the next worker
             self._inspect(answer)
             if answer.status in _TOO_LARGE:  # about this request, whoever answered
                 raise _too_large(answer.status, action or path.partition("?")[0], path, data)
@@ -303,14 +312,13 @@ class PlexClient:
             self.answered = True
 
     def _inspect(self, answer: Answer) -> None:
-        """Count every request, and refuse answers that did not come from Plex.
+        """Refuse answers that did not come from Plex.
 
         A Plex Media Server marks every answer, errors included, with `X-Plex-Protocol`
         (docs/plex-api-contract.md, captures). A reverse proxy's error or maintenance page, a
         captive portal or a wrong port can answer 200 too; taking that as success would mark
         scenes synced that never reached Plex. Such an answer means Plex is not reachable.
         """
-        self._count(answer)
         # A refusal for its size is the request's fault, not a sign Plex is away; 101 is the
         # notification websocket's handshake.
         if _from_plex(answer) or answer.status in _TOO_LARGE or answer.status == 101:

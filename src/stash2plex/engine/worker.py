@@ -205,8 +205,12 @@ class Worker:
         return self._context
 
     def request_stop(self) -> None:
-        """Finish the job in hand, give the rest of the batch back, and return from `run`."""
+        """Finish the job in hand (without waiting to ask a busy Plex again), give the rest of
+        the batch back, and return from `run`."""
         self._stop.set()
+        context = self._context
+        if context is not None:
+            context.plex.stop_waiting()
 
     # ------------------------------------------------------------------ running
     def run(
