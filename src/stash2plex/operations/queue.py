@@ -82,6 +82,9 @@ def queue_all_scenes(store: Store, stash: StashClient, *, force: bool = False) -
 # gives up (saying so) after the second try.
 WORKER_START_SECONDS = 15.0
 FOLLOW_POLL_SECONDS = 0.5
+# A follower waits this long after a hold's check fell due for the worker to make it (a probe
+# takes up to plex_timeout); past that it reports the hold as it stands rather than follow on.
+CHECK_WAIT_SECONDS = 90.0
 
 
 def check_holds_now(store: Store) -> None:
@@ -167,7 +170,8 @@ def _follow(
             if progress:
                 progress(max(0, total - due), total)
             holds = store.holds()
-            checking = holds.held and (holds.next_check_at() or 0) <= clock()
+            check_at = holds.next_check_at() or 0.0
+            checking = holds.held and check_at <= clock() < check_at + CHECK_WAIT_SECONDS
             if not checking and (due == 0 or holds.held):
                 return None
             if worker_running(data_dir):
