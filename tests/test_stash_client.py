@@ -142,3 +142,13 @@ def test_a_cover_download_refused_for_now_is_asked_again(stash):
     stash.fail(502, count=1)
     image = client.image(url)
     assert image.data and not image.placeholder and len(pauses) == 1
+
+
+def test_an_error_beside_a_null_scene_is_a_failure_not_a_missing_scene(stash):
+    # Stash answers a failed findScene {"errors": [...], "data": {"findScene": null}}: read
+    # as "no such scene", the scene's link to its Plex item would be dropped.
+    client = busy_client(stash, Pauses())
+    stash.graphql_error("findScene: something broke", count=1)
+    with pytest.raises(TransientError, match="something broke"):
+        client.find_scene(1)
+    assert client.find_scene(1)["id"] == "1"

@@ -209,8 +209,16 @@ class StashClient:
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             raise TransientError("Stash sent a reply that is not JSON", server="stash") from exc
-        if payload.get("errors") and not payload.get("data"):
-            messages = "; ".join(str(e.get("message")) for e in payload["errors"])
+        # An error is a failure even beside `data`: a nullable root field that failed is null
+        # there (GraphQL spec, "Handling Field Errors"), and a failed findScene read as "no
+        # such scene" would drop the scene's link.
+        if payload.get("errors"):
+            listed = (
+                payload["errors"] if isinstance(payload["errors"], list) else [payload["errors"]]
+            )
+            messages = "; ".join(
+                str(e.get("message") if isinstance(e, dict) else e) for e in listed
+            )
             error = TransientError(
                 redact(f"Stash GraphQL error: {messages}", secrets), server="stash"
             )

@@ -591,7 +591,7 @@ class StashEmulator:
                 return
             message = self._faults.take_graphql()
             if message is not None:
-                reply = {"errors": [{"message": message}], "data": None}
+                reply = {"errors": [{"message": message}], "data": _failed_data(payload)}
                 handler.reply_json(200, reply)
                 return
             status, reply = self._execute(payload, _base_url(handler.headers, self))
@@ -1712,6 +1712,28 @@ class _Faults:
             if self._hold is not None:
                 self._hold[1].set()
             self._hold = None
+
+
+def _failed_data(payload: dict) -> dict[str, None] | None:
+    """`data` of an answer whose root fields' resolvers failed, as graphql-go and gqlgen send
+    it (GraphQL spec, "Handling Field Errors"): each nullable root field null, or no data at
+    all when a non-null one failed (a failed `findScene` answers `{"findScene": null}`)."""
+    document, errors, _ = _prepare(str(payload.get("query") or ""))
+    operation = None if errors or document is None else get_operation_ast(document)
+    if operation is None:
+        return None
+    schema = load_schema()
+    mutation = operation.operation == OperationType.MUTATION
+    root = schema.mutation_type if mutation else schema.query_type
+    data: dict[str, None] = {}
+    for selection in operation.selection_set.selections:
+        if not isinstance(selection, FieldNode) or root is None:
+            return None
+        field = root.fields.get(selection.name.value)
+        if field is None or isinstance(field.type, GraphQLNonNull):
+            return None
+        data[(selection.alias or selection.name).value] = None
+    return data
 
 
 # --------------------------------------------------------------------------- HTTP plumbing
