@@ -82,6 +82,7 @@ def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
     # Each probe passes (Plex reads fine) and the scene tried next fails: told once.
     assert sum(m.startswith("Plex is down") for m in said) == 1, said
     assert sum(m.startswith("Plex is back online") for m in said) <= 1, said
+    assert sum(m.startswith("Plex answers again but still fails") for m in said) <= 1, said
     # Each write is sent up to three times (a refusal is asked again after a pause).
     edits = (
         box.plex.log.count(route="PUT /library/sections/{id}/all") - synced_before

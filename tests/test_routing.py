@@ -198,8 +198,13 @@ def test_plex_never_reached_at_its_address_is_a_setting_to_check_not_an_outage(b
 def test_plex_is_down_is_said_when_an_outage_starts_not_when_a_trial_resumes_it(error):
     opened = route(job(), error, breaker=NEAR_THRESHOLD, now=NOW, policy=POLICY, settings=SETTINGS)
     assert opened.event is not None and opened.event.message.startswith("Plex is down")
+    # The first failure after a passing probe says so once; later ones are not said again.
     resumed = route(job(), error, breaker=TRIAL, now=NOW, policy=POLICY, settings=SETTINGS)
-    assert resumed.breaker.state == "open" and resumed.event is None
+    assert resumed.breaker.state == "open"
+    assert resumed.event.message.startswith("Plex answers again but still fails")
+    again = replace(TRIAL, trials_failed=1)
+    quiet = route(job(), error, breaker=again, now=NOW, policy=POLICY, settings=SETTINGS)
+    assert quiet.breaker.state == "open" and quiet.event is None
 
 
 # ---------------------------------------------------------------------------- the breaker
@@ -254,7 +259,8 @@ def test_plex_reading_fine_but_failing_writes_gets_ever_rarer_trials_and_one_wor
         delays.append(holds.breaker.next_probe_at - now)
         now = holds.breaker.next_probe_at
     assert delays == [20.0, 40.0, 80.0, 120.0, 120.0, 120.0, 120.0, 120.0]
-    assert said == ["Plex is back online after 2 s"]  # said once, not at every probe
+    assert said[0] == "Plex is back online after 2 s"  # each said once, not at every probe
+    assert said[1].startswith("Plex answers again but still fails") and len(said) == 2
     holds, events = h.after_check(holds, h.CheckResult(probed=True), now, {})
     assert events == []
     done = route(job(), "synced", breaker=holds.breaker, now=now, policy=POLICY, settings=SETTINGS)

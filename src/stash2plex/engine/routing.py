@@ -204,8 +204,19 @@ def _outage_event(
     change: breakers.Transition | None, message: str, before: BreakerState
 ) -> Event | None:
     """ "Plex is down" when the breaker opens on a new outage. A failure on trial (a probe had
-    passed) resumes the outage already told: said again, it would be logged as an error at
-    every probe while Plex reads fine but fails writes (a full disk)."""
-    if change is None or change.old != breakers.CLOSED or before.trial:
+    passed) resumes the outage already told: the first such failure says that the probe's
+    "back online" was not the whole truth, later ones nothing (they would be logged at every
+    probe while Plex reads fine but fails writes, as with a full disk)."""
+    if change is None or change.old != breakers.CLOSED:
         return None
-    return Event("error", "outage", f"Plex is down: {message}; jobs wait for it")
+    if not before.trial:
+        return Event("error", "outage", f"Plex is down: {message}; jobs wait for it")
+    if before.trials_failed:
+        return None
+    again = breakers.probe_delay(0, 1)
+    return Event(
+        "warning",
+        "outage",
+        f"Plex answers again but still fails: {message}; jobs wait, and the next try is in "
+        f"{again:g} s, then less and less often",
+    )
