@@ -5,6 +5,7 @@ Plex item never write at the same time."""
 from __future__ import annotations
 
 import threading
+import time
 
 from stash2plex.engine.worker import BATCH_SIZE, Worker
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
@@ -127,3 +128,38 @@ def test_requests_plex_is_still_running_after_they_timed_out_count_against_the_c
         wait_until(lambda: box.plex.in_flight == 0, message="Plex finishing the writes")
 
         assert box.plex.max_in_flight == 2
+
+
+def test_a_stop_does_not_wait_for_a_slot_a_timed_out_request_still_holds(tmp_path):
+    # plex_timeout 5 s and a Plex taking 20 s per write: the slot of the edit given up on is
+    # kept 5 s more. A stop meanwhile (Docker allows ten seconds) gives the waiting scene back.
+    with sandbox(tmp_path, scenes=20, seed=12) as box:
+        box.drain()
+        box.settings(plex_max_concurrency=1, plex_timeout=5)
+        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:2]
+        for scene in scenes:
+            box.stash.update_scene(scene.id, title=f"Held {scene.id}")
+        box.plex.faults.latency(20, route=r"^PUT ")
+        edits_before = box.plex.log.count(route=EDIT)
+        worker = Worker(box.data_dir)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        box.queue(*[s.id for s in scenes])
+        thread.start()
+
+        def first_given_up() -> bool:
+            with box.store() as store:
+                return any(store.job(s.id).state == "waiting" for s in scenes)
+
+        wait_until(first_given_up, timeout=30, message="the first edit to time out")
+        time.sleep(1)  # the second scene now waits for the slot
+        stopped_at = time.monotonic()
+        worker.request_stop()
+        thread.join(30)
+        took = time.monotonic() - stopped_at
+        sent = box.plex.log.count(route=EDIT) - edits_before + box.plex.in_flight
+
+        assert not thread.is_alive() and took < 3, took
+        with box.store() as store:
+            waiting = [store.job(s.id) for s in scenes if store.job(s.id).state != "waiting"]
+        assert [(job.state, job.attempts) for job in waiting] == [("pending", 0)]
+        assert sent == 1  # the first edit, still running at Plex; nothing after it

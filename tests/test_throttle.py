@@ -88,3 +88,17 @@ def test_a_request_waits_for_a_slot_and_takes_the_one_released():
     assert got.wait(5)
     waiter.join(5)
     assert slots.in_use() == 1
+
+
+def test_a_wait_for_a_slot_ends_when_the_process_is_stopping():
+    slots = RequestSlots(1)
+    slots.acquire()
+    slots.release(abandoned_for=60.0)  # Plex may run the abandoned request a minute more
+    outcome: list[bool] = []
+    waiter = threading.Thread(target=lambda: outcome.append(slots.acquire()), daemon=True)
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()
+    slots.cancel_waits()
+    waiter.join(5)
+    assert outcome == [False] and slots.acquire() is False

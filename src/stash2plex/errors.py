@@ -73,6 +73,11 @@ class InternalError(TransientError):
     """An unexpected exception in our own code: counted as an attempt, never a hold."""
 
 
+class WorkerStopping(TransientError):
+    """The worker was asked to stop while this attempt waited for a request slot: nothing
+    was sent, so the job is given back as it was (never routed)."""
+
+
 class ServerDownError(SyncError):
     error_class = SERVER_DOWN
 

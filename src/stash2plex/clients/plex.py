@@ -44,6 +44,7 @@ from stash2plex.errors import (
     ServerDownError,
     SyncError,
     TransientError,
+    WorkerStopping,
     error_for_status,
     redact,
     shorten,
@@ -222,9 +223,11 @@ class PlexClient:
         return self.identity
 
     def stop_waiting(self) -> None:
-        """End any pause before asking a busy Plex again, and make none after (the worker is
-        stopping: SIGTERM, and Docker kills it ten seconds later)."""
+        """End any pause before asking a busy Plex again and any wait for a request slot, and
+        make none after: the worker is stopping (SIGTERM; Docker kills it ten seconds later).
+        A request that then finds no slot raises WorkerStopping."""
         self._stopping.set()
+        self.slots.cancel_waits()
 
     def reset(self) -> None:
         """Forget the connection (after an outage or a token change)."""
@@ -292,7 +295,8 @@ class PlexClient:
         keeps its slot for another `timeout`: Plex may still be running it (as long as a
         timed-out write may take to land, see engine/routing.py), and a Plex too slow to
         answer in time must not be sent more at once than the setting allows."""
-        self.slots.acquire()
+        if not self.slots.acquire():
+            raise WorkerStopping("the worker is stopping: not sent", server="plex")
         abandoned_for = 0.0
         try:
             return self.transport.request(

@@ -64,23 +64,32 @@ class RequestSlots:
         self._ready = threading.Condition()
         self._sending = 0
         self._abandoned_until: list[float] = []
+        self._cancelled = False
 
     def in_use(self) -> int:
         """Slots taken now: requests being sent, and abandoned ones that may still run."""
         with self._ready:
             return self._sending + len(self._still_running(self._clock()))
 
-    def acquire(self) -> None:
-        """Wait for a free slot and take it."""
+    def acquire(self) -> bool:
+        """Wait for a free slot and take it; False (no slot taken) once `cancel_waits` was
+        called."""
         with self._ready:
-            while True:
+            while not self._cancelled:
                 now = self._clock()
                 running = self._still_running(now)
                 if self._sending + len(running) < self.slots:
                     self._sending += 1
-                    return
+                    return True
                 # Sending requests notify when they end; an abandoned one frees itself in time.
                 self._ready.wait(min(running) - now if running else None)
+            return False
+
+    def cancel_waits(self) -> None:
+        """End every wait for a slot, now and later (the process is stopping)."""
+        with self._ready:
+            self._cancelled = True
+            self._ready.notify_all()
 
     def release(self, abandoned_for: float = 0.0) -> None:
         """Give the slot back, or keep it `abandoned_for` seconds more (a timed-out request)."""

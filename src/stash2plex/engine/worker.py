@@ -536,6 +536,9 @@ class Worker:
         progress: Callable[[DrainReport], None] | None,
     ) -> tuple[Holds, bool]:
         """Route one attempt and apply the decision; returns the holds and whether to stop."""
+        if isinstance(attempt.result, errors.WorkerStopping):
+            self.store.release([attempt.job])  # nothing was sent: the next worker syncs it
+            return holds, True
         if attempt.preserved:
             self._event(
                 "info",
