@@ -49,6 +49,8 @@ def test_numbers_are_range_checked():
         "http://10.0.0.2:32400/library/metadata/5?X-Plex-Token=aBcDeFgH12345",
         "http://10.0.0.2:32400?X-Plex-Token=aBcDeFgH12345",
         "http://plex:aBcDeFgH12345@10.0.0.2:32400",
+        "http://10.0.0.2:32400/;X-Plex-Token=aBcDeFgH12345",
+        "http://10.0.0.2:32400/%3FX-Plex-Token%3DaBcDeFgH12345",
     ],
 )
 def test_a_plex_url_carrying_the_token_is_refused_without_showing_it(url):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from stash2plex.sync.pathmap import PathMapError, PathRule, parse_path_map
 
@@ -50,7 +50,7 @@ def _url(value: Any) -> str:
         raise ValueError(f"an address with a host name and no spaces, {example}")
     # An address copied with the token in it (`?X-Plex-Token=…`, from an item's XML view) or a
     # login (`user:token@`): the token belongs in plex_token, where it is kept secret.
-    if parts.query or parts.username or parts.password:
+    if parts.query or parts.username or parts.password or "token" in unquote(text).lower():
         raise ValueError(
             f"the server's address alone, {parts.scheme}://{parts.hostname}"
             f"{f':{port}' if port else ''}, without a query (?…) or a login (…@): the token "
@@ -401,9 +401,14 @@ def _parse_one(setting: Setting, raw: Any) -> Any:
 
 
 def without_credentials(text: str) -> str:
-    """`text` with what an address may carry of a credential hidden: a query, a login."""
-    text = re.sub(r"\?.*", "?…", text, flags=re.DOTALL)
-    return re.sub(r"(://)[^/@]*@", r"\1…@", text)
+    """An address shown without what may carry a credential: a login, and anything after the
+    host and port (a query, `;X-Plex-Token=…`, a percent-encoded one) as "…"."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#;]*)(.*)", text, re.DOTALL)
+    if match is None:
+        return text
+    scheme, authority, rest = match.groups()
+    login = "…@" if "@" in authority else ""
+    return f"{scheme}{login}{authority.rpartition('@')[2]}{'…' if rest.strip('/') else ''}"
 
 
 def shown_value(value: Any) -> str:
@@ -452,7 +457,11 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
         try:
             parsed[setting.key] = _parse_one(setting, raw)
         except (ValueError, TypeError, OverflowError) as exc:
-            shown = "***" if setting.secret else repr(without_credentials(shown_value(raw)))
+            shown = repr(shown_value(raw))
+            if setting.secret:
+                shown = "***"
+            elif setting.check is _url:  # an address may carry the token
+                shown = repr(without_credentials(shown_value(raw)))
             label = setting_label(setting.key)
             problem = f"setting {label} = {shown} is not valid: expected {exc}"
             if setting.blocking:
