@@ -273,15 +273,16 @@ class PlexClient:
         with plex_errors(
             self.secrets, self.url, self.timeout, connecting=connecting, writing=writing
         ):
-            for delay in (*BUSY_RETRY_DELAYS, None):
+            for delay in _BUSY_TRIES:
                 answer = self._send(method, path, data, headers)
-                self._count(answer)
-                if delay is None or not _busy(answer.status, _from_plex(answer)):
+                from_plex = self._count(answer)
+                if delay is None or not _busy(answer.status, from_plex):
                     break
                 self._sleep(busy_pause(delay, answer.headers.get("Retry-After"), self._rng))
                 if self._stopping.is_set():
                     break  # the refusal stands; the job is tried again by the next worker
-            self._inspect(answer)
+            if not from_plex:
+                self._refuse_not_plex(answer)
             if answer.status in _TOO_LARGE:  # about this request, whoever answered
                 raise _too_large(answer.status, action or path.partition("?")[0], path, data)
             if answer.status not in (200, 201, 204):
@@ -308,15 +309,18 @@ class PlexClient:
         finally:
             self.slots.release(abandoned_for)
 
-    def _count(self, answer: Answer) -> None:
-        """Count a request Plex (or something in front of it) answered."""
+    def _count(self, answer: Answer) -> bool:
+        """Count a request Plex (or something in front of it) answered; returns whether Plex
+        itself did (its X-Plex-Protocol header)."""
         with self._count_lock:
             self.request_count += 1
-        if _from_plex(answer):
+        from_plex = _from_plex(answer)
+        if from_plex:
             self.answered = True
+        return from_plex
 
-    def _inspect(self, answer: Answer) -> None:
-        """Refuse answers that did not come from Plex.
+    def _refuse_not_plex(self, answer: Answer) -> None:
+        """Refuse an answer that did not come from Plex.
 
         A Plex Media Server marks every answer, errors included, with `X-Plex-Protocol`
         (docs/plex-api-contract.md, captures). A reverse proxy's error or maintenance page, a
@@ -325,7 +329,7 @@ class PlexClient:
         """
         # A refusal for its size is the request's fault, not a sign Plex is away; 101 is the
         # notification websocket's handshake.
-        if _from_plex(answer) or answer.status in _TOO_LARGE or answer.status == 101:
+        if answer.status in _TOO_LARGE or answer.status == 101:
             return
         location = answer.headers.get("Location") if 300 <= answer.status < 400 else None
         if location:
@@ -848,6 +852,10 @@ def connection_problem(text: str, url: str, timeout: float) -> SyncError:
 # Plex or from a reverse proxy in front of it (nginx refuses an address over 8 KB and a body
 # over 1 MB by default). The same request fails the same way: never an outage.
 _TOO_LARGE = (413, 414, 431)
+
+
+# Each try of a request, with the pause before the next (None: the last try).
+_BUSY_TRIES = (*BUSY_RETRY_DELAYS, None)
 
 
 def _busy(status: int, from_plex: bool) -> bool:

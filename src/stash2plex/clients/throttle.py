@@ -75,6 +75,9 @@ class RequestSlots:
         """Wait for a free slot and take it; False (no slot taken) once `cancel_waits` was
         called."""
         with self._ready:
+            if not self._abandoned_until and self._sending < self.slots and not self._cancelled:
+                self._sending += 1  # the common case: nothing given up on, a slot free
+                return True
             while not self._cancelled:
                 now = self._clock()
                 running = self._still_running(now)

@@ -578,7 +578,10 @@ class Worker:
                 skip_not_found=context.config.skip_not_found,
                 sources=context.sources,
                 unsettled_write_seconds=2 * context.config.plex_timeout,
-                plex_answered=plex_url_answered(context),
+                # Asked only of a failure (a store read when this process has not reached
+                # Plex yet, as in an unchanged re-sync that sends Plex nothing).
+                plex_answered=not isinstance(result, errors.SyncError)
+                or plex_url_answered(context),
             ),
             rng=self.rng,
         )
