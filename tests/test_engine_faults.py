@@ -41,11 +41,12 @@ def edited(box, count: int):
     return scenes
 
 
-def run_for(box, clock, minutes: int) -> None:
-    """Let the worker's timers run for `minutes` of the injected clock, a step at a time."""
-    for _ in range(minutes):
+def run_for(box, clock, minutes: int, step: int = 1) -> None:
+    """Let the worker's timers run for `minutes` of the injected clock, `step` minutes at a
+    time (each step a worker run: every probe and check due by then is made)."""
+    for _ in range(0, minutes, step):
         Worker(box.data_dir, clock=clock).run(until_idle=True)
-        clock.offset += 60
+        clock.offset += 60 * step
 
 
 @pytest.mark.parametrize("body", [PROXY_PAGE, ""])
@@ -106,7 +107,7 @@ def test_a_sick_plex_with_few_jobs_queued_is_an_outage_not_dead_letters(box, how
     else:
         box.plex.faults.latency(1.5)
 
-    run_for(box, clock, 30)
+    run_for(box, clock, 30, step=3)
 
     with box.store() as store:
         assert store.dead_letters() == []
@@ -187,7 +188,7 @@ def test_stash_failing_every_request_pauses_instead_of_dead_letters(box, fault):
     else:
         box.stash.graphql_error("database is locked")
 
-    run_for(box, clock, 30)
+    run_for(box, clock, 30, step=3)
 
     with box.store() as store:
         assert store.dead_letters() == []

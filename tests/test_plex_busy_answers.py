@@ -149,3 +149,22 @@ def test_a_worker_asked_to_stop_does_not_wait_to_ask_a_busy_plex_again(box):
         edit_title(box, client, "Never")
     assert time.monotonic() - started < 3
     assert edits_answered(box) == [429]
+
+
+def test_after_a_request_refused_on_every_try_the_next_get_one_try_until_one_is_answered(box):
+    # Refused on every try: Plex is not merely busy, it is failing (an outage, a broken
+    # database). The next requests do not wait to ask again, so the breaker judges sooner.
+    pauses = Pauses()
+    client = client_of(box, pauses)
+    client.connect()
+    box.plex.faults.fail(500, route=EDIT)
+    for title in ("First", "Second"):
+        with pytest.raises(errors.TransientError):
+            edit_title(box, client, title)
+    assert edits_answered(box) == [500] * (len(BUSY_RETRY_DELAYS) + 1) + [500]
+    assert len(pauses) == len(BUSY_RETRY_DELAYS)
+    box.plex.faults.clear()
+    assert edit_title(box, client, "Answered").title == "Answered"
+    box.plex.faults.fail(500, count=1, route=EDIT)
+    assert edit_title(box, client, "Busy again").title == "Busy again"
+    assert len(pauses) == len(BUSY_RETRY_DELAYS) + 1  # asked again after a pause once more

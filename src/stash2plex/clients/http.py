@@ -398,6 +398,32 @@ _REDIRECTS_ONLY = urllib3.Retry(
 )
 
 
+class BusyTries:
+    """The tries of a request to a server that may be busy: a refusal is asked again after
+    each of BUSY_RETRY_DELAYS. A server that refused every try of a request is not merely
+    busy: its next requests get one try each (no pauses: an outage costs no waiting, and
+    the breaker or pause takes over sooner) until one is answered. Thread-safe enough: a
+    flag whose races only cost or save one pause."""
+
+    def __init__(self) -> None:
+        self.refusing = False
+
+    def delays(self) -> tuple[float | None, ...]:
+        """The pause after each try, None after the last."""
+        return _ONE_TRY if self.refusing else _ALL_TRIES
+
+    def note(self, busy: bool, delay: float | None) -> None:
+        """One try's outcome: `busy` refused for now; `delay` None on the last try."""
+        if not busy:
+            self.refusing = False
+        elif delay is None:
+            self.refusing = True
+
+
+_ALL_TRIES: tuple[float | None, ...] = (*BUSY_RETRY_DELAYS, None)
+_ONE_TRY: tuple[float | None, ...] = (None,)
+
+
 def busy_pause(delay: float, retry_after: str | None, rng: random.Random) -> float:
     """Seconds before asking a busy server again: `delay` (one of BUSY_RETRY_DELAYS) less up
     to half of it at random, so threads refused together do not return together; or the

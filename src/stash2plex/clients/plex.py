@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from stash2plex.clients.http import (
-    BUSY_RETRY_DELAYS,
     Answer,
     AnswerBroken,
     AnswerTimeout,
+    BusyTries,
     ProxyUnreachable,
     ServerTransport,
     SetupProblem,
@@ -198,6 +198,7 @@ class PlexClient:
         self._stopping = threading.Event()
         self._sleep = sleep if sleep is not None else self._stopping.wait
         self._rng = rng or random.Random()
+        self._busy = BusyTries()
         self.request_count = 0
         # Whether Plex itself (its X-Plex-Protocol header) ever answered this client: a URL
         # where it never did is a setting to check, not an outage (engine/routing.py).
@@ -273,10 +274,12 @@ class PlexClient:
         with plex_errors(
             self.secrets, self.url, self.timeout, connecting=connecting, writing=writing
         ):
-            for delay in _BUSY_TRIES:
+            for delay in self._busy.delays():
                 answer = self._send(method, path, data, headers)
                 from_plex = self._count(answer)
-                if delay is None or not _busy(answer.status, from_plex):
+                busy = _busy(answer.status, from_plex)
+                self._busy.note(busy, delay)
+                if delay is None or not busy:
                     break
                 self._sleep(busy_pause(delay, answer.headers.get("Retry-After"), self._rng))
                 if self._stopping.is_set():
@@ -852,10 +855,6 @@ def connection_problem(text: str, url: str, timeout: float) -> SyncError:
 # Plex or from a reverse proxy in front of it (nginx refuses an address over 8 KB and a body
 # over 1 MB by default). The same request fails the same way: never an outage.
 _TOO_LARGE = (413, 414, 431)
-
-
-# Each try of a request, with the pause before the next (None: the last try).
-_BUSY_TRIES = (*BUSY_RETRY_DELAYS, None)
 
 
 def _busy(status: int, from_plex: bool) -> bool:

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 from stash2plex.clients import stash_documents as docs
 from stash2plex.clients.http import (
-    BUSY_RETRY_DELAYS,
     Answer,
     AnswerBroken,
     AnswerTimeout,
+    BusyTries,
     ProxyUnreachable,
     RedirectFailed,
     ServerTransport,
@@ -133,6 +133,7 @@ class StashClient:
         self.timeout = timeout
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._busy = BusyTries()
         self.transport = ServerTransport(
             connection.url,
             verify=connection.verify_tls,
@@ -169,13 +170,17 @@ class StashClient:
         """
         mutation = document.lstrip().startswith("mutation")
         body = json.dumps({"query": document, "variables": variables or {}}).encode()
-        for delay in (*BUSY_RETRY_DELAYS, None):
+        for delay in self._busy.delays():
             try:
-                return self._post(body)
+                data = self._post(body)
             except _Busy as busy:
+                self._busy.note(True, delay)
                 if delay is None or (mutation and not busy.locked):
                     raise busy.error from None
                 self._sleep(busy_pause(delay, None, self._rng))
+            else:
+                self._busy.note(False, delay)
+                return data
         raise AssertionError("unreachable: the last try raises")
 
     def _post(self, body: bytes) -> dict[str, Any]:
@@ -463,9 +468,11 @@ class StashClient:
         (408, 429, a 5xx but 503) is asked again after BUSY_RETRY_DELAYS. Raises the
         classified errors of a download.
         """
-        for delay in (*BUSY_RETRY_DELAYS, None):
+        for delay in self._busy.delays():
             response = self._image_answer(url)
-            if delay is None or not _busy_status(response.status):
+            busy = _busy_status(response.status)
+            self._busy.note(busy, delay)
+            if delay is None or not busy:
                 break
             response.close()
             self._sleep(busy_pause(delay, response.headers.get("Retry-After"), self._rng))

@@ -37,7 +37,16 @@ if TYPE_CHECKING:
 # equal): holds with any other field are left to `store.holds`, which reads them as none.
 HOLDS_FIELDS = frozenset({"breaker", "pause", "ramp_started_at", "nudged_at"})
 BREAKER_FIELDS = frozenset(
-    {"state", "opened_at", "probes", "next_probe_at", "failures", "trial", "reason"}
+    {
+        "state",
+        "opened_at",
+        "probes",
+        "next_probe_at",
+        "failures",
+        "trial",
+        "reason",
+        "trials_failed",
+    }
 )
 BREAKER_STATES = ("closed", "open", "half_open")
 PAUSE_FIELDS = frozenset(
