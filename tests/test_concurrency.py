@@ -98,6 +98,25 @@ def test_unchanged_scenes_sync_on_the_worker_thread_until_plex_is_written_again(
         assert len(box.plex.log.entries) > requests_before
 
 
+def edits_to_a_slow_plex(box, count: int, *, seconds: float, **settings):
+    """Sync the library, set `settings`, edit `count` scenes in Stash and start a worker
+    while Plex takes `seconds` per write. Returns the scenes, the edits Plex had before, the
+    worker and its thread."""
+    box.drain()
+    box.settings(**settings)
+    scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:count]
+    for scene in scenes:
+        box.stash.update_scene(scene.id, title=f"Slow {scene.id}")
+    box.plex.faults.latency(seconds, route=r"^PUT ")
+    box.plex.max_in_flight = 0
+    edits_before = box.plex.log.count(route=EDIT)
+    worker = Worker(box.data_dir)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    box.queue(*[s.id for s in scenes])
+    thread.start()
+    return scenes, edits_before, worker, thread
+
+
 def test_requests_plex_is_still_running_after_they_timed_out_count_against_the_concurrency(
     tmp_path,
 ):
@@ -105,18 +124,9 @@ def test_requests_plex_is_still_running_after_they_timed_out_count_against_the_c
     # write. A write we gave up on is still running there: the next may not join it (for up
     # to one more plex_timeout, as long as a timed-out write is given to land).
     with sandbox(tmp_path, scenes=20, seed=12) as box:
-        box.drain()
-        box.settings(plex_max_concurrency=2, plex_timeout=1)
-        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:6]
-        for scene in scenes:
-            box.stash.update_scene(scene.id, title=f"Slow {scene.id}")
-        box.plex.faults.latency(1.8, route=r"^PUT ")
-        box.plex.max_in_flight = 0
-        edits_before = box.plex.log.count(route=EDIT)
-        worker = Worker(box.data_dir)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        box.queue(*[s.id for s in scenes])
-        thread.start()
+        _, edits_before, worker, thread = edits_to_a_slow_plex(
+            box, 6, seconds=1.8, plex_max_concurrency=2, plex_timeout=1
+        )
 
         wait_until(
             lambda: box.plex.log.count(route=EDIT) - edits_before >= 6,
@@ -134,17 +144,9 @@ def test_a_stop_does_not_wait_for_a_slot_a_timed_out_request_still_holds(tmp_pat
     # plex_timeout 5 s and a Plex taking 20 s per write: the slot of the edit given up on is
     # kept 5 s more. A stop meanwhile (Docker allows ten seconds) gives the waiting scene back.
     with sandbox(tmp_path, scenes=20, seed=12) as box:
-        box.drain()
-        box.settings(plex_max_concurrency=1, plex_timeout=5)
-        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:2]
-        for scene in scenes:
-            box.stash.update_scene(scene.id, title=f"Held {scene.id}")
-        box.plex.faults.latency(20, route=r"^PUT ")
-        edits_before = box.plex.log.count(route=EDIT)
-        worker = Worker(box.data_dir)
-        thread = threading.Thread(target=worker.run, daemon=True)
-        box.queue(*[s.id for s in scenes])
-        thread.start()
+        scenes, edits_before, worker, thread = edits_to_a_slow_plex(
+            box, 2, seconds=20, plex_max_concurrency=1, plex_timeout=5
+        )
 
         def first_given_up() -> bool:
             with box.store() as store:

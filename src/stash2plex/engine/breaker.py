@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from stash2plex.records import BreakerPhase, BreakerState
+from stash2plex.records import BreakerPhase, BreakerState, Event
 
 CLOSED: BreakerPhase = "closed"
 OPEN: BreakerPhase = "open"
@@ -41,6 +41,11 @@ class Transition:
     old: BreakerPhase
     new: BreakerPhase
     at: float
+
+
+def outage_event(message: str) -> Event:
+    """What is said when an outage starts (`message`: the failure that opened the breaker)."""
+    return Event("error", "outage", f"Plex is down: {message}; jobs wait for it")
 
 
 def probe_delay(probes_failed: int, trials_failed: int = 0) -> float:

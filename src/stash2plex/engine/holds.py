@@ -97,7 +97,7 @@ def after_check(
     if pause is not None and pauses.about_reaching_plex(pause) and pauses.never_reached(error):
         # The settings are the ones Plex answered with before, and it is down now: an outage.
         breaker, _ = breakers.record_server_down(breaker, now, error.message)
-        events.append(Event("error", "outage", f"Plex is down: {error.message}; jobs wait for it"))
+        events.append(breakers.outage_event(error.message))
         return replace(holds, breaker=breaker, pause=None), events
     found_pause = pauses.pause_for(error, now, dict(sources))
     if found_pause is not None:

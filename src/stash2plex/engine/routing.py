@@ -210,7 +210,7 @@ def _outage_event(
     if change is None or change.old != breakers.CLOSED:
         return None
     if not before.trial:
-        return Event("error", "outage", f"Plex is down: {message}; jobs wait for it")
+        return breakers.outage_event(message)
     if before.trials_failed:
         return None
     again = breakers.probe_delay(0, 1)
