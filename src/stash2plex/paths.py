@@ -14,10 +14,14 @@ POSIX paths stay case-sensitive: Linux file systems are.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
 _DRIVE = re.compile(r"^[A-Za-z]:(?:[\\/]|$)")
+# Keys are asked for the same few paths many times per scene (matching, claims, the index):
+# remembered, bounded (a few MB at most).
+KEYS_REMEMBERED = 8192
 
 
 def is_windows_path(path: str) -> bool:
@@ -34,6 +38,7 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+@functools.lru_cache(maxsize=KEYS_REMEMBERED)
 def path_key(path: str, *, windows: bool | None = None) -> str:
     """The form of a path that equal paths share: NFC; for Windows-style paths also `/` for
     every separator and case-folded. `windows` forces (or forbids) the Windows treatment."""
@@ -56,6 +61,7 @@ def basename(path: str) -> str:
     return re.split(r"[\\/]", path)[-1]
 
 
+@functools.lru_cache(maxsize=KEYS_REMEMBERED)
 def basename_key(path: str) -> str:
     """The file name of a path, NFC and case-folded (a fallback match is then tolerant of a
     Windows server's case and a Mac's normal form; the file size still has to agree)."""

@@ -6,6 +6,7 @@ Standard library only. Only the store calls these, inside its transactions.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import asdict, replace
@@ -26,6 +27,7 @@ def holds_to_json(holds: Holds) -> str:
     return json.dumps(asdict(holds), sort_keys=True)
 
 
+@functools.lru_cache(maxsize=16)  # read at every job's end, changed rarely; Holds is frozen
 def holds_from_json(text: str | None) -> Holds:
     """Read stored holds; anything unreadable means no holds (never block on bad data)."""
     if not text:

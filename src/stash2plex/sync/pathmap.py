@@ -10,9 +10,10 @@ paths. Pure logic, no I/O.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from stash2plex.paths import is_windows_path, nfc, split_path
+from stash2plex.paths import KEYS_REMEMBERED, is_windows_path, nfc, split_path
 
 
 class PathMapError(ValueError):
@@ -73,6 +74,7 @@ def parse_path_map(text: str | None) -> tuple[PathRule, ...]:
     return tuple(rules)
 
 
+@functools.lru_cache(maxsize=KEYS_REMEMBERED)
 def map_path(path: str, rules: tuple[PathRule, ...]) -> str:
     """Map a Stash path to the Plex path; unchanged when no rule applies."""
     for rule in rules:
