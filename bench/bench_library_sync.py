@@ -105,9 +105,11 @@ def clear_log(url: str) -> None:
     urllib.request.urlopen(request, timeout=30).close()
 
 
-def cpu_seconds() -> float:
+def usage_now() -> tuple[float, float, int]:
+    """This process's user and system CPU seconds, and its voluntary context switches (a
+    thread giving up its core: waiting for an answer, a lock, or the GIL)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime, usage.ru_nvcsw
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -121,11 +123,12 @@ def phase(data_dir: Path, connection: dict, plex_url: str, wire: Wire, emulators
     with Store.open(data_dir) as store:
         queue_all_scenes(store, connect_stash(store, connection))
     wire.reset()
-    cpu, emulator_cpu = cpu_seconds(), process_cpu_seconds(emulators)
+    usage, emulator_cpu = usage_now(), process_cpu_seconds(emulators)
     started = time.perf_counter()
     report = Worker(data_dir).run(until_idle=True)
     seconds = time.perf_counter() - started
-    cpu, emulator_cpu = cpu_seconds() - cpu, process_cpu_seconds(emulators) - emulator_cpu
+    user, system, switches = (now - then for now, then in zip(usage_now(), usage, strict=True))
+    emulator_cpu = process_cpu_seconds(emulators) - emulator_cpu
     entries = plex_log(plex_url)
     processed = max(1, report.synced + report.unchanged)
     return {
@@ -140,7 +143,9 @@ def phase(data_dir: Path, connection: dict, plex_url: str, wire: Wire, emulators
         "stash_per_scene": wire.counts["stash"] / processed,
         "images_per_scene": wire.counts["stash images"] / processed,
         "scenes_per_second": processed / seconds,
-        "cpu_ms": 1000 * cpu / processed,
+        "cpu_ms": 1000 * (user + system) / processed,
+        "system_ms": 1000 * system / processed,
+        "switches": switches / processed,
         "emulator_cpu_ms": 1000 * emulator_cpu / processed,
         "wait_plex": wire.seconds["plex"],
         "wait_stash": wire.seconds["stash"] + wire.seconds["stash images"],
@@ -196,9 +201,15 @@ def why_missed(missed: list[str], first: dict[str, Any]) -> list[str]:
             f"- Worker CPU per scene: a first sync sends {http:.1f} HTTP requests per scene "
             "(Plex writes and cover downloads), each 0.25 to 0.45 ms of CPU in urllib3 and "
             "http.client on this machine, the edit the most (bench/results/http-stack.md: "
-            "urllib3 re-checks its long, percent-encoded target byte by byte); the rest is the "
-            "sync's own work, the store, and GIL hand-offs between the sync threads. A busy "
-            "machine (other processes on both cores) raises the CPU each scene costs."
+            "urllib3 re-checks its long, percent-encoded target byte by byte, and http.client "
+            "parses every answer's headers with the e-mail parser). "
+            f"{first['system_ms']:.2f} ms of it is the kernel's, with "
+            f"{first['switches']:.0f} voluntary context switches per scene: the sync threads "
+            "hand the GIL over at every socket call and every SQLite statement (with one "
+            "sync thread, `--concurrency 1`, the same sync makes a few switches per scene and "
+            "far less kernel time, at half the speed: bench/results/sync-one-thread.md). The "
+            "rest is the sync's own work and the store. A busy machine "
+            "(other processes on both cores) raises the CPU each scene costs."
         )
     return ["Why targets are missed:", "", *lines, ""] if lines else []
 
@@ -339,12 +350,13 @@ def write_results(args: argparse.Namespace, runs: list[dict[str, Any]]) -> int:
         "|---|---|---|---|",
         *rows,
         "",
-        "| phase | scenes | wall | scenes/s | worker CPU | emulators' CPU | waiting on Plex "
-        "| waiting on Stash |",
-        "|---|---|---|---|---|---|---|---|",
+        "| phase | scenes | wall | scenes/s | worker CPU | of it in the kernel | context "
+        "switches | emulators' CPU | waiting on Plex | waiting on Stash |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *(
             f"| {name} | {p['synced'] + p['unchanged']} | {p['seconds']:.1f} s | "
             f"{p['scenes_per_second']:.0f} | {p['cpu_ms']:.2f} ms/scene | "
+            f"{p['system_ms']:.2f} ms/scene | {p['switches']:.1f}/scene | "
             f"{p['emulator_cpu_ms']:.2f} ms/scene | {p['wait_plex']:.1f} s | "
             f"{p['wait_stash']:.1f} s |"
             for number, run in enumerate(runs, 1)
@@ -355,7 +367,9 @@ def write_results(args: argparse.Namespace, runs: list[dict[str, Any]]) -> int:
         ),
         "",
         "Waiting times are summed over the sync threads, so with concurrency they can exceed the "
-        "wall time. The emulators share this machine's two cores with the worker.",
+        "wall time. Context switches are the worker's voluntary ones (a thread waiting for an "
+        "answer, a lock or the GIL). The emulators share this machine's two cores with the "
+        "worker.",
         "",
         f"Details of run {runs.index(typical) + 1} (the median worker CPU). "
         f"First sync: {first['synced']} scenes written, {first['requests']} Plex requests "
