@@ -69,6 +69,12 @@ def stash_client(box) -> StashClient:
     return StashClient(StashConnection.from_server_connection(box.stash.server_connection()))
 
 
+def stash_at(url: str) -> StashClient:
+    """A client whose Stash is at `url` (a test server standing in for Stash): the image URLs
+    of Stash's are fetched there (another address would be taken for Stash's external_host)."""
+    return StashClient(StashConnection(url))
+
+
 def test_plex_behind_a_redirect_is_a_setting_to_fix_not_a_write_that_seems_to_succeed(box):
     # A reverse proxy sending http:// to https://: following it would turn the edit into a
     # read (after a 302 or 303), which Plex answers 200, and the scene would be marked synced.
@@ -103,9 +109,8 @@ def test_an_answer_cut_off_mid_body_is_a_transient_failure_and_the_next_request_
 
 def test_a_cover_served_through_a_redirect_is_downloaded(box):
     scene = box.find(lambda s: s.cover_version is not None)
-    stash = stash_client(box)
     with serving(redirecting_to(box.stash.url)) as redirector:
-        image = stash.image(f"{redirector}/scene/{scene.id}/screenshot")
+        image = stash_at(redirector).image(f"{redirector}/scene/{scene.id}/screenshot")
     assert not image.placeholder
     assert image.sha1 == cover_sha1(scene) == hashlib.sha1(image.data).hexdigest()
 
@@ -122,7 +127,7 @@ def test_a_cover_address_that_redirects_in_a_loop_is_a_transient_failure(box):
             pass
 
     with serving(Loop) as url, pytest.raises(errors.TransientError, match="in a loop"):
-        stash_client(box).image(f"{url}/scene/1/screenshot")
+        stash_at(url).image(f"{url}/scene/1/screenshot")
 
 
 def test_stash_behind_a_redirect_names_the_address_to_set(box):
@@ -353,7 +358,7 @@ def test_a_cover_redirected_to_an_unreachable_address_fails_that_scene_not_stash
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     with serving(redirecting_to(dead)) as redirector, pytest.raises(errors.SyncError) as raised:
-        stash_client(box).image(f"{redirector}/scene/1/screenshot")
+        stash_at(redirector).image(f"{redirector}/scene/1/screenshot")
     assert type(raised.value) is errors.TransientError  # the scene retries; Stash is not down
     assert "redirects to 127.0.0.1, which failed" in raised.value.message
 

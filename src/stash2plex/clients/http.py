@@ -13,8 +13,9 @@ server's URL (read by `requests`' own function; a login in the proxy's address i
 for https with certificates verified the CA bundle (a file or a folder) from
 REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else certifi's (the bundle `requests` uses).
 Verification off stays off in every environment and never warns per request (a warning would
-reach Stash's log as an error). Redirects are followed only where asked (cover downloads),
-and credentials never follow one to another origin.
+reach Stash's log as an error). Redirects are followed only where asked (cover downloads).
+Credentials (the headers in `_CREDENTIALS`) go only to the server's own origin: never with a
+request for a URL elsewhere, never along a redirect to one.
 
 Every failure without a usable answer is a `TransportError`, so the clients sort them without
 knowing urllib3: `Unreachable` (no connection, or it closed before an answer;
@@ -300,6 +301,8 @@ class ServerTransport:
         # Any URL on this server's origin goes through its own pool (cheaper than the manager).
         path = url[len(self._origin) :] if url.startswith(self._origin + "/") else None
         sent_headers = {**self.headers, **headers} if headers else self.headers
+        if path is None:  # another origin: the server's credentials stay with the server
+            sent_headers = {k: v for k, v in sent_headers.items() if k.lower() not in _CREDENTIALS}
         options: dict[str, Any] = {
             "body": body,
             "headers": sent_headers,

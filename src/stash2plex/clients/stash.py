@@ -463,11 +463,14 @@ class StashClient:
     def image(self, url: str) -> StashImage:
         """Fetch an image Stash serves, once: streamed and hashed on the way in.
 
-        Stash answers a scene without a cover with its SVG drawing (`image/svg+xml`): that is
+        An image of Stash's at another address (its `external_host` setting, behind a reverse
+        proxy) is fetched where this client talks to Stash (`image_address`). Stash answers a
+        scene without a cover with its SVG drawing (`image/svg+xml`): that is
         seen from the headers (or the first bytes) and the body is not read. A busy refusal
         (408, 429, a 5xx but 503) is asked again after BUSY_RETRY_DELAYS. Raises the
         classified errors of a download.
         """
+        url = image_address(url, self.connection.url)
         for delay in self._busy.delays():
             response = self._image_answer(url)
             busy = _busy_status(response.status)
@@ -520,6 +523,31 @@ class StashClient:
                 f"the cover's address in Stash redirects {why}; the scene is tried again",
                 server="stash",
             ) from exc
+
+
+# The routes Stash serves its images at, the end of every image URL it hands out
+# (stashapp/stash internal/api: /scene/{id}/screenshot, /performer|studio|tag/{id}/image,
+# /group/{id}/frontimage…).
+_IMAGE_ROUTE = re.compile(r"/(?:scene|performer|studio|tag|group|movie|gallery|image)/\d+/\w+$")
+
+
+def image_address(url: str, stash_url: str) -> str:
+    """Where to fetch an image URL Stash handed out: at `stash_url`, the address this client
+    talks to Stash at.
+
+    Stash writes every URL it hands out with its `external_host` setting when one is set
+    (stashapp/stash internal/api BaseURLMiddleware; set by most users behind a reverse
+    proxy): a public name often not reachable from where the plugin runs, and behind a login
+    of the proxy's. An image route at another address is therefore fetched at `stash_url`
+    (path from the route on, query kept); any other URL is left as it is (it gets no
+    credentials of Stash's, see `ServerTransport.request`)."""
+    if url.startswith(stash_url + "/"):
+        return url
+    parts = urlsplit(url)
+    route = _IMAGE_ROUTE.search(parts.path)
+    if route is None:
+        return url
+    return stash_url + route.group(0) + (f"?{parts.query}" if parts.query else "")
 
 
 _MISSING_SCENE = re.compile(r"scene with id (\d+) not found")

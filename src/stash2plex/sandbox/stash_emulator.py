@@ -144,6 +144,7 @@ class StashEmulator:
         clock: Callable[[], float] = time.time,
         utc_offset: str = "+10:00",
         session_max_age: int = DEFAULT_SESSION_MAX_AGE,
+        external_host: str = "",
     ) -> None:
         self.library = library
         self.host = host
@@ -156,6 +157,9 @@ class StashEmulator:
         self.utc_offset = utc_offset
         self.tz = _parse_offset(utc_offset)
         self.session_max_age = session_max_age
+        # Stash's `external_host` setting (behind a reverse proxy): every URL Stash hands out
+        # starts with it instead of the address the client used.
+        self.external_host = external_host
         self.log: list[GraphQLRequest] = []
         self.http_log: list[tuple[str, str, int]] = []  # (method, path with query, status)
         # Hooks Stash fires after a mutation commits: each is logged, then handed to
@@ -1485,9 +1489,13 @@ def _cookie_value(header: str, name: str) -> str:
 
 
 def _base_url(headers: Any, emulator: StashEmulator) -> str:
-    # Stash builds image URLs from the Host the client used (plus a proxy's prefix).
+    # Stash builds image URLs from the Host the client used, or its `external_host` setting
+    # when set, plus a proxy's prefix (stashapp/stash, internal/api BaseURLMiddleware).
+    prefix = (headers.get("X-Forwarded-Prefix") or "").rstrip("/")
+    if emulator.external_host:
+        return emulator.external_host + prefix
     host = headers.get("Host") or f"{emulator.host}:{emulator.port}"
-    return f"http://{host}{headers.get('X-Forwarded-Prefix') or ''}"
+    return f"http://{host}{prefix}"
 
 
 def _graphql_payload(

@@ -1,0 +1,104 @@
+"""Stash behind a reverse proxy: the image URLs it hands out name its `external_host` (a public
+name the plugin often cannot reach, or only through the proxy's login), so covers are fetched
+where Stash2Plex talks to Stash; and no credential of Stash's goes to any other address."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from typing import ClassVar
+
+import pytest
+
+from stash2plex.clients.stash import StashClient, StashConnection, image_address
+from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.stash_emulator import StashEmulator
+from stash2plex.sandbox.verify import library_problems
+from tests.sandbox import sandbox
+
+STASH = "http://127.0.0.1:9999"
+
+
+@pytest.mark.parametrize(
+    "url, fetched",
+    [
+        # Stash's own address: as it is.
+        (f"{STASH}/scene/7/screenshot?t=1700000000", f"{STASH}/scene/7/screenshot?t=1700000000"),
+        # external_host, with and without a path of the proxy's, any scheme: at Stash's address.
+        (
+            "https://stash.example.com/scene/7/screenshot?t=1700000000",
+            f"{STASH}/scene/7/screenshot?t=1700000000",
+        ),
+        (
+            "https://example.com/media/stash/studio/12/image?t=5",
+            f"{STASH}/studio/12/image?t=5",
+        ),
+        ("http://nas.local:8080/group/3/frontimage", f"{STASH}/group/3/frontimage"),
+        ("https://example.com/performer/41/image", f"{STASH}/performer/41/image"),
+        # Not an image route of Stash's: left as it is (and fetched without credentials).
+        ("https://cdn.example.com/covers/7.jpg", "https://cdn.example.com/covers/7.jpg"),
+        (
+            "https://example.com/scene/7/screenshot/extra",
+            "https://example.com/scene/7/screenshot/extra",
+        ),
+    ],
+)
+def test_an_image_stash_hands_out_is_fetched_at_the_address_stash2plex_uses(url, fetched):
+    assert image_address(url, STASH) == fetched
+
+
+@pytest.mark.parametrize(
+    "external_host", ["https://stash.example.invalid", "https://example.invalid/stash"]
+)
+def test_covers_reach_plex_when_stash_hands_out_an_external_host_nobody_here_can_reach(
+    tmp_path, external_host
+):
+    # Before: every cover download went to the public name and failed, and the queue paused
+    # with "Stash is not reachable for an image download" while Stash answered every query.
+    with sandbox(tmp_path, scenes=12, seed=5) as box:
+        box.stash.external_host = external_host
+        report = box.drain()
+        with box.store() as store:
+            assert store.holds().pause is None
+            assert {job.state for job in store.jobs()} == {"done"}
+        assert report.synced > 0
+        assert library_problems(box.plex, box.library) == {}  # posters and backgrounds too
+        images = [path for _, path, status in box.stash.http_log if "/screenshot" in path]
+        assert images and all(
+            status == 200 for _, path, status in box.stash.http_log if "/screenshot" in path
+        )
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(dict(self.headers.items()))
+        body = b"\xff\xd8\xff\xe0 not really a jpeg"
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_no_credential_of_stash_goes_to_another_address():
+    api_key = "stash-key-123456"
+    with (
+        StashEmulator(generate_library(3, seed=1), api_key=api_key, require_auth=True) as stash,
+        http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder) as other,
+    ):
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        try:
+            client = StashClient(StashConnection.from_url(stash.url, api_key))
+            image = client.image(f"http://127.0.0.1:{other.server_address[1]}/covers/1.jpg")
+            own = client.image(f"{stash.url}/scene/1/screenshot")  # Stash itself: with the key
+        finally:
+            other.shutdown()
+    assert image.data.startswith(b"\xff\xd8") and own.sha1
+    [headers] = _Recorder.seen
+    assert not {name.lower() for name in headers} & {"apikey", "cookie", "authorization"}
+    assert api_key not in str(headers)
