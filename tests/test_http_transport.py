@@ -70,9 +70,10 @@ def stash_client(box) -> StashClient:
 
 
 def stash_at(url: str) -> StashClient:
-    """A client whose Stash is at `url` (a test server standing in for Stash): the image URLs
-    of Stash's are fetched there (another address would be taken for Stash's external_host)."""
-    return StashClient(StashConnection(url))
+    """A logged-in client whose Stash is at `url` (a test server standing in for Stash): the
+    image URLs of Stash's are fetched there (another address would be taken for Stash's
+    external_host)."""
+    return StashClient(StashConnection(url, "cookie-value-1", "api-key-2"))
 
 
 def test_plex_behind_a_redirect_is_a_setting_to_fix_not_a_write_that_seems_to_succeed(box):

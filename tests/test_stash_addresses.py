@@ -45,6 +45,8 @@ STASH = "http://127.0.0.1:9999"
 )
 def test_an_image_stash_hands_out_is_fetched_at_the_address_stash2plex_uses(url, fetched):
     assert image_address(url, STASH) == fetched
+    assert image_address(url, STASH + "/") == fetched  # a connection written with a slash
+    assert image_address(url, STASH.upper()).lower() == fetched.lower()  # and in capitals
 
 
 @pytest.mark.parametrize(
@@ -102,3 +104,40 @@ def test_no_credential_of_stash_goes_to_another_address():
     [headers] = _Recorder.seen
     assert not {name.lower() for name in headers} & {"apikey", "cookie", "authorization"}
     assert api_key not in str(headers)
+
+
+def test_an_address_typed_with_capitals_keeps_its_credentials(tmp_path):
+    # `HTTP://` (a phone's keyboard) or a host in capitals is the same origin: the token and
+    # the API key must still go with every request (they once were taken for another origin).
+    api_key = "stash-key-123456"
+    with StashEmulator(generate_library(3, seed=1), api_key=api_key, require_auth=True) as stash:
+        client = StashClient(
+            StashConnection.from_url(stash.url.replace("http://", "HTTP://"), api_key)
+        )
+        assert client.find_scene(1) is not None
+        assert client.image(f"{stash.url}/scene/1/screenshot").sha1
+    with sandbox(tmp_path, scenes=8, seed=5) as box:
+        box.settings(
+            plex_url=box.plex.url.replace("http://", "HTTP://").replace("127.0.0.1", "LocalHost")
+        )
+        box.drain()
+        with box.store() as store:
+            assert store.holds().pause is None
+            assert {job.state for job in store.jobs()} == {"done"}
+        assert library_problems(box.plex, box.library) == {}
+
+
+def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash_down(tmp_path):
+    # external_host written wrong (a query in it): the URLs end in no route of Stash's, so they
+    # are fetched as they are and fail; Stash itself answers, so the queue must not pause.
+    with sandbox(tmp_path, scenes=6, seed=5) as box:
+        box.stash.external_host = "https://ext.invalid/a?b=c"
+        box.drain()
+        with box.store() as store:
+            assert store.holds().pause is None
+            waiting = [job for job in store.jobs() if job.state == "waiting"]
+        assert waiting
+        assert all(
+            "the image address Stash gave (ext.invalid) cannot be reached" in (job.last_error or "")
+            for job in waiting
+        )

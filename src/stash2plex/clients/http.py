@@ -299,7 +299,7 @@ class ServerTransport:
             raise self._problem
         url = self.base_url + target if target.startswith("/") else target
         # Any URL on this server's origin goes through its own pool (cheaper than the manager).
-        path = url[len(self._origin) :] if url.startswith(self._origin + "/") else None
+        path = self.own_path(url)
         sent_headers = {**self.headers, **headers} if headers else self.headers
         if path is None:  # another origin: the server's credentials stay with the server
             sent_headers = {k: v for k, v in sent_headers.items() if k.lower() not in _CREDENTIALS}
@@ -341,6 +341,14 @@ class ServerTransport:
                 observe(exchange)
         return answer
 
+    def own_path(self, url: str) -> str | None:
+        """The path (with its query) of a URL on this server's origin, None for a URL elsewhere.
+        Scheme and host compare without case (`HTTP://NAS:9999` is `http://nas:9999`)."""
+        end = len(self._origin)
+        if url[:end].lower() == self._origin.lower() and url[end : end + 1] == "/":
+            return url[end:]
+        return None
+
     def _redirected(
         self, method: str, url: str, response: Any, options: dict[str, Any]
     ) -> urllib3.BaseHTTPResponse:
@@ -348,7 +356,7 @@ class ServerTransport:
         another origin. Raises RedirectFailed."""
         location = urljoin(url, str(response.get_redirect_location()))
         response.drain_conn()
-        if not location.startswith(self._origin + "/"):
+        if self.own_path(location) is None:
             options["headers"] = {
                 k: v for k, v in options["headers"].items() if k.lower() not in _CREDENTIALS
             }

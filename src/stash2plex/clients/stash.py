@@ -513,6 +513,13 @@ class StashClient:
         except ProxyUnreachable as exc:
             raise StashDownError(exc.describe("Stash", self.connection.url)) from exc
         except Unreachable as exc:
+            if self.transport.own_path(url) is None:  # not Stash's address: only this image
+                where = urlsplit(url).hostname or "another address"
+                raise TransientError(
+                    f"the image address Stash gave ({where}) cannot be reached; the scene is "
+                    "tried again",
+                    server="stash",
+                ) from exc
             raise StashDownError("Stash is not reachable for an image download") from exc
         except AnswerTimeout as exc:
             raise TransientError("Stash did not send an image in time", server="stash") from exc
@@ -528,7 +535,9 @@ class StashClient:
 # The routes Stash serves its images at, the end of every image URL it hands out
 # (stashapp/stash internal/api: /scene/{id}/screenshot, /performer|studio|tag/{id}/image,
 # /group/{id}/frontimage…).
-_IMAGE_ROUTE = re.compile(r"/(?:scene|performer|studio|tag|group|movie|gallery|image)/\d+/\w+$")
+_IMAGE_ROUTE = re.compile(
+    r"/(?:scene|performer|studio|tag|group|movie|gallery|image)/[0-9]+/[A-Za-z_]+$"
+)
 
 
 def image_address(url: str, stash_url: str) -> str:
@@ -538,10 +547,12 @@ def image_address(url: str, stash_url: str) -> str:
     Stash writes every URL it hands out with its `external_host` setting when one is set
     (stashapp/stash internal/api BaseURLMiddleware; set by most users behind a reverse
     proxy): a public name often not reachable from where the plugin runs, and behind a login
-    of the proxy's. An image route at another address is therefore fetched at `stash_url`
-    (path from the route on, query kept); any other URL is left as it is (it gets no
-    credentials of Stash's, see `ServerTransport.request`)."""
-    if url.startswith(stash_url + "/"):
+    of the proxy's. A URL at another address whose path ends in one of Stash's image routes
+    is therefore fetched at `stash_url` (path from the route on, query kept); any other URL
+    is left as it is (it gets no credentials of Stash's, see `ServerTransport.request`).
+    Only URLs Stash handed out are given here."""
+    stash_url = stash_url.rstrip("/")
+    if url.lower().startswith(stash_url.lower() + "/"):
         return url
     parts = urlsplit(url)
     route = _IMAGE_ROUTE.search(parts.path)
