@@ -316,3 +316,19 @@ def test_a_wrong_token_is_caught_even_when_the_scene_is_unchanged(box, cli, monk
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000")
     result = cli("sync", str(scene.id), expect=2)  # unchanged, but the token is new
     assert "rejected the token" in result.stderr and "wrong-token-0000" not in result.output
+
+
+def test_the_drain_bar_counts_scenes_and_says_it_syncs_the_whole_queue():
+    # It showed a share only ("45%"), and counted the scenes already waiting without saying so.
+    from rich.console import Console
+
+    from stash2plex.cli import DRAIN_BAR_LABEL, drain_bar
+
+    console = Console(record=True, force_terminal=True, width=100)
+    with drain_bar(disable=False, console=console) as bar:
+        task = bar.add_task(DRAIN_BAR_LABEL, total=None)
+        bar.update(task, completed=3, total=10)
+        bar.refresh()
+    text = console.export_text()
+    assert "syncing the queue" in text and "3/10 scenes" in text
+    assert drain_bar(disable=True).disable  # --json: no bar on stdout

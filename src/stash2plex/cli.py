@@ -897,6 +897,33 @@ def _reconcile_table(report: dict[str, Any]) -> Any:
     return table
 
 
+# The drain syncs everything due, not only what the command queued: the bar says so.
+DRAIN_BAR_LABEL = "syncing the queue"
+
+
+def drain_bar(*, disable: bool, console: Any = None) -> Any:
+    """The drain's progress bar: scenes synced of those due (a count, not only a share) and
+    the time left; erased when the drain ends. A `rich.progress.Progress`."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("scenes"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable,
+        transient=True,
+    )
+
+
 def _drain(
     cli: Cli,
     since: float | None = None,
@@ -909,8 +936,6 @@ def _drain(
     keys with the drain's `status`, `drained`, `error` and `notes`; a command that drains
     prints nothing else to stdout with --json); `judge(store, since, report)`: the verdict
     (default `outcome.drain_verdict`)."""
-    from rich.progress import Progress
-
     from stash2plex.engine.worker_lock import ensure_worker
     from stash2plex.operations.outcome import drain_verdict
     from stash2plex.operations.queue import process_queue, status_report
@@ -918,8 +943,8 @@ def _drain(
 
     started_at = time.time() if since is None else since
     try:
-        with Progress(disable=cli.as_json, transient=True) as bar:
-            task = bar.add_task("syncing", total=None)
+        with drain_bar(disable=cli.as_json) as bar:
+            task = bar.add_task(DRAIN_BAR_LABEL, total=None)
             report = process_queue(
                 cli.data_dir,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
