@@ -14,7 +14,8 @@ from stash2plex.clients.stash import StashClient, StashConnection, image_address
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.sandbox.verify import library_problems
-from tests.sandbox import sandbox
+
+from .sandbox import PLEX_TOKEN, sandbox
 
 STASH = "http://127.0.0.1:9999"
 
@@ -53,7 +54,7 @@ def test_an_image_stash_hands_out_is_fetched_at_the_address_stash2plex_uses(url,
     "external_host", ["https://stash.example.invalid", "https://example.invalid/stash"]
 )
 def test_covers_reach_plex_when_stash_hands_out_an_external_host_nobody_here_can_reach(
-    tmp_path, external_host
+    tmp_path, external_host, caplog
 ):
     # Before: every cover download went to the public name and failed, and the queue paused
     # with "Stash is not reachable for an image download" while Stash answered every query.
@@ -65,10 +66,9 @@ def test_covers_reach_plex_when_stash_hands_out_an_external_host_nobody_here_can
             assert {job.state for job in store.jobs()} == {"done"}
         assert report.synced > 0
         assert library_problems(box.plex, box.library) == {}  # posters and backgrounds too
-        images = [path for _, path, status in box.stash.http_log if "/screenshot" in path]
-        assert images and all(
-            status == 200 for _, path, status in box.stash.http_log if "/screenshot" in path
-        )
+        images = [status for _, path, status in box.stash.http_log if "/screenshot" in path]
+        assert images and set(images) == {200}
+    assert PLEX_TOKEN not in caplog.text
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -106,7 +106,7 @@ def test_no_credential_of_stash_goes_to_another_address():
     assert api_key not in str(headers)
 
 
-def test_an_address_typed_with_capitals_keeps_its_credentials(tmp_path):
+def test_an_address_typed_with_capitals_keeps_its_credentials(tmp_path, caplog):
     # `HTTP://` (a phone's keyboard) or a host in capitals is the same origin: the token and
     # the API key must still go with every request (they once were taken for another origin).
     api_key = "stash-key-123456"
@@ -125,9 +125,12 @@ def test_an_address_typed_with_capitals_keeps_its_credentials(tmp_path):
             assert store.holds().pause is None
             assert {job.state for job in store.jobs()} == {"done"}
         assert library_problems(box.plex, box.library) == {}
+    assert PLEX_TOKEN not in caplog.text and api_key not in caplog.text
 
 
-def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash_down(tmp_path):
+def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash_down(
+    tmp_path, caplog
+):
     # external_host written wrong (a query in it): the URLs end in no route of Stash's, so they
     # are fetched as they are and fail; Stash itself answers, so the queue must not pause.
     with sandbox(tmp_path, scenes=6, seed=5) as box:
@@ -141,3 +144,4 @@ def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash
             "the image address Stash gave (ext.invalid) cannot be reached" in (job.last_error or "")
             for job in waiting
         )
+    assert PLEX_TOKEN not in caplog.text
