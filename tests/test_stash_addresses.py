@@ -5,12 +5,14 @@ where Stash2Plex talks to Stash; and no credential of Stash's goes to any other 
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from typing import ClassVar
 
 import pytest
 
 from stash2plex.clients.stash import StashClient, StashConnection, image_address
+from stash2plex.errors import StashDownError, SyncError, TransientError
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.sandbox.verify import library_problems
@@ -36,6 +38,12 @@ STASH = "http://127.0.0.1:9999"
         ),
         ("http://nas.local:8080/group/3/frontimage", f"{STASH}/group/3/frontimage"),
         ("https://example.com/performer/41/image", f"{STASH}/performer/41/image"),
+        # external_host written with a query of its own: the route is found all the same.
+        (
+            "https://ext.invalid/a?b=c/scene/7/screenshot?t=1700000000",
+            f"{STASH}/scene/7/screenshot?t=1700000000",
+        ),
+        ("https://example.com/scene/7/screenshot#top", f"{STASH}/scene/7/screenshot"),
         # Not an image route of Stash's: left as it is (and fetched without credentials).
         ("https://cdn.example.com/covers/7.jpg", "https://cdn.example.com/covers/7.jpg"),
         (
@@ -51,7 +59,8 @@ def test_an_image_stash_hands_out_is_fetched_at_the_address_stash2plex_uses(url,
 
 
 @pytest.mark.parametrize(
-    "external_host", ["https://stash.example.invalid", "https://example.invalid/stash"]
+    "external_host",
+    ["https://stash.example.invalid", "https://example.invalid/stash", "https://ext.invalid/a?b=c"],
 )
 def test_covers_reach_plex_when_stash_hands_out_an_external_host_nobody_here_can_reach(
     tmp_path, external_host, caplog
@@ -128,20 +137,21 @@ def test_an_address_typed_with_capitals_keeps_its_credentials(tmp_path, caplog):
     assert PLEX_TOKEN not in caplog.text and api_key not in caplog.text
 
 
-def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash_down(
-    tmp_path, caplog
-):
-    # external_host written wrong (a query in it): the URLs end in no route of Stash's, so they
-    # are fetched as they are and fail; Stash itself answers, so the queue must not pause.
-    with sandbox(tmp_path, scenes=6, seed=5) as box:
-        box.stash.external_host = "https://ext.invalid/a?b=c"
-        box.drain()
-        with box.store() as store:
-            assert store.holds().pause is None
-            waiting = [job for job in store.jobs() if job.state == "waiting"]
-        assert waiting
-        assert all(
-            "the image address Stash gave (ext.invalid) cannot be reached" in (job.last_error or "")
-            for job in waiting
-        )
-    assert PLEX_TOKEN not in caplog.text
+def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash_down():
+    # A URL that is not an image address of Stash's is fetched as it is; when it cannot be
+    # reached, Stash itself still answers: the scene waits (TransientError) with the setting
+    # named, and the queue is not paused as if Stash were down (StashDownError).
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with StashEmulator(generate_library(3, seed=1)) as stash:
+        client = StashClient(StashConnection.from_url(stash.url))
+        with pytest.raises(SyncError) as raised:
+            client.image(f"{dead}/covers/1.jpg")
+        with pytest.raises(StashDownError):  # Stash's own address failing is Stash down
+            StashClient(StashConnection.from_url(dead)).image(f"{dead}/scene/1/screenshot")
+    assert type(raised.value) is TransientError
+    assert "Stash gives this scene's image at 127.0.0.1, which cannot be reached" in str(
+        raised.value.message
+    )
+    assert "external_host" in raised.value.message

@@ -516,8 +516,9 @@ class StashClient:
             if self.transport.own_path(url) is None:  # not Stash's address: only this image
                 where = urlsplit(url).hostname or "another address"
                 raise TransientError(
-                    f"the image address Stash gave ({where}) cannot be reached; the scene is "
-                    "tried again",
+                    f"Stash gives this scene's image at {where}, which cannot be reached from "
+                    "here and is not an image address of Stash's: check Stash's external_host "
+                    f"setting (it should be the address Stash answers at)",
                     server="stash",
                 ) from exc
             raise StashDownError("Stash is not reachable for an image download") from exc
@@ -535,8 +536,12 @@ class StashClient:
 # The routes Stash serves its images at, the end of every image URL it hands out
 # (stashapp/stash internal/api: /scene/{id}/screenshot, /performer|studio|tag/{id}/image,
 # /group/{id}/frontimage…).
+# Matched at the end of the whole URL: an `external_host` written with a query of its own
+# (`https://host/a?b=c`) puts the route inside the query; the route's own query (`?t=…`)
+# follows it.
 _IMAGE_ROUTE = re.compile(
-    r"/(?:scene|performer|studio|tag|group|movie|gallery|image)/[0-9]+/[A-Za-z_]+$"
+    r"(/(?:scene|performer|studio|tag|group|movie|gallery|image)/[0-9]+/[A-Za-z_]+)"
+    r"(\?[^?#]*)?(?:#.*)?$"
 )
 
 
@@ -554,11 +559,10 @@ def image_address(url: str, stash_url: str) -> str:
     stash_url = stash_url.rstrip("/")
     if url.lower().startswith(stash_url.lower() + "/"):
         return url
-    parts = urlsplit(url)
-    route = _IMAGE_ROUTE.search(parts.path)
+    route = _IMAGE_ROUTE.search(url)
     if route is None:
         return url
-    return stash_url + route.group(0) + (f"?{parts.query}" if parts.query else "")
+    return stash_url + route.group(1) + (route.group(2) or "")
 
 
 _MISSING_SCENE = re.compile(r"scene with id (\d+) not found")
