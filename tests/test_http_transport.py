@@ -22,6 +22,8 @@ import pytest
 from stash2plex import errors
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
+from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.stash_emulator import StashEmulator
 
 from .sandbox import PLEX_TOKEN, cover_sha1, sandbox
 
@@ -364,8 +366,8 @@ def test_a_cover_redirected_to_an_unreachable_address_fails_that_scene_not_stash
     assert "redirects to 127.0.0.1, which failed" in raised.value.message
 
 
-def test_credentials_never_follow_a_cover_redirect_to_another_origin():
-    seen: list[dict[str, str]] = []
+def recording_image_server(seen: list[dict[str, str]]) -> type[BaseHTTPRequestHandler]:
+    """Another host serving a tiny JPEG; every request's headers are appended to `seen`."""
 
     class Elsewhere(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -379,14 +381,40 @@ def test_credentials_never_follow_a_cover_redirect_to_another_origin():
         def log_message(self, *args: object) -> None:
             pass
 
-    with serving(Elsewhere) as elsewhere, serving(redirecting_to(elsewhere)) as redirector:
+    return Elsewhere
+
+
+def _credentials(headers: dict[str, str]) -> set[str]:
+    return {name.lower() for name in headers} & {"apikey", "cookie", "authorization"}
+
+
+def test_credentials_never_follow_a_cover_redirect_to_another_origin():
+    seen: list[dict[str, str]] = []
+    with (
+        serving(recording_image_server(seen)) as elsewhere,
+        serving(redirecting_to(elsewhere)) as redirector,
+    ):
         # The redirector stands for Stash (credentials go to it), Elsewhere for another host.
         stash = StashClient(StashConnection(redirector, "cookie-value-1", "api-key-2"))
         image = stash.image(f"{redirector}/scene/1/screenshot")
     assert image.data == b"\xff\xd8\xff\xd9"
     [headers] = seen
-    lowered = {k.lower(): v for k, v in headers.items()}
-    assert "apikey" not in lowered and "cookie" not in lowered
+    assert not _credentials(headers)
+
+
+def test_no_credential_of_stash_goes_to_another_address():
+    api_key = "stash-key-123456"
+    seen: list[dict[str, str]] = []
+    with (
+        StashEmulator(generate_library(3, seed=1), api_key=api_key, require_auth=True) as stash,
+        serving(recording_image_server(seen)) as elsewhere,
+    ):
+        client = StashClient(StashConnection.from_url(stash.url, api_key))
+        image = client.image(f"{elsewhere}/covers/1.jpg")  # not an image address of Stash's
+        own = client.image(f"{stash.url}/scene/1/screenshot")  # Stash itself: with the key
+    assert image.data == b"\xff\xd8\xff\xd9" and own.sha1
+    [headers] = seen
+    assert not _credentials(headers) and api_key not in str(headers)
 
 
 @pytest.mark.parametrize(

@@ -518,7 +518,7 @@ class StashClient:
                 raise TransientError(
                     f"Stash gives this scene's image at {where}, which cannot be reached from "
                     "here and is not an image address of Stash's: check Stash's external_host "
-                    f"setting (it should be the address Stash answers at)",
+                    "setting (it should be the address Stash answers at)",
                     server="stash",
                 ) from exc
             raise StashDownError("Stash is not reachable for an image download") from exc
@@ -552,9 +552,10 @@ def image_address(url: str, stash_url: str) -> str:
     Stash writes every URL it hands out with its `external_host` setting when one is set
     (stashapp/stash internal/api BaseURLMiddleware; set by most users behind a reverse
     proxy): a public name often not reachable from where the plugin runs, and behind a login
-    of the proxy's. A URL at another address whose path ends in one of Stash's image routes
-    is therefore fetched at `stash_url` (path from the route on, query kept); any other URL
-    is left as it is (it gets no credentials of Stash's, see `ServerTransport.request`).
+    of the proxy's. A URL at another address that ends in one of Stash's image routes (and
+    its query) is therefore fetched at `stash_url` (path from the route on, query kept); any
+    other URL is left as it is (it gets no credentials of Stash's, see
+    `ServerTransport.request`).
     Only URLs Stash handed out are given here."""
     stash_url = stash_url.rstrip("/")
     if url.lower().startswith(stash_url.lower() + "/"):
