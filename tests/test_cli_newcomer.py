@@ -171,6 +171,33 @@ def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):
     assert int(tried[1]) + int(untried[1]) == int(told[1]) == 25
 
 
+def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, cli):
+    """Plex refusing one scene's edit (a 500 on every try): the sync names Plex's failure and
+    the next try (not the match settings, which are fine). Asking for the scene again tries
+    it at once rather than after its backoff, and so does Sync All once Plex is fixed."""
+    scene = matchable(box)[0]
+    edits = "PUT /library/sections/{id}/all"
+    box.plex.faults.fail(500, route=r"^PUT ")
+    first = " ".join(cli("sync", str(scene.id), expect=1).stderr.split())
+    failure = f"The last failure: Plex failed the edit of item {box.rating_key(scene)} (HTTP 500"
+    assert failure in first
+    assert re.search(r"The next try is at \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(in \d+ s\)", first)
+    assert "syncing the scene again tries it at once" in first and "plex_library" not in first
+    job = box.job(scene.id)
+    assert (job.reason, job.attempts) == ("retry", 1)
+    tried = box.plex.log.count(edits)
+
+    cli("sync", str(scene.id), expect=1)
+    assert box.plex.log.count(edits) > tried  # tried now, not after the backoff
+    assert box.job(scene.id).attempts == 2
+
+    box.plex.faults.clear()
+    everything = cli("sync", "--all")
+    assert "waiting to be retried" not in everything.output
+    assert box.job(scene.id).state == "done"
+    assert box.item(scene).title == scene.title
+
+
 def test_a_fixed_proxy_variable_takes_effect_at_the_next_command(box, cli, monkeypatch):
     """A dead HTTP_PROXY in the shell: the background worker the command started cannot reach
     Plex through it, and the queue holds naming the variable (Plex never answered this way:

@@ -72,3 +72,29 @@ def test_stash_ahead_of_our_clock_loses_no_edit(tmp_path: Path) -> None:
         later = run(box, lambda: now + 60).scene_ids
         assert second.id in later  # taken (the first again too: never skipped)
         assert mark(box)["at"] <= now + 60
+
+
+def test_sync_recent_and_sync_all_try_a_retry_at_once(tmp_path: Path) -> None:
+    """Both tasks are a person asking for the scenes: one waiting for its retry backoff is
+    due at once (its failed tries kept), where a hook would leave it to the backoff."""
+    from stash2plex.operations.queue import queue_all_scenes
+
+    from .seeding import wait
+
+    with sandbox(tmp_path, scenes=20, seed=5) as box:
+        first, second = list(box.library.scenes)[:2]
+        with box.store() as store:
+            store.enqueue([first, second], "hook")
+            later = store.clock() + 600
+            for scene_id in (first, second):
+                wait(store, store.job(scene_id), reason="retry", due_at=later, attempts=2)
+        time.sleep(1.1)  # Stash stamps whole seconds: the edit falls after `since`
+        since = time.time()
+        box.stash.update_scene(first, title="Edited while Plex failed it")
+
+        assert run(box, time.time, since=since).scene_ids == [first]
+        with box.store() as store:
+            assert store.job(first).due_at <= store.clock() < store.job(second).due_at
+            queue_all_scenes(store, build_context(store).stash)
+            assert store.job(second).due_at <= store.clock()
+            assert store.job(second).attempts == store.job(first).attempts == 2

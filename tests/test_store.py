@@ -126,6 +126,31 @@ def test_retry_waiting_job_keeps_its_backoff_on_new_edit(store, clock):
     )
 
 
+def test_a_person_asking_for_a_scene_makes_its_retry_due_now(store, clock):
+    """Sync, Sync All, Sync Recent and Sync now ask for the scenes: a retry waiting for its
+    backoff is due at once, with its failed attempts kept (the dead-letter limit still
+    counts them). A job due earlier keeps its time, and a scene of another wait is as a
+    hook leaves it."""
+    store.enqueue([3, 4, 5], "hook")
+    three, four, five = store.claim_due("w", 3)
+    store.apply(three, waiting("retry", clock.now + 100, attempts=2))
+    store.apply(four, waiting("plex_down", clock.now + 100))
+    store.apply(five, waiting("retry", clock.now + 100, attempts=1))
+    clock.now += 10
+    store.enqueue([3, 4], "cli", retry_now=True)
+    retried, held, untouched = store.job(3), store.job(4), store.job(5)
+    assert (retried.state, retried.reason, retried.due_at, retried.attempts) == (
+        "waiting",
+        "retry",
+        clock.now,
+        2,
+    )
+    assert (held.reason, held.due_at) == ("plex_down", clock.now + 90)
+    assert untouched.due_at == clock.now + 90
+    assert [job.scene_id for job in store.claim_due("w", 5)] == [3]
+    assert store.next_retry() == (clock.now + 90, "why")
+
+
 @pytest.mark.parametrize("reason", ["not_in_plex", "ambiguous", "conflict"])
 def test_matching_waits_are_rechecked_on_new_edit(store, clock, reason):
     store.enqueue([3], "hook")

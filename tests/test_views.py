@@ -252,6 +252,11 @@ def test_sync_now_makes_a_waiting_scene_due_at_once(store: Store, clock: Clock):
     assert actions.sync_scene(store, {"scene_id": "4"}) == {"queued": 4, "new": False}
     job = store.job(4)
     assert (job.state, job.due_at) == ("pending", clock.now)
+    store.enqueue([5], source="test")  # a retry is not left to its backoff either
+    wait(store, store.job(5), reason="retry", due_at=clock.now + 600, attempts=3)
+    actions.sync_scene(store, {"scene_id": 5})
+    job = store.job(5)
+    assert (job.reason, job.due_at, job.attempts) == ("retry", clock.now, 3)
     with pytest.raises(actions.ActionError, match="scene_id='x'"):
         actions.sync_scene(store, {"scene_id": "x"})
     with pytest.raises(actions.ActionError, match="unknown action"):

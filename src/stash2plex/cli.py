@@ -691,7 +691,7 @@ def sync_command(
                     "its Destroy hook or the next reconcile)",
                     EXIT_CONFIG,
                 )
-            store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli")
+            store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli", retry_now=True)
             queued = len(scene_ids)
     if not cli.as_json:
         cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))

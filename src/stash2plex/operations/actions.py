@@ -71,10 +71,10 @@ def purge_dead_letters(store: Store, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def sync_scene(store: Store, params: dict[str, Any]) -> dict[str, Any]:
-    """Mark one scene dirty now (a waiting "not in Plex yet" or ambiguous scene is tried at
-    once). Returns ``{"queued": scene_id, "new": bool}``."""
+    """Mark one scene dirty now (a scene waiting for Plex to scan it, for an ambiguity or for a
+    retry is tried at once). Returns ``{"queued": scene_id, "new": bool}``."""
     scene_id = _scene_id(params)
-    new = store.enqueue([scene_id], source=SYNC_NOW_SOURCE)
+    new = store.enqueue([scene_id], source=SYNC_NOW_SOURCE, retry_now=True)
     store.nudge()  # a setting changed in Stash is read before this scene is synced
     return {"queued": scene_id, "new": bool(new)}
 

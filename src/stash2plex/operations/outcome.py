@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stash2plex.engine.worker import DrainReport
+from stash2plex.operations.present import when
 from stash2plex.records import Holds
 from stash2plex.store.db import Store
 from stash2plex.words import agree, plural
@@ -146,12 +147,14 @@ def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -
     if not sentences and report is not None and report.processed:
         useful = report.synced + report.unchanged + report.skipped
         if not useful and report.deferred:
-            sentences.append(_nothing_matched(counts))
+            sentences.append(_nothing_synced(store, counts))
             exit_code = EXIT_ATTENTION
     return Verdict(" ".join(sentences) or None, exit_code, notes)
 
 
-def _nothing_matched(counts: dict[str, int]) -> str:
+def _nothing_synced(store: Store, counts: dict[str, int]) -> str:
+    """Why no scene of a drain reached Plex: they wait for a match (check the settings) or
+    for a retry (when, and the last failure)."""
     waits = {
         reason: counts.get(f"waiting:{reason}", 0)
         for reason in (*MATCH_WAITS, "retry")
@@ -161,12 +164,27 @@ def _nothing_matched(counts: dict[str, int]) -> str:
         f"{n} {MATCH_WAITS.get(reason, 'to be retried')}" for reason, n in waits.items()
     )
     total = sum(waits.values())
-    return (
-        f"No scene reached Plex: {scenes(total)} {agree(total, 'waits', 'wait')} ({described}). "
-        "Run Diagnose (or "
-        "`stash2plex diagnose`): it checks plex_library and path_map on a sample of scenes; "
-        "Show Waiting Scenes lists each scene with its reason."
-    )
+    sentences = [
+        f"No scene reached Plex: {scenes(total)} {agree(total, 'waits', 'wait')} ({described})."
+    ]
+    if set(waits) & set(MATCH_WAITS):
+        sentences.append(
+            "Run Diagnose (or `stash2plex diagnose`): it checks plex_library and path_map on a "
+            "sample of scenes; Show Waiting Scenes lists each scene with its reason."
+        )
+    retry = store.next_retry()
+    if retry is not None:
+        due_at, error = retry
+        next_try = when(due_at, store.clock())
+        sentences.append(
+            f"The last failure: {error.rstrip('.')}. The next try is at {next_try}, by itself; "
+            + agree(
+                waits.get("retry", 0),
+                "syncing the scene again tries it at once.",
+                "syncing the scenes again tries them at once.",
+            )
+        )
+    return " ".join(sentences)
 
 
 def health_verdict(report: dict[str, Any]) -> Verdict:

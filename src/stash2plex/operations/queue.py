@@ -73,7 +73,7 @@ def queue_all_scenes(store: Store, stash: StashClient, *, force: bool = False) -
     Returns how many scenes were queued."""
     queued = 0
     for page in stash.scene_id_pages():
-        store.enqueue(page, source=FORCE_SOURCE if force else "sync_all")
+        store.enqueue(page, source=FORCE_SOURCE if force else "sync_all", retry_now=True)
         queued += len(page)
     return queued
 

@@ -205,7 +205,7 @@ def queue_recent(
     start = None if since is None else int(since)
     found = scenes_updated(stash, start) if start is not None else _every_scene(stash)
     chosen = [scene_id for scene_id, moment in found if not (moment == at and scene_id in skip)]
-    store.enqueue(chosen, source="sync_recent")
+    store.enqueue(chosen, source="sync_recent", retry_now=True)
     report.queued = len(chosen)
     report.scene_ids = chosen
     if at is None or start is None or start <= at:  # this run covers everything since the mark

@@ -376,21 +376,26 @@ class Store:
         return recorded
 
     # ----------------------------------------------------------------- jobs
-    def enqueue(self, scene_ids: Iterable[int], source: str) -> int:
+    def enqueue(self, scene_ids: Iterable[int], source: str, *, retry_now: bool = False) -> int:
         """Mark scenes dirty; returns how many were not already outstanding.
 
         Coalesces with an existing job. A job being synced right now (leased) gets its
         generation bumped, so it is synced again when it finishes. A job waiting for Plex to
         scan its file, for an ambiguity or a conflict to be settled is made due now: the scene
         may have changed in a way that settles it. A job waiting for a retry keeps its backoff,
-        to spare a failing Plex. A dead letter of the scene is replaced by the job (a redrive):
-        a scene is queued, dead-lettered or done, never two of these. Nudges the worker in the
-        same transaction: a running worker that wakes for these jobs reads the settings first
-        (the person who queued them may just have changed one).
+        to spare a failing Plex (hooks of a bulk import), unless `retry_now`: a person asked
+        for these scenes (Sync, Sync All, Sync Recent, a scene's Sync now) and expects them
+        tried now; its failed attempts still count towards the dead letters. A dead letter of
+        the scene is replaced by the job (a redrive): a scene is queued, dead-lettered or
+        done, never two of these. Nudges the worker in the same transaction: a running worker
+        that wakes for these jobs reads the settings first (the person who queued them may
+        just have changed one).
         """
         with self.transaction() as conn:
             self._nudge(conn)
-            return recording.upsert_jobs(conn, list(scene_ids), source, self.clock())
+            return recording.upsert_jobs(
+                conn, list(scene_ids), source, self.clock(), retry_now=retry_now
+            )
 
     def record_entity_change(self, kind: str, entity_id: int) -> None:
         """Remember that a performer/studio/tag/group changed; the worker expands it."""
@@ -665,6 +670,16 @@ class Store:
             (PARKED,),
         ).fetchone()
         return row[0]
+
+    def next_retry(self) -> tuple[float, str] | None:
+        """Of the jobs waiting for a retry: when the first is tried again (epoch seconds) and
+        the error of the one that failed last; None when no job waits for a retry."""
+        row = self._conn.execute(
+            "SELECT (SELECT MIN(due_at) FROM jobs WHERE state = 'waiting' AND reason = 'retry'), "
+            "(SELECT last_error FROM jobs WHERE state = 'waiting' AND reason = 'retry' "
+            "ORDER BY updated_at DESC LIMIT 1)"
+        ).fetchone()
+        return None if row[0] is None else (float(row[0]), str(row[1] or "no reason recorded"))
 
     # ----------------------------------------------------------------- dead letters
     def dead_letters(self, error_class: str | None = None) -> list[dict[str, Any]]:

@@ -171,7 +171,14 @@ def record_action(
         )
 
 
-def upsert_jobs(conn: sqlite3.Connection, scene_ids: list[int], source: str, now: float) -> int:
+def upsert_jobs(
+    conn: sqlite3.Connection,
+    scene_ids: list[int],
+    source: str,
+    now: float,
+    *,
+    retry_now: bool = False,
+) -> int:
     """Mark scenes dirty (see `Store.enqueue` for the rules); returns how many were not already
     outstanding. Inside the caller's write transaction."""
     ids = list(dict.fromkeys(int(scene_id) for scene_id in scene_ids))
@@ -184,6 +191,12 @@ def upsert_jobs(conn: sqlite3.Connection, scene_ids: list[int], source: str, now
         ).fetchone()[0]
         new += len(chunk) - int(outstanding)
         conn.execute(f"DELETE FROM dead_letters WHERE scene_id IN ({marks})", chunk)
+        if retry_now:
+            conn.execute(
+                "UPDATE jobs SET due_at = ? WHERE state = 'waiting' AND reason = 'retry' "
+                f"AND due_at > ? AND scene_id IN ({marks})",
+                (now, now, *chunk),
+            )
     conn.executemany(_UPSERT_JOB, [(scene_id, now, source, now, now) for scene_id in ids])
     return new
 
