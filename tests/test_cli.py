@@ -4,6 +4,7 @@ or a TOML file, the operations as commands, --json output and meaningful exit co
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -132,6 +133,22 @@ def test_diagnose_suggests_the_path_map_rule_that_makes_matching_exact(box, cli)
     assert checks["Stash"]["ok"] and checks["Plex"]["ok"] and checks["libraries"]["ok"]
     assert "by file name and size only" in checks["path mapping"]["detail"]
     assert f"'{box.library.path_map}'" in checks["path mapping"]["fix"]
+    assert checks["covers"]["ok"] and " downloads (" in checks["covers"]["detail"]
+
+
+def test_diagnose_tries_a_cover_download_as_a_sync_does(box, cli):
+    """Stash answers every query but not its images (a proxy in front of the image routes, a
+    broken screenshot file): every poster and background would fail, so Diagnose says so."""
+    box.stash.fail(403, images=True)
+    result = cli("--json", "diagnose", expect=1)  # not a setting of ours: attention, not config
+    covers = {c["name"]: c for c in json.loads(result.output)}["covers"]
+    assert not covers["ok"]
+    said = r"the cover of scene \d+ cannot be downloaded from Stash: .*403"
+    assert re.match(said, covers["detail"])
+    assert "external_host in Stash's config.yml" in covers["fix"]
+    box.settings(skip_poster=True, skip_art=True)  # no image is synced: nothing to check
+    names = [c["name"] for c in json.loads(cli("--json", "diagnose").output)]
+    assert "covers" not in names and "path mapping" in names
 
 
 def test_diagnose_fails_when_plex_holds_other_files(box, cli):

@@ -4,8 +4,9 @@ Checks, in order, stopping where later checks cannot run: Stash reachable; setti
 and valid; Plex reachable and the token accepted; the libraries readable and of a kind scenes
 can be synced into; the path mapping, tried on a sample of scenes (suggesting a `path_map`
 rule when Plex holds the same file names under another root, only one that makes them match);
-Plex items that hold files of several scenes (conflicts); and the queue's own holds and dead
-letters.
+one sample scene's cover downloaded from Stash as a sync downloads it (unless posters and
+background art are both switched off); Plex items that hold files of several scenes
+(conflicts); and the queue's own holds and dead letters.
 """
 
 from __future__ import annotations
@@ -210,14 +211,16 @@ def diagnose(
     checks.append(
         Check("libraries", True, f"{titles}: {plural(store.index_size(), 'item')} indexed")
     )
-    checks.append(_path_check(stash, store, config))
+    _, sample = stash.find_scenes(per_page=SAMPLE_SIZE)
+    checks.append(_path_check(sample, store, config))
+    if not (config.skip_poster and config.skip_art):
+        checks.append(_cover_check(stash, sample))
     checks.append(_conflict_check(stash, store, config))
     checks.extend(_queue_checks(store))
     return checks
 
 
-def _path_check(stash, store: Store, config) -> Check:
-    _, scenes = stash.find_scenes(per_page=SAMPLE_SIZE)
+def _path_check(scenes: list[dict[str, Any]], store: Store, config) -> Check:
     with_files = [s for s in scenes if s.get("files")]
     if not with_files:
         return Check("path mapping", True, "no scene with a file to test")
@@ -251,6 +254,32 @@ def _path_check(stash, store: Store, config) -> Check:
     return Check(
         "path mapping", not missing, detail, fix, setting="" if not missing else "path_map"
     )
+
+
+def _cover_check(stash, scenes: list[dict[str, Any]]) -> Check:
+    """Download the first real cover among the sample scenes, as a sync does (the address
+    Stash hands out, rebased to Stash's own when it is Stash's behind `external_host`). A
+    cover that cannot be downloaded fails every scene's poster and background."""
+    for scene in scenes:
+        url = (scene.get("paths") or {}).get("screenshot")
+        if not url:
+            continue
+        try:
+            image = stash.image(url)
+        except errors.SyncError as exc:
+            return Check(
+                "covers",
+                False,
+                f"the cover of scene {scene['id']} cannot be downloaded from Stash: {exc.message}",
+                "Every scene's poster and background fail the same way until this works. If "
+                "Stash runs behind a reverse proxy, check external_host in Stash's config.yml "
+                "(it is not in Stash's settings pages); see docs/troubleshooting.md.",
+            )
+        if image.placeholder:  # Stash's drawing for a scene without a cover
+            continue
+        size = max(1, round(len(image.data) / 1024))
+        return Check("covers", True, f"the cover of scene {scene['id']} downloads ({size} KB)")
+    return Check("covers", True, "no sample scene has a cover to try")
 
 
 def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:

@@ -532,10 +532,13 @@ class StashEmulator:
             return len(entries)
         return sum(1 for entry in entries if entry.operation_name == operation_name)
 
-    def fail(self, status: int, count: int | None = None, every: int = 1) -> None:
+    def fail(
+        self, status: int, count: int | None = None, every: int = 1, *, images: bool = False
+    ) -> None:
         """Answer the next `count` requests (every request if None) with this HTTP status;
-        with `every`, only every n-th request (a busy Stash), `count` counting the failed."""
-        self._faults.set_http(status, count, every)
+        with `every`, only every n-th request (a busy Stash), `count` counting the failed;
+        with `images`, only requests outside GraphQL (images: a broken screenshot file)."""
+        self._faults.set_http(status, count, every, images=images)
 
     def latency(self, seconds: float, images: float | None = None) -> None:
         """Delay every GraphQL answer by `seconds` and every image by `images` (default: the
@@ -581,7 +584,7 @@ class StashEmulator:
         delay = self._faults.delay if parts.path == "/graphql" else self._faults.image_delay
         if delay:
             time.sleep(delay)
-        status = self._faults.take_http()
+        status = self._faults.take_http(image=parts.path != "/graphql")
         if status is not None:
             handler.reply(status, f"emulated fault: HTTP {status}\n".encode(), "text/plain")
             return
@@ -1678,6 +1681,7 @@ class _Faults:
         self.delay = 0.0
         self.image_delay = 0.0
         self._http: _Fault[int] | None = None
+        self._image_http: _Fault[int] | None = None
         self._graphql: _Fault[str] | None = None
         self._hold: tuple[str, threading.Event] | None = None
 
@@ -1693,16 +1697,26 @@ class _Faults:
             held, self._hold = self._hold[1], None
             return held
 
-    def set_http(self, status: int, count: int | None, every: int = 1) -> None:
+    def set_http(
+        self, status: int, count: int | None, every: int = 1, images: bool = False
+    ) -> None:
+        fault = _Fault(status, count, every) if count is None or count > 0 else None
         with self._lock:
-            self._http = _Fault(status, count, every) if count is None or count > 0 else None
+            if images:
+                self._image_http = fault
+            else:
+                self._http = fault
 
     def set_graphql(self, message: str, count: int | None, every: int = 1) -> None:
         with self._lock:
             self._graphql = _Fault(message, count, every) if count is None or count > 0 else None
 
-    def take_http(self) -> int | None:
+    def take_http(self, image: bool) -> int | None:
         with self._lock:
+            if image and self._image_http is not None:
+                status, self._image_http = _take(self._image_http)
+                if status is not None:
+                    return status
             status, self._http = _take(self._http)
             return status
 
@@ -1716,6 +1730,7 @@ class _Faults:
             self.delay = 0.0
             self.image_delay = 0.0
             self._http = None
+            self._image_http = None
             self._graphql = None
             if self._hold is not None:
                 self._hold[1].set()
