@@ -169,6 +169,9 @@ def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):
     untried = re.search(r"queued, not tried yet │ (\d+)", text)
     assert tried and untried, text
     assert int(tried[1]) + int(untried[1]) == int(told[1]) == 25
+    outages = cli("outages", expect=1)  # like `health`: Plex is down, that needs attention
+    assert re.search(r"\bongoing\b", outages.stdout)
+    assert "Plex has been down since" in outages.stderr and "sync by themselves" in outages.stderr
 
 
 def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, cli):

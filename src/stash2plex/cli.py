@@ -1398,6 +1398,14 @@ def outages(cli: Cli, limit: int) -> None:
         return Group(summary, table) if report["recent"] else summary
 
     cli.show(report, render)
+    ongoing = next((o for o in report["recent"] if o["ongoing"]), None)
+    if ongoing is not None:  # the README's exit codes: Plex is down
+        cli.say(
+            f"Plex has been down since {when(ongoing['started_at'], now)}; jobs wait and sync "
+            "by themselves when it is back (`stash2plex health` checks it now)",
+            color="yellow",
+        )
+        sys.exit(EXIT_ATTENTION)
 
 
 @main.command("recover-outage-jobs")
