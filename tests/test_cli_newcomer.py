@@ -263,6 +263,12 @@ def test_a_setting_fixed_in_the_shell_counts_at_the_next_command(
     monkeypatch.delenv(variable)
     if variable == "STASH2PLEX_PLEX_TOKEN":
         monkeypatch.setenv(variable, PLEX_TOKEN)
+    held = json.loads(cli("--json", "queue", "status", expect=1).stdout)["paused"]
+    gone = f"({variable} is not set here, but the worker that found this was started with it"
+    assert (gone in held) is (variable != "STASH2PLEX_PLEX_TOKEN"), held  # the token is set again
+    assert held.endswith("`stash2plex queue process` drains with this shell's settings)") is (
+        variable != "STASH2PLEX_PLEX_TOKEN"
+    )
     fixed = cli("sync", str(scene.id))
     assert said not in fixed.output and variable not in fixed.output
     with box.store() as store:

@@ -1011,10 +1011,13 @@ def queue_group() -> None:
 def queue_status(cli: Cli) -> None:
     """Pending, waiting by reason, in progress, dead letters, breaker, last outage and sync."""
     from stash2plex.operations.present import duration, when
-    from stash2plex.operations.queue import status_report
+    from stash2plex.operations.queue import status_report, variable_gone_note
 
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
+        note = variable_gone_note(store.holds(), os.environ, status["worker_running"])
+    if note and status["paused"]:
+        status["paused"] += f" ({note})"
     now = _now()
 
     def render(status: dict[str, Any]) -> Any:

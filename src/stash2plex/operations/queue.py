@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -417,6 +417,25 @@ def hold_message(holds: Holds) -> str | None:
         down = reason if reason.startswith("Plex") else f"Plex is down: {reason}"
         return (down if reason else "Plex is down") + "; jobs wait and sync when it is back"
     return None
+
+
+def variable_gone_note(
+    holds: Holds, environ: Mapping[str, str], worker_running: bool
+) -> str | None:
+    """When the setting that holds the queue came from an environment variable that `environ`
+    (this shell's) does not set: the worker that found the problem was started elsewhere (a
+    shell with the variable), and may still run with it. None otherwise."""
+    pause = holds.pause
+    if pause is None or not (pause.source or "").startswith("environment "):
+        return None
+    variable = pause.source.split(" ", 1)[1]
+    if variable in environ:
+        return None
+    runs = " and still runs" if worker_running else ""
+    return (
+        f"{variable} is not set here, but the worker that found this was started with it{runs}: "
+        "`stash2plex queue process` drains with this shell's settings"
+    )
 
 
 def clear_pending(store: Store) -> int:
