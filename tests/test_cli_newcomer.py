@@ -165,7 +165,7 @@ def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):
     told = re.search(r"(\d+) scenes wait and sync by themselves when Plex is back", result.stderr)
     assert told, result.stderr
     text = " ".join(result.stdout.split())
-    tried = re.search(r"waiting │ (\d+) waiting for Plex to come back", text)
+    tried = re.search(r"waiting \(all\) │ (\d+) waiting for Plex to come back", text)
     untried = re.search(r"queued, not tried yet │ (\d+)", text)
     assert tried and untried, text
     assert int(tried[1]) + int(untried[1]) == int(told[1]) == 25
@@ -199,6 +199,21 @@ def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, c
     assert "waiting to be retried" not in everything.output
     assert box.job(scene.id).state == "done"
     assert box.item(scene).title == scene.title
+
+
+def test_a_sync_counts_its_own_scenes_apart_from_the_queue(box, cli):
+    """A scene left waiting by an earlier run is tried again by the same drain (Plex's index
+    was read afresh): one scene queued, two counted. The table says so, and labels the rows
+    that count the whole queue."""
+    first, second = matchable(box)[:2]
+    alone = " ".join(cli("sync", str(second.id)).stdout.split())  # nothing else taken up
+    assert "queued before this sync" not in alone, alone
+    with box.store() as store:
+        store.enqueue([second.id], "earlier run")
+        wait(store, store.job(second.id), reason="not_in_plex", due_at=PARKED)
+    text = " ".join(cli("sync", str(first.id)).stdout.split())
+    assert re.search(r"synced │ 1 .*deferred │ 1 .*waiting \(all\) │ 1 not in Plex yet", text), text
+    assert "1 scene queued before this sync was taken up too and counted" in text
 
 
 def test_a_fixed_proxy_variable_takes_effect_at_the_next_command(box, cli, monkeypatch):

@@ -21,7 +21,7 @@ import click
 
 from stash2plex import __version__
 from stash2plex.errors import SyncError
-from stash2plex.words import plural
+from stash2plex.words import agree, plural
 
 # Exit codes: 0 done, 1 done but something needs attention (unhealthy, failures, blocked),
 # 2 a usage or configuration error, 3 another worker already drains the queue.
@@ -484,13 +484,14 @@ def _fail(exc: SyncError) -> NoReturn:
     _die(with_source(exc, sources), EXIT_CONFIG if config else 1)
 
 
-def _table(title: str, rows: dict[str, Any]) -> Any:
-    """A two-column table of `rows`, values in words (never Python reprs)."""
+def _table(title: str, rows: dict[str, Any], caption: str | None = None) -> Any:
+    """A two-column table of `rows`, values in words (never Python reprs), with a `caption`
+    under it if given."""
     from rich.table import Table
 
     from stash2plex.operations.present import value_words
 
-    table = Table(title=title or None, show_header=False)
+    table = Table(title=title or None, caption=caption, show_header=False)
     table.add_column()
     table.add_column(overflow="fold")  # a long value (a URL, a path) wraps, never cut short
     for key, value in rows.items():
@@ -970,15 +971,24 @@ def _drain(
         # Held by an outage or a pause, most scenes were never tried: counted here, so the
         # table adds up to the sentence's "N scenes wait".
         untried = status["pending"] + status["in_progress"]
+        earlier = sum(drained.values()) - int(data.get("queued") or 0)
+        caption = (
+            f"{plural(earlier, 'scene')} queued before this sync {agree(earlier, 'was', 'were')} "
+            "taken up too and counted; (all): the whole queue"
+            if "queued" in data and earlier > 0
+            else None
+        )
         return _table(
             "Sync",
             {
                 **{k.replace("_", " "): v for k, v in drained.items()},
-                "waiting": _reasons(status["waiting"]) or "none",
+                # The rows above count this sync; these count the queue, earlier jobs too.
+                "waiting (all)": _reasons(status["waiting"]) or "none",
                 **({"queued, not tried yet": untried} if untried else {}),
                 "dead letters (all)": _classes(status["dead_letters"]) or "none",
                 "circuit breaker": status["breaker"],
             },
+            caption,
         )
 
     cli.show(data, render)
