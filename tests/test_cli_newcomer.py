@@ -42,6 +42,16 @@ def test_one_scene_is_one_scene_not_1_scenes(box, cli):
     assert "purged 0 dead letters older than 1 day" in listed
 
 
+def test_an_empty_queue_list_is_a_sentence(box, cli):
+    said = cli("queue", "list").stdout
+    assert said.strip() == (
+        "No job is queued, being synced or waiting (dead letters: `stash2plex dlq list`)."
+    )
+    filtered = cli("queue", "list", "--reason", "ambiguous").stdout
+    assert filtered.strip() == "No job in that state or waiting for that reason."
+    assert json.loads(cli("--json", "queue", "list").stdout) == []
+
+
 def test_a_parked_job_waits_for_a_change_and_shows_no_date(box, cli):
     with box.store() as store:
         store.enqueue([5], "test")

@@ -154,6 +154,9 @@ def test_scene_shows_its_link_what_was_pushed_and_its_events(box, cli):
     assert fields["studio"]["stash_now"] == "same as pushed"
     assert fields["studio"]["pushed"] == box.library.studios[scene.studio_id].name
     assert fields["actor"]["pushed"]  # the performer names pushed
+    order = [row["field"] for row in report["fields"]]  # as Plex Web's edit dialog, images last
+    assert order[:3] == ["title", "originallyAvailableAt", "studio"] and order[-1] == "art"
+    assert order.index("summary") < order.index("actor") < order.index("genre")
     human = cli("scene", str(scene.id)).stdout
     assert "What was pushed" in human and "last synced" in human
     assert not REPR.search(human), human

@@ -289,3 +289,11 @@ def test_a_health_check_lets_the_badge_link_the_item_in_plex_web(tmp_path: Path)
             f"{box.plex.url}/web/index.html#!/server/{machine}/details"
             "?key=%2Flibrary%2Fmetadata%2F7"
         )
+
+
+def test_open_in_plex_writes_the_address_as_a_browser_does(store: Store):
+    # `HTTP://NAS.Local:32400/` typed on a phone: the link opens all the same, in lower case.
+    store.put_value(PLEX_SERVER_KEY, {"url": "HTTP://NAS.Local:32400/", "machine_identifier": "m"})
+    assert views.plex_web_url(store, 7) == (
+        "http://nas.local:32400/web/index.html#!/server/m/details?key=%2Flibrary%2Fmetadata%2F7"
+    )

@@ -1099,6 +1099,12 @@ def queue_list(cli: Cli, states: tuple[str, ...], reasons: tuple[str, ...], limi
         rows = list_jobs(store, states=states or OUTSTANDING, reasons=reasons, now=now)
 
     def render(rows: list[dict[str, Any]]) -> Any:
+        if not rows:
+            if states or reasons:
+                return "No job in that state or waiting for that reason."
+            return (
+                "No job is queued, being synced or waiting (dead letters: `stash2plex dlq list`)."
+            )
         table = Table(title=f"{plural(len(rows), 'job')}: {jobs_summary(rows)}")
         for column in ("scene", "state", "attempts", "next attempt", "last error / candidates"):
             table.add_column(column, overflow="fold")

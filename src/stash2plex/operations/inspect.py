@@ -10,7 +10,7 @@ from typing import Any
 
 from stash2plex import errors
 from stash2plex.engine.context import Context
-from stash2plex.operations.present import next_attempt, state_words, when
+from stash2plex.operations.present import field_order, next_attempt, state_words, when
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import desired_item, fingerprint
 from stash2plex.words import plural
@@ -192,7 +192,7 @@ def _pushed_fields(
             for kind, url in desired.images.items():
                 desired_prints[f"{kind}_url"] = fingerprint(url)
     fields = []
-    for key in sorted(link.fingerprints):
+    for key in sorted(link.fingerprints, key=field_order):
         if key.endswith("_url"):
             continue
         row: dict[str, Any] = {"field": key, "pushed": link.owned.get(key)}

@@ -147,6 +147,27 @@ def value_words(value: Any) -> str:
 FIELD_WORDS = {"originallyAvailableAt": "date", "actor": "performers", "genre": "tags"}
 
 
+# The synced fields in the order Plex Web's edit dialog shows them, images last.
+FIELD_ORDER = (
+    "title",
+    "originallyAvailableAt",
+    "studio",
+    "summary",
+    "rating",
+    "actor",
+    "genre",
+    "collection",
+    "label",
+    "poster",
+    "art",
+)
+
+
 def field_words(field: str) -> str:
     """A synced field as people call it (`originallyAvailableAt` -> `date`)."""
     return FIELD_WORDS.get(field, field)
+
+
+def field_order(field: str) -> tuple[int, str]:
+    """A sort key putting synced fields in FIELD_ORDER (any other after, by name)."""
+    return (FIELD_ORDER.index(field) if field in FIELD_ORDER else len(FIELD_ORDER), field)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from stash2plex.engine.context import PLEX_SERVER_KEY
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
@@ -293,7 +294,9 @@ def plex_web_url(store: Store, rating_key: int) -> str | None:
     url = server.get("url") or (store.get_value(PLEX_SECTIONS_KEY) or {}).get("url")
     if not url:
         return None
-    base = f"{str(url).rstrip('/')}/web/index.html"
+    parts = urlsplit(str(url).rstrip("/"))
+    # Scheme and host as a browser writes them (a `HTTP://NAS:32400` typed on a phone).
+    base = f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path}/web/index.html"
     machine = server.get("machine_identifier")
     if not machine:
         return base
