@@ -289,6 +289,13 @@ def test_a_health_check_lets_the_badge_link_the_item_in_plex_web(tmp_path: Path)
             f"{box.plex.url}/web/index.html#!/server/{machine}/details"
             "?key=%2Flibrary%2Fmetadata%2F7"
         )
+        # Claimed (signed in to a Plex account): through app.plex.tv, which opens the item
+        # from any browser, whatever address only Stash's machine knows Plex by.
+        box.plex.library.claimed = True
+        health_report(build_context(store), box.data_dir)
+        assert views.plex_web_url(store, 7) == (
+            f"https://app.plex.tv/desktop/#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F7"
+        )
 
 
 def test_open_in_plex_writes_the_address_as_a_browser_does(store: Store):

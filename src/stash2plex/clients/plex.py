@@ -234,6 +234,18 @@ class PlexClient:
         """Forget the connection (after an outage or a token change)."""
         self.identity = None
 
+    def claimed(self) -> bool | None:
+        """Whether the server is claimed (signed in to a Plex account, so app.plex.tv can open
+        its items from any browser): `GET /identity`'s `claimed` ("1" or "0", as plexapi's
+        `PlexServer.identity()` reads it; docs/plex-api-contract.md §1.2). None when Plex did
+        not say (an error, an answer without it)."""
+        try:
+            root = self._query("/identity")
+        except SyncError:
+            return None
+        value = None if root is None else root.get("claimed")
+        return None if value is None else value == "1"
+
     def alert_listener(
         self, on_message: Callable[[Any], None], on_error: Callable[[Any], None]
     ) -> Any:

@@ -40,7 +40,8 @@ class Context:
 
 def remember_plex_server(context: Context) -> None:
     """Record who serves at `plex_url` once Plex said it (its `GET /` answer's
-    machineIdentifier); nothing before the client connected, no write when unchanged."""
+    machineIdentifier) and whether it is claimed (`GET /identity`: links then go through
+    app.plex.tv); nothing before the client connected, no write when unchanged."""
     identity = context.plex.identity
     if identity is None or not identity.machine_identifier:
         return
@@ -53,6 +54,7 @@ def remember_plex_server(context: Context) -> None:
         "url": url,
         "urls": [*urls[-(ANSWERED_URLS_KEPT - 1) :], url],
         "machine_identifier": identity.machine_identifier,
+        "claimed": context.plex.claimed(),
         "settings": _plex_settings_print(context.config),
     }
     if before != server:

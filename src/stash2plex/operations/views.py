@@ -285,11 +285,18 @@ def scene(store: Store, data_dir: Path, params: dict[str, Any]) -> dict[str, Any
     }
 
 
+# Plex Web as plex.tv serves it: it opens a claimed server's items from any browser signed in
+# to the server's account, wherever the server is (Plex Web's own deep-link form).
+APP_PLEX_WEB = "https://app.plex.tv/desktop/"
+
+
 def plex_web_url(store: Store, rating_key: int) -> str | None:
-    """Plex Web's page for an item: ``<plex>/web/index.html#!/server/<machine id>/details?
-    key=/library/metadata/<ratingKey>`` (Plex Web's own deep-link form). Needs the server's
-    machine identifier, recorded once the worker or a health check connected; without it,
-    Plex Web's start page."""
+    """Plex Web's page for an item: ``<web>#!/server/<machine id>/details?key=/library/
+    metadata/<ratingKey>``, where <web> is app.plex.tv for a claimed server (`plex_url` is
+    often an address only Stash's machine reaches: 127.0.0.1, a Docker service name) and
+    ``<plex_url>/web/index.html`` for one that is not. Needs the server's machine
+    identifier, recorded once the worker or a health check connected; without it, Plex Web's
+    start page at `plex_url`."""
     server = store.get_value(PLEX_SERVER_KEY) or {}
     url = server.get("url") or (store.get_value(PLEX_SECTIONS_KEY) or {}).get("url")
     if not url:
@@ -300,7 +307,8 @@ def plex_web_url(store: Store, rating_key: int) -> str | None:
     machine = server.get("machine_identifier")
     if not machine:
         return base
-    return f"{base}#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F{int(rating_key)}"
+    web = APP_PLEX_WEB if server.get("claimed") else base
+    return f"{web}#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F{int(rating_key)}"
 
 
 def _int_param(params: dict[str, Any], key: str, default: Any) -> Any:

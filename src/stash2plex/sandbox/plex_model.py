@@ -414,6 +414,9 @@ class PlexLibrary:
         self.clock = clock
         self.behaviour = behaviour or Behaviour()
         self.machine_identifier = machine_identifier or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        # Signed in to a Plex account (`GET /identity` claimed="1", the root's
+        # myPlexSigninState "ok"); a fresh install is not.
+        self.claimed = False
         self.sections: dict[int, Section] = {}
         self.items: dict[int, Item] = {}
         self.collections: dict[int, Collection] = {}

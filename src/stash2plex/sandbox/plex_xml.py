@@ -127,7 +127,7 @@ def root(library: PlexLibrary, friendly_name: str) -> bytes:
         ("musicAnalysis", 2),
         ("myPlex", True),
         ("myPlexMappingState", "mapped"),
-        ("myPlexSigninState", "none"),
+        ("myPlexSigninState", "ok" if library.claimed else "none"),
         ("myPlexSubscription", False),
         ("ownerFeatures", "collections,federated-auth,home,kevin-bacon,livetv,radio"),
         ("platform", "Linux"),
@@ -160,7 +160,7 @@ def identity(library: PlexLibrary) -> bytes:
         [
             ("size", 0),
             ("apiVersion", API_VERSION),
-            ("claimed", False),
+            ("claimed", library.claimed),
             ("machineIdentifier", library.machine_identifier),
             ("version", PMS_VERSION),
         ]
