@@ -175,9 +175,10 @@ def _nothing_synced(store: Store, counts: dict[str, int]) -> str:
     retry = store.next_retry()
     if retry is not None:
         due_at, error = retry
-        next_try = when(due_at, store.clock())
+        now = store.clock()
+        next_try = "now" if due_at < now + 1 else f"at {when(due_at, now)}"
         sentences.append(
-            f"The last failure: {error.rstrip('.')}. The next try is at {next_try}, by itself; "
+            f"The last failure: {error.rstrip('.')}. The next try is {next_try}, by itself; "
             + agree(
                 waits.get("retry", 0),
                 "syncing the scene again tries it at once.",
