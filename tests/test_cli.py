@@ -10,7 +10,9 @@ import socket
 import pytest
 from click.testing import CliRunner
 
+from stash2plex import errors
 from stash2plex.cli import main
+from stash2plex.operations.diagnose import COVER_TRIES, _cover_fix
 from stash2plex.records import Decision
 
 from .sandbox import PLEX_TOKEN, sandbox
@@ -138,17 +140,37 @@ def test_diagnose_suggests_the_path_map_rule_that_makes_matching_exact(box, cli)
 
 def test_diagnose_tries_a_cover_download_as_a_sync_does(box, cli):
     """Stash answers every query but not its images (a proxy in front of the image routes, a
-    broken screenshot file): every poster and background would fail, so Diagnose says so."""
+    broken screenshot file): every poster and background would fail, so Diagnose says so;
+    one broken cover among good ones is that scene's problem."""
     box.stash.fail(403, images=True)
     result = cli("--json", "diagnose", expect=1)  # not a setting of ours: attention, not config
     covers = {c["name"]: c for c in json.loads(result.output)}["covers"]
     assert not covers["ok"]
-    said = r"the cover of scene \d+ cannot be downloaded from Stash: .*403"
-    assert re.match(said, covers["detail"])
-    assert "external_host in Stash's config.yml" in covers["fix"]
+    said = r"no cover could be downloaded from Stash \(scene \d+: .*403"
+    assert re.match(said, covers["detail"]), covers
+    assert "Stash answers queries but refuses or fails its images" in covers["fix"]
+    assert len([r for r in box.stash.http_log if "/screenshot" in r[1]]) <= COVER_TRIES
+
+    box.stash.clear()
+    box.stash.fail(403, count=1, images=True)  # the first cover only
+    covers = {c["name"]: c for c in json.loads(cli("--json", "diagnose", expect=1).output)}
+    assert re.match(
+        r"the cover of scene \d+ downloads .*, but scene \d+'s cannot", covers["covers"]["detail"]
+    )
+    assert "Generate" in covers["covers"]["fix"]
+
     box.settings(skip_poster=True, skip_art=True)  # no image is synced: nothing to check
     names = [c["name"] for c in json.loads(cli("--json", "diagnose").output)]
     assert "covers" not in names and "path mapping" in names
+
+
+def test_a_cover_no_one_here_can_reach_points_at_external_host():
+    unreachable = errors.TransientError(
+        "Stash gives this scene's image at ext.invalid, which cannot be reached from here"
+    )
+    for error in (unreachable, errors.StashDownError("Stash is not reachable")):
+        assert "external_host in Stash's config.yml" in _cover_fix(error)
+    assert "external_host" not in _cover_fix(errors.TransientError("HTTP 500"))
 
 
 def test_diagnose_fails_when_plex_holds_other_files(box, cli):

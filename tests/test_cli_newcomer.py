@@ -189,19 +189,22 @@ def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, c
     (a 500 on every try): it is tried at once, not after its backoff, and the sync names
     Plex's failure and the next try (not the match settings, which are fine). Sync All tries
     it at once too, once Plex is fixed."""
-    scene = matchable(box)[0]
+    scene, other = matchable(box)[:2]
     edits = "PUT /library/sections/{id}/all"
-    with box.store() as store:  # an earlier failure, its retry ten minutes away
-        store.enqueue([scene.id], "hook")
+    with box.store() as store:  # earlier failures, their retries ten minutes away
+        store.enqueue([scene.id, other.id], "hook")
         later = store.clock() + 600
         wait(store, store.job(scene.id), reason="retry", due_at=later, attempts=1, error="x")
+        wait(store, store.job(other.id), reason="retry", due_at=later, error="older failure")
     box.plex.faults.fail(500, route=r"^PUT ")
     said = " ".join(cli("sync", str(scene.id), expect=1).stderr.split())
     assert box.plex.log.count(edits) > 0  # tried now, not in ten minutes
     job = box.job(scene.id)
     assert job.reason == "retry" and job.attempts >= 2  # the failed tries still count
-    failure = f"The last failure: Plex failed the edit of item {box.rating_key(scene)} (HTTP 500"
+    failure = f"It failed with: Plex failed the edit of item {box.rating_key(scene)} (HTTP 500"
     assert failure in said
+    # Judged on this sync's scene: the other one's older failure is not blamed.
+    assert "1 scene waits (1 to be retried)" in said and "older failure" not in said
     # The jitter of the backoff may make the next try due at once.
     assert re.search(r"The next try is (now|at \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(in \d+ s\)),", said)
     assert "syncing the scene again tries it at once" in said and "plex_library" not in said
@@ -217,18 +220,19 @@ def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, c
 
 
 def test_a_sync_counts_its_own_scenes_apart_from_the_queue(box, cli):
-    """A scene left waiting by an earlier run is tried again by the same drain (Plex's index
-    was read afresh): one scene queued, two counted. The table says so, and labels the rows
-    that count the whole queue."""
-    first, second = matchable(box)[:2]
-    alone = " ".join(cli("sync", str(second.id)).stdout.split())  # nothing else taken up
-    assert "queued before this sync" not in alone, alone
+    """A job an earlier run queued and nobody drained is synced by the same drain: one scene
+    queued, two synced, and the table says why. A scene left waiting from before and not
+    touched is no outcome of this sync: it shows only in the rows that count the queue."""
+    first, untouched, earlier = matchable(box)[:3]
     with box.store() as store:
-        store.enqueue([second.id], "earlier run")
-        wait(store, store.job(second.id), reason="not_in_plex", due_at=PARKED)
+        store.enqueue([untouched.id, earlier.id], "earlier run")
+        wait(store, store.job(untouched.id), reason="not_in_plex", due_at=PARKED)
     text = " ".join(cli("sync", str(first.id)).stdout.split())
-    assert re.search(r"synced │ 1 .*deferred │ 1 .*waiting \(all\) │ 1 not in Plex yet", text), text
+    counted = r"synced │ 2 .*deferred │ 0 .*waiting \(all\) │ 1 not in Plex yet"
+    assert re.search(counted, text), text
     assert "1 scene queued before this sync was taken up too and counted" in text
+    alone = " ".join(cli("sync", str(first.id)).stdout.split())  # nothing else taken up
+    assert "queued before this sync" not in alone and "deferred │ 0" in alone, alone
 
 
 def test_a_fixed_proxy_variable_takes_effect_at_the_next_command(box, cli, monkeypatch):
@@ -293,12 +297,14 @@ def test_a_setting_fixed_in_the_shell_counts_at_the_next_command(
     monkeypatch.delenv(variable)
     if variable == "STASH2PLEX_PLEX_TOKEN":
         monkeypatch.setenv(variable, PLEX_TOKEN)
-    held = json.loads(cli("--json", "queue", "status", expect=1).stdout)["paused"]
-    gone = f"({variable} is not set here, but the worker that found this was started with it"
-    assert (gone in held) is (variable != "STASH2PLEX_PLEX_TOKEN"), held  # the token is set again
-    assert held.endswith("`stash2plex queue process` drains with this shell's settings)") is (
+    status = json.loads(cli("--json", "queue", "status", expect=1).stdout)
+    here = status.get("paused_here", "")
+    gone = f"{variable} is not set here, but the worker that found this was started with it"
+    assert here.startswith(gone) is (variable != "STASH2PLEX_PLEX_TOKEN"), status  # token set again
+    assert here.endswith("`stash2plex queue process` drains with this shell's settings") is (
         variable != "STASH2PLEX_PLEX_TOKEN"
     )
+    assert variable in status["paused"]  # the stored hold, as the worker wrote it
     fixed = cli("sync", str(scene.id))
     assert said not in fixed.output and variable not in fixed.output
     with box.store() as store:
@@ -375,6 +381,8 @@ def test_a_scene_id_that_is_not_a_number_says_what_a_scene_id_is(box, cli):
 def test_a_wrong_token_is_caught_even_when_the_scene_is_unchanged(box, cli, monkeypatch):
     scene = matchable(box)[0]
     cli("sync", str(scene.id))  # Plex answered these settings: proven
+    # The background worker asks once, after its first batch, whether Plex is claimed.
+    wait_until(lambda: box.plex.log.count("GET /identity") == 1, message="the worker's ask")
     requests = box.plex.log.count()
     cli("sync", str(scene.id))  # unchanged, proven settings: Plex is not asked at all
     assert box.plex.log.count() == requests

@@ -73,6 +73,14 @@ def test_a_recent_sync_with_nothing_changed_succeeds_whatever_already_waited(box
         failed.output
     )
 
+    # One Plex refuses to edit: its failure and next try, and no advice about the settings.
+    synced = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+    box.stash.update_scene(synced.id, title="Changed while Plex refuses edits")
+    box.plex.faults.fail(500, route=r"^PUT ")
+    refused = " ".join(cli("sync", "--recent", expect=1).stderr.split())
+    assert "did not reach Plex: it waits (1 to be retried). It failed with: Plex failed" in refused
+    assert "The next try is " in refused and "Run Diagnose" not in refused
+
 
 def test_a_recent_sync_shows_the_token_error_when_plex_refuses_us(box, cli, monkeypatch):
     cli("sync", "--all")

@@ -304,3 +304,40 @@ def test_open_in_plex_writes_the_address_as_a_browser_does(store: Store):
     assert views.plex_web_url(store, 7) == (
         "http://nas.local:32400/web/index.html#!/server/m/details?key=%2Flibrary%2Fmetadata%2F7"
     )
+
+
+def test_the_worker_asks_plex_if_claimed_once_and_a_silent_plex_keeps_the_answer(
+    tmp_path: Path,
+):
+    """Every hook makes the worker read its settings afresh (a new context): whether Plex is
+    claimed is still asked once in its life. A later health check that gets no answer from
+    `GET /identity` keeps what Plex said before, so the link does not fall back."""
+    import threading
+
+    from stash2plex.engine.context import build_context
+    from stash2plex.engine.worker import Worker
+    from stash2plex.operations.queue import health_report
+
+    from .conftest import wait_until
+    from .sandbox import sandbox
+
+    with sandbox(tmp_path, scenes=12, seed=3) as box:
+        box.plex.library.claimed = True
+        scenes = [s.id for s in box.library.scenes.values() if s.files and s.in_plex][:4]
+        worker = Worker(box.data_dir)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            for scene_id in scenes:  # as hooks queue them: each nudges the worker
+                with box.store() as store:
+                    store.enqueue([scene_id], "hook")
+                wait_until(lambda s=scene_id: box.job(s).state == "done", timeout=30)
+        finally:
+            worker.request_stop()
+            thread.join(30)
+        assert box.plex.log.count("GET /identity") == 1
+        with box.store() as store:
+            assert views.plex_web_url(store, 7).startswith("https://app.plex.tv/desktop/#!/")
+            box.plex.faults.fail(500, route="GET /identity")
+            assert health_report(build_context(store), box.data_dir)["healthy"] is True
+            assert views.plex_web_url(store, 7).startswith("https://app.plex.tv/desktop/#!/")

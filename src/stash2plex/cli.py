@@ -1026,8 +1026,8 @@ def queue_status(cli: Cli) -> None:
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
         note = variable_gone_note(store.holds(), os.environ, status["worker_running"])
-    if note and status["paused"]:
-        status["paused"] += f" ({note})"
+    if note:  # this shell's view, apart from the stored hold
+        status["paused_here"] = note
     now = _now()
 
     def render(status: dict[str, Any]) -> Any:
@@ -1055,6 +1055,7 @@ def queue_status(cli: Cli) -> None:
                 "dead letters": _classes(status["dead_letters"]) or "none",
                 "circuit breaker": breaker,
                 "held": status["paused"] or "no",
+                **({"in this shell": status["paused_here"]} if "paused_here" in status else {}),
                 "worker running": status["worker_running"],
                 "last outage": last_outage,
                 "last sync": when(status["last_sync_at"], now),
@@ -1380,6 +1381,7 @@ def outages(cli: Cli, limit: int) -> None:
     now = _now()
     with cli.store() as store:
         report = outage_report(store, limit)
+        breaker = store.holds().breaker
 
     def render(report: dict[str, Any]) -> Any:
         def seconds(value: float | None) -> str:
@@ -1417,11 +1419,15 @@ def outages(cli: Cli, limit: int) -> None:
         return Group(summary, table) if report["recent"] else summary
 
     cli.show(report, render)
+    # The README's exit codes: Plex is down (an outage recorded as going on, or the breaker
+    # not closed: between an outage's trials it may be either alone).
     ongoing = next((o for o in report["recent"] if o["ongoing"]), None)
-    if ongoing is not None:  # the README's exit codes: Plex is down
+    since = ongoing["started_at"] if ongoing is not None else breaker.opened_at
+    if ongoing is not None or not breaker.is_closed:
+        down = f"Plex has been down since {when(since, now)}" if since else "Plex is down"
         cli.say(
-            f"Plex has been down since {when(ongoing['started_at'], now)}; jobs wait and sync "
-            "by themselves when it is back (`stash2plex health` checks it now)",
+            f"{down}; jobs wait and sync by themselves when it is back (`stash2plex health` "
+            "checks it now)",
             color="yellow",
         )
         sys.exit(EXIT_ATTENTION)

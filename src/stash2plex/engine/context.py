@@ -38,15 +38,21 @@ class Context:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def remember_plex_server(context: Context) -> None:
+def remember_plex_server(context: Context, *, ask_claimed: bool) -> None:
     """Record who serves at `plex_url` once Plex said it (its `GET /` answer's
-    machineIdentifier) and whether it is claimed (`GET /identity`: links then go through
-    app.plex.tv); nothing before the client connected, no write when unchanged."""
+    machineIdentifier) and, when `ask_claimed`, whether it is claimed (one `GET /identity`;
+    links then go through app.plex.tv). What was known of the same server is kept when not
+    asked or when Plex does not say. Nothing before the client connected; no write when
+    unchanged."""
     identity = context.plex.identity
     if identity is None or not identity.machine_identifier:
         return
     url = context.config.plex_url
     before = context.store.get_value(PLEX_SERVER_KEY) or {}
+    same_server = before.get("machine_identifier") == identity.machine_identifier
+    claimed = context.plex.claimed() if ask_claimed else None
+    if claimed is None and same_server:
+        claimed = before.get("claimed")
     # Every address Plex answered at (the plugin and a command line on another machine may
     # reach it by different names), the newest last.
     urls = [u for u in before.get("urls") or [before.get("url")] if u and u != url]
@@ -54,7 +60,7 @@ def remember_plex_server(context: Context) -> None:
         "url": url,
         "urls": [*urls[-(ANSWERED_URLS_KEPT - 1) :], url],
         "machine_identifier": identity.machine_identifier,
-        "claimed": context.plex.claimed(),
+        "claimed": claimed,
         "settings": _plex_settings_print(context.config),
     }
     if before != server:

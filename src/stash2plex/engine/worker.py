@@ -167,6 +167,7 @@ class Worker:
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
         self._plex_remembered: Context | None = None  # the context whose Plex was recorded
+        self._claimed_asked = ""  # the machine identifier of the Plex last asked if claimed
         self._settings_read_at = float("-inf")
         self._warned: set[str] = set()  # settings warnings already logged (still standing)
         # What this process was given outside Stash (engine.handover): a command given other
@@ -383,7 +384,13 @@ class Worker:
             return 0
         handled = self._drain_batch(context, jobs, holds, report, progress)
         if self._plex_remembered is not context and context.plex.identity is not None:
-            remember_plex_server(context)  # who answered, for links into Plex Web
+            # Who answered, for links into Plex Web. Whether it is claimed is asked once per
+            # server in a worker's life (a context is made anew at every settings read), and
+            # never of a Plex the breaker has just given up on.
+            machine = context.plex.identity.machine_identifier
+            ask = machine != self._claimed_asked and self.store.holds().breaker.is_closed
+            remember_plex_server(context, ask_claimed=ask)
+            self._claimed_asked = machine if ask else self._claimed_asked
             self._plex_remembered = context
         return handled
 

@@ -27,6 +27,8 @@ from stash2plex.sync.syncer import PlexIndex
 from stash2plex.words import plural
 
 SAMPLE_SIZE = 25
+# Sample scenes whose cover Diagnose tries to download (each is one request to Stash).
+COVER_TRIES = 3
 # Plex items with several files whose owners are looked up in Stash (one query per file).
 CONFLICT_SAMPLE = 50
 
@@ -257,29 +259,62 @@ def _path_check(scenes: list[dict[str, Any]], store: Store, config) -> Check:
 
 
 def _cover_check(stash, scenes: list[dict[str, Any]]) -> Check:
-    """Download the first real cover among the sample scenes, as a sync does (the address
-    Stash hands out, rebased to Stash's own when it is Stash's behind `external_host`). A
-    cover that cannot be downloaded fails every scene's poster and background."""
+    """Download a real cover among the sample scenes, as a sync does (the address Stash hands
+    out, rebased to Stash's own when it is Stash's behind `external_host`), trying at most
+    COVER_TRIES scenes (Stash's placeholder for a scene without a cover counts: its headers
+    are read, not its body). A cover that fails while another downloads is that scene's
+    problem; when every one tried fails, every poster and background fails alike."""
+    failed: list[tuple[int, errors.SyncError]] = []
+    tried = 0
     for scene in scenes:
         url = (scene.get("paths") or {}).get("screenshot")
-        if not url:
+        if not url or tried >= COVER_TRIES:
             continue
+        tried += 1
         try:
             image = stash.image(url)
         except errors.SyncError as exc:
-            return Check(
-                "covers",
-                False,
-                f"the cover of scene {scene['id']} cannot be downloaded from Stash: {exc.message}",
-                "Every scene's poster and background fail the same way until this works. If "
-                "Stash runs behind a reverse proxy, check external_host in Stash's config.yml "
-                "(it is not in Stash's settings pages); see docs/troubleshooting.md.",
-            )
+            failed.append((int(scene["id"]), exc))
+            continue
         if image.placeholder:  # Stash's drawing for a scene without a cover
             continue
         size = max(1, round(len(image.data) / 1024))
-        return Check("covers", True, f"the cover of scene {scene['id']} downloads ({size} KB)")
-    return Check("covers", True, "no sample scene has a cover to try")
+        downloads = f"the cover of scene {scene['id']} downloads ({size} KB)"
+        if not failed:
+            return Check("covers", True, downloads)
+        broken_id, broken = failed[0]
+        return Check(
+            "covers",
+            False,
+            f"{downloads}, but scene {broken_id}'s cannot be downloaded: {broken.message}",
+            "That scene's screenshot may be missing or broken in Stash: generate it again "
+            "(Tasks > Generate, or Generate in the scene's operations menu).",
+        )
+    if not failed:
+        return Check("covers", True, "no sample scene has a cover to try")
+    first_id, first = failed[0]
+    return Check(
+        "covers",
+        False,
+        f"no cover could be downloaded from Stash (scene {first_id}: {first.message})",
+        "Posters and backgrounds are not synced until this works. " + _cover_fix(first),
+    )
+
+
+def _cover_fix(error: errors.SyncError) -> str:
+    """What to do when no cover downloads, by what failed."""
+    if isinstance(error, errors.AuthError):
+        return "Stash refused the credentials Stash2Plex uses: act on the detail above."
+    if isinstance(error, errors.ServerDownError) or "cannot be reached" in error.message:
+        return (
+            "Stash hands out image addresses this machine cannot reach: if Stash runs behind "
+            "a reverse proxy, check external_host in Stash's config.yml (it is not in Stash's "
+            "settings pages); see docs/troubleshooting.md."
+        )
+    return (
+        "Stash answers queries but refuses or fails its images: see Stash's log, and let the "
+        "image routes (/scene/<id>/screenshot) through any proxy or login in front of Stash."
+    )
 
 
 def _suggest_rule(stash_paths: list[str], store: Store) -> str | None:

@@ -147,45 +147,60 @@ def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -
     if not sentences and report is not None and report.processed:
         useful = report.synced + report.unchanged + report.skipped
         if not useful and report.deferred:
-            sentences.append(_nothing_synced(store, counts))
+            sentences.append(_nothing_synced(store, started_at))
             exit_code = EXIT_ATTENTION
     return Verdict(" ".join(sentences) or None, exit_code, notes)
 
 
-def _nothing_synced(store: Store, counts: dict[str, int]) -> str:
-    """Why no scene of a drain reached Plex: they wait for a match (check the settings) or
-    for a retry (when, and the last failure)."""
-    waits = {
-        reason: counts.get(f"waiting:{reason}", 0)
-        for reason in (*MATCH_WAITS, "retry")
-        if counts.get(f"waiting:{reason}", 0)
-    }
+def waits_sentence(
+    head: str, waits: dict[str, int], retry: tuple[int, float, str] | None, now: float
+) -> str:
+    """Why scenes did not reach Plex: `head` ("No scene reached Plex: 2 scenes wait"), then
+    `waits` by reason; Diagnose is suggested only for scenes waiting for a match (it checks
+    the settings that decide one), and for a retry (`retry`: the first one's scene id, due
+    time and error, as `Store.next_retry` gives them) its failure and next try are named."""
     described = ", ".join(
-        f"{n} {MATCH_WAITS.get(reason, 'to be retried')}" for reason, n in waits.items()
+        f"{n} {MATCH_WAITS.get(reason, 'to be retried')}" for reason, n in waits.items() if n
     )
-    total = sum(waits.values())
-    sentences = [
-        f"No scene reached Plex: {scenes(total)} {agree(total, 'waits', 'wait')} ({described})."
-    ]
+    sentences = [f"{head} ({described})."]
     if set(waits) & set(MATCH_WAITS):
         sentences.append(
             "Run Diagnose (or `stash2plex diagnose`): it checks plex_library and path_map on a "
             "sample of scenes; Show Waiting Scenes lists each scene with its reason."
         )
-    retry = store.next_retry()
     if retry is not None:
-        due_at, error = retry
-        now = store.clock()
+        scene_id, due_at, error = retry
+        retries = waits.get("retry", 0)
+        whose = (
+            "It failed with"
+            if retries <= 1
+            else f"Scene {scene_id}, the first to be retried, failed with"
+        )
         next_try = "now" if due_at < now + 1 else f"at {when(due_at, now)}"
+        again = agree(retries, "the scene again tries it", "the scenes again tries them")
         sentences.append(
-            f"The last failure: {error.rstrip('.')}. The next try is {next_try}, by itself; "
-            + agree(
-                waits.get("retry", 0),
-                "syncing the scene again tries it at once.",
-                "syncing the scenes again tries them at once.",
-            )
+            f"{whose}: {error.rstrip('.')}. The next try is {next_try}, by itself; syncing "
+            f"{again} at once."
         )
     return " ".join(sentences)
+
+
+def _nothing_synced(store: Store, started_at: float) -> str:
+    """Why no scene of a drain that began at `started_at` reached Plex: the scenes it queued
+    or tried wait (those left waiting from before, untouched, are not this drain's)."""
+    waits = {
+        reason: n
+        for reason, n in store.waiting_counts(started_at).items()
+        if reason in (*MATCH_WAITS, "retry")
+    }
+    total = sum(waits.values())
+    if not total:
+        return (
+            "No scene reached Plex; Show Waiting Scenes (or `stash2plex queue list`) lists each "
+            "scene with its reason."
+        )
+    head = f"No scene reached Plex: {scenes(total)} {agree(total, 'waits', 'wait')}"
+    return waits_sentence(head, waits, store.next_retry(started_at), store.clock())
 
 
 def health_verdict(report: dict[str, Any]) -> Verdict:

@@ -428,8 +428,8 @@ def variable_gone_note(
     pause = holds.pause
     if pause is None or not (pause.source or "").startswith("environment "):
         return None
-    variable = pause.source.split(" ", 1)[1]
-    if variable in environ:
+    variable = pause.source.split(" ", 1)[1].strip()
+    if not variable or variable in environ:
         return None
     runs = " and still runs" if worker_running else ""
     return (
@@ -526,7 +526,7 @@ def recover_outage_jobs(
 def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     health = PlexIndex(context.store, context.plex, context.config).health()
     if health.ok:  # the probe connected: Plex said who it is
-        remember_plex_server(context)
+        remember_plex_server(context, ask_claimed=True)
         if context.store.holds().held:  # held by an earlier check: a running worker looks now
             check_holds_now(context.store)
     status = status_report(context.store, data_dir)

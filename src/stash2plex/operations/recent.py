@@ -23,10 +23,10 @@ from stash2plex.errors import SyncError
 from stash2plex.operations.outcome import (
     EXIT_ATTENTION,
     EXIT_OK,
-    MATCH_WAITS,
     Verdict,
     drain_verdict,
     health_verdict,
+    waits_sentence,
 )
 from stash2plex.operations.queue import health_report
 from stash2plex.store.db import Store
@@ -91,17 +91,18 @@ def recent_verdict(
         unhealthy = probe()
         if unhealthy.error is not None:
             return unhealthy
-    described = ", ".join(
-        f"{n} {MATCH_WAITS.get(reason, 'to be retried')}" for reason, n in waits.items()
-    )
     head = (
         "The scene changed in Stash did not reach Plex: it waits"
         if len(scene_ids) == 1
         else f"None of the {len(scene_ids)} scenes changed in Stash reached Plex: they wait"
     )
+    retries = [job for job in jobs.values() if (job.reason or "retry") == "retry"]
+    first = min(retries, key=lambda job: (job.due_at, job.scene_id), default=None)
+    retry = (
+        None
+        if first is None
+        else (first.scene_id, first.due_at, first.last_error or "no reason recorded")
+    )
     return Verdict(
-        f"{head} ({described}). Run Diagnose (or `stash2plex diagnose`); Show Waiting "
-        "Scenes lists each scene with its reason.",
-        EXIT_ATTENTION,
-        verdict.notes,
+        waits_sentence(head, dict(waits), retry, store.clock()), EXIT_ATTENTION, verdict.notes
     )

@@ -385,7 +385,8 @@ class Store:
         may have changed in a way that settles it. A job waiting for a retry keeps its backoff,
         to spare a failing Plex (hooks of a bulk import), unless `retry_now`: a person asked
         for these scenes (Sync, Sync All, Sync Recent, a scene's Sync now) and expects them
-        tried now; its failed attempts still count towards the dead letters. A dead letter of
+        tried now; its failed attempts still count towards the dead letters (a retry after a
+        write that timed out still waits until that write can no longer land). A dead letter of
         the scene is replaced by the job (a redrive): a scene is queued, dead-lettered or
         done, never two of these. Nudges the worker in the same transaction: a running worker
         that wakes for these jobs reads the settings first (the person who queued them may
@@ -630,7 +631,8 @@ class Store:
 
     def drain_summary(self, since: float) -> dict[str, Any]:
         """What the drains since `since` (epoch seconds) did: finished jobs by outcome, dead
-        letters with their reasons, and what waits now by reason.
+        letters with their reasons, and what waits now by reason of the jobs queued or tried
+        since (not those left waiting from before, untouched).
 
         Shape: ``{"synced", "unchanged", "skipped", "dead_lettered", "waiting": {reason: n},
         "dead_letter_reasons": [str]}``.
@@ -647,17 +649,12 @@ class Store:
             "ORDER BY COUNT(*) DESC",
             (since,),
         ).fetchall()
-        waiting = dict(
-            self._conn.execute(
-                "SELECT reason, COUNT(*) FROM jobs WHERE state = 'waiting' GROUP BY reason"
-            ).fetchall()
-        )
         return {
             "synced": int(outcomes.get("synced", 0)),
             "unchanged": int(outcomes.get("unchanged", 0)),
             "skipped": int(outcomes.get("skipped", 0)),
             "dead_lettered": sum(int(n) for _, n in letters),
-            "waiting": {str(k): int(v) for k, v in waiting.items()},
+            "waiting": self.waiting_counts(since),
             "dead_letter_reasons": [
                 f"{message} ({n} scenes)" if n > 1 else message for message, n in letters
             ],
@@ -671,15 +668,26 @@ class Store:
         ).fetchone()
         return row[0]
 
-    def next_retry(self) -> tuple[float, str] | None:
-        """Of the jobs waiting for a retry: when the first is tried again (epoch seconds) and
-        the error of the one that failed last; None when no job waits for a retry."""
+    def waiting_counts(self, since: float = 0.0) -> dict[str, int]:
+        """Waiting jobs by reason, of those queued or tried since `since` (epoch seconds)."""
+        rows = self._conn.execute(
+            "SELECT reason, COUNT(*) FROM jobs WHERE state = 'waiting' AND updated_at >= ? "
+            "GROUP BY reason",
+            (since,),
+        ).fetchall()
+        return {str(reason): int(n) for reason, n in rows}
+
+    def next_retry(self, since: float = 0.0) -> tuple[int, float, str] | None:
+        """The job waiting for a retry that is tried first, of those queued or tried since
+        `since`: (scene id, when, epoch seconds, and its last error); None when none waits."""
         row = self._conn.execute(
-            "SELECT (SELECT MIN(due_at) FROM jobs WHERE state = 'waiting' AND reason = 'retry'), "
-            "(SELECT last_error FROM jobs WHERE state = 'waiting' AND reason = 'retry' "
-            "ORDER BY updated_at DESC LIMIT 1)"
+            "SELECT scene_id, due_at, last_error FROM jobs WHERE state = 'waiting' "
+            "AND reason = 'retry' AND updated_at >= ? ORDER BY due_at, scene_id LIMIT 1",
+            (since,),
         ).fetchone()
-        return None if row[0] is None else (float(row[0]), str(row[1] or "no reason recorded"))
+        if row is None:
+            return None
+        return int(row[0]), float(row[1]), str(row[2] or "no reason recorded")
 
     # ----------------------------------------------------------------- dead letters
     def dead_letters(self, error_class: str | None = None) -> list[dict[str, Any]]:

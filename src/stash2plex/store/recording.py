@@ -192,13 +192,30 @@ def upsert_jobs(
         new += len(chunk) - int(outstanding)
         conn.execute(f"DELETE FROM dead_letters WHERE scene_id IN ({marks})", chunk)
         if retry_now:
-            conn.execute(
-                "UPDATE jobs SET due_at = ? WHERE state = 'waiting' AND reason = 'retry' "
+            waiting = conn.execute(
+                "SELECT scene_id, detail FROM jobs WHERE state = 'waiting' AND reason = 'retry' "
                 f"AND due_at > ? AND scene_id IN ({marks})",
-                (now, now, *chunk),
+                (now, *chunk),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE jobs SET due_at = ? WHERE scene_id = ?",
+                [(now, scene_id) for scene_id, detail in waiting if not _unsettled(detail)],
             )
     conn.executemany(_UPSERT_JOB, [(scene_id, now, source, now, now) for scene_id in ids])
     return new
+
+
+# errors.UNSETTLED_WRITE (not imported: the hook path stays lean): a retry after a write that
+# timed out waits until that write can no longer land, however soon a person asks again.
+UNSETTLED_WRITE = "unsettled_write"
+
+
+def _unsettled(detail: str | None) -> bool:
+    """Whether a job's stored `detail` (JSON) marks its last failure as a write that timed out."""
+    try:
+        return bool(detail) and bool(json.loads(str(detail)).get(UNSETTLED_WRITE))
+    except (ValueError, AttributeError):
+        return False
 
 
 def put_value(conn: sqlite3.Connection, key: str, value: Any, now: float) -> None:
