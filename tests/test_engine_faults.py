@@ -279,12 +279,50 @@ def test_a_settings_warning_is_logged_once_while_it_stands(tmp_path, caplog):
 def test_a_handover_request_stops_only_workers_with_other_settings_and_only_briefly():
     from stash2plex.engine.handover import HANDOVER_SECONDS, asked_to_hand_over
 
-    request = {"local": "settings-of-the-command", "at": 1000.0}
-    assert asked_to_hand_over(request, "settings-of-the-old-worker", 1001.0)
-    assert not asked_to_hand_over(request, "settings-of-the-command", 1001.0)  # its own
-    # A request nobody followed up must not stop the workers later hooks start.
-    assert not asked_to_hand_over(request, "settings-of-a-hook", 1000.0 + HANDOVER_SECONDS + 1)
-    assert not asked_to_hand_over(None, "anything", 1000.0)
+    request = {"local": "settings-of-the-command", "at": 1000.0, "to": "old"}
+    assert asked_to_hand_over(request, "settings-of-the-old-worker", "old", 1001.0)
+    assert not asked_to_hand_over(request, "settings-of-the-command", "old", 1001.0)  # its own
+    # A request nobody followed up must not stop the workers later hooks start: not even
+    # within its time (the command failed before it drained), as it names another worker.
+    assert not asked_to_hand_over(request, "settings-of-a-hook", "new", 1001.0)
+    late = 1000.0 + HANDOVER_SECONDS + 1
+    assert not asked_to_hand_over(request, "settings-of-the-old-worker", "old", late)
+    assert not asked_to_hand_over(None, "anything", "old", 1000.0)
+    older = {"local": "settings-of-the-command", "at": 1000.0}  # as an earlier version wrote
+    assert asked_to_hand_over(older, "settings-of-the-old-worker", "any", 1001.0)
+
+
+def test_a_handover_nobody_followed_up_does_not_stop_the_next_hook_s_worker(box):
+    """A command given other settings asks the running worker to hand over, then fails
+    before it drains (Stash unreachable at the address it was given). A hook saving a scene
+    right after starts a worker: it must drain the scene, not stop for that request."""
+    import threading
+
+    from stash2plex.engine.handover import request_handover
+    from stash2plex.engine.worker_lock import worker_running
+
+    from .conftest import wait_until
+
+    def start() -> tuple[Worker, threading.Thread]:
+        worker = Worker(box.data_dir)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        wait_until(lambda: worker_running(box.data_dir), message="the worker to start")
+        return worker, thread
+
+    _, thread = start()
+    assert request_handover(box.data_dir, "settings-of-a-command-that-then-failed") is None
+    thread.join(30)
+    assert not thread.is_alive()  # the running worker handed over
+    second, thread = start()  # a hook's worker, within the request's time
+    try:
+        scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+        with box.store() as store:
+            store.enqueue([scene.id], "Scene.Update.Post")
+        wait_until(lambda: box.job(scene.id).state == "done", message="the hook's scene synced")
+    finally:
+        second.request_stop()
+        thread.join(30)
 
 
 def test_the_worker_a_handover_was_for_clears_the_request(tmp_path):

@@ -48,7 +48,10 @@ def request_handover(
             return None
         if running.get("keeps"):
             return "the service's worker drains the queue with the service's own settings"
-        store.put_value(HANDOVER_KEY, {"local": fingerprint, "at": clock()})
+        # Addressed to the worker running now: a worker a later hook starts (this command may
+        # fail before it drains) must not stop for it and leave the queue undrained.
+        request = {"local": fingerprint, "at": clock(), "to": running.get("owner")}
+        store.put_value(HANDOVER_KEY, request)
         store.nudge()
     deadline = clock() + HANDOVER_SECONDS
     while worker_running(data_dir) and clock() < deadline:
@@ -58,10 +61,12 @@ def request_handover(
     return None
 
 
-def asked_to_hand_over(request: Any, own: str, now: float) -> bool:
-    """Whether a stored handover request (None when there is none) asks a worker given the
-    settings `own` to stop: made recently, for other settings."""
+def asked_to_hand_over(request: Any, own: str, owner: str, now: float) -> bool:
+    """Whether a stored handover request (None when there is none) asks the worker `owner`,
+    given the settings `own`, to stop: made recently, for other settings, to that worker."""
     if not isinstance(request, dict) or request.get("local") in (None, own):
+        return False
+    if request.get("to") not in (None, owner):
         return False
     made_at = request.get("at")
     return isinstance(made_at, (int, float)) and 0 <= now - made_at <= HANDOVER_SECONDS

@@ -22,6 +22,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field, replace
@@ -163,7 +164,9 @@ class Worker:
         self.rng = rng or random.Random()
         self.idle_exit_seconds = idle_exit_seconds
         self.poll_seconds = poll_seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        # Unique per worker, not per process: a service restarts its worker in one process, and
+        # a handover request names the worker it is for (engine.handover).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
         self._plex_remembered: Context | None = None  # the context whose Plex was recorded
@@ -357,7 +360,7 @@ class Worker:
         if not self._owning:
             self._take_ownership()
         if not self._keeps_settings and asked_to_hand_over(
-            self.store.get_value(HANDOVER_KEY), self._local_settings, self.clock()
+            self.store.get_value(HANDOVER_KEY), self._local_settings, self.owner, self.clock()
         ):
             log.info("a command given other settings drains the queue now; handing it over")
             self._stop.set()
