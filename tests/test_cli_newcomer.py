@@ -406,3 +406,21 @@ def test_the_drain_bar_counts_scenes_and_says_it_syncs_the_whole_queue():
     text = console.export_text()
     assert "syncing the queue" in text and "3/10 scenes" in text
     assert drain_bar(disable=True).disable  # --json: no bar on stdout
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://user:stash-secret-KEY-42@127.0.0.1:2",
+        "http://127.0.0.1:2/?apikey=stash-secret-KEY-42",
+        "user:stash-secret-KEY-42@127.0.0.1:2",
+    ],
+)
+def test_a_key_typed_into_the_stash_address_is_never_shown(box, cli, monkeypatch, address):
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", address)
+    for args in (("sync", "5"), ("--json", "diagnose"), ("health",)):
+        result = cli(*args, expect=2)
+        assert "stash-secret-KEY-42" not in result.output, (args, result.output)
+        assert "127.0.0.1:2" in result.output  # the address itself is named
+    said = cli("sync", "5", expect=2).stderr
+    assert "STASH2PLEX_STASH_API_KEY" in said or "http://" in said, said

@@ -35,7 +35,6 @@ from stash2plex.clients.http import (
 from stash2plex.errors import (
     AuthError,
     ConfigError,
-    PermanentError,
     StashDownError,
     TransientError,
     error_for_status,
@@ -107,15 +106,35 @@ class StashConnection:
         text = url.strip().rstrip("/")
         if text.endswith("/graphql"):
             text = text[: -len("/graphql")]
+        shown = _shown_address(text)
         if not text.lower().startswith(("http://", "https://")):
-            raise PermanentError(
-                f"stash_url {url!r} must start with http:// or https://, e.g. http://127.0.0.1:9999"
+            raise ConfigError(
+                f"stash_url {shown!r} must start with http:// or https://, e.g. "
+                "http://127.0.0.1:9999",
+                setting="stash_url",
+            )
+        parts = urlsplit(text)
+        # A login or key in the address (`user:key@`, `?apikey=`) would be shown in every
+        # message that names the address: Stash's API key has a variable of its own.
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise ConfigError(
+                f"stash_url must be Stash's address alone ({shown}), without a login (…@) or "
+                "a query (?…): give Stash's API key in STASH2PLEX_STASH_API_KEY",
+                setting="stash_url",
             )
         return cls(text, None, api_key or None)
 
     def secrets(self) -> tuple[str, ...]:
         """The credentials to keep out of every message."""
         return tuple(s for s in (self.session_cookie, self.api_key) if s)
+
+
+def _shown_address(url: str) -> str:
+    """An address for messages: without any login before an @ or any query or fragment."""
+    scheme, separator, rest = url.partition("://")
+    rest = rest.rpartition("@")[2] if separator else url.rpartition("@")[2]
+    rest = rest.split("?")[0].split("#")[0]
+    return f"{scheme}://{rest}" if separator else rest
 
 
 class StashClient:
