@@ -109,6 +109,21 @@ def test_health_exits_1_when_plex_is_down(box, cli):
     assert json.loads(result.output)["healthy"] is False
 
 
+def test_diagnose_takes_plex_down_for_an_outage_not_a_setting(box, cli):
+    """Plex down at an address where it answered (a 503 of its own while it starts; refused
+    after it answered before) is the README's exit 1, as `health` says; only where it never
+    answered is plex_url the likelier fault (exit 2)."""
+    box.plex.faults.maintenance(True)  # Plex itself answers 503
+    plex = {c["name"]: c for c in json.loads(cli("--json", "diagnose", expect=1).output)}["Plex"]
+    assert not plex["ok"] and plex["setting"] == "" and "by themselves" in plex["fix"]
+    box.plex.faults.maintenance(False)
+    cli("health")  # Plex answered at this address: recorded
+    box.plex.faults.refuse_connections()
+    plex = {c["name"]: c for c in json.loads(cli("--json", "diagnose", expect=1).output)}["Plex"]
+    assert not plex["ok"] and plex["setting"] == ""
+    box.plex.faults.accept_connections()
+
+
 def test_dead_letter_commands(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
     with box.store() as store:

@@ -69,10 +69,13 @@ def remember_plex_server(context: Context, *, ask_claimed: bool) -> None:
 
 def plex_url_answered(context: Context) -> bool:
     """True when Plex has answered at `plex_url` (in this process, or recorded before)."""
-    if context.plex.answered:
-        return True
-    server = context.store.get_value(PLEX_SERVER_KEY) or {}
-    return context.config.plex_url in (server.get("urls") or [server.get("url")])
+    return context.plex.answered or answered_before(context.store, context.config.plex_url)
+
+
+def answered_before(store: Store, url: str) -> bool:
+    """True when Plex was recorded answering at `url` (`remember_plex_server`)."""
+    server = store.get_value(PLEX_SERVER_KEY) or {}
+    return url in (server.get("urls") or [server.get("url")])
 
 
 def plex_settings_proven(context: Context) -> bool:

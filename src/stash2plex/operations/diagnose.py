@@ -16,7 +16,8 @@ from typing import Any
 
 from stash2plex import errors
 from stash2plex.clients.plex import PlexClient
-from stash2plex.engine.context import connect_stash, load_config
+from stash2plex.engine import pauses
+from stash2plex.engine.context import answered_before, connect_stash, load_config
 from stash2plex.paths import basename, nfc, path_key, split_path
 from stash2plex.settings.config import setting_label
 from stash2plex.settings.sources import LocalSettings, source_words, unknown_variables
@@ -69,6 +70,15 @@ def _environment_fix(error: errors.SyncError | None) -> tuple[str, str] | None:
             "environment Stash2Plex runs in."
         )
     return None
+
+
+def _plex_down(error: errors.SyncError, plex: PlexClient, store: Store, config: Any) -> bool:
+    """Whether Plex failing the health check is Plex down at a right address: it answered
+    this check itself (a 503 while it starts), or it answered at `plex_url` before. Where it
+    never answered, the address is the likelier fault (`pauses.never_reached`)."""
+    if not pauses.never_reached(error):
+        return False
+    return plex.answered or answered_before(store, config.plex_url)
 
 
 def _stash_fix(error: errors.SyncError) -> tuple[str, str]:
@@ -174,6 +184,12 @@ def diagnose(
         elif health.error_class == errors.AUTH:
             key = "plex_token"
             fix = f"Copy a fresh X-Plex-Token into {setting_label(key)}{_where(key, sources)}."
+        elif health.error is not None and _plex_down(health.error, plex, store, config):
+            key = ""  # the address is right: Plex is down, not a setting (exit 1, as health)
+            fix = (
+                "Start Plex, or wait while it restarts or updates: the queue holds, and the "
+                "scenes sync by themselves when Plex is back."
+            )
         else:
             key = "plex_url"
             fix = (
