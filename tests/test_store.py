@@ -151,6 +151,18 @@ def test_a_person_asking_for_a_scene_makes_its_retry_due_now(store, clock):
     assert store.next_retry() == (5, clock.now + 90, "why")
 
 
+def test_a_forced_sync_still_to_run_stays_forced_when_the_scene_is_queued_again(store):
+    from stash2plex.engine.worker import FORCE_SOURCE
+
+    store.enqueue([3], FORCE_SOURCE)
+    store.enqueue([3], "cli")  # a plain sync, or a hook, before the forced one ran
+    assert store.job(3).source == FORCE_SOURCE
+    [job] = store.claim_due("w", 1)
+    store.apply(job, done())
+    store.enqueue([3], "cli")  # once done, a new plain sync is plain
+    assert store.job(3).source == "cli"
+
+
 def test_a_retry_after_a_write_that_timed_out_waits_however_soon_it_is_asked_for(store, clock):
     """That write may still land: the retry waits until it cannot (routing's
     unsettled_write_seconds), or Plex could apply the older write after the newer one."""

@@ -59,14 +59,17 @@ HOOK_ACTIONS = ("scene_dirty", "scene_deleted", "entity_changed", "entity_delete
 #: Waits that a new save may settle at once, so a saved scene waiting for one is due now.
 _SETTLED_BY_A_SAVE = "('not_in_plex', 'ambiguous', 'conflict')"
 
-# A job says "scene X is dirty": one row per scene, coalescing (see `Store.enqueue`).
+# A job says "scene X is dirty": one row per scene, coalescing (see `Store.enqueue`). A forced
+# sync still to be done stays forced ('force' is engine.worker.FORCE_SOURCE) whatever queues
+# the scene again before it runs: a plain sync or a hook must not quietly undo it.
 _UPSERT_JOB = f"""
     INSERT INTO jobs (scene_id, state, attempts, due_at, generation, source,
                       enqueued_at, updated_at)
     VALUES (?, 'pending', 0, ?, 0, ?, ?, ?)
     ON CONFLICT(scene_id) DO UPDATE SET
         generation = jobs.generation + 1,
-        source = excluded.source,
+        source = CASE WHEN jobs.state != 'done' AND jobs.source = 'force'
+                      THEN jobs.source ELSE excluded.source END,
         updated_at = excluded.updated_at,
         attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
         enqueued_at = CASE WHEN jobs.state = 'done'
