@@ -134,12 +134,17 @@ def test_dead_letter_commands(box, cli, monkeypatch):
             )
     listed = json.loads(cli("--json", "dlq", "list").output)
     assert sorted(letter["scene_id"] for letter in listed) == [1, 2]
+    assert "`stash2plex dlq retry`" in " ".join(cli("dlq", "list").output.split())
+    assert cli("dlq", "list", "--class", "permanent").output.strip() == (
+        "No dead letter of class permanent."
+    )
     cli("dlq", "retry", "--class", "permanent")
     assert len(json.loads(cli("--json", "dlq", "list").output)) == 2
     cli("dlq", "purge", "--days", "30")
     assert len(json.loads(cli("--json", "dlq", "list").output)) == 2
     cli("dlq", "clear")
     assert json.loads(cli("--json", "dlq", "list").output) == []
+    assert cli("dlq", "list").output.strip() == "No dead letter."
     outages = json.loads(cli("--json", "outages").output)
     assert outages["outages"] == 0 and outages["mttr_s"] is None
 

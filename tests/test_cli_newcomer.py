@@ -50,6 +50,8 @@ def test_an_empty_queue_list_is_a_sentence(box, cli):
     filtered = cli("queue", "list", "--reason", "ambiguous").stdout
     assert filtered.strip() == "No job in that state or waiting for that reason."
     assert json.loads(cli("--json", "queue", "list").stdout) == []
+    mistyped = cli("queue", "list", "--reason", "plex-down", expect=2)  # not a reason at all
+    assert "'plex_down'" in mistyped.output
 
 
 def test_a_parked_job_waits_for_a_change_and_shows_no_date(box, cli):

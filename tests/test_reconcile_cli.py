@@ -319,6 +319,11 @@ def test_every_command_that_drains_prints_one_json_document(clean):
         store.apply(job, Decision("dead_letter", 5, error_class="transient", message="HTTP 502"))
     recovered = one("recover-outage-jobs")
     assert recovered["recover"]["recovered"] == 1 and "drained" in recovered
+    from stash2plex.operations.queue import status_report
+
+    with box.store() as store:  # as `queue status --json` shows it
+        last = status_report(store, box.data_dir)["last_outage"]
+    assert last["reconciled"]["queued"] == 0  # an object, not JSON text inside JSON
 
     with box.store() as store:
         store.enqueue([third.id], "test")

@@ -21,6 +21,7 @@ import click
 
 from stash2plex import __version__
 from stash2plex.errors import SyncError
+from stash2plex.vocabulary import ERROR_CLASSES, WAIT_REASONS
 from stash2plex.words import agree, plural
 
 # Exit codes: 0 done, 1 done but something needs attention (unhealthy, failures, blocked),
@@ -1083,6 +1084,7 @@ def queue_status(cli: Cli) -> None:
     "--reason",
     "reasons",
     multiple=True,
+    type=click.Choice(sorted({*WAIT_REASONS, *ERROR_CLASSES})),
     help="Only jobs waiting for this reason (e.g. not_in_plex, ambiguous, retry, plex_down), "
     "or dead letters of this error class.",
 )
@@ -1252,7 +1254,12 @@ def dlq_list(cli: Cli, error_class: str | None) -> None:
         letters = store.dead_letters(error_class)
 
     def render(letters: list[dict[str, Any]]) -> Any:
-        table = Table(title=plural(len(letters), "dead letter"))
+        if not letters:
+            return "No dead letter" + (f" of class {error_class}." if error_class else ".")
+        table = Table(
+            title=plural(len(letters), "dead letter"),
+            caption="Once the cause is fixed: `stash2plex dlq retry` (or Retry Dead Letters)",
+        )
         for column in ("scene", "class", "failed", "why"):
             table.add_column(column, overflow="fold")
         for letter in letters:

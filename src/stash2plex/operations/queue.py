@@ -399,7 +399,10 @@ def status_report(store: Store, data_dir: Path) -> dict[str, Any]:
         "breaker_since": holds.breaker.opened_at if not holds.breaker.is_closed else None,
         "paused": hold_message(holds),
         "worker_running": running,
-        "last_outage": outages[-1] if outages else None,
+        # Its reconcile as an object (the row keeps it as JSON text).
+        "last_outage": {**outages[-1], "reconciled": outage_reconciled(outages[-1])}
+        if outages
+        else None,
         "last_sync_at": store.last_synced_at(),
         "linked_scenes": store.link_count(),
     }
