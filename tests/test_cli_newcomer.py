@@ -426,3 +426,14 @@ def test_a_key_typed_into_the_stash_address_is_never_shown(box, cli, monkeypatch
         assert "127.0.0.1:2" in result.output  # the address itself is named
     said = cli("sync", "5", expect=2).stderr
     assert "STASH2PLEX_STASH_API_KEY" in said or "http://" in said, said
+
+
+def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
+    box, cli, monkeypatch
+):
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", "plex.local:32400")  # no http://
+    checks = json.loads(cli("--json", "diagnose", expect=2).output)
+    failed = [c for c in checks if not c["ok"]]
+    assert [c["name"] for c in failed] == ["setting plex_url"], failed  # not "missing" too
+    assert failed[0]["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
+    assert "1 problem found" in cli("diagnose", expect=2).stderr

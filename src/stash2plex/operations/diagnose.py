@@ -53,6 +53,23 @@ def _where(key: str, sources: dict[str, str]) -> str:
     return f" (its value comes from the {source_words(sources.get(key, 'default'))})"
 
 
+def _correct(key: str, sources: dict[str, str]) -> str:
+    """Where to correct setting `key`: where its value came from (an environment variable or
+    the settings file override Stash's plugin settings, so correcting it there would not
+    help)."""
+    label = setting_label(key)
+    source = sources.get(key, "")
+    if source.startswith("environment "):
+        variable = source.split(" ", 1)[1]
+        return (
+            f"Correct the environment variable {variable} that sets {label}, or unset it "
+            "(the value in Settings > Plugins > Stash2Plex then applies)."
+        )
+    if source.startswith("file "):
+        return f"Correct {label} in the settings file {source.split(' ', 1)[1]}."
+    return f"Correct {label} in Settings > Plugins > Stash2Plex."
+
+
 def _environment_fix(error: errors.SyncError | None) -> tuple[str, str] | None:
     """(variable, fix) when the failure lies in this machine's environment, not a setting: a
     proxy or CA bundle variable that cannot work (a ConfigError naming the variable), or a
@@ -134,29 +151,25 @@ def diagnose(
                 "Correct its name (docs/settings.md lists every setting) or unset it.",
             )
         )
+    invalid = set()
     for warning in config.warnings:
         key = next((k for k in _setting_keys() if f"({k})" in warning), "")
-        checks.append(
-            Check(
-                f"setting {key}",
-                False,
-                warning,
-                f"Correct {setting_label(key)} in Settings > Plugins > Stash2Plex"
-                f"{_where(key, sources)}.",
-                setting=key,
-            )
-        )
-    if config.missing:
-        labels = ", ".join(setting_label(key) for key in config.missing)
+        invalid.add(key)
+        checks.append(Check(f"setting {key}", False, warning, _correct(key, sources), key))
+    # A required setting given a value that is not valid is not missing too: one problem.
+    missing = [key for key in config.missing if key not in invalid]
+    if missing:
+        labels = ", ".join(setting_label(key) for key in missing)
         checks.append(
             Check(
                 "settings",
                 False,
                 f"missing: {labels}",
                 "Set them in Settings > Plugins > Stash2Plex (see docs/settings.md).",
-                setting=config.missing[0],
+                setting=missing[0],
             )
         )
+    if config.missing:
         return checks
     if not config.enabled:
         checks.append(
