@@ -250,21 +250,24 @@ def sandbox_group(ctx: click.Context, folder: Path, scenes: int, seed: int, trap
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from stash2plex.sandbox.keep import keep_sandbox
+        from stash2plex.sandbox.keep import SandboxError, keep_sandbox
     except ImportError as exc:
         _die(
             f"stash2plex sandbox needs the [sandbox] extra ({exc.name} is missing): "
             "pip install 'stash2plex[sandbox]' (in a checkout: pip install '.[sandbox]')",
             EXIT_CONFIG,
         )
-    keep_sandbox(
-        folder.resolve(),
-        _checkout_root(),
-        scenes=scenes,
-        seed=seed,
-        traps=traps,
-        say=lambda line: click.echo(line),
-    )
+    try:
+        keep_sandbox(
+            folder.resolve(),
+            _checkout_root(),
+            scenes=scenes,
+            seed=seed,
+            traps=traps,
+            say=lambda line: click.echo(line),
+        )
+    except SandboxError as exc:
+        _die(str(exc), EXIT_ATTENTION)
 
 
 @sandbox_group.command("task")

@@ -70,7 +70,7 @@ def keep_sandbox(
     folder.mkdir(parents=True, exist_ok=True)
     plugin_dir = install_plugin(folder, checkout)
     data_dir = (plugin_dir or folder) / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _start_afresh(data_dir, say)
     stop = stop or threading.Event()
     library = generate_library(scenes, seed=seed, traps=traps)
     with running_sandbox(library, plex_token=PLEX_TOKEN) as (plex, stash, _):
@@ -100,6 +100,24 @@ def keep_sandbox(
             _wait(stop)
         finally:
             (folder / STATE_FILE).unlink(missing_ok=True)
+
+
+def _start_afresh(data_dir: Path, say: Callable[[str], None]) -> None:
+    """An empty data folder: the emulated servers start afresh, so a queue, links and
+    fingerprints left by an earlier sandbox in the same folder would describe a Plex that is
+    gone (a sync would call every scene unchanged). Raises SandboxError while a worker of
+    that sandbox still holds the folder."""
+    from stash2plex.engine.worker_lock import worker_running
+
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        if worker_running(data_dir):
+            raise SandboxError(
+                f"a Stash2Plex worker still runs on {data_dir} (an earlier sandbox in this "
+                "folder): stop it, or give another --dir"
+            )
+        shutil.rmtree(data_dir)
+        say("(the queue an earlier sandbox left in this folder was removed: all starts afresh)")
+    data_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _attach_plugin(
