@@ -103,7 +103,9 @@ def test_scene_detail_shows_state_link_error_and_next_attempt(box, cli):
     # health check run first.
     machine = box.plex.machine_identifier
     item_page = f"#!/server/{machine}/details?key=%2Flibrary%2Fmetadata%2F{link.rating_key}"
-    assert f"open in Plex │ {box.plex.url}/web/index.html{item_page}" in text
+    # On a line of its own, whole: a terminal keeps a long link one link to click.
+    raw = cli("scene", str(scene.id)).stdout
+    assert f"\nOpen in Plex: {box.plex.url}/web/index.html{item_page}\n" in raw
 
 
 def test_serve_without_its_extra_says_what_to_install():

@@ -159,6 +159,9 @@ def test_scene_shows_its_link_what_was_pushed_and_its_events(box, cli):
     assert order.index("summary") < order.index("actor") < order.index("genre")
     human = cli("scene", str(scene.id)).stdout
     assert "What was pushed" in human and "last synced" in human
+    flat = " ".join(human.split())
+    assert "a value Stash no longer has" in flat and "an image (its checksum is kept)" in flat
+    assert "queued by │ stash2plex sync" in flat  # not the store's "cli"
     assert not REPR.search(human), human
 
 

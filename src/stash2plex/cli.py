@@ -1155,9 +1155,10 @@ def scene_command(cli: Cli, scene_id: int) -> None:
     """One scene: its job, dead letter, Plex link, what was pushed per field, recent events."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     from stash2plex.operations.inspect import NOT_IN_STASH, scene_report
-    from stash2plex.operations.present import field_words, value_words, when
+    from stash2plex.operations.present import field_words, source_words, value_words, when
 
     now = _now()
     with cli.store() as store:
@@ -1196,7 +1197,7 @@ def scene_command(cli: Cli, scene_id: int) -> None:
                     "last error": job["last_error"],
                     "candidates": "; ".join(job["candidates"]),
                     "queued": when(job["queued_at"], now),
-                    "queued by": job["source"],
+                    "queued by": source_words(job["source"]),
                 }
             )
         for letter in report["dead_letters"]:
@@ -1211,19 +1212,27 @@ def scene_command(cli: Cli, scene_id: int) -> None:
             summary["Plex item"] = (
                 f"ratingKey {link['rating_key']} in library section {link['section_id']}"
             )
-            if report.get("plex_url"):
-                summary["open in Plex"] = report["plex_url"]
             summary["Plex file"] = link["plex_path"]
             summary["last synced"] = when(link["synced_at"], now)
         if report.get("note"):
             summary["note"] = report["note"]
         parts.append(_table(f"Scene {report['scene_id']}", summary))
+        if link is not None and report.get("plex_url"):
+            # On a line of its own, never folded: a terminal keeps it one link to click or copy.
+            parts.append(
+                Text(f"Open in Plex: {report['plex_url']}", no_wrap=True, overflow="ignore")
+            )
         if report["fields"]:
             fields = Table(title="What was pushed")
             for column in ("field", "pushed", "Stash now"):
                 fields.add_column(column, overflow="fold")
             for row in report["fields"]:
-                pushed = value_words(row["pushed"]) if row["pushed"] is not None else "yes"
+                if row["pushed"] is not None:
+                    pushed = value_words(row["pushed"])
+                elif row["field"] in ("poster", "art"):
+                    pushed = "an image (its checksum is kept)"
+                else:  # a text is kept only as a fingerprint, shown while Stash still says it
+                    pushed = "a value Stash no longer has"
                 fields.add_row(field_words(row["field"]), pushed, row.get("stash_now", "—"))
             parts.append(fields)
         if report["events"]:

@@ -163,6 +163,23 @@ FIELD_ORDER = (
 )
 
 
+# What queued a job, as people know it (the store keeps the short names commands and hooks
+# give; the others are already words: "reconcile", "sync now", "performer 4 changed").
+SOURCE_WORDS = {
+    "cli": "stash2plex sync",
+    "force": "a forced sync (rewrites every field)",
+    "sync_all": "Sync All Scenes",
+    "sync_recent": "Sync Recent Scenes",
+    "Scene.Create.Post": "the scene created in Stash",
+    "Scene.Update.Post": "the scene saved in Stash",
+}
+
+
+def source_words(source: str | None) -> str:
+    """What queued a job, in words ('Scene.Update.Post' -> 'the scene saved in Stash')."""
+    return SOURCE_WORDS.get(source or "", source or "—")
+
+
 def field_words(field: str) -> str:
     """A synced field as people call it (`originallyAvailableAt` -> `date`)."""
     return FIELD_WORDS.get(field, field)
