@@ -300,4 +300,7 @@ def test_the_verb_agrees_with_the_count_of_waiting_scenes(kind):
     assert re.search(r"2 scenes wait and sync\b", two), two
     assert "themselves" not in one and "itself" not in two
     down = {"healthy": False, "detail": "refused", "problem": "down", "queue": {"pending": 1}}
-    assert "1 scene waits for it." in (health_verdict(down).error or "")
+    said = health_verdict(down).error or ""
+    assert "Start Plex (or wait while it restarts): 1 scene waits and syncs by itself" in said
+    token = {**down, "problem": "auth"}
+    assert (health_verdict(token).error or "").endswith("1 scene waits for it.")

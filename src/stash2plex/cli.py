@@ -985,7 +985,7 @@ def _drain(
         return _table(
             "Sync",
             {
-                **{k.replace("_", " "): v for k, v in drained.items()},
+                **{DRAINED_WORDS.get(k, k): v for k, v in drained.items()},
                 # The rows above count this sync; these count the queue, earlier jobs too.
                 "waiting (all)": _reasons(status["waiting"]) or "none",
                 **({"queued, not tried yet": untried} if untried else {}),
@@ -1003,6 +1003,10 @@ def _drain(
             cli.say(verdict.error, color="red")
     if verdict.exit_code:
         sys.exit(verdict.exit_code)
+
+
+# The rows of a sync's table, in words ("deferred" meant nothing to people trying it).
+DRAINED_WORDS = {"deferred": "tried, waits again", "dead_lettered": "dead lettered"}
 
 
 def _reasons(waiting: dict[str, int]) -> str:
@@ -1155,7 +1159,6 @@ def scene_command(cli: Cli, scene_id: int) -> None:
     """One scene: its job, dead letter, Plex link, what was pushed per field, recent events."""
     from rich.console import Group
     from rich.table import Table
-    from rich.text import Text
 
     from stash2plex.operations.inspect import NOT_IN_STASH, scene_report
     from stash2plex.operations.present import field_words, source_words, value_words, when
@@ -1217,11 +1220,6 @@ def scene_command(cli: Cli, scene_id: int) -> None:
         if report.get("note"):
             summary["note"] = report["note"]
         parts.append(_table(f"Scene {report['scene_id']}", summary))
-        if link is not None and report.get("plex_url"):
-            # On a line of its own, never folded: a terminal keeps it one link to click or copy.
-            parts.append(
-                Text(f"Open in Plex: {report['plex_url']}", no_wrap=True, overflow="ignore")
-            )
         if report["fields"]:
             fields = Table(title="What was pushed")
             for column in ("field", "pushed", "Stash now"):
@@ -1245,6 +1243,9 @@ def scene_command(cli: Cli, scene_id: int) -> None:
         return Group(*parts)
 
     cli.show(report, render)
+    if not cli.as_json and report["link"] is not None and report.get("plex_url"):
+        # A line of its own, never folded or cut: a terminal keeps it one link to click or copy.
+        click.echo(f"Open in Plex: {report['plex_url']}")
 
 
 @main.group("dlq")

@@ -226,7 +226,14 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
     problem = report.get("problem")
     code = EXIT_CONFIG if problem in ("auth", "config") else EXIT_ATTENTION
     line = f"Plex is NOT healthy: {report['detail']}"
-    tail = f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} for it." if waiting else ""
+    if code == EXIT_CONFIG:  # the detail names the setting to fix
+        tail = f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} for it." if waiting else ""
+    else:  # down: nothing to do but bring Plex back; nothing is lost meanwhile
+        count = f"{scenes(waiting)} {agree(waiting, 'waits', 'wait')}" if waiting else "Jobs wait"
+        tail = (
+            f" Start Plex (or wait while it restarts): {count} and "
+            f"{agree(waiting, 'syncs by itself', 'sync by themselves')} when it is back."
+        )
     return Verdict(f"{line}.{tail}", code, (line,))
 
 
