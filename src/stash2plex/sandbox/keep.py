@@ -103,21 +103,29 @@ def keep_sandbox(
 
 
 def _start_afresh(data_dir: Path, say: Callable[[str], None]) -> None:
-    """An empty data folder: the emulated servers start afresh, so a queue, links and
-    fingerprints left by an earlier sandbox in the same folder would describe a Plex that is
-    gone (a sync would call every scene unchanged). Raises SandboxError while a worker of
-    that sandbox still holds the folder."""
+    """A data folder holding nothing but a settings file: the emulated servers start afresh,
+    so a queue, links and fingerprints left by an earlier sandbox in the same folder would
+    describe a Plex that is gone (a sync would call every scene unchanged). The settings file
+    (`stash2plex.toml`, where the README has people change settings) is kept. Raises
+    SandboxError while a worker of that sandbox still holds the folder."""
     from stash2plex.engine.worker_lock import worker_running
+    from stash2plex.settings.sources import CONFIG_FILENAME
 
-    if data_dir.is_dir() and any(data_dir.iterdir()):
-        if worker_running(data_dir):
-            raise SandboxError(
-                f"a Stash2Plex worker still runs on {data_dir} (an earlier sandbox in this "
-                "folder): stop it, or give another --dir"
-            )
-        shutil.rmtree(data_dir)
-        say("(the queue an earlier sandbox left in this folder was removed: all starts afresh)")
     data_dir.mkdir(parents=True, exist_ok=True)
+    left = [path for path in data_dir.iterdir() if path.name != CONFIG_FILENAME]
+    if not left:
+        return
+    if worker_running(data_dir):
+        raise SandboxError(
+            f"a Stash2Plex worker still runs on {data_dir} (an earlier sandbox in this "
+            "folder): stop it, or give another --dir"
+        )
+    for path in left:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    say("(the queue an earlier sandbox left in this folder was removed: all starts afresh)")
 
 
 def _attach_plugin(
