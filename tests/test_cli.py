@@ -135,6 +135,9 @@ def test_dead_letter_commands(box, cli, monkeypatch):
     listed = json.loads(cli("--json", "dlq", "list").output)
     assert sorted(letter["scene_id"] for letter in listed) == [1, 2]
     assert "`stash2plex dlq retry`" in " ".join(cli("dlq", "list").output.split())
+    # An error class picks dead letters out of the queue list too, as its help says.
+    classed = json.loads(cli("--json", "queue", "list", "--reason", "transient").output)
+    assert sorted(row["scene_id"] for row in classed) == [1, 2]
     assert cli("dlq", "list", "--class", "permanent").output.strip() == (
         "No dead letter of class permanent."
     )

@@ -36,7 +36,7 @@ def test_plural_is_one_helper_for_every_count():
 
 def test_one_scene_is_one_scene_not_1_scenes(box, cli):
     scene = matchable(box)[0]
-    result = cli("sync", str(scene.id))
+    result = cli("sync", str(scene.id), str(scene.id))  # named twice: still one scene
     assert "queued 1 scene" in result.stderr and "1 scenes" not in result.output
     listed = cli("dlq", "purge", "--days", "1").stdout
     assert "purged 0 dead letters older than 1 day" in listed
@@ -420,6 +420,7 @@ def test_the_drain_bar_counts_scenes_and_says_it_syncs_the_whole_queue():
         "http://user:stash-secret-KEY-42@127.0.0.1:2",
         "http://127.0.0.1:2/?apikey=stash-secret-KEY-42",
         "user:stash-secret-KEY-42@127.0.0.1:2",
+        "http://u:stash-secret-KEY-42/x@127.0.0.1:2",  # a / in the password: no netloc @
     ],
 )
 def test_a_key_typed_into_the_stash_address_is_never_shown(box, cli, monkeypatch, address):
@@ -441,3 +442,11 @@ def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
     assert [c["name"] for c in failed] == ["setting plex_url"], failed  # not "missing" too
     assert failed[0]["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
     assert "1 problem found" in cli("diagnose", expect=2).stderr
+
+
+def test_an_empty_variable_is_where_diagnose_says_to_fix_a_missing_setting(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PLEX_URL", "")  # compose's ${PLEX_URL} left unset
+    checks = json.loads(cli("--json", "diagnose", expect=2).output)
+    missing = next(c for c in checks if c["name"] == "settings" and not c["ok"])
+    assert missing["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
+    assert "It is empty there" in missing["fix"]

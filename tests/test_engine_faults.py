@@ -7,6 +7,7 @@ the emulators; timers reached with an injected clock."""
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -279,27 +280,31 @@ def test_a_settings_warning_is_logged_once_while_it_stands(tmp_path, caplog):
 def test_a_handover_request_stops_only_workers_with_other_settings_and_only_briefly():
     from stash2plex.engine.handover import HANDOVER_SECONDS, asked_to_hand_over
 
-    request = {"local": "settings-of-the-command", "at": 1000.0, "to": "old"}
-    assert asked_to_hand_over(request, "settings-of-the-old-worker", "old", 1001.0)
-    assert not asked_to_hand_over(request, "settings-of-the-command", "old", 1001.0)  # its own
-    # A request nobody followed up must not stop the workers later hooks start: not even
-    # within its time (the command failed before it drained), as it names another worker.
-    assert not asked_to_hand_over(request, "settings-of-a-hook", "new", 1001.0)
+    host = socket.gethostname()
+    request = {"local": "settings-of-the-command", "at": 1000.0, "host": host, "pid": 4242}
+    living, gone = (lambda pid: True), (lambda pid: False)
+    assert asked_to_hand_over(request, "settings-of-the-old-worker", 1001.0, living)
+    assert not asked_to_hand_over(request, "settings-of-the-command", 1001.0, living)  # its own
+    # A request nobody will follow up must not stop the workers later hooks start: not even
+    # within its time, once the command that made it is gone (it failed before it drained).
+    assert not asked_to_hand_over(request, "settings-of-a-hook", 1001.0, gone)
     late = 1000.0 + HANDOVER_SECONDS + 1
-    assert not asked_to_hand_over(request, "settings-of-the-old-worker", "old", late)
-    assert not asked_to_hand_over(None, "anything", "old", 1000.0)
-    older = {"local": "settings-of-the-command", "at": 1000.0}  # as an earlier version wrote
-    assert asked_to_hand_over(older, "settings-of-the-old-worker", "any", 1001.0)
+    assert not asked_to_hand_over(request, "settings-of-the-old-worker", late, living)
+    assert not asked_to_hand_over(None, "anything", 1000.0, living)
+    # From another host, or as an earlier version wrote it: its time decides.
+    elsewhere = {**request, "host": "another-host"}
+    assert asked_to_hand_over(elsewhere, "settings-of-the-old-worker", 1001.0, gone)
+    older = {"local": "settings-of-the-command", "at": 1000.0}
+    assert asked_to_hand_over(older, "settings-of-the-old-worker", 1001.0, gone)
 
 
 def test_a_handover_nobody_followed_up_does_not_stop_the_next_hook_s_worker(box):
     """A command given other settings asks the running worker to hand over, then fails
     before it drains (Stash unreachable at the address it was given). A hook saving a scene
     right after starts a worker: it must drain the scene, not stop for that request."""
+    import subprocess
+    import sys
     import threading
-
-    from stash2plex.engine.handover import request_handover
-    from stash2plex.engine.worker_lock import worker_running
 
     from .conftest import wait_until
 
@@ -311,7 +316,14 @@ def test_a_handover_nobody_followed_up_does_not_stop_the_next_hook_s_worker(box)
         return worker, thread
 
     _, thread = start()
-    assert request_handover(box.data_dir, "settings-of-a-command-that-then-failed") is None
+    asking = (  # the command, in a process of its own that ends after asking
+        "import sys; from stash2plex.engine.handover import request_handover; "
+        "print(request_handover(sys.argv[1], 'settings-of-a-command-that-then-failed'))"
+    )
+    command = subprocess.run(
+        [sys.executable, "-c", asking, str(box.data_dir)], capture_output=True, text=True
+    )
+    assert command.stdout.strip() == "None", command.stderr
     thread.join(30)
     assert not thread.is_alive()  # the running worker handed over
     second, thread = start()  # a hook's worker, within the request's time
@@ -323,6 +335,42 @@ def test_a_handover_nobody_followed_up_does_not_stop_the_next_hook_s_worker(box)
     finally:
         second.request_stop()
         thread.join(30)
+
+
+def test_a_command_asking_while_a_hook_s_worker_starts_gets_the_queue(tmp_path):
+    """A hook took the lock for its worker, which has not said who it is yet (it is still
+    importing); a command given other settings asks for the queue meanwhile. The worker
+    that comes up hands over: the command is alive and waiting."""
+    import threading
+
+    from stash2plex.engine.handover import HANDOVER_KEY, WORKER_SETTINGS_KEY, request_handover
+    from stash2plex.engine.worker_lock import mark_holder, open_lock_file, try_lock
+
+    from .conftest import wait_until
+
+    with Store.open(tmp_path) as store:  # what the worker before it left
+        store.put_value(WORKER_SETTINGS_KEY, {"owner": "h:1:0", "local": "old", "keeps": False})
+    fd = open_lock_file(tmp_path)
+    assert try_lock(fd)
+    mark_holder(fd)  # as a hook locks for the worker it starts
+    answer: dict[str, object] = {}
+    asking = threading.Thread(
+        target=lambda: answer.update(said=request_handover(tmp_path, "settings-of-a-command")),
+        daemon=True,
+    )
+    asking.start()
+
+    def asked() -> bool:
+        with Store.open(tmp_path) as store:
+            return store.get_value(HANDOVER_KEY) is not None
+
+    wait_until(asked, message="the command's request")
+    worker = Worker(tmp_path)  # the hook's worker comes up, with other settings
+    running = threading.Thread(target=worker.run, kwargs={"lock_fd": fd}, daemon=True)
+    running.start()
+    asking.join(30)
+    running.join(30)
+    assert answer == {"said": None} and not running.is_alive()
 
 
 def test_the_worker_a_handover_was_for_clears_the_request(tmp_path):

@@ -182,3 +182,29 @@ def test_a_scene_saved_in_the_sandbox_reaches_plex_and_plex_goes_down_and_up(tmp
         text=True,
     )
     assert gone.returncode == 2 and "no sandbox runs in" in gone.stderr
+
+
+def test_a_sandbox_empties_only_a_data_folder_a_sandbox_made(tmp_path: Path):
+    """Outside a checkout the data folder is DIR/data, which may be the person's own: it is
+    never emptied unless a sandbox made it, and a sandbox's settings file always stays."""
+    import pytest
+
+    from stash2plex.sandbox.keep import SandboxError, _start_afresh
+
+    said: list[str] = []
+    own = tmp_path / "project" / "data"
+    own.mkdir(parents=True)
+    (own / "thesis.txt").write_text("years of work", encoding="utf-8")
+    with pytest.raises(SandboxError, match=r"holds files a sandbox did not make \(thesis.txt\)"):
+        _start_afresh(own, said.append)
+    assert (own / "thesis.txt").exists()
+
+    made = tmp_path / "sandbox" / "data"
+    _start_afresh(made, said.append)  # new: nothing to remove, marked as the sandbox's
+    (made / "stash2plex.db").write_bytes(b"a queue")
+    (made / "stash2plex.toml").write_text("max_retries = 3\n", encoding="utf-8")
+    _start_afresh(made, said.append)
+    assert sorted(p.name for p in made.iterdir()) == [".stash2plex-sandbox", "stash2plex.toml"]
+    assert said == [
+        "(the queue an earlier sandbox left in this folder was removed: all starts afresh)"
+    ]

@@ -148,7 +148,7 @@ def test_a_person_asking_for_a_scene_makes_its_retry_due_now(store, clock):
     assert (held.reason, held.due_at) == ("plex_down", clock.now + 90)
     assert untouched.due_at == clock.now + 90
     assert [job.scene_id for job in store.claim_due("w", 5)] == [3]
-    assert store.next_retry() == (5, clock.now + 90, "why")
+    assert store.next_retry() == (5, clock.now + 90, "why", False)
 
 
 def test_a_forced_sync_still_to_run_stays_forced_when_the_scene_is_queued_again(store):
@@ -178,6 +178,17 @@ def test_a_retry_after_a_write_that_timed_out_waits_however_soon_it_is_asked_for
     store.apply(job, timed_out)
     store.enqueue([3], "cli", retry_now=True)
     assert store.job(3).due_at == clock.now + 60
+    # Said so: a sync asking for it again cannot bring it forward, and did not try it.
+    from stash2plex.operations.outcome import waits_sentence
+
+    retry = store.next_retry()
+    assert retry is not None and retry.unsettled
+    said = waits_sentence("No scene reached Plex: 1 scene waits", {"retry": 1}, retry, clock.now)
+    assert "may still land until then, so syncing again cannot bring it forward" in said
+    assert "at once" not in said
+    clock.now += 5
+    store.enqueue([3], "cli", retry_now=True)
+    assert store.waiting_counts(since=clock.now) == {}  # queued again, not tried since
 
 
 @pytest.mark.parametrize("reason", ["not_in_plex", "ambiguous", "conflict"])

@@ -310,12 +310,13 @@ def test_the_worker_asks_plex_if_claimed_once_and_a_silent_plex_keeps_the_answer
     tmp_path: Path,
 ):
     """Every hook makes the worker read its settings afresh (a new context): whether Plex is
-    claimed is still asked once in its life. A later health check that gets no answer from
-    `GET /identity` keeps what Plex said before, so the link does not fall back."""
+    claimed is still asked once an hour at most. A later health check that gets no answer
+    from `GET /identity` keeps what Plex said before, so the link does not fall back."""
     import threading
+    import time
 
     from stash2plex.engine.context import build_context
-    from stash2plex.engine.worker import Worker
+    from stash2plex.engine.worker import CLAIMED_ASK_SECONDS, Worker
     from stash2plex.operations.queue import health_report
 
     from .conftest import wait_until
@@ -323,19 +324,27 @@ def test_the_worker_asks_plex_if_claimed_once_and_a_silent_plex_keeps_the_answer
 
     with sandbox(tmp_path, scenes=12, seed=3) as box:
         box.plex.library.claimed = True
-        scenes = [s.id for s in box.library.scenes.values() if s.files and s.in_plex][:4]
-        worker = Worker(box.data_dir)
+        scenes = [s.id for s in box.library.scenes.values() if s.files and s.in_plex][:5]
+        later = [0.0]
+        worker = Worker(box.data_dir, clock=lambda: time.time() + later[0])
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
+
+        def saved(scene_id: int) -> None:  # as a hook queues it: it nudges the worker
+            with box.store() as store:
+                store.enqueue([scene_id], "hook")
+            wait_until(lambda: box.job(scene_id).state == "done", timeout=30)
+
         try:
-            for scene_id in scenes:  # as hooks queue them: each nudges the worker
-                with box.store() as store:
-                    store.enqueue([scene_id], "hook")
-                wait_until(lambda s=scene_id: box.job(s).state == "done", timeout=30)
+            for scene_id in scenes[:4]:
+                saved(scene_id)
+            assert box.plex.log.count("GET /identity") == 1
+            later[0] = CLAIMED_ASK_SECONDS  # an hour on: asked again (it may have been claimed)
+            saved(scenes[4])
+            assert box.plex.log.count("GET /identity") == 2
         finally:
             worker.request_stop()
             thread.join(30)
-        assert box.plex.log.count("GET /identity") == 1
         with box.store() as store:
             assert views.plex_web_url(store, 7).startswith("https://app.plex.tv/desktop/#!/")
             box.plex.faults.fail(500, route="GET /identity")

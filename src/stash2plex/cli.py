@@ -697,7 +697,7 @@ def sync_command(
                     EXIT_CONFIG,
                 )
             store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli", retry_now=True)
-            queued = len(scene_ids)
+            queued = len(set(scene_ids))  # `sync 3 3` queues one scene
     if not cli.as_json:
         cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))
     _drain(cli, queued_at, extra={"queued": queued})
@@ -1105,6 +1105,8 @@ def queue_list(cli: Cli, states: tuple[str, ...], reasons: tuple[str, ...], limi
 
     now = _now()
     states = tuple(dict.fromkeys("in_progress" if s == "leased" else s for s in states))
+    if not states and set(reasons) - set(WAIT_REASONS):  # an error class: dead letters too
+        states = (*OUTSTANDING, "dead_letter")
     with cli.store() as store:
         rows = list_jobs(store, states=states or OUTSTANDING, reasons=reasons, now=now)
 

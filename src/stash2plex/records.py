@@ -6,7 +6,7 @@ A leaf module: standard library only, so the hook path may import it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from stash2plex.vocabulary import ErrorClass, SyncStatus, WaitReason
 
@@ -207,3 +207,17 @@ class Decision:
     pause: Pause | None = None
     stop: bool = False
     event: Event | None = None
+
+
+NO_REASON = "no reason recorded"
+
+
+class Retry(NamedTuple):
+    """A job waiting for a retry: its scene, when it is tried again (epoch seconds), its last
+    error, and whether that was a write that timed out (`unsettled`: it may still land, so
+    the retry waits until it cannot, however soon it is asked for)."""
+
+    scene_id: int
+    due_at: float
+    error: str
+    unsettled: bool = False

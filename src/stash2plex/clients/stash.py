@@ -116,7 +116,8 @@ class StashConnection:
         parts = urlsplit(text)
         # A login or key in the address (`user:key@`, `?apikey=`) would be shown in every
         # message that names the address: Stash's API key has a variable of its own.
-        if parts.query or parts.fragment or "@" in parts.netloc:
+        # Any @ after the scheme: `user:pa/ss@host` puts the host in the path for urlsplit.
+        if parts.query or parts.fragment or "@" in text.partition("://")[2]:
             raise ConfigError(
                 f"stash_url must be Stash's address alone ({shown}), without a login (…@) or "
                 "a query (?…): give Stash's API key in STASH2PLEX_STASH_API_KEY",

@@ -10,6 +10,9 @@ set now. A service's worker keeps its own settings: it is the one configured to 
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +28,21 @@ HANDOVER_KEY = "settings_handover"
 # request nobody followed up must not stop the workers that later hooks start).
 HANDOVER_SECONDS = 15.0
 POLL_SECONDS = 0.2
+_HOST = socket.gethostname()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (on Windows, where signal 0 would end it, it
+    is taken to: the request's time limit still applies)."""
+    if sys.platform == "win32":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # it exists (another user's), or the platform cannot tell: assume so
+    return True
 
 
 def request_handover(
@@ -48,9 +66,11 @@ def request_handover(
             return None
         if running.get("keeps"):
             return "the service's worker drains the queue with the service's own settings"
-        # Addressed to the worker running now: a worker a later hook starts (this command may
-        # fail before it drains) must not stop for it and leave the queue undrained.
-        request = {"local": fingerprint, "at": clock(), "to": running.get("owner")}
+        # Signed with this process: the request stands only while it lives (it may fail before
+        # it drains, and a worker a later hook starts must not stop for a request nobody will
+        # follow up), whichever worker holds the lock by then (a hook's may not have said who
+        # it is yet).
+        request = {"local": fingerprint, "at": clock(), "host": _HOST, "pid": os.getpid()}
         store.put_value(HANDOVER_KEY, request)
         store.nudge()
     deadline = clock() + HANDOVER_SECONDS
@@ -61,12 +81,17 @@ def request_handover(
     return None
 
 
-def asked_to_hand_over(request: Any, own: str, owner: str, now: float) -> bool:
-    """Whether a stored handover request (None when there is none) asks the worker `owner`,
-    given the settings `own`, to stop: made recently, for other settings, to that worker."""
+def asked_to_hand_over(
+    request: Any, own: str, now: float, alive: Callable[[int], bool] | None = None
+) -> bool:
+    """Whether a stored handover request (None when there is none) asks a worker given the
+    settings `own` to stop: made recently, for other settings, by a process still alive
+    (`alive(pid)`; known only on the same host: elsewhere, and for a request an earlier
+    version wrote, recent is enough)."""
     if not isinstance(request, dict) or request.get("local") in (None, own):
         return False
-    if request.get("to") not in (None, owner):
+    pid = request.get("pid")
+    if request.get("host") == _HOST and isinstance(pid, int) and not (alive or _alive)(pid):
         return False
     made_at = request.get("at")
     return isinstance(made_at, (int, float)) and 0 <= now - made_at <= HANDOVER_SECONDS

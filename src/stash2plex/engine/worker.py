@@ -79,6 +79,8 @@ DONE_JOB_RETENTION_SECONDS = 7 * 86400.0
 EVENT_RETENTION_SECONDS = 30 * 86400.0
 # The job source of "Force Sync All" / `stash2plex sync --force`: rewrite Plex from Stash.
 FORCE_SOURCE = "force"
+# How often a long-running worker asks Plex again whether it is claimed (links into Plex Web).
+CLAIMED_ASK_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -164,13 +166,13 @@ class Worker:
         self.rng = rng or random.Random()
         self.idle_exit_seconds = idle_exit_seconds
         self.poll_seconds = poll_seconds
-        # Unique per worker, not per process: a service restarts its worker in one process, and
-        # a handover request names the worker it is for (engine.handover).
+        # Unique per worker, not per process: a service restarts its worker in one process.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store = Store.open(self.data_dir, clock=clock)
         self._context: Context | None = None
         self._plex_remembered: Context | None = None  # the context whose Plex was recorded
         self._claimed_asked = ""  # the machine identifier of the Plex last asked if claimed
+        self._claimed_again_at = 0.0  # and when it is asked again
         self._settings_read_at = float("-inf")
         self._warned: set[str] = set()  # settings warnings already logged (still standing)
         # What this process was given outside Stash (engine.handover): a command given other
@@ -360,7 +362,7 @@ class Worker:
         if not self._owning:
             self._take_ownership()
         if not self._keeps_settings and asked_to_hand_over(
-            self.store.get_value(HANDOVER_KEY), self._local_settings, self.owner, self.clock()
+            self.store.get_value(HANDOVER_KEY), self._local_settings, self.clock()
         ):
             log.info("a command given other settings drains the queue now; handing it over")
             self._stop.set()
@@ -387,13 +389,17 @@ class Worker:
             return 0
         handled = self._drain_batch(context, jobs, holds, report, progress)
         if self._plex_remembered is not context and context.plex.identity is not None:
-            # Who answered, for links into Plex Web. Whether it is claimed is asked once per
-            # server in a worker's life (a context is made anew at every settings read), and
-            # never of a Plex the breaker has just given up on.
+            # Who answered, for links into Plex Web. Whether it is claimed is asked of a server
+            # once an hour at most (a context is made anew at every settings read; a server
+            # may be claimed later, or not say at first), never of a Plex the breaker has just
+            # given up on.
             machine = context.plex.identity.machine_identifier
-            ask = machine != self._claimed_asked and self.store.holds().breaker.is_closed
+            due = machine != self._claimed_asked or self.clock() >= self._claimed_again_at
+            ask = due and self.store.holds().breaker.is_closed
             remember_plex_server(context, ask_claimed=ask)
-            self._claimed_asked = machine if ask else self._claimed_asked
+            if ask:
+                self._claimed_asked = machine
+                self._claimed_again_at = self.clock() + CLAIMED_ASK_SECONDS
             self._plex_remembered = context
         return handled
 

@@ -160,14 +160,19 @@ def diagnose(
     missing = [key for key in config.missing if key not in invalid]
     if missing:
         labels = ", ".join(setting_label(key) for key in missing)
+        # Empty where an override sets it (a variable, the settings file): it hides the value
+        # in Stash, so that is where to fix it.
+        overridden = [
+            k for k in missing if sources.get(k, "").startswith(("environment ", "file "))
+        ]
+        fix = (
+            f"{_correct(overridden[0], sources)} It is empty there, which hides any value in "
+            "Stash's plugin settings."
+            if overridden
+            else "Set them in Settings > Plugins > Stash2Plex (see docs/settings.md)."
+        )
         checks.append(
-            Check(
-                "settings",
-                False,
-                f"missing: {labels}",
-                "Set them in Settings > Plugins > Stash2Plex (see docs/settings.md).",
-                setting=missing[0],
-            )
+            Check("settings", False, f"missing: {labels}", fix, setting=(overridden or missing)[0])
         )
     if config.missing:
         return checks

@@ -19,7 +19,7 @@ from typing import Any
 
 from stash2plex.engine.worker import DrainReport
 from stash2plex.operations.present import when
-from stash2plex.records import Holds
+from stash2plex.records import Holds, Retry
 from stash2plex.store.db import Store
 from stash2plex.words import agree, plural
 
@@ -152,13 +152,11 @@ def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -
     return Verdict(" ".join(sentences) or None, exit_code, notes)
 
 
-def waits_sentence(
-    head: str, waits: dict[str, int], retry: tuple[int, float, str] | None, now: float
-) -> str:
+def waits_sentence(head: str, waits: dict[str, int], retry: Retry | None, now: float) -> str:
     """Why scenes did not reach Plex: `head` ("No scene reached Plex: 2 scenes wait"), then
     `waits` by reason; Diagnose is suggested only for scenes waiting for a match (it checks
-    the settings that decide one), and for a retry (`retry`: the first one's scene id, due
-    time and error, as `Store.next_retry` gives them) its failure and next try are named."""
+    the settings that decide one), and for a retry (`retry`: the first one, as
+    `Store.next_retry` gives it) its failure and next try are named."""
     described = ", ".join(
         f"{n} {MATCH_WAITS.get(reason, 'to be retried')}" for reason, n in waits.items() if n
     )
@@ -169,19 +167,23 @@ def waits_sentence(
             "sample of scenes; Show Waiting Scenes lists each scene with its reason."
         )
     if retry is not None:
-        scene_id, due_at, error = retry
         retries = waits.get("retry", 0)
         whose = (
             "It failed with"
             if retries <= 1
-            else f"Scene {scene_id}, the first to be retried, failed with"
+            else f"Scene {retry.scene_id}, the first to be retried, failed with"
         )
-        next_try = "now" if due_at < now + 1 else f"at {when(due_at, now)}"
-        again = agree(retries, "the scene again tries it", "the scenes again tries them")
-        sentences.append(
-            f"{whose}: {error.rstrip('.')}. The next try is {next_try}, by itself; syncing "
-            f"{again} at once."
-        )
+        next_try = "now" if retry.due_at < now + 1 else f"at {when(retry.due_at, now)}"
+        if retry.unsettled:  # Store.enqueue: such a retry waits, however soon it is asked for
+            after = (
+                "by itself: the write timed out and may still land until then, so syncing "
+                "again cannot bring it forward."
+            )
+        else:
+            after = "by itself; syncing " + agree(
+                retries, "the scene again tries it at once.", "the scenes again tries them at once."
+            )
+        sentences.append(f"{whose}: {retry.error.rstrip('.')}. The next try is {next_try}, {after}")
     return " ".join(sentences)
 
 
@@ -228,12 +230,14 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
     line = f"Plex is NOT healthy: {report['detail']}"
     if code == EXIT_CONFIG:  # the detail names the setting to fix
         tail = f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} for it." if waiting else ""
-    else:  # down: nothing to do but bring Plex back; nothing is lost meanwhile
-        count = f"{scenes(waiting)} {agree(waiting, 'waits', 'wait')}" if waiting else "Jobs wait"
+    elif waiting:  # down: nothing to do but bring Plex back; nothing is lost meanwhile
         tail = (
-            f" Start Plex (or wait while it restarts): {count} and "
-            f"{agree(waiting, 'syncs by itself', 'sync by themselves')} when it is back."
+            f" Start Plex (or wait while it restarts): {scenes(waiting)} "
+            f"{agree(waiting, 'waits and syncs by itself', 'wait and sync by themselves')} "
+            "when it is back."
         )
+    else:
+        tail = " Start Plex (or wait while it restarts)."
     return Verdict(f"{line}.{tail}", code, (line,))
 
 

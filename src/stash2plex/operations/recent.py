@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stash2plex.engine.context import Context, plex_settings_proven
 from stash2plex.engine.worker import DrainReport
-from stash2plex.errors import SyncError
+from stash2plex.errors import UNSETTLED_WRITE, SyncError
 from stash2plex.operations.outcome import (
     EXIT_ATTENTION,
     EXIT_OK,
@@ -29,6 +29,7 @@ from stash2plex.operations.outcome import (
     waits_sentence,
 )
 from stash2plex.operations.queue import health_report
+from stash2plex.records import NO_REASON, Retry
 from stash2plex.store.db import Store
 
 
@@ -101,7 +102,12 @@ def recent_verdict(
     retry = (
         None
         if first is None
-        else (first.scene_id, first.due_at, first.last_error or "no reason recorded")
+        else Retry(
+            first.scene_id,
+            first.due_at,
+            first.last_error or NO_REASON,
+            bool((first.detail or {}).get(UNSETTLED_WRITE)),
+        )
     )
     return Verdict(
         waits_sentence(head, dict(waits), retry, store.clock()), EXIT_ATTENTION, verdict.notes

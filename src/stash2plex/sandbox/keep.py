@@ -28,6 +28,10 @@ PLEX_TOKEN = "sandbox-plex-token"
 PLUGIN_FILES = ("Stash2Plex.yml", "stash2plex_plugin.py")
 
 
+# Marks a data folder a sandbox made: only such a folder is ever emptied (`_start_afresh`).
+SANDBOX_MARKER = ".stash2plex-sandbox"
+
+
 class SandboxError(Exception):
     """The sandbox cannot do what was asked: one sentence for people."""
 
@@ -105,27 +109,35 @@ def keep_sandbox(
 def _start_afresh(data_dir: Path, say: Callable[[str], None]) -> None:
     """A data folder holding nothing but a settings file: the emulated servers start afresh,
     so a queue, links and fingerprints left by an earlier sandbox in the same folder would
-    describe a Plex that is gone (a sync would call every scene unchanged). The settings file
+    describe a Plex that is gone (a sync would call every scene unchanged). Only a folder a
+    sandbox made (it holds SANDBOX_MARKER) is emptied, and its settings file
     (`stash2plex.toml`, where the README has people change settings) is kept. Raises
-    SandboxError while a worker of that sandbox still holds the folder."""
+    SandboxError for a folder a sandbox did not make, or while a worker still holds it."""
     from stash2plex.engine.worker_lock import worker_running
     from stash2plex.settings.sources import CONFIG_FILENAME
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    left = [path for path in data_dir.iterdir() if path.name != CONFIG_FILENAME]
-    if not left:
-        return
-    if worker_running(data_dir):
+    marker = data_dir / SANDBOX_MARKER
+    left = sorted(p for p in data_dir.iterdir() if p.name not in (CONFIG_FILENAME, marker.name))
+    if left and not marker.exists():
+        names = ", ".join(p.name for p in left[:3]) + (", …" if len(left) > 3 else "")
         raise SandboxError(
-            f"a Stash2Plex worker still runs on {data_dir} (an earlier sandbox in this "
-            "folder): stop it, or give another --dir"
+            f"{data_dir} holds files a sandbox did not make ({names}): give --dir a new or "
+            "empty folder"
+        )
+    if left and worker_running(data_dir):
+        raise SandboxError(
+            f"a Stash2Plex worker of an earlier sandbox still runs on {data_dir} (it stops by "
+            "itself once idle): end that process, or give another --dir"
         )
     for path in left:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
             path.unlink()
-    say("(the queue an earlier sandbox left in this folder was removed: all starts afresh)")
+    if left:
+        say("(the queue an earlier sandbox left in this folder was removed: all starts afresh)")
+    marker.touch()
 
 
 def _attach_plugin(

@@ -29,6 +29,7 @@ from stash2plex.errors import (
 )
 from stash2plex.paths import basename_key, path_key
 from stash2plex.records import (
+    NO_REASON,
     Decision,
     Event,
     EventLevel,
@@ -37,6 +38,7 @@ from stash2plex.records import (
     Job,
     Link,
     ListedItem,
+    Retry,
     UnsettledCheck,
     UnsettledWrite,
 )
@@ -677,17 +679,19 @@ class Store:
         ).fetchall()
         return {str(reason): int(n) for reason, n in rows}
 
-    def next_retry(self, since: float = 0.0) -> tuple[int, float, str] | None:
-        """The job waiting for a retry that is tried first, of those queued or tried since
-        `since`: (scene id, when, epoch seconds, and its last error); None when none waits."""
+    def next_retry(self, since: float = 0.0) -> Retry | None:
+        """The job waiting for a retry that is tried first, of those tried since `since`
+        (epoch seconds); None when none waits."""
         row = self._conn.execute(
-            "SELECT scene_id, due_at, last_error FROM jobs WHERE state = 'waiting' "
+            "SELECT scene_id, due_at, last_error, detail FROM jobs WHERE state = 'waiting' "
             "AND reason = 'retry' AND updated_at >= ? ORDER BY due_at, scene_id LIMIT 1",
             (since,),
         ).fetchone()
         if row is None:
             return None
-        return int(row[0]), float(row[1]), str(row[2] or "no reason recorded")
+        return Retry(
+            int(row[0]), float(row[1]), str(row[2] or NO_REASON), recording.unsettled(row[3])
+        )
 
     # ----------------------------------------------------------------- dead letters
     def dead_letters(self, error_class: str | None = None) -> list[dict[str, Any]]:

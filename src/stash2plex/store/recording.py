@@ -59,7 +59,9 @@ HOOK_ACTIONS = ("scene_dirty", "scene_deleted", "entity_changed", "entity_delete
 #: Waits that a new save may settle at once, so a saved scene waiting for one is due now.
 _SETTLED_BY_A_SAVE = "('not_in_plex', 'ambiguous', 'conflict')"
 
-# A job says "scene X is dirty": one row per scene, coalescing (see `Store.enqueue`). A forced
+# A job says "scene X is dirty": one row per scene, coalescing (see `Store.enqueue`). A job
+# that stays waiting keeps its updated_at, the time it last moved: a drain counts what it
+# tried by that (`Store.waiting_counts`), not what was merely queued again. A forced
 # sync still to be done stays forced ('force' is engine.worker.FORCE_SOURCE) whatever queues
 # the scene again before it runs: a plain sync or a hook must not quietly undo it.
 _UPSERT_JOB = f"""
@@ -70,7 +72,10 @@ _UPSERT_JOB = f"""
         generation = jobs.generation + 1,
         source = CASE WHEN jobs.state != 'done' AND jobs.source = 'force'
                       THEN jobs.source ELSE excluded.source END,
-        updated_at = excluded.updated_at,
+        updated_at = CASE
+            WHEN jobs.state = 'waiting' AND jobs.reason NOT IN {_SETTLED_BY_A_SAVE}
+                THEN jobs.updated_at
+            ELSE excluded.updated_at END,
         attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
         enqueued_at = CASE WHEN jobs.state = 'done'
                            THEN excluded.enqueued_at ELSE jobs.enqueued_at END,
@@ -202,7 +207,7 @@ def upsert_jobs(
             ).fetchall()
             conn.executemany(
                 "UPDATE jobs SET due_at = ? WHERE scene_id = ?",
-                [(now, scene_id) for scene_id, detail in waiting if not _unsettled(detail)],
+                [(now, scene_id) for scene_id, detail in waiting if not unsettled(detail)],
             )
     conn.executemany(_UPSERT_JOB, [(scene_id, now, source, now, now) for scene_id in ids])
     return new
@@ -213,7 +218,7 @@ def upsert_jobs(
 UNSETTLED_WRITE = "unsettled_write"
 
 
-def _unsettled(detail: str | None) -> bool:
+def unsettled(detail: str | None) -> bool:
     """Whether a job's stored `detail` (JSON) marks its last failure as a write that timed out."""
     try:
         return bool(detail) and bool(json.loads(str(detail)).get(UNSETTLED_WRITE))
