@@ -439,3 +439,36 @@ def test_a_pause_is_said_once_not_once_per_scene_in_flight(box, caplog):
     assert len(said) == 1, said
     assert sum("queue paused" in r.getMessage() for r in caplog.records) == 1
     assert "wrong-token-0000" not in caplog.text
+
+
+def test_a_worker_held_by_its_own_environment_does_not_wait_for_a_fix_it_cannot_see(tmp_path):
+    """A command run with a wrong variable (a token, a library) started a worker with it: the
+    fix (unsetting it elsewhere, a value in Stash) never reaches that process, so it leaves
+    once idle and lets the next hook's worker, with Stash's environment, take over. Held by
+    a value from Stash's settings, it stays to notice the fix."""
+    from dataclasses import replace
+
+    from stash2plex.records import Pause
+
+    worker = Worker(tmp_path)
+    try:
+        worker.store.enqueue([1], "Scene.Update.Post")  # a scene saved meanwhile
+
+        def held_by(source: str) -> None:
+            pause = Pause(
+                kind="plex_auth",
+                message="Plex rejected the token",
+                since=0,
+                next_check_at=0,
+                setting="plex_token",
+                source=source,
+            )
+            worker.store.change_holds(lambda holds: (replace(holds, pause=pause), []))
+
+        held_by("environment STASH2PLEX_PLEX_TOKEN")
+        assert worker._idle_exit_after() == worker.idle_exit_seconds
+        assert worker._should_continue() is False
+        held_by("Stash plugin settings")
+        assert worker._idle_exit_after() is None  # stays: a fix in Stash reaches it
+    finally:
+        worker.store.close()

@@ -114,3 +114,10 @@ def nudged(pause: Pause, now: float) -> Pause:
 def needs_a_person(pause: Pause | None) -> bool:
     """True for pauses only a person ends (a worker need not stay up for them for long)."""
     return pause is not None and pause.kind in ("disabled", "not_configured")
+
+
+def set_in_own_environment(pause: Pause | None) -> bool:
+    """True for a pause on a setting whose value came from an environment variable of the
+    worker's own: fixed elsewhere (another shell, Stash), it stays wrong in this process, so
+    the worker must not stay up waiting (nor keep the lock from a hook's worker)."""
+    return pause is not None and (pause.source or "").startswith("environment ")

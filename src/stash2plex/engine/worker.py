@@ -309,7 +309,7 @@ class Worker:
             return NOT_CONFIGURED_EXIT_SECONDS
         if pause is not None and pause.kind == "stash_down":
             return STASH_DOWN_EXIT_SECONDS
-        if pauses.needs_a_person(pause):
+        if pauses.needs_a_person(pause) or pauses.set_in_own_environment(pause):
             return self.idle_exit_seconds
         if holds.held or self._work_left():
             return None
@@ -317,6 +317,8 @@ class Worker:
 
     def _should_continue(self) -> bool:
         holds = self.store.holds()
+        if pauses.set_in_own_environment(holds.pause):
+            return False  # the next hook's worker, with Stash's environment, takes over
         if pauses.needs_a_person(holds.pause):
             return holds.nudged_at > self._settings_read_at
         return self._work_left()
