@@ -304,3 +304,16 @@ def test_the_verb_agrees_with_the_count_of_waiting_scenes(kind):
     assert "Start Plex (or wait while it restarts): 1 scene waits and syncs by itself" in said
     token = {**down, "problem": "auth"}
     assert (health_verdict(token).error or "").endswith("1 scene waits for it.")
+
+
+def test_dead_letters_are_summed_up_with_what_to_run_on_the_command_line_too():
+    from stash2plex.operations.outcome import dead_letter_summary
+
+    def letter(scene_id: int, message: str) -> dict:
+        return {"scene_id": scene_id, "message": message}
+
+    sentence, notes = dead_letter_summary(
+        [letter(5, "HTTP 500 for item 12"), letter(6, "HTTP 500 for item 13"), letter(7, "400")]
+    )
+    assert "run Retry Dead Letters (or `stash2plex dlq retry`) once the cause is fixed" in sentence
+    assert notes == ("2 scenes (5, 6): HTTP 500 for the item", "scene 7: 400")  # not "1 scene (7)"

@@ -105,9 +105,12 @@ def dead_letter_summary(letters: list[dict[str, Any]]) -> tuple[str, tuple[str, 
             f"({scenes(top_count)}): {top}."
         )
     sentence += " See them with Show Waiting Scenes (or `stash2plex dlq list`); run Retry Dead "
-    sentence += "Letters once the cause is fixed."
+    sentence += "Letters (or `stash2plex dlq retry`) once the cause is fixed."
     notes = tuple(
-        f"{scenes(len(ids))} ({_ids(ids)}): {reason}" for reason, ids in by_reason.items()
+        f"scene {ids[0]}: {reason}"
+        if len(ids) == 1
+        else f"{scenes(len(ids))} ({_ids(ids)}): {reason}"
+        for reason, ids in by_reason.items()
     )
     return sentence, notes
 
