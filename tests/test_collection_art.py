@@ -7,8 +7,17 @@ import hashlib
 
 import pytest
 
+from stash2plex.engine.context import build_context
+from stash2plex.engine.worker import Worker
+from stash2plex.names import name_key
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import Tag
+from stash2plex.sync.collection_art import (
+    LISTING_TRUST_SECONDS,
+    SETTLE_FAILED_REASON,
+    CollectionArt,
+    CollectionLookups,
+)
 
 from .sandbox import sandbox
 
@@ -245,3 +254,93 @@ def test_a_renamed_studio_leaves_no_empty_collection_but_a_users_items_keep_one(
     writes = box.writes()
     box.drain()
     assert box.writes() == writes
+
+
+COLLECTIONS_ROUTE = "GET /library/sections/{id}/collections"
+
+
+def studios_shown(box):
+    """The studios of the scenes a sync pushes to Plex."""
+    ids = {s.studio_id for s in box.library.scenes.values() if s.files and s.in_plex}
+    return [box.library.studios[i] for i in sorted(ids - {None})]
+
+
+def test_a_first_sync_finds_all_the_collections_it_made_in_one_listing(tmp_path):
+    with sandbox(tmp_path, scenes=120) as box:
+        studios = studios_shown(box)
+        assert len(studios) > 5  # the sample library holds enough studios to count requests
+
+        box.drain()
+
+        # One listing tells the user's collections from ours, one finds those the edits made:
+        # not a lookup per new collection.
+        assert box.plex.log.count(COLLECTIONS_ROUTE) == 2
+        for studio in studios:
+            shown = collection(box, studio.name)
+            assert shown.summary == (studio.details or "")
+            if studio.has_image:
+                expected = hashlib.sha1(images.studio_image(studio.id)).hexdigest()
+                assert shown.poster_sha1 == expected
+        writes = box.writes()
+        box.drain()
+        assert box.writes() == writes  # all recorded: nothing written again
+
+
+def test_a_collection_plex_fails_to_list_gets_its_art_when_its_scene_syncs_again(box):
+    scene = studio_scene(box, parent_id=None)
+    studio = box.library.studios[scene.studio_id]
+    # The first listing (is there a collection of the user's?) passes; the one that looks for
+    # the collection the edit made fails.
+    box.plex.faults.fail(500, count=1, every=2, route=r"^GET /library/sections/\{id\}/collections$")
+
+    report = box.drain(scene.id)
+
+    assert box.plex.log.count(COLLECTIONS_ROUTE) == 3  # the scene was queued again, and found it
+    assert (report.dead_lettered, report.errors) == (0, [])
+    shown = collection(box, studio.name)
+    assert shown.summary == studio.details
+    assert shown.poster_sha1 == hashlib.sha1(images.studio_image(studio.id)).hexdigest()
+    assert box.job(scene.id).state == "done"
+
+
+def test_a_librarys_listing_is_read_again_only_after_its_trust_window():
+    now = [1000.0]
+    lookups = CollectionLookups(clock=lambda: now[0])
+    reads = []
+
+    def read():
+        reads.append(now[0])
+        return {"Studio Ａ": 7}  # a fullwidth letter: looked up in NFKC/case-folded form
+
+    assert lookups.listing(1, read) == lookups.listing(1, read) == {name_key("Studio Ａ"): 7}
+    now[0] += LISTING_TRUST_SECONDS - 1
+    lookups.listing(1, read)
+    assert reads == [1000.0]
+    lookups.listing(2, read)  # another library: its own listing
+    now[0] += 1
+    lookups.listing(1, read)
+    lookups.forget(2)
+    lookups.listing(2, read)
+    later = 1000.0 + LISTING_TRUST_SECONDS
+    assert reads == [1000.0, later - 1, later, later]
+
+
+def test_with_plex_down_a_collection_awaiting_its_art_is_left_to_its_scenes_next_sync(box):
+    scene = studio_scene(box, parent_id=None)
+    studio = box.library.studios[scene.studio_id]
+    box.drain(scene.id)
+    box.stash.update_studio(studio.id, details="Renamed network.")
+    with box.store() as store:
+        context = build_context(store)
+        # As after the edit that made it: ours, its ratingKey not known yet.
+        store.save_plex_collection(box.section_id, studio.name, ours=True)
+        art = CollectionArt(store, context.stash, context.plex, context.config, CollectionLookups())
+        requests = box.plex.log.count()
+        assert art.ensure(box.section_id, context.stash.find_scene(scene.id)) == []
+
+        assert art.settle(ask_plex=False) == 0
+
+        assert box.plex.log.count() == requests  # a Plex that is down is not asked
+        assert store.job(scene.id).source == SETTLE_FAILED_REASON
+    Worker(box.data_dir).run(until_idle=True)
+    assert collection(box, studio.name).summary == "Renamed network."

@@ -165,3 +165,17 @@ def test_a_stop_does_not_wait_for_a_slot_a_timed_out_request_still_holds(tmp_pat
             waiting = [store.job(s.id) for s in scenes if store.job(s.id).state != "waiting"]
         assert [(job.state, job.attempts) for job in waiting] == [("pending", 0)]
         assert sent == 1  # the first edit, still running at Plex; nothing after it
+
+
+def test_sync_threads_starting_together_ask_plex_once_for_what_they_share(tmp_path):
+    with sandbox(tmp_path, scenes=60) as box:
+        # Each thread waits for Plex at its first request, so all of them reach it at once.
+        box.plex.faults.latency(0.2, route=r"^GET ")
+
+        box.drain()
+
+        assert box.plex.max_in_flight > 1, "the scenes were not synced concurrently"
+        assert box.plex.log.count("GET /") == 1  # who serves at the URL
+        assert box.plex.log.count("GET /library/sections") == 1  # its libraries
+        # The library's first listing (one page of 60 items), not one per thread.
+        assert box.plex.log.count("GET /library/sections/{id}/all") == 1

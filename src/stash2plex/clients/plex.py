@@ -193,6 +193,7 @@ class PlexClient:
             before_send=self.throttle.acquire,
         )
         self.identity: ServerIdentity | None = None
+        self._connect_lock = threading.Lock()
         self._clock = clock
         # Pauses before asking a busy Plex again end early when the worker is asked to stop.
         self._stopping = threading.Event()
@@ -212,16 +213,19 @@ class PlexClient:
     def connect(self) -> ServerIdentity:
         """Who serves at the URL, asking on first use (one `GET /`, as plexapi's PlexServer
         does when it is made); a 404 there means the URL is not Plex's."""
-        if self.identity is None:
-            root = self._query("/", connecting=True)
-            if root is None:
-                raise TransientError("Plex sent an empty answer to GET /", server="plex")
-            self.identity = ServerIdentity(
-                root.get("machineIdentifier", ""),
-                root.get("version", ""),
-                root.get("friendlyName", ""),
-            )
-        return self.identity
+        if self.identity is not None:
+            return self.identity
+        with self._connect_lock:  # the sync threads starting together share one GET /
+            if self.identity is None:
+                root = self._query("/", connecting=True)
+                if root is None:
+                    raise TransientError("Plex sent an empty answer to GET /", server="plex")
+                self.identity = ServerIdentity(
+                    root.get("machineIdentifier", ""),
+                    root.get("version", ""),
+                    root.get("friendlyName", ""),
+                )
+            return self.identity
 
     def stop_waiting(self) -> None:
         """End any pause before asking a busy Plex again and any wait for a request slot, and

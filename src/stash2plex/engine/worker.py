@@ -51,6 +51,7 @@ from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
 from stash2plex.sync import settle
 from stash2plex.sync.backfill import EntityBackfill
+from stash2plex.sync.collection_art import CollectionLookups
 from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
@@ -195,6 +196,7 @@ class Worker:
         self._thread_stores_lock = threading.Lock()
         # Plex items read ahead for the claimed batches' first pushes (shared by the threads).
         self._items_ahead = ItemsReadAhead(clock)
+        self._collections = CollectionLookups(clock)
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
         self._pull_timer = PullTimer(self.store, clock)
         # Scheduled and after-outage reconciles: stash2plex.reconcile.timer.
@@ -390,6 +392,10 @@ class Worker:
         if not jobs:
             return 0
         handled = self._drain_batch(context, jobs, holds, report, progress)
+        # The collections the batch's edits made: found in one listing, then given their art
+        # (or, with Plex down, left to their scenes' next sync).
+        plex_up = self.store.holds().breaker.is_closed
+        self._syncer(context).settle_collections(ask_plex=plex_up)
         if self._plex_remembered is not context and context.plex.identity is not None:
             # Who answered, for links into Plex Web. Whether it is claimed is asked of a server
             # once an hour at most (a context is made anew at every settings read; a server
@@ -786,6 +792,7 @@ class Worker:
             context.config,
             self.clock,
             items_ahead=self._items_ahead,
+            collections=self._collections,
         )
         syncer.index.refresh_min_seconds = min(30.0, self.policy.not_in_plex_recheck)
         return syncer

@@ -13,20 +13,31 @@ never uploaded.
 A collection of ours deleted in Plex (a 404 for its stored ratingKey) is forgotten, and made
 again as when it was first needed: the items of every scene that had it are tagged again.
 One of ours that its last scene left (a studio renamed) is deleted when Plex shows it empty.
+
+In the worker, the sync threads share one listing per library (`CollectionLookups`), and a
+collection an edit has just made gets its ratingKey, summary and poster once the batch's
+scenes are done (`CollectionArt.settle`): one listing finds all the collections a batch made,
+where a lookup each was one more Plex request per new collection.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient
-from stash2plex.errors import NotInPlexError
+from stash2plex.errors import NotInPlexError, SyncError, TransientError
 from stash2plex.names import name_key
 from stash2plex.settings.config import Config
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import SUMMARY_MAX, TAG_MAX, clean_text, fingerprint
+
+log = logging.getLogger("stash2plex.sync")
 
 
 @dataclass(frozen=True)
@@ -71,15 +82,78 @@ def collection_sources(scene: dict[str, Any], config: Config) -> list[Source]:
     return sources
 
 
-class CollectionArt:
-    """Poster and summary of the collections one scene's sync touches."""
+# A library's listing of collections is trusted this long (seconds) to tell whether a collection
+# already exists (the user's) before an edit makes one of ours.
+LISTING_TRUST_SECONDS = 60.0
+# The reason given to scenes queued again when their new collections could not be completed.
+SETTLE_FAILED_REASON = "its collection's poster and summary could not be written yet"
 
-    def __init__(self, store: Store, stash: StashClient, plex: PlexClient, config: Config) -> None:
+
+class CollectionLookups:
+    """What the worker's sync threads share about Plex collections: each library's listing
+    (read at most once per LISTING_TRUST_SECONDS, by one thread) and the collections edits
+    have made since whose ratingKey is not known yet, awaiting `CollectionArt.settle`.
+
+    Every method is thread-safe.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._listings: dict[int, tuple[float, dict[str, int]]] = {}
+        self._awaited: dict[tuple[int, str], tuple[Source, set[int]]] = {}
+
+    def listing(self, section_id: int, read: Callable[[], dict[str, int]]) -> dict[str, int]:
+        """The section's collections by `names.name_key` of their title (ratingKey), as read
+        by `read()` within the trust window."""
+        with self._lock:  # held while reading: threads wanting it at once share one request
+            kept = self._listings.get(section_id)
+            now = self.clock()
+            if kept is not None and 0 <= now - kept[0] < LISTING_TRUST_SECONDS:
+                return kept[1]
+            listing = _by_name(read())
+            self._listings[section_id] = (now, listing)
+            return listing
+
+    def forget(self, section_id: int) -> None:
+        """Drop a section's listing (a collection of it was deleted)."""
+        with self._lock:
+            self._listings.pop(section_id, None)
+
+    def await_key(self, section_id: int, source: Source, scene_id: int) -> None:
+        """Remember a collection whose ratingKey is still to be found, and a scene wanting it."""
+        with self._lock:
+            _, scenes = self._awaited.setdefault((section_id, source.title), (source, set()))
+            self._awaited[(section_id, source.title)] = (source, scenes | {scene_id})
+
+    def take_awaited(self) -> dict[tuple[int, str], tuple[Source, set[int]]]:
+        """The awaited collections, (section, title) → (source, scene ids); forgotten here."""
+        with self._lock:
+            awaited, self._awaited = self._awaited, {}
+        return awaited
+
+
+class CollectionArt:
+    """Poster and summary of the collections one scene's sync touches.
+
+    `lookups`: shared with the worker's other sync threads; a collection whose ratingKey is
+    not known yet then waits for `settle`. Without it the collection is looked up at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        stash: StashClient,
+        plex: PlexClient,
+        config: Config,
+        lookups: CollectionLookups | None = None,
+    ) -> None:
         self.store = store
         self.stash = stash
         self.plex = plex
         self.config = config
-        self._listed: dict[int, dict[str, int]] = {}
+        self._settles_later = lookups is not None
+        self._lookups = lookups if lookups is not None else CollectionLookups()
         # (section, title) of our collections Plex answered 404 for: deleted in Plex. Their
         # record is forgotten; the syncer has them made again as when first needed.
         self.vanished: list[tuple[int, str]] = []
@@ -91,7 +165,7 @@ class CollectionArt:
             if self.store.plex_collection(section_id, source.title) is not None:
                 continue
             # A collection Plex shows in another Unicode form or case is that same one.
-            existing = _by_name(self._listing(section_id))
+            existing = self._lookups.listing(section_id, lambda: self.plex.collections(section_id))
             self.store.save_plex_collection(
                 section_id,
                 source.title,
@@ -105,38 +179,75 @@ class CollectionArt:
         written: list[str] = []
         for source in collection_sources(scene, self.config):
             row = self.store.plex_collection(section_id, source.title)
-            if row is None or not row["ours"]:
+            if row is None or not row["ours"] or _up_to_date(row, source):
+                continue  # not ours, or nothing changed in Stash: no request at all
+            rating_key = row["rating_key"]
+            if rating_key is None and self._settles_later:
+                self._lookups.await_key(section_id, source, int(scene["id"]))
                 continue
-            prints = dict(row["fingerprints"])
-            summary_print = fingerprint(source.summary)
-            url_print = fingerprint(source.image_url)
-            if prints.get("summary") == summary_print and prints.get("image_url") == url_print:
-                continue  # nothing changed in Stash: no request at all
-            rating_key = row["rating_key"] or self._find(section_id, source.title)
+            rating_key = rating_key or self._find(section_id, source.title)
             if rating_key is None:
                 continue  # not created (yet): the next sync of one of its scenes retries
+            written += self._bring_up_to_date(section_id, source, row, rating_key)
+        return written
+
+    def settle(self, *, ask_plex: bool = True) -> int:
+        """Find the collections edits have made since the last call (one listing per library)
+        and bring their summary and poster up to date. Returns how many were. When Plex fails
+        meanwhile, or `ask_plex` is False (Plex is down: the breaker is open), the scenes that
+        wanted the rest are queued again: their next sync does it. Raises nothing."""
+        awaited = self._lookups.take_awaited()
+        settled = 0
+        for section_id in sorted({section for section, _ in awaited}):
+            titles = sorted(title for section, title in awaited if section == section_id)
             try:
-                if prints.get("summary") != summary_print:
-                    self.plex.edit_collection(
-                        section_id,
-                        rating_key,
-                        {"summary.value": source.summary, "summary.locked": 1},
-                    )
-                    prints["summary"] = summary_print
-                    written.append("collection summary")
-                if prints.get("image_url") != url_print:
-                    if source.image_url and self._upload(rating_key, source.image_url, prints):
-                        written.append("collection poster")
-                    prints["image_url"] = url_print
-            except NotInPlexError:
-                # Deleted in Plex (which also took it off its items): not the scene's problem.
-                self.store.forget_plex_collection(section_id, source.title)
-                self._listed.pop(section_id, None)
-                self.vanished.append((section_id, source.title))
-                continue
-            self.store.save_plex_collection(
-                section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
-            )
+                if not ask_plex:
+                    raise TransientError("Plex is down", server="plex")
+                listing = _by_name(self.plex.collections(section_id))
+                for title in list(titles):
+                    source, _ = awaited[(section_id, title)]
+                    row = self.store.plex_collection(section_id, title)
+                    rating_key = listing.get(name_key(title))
+                    if row is not None and row["ours"] and rating_key is not None:
+                        self._bring_up_to_date(section_id, source, row, rating_key)
+                        settled += 1
+                    titles.remove(title)
+            except SyncError as exc:
+                scenes = sorted({s for t in titles for s in awaited[(section_id, t)][1]})
+                self.store.enqueue(scenes, SETTLE_FAILED_REASON)
+                log.info("collections %s wait for poster and summary: %s", titles, exc.message)
+        return settled
+
+    def _bring_up_to_date(
+        self, section_id: int, source: Source, row: dict[str, Any], rating_key: int
+    ) -> list[str]:
+        """Write what changed in Stash of one collection of ours; record what was put on it."""
+        written: list[str] = []
+        prints = dict(row["fingerprints"])
+        summary_print = fingerprint(source.summary)
+        url_print = fingerprint(source.image_url)
+        try:
+            if prints.get("summary") != summary_print:
+                self.plex.edit_collection(
+                    section_id,
+                    rating_key,
+                    {"summary.value": source.summary, "summary.locked": 1},
+                )
+                prints["summary"] = summary_print
+                written.append("collection summary")
+            if prints.get("image_url") != url_print:
+                if source.image_url and self._upload(rating_key, source.image_url, prints):
+                    written.append("collection poster")
+                prints["image_url"] = url_print
+        except NotInPlexError:
+            # Deleted in Plex (which also took it off its items): not the scene's problem.
+            self.store.forget_plex_collection(section_id, source.title)
+            self._lookups.forget(section_id)
+            self.vanished.append((section_id, source.title))
+            return []
+        self.store.save_plex_collection(
+            section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
+        )
         return written
 
     def drop_emptied(self, section_id: int, titles: list[str]) -> list[str]:
@@ -161,7 +272,7 @@ class CollectionArt:
             except NotInPlexError:
                 pass  # already gone (Plex may remove an emptied collection itself)
             self.store.forget_plex_collection(section_id, title)
-            self._listed.pop(section_id, None)
+            self._lookups.forget(section_id)
         return written
 
     def _upload(self, rating_key: int, url: str, prints: dict[str, str]) -> bool:
@@ -172,13 +283,16 @@ class CollectionArt:
         prints["poster"] = image.sha1
         return True
 
-    def _listing(self, section_id: int) -> dict[str, int]:
-        if section_id not in self._listed:
-            self._listed[section_id] = self.plex.collections(section_id)
-        return self._listed[section_id]
-
     def _find(self, section_id: int, title: str) -> int | None:
         return _by_name(self.plex.collections(section_id, title=title)).get(name_key(title))
+
+
+def _up_to_date(row: dict[str, Any], source: Source) -> bool:
+    """Whether a collection shows the source's summary and image as last written."""
+    prints = row["fingerprints"]
+    return prints.get("summary") == fingerprint(source.summary) and prints.get(
+        "image_url"
+    ) == fingerprint(source.image_url)
 
 
 def _by_name(collections: dict[str, int]) -> dict[str, int]:

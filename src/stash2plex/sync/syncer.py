@@ -35,7 +35,7 @@ from stash2plex.records import IndexEntry, Link
 from stash2plex.settings.config import Config, setting_label
 from stash2plex.store.db import Store
 from stash2plex.sync import ratings, settle
-from stash2plex.sync.collection_art import CollectionArt
+from stash2plex.sync.collection_art import CollectionArt, CollectionLookups
 from stash2plex.sync.matching import (
     MAPPED_PATH,
     Match,
@@ -160,6 +160,11 @@ class PlexIndex:
             read_at, remembered = self._sections
             if 0 <= self.clock() - read_at < SECTIONS_MEMO_SECONDS:
                 return list(remembered)
+        # One thread asks Plex; the sync threads starting with it find its answer stored.
+        with _SECTIONS_LOCK:
+            return self._read_sections(refresh)
+
+    def _read_sections(self, refresh: bool) -> list[dict[str, Any]]:
         cached = self.store.get_value("plex_sections")
         wanted = list(self.config.plex_library)
         if (
@@ -299,8 +304,11 @@ class PlexIndex:
     def ensure_built(self) -> None:
         if self._built:  # an index once built stays built: no query per scene
             return
-        if self.store.get_value("plex_index_refreshed_at") is None:
-            self.refresh(force=True, full=True)
+        # Asked again under the lock: the sync threads start together, and the first one
+        # lists the library for all of them (at 100,000 items, a listing takes a minute).
+        with _REFRESH_LOCK:
+            if self.store.get_value("plex_index_refreshed_at") is None:
+                self._refresh(full=True)
         self._built = True
 
     def match(
@@ -462,6 +470,7 @@ class PlexIndex:
 
 
 _REFRESH_LOCK = threading.Lock()
+_SECTIONS_LOCK = threading.Lock()
 # `SceneSyncer.sync` was given no scene: it reads the scene itself.
 UNFETCHED = object()
 # Writes to one Plex item never interleave (two scenes of one item run on different threads).
@@ -491,6 +500,7 @@ class SceneSyncer:
         *,
         force: bool = False,
         items_ahead: ItemsReadAhead | None = None,
+        collections: CollectionLookups | None = None,
     ) -> None:
         self.store = store
         self.stash = stash
@@ -499,6 +509,8 @@ class SceneSyncer:
         self.index = PlexIndex(store, plex, config, clock)
         # Items a batch read ahead (shared by the worker's threads); None: each plan reads.
         self.items_ahead = items_ahead
+        # What the worker's threads share about collections; None: each sync looks up its own.
+        self.collections = collections
         self._tree: tuple[object, TagTree] | None = None
         # `label_tags` names a tag Stash does not have (renamed or deleted): labels are left
         # as they are rather than taken off every item (they may limit what shared users see).
@@ -528,7 +540,7 @@ class SceneSyncer:
         before = _collections_of(links)
         written: list[str] = []
         for attempt in range(2):
-            art = CollectionArt(self.store, self.stash, self.plex, self.config)
+            art = self.collection_art()
             matches = self.resolve(scene, links)
             if self.store.rows_written() != writes_before:  # e.g. a merged scene's item handed over
                 links = self.store.links(scene_id)
@@ -567,6 +579,9 @@ class SceneSyncer:
         keys = tuple(plan.match.rating_key for plan, _ in results)
         return SyncOutcome(status, keys[0], list(dict.fromkeys(written)), preserved, keys)
 
+    def collection_art(self) -> CollectionArt:
+        return CollectionArt(self.store, self.stash, self.plex, self.config, self.collections)
+
     def _push(
         self,
         scene: dict[str, Any],
@@ -595,15 +610,22 @@ class SceneSyncer:
             results.append((plan, written))
         return results
 
-    def _collections_deleted(self, scene_id: int, vanished: list[tuple[int, str]]) -> None:
+    def settle_collections(self, *, ask_plex: bool = True) -> None:
+        """The worker's step after a batch: the collections its edits made get their ratingKey,
+        summary and poster (`CollectionArt.settle`)."""
+        art = self.collection_art()
+        art.settle(ask_plex=ask_plex)
+        if art.vanished:  # deleted in Plex moments after it was made: made again, as below
+            self._collections_deleted(None, art.vanished)
+
+    def _collections_deleted(self, scene_id: int | None, vanished: list[tuple[int, str]]) -> None:
         """Collections of ours deleted in Plex: every scene that had one pushes its collection
-        list again (this one at once, the others queued), so the collection is made again
+        list again (`scene_id`'s at once, the others queued), so the collection is made again
         with all its items, as when it was first needed."""
         for section_id, title in vanished:
             scenes = self.store.scenes_with_collection(section_id, title)
-            self.store.forget_link_fingerprint(
-                sorted({*scenes, scene_id}), "collection", section_id
-            )
+            pushing = {*scenes} | ({scene_id} if scene_id is not None else set())
+            self.store.forget_link_fingerprint(sorted(pushing), "collection", section_id)
             others = [other for other in scenes if other != scene_id]
             if others:
                 self.store.enqueue(others, source="collection deleted in Plex")
