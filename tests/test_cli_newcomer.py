@@ -7,6 +7,7 @@ preview and dry-run exit codes with a hint when nothing would change, `config ch
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -212,6 +213,10 @@ def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, c
     # The jitter of the backoff may make the next try due at once.
     assert re.search(r"The next try is (now|at \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(in \d+ s\)),", said)
     assert "syncing the scene again tries it at once" in said and "plex_library" not in said
+    # Each sync asked for spends a try: how many are left before the dead letters is said.
+    tries = re.search(r"That was try (\d) of 5 \(the setting max_retries\); (\d) more fail", said)
+    assert tries is not None and int(tries[1]) == job.attempts and int(tries[2]) == 5 - job.attempts
+    assert "goes to the dead letters, where Retry Dead Letters (or `stash2plex dlq retry`)" in said
 
     wait_until(lambda: box.job(scene.id).state == "waiting", message="the retry to end")
     with box.store() as store:  # its next retry ten minutes away again
@@ -321,8 +326,15 @@ def test_health_checks_the_library_the_settings_name(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", "Stash Scene")
     result = cli("health", expect=2)
     said = " ".join(result.stderr.split())
-    assert "Plex is NOT healthy: Plex has no library named 'Stash Scene'" in said
+    assert "Stash2Plex cannot use Plex: Plex has no library named 'Stash Scene'" in said
     assert "STASH2PLEX_PLEX_LIBRARY" in said
+
+
+def test_a_wrong_token_is_a_setting_to_fix_not_plex_unhealthy(box, cli, monkeypatch):
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-1234")
+    said = " ".join(cli("health", expect=2).stderr.split())
+    assert "Stash2Plex cannot use Plex: Plex rejected the token (401 Unauthorized)" in said
+    assert "NOT healthy" not in said and "wrong-token-1234" not in said
 
 
 def test_an_empty_variable_is_named_as_what_hides_the_setting(box, cli, monkeypatch):
@@ -433,6 +445,19 @@ def test_a_key_typed_into_the_stash_address_is_never_shown(box, cli, monkeypatch
     assert "STASH2PLEX_STASH_API_KEY" in said or "http://" in said, said
 
 
+def test_config_check_without_stash_does_not_call_stashs_settings_missing(box, cli, monkeypatch):
+    for key in ("url", "token"):  # both saved in Stash's plugin settings only
+        variable = f"STASH2PLEX_PLEX_{key.upper()}"
+        box.stash.plugin_settings[f"plex_{key}"] = os.environ[variable]
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", "http://user:stash-secret-KEY-42@127.0.0.1:2")
+    said = " ".join(cli("config", "check", expect=2).output.split())
+    assert "missing" not in said and "stash-secret-KEY-42" not in said
+    assert "not set here (Stash not read)" in said
+    assert "not set in the environment or the settings file: Plex URL (plex_url), Plex" in said
+    assert "may be set in Stash, whose settings could not be read: fix that first" in said
+
+
 def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
     box, cli, monkeypatch
 ):
@@ -440,6 +465,7 @@ def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
     checks = json.loads(cli("--json", "diagnose", expect=2).output)
     failed = [c for c in checks if not c["ok"]]
     assert [c["name"] for c in failed] == ["setting plex_url"], failed  # not "missing" too
+    assert "starting with http:// or https://, here http://plex.local:32400" in str(failed)
     assert failed[0]["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
     assert "1 problem found" in cli("diagnose", expect=2).stderr
 

@@ -188,6 +188,14 @@ def test_preview_of_a_scene_stash_does_not_have_exits_2(box, cli):
     assert "Stash has no scene 99999" in result.output
 
 
+def test_preview_of_a_scene_without_a_file_says_it_is_not_pushed(box, cli):
+    fileless = next(s for s in box.library.scenes.values() if not s.files)
+    said = " ".join(cli("preview", str(fileless.id)).output.split())
+    assert "no file" in said
+    assert f"Nothing would change: scene {fileless.id} is not pushed to Plex" in said
+    assert "(the scene has no video file)" in said and "Plex already shows" not in said
+
+
 def test_sync_of_a_scene_stash_does_not_have_exits_2_and_queues_nothing(box, cli):
     known = matchable(box)[0].id
     result = cli("sync", str(known), "99999", expect=2)
@@ -197,7 +205,10 @@ def test_sync_of_a_scene_stash_does_not_have_exits_2_and_queues_nothing(box, cli
 
 
 def test_queue_status_exits_1_while_scenes_wait(box, cli):
-    cli("queue", "status")  # nothing queued, nothing waiting
+    fileless = next(s for s in box.library.scenes.values() if not s.files)
+    box.drain(fileless.id)  # done, though nothing was pushed: counted as such
+    said = " ".join(cli("queue", "status").stdout.split())  # nothing queued, nothing waiting
+    assert "done (synced, or nothing to push) │ 1" in said
     _wait(box, matchable(box)[0].id, "not_in_plex", paths=["/plex/x.mp4"])
     result = cli("queue", "status", "--json", expect=1)
     assert json.loads(result.stdout)["waiting"] == {"not_in_plex": 1}

@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from stash2plex.clients.stash import StashClient, StashConnection, image_address
-from stash2plex.errors import StashDownError, SyncError, TransientError
+from stash2plex.errors import ConfigError, StashDownError, SyncError, TransientError
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.sandbox.verify import library_problems
@@ -118,3 +118,18 @@ def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash
         raised.value.message
     )
     assert "external_host" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("stash.local:9999", "here http://stash.local:9999"),
+        ("stash.local:9999/?apikey=secret-KEY-77", "here http://stash.local:9999"),
+        ("user:secret-KEY-77@stash.local:9999", "e.g. http://127.0.0.1:9999"),
+    ],
+)
+def test_an_address_without_its_scheme_is_answered_with_it_fixed_never_with_a_key(typed, said):
+    with pytest.raises(ConfigError) as refused:
+        StashConnection.from_url(typed)
+    assert refused.value.setting == "stash_url"
+    assert said in refused.value.message and "secret-KEY-77" not in refused.value.message

@@ -148,7 +148,7 @@ def test_a_person_asking_for_a_scene_makes_its_retry_due_now(store, clock):
     assert (held.reason, held.due_at) == ("plex_down", clock.now + 90)
     assert untouched.due_at == clock.now + 90
     assert [job.scene_id for job in store.claim_due("w", 5)] == [3]
-    assert store.next_retry() == (5, clock.now + 90, "why", False)
+    assert store.next_retry() == (5, clock.now + 90, "why", False, 1, None)
 
 
 def test_a_forced_sync_still_to_run_stays_forced_when_the_scene_is_queued_again(store):
@@ -167,9 +167,7 @@ def test_a_retry_after_a_write_that_timed_out_waits_however_soon_it_is_asked_for
     """That write may still land: the retry waits until it cannot (routing's
     unsettled_write_seconds), or Plex could apply the older write after the newer one."""
     from stash2plex.errors import UNSETTLED_WRITE
-    from stash2plex.store import recording
 
-    assert recording.UNSETTLED_WRITE == UNSETTLED_WRITE
     store.enqueue([3], "hook")
     [job] = store.claim_due("w", 1)
     timed_out = replace(

@@ -572,7 +572,8 @@ def config_check(cli: Cli) -> None:
             mark = "invalid, default used: " + rejected[0].split(": expected ", 1)[-1]
             bad_values.append(setting.key)
         elif setting.key in config.missing:
-            mark = "missing: required"
+            # Without Stash's own settings, a value set there is not missing, only unseen.
+            mark = "missing: required" if problem is None else "not set here (Stash not read)"
         if setting.key == "path_map":
             value = [f"{r.stash_prefix} => {r.plex_prefix}" for r in value]
         rows.append(
@@ -627,7 +628,14 @@ def config_check(cli: Cli) -> None:
         cli.say(f"warning: {name} is not a setting Stash2Plex reads (misspelt?)", color="yellow")
     if config.missing:
         labels = ", ".join(setting_label(key) for key in config.missing)
-        cli.say(f"missing required settings: {labels}", color="red")
+        if problem is None:
+            cli.say(f"missing required settings: {labels}", color="red")
+        else:
+            cli.say(
+                f"not set in the environment or the settings file: {labels} (they may be set "
+                "in Stash, whose settings could not be read: fix that first)",
+                color="yellow",
+            )
     if config.missing or config.invalid or bad_values or problem is not None:
         sys.exit(EXIT_CONFIG)
 
@@ -1059,7 +1067,7 @@ def queue_status(cli: Cli) -> None:
                 "queued": status["pending"],
                 "being synced": status["in_progress"],
                 "waiting": _reasons(status["waiting"]) or "none",
-                "synced and done": status["done"],
+                "done (synced, or nothing to push)": status["done"],
                 "dead letters": _classes(status["dead_letters"]) or "none",
                 "circuit breaker": breaker,
                 "held": status["paused"] or "no",
@@ -1453,6 +1461,11 @@ def outages(cli: Cli, limit: int) -> None:
             color="yellow",
         )
         sys.exit(EXIT_ATTENTION)
+    if not cli.as_json:
+        # The history is the worker's: a Plex down while nothing synced is not in it yet.
+        cli.say(
+            "Outages are recorded when a sync meets Plex down; `stash2plex health` checks Plex now."
+        )
 
 
 @main.command("recover-outage-jobs")

@@ -214,10 +214,13 @@ NO_REASON = "no reason recorded"
 
 class Retry(NamedTuple):
     """A job waiting for a retry: its scene, when it is tried again (epoch seconds), its last
-    error, and whether that was a write that timed out (`unsettled`: it may still land, so
-    the retry waits until it cannot, however soon it is asked for)."""
+    error, whether that was a write that timed out (`unsettled`: it may still land, so the
+    retry waits until it cannot, however soon it is asked for), and its tries so far and in
+    all."""
 
     scene_id: int
     due_at: float
     error: str
     unsettled: bool = False
+    attempts: int = 0  # failed tries so far
+    max_attempts: int | None = None  # the tries it gets before the dead letters, if recorded

@@ -108,9 +108,10 @@ class StashConnection:
             text = text[: -len("/graphql")]
         shown = _shown_address(text)
         if not text.lower().startswith(("http://", "https://")):
+            fixed = f"http://{shown}" if "://" not in shown and "@" not in text else None
             raise ConfigError(
-                f"stash_url {shown!r} must start with http:// or https://, e.g. "
-                "http://127.0.0.1:9999",
+                f"stash_url {shown!r} must start with http:// or https://, "
+                + (f"here {fixed}" if fixed else "e.g. http://127.0.0.1:9999"),
                 setting="stash_url",
             )
         parts = urlsplit(text)

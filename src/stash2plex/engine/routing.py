@@ -186,6 +186,8 @@ def _transient(
         if (error.detail or {}).get(errors.UNSETTLED_WRITE):
             due = max(due, now + settings.unsettled_write_seconds)
         decision = _failed("retry", attempts, error, "retry", due_at=due, stop=False)
+        detail = {**(error.detail or {}), errors.MAX_ATTEMPTS: settings.max_attempts}
+        decision = replace(decision, detail=detail)
     if state != breaker:
         decision = _with_breaker(decision, state)
     return decision

@@ -187,7 +187,21 @@ def waits_sentence(head: str, waits: dict[str, int], retry: Retry | None, now: f
                 retries, "the scene again tries it at once.", "the scenes again tries them at once."
             )
         sentences.append(f"{whose}: {retry.error.rstrip('.')}. The next try is {next_try}, {after}")
+        if retry.max_attempts is not None and retry.attempts:
+            sentences.append(_tries_sentence(retry.attempts, retry.max_attempts))
     return " ".join(sentences)
+
+
+def _tries_sentence(attempts: int, max_attempts: int) -> str:
+    """How many tries a scene has used: each sync asked for while Plex fails spends one, and a
+    person syncing again and again should know the dead letters are near."""
+    left = max(0, max_attempts - attempts)
+    return (
+        f"That was try {attempts} of {max_attempts} (the setting max_retries); "
+        + agree(left, "one more failure", f"{left} more failures")
+        + " and the scene goes to the dead letters, where Retry Dead Letters (or `stash2plex "
+        "dlq retry`) gives it back once the cause is fixed."
+    )
 
 
 def _nothing_synced(store: Store, started_at: float) -> str:
@@ -230,7 +244,10 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
         return Verdict(None, EXIT_OK, (line,))
     problem = report.get("problem")
     code = EXIT_CONFIG if problem in ("auth", "config") else EXIT_ATTENTION
-    line = f"Plex is NOT healthy: {report['detail']}"
+    # Plex answered but refused the token or lacks the library: the settings are at fault,
+    # not Plex's health.
+    head = "Stash2Plex cannot use Plex" if code == EXIT_CONFIG else "Plex is NOT healthy"
+    line = f"{head}: {report['detail']}"
     if code == EXIT_CONFIG:  # the detail names the setting to fix
         tail = f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} for it." if waiting else ""
     elif waiting:  # down: nothing to do but bring Plex back; nothing is lost meanwhile
@@ -247,6 +264,7 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
 #: Preview statuses that mean a person must act, and how (exit 2: a setting or the scene id).
 _PREVIEW_USAGE = ("not in Stash", "settings")
 _PREVIEW_ATTENTION = ("not in Plex", "ambiguous", "conflict", "error")
+_PREVIEW_NOT_PUSHED = ("no file", "left alone")
 
 
 def preview_verdict(previews: list[Any]) -> Verdict:
@@ -257,7 +275,18 @@ def preview_verdict(previews: list[Any]) -> Verdict:
     statuses = Counter(p.status for p in previews)
     problems = [p for p in previews if p.status in _PREVIEW_USAGE + _PREVIEW_ATTENTION]
     notes: list[str] = []
-    if previews and not problems and not statuses.get("would change"):
+    # Scenes a sync does not push (no video file, no metadata of their own) were not compared
+    # with Plex: "Plex already shows what Stash has" is not to be said of them.
+    compared = [p for p in previews if p.status not in _PREVIEW_NOT_PUSHED]
+    if previews and not problems and not compared:
+        first = previews[0]
+        notes.append(
+            f"Nothing would change: scene {first.scene_id} is not pushed to Plex ({first.note})."
+            if len(previews) == 1
+            else "Nothing would change: none of these scenes is pushed to Plex (no video file, "
+            "or no metadata of their own yet)."
+        )
+    elif compared and not problems and not statuses.get("would change"):
         if statuses.get("edited in Plex"):
             notes.append(
                 "Nothing would change: the fields marked (kept) were edited in Plex and a sync "

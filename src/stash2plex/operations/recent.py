@@ -19,7 +19,7 @@ from pathlib import Path
 
 from stash2plex.engine.context import Context, plex_settings_proven
 from stash2plex.engine.worker import DrainReport
-from stash2plex.errors import UNSETTLED_WRITE, SyncError
+from stash2plex.errors import MAX_ATTEMPTS, UNSETTLED_WRITE, SyncError
 from stash2plex.operations.outcome import (
     EXIT_ATTENTION,
     EXIT_OK,
@@ -107,6 +107,8 @@ def recent_verdict(
             first.due_at,
             first.last_error or NO_REASON,
             bool((first.detail or {}).get(UNSETTLED_WRITE)),
+            first.attempts,
+            (first.detail or {}).get(MAX_ATTEMPTS),
         )
     )
     return Verdict(

@@ -38,6 +38,11 @@ def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
     example = "e.g. http://192.168.1.10:32400"
     if not text.lower().startswith(("http://", "https://")):
+        # The address as typed, with what it lacks, unless it may hold a secret (a login, a
+        # query, a token) that a message must not repeat.
+        bare = "://" not in text and not any(c in text for c in "@?#/ \t") and text.isascii()
+        if bare and "token" not in text.lower():
+            example = f"here http://{text}"
         raise ValueError(f"an address starting with http:// or https://, {example}")
     try:
         parts = urlsplit(text)

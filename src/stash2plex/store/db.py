@@ -683,14 +683,20 @@ class Store:
         """The job waiting for a retry that is tried first, of those tried since `since`
         (epoch seconds); None when none waits."""
         row = self._conn.execute(
-            "SELECT scene_id, due_at, last_error, detail FROM jobs WHERE state = 'waiting' "
-            "AND reason = 'retry' AND updated_at >= ? ORDER BY due_at, scene_id LIMIT 1",
+            "SELECT scene_id, due_at, last_error, detail, attempts FROM jobs "
+            "WHERE state = 'waiting' AND reason = 'retry' AND updated_at >= ? "
+            "ORDER BY due_at, scene_id LIMIT 1",
             (since,),
         ).fetchone()
         if row is None:
             return None
         return Retry(
-            int(row[0]), float(row[1]), str(row[2] or NO_REASON), recording.unsettled(row[3])
+            int(row[0]),
+            float(row[1]),
+            str(row[2] or NO_REASON),
+            recording.unsettled(row[3]),
+            int(row[4]),
+            recording.max_attempts(row[3]),
         )
 
     # ----------------------------------------------------------------- dead letters

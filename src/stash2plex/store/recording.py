@@ -17,8 +17,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from typing import Any
 
-from stash2plex.errors import StoreError, StoreFullError, StoreLockedError, StoreUnreadableError
+from stash2plex.errors import (
+    MAX_ATTEMPTS,
+    UNSETTLED_WRITE,
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+    StoreUnreadableError,
+)
 from stash2plex.store.schema import (
     DB_FILENAME,
     HOLDS_KEY,
@@ -213,17 +221,24 @@ def upsert_jobs(
     return new
 
 
-# errors.UNSETTLED_WRITE (not imported: the hook path stays lean): a retry after a write that
-# timed out waits until that write can no longer land, however soon a person asks again.
-UNSETTLED_WRITE = "unsettled_write"
-
-
 def unsettled(detail: str | None) -> bool:
     """Whether a job's stored `detail` (JSON) marks its last failure as a write that timed out."""
+    return bool(_detail(detail).get(UNSETTLED_WRITE))
+
+
+def max_attempts(detail: str | None) -> int | None:
+    """The tries a job waiting for a retry gets before the dead letters, as its stored `detail`
+    (JSON) recorded them (errors.MAX_ATTEMPTS), or None."""
+    value = _detail(detail).get(MAX_ATTEMPTS)
+    return value if isinstance(value, int) else None
+
+
+def _detail(detail: str | None) -> dict[str, Any]:
     try:
-        return bool(detail) and bool(json.loads(str(detail)).get(UNSETTLED_WRITE))
-    except (ValueError, AttributeError):
-        return False
+        parsed = json.loads(str(detail)) if detail else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def put_value(conn: sqlite3.Connection, key: str, value: Any, now: float) -> None:
