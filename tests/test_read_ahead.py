@@ -5,6 +5,7 @@ scene, and a collection the user added in Plex after the listing is still kept."
 from __future__ import annotations
 
 from stash2plex.engine.worker import Worker
+from stash2plex.sandbox.verify import library_problems
 from stash2plex.sync.read_ahead import READ_AHEAD_TRUST_SECONDS, ItemsReadAhead
 from stash2plex.sync.syncer import INDEX_FRESH_SECONDS
 
@@ -64,3 +65,24 @@ def test_an_item_read_ahead_is_taken_once_while_young_and_never_after_a_write():
     assert ahead.take(3) is None  # too old to trust
     ahead.put([])
     assert len(ahead) == 0
+
+
+def test_first_pushes_that_need_their_whole_item_read_it_a_batch_at_a_time(tmp_path):
+    """A Plex agent filled some items (genres, actors, collections) that the scenes' own lists
+    replace: emptying a list cut at the listing's limit needs every name, so the plan reads
+    the item in full even with a fresh listing; those reads go a batch at a time too."""
+    with sandbox(tmp_path, scenes=150, seed=21, traps=True) as box:
+        scenes = sorted(
+            (s for s in box.library.scenes.values() if s.files and s.in_plex), key=lambda s: s.id
+        )
+        box.drain(scenes[0].id)  # lists the library into the index
+        before = len(box.plex.log.entries)
+
+        box.drain(*[s.id for s in scenes[1:]])
+
+        reads = [r for r in box.plex.log.entries[before:] if r.route == DETAIL]
+        items = sum(len(r.path.rsplit("/", 1)[1].split(",")) for r in reads)
+        assert items > 2 * len(reads), f"{len(reads)} reads for {items} items"
+        assert len(reads) <= 3, "one read per claimed batch of first pushes"
+        # Every item exactly right: the agent's names the scenes do not have are gone.
+        assert library_problems(box.plex, box.library) == {}

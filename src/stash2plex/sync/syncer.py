@@ -671,10 +671,14 @@ class SceneSyncer:
 
     # ------------------------------------------------------------------ reading
     def read_ahead(self, scenes: Iterable[dict[str, Any] | None]) -> int:
-        """Read the items of these scenes' first pushes, 100 a request, when the index is
-        older than its freshness window (each plan would otherwise read its own item).
-        Returns how many items were read; a failed read leaves each scene to read its own."""
-        if self.items_ahead is None or self.index.fresh():
+        """Read the items of these scenes' first pushes that `plan` will read in full, 100 a
+        request (each plan would otherwise read its own item): all of them when the index is
+        older than its freshness window; else those whose listing shows collections (a Plex
+        agent's or the user's, kept beside ours) or a list cut at the listing's limit (to
+        empty it, every name is needed) and, with `label_tags`, all (listings carry no
+        labels). Returns how many items were read; a failed read leaves each scene to read
+        its own."""
+        if self.items_ahead is None:
             return 0
         keys = first_push_items(
             scenes,
@@ -682,6 +686,8 @@ class SceneSyncer:
             lookup=self.index.lookup,
             pushes=lambda scene: self.config.sync_empty_scenes or has_own_metadata(scene),
         )
+        if self.index.fresh() and not self.config.label_tags:
+            keys = [key for key in keys if self._listing_incomplete(key)]
         if not keys:
             return 0
         try:
@@ -690,6 +696,14 @@ class SceneSyncer:
             return 0
         self.items_ahead.put(items.values())
         return len(items)
+
+    def _listing_incomplete(self, rating_key: int) -> bool:
+        """Whether a first push may need more of the item than its listing shows (`plan`)."""
+        collections, tags = self.store.listed(rating_key) or ([], {})
+        cut = any(
+            len(tags.get(family, [])) >= LISTING_LIMITS[family] for family in ("genre", "actor")
+        )
+        return bool(collections) or cut
 
     def _item(self, rating_key: int) -> PlexItem:
         """The item in full: as a batch read it moments ago, or read now."""
