@@ -4,20 +4,20 @@ when Stash2Plex created them and only when something changed; labels from chosen
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
+from stash2plex.errors import TransientError
 from stash2plex.names import name_key
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import Tag
-from stash2plex.sync.collection_art import (
-    LISTING_TRUST_SECONDS,
-    SETTLE_FAILED_REASON,
-    CollectionArt,
-    CollectionLookups,
-)
+from stash2plex.sync.collection_art import LISTING_TRUST_SECONDS, CollectionArt, CollectionLookups
 
 from .sandbox import sandbox
 
@@ -286,21 +286,65 @@ def test_a_first_sync_finds_all_the_collections_it_made_in_one_listing(tmp_path)
         assert box.writes() == writes  # all recorded: nothing written again
 
 
-def test_a_collection_plex_fails_to_list_gets_its_art_when_its_scene_syncs_again(box):
+def recorded_before_its_edit(box, studio):
+    """The record a first sync makes before the edit that makes the collection (ours)."""
+    with box.store() as store:
+        store.save_plex_collection(box.section_id, studio.name, ours=True)
+
+
+def test_a_scene_whose_new_collection_plex_fails_to_list_waits_as_a_failed_scene(box):
+    """The scene that made a collection finishes with the collection's settle: when Plex fails
+    the listing that finds it, the scene waits for a retry with a try counted (never synced
+    again at once, in a loop), and its retry gives the collection its art."""
     scene = studio_scene(box, parent_id=None)
     studio = box.library.studios[scene.studio_id]
-    # The first listing (is there a collection of the user's?) passes; the one that looks for
-    # the collection the edit made fails.
-    box.plex.faults.fail(500, count=1, every=2, route=r"^GET /library/sections/\{id\}/collections$")
+    recorded_before_its_edit(box, studio)
+    box.plex.faults.fail(500, route=r"^GET /library/sections/\{id\}/collections$")
 
-    report = box.drain(scene.id)
+    box.drain(scene.id)
 
-    assert box.plex.log.count(COLLECTIONS_ROUTE) == 3  # the scene was queued again, and found it
-    assert (report.dead_lettered, report.errors) == (0, [])
+    job = box.job(scene.id)
+    assert (job.state, job.reason, job.attempts) == ("waiting", "retry", 1)
+    assert job.due_at > time.time() and "500" in job.last_error
+    assert box.plex.log.count(COLLECTIONS_ROUTE) <= 3  # Plex's quick re-asks, not a loop
+    box.plex.faults.clear()
+    with box.store() as store:
+        store.enqueue([scene.id], "cli", retry_now=True)
+    Worker(box.data_dir).run(until_idle=True)
+    assert box.job(scene.id).state == "done"
     shown = collection(box, studio.name)
     assert shown.summary == studio.details
     assert shown.poster_sha1 == hashlib.sha1(images.studio_image(studio.id)).hexdigest()
+
+
+def test_a_worker_killed_before_its_collections_got_their_art_leaves_them_to_the_next(
+    box, tmp_path
+):
+    scene = studio_scene(box, parent_id=None)
+    studio = box.library.studios[scene.studio_id]
+    killed = tmp_path / "killed.py"
+    killed.write_text(
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from stash2plex.engine.worker import Worker\n"
+        "from stash2plex.sync.syncer import SceneSyncer\n"
+        "def die(self, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "SceneSyncer.settle_collections = die  # killed between the edits and the settle\n"
+        "Worker(Path(sys.argv[1])).run(until_idle=True)\n"
+    )
+    box.queue(scene.id)
+    ran = subprocess.run([sys.executable, str(killed), str(box.data_dir)], timeout=120)
+    assert ran.returncode == -signal.SIGKILL
+    assert box.item(scene).title == scene.title.strip()  # the edit made the collection
+    assert box.job(scene.id).state != "done"
+
+    Worker(box.data_dir).run(until_idle=True)
+
     assert box.job(scene.id).state == "done"
+    shown = collection(box, studio.name)
+    assert shown.summary == studio.details
+    assert shown.poster_sha1 == hashlib.sha1(images.studio_image(studio.id)).hexdigest()
 
 
 def test_a_librarys_listing_is_read_again_only_after_its_trust_window():
@@ -325,22 +369,19 @@ def test_a_librarys_listing_is_read_again_only_after_its_trust_window():
     assert reads == [1000.0, later - 1, later, later]
 
 
-def test_with_plex_down_a_collection_awaiting_its_art_is_left_to_its_scenes_next_sync(box):
+def test_with_plex_down_the_settle_asks_nothing_and_fails_what_it_awaited(box):
     scene = studio_scene(box, parent_id=None)
     studio = box.library.studios[scene.studio_id]
-    box.drain(scene.id)
-    box.stash.update_studio(studio.id, details="Renamed network.")
+    recorded_before_its_edit(box, studio)
     with box.store() as store:
         context = build_context(store)
-        # As after the edit that made it: ours, its ratingKey not known yet.
-        store.save_plex_collection(box.section_id, studio.name, ours=True)
         art = CollectionArt(store, context.stash, context.plex, context.config, CollectionLookups())
         requests = box.plex.log.count()
         assert art.ensure(box.section_id, context.stash.find_scene(scene.id)) == []
+        assert art.awaited == [(box.section_id, studio.name)]
 
-        assert art.settle(ask_plex=False) == 0
+        failed = art.settle(ask_plex=False)
 
         assert box.plex.log.count() == requests  # a Plex that is down is not asked
-        assert store.job(scene.id).source == SETTLE_FAILED_REASON
-    Worker(box.data_dir).run(until_idle=True)
-    assert collection(box, studio.name).summary == "Renamed network."
+        assert list(failed) == [(box.section_id, studio.name)]
+        assert isinstance(failed[(box.section_id, studio.name)], TransientError)

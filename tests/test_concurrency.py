@@ -8,6 +8,8 @@ import threading
 import time
 
 from stash2plex.engine.worker import BATCH_SIZE, Worker
+from stash2plex.errors import TransientError
+from stash2plex.single_flight import SingleFlight
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 
 from .conftest import wait_until
@@ -179,3 +181,37 @@ def test_sync_threads_starting_together_ask_plex_once_for_what_they_share(tmp_pa
         assert box.plex.log.count("GET /library/sections") == 1  # its libraries
         # The library's first listing (one page of 60 items), not one per thread.
         assert box.plex.log.count("GET /library/sections/{id}/all") == 1
+
+
+def test_threads_that_waited_for_a_failed_request_share_its_failure_not_ask_in_turn():
+    """Behind a Plex that hangs, four threads asking one after another would wait four
+    timeouts: those that waited get the first one's failure; a later call asks again."""
+    flight = SingleFlight()
+    asking, answer, asked = threading.Event(), threading.Event(), []
+
+    def hangs() -> str:
+        asked.append(threading.current_thread().name)
+        asking.set()
+        answer.wait(10)
+        raise TransientError("Plex did not answer in time", server="plex")
+
+    said: list[str] = []
+
+    def ask() -> None:
+        try:
+            flight.run(lambda: None, hangs)
+        except TransientError as exc:
+            said.append(exc.message)
+
+    threads = [threading.Thread(target=ask, name=f"sync-{n}") for n in range(4)]
+    threads[0].start()
+    asking.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    time.sleep(0.3)  # the others now wait for the first one's answer
+    answer.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert asked == ["sync-0"] and said == ["Plex did not answer in time"] * 4
+    assert flight.run(lambda: None, lambda: "answered") == "answered"

@@ -50,6 +50,7 @@ from stash2plex.errors import (
     shorten,
 )
 from stash2plex.records import ListedItem
+from stash2plex.single_flight import SingleFlight
 
 _T = TypeVar("_T")
 
@@ -193,7 +194,7 @@ class PlexClient:
             before_send=self.throttle.acquire,
         )
         self.identity: ServerIdentity | None = None
-        self._connect_lock = threading.Lock()
+        self._connecting = SingleFlight()
         self._clock = clock
         # Pauses before asking a busy Plex again end early when the worker is asked to stop.
         self._stopping = threading.Event()
@@ -215,17 +216,19 @@ class PlexClient:
         does when it is made); a 404 there means the URL is not Plex's."""
         if self.identity is not None:
             return self.identity
-        with self._connect_lock:  # the sync threads starting together share one GET /
-            if self.identity is None:
-                root = self._query("/", connecting=True)
-                if root is None:
-                    raise TransientError("Plex sent an empty answer to GET /", server="plex")
-                self.identity = ServerIdentity(
-                    root.get("machineIdentifier", ""),
-                    root.get("version", ""),
-                    root.get("friendlyName", ""),
-                )
-            return self.identity
+        # The sync threads starting together share one GET / (and its failure).
+        return self._connecting.run(lambda: self.identity, self._ask_identity)
+
+    def _ask_identity(self) -> ServerIdentity:
+        root = self._query("/", connecting=True)
+        if root is None:
+            raise TransientError("Plex sent an empty answer to GET /", server="plex")
+        self.identity = ServerIdentity(
+            root.get("machineIdentifier", ""),
+            root.get("version", ""),
+            root.get("friendlyName", ""),
+        )
+        return self.identity
 
     def stop_waiting(self) -> None:
         """End any pause before asking a busy Plex again and any wait for a request slot, and

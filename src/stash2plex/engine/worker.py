@@ -41,7 +41,13 @@ from stash2plex.engine.context import (
 from stash2plex.engine.handover import HANDOVER_KEY, WORKER_SETTINGS_KEY, asked_to_hand_over
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
-from stash2plex.engine.worker_lock import mark_holder, open_lock_file, release, try_lock
+from stash2plex.engine.worker_lock import (
+    ensure_worker,
+    mark_holder,
+    open_lock_file,
+    release,
+    try_lock,
+)
 from stash2plex.pseudonyms import obfuscate_data, obfuscate_paths
 from stash2plex.pull.timer import PullTimer
 from stash2plex.reconcile.timer import ReconcileTimer
@@ -51,7 +57,7 @@ from stash2plex.store import spool
 from stash2plex.store.db import Store, quarantine
 from stash2plex.sync import settle
 from stash2plex.sync.backfill import EntityBackfill
-from stash2plex.sync.collection_art import CollectionLookups
+from stash2plex.sync.collection_art import Awaited, CollectionLookups
 from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
@@ -86,12 +92,14 @@ CLAIMED_ASK_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class _Attempt:
-    """One sync attempt: the job, its result (a status or the classified error), and the
-    fields left alone because they were edited in Plex."""
+    """One sync attempt: the job, its result (a status or the classified error), the fields
+    left alone because they were edited in Plex, and the collections its edits made that wait
+    for the batch's settle (the attempt finishes with it)."""
 
     job: Job
     result: SyncStatus | errors.SyncError
     preserved: tuple[str, ...] = ()
+    awaiting: tuple[Awaited, ...] = ()
 
 
 @dataclass
@@ -196,6 +204,7 @@ class Worker:
         self._thread_stores_lock = threading.Lock()
         # Plex items read ahead for the claimed batches' first pushes (shared by the threads).
         self._items_ahead = ItemsReadAhead(clock)
+        self._foreign_checked = False  # see `_step`
         self._collections = CollectionLookups(clock)
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
         self._pull_timer = PullTimer(self.store, clock)
@@ -295,6 +304,7 @@ class Worker:
                     # us to find its job (or to re-read the settings it nudged).
                     release(fd)
                     if not self._should_continue() or not try_lock(fd):
+                        self._hand_over_without_own_variable()
                         return False
                     mark_holder(fd)
                     self._owning = False
@@ -324,6 +334,20 @@ class Worker:
         if pauses.needs_a_person(holds.pause):
             return holds.nudged_at > self._settings_read_at
         return self._work_left()
+
+    def _hand_over_without_own_variable(self) -> None:
+        """Leaving because a value of its own environment holds the queue (a command run once
+        with a wrong variable): with scenes still queued, start a worker without that
+        variable. It reads the setting where a hook's worker would (Stash, the settings
+        file) and checks it at once, so scenes saved meanwhile do not wait for the next save."""
+        pause = self.store.holds().pause
+        variable = pauses.environment_variable(pause)
+        if not pauses.set_in_own_environment(pause) or variable is None:
+            return
+        if self.store.outstanding_jobs() == 0:
+            return
+        if ensure_worker(self.data_dir, unset=(variable,)):
+            log.info("handed the queue to a worker started without %s", variable)
 
     def _work_left(self) -> bool:
         # A backfill that cannot read Stash does not keep the worker alive: the next worker
@@ -376,7 +400,11 @@ class Worker:
         holds = self.store.holds()
         if holds.held:
             next_check = holds.next_check_at()
-            if next_check is not None and next_check <= self.clock():
+            # Held by a value of another process's environment (a command run with a wrong
+            # variable): this worker's settings may be right, so it checks once at once.
+            foreign = not self._foreign_checked and pauses.set_in_other_environment(holds.pause)
+            if foreign or (next_check is not None and next_check <= self.clock()):
+                self._foreign_checked = self._foreign_checked or foreign
                 holds = self._check(holds)
             if holds.held:
                 return 0
@@ -392,10 +420,6 @@ class Worker:
         if not jobs:
             return 0
         handled = self._drain_batch(context, jobs, holds, report, progress)
-        # The collections the batch's edits made: found in one listing, then given their art
-        # (or, with Plex down, left to their scenes' next sync).
-        plex_up = self.store.holds().breaker.is_closed
-        self._syncer(context).settle_collections(ask_plex=plex_up)
         if self._plex_remembered is not context and context.plex.identity is not None:
             # Who answered, for links into Plex Web. Whether it is claimed is asked of a server
             # once an hour at most (a context is made anew at every settings read; a server
@@ -475,6 +499,7 @@ class Worker:
         finished: queue.SimpleQueue[futures.Future[_Attempt]] = queue.SimpleQueue()
         handled, stopping, failed, exhausted = 0, False, False, False
         lookahead: _Batch | None = None  # on this thread: the next batch, read meanwhile
+        settling: list[_Attempt] = []  # done but for the art of collections they made
 
         def local() -> bool:  # so far no request to Plex and no failure
             return not failed and context.plex.request_count == requests_before
@@ -506,7 +531,10 @@ class Worker:
                 if pool is None:
                     attempt = self._attempt(context, job, scene, self._syncer(context))
                     failed = failed or isinstance(attempt.result, errors.SyncError)
-                    holds, stopping = self._finish(context, attempt, holds, report, progress)
+                    if attempt.awaiting:
+                        settling.append(attempt)
+                    else:
+                        holds, stopping = self._finish(context, attempt, holds, report, progress)
                     handled += 1
                     if narrow_while_local and wide > 1 and not local():
                         width, pool = wide, self._pool(wide)  # this scene talked to Plex
@@ -522,16 +550,47 @@ class Worker:
                     running.pop(future)
                     attempt = future.result()
                     failed = failed or isinstance(attempt.result, errors.SyncError)
+                    handled += 1
+                    if attempt.awaiting:
+                        settling.append(attempt)
+                        continue
                     holds, stop = self._finish(context, attempt, holds, report, progress)
                     stopping = stopping or stop
-                    handled += 1
             elif queued or not refill:
                 break  # done, or stopped with jobs left (given back below)
+        if settling:
+            holds = self._settle(context, settling, holds, report, progress)
         unsynced = queued + (lookahead.jobs if lookahead else [])
         if unsynced:
             self.store.release(unsynced)
         self._last_batch_local = handled > 0 and local()
         return handled
+
+    def _settle(
+        self,
+        context: Context,
+        settling: list[_Attempt],
+        holds: Holds,
+        report: DrainReport,
+        progress: Callable[[DrainReport], None] | None,
+    ) -> Holds:
+        """Finish the attempts whose edits made collections, with the collections' settle: one
+        listing finds them all, and a failure to give one its art is its scenes' failure
+        (retried, counted, dead-lettered like any other). A worker asked to stop gives them
+        back instead: the next one syncs them again (nothing to write but the art)."""
+        if self._stop.is_set():
+            self.store.release([attempt.job for attempt in settling])
+            return holds
+        syncer = self._syncer(context)
+        failed = syncer.settle_collections(ask_plex=holds.breaker.is_closed)
+        secrets = context.config.secrets() + context.stash.connection.secrets()
+        for attempt in settling:
+            error = next((failed[key] for key in attempt.awaiting if key in failed), None)
+            if error is not None:
+                error.message = errors.redact(error.message, secrets)
+                attempt = replace(attempt, result=error)
+            holds, _ = self._finish(context, attempt, holds, report, progress)
+        return holds
 
     def _read_batch(self, context: Context) -> _Batch | None:
         """Claim the next batch and start reading its scenes from Stash on the reader thread;
@@ -662,7 +721,7 @@ class Worker:
         status: SyncStatus = "skipped"
         if outcome.status in ("synced", "unchanged"):
             status = "synced" if outcome.status == "synced" else "unchanged"
-        return _Attempt(job, status, tuple(outcome.preserved))
+        return _Attempt(job, status, tuple(outcome.preserved), outcome.awaiting)
 
     def _pool(self, width: int) -> futures.ThreadPoolExecutor:
         if self._executor is None or self._executor_width != width:

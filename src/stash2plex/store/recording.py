@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from typing import Any
 
 from stash2plex.errors import (
     MAX_ATTEMPTS,
@@ -233,7 +232,7 @@ def max_attempts(detail: str | None) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _detail(detail: str | None) -> dict[str, Any]:
+def _detail(detail: str | None) -> dict[str, object]:
     try:
         parsed = json.loads(str(detail)) if detail else {}
     except ValueError:

@@ -14,15 +14,16 @@ A collection of ours deleted in Plex (a 404 for its stored ratingKey) is forgott
 again as when it was first needed: the items of every scene that had it are tagged again.
 One of ours that its last scene left (a studio renamed) is deleted when Plex shows it empty.
 
-In the worker, the sync threads share one listing per library (`CollectionLookups`), and a
-collection an edit has just made gets its ratingKey, summary and poster once the batch's
-scenes are done (`CollectionArt.settle`): one listing finds all the collections a batch made,
-where a lookup each was one more Plex request per new collection.
+In the worker, the sync threads share each library's listing for a few seconds
+(`CollectionLookups`), and a collection an edit has just made gets its ratingKey, summary and
+poster once the batch's other scenes are done (`CollectionArt.settle`): one listing finds all
+the collections a batch made, where a lookup each was one more Plex request per new
+collection. The scenes that made them finish with the settle (the worker holds their
+results): its failure is theirs, retried, counted and dead-lettered as any other.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -34,10 +35,9 @@ from stash2plex.clients.stash import StashClient
 from stash2plex.errors import NotInPlexError, SyncError, TransientError
 from stash2plex.names import name_key
 from stash2plex.settings.config import Config
+from stash2plex.single_flight import SingleFlight
 from stash2plex.store.db import Store
 from stash2plex.sync.metadata import SUMMARY_MAX, TAG_MAX, clean_text, fingerprint
-
-log = logging.getLogger("stash2plex.sync")
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,13 @@ def collection_sources(scene: dict[str, Any], config: Config) -> list[Source]:
 
 
 # A library's listing of collections is trusted this long (seconds) to tell whether a collection
-# already exists (the user's) before an edit makes one of ours.
-LISTING_TRUST_SECONDS = 60.0
-# The reason given to scenes queued again when their new collections could not be completed.
-SETTLE_FAILED_REASON = "its collection's poster and summary could not be written yet"
+# already exists (the user's) before an edit makes one of ours: a collection the user makes
+# with a studio's name in these seconds would be taken for ours.
+LISTING_TRUST_SECONDS = 5.0
+
+
+# A collection waiting for its ratingKey: (library section id, title).
+Awaited = tuple[int, str]
 
 
 class CollectionLookups:
@@ -100,34 +103,41 @@ class CollectionLookups:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._lock = threading.Lock()
+        self._reading = SingleFlight()
         self._listings: dict[int, tuple[float, dict[str, int]]] = {}
-        self._awaited: dict[tuple[int, str], tuple[Source, set[int]]] = {}
+        self._awaited: dict[Awaited, Source] = {}
 
     def listing(self, section_id: int, read: Callable[[], dict[str, int]]) -> dict[str, int]:
         """The section's collections by `names.name_key` of their title (ratingKey), as read
-        by `read()` within the trust window."""
-        with self._lock:  # held while reading: threads wanting it at once share one request
-            kept = self._listings.get(section_id)
-            now = self.clock()
-            if kept is not None and 0 <= now - kept[0] < LISTING_TRUST_SECONDS:
+        by `read()` within the trust window (threads wanting it at once share one read)."""
+
+        def trusted() -> dict[str, int] | None:
+            with self._lock:
+                kept = self._listings.get(section_id)
+            if kept is not None and 0 <= self.clock() - kept[0] < LISTING_TRUST_SECONDS:
                 return kept[1]
+            return None
+
+        def fresh() -> dict[str, int]:
             listing = _by_name(read())
-            self._listings[section_id] = (now, listing)
+            with self._lock:
+                self._listings[section_id] = (self.clock(), listing)
             return listing
+
+        return self._reading.run(trusted, fresh)
 
     def forget(self, section_id: int) -> None:
         """Drop a section's listing (a collection of it was deleted)."""
         with self._lock:
             self._listings.pop(section_id, None)
 
-    def await_key(self, section_id: int, source: Source, scene_id: int) -> None:
-        """Remember a collection whose ratingKey is still to be found, and a scene wanting it."""
+    def await_key(self, section_id: int, source: Source) -> None:
+        """Remember a collection whose ratingKey is still to be found."""
         with self._lock:
-            _, scenes = self._awaited.setdefault((section_id, source.title), (source, set()))
-            self._awaited[(section_id, source.title)] = (source, scenes | {scene_id})
+            self._awaited[(section_id, source.title)] = source
 
-    def take_awaited(self) -> dict[tuple[int, str], tuple[Source, set[int]]]:
-        """The awaited collections, (section, title) → (source, scene ids); forgotten here."""
+    def take_awaited(self) -> dict[Awaited, Source]:
+        """The awaited collections and what they mirror; forgotten here."""
         with self._lock:
             awaited, self._awaited = self._awaited, {}
         return awaited
@@ -157,6 +167,8 @@ class CollectionArt:
         # (section, title) of our collections Plex answered 404 for: deleted in Plex. Their
         # record is forgotten; the syncer has them made again as when first needed.
         self.vanished: list[tuple[int, str]] = []
+        # The collections `ensure` left to `settle` (the scene finishes with the settle).
+        self.awaited: list[Awaited] = []
 
     def note_wanted(self, section_id: int, scene: dict[str, Any]) -> None:
         """Before the edit that may create them: remember which wanted collections already
@@ -183,7 +195,8 @@ class CollectionArt:
                 continue  # not ours, or nothing changed in Stash: no request at all
             rating_key = row["rating_key"]
             if rating_key is None and self._settles_later:
-                self._lookups.await_key(section_id, source, int(scene["id"]))
+                self._lookups.await_key(section_id, source)
+                self.awaited.append((section_id, source.title))
                 continue
             rating_key = rating_key or self._find(section_id, source.title)
             if rating_key is None:
@@ -191,37 +204,43 @@ class CollectionArt:
             written += self._bring_up_to_date(section_id, source, row, rating_key)
         return written
 
-    def settle(self, *, ask_plex: bool = True) -> int:
+    def settle(self, *, ask_plex: bool = True) -> dict[Awaited, SyncError]:
         """Find the collections edits have made since the last call (one listing per library)
-        and bring their summary and poster up to date. Returns how many were. When Plex fails
-        meanwhile, or `ask_plex` is False (Plex is down: the breaker is open), the scenes that
-        wanted the rest are queued again: their next sync does it. Raises nothing."""
+        and bring their summary and poster up to date. Returns the collections this failed
+        for, with the error (a failed listing fails its whole library; `ask_plex` False: Plex
+        is down, the breaker open, and is not asked). A collection Plex does not list is left
+        to the next sync of one of its scenes, as a collection not made yet."""
         awaited = self._lookups.take_awaited()
-        settled = 0
+        failed: dict[Awaited, SyncError] = {}
         for section_id in sorted({section for section, _ in awaited}):
             titles = sorted(title for section, title in awaited if section == section_id)
             try:
                 if not ask_plex:
-                    raise TransientError("Plex is down", server="plex")
+                    raise TransientError(
+                        "Plex is down (the circuit breaker is open)", server="plex"
+                    )
                 listing = _by_name(self.plex.collections(section_id))
-                for title in list(titles):
-                    source, _ = awaited[(section_id, title)]
-                    row = self.store.plex_collection(section_id, title)
-                    rating_key = listing.get(name_key(title))
-                    if row is not None and row["ours"] and rating_key is not None:
-                        self._bring_up_to_date(section_id, source, row, rating_key)
-                        settled += 1
-                    titles.remove(title)
             except SyncError as exc:
-                scenes = sorted({s for t in titles for s in awaited[(section_id, t)][1]})
-                self.store.enqueue(scenes, SETTLE_FAILED_REASON)
-                log.info("collections %s wait for poster and summary: %s", titles, exc.message)
-        return settled
+                failed.update(dict.fromkeys(((section_id, title) for title in titles), exc))
+                continue
+            for title in titles:
+                row = self.store.plex_collection(section_id, title)
+                rating_key = listing.get(name_key(title))
+                if row is None or not row["ours"] or rating_key is None:
+                    continue
+                try:
+                    self._bring_up_to_date(
+                        section_id, awaited[(section_id, title)], row, rating_key
+                    )
+                except SyncError as exc:
+                    failed[(section_id, title)] = exc
+        return failed
 
     def _bring_up_to_date(
         self, section_id: int, source: Source, row: dict[str, Any], rating_key: int
     ) -> list[str]:
-        """Write what changed in Stash of one collection of ours; record what was put on it."""
+        """Write what changed in Stash of one collection of ours; record what was put on it
+        (each write as it succeeds: a poster Plex refuses does not send the summary again)."""
         written: list[str] = []
         prints = dict(row["fingerprints"])
         summary_print = fingerprint(source.summary)
@@ -235,6 +254,9 @@ class CollectionArt:
                 )
                 prints["summary"] = summary_print
                 written.append("collection summary")
+                self.store.save_plex_collection(
+                    section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
+                )
             if prints.get("image_url") != url_print:
                 if source.image_url and self._upload(rating_key, source.image_url, prints):
                     written.append("collection poster")

@@ -33,9 +33,10 @@ from stash2plex.paths import basename, is_windows_path, path_key, split_path
 from stash2plex.pull.decisions import epoch
 from stash2plex.records import IndexEntry, Link
 from stash2plex.settings.config import Config, setting_label
+from stash2plex.single_flight import SingleFlight
 from stash2plex.store.db import Store
 from stash2plex.sync import ratings, settle
-from stash2plex.sync.collection_art import CollectionArt, CollectionLookups
+from stash2plex.sync.collection_art import Awaited, CollectionArt, CollectionLookups
 from stash2plex.sync.matching import (
     MAPPED_PATH,
     Match,
@@ -100,6 +101,8 @@ class SyncOutcome:
     written: list[str] = field(default_factory=list)
     preserved: list[str] = field(default_factory=list)
     rating_keys: tuple[int, ...] = ()  # every Plex item of the scene, the primary first
+    # Collections its edits made whose art waits for the worker's `settle_collections`.
+    awaiting: tuple[Awaited, ...] = ()
 
 
 @dataclass
@@ -161,20 +164,22 @@ class PlexIndex:
             if 0 <= self.clock() - read_at < SECTIONS_MEMO_SECONDS:
                 return list(remembered)
         # One thread asks Plex; the sync threads starting with it find its answer stored.
-        with _SECTIONS_LOCK:
-            return self._read_sections(refresh)
+        return _SECTIONS.run(lambda: None if refresh else self._stored_sections(), self._ask)
 
-    def _read_sections(self, refresh: bool) -> list[dict[str, Any]]:
+    def _stored_sections(self) -> list[dict[str, Any]] | None:
+        """The sections as last read, if read for these settings."""
         cached = self.store.get_value("plex_sections")
-        wanted = list(self.config.plex_library)
         if (
-            not refresh
-            and cached
-            and cached.get("wanted") == wanted
+            cached
+            and cached.get("wanted") == list(self.config.plex_library)
             and cached.get("url") == self.config.plex_url
         ):
             self._sections = (self.clock(), list(cached["sections"]))
             return list(cached["sections"])
+        return None
+
+    def _ask(self) -> list[dict[str, Any]]:
+        wanted = list(self.config.plex_library)
         sections = self.plex.sections()
         if not sections:
             raise TransientError(
@@ -304,12 +309,17 @@ class PlexIndex:
     def ensure_built(self) -> None:
         if self._built:  # an index once built stays built: no query per scene
             return
-        # Asked again under the lock: the sync threads start together, and the first one
-        # lists the library for all of them (at 100,000 items, a listing takes a minute).
-        with _REFRESH_LOCK:
-            if self.store.get_value("plex_index_refreshed_at") is None:
-                self._refresh(full=True)
+        # The sync threads start together; the first one lists the library for all of them
+        # (at 100,000 items, a listing takes a minute).
+        _BUILD.run(self._stored_index, self._build)
         self._built = True
+
+    def _stored_index(self) -> bool | None:
+        return True if self.store.get_value("plex_index_refreshed_at") is not None else None
+
+    def _build(self) -> bool:
+        with _REFRESH_LOCK:
+            return self._refresh(full=True)
 
     def match(
         self,
@@ -470,7 +480,8 @@ class PlexIndex:
 
 
 _REFRESH_LOCK = threading.Lock()
-_SECTIONS_LOCK = threading.Lock()
+_SECTIONS = SingleFlight()
+_BUILD = SingleFlight()
 # `SceneSyncer.sync` was given no scene: it reads the scene itself.
 UNFETCHED = object()
 # Writes to one Plex item never interleave (two scenes of one item run on different threads).
@@ -539,6 +550,7 @@ class SceneSyncer:
         writes_before = self.store.rows_written()
         before = _collections_of(links)
         written: list[str] = []
+        awaiting: list[Awaited] = []
         for attempt in range(2):
             art = self.collection_art()
             matches = self.resolve(scene, links)
@@ -555,6 +567,7 @@ class SceneSyncer:
             pushed_to = dict.fromkeys(p.match.section_id for p, _ in results if not p.left_alone)
             for section_id in pushed_to:
                 written += art.ensure(section_id, scene)
+            awaiting += art.awaited
             if not art.vanished or attempt:
                 break
             # One of our collections was deleted in Plex: this scene tags its items again
@@ -577,7 +590,9 @@ class SceneSyncer:
         else:
             status = UNCHANGED
         keys = tuple(plan.match.rating_key for plan, _ in results)
-        return SyncOutcome(status, keys[0], list(dict.fromkeys(written)), preserved, keys)
+        return SyncOutcome(
+            status, keys[0], list(dict.fromkeys(written)), preserved, keys, tuple(awaiting)
+        )
 
     def collection_art(self) -> CollectionArt:
         return CollectionArt(self.store, self.stash, self.plex, self.config, self.collections)
@@ -610,13 +625,14 @@ class SceneSyncer:
             results.append((plan, written))
         return results
 
-    def settle_collections(self, *, ask_plex: bool = True) -> None:
-        """The worker's step after a batch: the collections its edits made get their ratingKey,
-        summary and poster (`CollectionArt.settle`)."""
+    def settle_collections(self, *, ask_plex: bool = True) -> dict[Awaited, SyncError]:
+        """The end of a worker's batch: the collections its edits made get their ratingKey,
+        summary and poster (`CollectionArt.settle`). Returns those this failed for."""
         art = self.collection_art()
-        art.settle(ask_plex=ask_plex)
+        failed = art.settle(ask_plex=ask_plex)
         if art.vanished:  # deleted in Plex moments after it was made: made again, as below
             self._collections_deleted(None, art.vanished)
+        return failed
 
     def _collections_deleted(self, scene_id: int | None, vanished: list[tuple[int, str]]) -> None:
         """Collections of ours deleted in Plex: every scene that had one pushes its collection
