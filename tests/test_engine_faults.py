@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 import pytest
 
@@ -19,6 +21,7 @@ from stash2plex.engine.worker_lock import LOCK_FILENAME, worker_running
 from stash2plex.sandbox.verify import library_problems
 from stash2plex.store.db import Store, quarantine
 
+from .conftest import wait_until
 from .sandbox import PLEX_TOKEN, SteppedClock, sandbox
 
 BUSY_TRIES = len(BUSY_RETRY_DELAYS) + 1
@@ -441,7 +444,9 @@ def test_a_pause_is_said_once_not_once_per_scene_in_flight(box, caplog):
     assert "wrong-token-0000" not in caplog.text
 
 
-def test_a_worker_held_by_its_own_environment_does_not_wait_for_a_fix_it_cannot_see(tmp_path):
+def test_a_worker_held_by_its_own_environment_does_not_wait_for_a_fix_it_cannot_see(
+    tmp_path, monkeypatch
+):
     """A command run with a wrong variable (a token, a library) started a worker with it: the
     fix (unsetting it elsewhere, a value in Stash) never reaches that process, so it leaves
     once idle and lets the next hook's worker, with Stash's environment, take over. Held by
@@ -466,9 +471,43 @@ def test_a_worker_held_by_its_own_environment_does_not_wait_for_a_fix_it_cannot_
             worker.store.change_holds(lambda holds: (replace(holds, pause=pause), []))
 
         held_by("environment STASH2PLEX_PLEX_TOKEN")
+        assert worker._idle_exit_after() is None  # found by another process: not this one's
+        monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000")
         assert worker._idle_exit_after() == worker.idle_exit_seconds
         assert worker._should_continue() is False
         held_by("Stash plugin settings")
         assert worker._idle_exit_after() is None  # stays: a fix in Stash reaches it
     finally:
         worker.store.close()
+
+
+def test_a_worker_leaving_over_its_own_wrong_variable_hands_the_queue_to_one_without_it(
+    box, monkeypatch
+):
+    """`STASH2PLEX_PLEX_TOKEN=wrong stash2plex sync 5` left a worker with the wrong token, and
+    a scene saved in Stash meanwhile waited, with no worker, until the next save. Leaving,
+    that worker now starts one without the variable, which takes Stash's token and drains."""
+    scene, saved = [
+        s for s in box.library.scenes.values() if s.files and s.in_plex and (s.title or "").strip()
+    ][:2]
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000")
+    clock = SteppedClock()
+
+    def sleep(seconds: float) -> None:  # idle time passes at once
+        clock.offset += seconds
+        time.sleep(0.001)
+
+    box.queue(scene.id)
+    worker = Worker(box.data_dir, clock=clock, sleep=sleep)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    wait_until(lambda: box.job(scene.id).state == "waiting", message="the token to hold it")
+    box.queue(saved.id)  # saved in Stash while the queue is held
+    runner.join(60)
+    assert not runner.is_alive()
+
+    def drained() -> bool:
+        return box.job(saved.id).state == box.job(scene.id).state == "done"
+
+    wait_until(drained, timeout=60, message="the next worker's drain")
+    assert box.item(saved).title == saved.title.strip()

@@ -7,6 +7,8 @@ URL or library resumes the queue by itself. A hook or task makes the next check 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import replace
 
 from stash2plex import errors
@@ -116,8 +118,23 @@ def needs_a_person(pause: Pause | None) -> bool:
     return pause is not None and pause.kind in ("disabled", "not_configured")
 
 
-def set_in_own_environment(pause: Pause | None) -> bool:
-    """True for a pause on a setting whose value came from an environment variable of the
-    worker's own: fixed elsewhere (another shell, Stash), it stays wrong in this process, so
-    the worker must not stay up waiting (nor keep the lock from a hook's worker)."""
-    return pause is not None and (pause.source or "").startswith("environment ")
+def set_in_own_environment(pause: Pause | None, environ: Mapping[str, str] = os.environ) -> bool:
+    """True for a pause on a setting whose value came from an environment variable this
+    process has (`environ`): fixed elsewhere (another shell, Stash), it stays wrong in this
+    process, so the worker must not stay up waiting (nor keep the lock from a hook's
+    worker)."""
+    variable = environment_variable(pause)
+    return variable is not None and variable in environ
+
+
+def set_in_other_environment(pause: Pause | None, environ: Mapping[str, str] = os.environ) -> bool:
+    """True for a pause a process with a variable this one lacks found (a command run with
+    a wrong value): this process's own settings may well be right, so it checks at once."""
+    variable = environment_variable(pause)
+    return variable is not None and variable not in environ
+
+
+def environment_variable(pause: Pause | None) -> str | None:
+    """The environment variable that set the paused-on setting, if one did."""
+    source = (pause.source or "") if pause is not None else ""
+    return source.removeprefix("environment ") if source.startswith("environment ") else None

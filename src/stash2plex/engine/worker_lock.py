@@ -153,9 +153,14 @@ def _locked_in_kernel_table(inode: int) -> bool | None:
 
 
 def ensure_worker(
-    data_dir: StrPath, *, python: str | None = None, python_path: list[str] | None = None
+    data_dir: StrPath,
+    *,
+    python: str | None = None,
+    python_path: list[str] | None = None,
+    unset: tuple[str, ...] = (),
 ) -> bool:
     """Start a detached worker unless one holds the lock. Returns True if one was started.
+    `unset`: environment variables the worker is started without.
 
     The worker gets the already-locked file descriptor (`--lock-fd`), its std streams go to a
     file in the data directory (never Stash's pipes, or Stash would wait for the worker to exit
@@ -170,7 +175,7 @@ def ensure_worker(
 
         output_path = os.path.join(data_dir, WORKER_OUTPUT)
         _rotate(output_path)
-        env = dict(os.environ)
+        env = {name: value for name, value in os.environ.items() if name not in unset}
         paths = [*(python_path or []), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         output_fd = os.open(output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
