@@ -466,6 +466,8 @@ def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
     failed = [c for c in checks if not c["ok"]]
     assert [c["name"] for c in failed] == ["setting plex_url"], failed  # not "missing" too
     assert "starting with http:// or https://, here http://plex.local:32400" in str(failed)
+    checked = " ".join(cli("config", "check", expect=2).output.split())
+    assert "plex.local:32400 (refused)" in checked and "missing" not in checked
     assert failed[0]["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
     assert "1 problem found" in cli("diagnose", expect=2).stderr
 
@@ -476,3 +478,10 @@ def test_an_empty_variable_is_where_diagnose_says_to_fix_a_missing_setting(box, 
     missing = next(c for c in checks if c["name"] == "settings" and not c["ok"])
     assert missing["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
     assert "It is empty there" in missing["fix"]
+
+
+def test_health_of_a_plex_failing_every_request_says_to_look_at_its_log_not_to_start_it(box, cli):
+    box.plex.faults.fail(500)
+    said = " ".join(cli("health", expect=1).stderr.split())
+    assert "Plex is NOT healthy: Plex failed the request (HTTP 500" in said
+    assert "Plex is running but failing: its log says why" in said and "Start Plex" not in said

@@ -190,6 +190,8 @@ def test_preview_of_a_scene_stash_does_not_have_exits_2(box, cli):
 
 def test_preview_of_a_scene_without_a_file_says_it_is_not_pushed(box, cli):
     fileless = next(s for s in box.library.scenes.values() if not s.files)
+    synced = " ".join(cli("sync", str(fileless.id)).output.split())
+    assert "skipped (no video file, or no metadata of its own yet) │ 1" in synced
     said = " ".join(cli("preview", str(fileless.id)).output.split())
     assert "no file" in said
     assert f"Nothing would change: scene {fileless.id} is not pushed to Plex" in said
@@ -368,3 +370,17 @@ def test_preview_and_scene_name_fields_as_people_do(box, cli):
     assert "date" in preview and "originallyAvailableAt" not in preview
     shown = cli("scene", str(scene.id)).output
     assert "originallyAvailableAt" not in shown
+
+
+def test_scene_says_when_the_whole_queue_is_held(box, cli):
+    from dataclasses import replace
+
+    from stash2plex.records import Pause
+
+    scene = matchable(box)[0]
+    pause = Pause("plex_auth", "Plex rejected the token", 0, 0, setting="plex_token")
+    with box.store() as store:
+        store.enqueue([scene.id], "Scene.Update.Post")
+        store.change_holds(lambda holds: (replace(holds, pause=pause), []))
+    said = " ".join(cli("scene", str(scene.id)).stdout.split())
+    assert "queue held │ Plex rejected the token" in said

@@ -626,8 +626,10 @@ def config_check(cli: Cli) -> None:
             cli.say(f"warning: {warning}", color="yellow")
     for name in unknown:
         cli.say(f"warning: {name} is not a setting Stash2Plex reads (misspelt?)", color="yellow")
-    if config.missing:
-        labels = ", ".join(setting_label(key) for key in config.missing)
+    # A refused value is not missing too (it is marked invalid above).
+    missing = [key for key in config.missing if key not in config.invalid]
+    if missing:
+        labels = ", ".join(setting_label(key) for key in missing)
         if problem is None:
             cli.say(f"missing required settings: {labels}", color="red")
         else:
@@ -1014,7 +1016,11 @@ def _drain(
 
 
 # The rows of a sync's table, in words ("deferred" meant nothing to people trying it).
-DRAINED_WORDS = {"deferred": "tried, waits again", "dead_lettered": "dead lettered"}
+DRAINED_WORDS = {
+    "deferred": "tried, waits again",
+    "dead_lettered": "dead lettered",
+    "skipped": "skipped (no video file, or no metadata of its own yet)",
+}
 
 
 def _reasons(waiting: dict[str, int]) -> str:
@@ -1172,6 +1178,7 @@ def scene_command(cli: Cli, scene_id: int) -> None:
 
     from stash2plex.operations.inspect import NOT_IN_STASH, scene_report
     from stash2plex.operations.present import field_words, source_words, value_words, when
+    from stash2plex.operations.queue import hold_message
 
     now = _now()
     with cli.store() as store:
@@ -1181,6 +1188,9 @@ def scene_command(cli: Cli, scene_id: int) -> None:
             context = None
             reason = exc.message
         report = scene_report(store, scene_id, context, now=now)
+        held = hold_message(store.holds())
+    if held and report["job"] is not None:  # its next attempt waits for the whole queue
+        report["held"] = held
     if context is None:
         report.setdefault("note", f"Stash was not asked ({reason})")
     unknown = report["job"] is None and report["link"] is None and not report["dead_letters"]
@@ -1206,6 +1216,7 @@ def scene_command(cli: Cli, scene_id: int) -> None:
                 summary["failed attempts"] = job["attempts"]
             summary.update(
                 {
+                    **({"queue held": report["held"]} if report.get("held") else {}),
                     "next attempt": job["next_attempt"],
                     "last error": job["last_error"],
                     "candidates": "; ".join(job["candidates"]),
@@ -1461,7 +1472,7 @@ def outages(cli: Cli, limit: int) -> None:
             color="yellow",
         )
         sys.exit(EXIT_ATTENTION)
-    if not cli.as_json:
+    if not cli.as_json and not report["recent"]:
         # The history is the worker's: a Plex down while nothing synced is not in it yet.
         cli.say(
             "Outages are recorded when a sync meets Plex down; `stash2plex health` checks Plex now."

@@ -248,8 +248,20 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
     # not Plex's health.
     head = "Stash2Plex cannot use Plex" if code == EXIT_CONFIG else "Plex is NOT healthy"
     line = f"{head}: {report['detail']}"
+    failing = (report.get("status") or 0) >= 500 and report.get("status") != 503
     if code == EXIT_CONFIG:  # the detail names the setting to fix
         tail = f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} for it." if waiting else ""
+    elif failing:  # Plex runs, but fails: starting it is not the advice
+        tail = (
+            " Plex is running but failing: its log says why (Plex Web > Settings > "
+            "Troubleshooting > Download logs); restarting Plex often helps."
+            + (
+                f" {scenes(waiting)} {agree(waiting, 'waits', 'wait')} and "
+                f"{agree(waiting, 'syncs by itself', 'sync by themselves')} once it answers."
+                if waiting
+                else ""
+            )
+        )
     elif waiting:  # down: nothing to do but bring Plex back; nothing is lost meanwhile
         tail = (
             f" Start Plex (or wait while it restarts): {scenes(waiting)} "

@@ -548,6 +548,8 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
         "latency_ms": round(health.latency_ms, 1),
         "detail": detail,
         "problem": None if error is None else error.error_class,
+        # Plex's HTTP status when it answered with an error (a running Plex failing).
+        "status": getattr(error, "status", None),
         "breaker": status["breaker"],
         "paused": status["paused"],
         "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},
