@@ -13,7 +13,7 @@ import pytest
 
 from stash2plex.engine.context import build_context
 from stash2plex.engine.worker import Worker
-from stash2plex.errors import TransientError
+from stash2plex.errors import StoreError, TransientError
 from stash2plex.names import name_key
 from stash2plex.sandbox import images
 from stash2plex.sandbox.library import Tag
@@ -385,3 +385,42 @@ def test_with_plex_down_the_settle_asks_nothing_and_fails_what_it_awaited(box):
         assert box.plex.log.count() == requests  # a Plex that is down is not asked
         assert list(failed) == [(box.section_id, studio.name)]
         assert isinstance(failed[(box.section_id, studio.name)], TransientError)
+
+
+def test_one_failed_settle_is_one_failure_for_the_breaker_however_many_scenes_it_fails(tmp_path):
+    with sandbox(tmp_path, scenes=60) as box:
+        studios = studios_shown(box)
+        for studio in studios:
+            recorded_before_its_edit(box, studio)
+        box.plex.faults.fail(500, route=r"^GET /library/sections/\{id\}/collections$")
+
+        box.drain()
+
+        with box.store() as store:
+            holds, outages = store.holds(), store.outages()
+            waiting = store.waiting_counts()
+        assert holds.breaker.is_closed and outages == []  # one failed listing: no outage
+        assert waiting.get("retry", 0) >= len(studios) > 5  # each scene that made one retries
+        assert box.plex.log.count(COLLECTIONS_ROUTE) <= 3  # with Plex's quick re-asks
+
+
+def test_a_settle_that_raises_gives_its_scenes_back_instead_of_stranding_them(box, monkeypatch):
+    from stash2plex.sync.syncer import SceneSyncer
+
+    scene = studio_scene(box, parent_id=None)
+    studio = box.library.studios[scene.studio_id]
+    settle = SceneSyncer.settle_collections
+    raised = []
+
+    def busy_once(self, **kwargs):
+        if not raised:
+            raised.append(True)
+            raise StoreError("the store is busy (database is locked)")
+        return settle(self, **kwargs)
+
+    monkeypatch.setattr(SceneSyncer, "settle_collections", busy_once)
+
+    box.drain(scene.id)
+
+    assert raised and box.job(scene.id).state == "done"  # given back, synced again
+    assert collection(box, studio.name).summary == studio.details

@@ -215,3 +215,16 @@ def test_threads_that_waited_for_a_failed_request_share_its_failure_not_ask_in_t
 
     assert asked == ["sync-0"] and said == ["Plex did not answer in time"] * 4
     assert flight.run(lambda: None, lambda: "answered") == "answered"
+
+
+def test_the_threads_sharing_a_failed_request_count_it_once_for_the_breaker(tmp_path):
+    """Eight sync threads start together and wait for one GET /: Plex fails it (a 500 and its
+    quick re-asks). That is one failure for the circuit breaker, not eight: no outage."""
+    with sandbox(tmp_path, scenes=40, settings={"plex_max_concurrency": 8}) as box:
+        box.plex.faults.latency(0.2, route=r"^GET /$")  # the others queue up behind it
+        box.plex.faults.fail(500, count=3, route=r"^GET /$")
+
+        box.drain()
+
+        with box.store() as store:
+            assert store.holds().breaker.is_closed and store.outages() == []

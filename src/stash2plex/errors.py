@@ -23,6 +23,7 @@ Translation of library exceptions happens at each client's boundary (`clients.pl
 
 from __future__ import annotations
 
+import copy
 import re
 
 # Not `typing.TYPE_CHECKING`: importing typing costs the hook process ~5 ms (see plugin/entry.py).
@@ -63,6 +64,15 @@ class SyncError(Exception):
         self.status = status
         # Writes of this attempt that timed out and may still land (see sync.settle).
         self.unsettled: list[UnsettledWrite] = []
+        # One failure several scenes share (a request made for all of them): the circuit
+        # breaker counts it once, for the scene that raised it first.
+        self.shared = False
+
+    def shared_copy(self) -> SyncError:
+        """This failure as the scenes after the first one to meet it get it."""
+        shared = copy.copy(self)
+        shared.shared = True
+        return shared
 
 
 class TransientError(SyncError):

@@ -35,7 +35,8 @@ class SingleFlight:
             if result is not None:
                 return result
             if self._finished != seen and self._failure is not None:
-                raise self._failure  # it failed while this thread waited: not asked again
+                # It failed while this thread waited: not asked again, and counted once.
+                raise self._failure.shared_copy()
             try:
                 result = work()
             except SyncError as exc:

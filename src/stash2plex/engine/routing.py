@@ -172,7 +172,10 @@ def _transient(
             # Scenes in flight when the breaker opened fail the same way: they wait for Plex
             # with the rest, attempts untouched.
             return _failed("wait", job.attempts, error, "plex_down")
-        state, change = breakers.record_failure(breaker, now, job.scene_id, error.message)
+        if not error.shared:  # a failure several scenes share counts once
+            state, change = breakers.record_failure(breaker, now, job.scene_id, error.message)
+        else:
+            change = None
         if change is not None:
             # Plex fails for everyone: this is an outage. The job waits for the breaker and
             # its attempt is not counted (nor, in the store, those of the streak before it).

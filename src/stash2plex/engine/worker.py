@@ -578,17 +578,25 @@ class Worker:
         listing finds them all, and a failure to give one its art is its scenes' failure
         (retried, counted, dead-lettered like any other). A worker asked to stop gives them
         back instead: the next one syncs them again (nothing to write but the art)."""
+        jobs = [attempt.job for attempt in settling]
         if self._stop.is_set():
-            self.store.release([attempt.job for attempt in settling])
+            self.store.release(jobs)
             return holds
-        syncer = self._syncer(context)
-        failed = syncer.settle_collections(ask_plex=holds.breaker.is_closed)
+        try:
+            failed = self._syncer(context).settle_collections(ask_plex=holds.breaker.is_closed)
+        except Exception:  # the store busy, a bug: the jobs are synced again, not stranded
+            self.store.release(jobs)
+            raise
         secrets = context.config.secrets() + context.stash.connection.secrets()
+        met: set[int] = set()  # failures already routed once (the breaker counts each once)
         for attempt in settling:
             error = next((failed[key] for key in attempt.awaiting if key in failed), None)
             if error is not None:
                 error.message = errors.redact(error.message, secrets)
-                attempt = replace(attempt, result=error)
+                attempt = replace(
+                    attempt, result=error if id(error) not in met else error.shared_copy()
+                )
+                met.add(id(error))
             holds, _ = self._finish(context, attempt, holds, report, progress)
         return holds
 
