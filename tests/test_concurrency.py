@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from stash2plex.engine.worker import BATCH_SIZE, Worker
-from stash2plex.errors import TransientError
+from stash2plex.errors import ConfigError, SyncError, TransientError
 from stash2plex.single_flight import SingleFlight
 from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 
@@ -183,7 +185,17 @@ def test_sync_threads_starting_together_ask_plex_once_for_what_they_share(tmp_pa
         assert box.plex.log.count("GET /library/sections/{id}/all") == 1
 
 
-def test_threads_that_waited_for_a_failed_request_share_its_failure_not_ask_in_turn():
+@pytest.mark.parametrize(
+    "failure",
+    [
+        TransientError("Plex did not answer in time", server="plex"),
+        # A failure whose class takes a required keyword of its own (the library named is not
+        # in Plex): the waiters get it as it is, not an error about copying it.
+        ConfigError("Plex has no library named 'Moviez'", setting="plex_library"),
+    ],
+    ids=["timeout", "wrong library"],
+)
+def test_threads_that_waited_for_a_failed_request_share_its_failure_not_ask_in_turn(failure):
     """Behind a Plex that hangs, four threads asking one after another would wait four
     timeouts: those that waited get the first one's failure; a later call asks again."""
     flight = SingleFlight()
@@ -193,15 +205,15 @@ def test_threads_that_waited_for_a_failed_request_share_its_failure_not_ask_in_t
         asked.append(threading.current_thread().name)
         asking.set()
         answer.wait(10)
-        raise TransientError("Plex did not answer in time", server="plex")
+        raise failure
 
-    said: list[str] = []
+    said: list[tuple[type, str, bool]] = []
 
     def ask() -> None:
         try:
             flight.run(lambda: None, hangs)
-        except TransientError as exc:
-            said.append(exc.message)
+        except SyncError as exc:
+            said.append((type(exc), exc.message, exc.shared))
 
     threads = [threading.Thread(target=ask, name=f"sync-{n}") for n in range(4)]
     threads[0].start()
@@ -213,7 +225,11 @@ def test_threads_that_waited_for_a_failed_request_share_its_failure_not_ask_in_t
     for thread in threads:
         thread.join(10)
 
-    assert asked == ["sync-0"] and said == ["Plex did not answer in time"] * 4
+    assert asked == ["sync-0"]
+    assert (
+        sorted(said, key=lambda one: one[2])
+        == [(type(failure), failure.message, False)] + [(type(failure), failure.message, True)] * 3
+    )
     assert flight.run(lambda: None, lambda: "answered") == "answered"
 
 

@@ -359,3 +359,24 @@ def test_unreadable_settings_keep_checking_with_backoff():
 
 def test_check_delays_back_off_and_cap():
     assert [pauses.check_delay(n) for n in range(6)] == [5, 10, 20, 40, 60, 60]
+
+
+def _every_subclass(cls: type) -> list[type]:
+    return [cls, *(sub for direct in cls.__subclasses__() for sub in _every_subclass(direct))]
+
+
+@pytest.mark.parametrize("error_type", _every_subclass(errors.SyncError), ids=lambda t: t.__name__)
+def test_every_failure_can_be_shared_by_the_scenes_that_met_it(error_type):
+    """One failure of a request made for several scenes reaches each of them: the copies keep
+    class, message and fields, are marked shared, and carry none of the first attempt's writes."""
+    needs = {"setting": "plex_library"} if issubclass(error_type, errors.ConfigError) else {}
+    first = error_type("Plex has no library named 'Moviez'", server="plex", status=404, **needs)
+    first.unsettled.append(object())
+
+    copy = first.shared_copy()
+
+    assert type(copy) is error_type and copy.message == first.message and copy.status == 404
+    assert copy.shared and not first.shared and copy.unsettled == [] and first.unsettled
+    assert str(copy) == str(first)
+    if needs:
+        assert copy.setting == "plex_library"

@@ -23,7 +23,6 @@ Translation of library exceptions happens at each client's boundary (`clients.pl
 
 from __future__ import annotations
 
-import copy
 import re
 
 # Not `typing.TYPE_CHECKING`: importing typing costs the hook process ~5 ms (see plugin/entry.py).
@@ -69,8 +68,14 @@ class SyncError(Exception):
         self.shared = False
 
     def shared_copy(self) -> SyncError:
-        """This failure as the scenes after the first one to meet it get it."""
-        shared = copy.copy(self)
+        """This failure as the scenes after the first one to meet it get it: same class, message
+        and fields, marked `shared`, without the writes of the attempt that raised it (those
+        belong to that attempt alone)."""
+        # Built without calling __init__: subclasses add required keyword arguments (ConfigError's
+        # `setting`) that a generic copy cannot pass back.
+        shared = type(self).__new__(type(self), *self.args)
+        shared.__dict__.update(self.__dict__)
+        shared.unsettled = []
         shared.shared = True
         return shared
 
