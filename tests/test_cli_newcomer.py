@@ -485,3 +485,31 @@ def test_health_of_a_plex_failing_every_request_says_to_look_at_its_log_not_to_s
     said = " ".join(cli("health", expect=1).stderr.split())
     assert "Plex is NOT healthy: Plex failed the request (HTTP 500" in said
     assert "Plex is running but failing: its log says why" in said and "Start Plex" not in said
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path, output):
+    """`stash2plex queue list --json | head -1`: the reader leaves early; the command stops
+    without a "Broken pipe" message and the queue is untouched."""
+    from stash2plex.store.db import Store
+
+    with Store.open(tmp_path) as store:
+        store.enqueue(range(1, 3001), "test")
+    command = [sys.executable, "-m", "stash2plex", "--data-dir", str(tmp_path), "queue", "list"]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    try:
+        run = subprocess.run(
+            [*command, "--limit", "3000", *output],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+
+    assert run.returncode == 1
+    assert run.stderr == "", run.stderr
+    with Store.open(tmp_path) as store:
+        assert store.job_counts()["pending"] == 3000

@@ -40,7 +40,9 @@ class Stash2PlexGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
+            # A closed pipe (`stash2plex queue list | head`) is the reader having read enough:
+            # click ends such a run quietly, not with "Broken pipe".
             raise
         except SyncError as exc:
             _fail(exc)
