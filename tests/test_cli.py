@@ -58,6 +58,33 @@ def test_config_check_shows_values_sources_and_masks_the_token(box, cli, tmp_pat
     }
     assert rows["path_map"]["value"] == [box.library.path_map.replace(" => ", " => ")]
     assert rows["plex_timeout"]["source"] == "default"
+    # The Stash the settings were read from, and why that one.
+    assert rows["stash_url"]["value"] == box.stash.url
+    assert rows["stash_url"]["source"] == "environment STASH2PLEX_STASH_URL"
+
+
+def test_config_check_and_diagnose_say_which_stash_and_where_its_address_came_from(
+    box, cli, monkeypatch
+):
+    """Inside Stash the address is the connection Stash gave the plugin; the command line
+    then reads that one (kept in the store) unless STASH2PLEX_STASH_URL says otherwise."""
+    from stash2plex.engine.context import FROM_STASH
+    from stash2plex.store.schema import SERVER_CONNECTION_KEY
+
+    host, port = box.stash.url.removeprefix("http://").split(":")
+    with box.store() as store:
+        store.put_value(SERVER_CONNECTION_KEY, {"Scheme": "http", "Host": host, "Port": int(port)})
+    monkeypatch.delenv("STASH2PLEX_STASH_URL")
+
+    rows = {
+        row["key"]: row for row in json.loads(cli("--json", "config", "check").output)["settings"]
+    }
+    assert rows["stash_url"]["value"] == box.stash.url
+    assert rows["stash_url"]["source"] == FROM_STASH
+    diagnosed = json.loads(cli("--json", "diagnose").output)
+    assert diagnosed[0]["detail"].endswith(
+        f"answers at {box.stash.url} (the connection Stash gave the plugin (its last hook or task))"
+    )
 
 
 def test_a_plex_url_carrying_the_token_is_shown_nowhere_with_it(box, cli, monkeypatch):

@@ -522,7 +522,7 @@ def config_check(cli: Cli) -> None:
     The table is printed even when a required setting is missing or a value is invalid (they
     are marked); the exit code is then 2.
     """
-    from stash2plex.engine.context import connect_stash
+    from stash2plex.engine.context import connect_stash, stash_address
     from stash2plex.settings.config import (
         PLUGIN_ID,
         SETTINGS,
@@ -535,6 +535,7 @@ def config_check(cli: Cli) -> None:
 
     problem = None
     with cli.store() as store:
+        stash_url, stash_source = stash_address(store, cli.local())
         try:
             stash_values = connect_stash(store, None, cli.local()).plugin_settings(PLUGIN_ID)
         except SyncError as exc:
@@ -545,7 +546,17 @@ def config_check(cli: Cli) -> None:
     values, sources = effective_settings(stash_values, cli.local())
     config = build_config(values)
     cli.hide_paths(config.obfuscate_paths)
-    rows = []
+    # First the Stash these settings are read from: the command line's own address, or the one
+    # Stash gave the plugin.
+    rows: list[dict[str, Any]] = [
+        {
+            "key": "stash_url",
+            "value": stash_url,
+            "shown": stash_url or "not known",
+            "source": stash_source or "not set",
+            "problem": None if stash_url else "missing: set STASH2PLEX_STASH_URL",
+        }
+    ]
     bad_values: list[str] = []  # values refused (their default applies): still an error
 
     def masked(value: Any) -> str:

@@ -14,7 +14,13 @@ from typing import Any
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
 from stash2plex.errors import AuthError, ConfigError, NotConfiguredError
-from stash2plex.settings.config import PLUGIN_ID, Config, build_config, setting_label
+from stash2plex.settings.config import (
+    PLUGIN_ID,
+    Config,
+    build_config,
+    setting_label,
+    without_credentials,
+)
 from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
 from stash2plex.store.db import Store
 from stash2plex.store.schema import SERVER_CONNECTION_KEY
@@ -88,6 +94,23 @@ def _plex_settings_print(config: Config) -> str:
     """A fingerprint of the URL and token (16 hex digits; the token cannot be read back)."""
     text = f"{config.plex_url}\0{config.plex_token}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+# Where the Stash address came from when Stash gave it (see `stash_address`).
+FROM_STASH = "the connection Stash gave the plugin (its last hook or task)"
+
+
+def stash_address(store: Store, local: LocalSettings | None = None) -> tuple[str | None, str]:
+    """Which Stash the command line talks to and where that address came from, as
+    `connect_stash` chooses it: `(url without credentials, source)` (a `sources` form:
+    "environment STASH2PLEX_STASH_URL", "file <path>", FROM_STASH), or `(None, "")` when no
+    address is known. Reads the store only; asks no server."""
+    if local is not None and local.stash_url:
+        return without_credentials(local.stash_url), local.sources.get("stash_url", "")
+    connection = store.get_value(SERVER_CONNECTION_KEY)
+    if connection:
+        return StashConnection.from_server_connection(connection).url, FROM_STASH
+    return None, ""
 
 
 def connect_stash(

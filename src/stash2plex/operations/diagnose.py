@@ -17,7 +17,7 @@ from typing import Any
 from stash2plex import errors
 from stash2plex.clients.plex import PlexClient
 from stash2plex.engine import pauses
-from stash2plex.engine.context import answered_before, connect_stash, load_config
+from stash2plex.engine.context import answered_before, connect_stash, load_config, stash_address
 from stash2plex.paths import basename, nfc, path_key, split_path
 from stash2plex.settings.config import setting_label
 from stash2plex.settings.sources import LocalSettings, source_words, unknown_variables
@@ -139,7 +139,10 @@ def diagnose(
     except errors.SyncError as exc:
         variable, fix = _environment_fix(exc) or _stash_fix(exc)
         return [Check("Stash", False, exc.message, fix, setting=variable)]
-    checks.append(Check("Stash", True, f"Stash {version} answers"))
+    url, source = stash_address(store, local)
+    checks.append(
+        Check("Stash", True, f"Stash {version} answers at {url} ({source_words(source)})")
+    )
     config, sources = load_config(stash, local)
     checks.append(_settings_check(sources))
     for name in unknown_variables():
