@@ -206,7 +206,7 @@ def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, c
     assert box.plex.log.count(edits) > 0  # tried now, not in ten minutes
     job = box.job(scene.id)
     assert job.reason == "retry" and job.attempts >= 2  # the failed tries still count
-    failure = f"It failed with: Plex failed the edit of item {box.rating_key(scene)} (HTTP 500"
+    failure = f"It failed with: Plex failed the edit of Plex item {box.rating_key(scene)} (HTTP 500"
     assert failure in said
     # Judged on this sync's scene: the other one's older failure is not blamed.
     assert "1 scene waits (1 to be retried)" in said and "older failure" not in said

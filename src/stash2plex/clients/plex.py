@@ -516,7 +516,7 @@ class PlexClient:
         self._query(
             f"/library/sections/{section_id}/all{utils.joinArgs(args)}",
             method="PUT",
-            action=f"the edit of item {rating_key}",
+            action=f"the edit of Plex item {rating_key}",
         )
 
     def upload_image(self, rating_key: int, kind: str, data: bytes) -> None:
@@ -526,7 +526,7 @@ class PlexClient:
             f"/library/metadata/{rating_key}/{plural}",
             method="POST",
             data=data,
-            action=f"the {kind} upload for item {rating_key}",
+            action=f"the {kind} upload for Plex item {rating_key}",
         )
 
     def rate(self, rating_key: int, rating: float | None) -> None:
@@ -535,7 +535,7 @@ class PlexClient:
         self._query(
             f"/:/rate?key={rating_key}&identifier=com.plexapp.plugins.library&rating={value}",
             method="PUT",
-            action=f"the rating of item {rating_key}",
+            action=f"the rating of Plex item {rating_key}",
         )
 
     # ------------------------------------------------------------------ plays (Plex -> Stash)

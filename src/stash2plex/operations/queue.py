@@ -312,7 +312,7 @@ def _preview_scene(syncer: SceneSyncer, scene: dict[str, Any]) -> ScenePreview:
     rating_notes: list[str] = []
     for plan, current in zip(plans, currents, strict=True):
         # A scene whose files Plex holds as several items: name the item for all but the first.
-        suffix = f" (item {plan.match.rating_key})" if plan.position else ""
+        suffix = f" (Plex item {plan.match.rating_key})" if plan.position else ""
         if current is None:
             continue
         writes, keeps = _compare_with_plex(plan, current)
