@@ -86,3 +86,39 @@ def test_first_pushes_that_need_their_whole_item_read_it_a_batch_at_a_time(tmp_p
         assert len(reads) <= 3, "one read per claimed batch of first pushes"
         # Every item exactly right: the agent's names the scenes do not have are gone.
         assert library_problems(box.plex, box.library) == {}
+
+
+def test_scenes_held_by_a_conflict_are_not_read_ahead_when_queued_again(tmp_path):
+    """Two scenes whose files Plex stacked into one item wait for the user (a conflict). Sync
+    All queues them again: they conflict again without their item being read (an unchanged
+    re-sync asks Plex nothing for them); merged in Stash, the survivor syncs."""
+    with sandbox(tmp_path, scenes=20, seed=5) as box:
+        first, second = sorted(
+            (s for s in box.library.scenes.values() if len(s.files) == 1 and s.in_plex),
+            key=lambda s: s.id,
+        )[:2]
+        for scene in (first, second):
+            box.plex.delete_item(box.rating_key(scene))
+        stacked = box.plex.add_item(
+            box.section_id,
+            [box.library.plex_path(s.files[0].path) for s in (first, second)],
+            sizes=[first.files[0].size, second.files[0].size],
+            stacked=True,
+        )
+        box.drain(first.id, second.id)
+        assert box.job(first.id).reason == box.job(second.id).reason == "conflict"
+
+        clock = SteppedClock()
+        clock.offset = INDEX_FRESH_SECONDS + 1  # every first push would be read ahead
+        before = len(box.plex.log.entries)
+        box.queue(first.id, second.id)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        assert box.job(first.id).reason == box.job(second.id).reason == "conflict"
+        assert [r.path for r in box.plex.log.entries[before:] if r.route == DETAIL] == []
+
+        box.stash.merge_scenes(first.id, [second.id])
+        box.queue(first.id)
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        assert box.job(first.id).state == "done"
+        assert box.plex.item(stacked).title == first.title.strip()

@@ -486,7 +486,7 @@ class Worker:
         rest of the batch to the pool again."""
         requests_before = context.plex.request_count
         scenes = self._prefetch(context, jobs)
-        self._syncer(context).read_ahead(scenes.values())
+        self._read_ahead(context, jobs, scenes)
         wide = max(1, context.config.plex_max_concurrency)
         # After a probe closed the breaker, one scene tries first (the ramp widens later).
         narrow_while_local = self._last_batch_local and not holds.breaker.trial
@@ -519,7 +519,7 @@ class Worker:
                     exhausted = True
                 else:
                     ahead = batch.scenes()
-                    self._syncer(context).read_ahead(ahead.values())
+                    self._read_ahead(context, batch.jobs, ahead)
                     scenes.update(ahead)
                     queued.extend(batch.jobs)
             elif pool is None and refill and lookahead is None:
@@ -565,6 +565,16 @@ class Worker:
             self.store.release(unsynced)
         self._last_batch_local = handled > 0 and local()
         return handled
+
+    def _read_ahead(self, context: Context, jobs: list[Job], scenes: dict[int, Any]) -> None:
+        """Read ahead the Plex items of the batch's first pushes (`SceneSyncer.read_ahead`),
+        but for scenes last held by a conflict: they conflict again without reading their
+        item unless the user resolved it (a re-sync of a library with such scenes then
+        asks Plex nothing)."""
+        conflicted = {job.scene_id for job in jobs if job.last_error_class == errors.CONFLICT}
+        self._syncer(context).read_ahead(
+            scene for scene_id, scene in scenes.items() if scene_id not in conflicted
+        )
 
     def _settle(
         self,
