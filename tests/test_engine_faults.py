@@ -511,3 +511,40 @@ def test_a_worker_leaving_over_its_own_wrong_variable_hands_the_queue_to_one_wit
 
     wait_until(drained, timeout=60, message="the next worker's drain")
     assert box.item(saved).title == saved.title.strip()
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["plex_library named", "plex_library empty"])
+def test_a_library_deleted_in_plex_holds_the_queue_naming_the_setting(tmp_path, named):
+    """The library the scenes were synced into is deleted in Plex: the next syncs hold the
+    queue with the same sentence as a wrong library name (the setting to fix), not "not in
+    Plex" per scene; a library made again in Plex gets everything synced by itself."""
+    settings = {"plex_library": "Stash Scenes"} if named else {"plex_library": ""}
+    with sandbox(tmp_path, scenes=30, seed=5, settings=settings) as box:
+        box.drain()
+        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex][:6]
+        box.plex.add_section("TV Shows", ["/plex/tv"], type="show")  # Plex keeps another
+        box.plex.delete_section(box.section_id)
+        for scene in scenes:
+            box.stash.update_scene(scene.id, title=f"After the library went {scene.id}")
+        box.queue(*[s.id for s in scenes])
+        clock = SteppedClock()
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        with box.store() as store:
+            pause = store.holds().pause
+            assert store.dead_letters() == []
+        assert pause is not None and pause.setting == "plex_library", pause
+        expected = "no library named 'Stash Scenes'" if named else "no Movies or Other Videos"
+        assert expected in pause.message
+        assert {box.job(s.id).reason for s in scenes} != {"not_in_plex"}
+
+        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
+        for scene in box.library.scenes.values():
+            if scene.files and scene.in_plex:
+                box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        clock.offset += 3600  # the hold's next check
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        for scene in scenes:
+            assert box.job(scene.id).state == "done", scene.id
+            key = box.plex.find_by_file(box.library.plex_path(scene.files[0].path))
+            assert box.plex.item(key).title == f"After the library went {scene.id}"

@@ -614,13 +614,15 @@ class PlexLibrary:
                     coll.children.remove(rating_key)
 
     def delete_section(self, section_id: int) -> None:
-        """Remove a library with its items (Plex Web: Manage Library > Delete); its key then
-        answers 404."""
+        """Remove a library with its items and collections (Plex Web: Manage Library >
+        Delete); their keys then answer 404."""
         with self.lock:
             if section_id not in self.sections:
                 raise KeyError(section_id)
             for key in [k for k, item in self.items.items() if item.section_id == section_id]:
                 self.delete_item(key)
+            for coll in self.section_collections(section_id):
+                del self.collections[coll.rating_key]
             del self.sections[section_id]
             self._scannable.pop(section_id, None)
 

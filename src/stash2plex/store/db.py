@@ -1113,6 +1113,16 @@ class Store:
             conn.execute("DELETE FROM plex_index WHERE rating_key = ?", (rating_key,))
             conn.execute("DELETE FROM plex_items WHERE rating_key = ?", (rating_key,))
 
+    def keep_index_of(self, section_ids: list[int]) -> None:
+        """Drop the index of every section but these (a library deleted in Plex, or no longer
+        named in the settings): its files must not match scenes to items it no longer holds."""
+        marks = ", ".join("?" * len(section_ids))
+        with self.transaction() as conn:
+            for table in ("plex_index", "plex_items"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE section_id NOT IN ({marks})", tuple(section_ids)
+                )
+
     def indexed_rating_keys(self, section_id: int) -> set[int]:
         """The ratingKeys the index holds for one section."""
         rows = self._conn.execute(

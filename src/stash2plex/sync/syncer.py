@@ -225,6 +225,7 @@ class PlexIndex:
                     setting="plex_library",
                 )
         found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
+        self.store.keep_index_of([section["id"] for section in found])
         self.store.put_value(
             "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
         )
@@ -248,19 +249,38 @@ class PlexIndex:
         names = ", ".join(f"'{section['title']}'" for section in found)
         return replace(health, detail=f"{health.detail}; syncing into {names}")
 
-    def refresh(self, *, force: bool = False, full: bool = False) -> bool:
-        """Bring the index up to date unless that happened very recently. True if it did.
+    def refresh(self, *, force: bool = False, full: bool = False, seen: int | None = None) -> bool:
+        """Bring the index up to date unless that happened very recently. True if the index
+        changed: refreshed now, or (`seen`: `refreshes()` when the caller last looked) by
+        another thread since the caller looked, which a match made before must not miss.
 
         Incremental: read the newest items first and stop at the first one already indexed;
         if the section's total then disagrees with the index (items deleted), re-list it.
         """
         with _REFRESH_LOCK:  # threads missing at once share one listing
+            if not force and seen is not None and _REFRESHES[0] != seen:
+                return True
             last = self.store.get_value("plex_index_refreshed_at", 0.0)
             if not force and self.clock() - float(last) < self.refresh_min_seconds:
                 return False
             return self._refresh(full)
 
+    @staticmethod
+    def refreshes() -> int:
+        """How many refreshes of the index this process has made (see `refresh`'s `seen`)."""
+        return _REFRESHES[0]
+
     def _refresh(self, full: bool) -> bool:
+        try:
+            return self._list_sections(full)
+        except NotInPlexError:
+            # A library the sections named is gone (deleted in Plex since they were read):
+            # read them again, which names the setting to fix (ConfigError) when it was named
+            # there, else lists the libraries there are now.
+            self.sections(refresh=True)
+            return self._list_sections(full=True)
+
+    def _list_sections(self, full: bool) -> bool:
         listed_all = True
         appeared: set[int] = set()
         for section_id in self.section_ids():
@@ -290,6 +310,7 @@ class PlexIndex:
         self.store.put_value("plex_index_refreshed_at", now)
         if listed_all:
             self.store.put_value("plex_index_full_at", now)
+        _REFRESHES[0] += 1  # under _REFRESH_LOCK
         return True
 
     def fresh(self) -> bool:
@@ -340,8 +361,9 @@ class PlexIndex:
         Raises AmbiguousMatchError or NotInPlexError.
         """
         self.ensure_built()
+        seen = self.refreshes()
         result = self._match(files, taken)
-        if (self._missing(result) or self._by_name(result)) and self.refresh():
+        if (self._missing(result) or self._by_name(result)) and self.refresh(seen=seen):
             result = self._match(files, taken)
         reread = False
         doubtful = self._doubtful(result, linked or [], scene_id)
@@ -480,6 +502,7 @@ class PlexIndex:
 
 
 _REFRESH_LOCK = threading.Lock()
+_REFRESHES = [0]  # refreshes of the index made by this process (see `PlexIndex.refresh`)
 _SECTIONS = SingleFlight()
 _BUILD = SingleFlight()
 # `SceneSyncer.sync` was given no scene: it reads the scene itself.
