@@ -225,7 +225,7 @@ class PlexIndex:
                     setting="plex_library",
                 )
         found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
-        self.store.keep_index_of([section["id"] for section in found])
+        self.store.keep_index_of([s.id for s in chosen])
         self.store.put_value(
             "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
         )
