@@ -87,13 +87,41 @@ def test_config_check_and_diagnose_say_which_stash_and_where_its_address_came_fr
     )
 
 
-def test_a_plex_url_carrying_the_token_is_shown_nowhere_with_it(box, cli, monkeypatch):
-    url = f"{box.plex.url}/library/metadata/1?X-Plex-Token=aBcDeFgH12345"
+@pytest.mark.parametrize(
+    "address",
+    [
+        "{url}/library/metadata/1?X-Plex-Token=aBcDeFgH12345",
+        # Typed without the scheme: refused for that, still never repeated with the token.
+        "{host}/?X-Plex-Token=aBcDeFgH12345",
+        "user:aBcDeFgH12345@{host}",
+    ],
+)
+def test_a_plex_url_carrying_the_token_is_shown_nowhere_with_it(box, cli, monkeypatch, address):
+    url = address.format(url=box.plex.url, host=box.plex.url.removeprefix("http://"))
     monkeypatch.setenv("STASH2PLEX_PLEX_URL", url)
-    for command in (("config", "check"), ("--json", "config", "check"), ("health",)):
+    for command in (("config", "check"), ("--json", "config", "check"), ("health",), ("diagnose",)):
         result = cli(*command, expect=2)
         assert "aBcDeFgH12345" not in result.output + result.stderr, command
-        assert "plex_token" in result.output + result.stderr, command
+        assert "plex_url" in result.output + result.stderr, command
+
+
+@pytest.mark.parametrize(
+    "address", ["user:sEcReT-pw-77@{host}", "http://[::1", "{host}?apikey=sEcReT-pw-77"]
+)
+def test_a_stash_url_that_is_refused_is_shown_nowhere_with_its_login(
+    box, cli, monkeypatch, address
+):
+    monkeypatch.setenv(
+        "STASH2PLEX_STASH_URL", address.format(host=box.stash.url.removeprefix("http://"))
+    )
+    monkeypatch.setenv("STASH2PLEX_STASH_API_KEY", "sEcReT-pw-77")
+    for command in (("config", "check"), ("--json", "config", "check"), ("diagnose",), ("health",)):
+        result = cli(*command, expect=2)
+        said = result.output + result.stderr
+        assert "sEcReT-pw-77" not in said and "Traceback" not in said, command
+        assert "stash_url" in said, command
+    rows = json.loads(cli("--json", "config", "check", expect=2).stdout)["settings"]
+    assert rows[0]["key"] == "stash_url" and rows[0]["problem"] == "invalid (see below)"
 
 
 def test_missing_required_setting_exits_2_naming_it(cli, monkeypatch):

@@ -465,7 +465,7 @@ def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
     checks = json.loads(cli("--json", "diagnose", expect=2).output)
     failed = [c for c in checks if not c["ok"]]
     assert [c["name"] for c in failed] == ["setting plex_url"], failed  # not "missing" too
-    assert "starting with http:// or https://, here http://plex.local:32400" in str(failed)
+    assert "starting with http:// or https://, such as http://plex.local:32400" in str(failed)
     checked = " ".join(cli("config", "check", expect=2).output.split())
     assert "plex.local:32400 (refused)" in checked and "missing" not in checked
     assert failed[0]["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")

@@ -123,8 +123,8 @@ def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash
 @pytest.mark.parametrize(
     ("typed", "said"),
     [
-        ("stash.local:9999", "here http://stash.local:9999"),
-        ("stash.local:9999/?apikey=secret-KEY-77", "here http://stash.local:9999"),
+        ("stash.local:9999", "(such as http://stash.local:9999)"),
+        ("stash.local:9999/?apikey=secret-KEY-77", "(such as http://stash.local:9999)"),
         ("user:secret-KEY-77@stash.local:9999", "e.g. http://127.0.0.1:9999"),
     ],
 )
@@ -133,3 +133,22 @@ def test_an_address_without_its_scheme_is_answered_with_it_fixed_never_with_a_ke
         StashConnection.from_url(typed)
     assert refused.value.setting == "stash_url"
     assert said in refused.value.message and "secret-KEY-77" not in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["http://[::1", "http://127.0.0.1:99999", "http://stash.local:port"],
+)
+def test_an_address_that_is_not_one_names_the_setting_without_a_traceback(typed):
+    with pytest.raises(ConfigError) as refused:
+        StashConnection.from_url(typed)
+    assert refused.value.setting == "stash_url"
+    assert "is not an address" in refused.value.message
+
+
+def test_a_login_in_the_address_is_refused_saying_the_api_key_given_is_used():
+    with pytest.raises(ConfigError) as refused:
+        StashConnection.from_url("http://user:secret-KEY-77@127.0.0.1:9999", "secret-KEY-77")
+    assert "the API key given in STASH2PLEX_STASH_API_KEY is used" in refused.value.message
+    assert "(http://127.0.0.1:9999)" in refused.value.message
+    assert "secret-KEY-77" not in refused.value.message

@@ -435,13 +435,27 @@ class Cli:
 
         return obfuscate_data(data) if self._hiding_paths() else data
 
+    def redact(self, text: str) -> str:
+        """`text` without tokens nor the secrets given here (the Plex token and Stash's API
+        key from the environment or the settings file), wherever a message quotes them (an
+        address typed with the token in it)."""
+        from stash2plex.errors import redact
+        from stash2plex.settings.config import SETTINGS
+
+        try:
+            values = self.local().values
+        except Exception:  # the settings file is unreadable: its own message says so
+            values = {}
+        keys = [setting.key for setting in SETTINGS if setting.secret] + ["stash_api_key"]
+        return redact(text, [str(values[key]) for key in keys if values.get(key)])
+
     def show(self, data: Any, render: Any = None) -> None:
         """Print `data` as JSON with --json, else `render(data)` (a rich renderable or text)
         or the data as a table; paths are hidden first when `obfuscate_paths` is on."""
         data = self.scrub(data)
         self.printed = True
         if self.as_json:
-            click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+            click.echo(self.redact(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
             return
         from rich.console import Console
 
@@ -450,7 +464,7 @@ class Cli:
 
     def say(self, message: str, *, color: str | None = None) -> None:
         """A line for people on stderr (never mixed into --json output)."""
-        click.secho(f"stash2plex: {self.scrub(message)}", fg=color, err=True)
+        click.secho(f"stash2plex: {self.redact(self.scrub(message))}", fg=color, err=True)
 
 
 class _SceneId(click.IntRange):
@@ -473,6 +487,8 @@ def _die(message: str, code: int) -> NoReturn:
     command printed its JSON already (stdout then stays one document)."""
     ctx = click.get_current_context(silent=True)
     cli = ctx.find_object(Cli) if ctx is not None else None
+    if cli is not None:
+        message = cli.redact(message)
     if cli is not None and cli.as_json and not cli.printed:
         click.echo(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
     click.secho(f"stash2plex: {message}", fg="red", err=True)
@@ -523,13 +539,13 @@ def config_check(cli: Cli) -> None:
     are marked); the exit code is then 2.
     """
     from stash2plex.engine.context import connect_stash, stash_address
+    from stash2plex.errors import ConfigError, without_credentials
     from stash2plex.settings.config import (
         PLUGIN_ID,
         SETTINGS,
         build_config,
         setting_label,
         shown_value,
-        without_credentials,
     )
     from stash2plex.settings.sources import effective_settings, source_words, unknown_variables
 
@@ -557,6 +573,8 @@ def config_check(cli: Cli) -> None:
             "problem": None if stash_url else "missing: set STASH2PLEX_STASH_URL",
         }
     ]
+    if isinstance(problem, ConfigError) and problem.setting == "stash_url":
+        rows[0]["problem"] = "invalid (see below)"
     bad_values: list[str] = []  # values refused (their default applies): still an error
 
     def masked(value: Any) -> str:
@@ -575,7 +593,10 @@ def config_check(cli: Cli) -> None:
         given = values.get(setting.key)
         refused = setting.key in config.invalid or bool(rejected)
         if refused and given is not None and str(given).strip():
-            given = masked(given) if setting.secret else without_credentials(str(given))
+            if setting.secret:
+                given = masked(given)
+            elif setting.is_address:
+                given = without_credentials(str(given))
             shown = f"{given} (refused)"
         else:
             given = None

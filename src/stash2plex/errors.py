@@ -226,6 +226,21 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     return text
 
 
+def without_credentials(text: str) -> str:
+    """An address shown without what may carry a credential: a login, and anything after the
+    host and port (a query, `;X-Plex-Token=…`, a percent-encoded one) as "…"; typed without
+    its scheme (`user:token@host:32400`, `host:32400/?X-Plex-Token=…`) as well."""
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        scheme, rest = "", text
+    login = ""
+    if "@" in rest:  # everything to the last @ (a login may hold a / or a ?) is hidden
+        login, rest = "…@", rest.rpartition("@")[2]
+    host = re.split(r"[/?#;]", rest, maxsplit=1)[0]
+    more = "…" if rest[len(host) :].strip("/") else ""
+    return f"{scheme}{separator}{login}{host}{more}"
+
+
 def shorten(text: str, limit: int = 300) -> str:
     """One line of at most `limit` characters (for messages that quote a server's answer)."""
     text = " ".join(text.split())

@@ -40,6 +40,7 @@ from stash2plex.errors import (
     error_for_status,
     redact,
     shorten,
+    without_credentials,
 )
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
@@ -102,26 +103,43 @@ class StashConnection:
 
     @classmethod
     def from_url(cls, url: str, api_key: str | None = None) -> StashConnection:
-        """A connection given by address, for the command line and the service."""
+        """A connection given by address, for the command line and the service. Raises
+        ConfigError (setting `stash_url`) for an address that is not one, saying the fix and
+        never repeating a login or query the address carried."""
         text = url.strip().rstrip("/")
         if text.endswith("/graphql"):
             text = text[: -len("/graphql")]
-        shown = _shown_address(text)
+        shown = without_credentials(text)
+        example = "e.g. http://127.0.0.1:9999"
         if not text.lower().startswith(("http://", "https://")):
-            fixed = f"http://{shown}" if "://" not in shown and "@" not in text else None
+            if "://" not in text and "@" not in text:  # the address itself, without a query
+                example = f"such as http://{shown.removesuffix('…')}"
             raise ConfigError(
-                f"stash_url {shown!r} must start with http:// or https://, "
-                + (f"here {fixed}" if fixed else "e.g. http://127.0.0.1:9999"),
+                f"stash_url {shown!r} must start with http:// or https:// ({example})",
                 setting="stash_url",
             )
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            raise ConfigError(
+                f"stash_url {shown!r} is not an address: it needs a host name and a port "
+                f"number up to 65535 ({example})",
+                setting="stash_url",
+            ) from None
         # A login or key in the address (`user:key@`, `?apikey=`) would be shown in every
         # message that names the address: Stash's API key has a variable of its own.
         # Any @ after the scheme: `user:pa/ss@host` puts the host in the path for urlsplit.
         if parts.query or parts.fragment or "@" in text.partition("://")[2]:
+            address = f"{parts.scheme}://{text.partition('://')[2].rpartition('@')[2]}"
+            key = (
+                "the API key given in STASH2PLEX_STASH_API_KEY is used"
+                if api_key
+                else "give Stash's API key in STASH2PLEX_STASH_API_KEY"
+            )
             raise ConfigError(
-                f"stash_url must be Stash's address alone ({shown}), without a login (…@) or "
-                "a query (?…): give Stash's API key in STASH2PLEX_STASH_API_KEY",
+                f"stash_url must be Stash's address alone ({without_credentials(address)}), "
+                f"without a login (…@) or a query (?…): {key}",
                 setting="stash_url",
             )
         return cls(text, None, api_key or None)
@@ -129,14 +147,6 @@ class StashConnection:
     def secrets(self) -> tuple[str, ...]:
         """The credentials to keep out of every message."""
         return tuple(s for s in (self.session_cookie, self.api_key) if s)
-
-
-def _shown_address(url: str) -> str:
-    """An address for messages: without any login before an @ or any query or fragment."""
-    scheme, separator, rest = url.partition("://")
-    rest = rest.rpartition("@")[2] if separator else url.rpartition("@")[2]
-    rest = rest.split("?")[0].split("#")[0]
-    return f"{scheme}://{rest}" if separator else rest
 
 
 class StashClient:

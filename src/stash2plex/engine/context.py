@@ -13,14 +13,8 @@ from typing import Any
 
 from stash2plex.clients.plex import PlexClient
 from stash2plex.clients.stash import StashClient, StashConnection
-from stash2plex.errors import AuthError, ConfigError, NotConfiguredError
-from stash2plex.settings.config import (
-    PLUGIN_ID,
-    Config,
-    build_config,
-    setting_label,
-    without_credentials,
-)
+from stash2plex.errors import AuthError, ConfigError, NotConfiguredError, without_credentials
+from stash2plex.settings.config import PLUGIN_ID, Config, build_config, setting_label
 from stash2plex.settings.sources import LocalSettings, effective_settings, load_local_settings
 from stash2plex.store.db import Store
 from stash2plex.store.schema import SERVER_CONNECTION_KEY

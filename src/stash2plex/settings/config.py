@@ -8,12 +8,12 @@ the accepted values, and that key falls back to its default; it never disables t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from stash2plex.errors import without_credentials
 from stash2plex.sync.pathmap import PathMapError, PathRule, parse_path_map
 
 PLUGIN_ID = "Stash2Plex"
@@ -33,6 +33,11 @@ class Setting:
     # default: falling back would sync wrongly (no path mapping) or nowhere (no Plex URL).
     blocking: bool = False
 
+    @property
+    def is_address(self) -> bool:
+        """A server's address, which may carry a credential (see `errors.without_credentials`)."""
+        return self.check is _url
+
 
 def _url(value: Any) -> str:
     text = str(value).strip().rstrip("/")
@@ -42,7 +47,7 @@ def _url(value: Any) -> str:
         # query, a token) that a message must not repeat.
         bare = "://" not in text and not any(c in text for c in "@?#/ \t") and text.isascii()
         if bare and "token" not in text.lower():
-            example = f"here http://{text}"
+            example = f"such as http://{text}"
         raise ValueError(f"an address starting with http:// or https://, {example}")
     try:
         parts = urlsplit(text)
@@ -405,17 +410,6 @@ def _parse_one(setting: Setting, raw: Any) -> Any:
     return setting.check(value) if setting.check else value
 
 
-def without_credentials(text: str) -> str:
-    """An address shown without what may carry a credential: a login, and anything after the
-    host and port (a query, `;X-Plex-Token=…`, a percent-encoded one) as "…"."""
-    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#;]*)(.*)", text, re.DOTALL)
-    if match is None:
-        return text
-    scheme, authority, rest = match.groups()
-    login = "…@" if "@" in authority else ""
-    return f"{scheme}{login}{authority.rpartition('@')[2]}{'…' if rest.strip('/') else ''}"
-
-
 def shown_value(value: Any) -> str:
     """A setting's value as a person reads it: text as is, lists joined, nothing as "empty"."""
     if isinstance(value, bool):
@@ -465,7 +459,7 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
             shown = repr(shown_value(raw))
             if setting.secret:
                 shown = "***"
-            elif setting.check is _url:  # an address may carry the token
+            elif setting.is_address:  # an address may carry the token
                 shown = repr(without_credentials(shown_value(raw)))
             label = setting_label(setting.key)
             problem = f"setting {label} = {shown} is not valid: expected {exc}"
