@@ -513,3 +513,55 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path, outp
     assert run.stderr == "", run.stderr
     with Store.open(tmp_path) as store:
         assert store.job_counts()["pending"] == 3000
+
+
+def _worker_pid(data_dir) -> int | None:
+    """The pid the worker lock file records (None when no worker holds it)."""
+    from stash2plex.engine.worker_lock import LOCK_FILENAME, worker_running
+
+    text = (data_dir / LOCK_FILENAME).read_text().strip()
+    return int(text) if worker_running(data_dir) and text.isdigit() else None
+
+
+def test_a_command_that_cannot_use_its_own_settings_leaves_the_running_worker_alone(
+    box, cli, monkeypatch
+):
+    """A worker waits out an outage (Plex failing every write); a command given a Stash
+    address it cannot use is refused (exit 2) before it asks that worker to hand the queue
+    over: the worker goes on, and syncs the scenes when Plex is back."""
+    from stash2plex.engine.handover import HANDOVER_KEY
+
+    box.plex.faults.fail(503, route="^(PUT|POST) ")
+    cli("sync", "--all", expect=1)
+    draining = _worker_pid(box.data_dir)
+    assert draining is not None
+
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", box.stash.url.removeprefix("http://"))
+    refused = cli("sync", "--all", expect=2)
+    assert "stash_url" in refused.stderr and "such as http://" in refused.stderr
+    assert _worker_pid(box.data_dir) == draining
+    with box.store() as store:
+        assert store.get_value(HANDOVER_KEY) is None
+
+
+def test_a_command_failing_after_it_took_the_queue_over_starts_a_worker_for_it(
+    box, cli, monkeypatch
+):
+    """A command given other settings took the queue over (the running worker stopped), then
+    Stash failed while it queued the scenes: a worker is started for the queue as a hook
+    would start it, so what was queued before is not left without one."""
+    import threading
+
+    from stash2plex.engine.worker_lock import worker_running
+
+    box.plex.faults.fail(503, route="^(PUT|POST) ")
+    cli("sync", "--all", expect=1)  # a worker waits out the outage with the fixture's settings
+    first = _worker_pid(box.data_dir)
+    monkeypatch.setenv("STASH2PLEX_PLEX_TIMEOUT", "25")  # other settings: a handover
+    held = box.stash.hold("FindSceneIds")
+    threading.Timer(2.0, held.set).start()  # then Stash answers the queueing 503
+
+    failed = cli("sync", "--all", expect=1)
+    assert "Stash" in failed.stderr
+    wait_until(lambda: worker_running(box.data_dir), message="a worker for the queue")
+    assert _worker_pid(box.data_dir) not in (None, first)

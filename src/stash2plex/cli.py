@@ -709,7 +709,7 @@ def sync_command(
     """Queue scenes (or --all, or those Stash changed --since) and drain the queue with a
     progress bar."""
     from stash2plex.engine.worker import FORCE_SOURCE
-    from stash2plex.operations.queue import queue_all_scenes, take_over_drain
+    from stash2plex.operations.queue import drain_taken_over, queue_all_scenes
 
     chosen = [all_scenes, bool(scene_ids), since is not None, recent]
     if sum(chosen) != 1:
@@ -725,12 +725,11 @@ def sync_command(
         _sync_recent(cli, "last" if recent else str(since))
         return
     queued_at = time.time()  # the plugin's worker may finish these scenes before we follow it
-    take_over_drain(cli.data_dir)  # first: a worker given other settings must not sync these
     with cli.store() as store:
+        # First what may fail (settings this command cannot use, scene ids Stash lacks): such
+        # a command stops no worker.
         context = cli.context(store)
-        if all_scenes:
-            queued = queue_all_scenes(store, context.stash, force=force)
-        else:
+        if not all_scenes:
             scenes = context.stash.find_scenes_by_ids(list(scene_ids))
             unknown = [str(scene_id) for scene_id, scene in scenes.items() if scene is None]
             if unknown:
@@ -740,8 +739,14 @@ def sync_command(
                     "its Destroy hook or the next reconcile)",
                     EXIT_CONFIG,
                 )
-            store.enqueue(list(scene_ids), source=FORCE_SOURCE if force else "cli", retry_now=True)
-            queued = len(set(scene_ids))  # `sync 3 3` queues one scene
+        # Then the queue: a running worker given other settings must not sync these scenes.
+        with drain_taken_over(cli.data_dir):
+            if all_scenes:
+                queued = queue_all_scenes(store, context.stash, force=force)
+            else:
+                source = FORCE_SOURCE if force else "cli"
+                store.enqueue(list(scene_ids), source=source, retry_now=True)
+                queued = len(set(scene_ids))  # `sync 3 3` queues one scene
     if not cli.as_json:
         cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))
     _drain(cli, queued_at, extra={"queued": queued})
@@ -751,19 +756,19 @@ def _sync_recent(cli: Cli, since: str) -> None:
     """`sync --since/--recent`: queue what Stash changed since then and drain it, judged on
     those scenes alone (`operations.recent`); nothing changed is a success."""
     from stash2plex.errors import PermanentError
-    from stash2plex.operations.queue import take_over_drain
+    from stash2plex.operations.queue import drain_taken_over
     from stash2plex.operations.recent import plex_verdict, recent_verdict
     from stash2plex.reconcile.recent import parse_since, queue_recent
 
     queued_at = time.time()
-    take_over_drain(cli.data_dir)
     with cli.store() as store:
         try:
             start = parse_since(since, store.clock())
         except PermanentError as exc:
             raise click.UsageError(exc.message) from None
-        context = cli.context(store)
-        report = queue_recent(store, context.stash, since=start)
+        context = cli.context(store)  # first: settings this command cannot use stop nothing
+        with drain_taken_over(cli.data_dir):
+            report = queue_recent(store, context.stash, since=start)
         recent = report.as_dict()
         if not report.queued:
             verdict = plex_verdict(context, cli.data_dir)

@@ -80,7 +80,7 @@ def held_sentence(holds: Holds, waiting: int) -> str | None:
     return f"{down}. {count} and {back} when Plex is back." if waiting else f"{down}."
 
 
-_ITEM_NUMBER = re.compile(r"\b(of|for) (item|collection) \d+\b")
+_ITEM_NUMBER = re.compile(r"\b(of|for) ((?:Plex )?item|collection) \d+\b")
 
 
 def reason_of(message: str | None) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from stash2plex.engine.handover import request_handover
 from stash2plex.engine.holds import checked_now
 from stash2plex.engine.outage_metrics import Outage, outage_metrics
 from stash2plex.engine.worker import FORCE_SOURCE, DrainReport, Worker, WorkerBusyError
-from stash2plex.engine.worker_lock import worker_running
+from stash2plex.engine.worker_lock import ensure_worker, worker_running
 from stash2plex.records import Holds
 from stash2plex.settings.sources import describe_source, load_local_settings
 from stash2plex.store.db import Store
@@ -100,12 +101,37 @@ def take_over_drain(
 ) -> None:
     """A running worker given other settings than this process's hands the queue over (see
     `engine.handover`). Called before a command queues scenes, so that worker cannot sync them
-    with its settings first, and again before the drain."""
+    with its settings first, and again before the drain. A command calls it once its own
+    settings proved usable (`cli.context`): one that cannot use them must not stop a worker
+    that can."""
     kept = request_handover(
         data_dir, load_local_settings(data_dir).fingerprint(), clock=clock, sleep=sleep
     )
     if kept:
         log.warning(kept)
+
+
+@contextlib.contextmanager
+def drain_taken_over(data_dir: Path) -> Iterator[None]:
+    """`take_over_drain`, then the command's queueing: when that fails (Stash stops answering
+    midway, Ctrl-C) the queue is not left without a worker. One is started as a hook would
+    start it, without this process's STASH2PLEX_* variables (the settings the command was
+    given are the ones that just failed)."""
+    take_over_drain(data_dir)
+    try:
+        yield
+    except BaseException:
+        own = tuple(
+            name
+            for name in os.environ
+            if name.startswith("STASH2PLEX_") and name != "STASH2PLEX_DATA_DIR"
+        )
+        with contextlib.suppress(Exception):  # the failure being raised says what matters
+            with Store.open(data_dir) as store:
+                waiting = store.outstanding_jobs()
+            if waiting and ensure_worker(data_dir, unset=own):
+                log.info("the queue was handed to a worker started as a hook would start it")
+        raise
 
 
 def process_queue(
