@@ -88,10 +88,11 @@ def test_first_pushes_that_need_their_whole_item_read_it_a_batch_at_a_time(tmp_p
         assert library_problems(box.plex, box.library) == {}
 
 
-def test_scenes_held_by_a_conflict_are_not_read_ahead_when_queued_again(tmp_path):
+def test_scenes_held_by_a_conflict_are_not_read_ahead_and_end_together_once_merged(tmp_path):
     """Two scenes whose files Plex stacked into one item wait for the user (a conflict). Sync
     All queues them again: they conflict again without their item being read (an unchanged
-    re-sync asks Plex nothing for them); merged in Stash, the survivor syncs."""
+    re-sync asks Plex nothing for them). Merged in Stash (which fires no hook), the survivor
+    syncs and the scene merged away is closed at once, not at its retry an hour later."""
     with sandbox(tmp_path, scenes=20, seed=5) as box:
         first, second = sorted(
             (s for s in box.library.scenes.values() if len(s.files) == 1 and s.in_plex),
@@ -122,3 +123,5 @@ def test_scenes_held_by_a_conflict_are_not_read_ahead_when_queued_again(tmp_path
         Worker(box.data_dir, clock=clock).run(until_idle=True)
         assert box.job(first.id).state == "done"
         assert box.plex.item(stacked).title == first.title.strip()
+        # The scene merged away waited on the same conflict: it is closed now, not in an hour.
+        assert box.job(second.id).state == "done"

@@ -652,6 +652,10 @@ class Worker:
         unsettled = result.unsettled if isinstance(result, errors.SyncError) else []
         check_at = self._settle_check_at(context) if unsettled else 0.0
         holds = self.store.apply(attempt.job, decision, unsettled, check_at)
+        if decision.action == "done" and attempt.job.last_error_class == errors.CONFLICT:
+            # Its conflict is settled: the other scenes it named are tried now, not at their
+            # retry an hour away (one merged away in Stash is then closed as deleted).
+            self.store.wake_conflict_partners(attempt.job.scene_id)
         if self._ramp is not None:
             self._ramp.record(self.clock(), ok=decision.action == "done")
         self._note(attempt.job, decision, report)

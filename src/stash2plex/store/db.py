@@ -1417,6 +1417,31 @@ class Store:
                 found.setdefault(row["scene_id"], []).append(_link(row))
         return found
 
+    def wake_conflict_partners(self, scene_id: int) -> list[int]:
+        """Make due now the jobs waiting on a conflict that names `scene_id` (its detail's
+        `scene_ids`), once that scene synced: the conflict may be settled (scenes merged in
+        Stash, which fires no hook, or a file moved). Returns their scene ids."""
+        now = self.clock()
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT scene_id, detail FROM jobs WHERE state = 'waiting' "
+                "AND reason = 'conflict' AND scene_id != ?",
+                (scene_id,),
+            ).fetchall()
+            partners = []
+            for other, detail in rows:
+                try:
+                    named = (json.loads(detail or "{}") or {}).get("scene_ids") or []
+                except (ValueError, AttributeError):
+                    continue
+                if scene_id in named:
+                    partners.append(other)
+            conn.executemany(
+                "UPDATE jobs SET due_at = MIN(due_at, ?) WHERE scene_id = ?",
+                [(now, other) for other in partners],
+            )
+        return partners
+
     def conflict_items(self) -> set[int]:
         """Plex items that hold files of several scenes (jobs waiting with reason conflict):
         nothing read from them belongs to one scene until the conflict is resolved."""
