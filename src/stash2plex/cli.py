@@ -29,6 +29,8 @@ from stash2plex.words import agree, plural
 EXIT_ATTENTION = 1
 EXIT_CONFIG = 2
 EXIT_BUSY = 3
+# What a shell reports for a command SIGPIPE ended (128 + 13): the reader of the output left.
+EXIT_READER_GONE = 141
 
 
 class Stash2PlexGroup(click.Group):
@@ -40,10 +42,10 @@ class Stash2PlexGroup(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
-            # A closed pipe (`stash2plex queue list | head`) is the reader having read enough:
-            # click ends such a run quietly, not with "Broken pipe".
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            _reader_gone()
         except SyncError as exc:
             _fail(exc)
         except StoreError as exc:
@@ -459,8 +461,13 @@ class Cli:
             return
         from rich.console import Console
 
+        class _Console(Console):
+            def on_broken_pipe(self) -> None:  # rich would exit 1 itself: one way for all
+                self.quiet = True
+                raise BrokenPipeError
+
         shown = render(data) if callable(render) else render
-        Console().print(shown if shown is not None else _table("", data))
+        _Console().print(shown if shown is not None else _table("", data))
 
     def say(self, message: str, *, color: str | None = None) -> None:
         """A line for people on stderr (never mixed into --json output)."""
@@ -480,6 +487,15 @@ DRAIN_INTERRUPTED = (
     "interrupted: the scenes already queued go on syncing in the background worker "
     "('stash2plex queue status' shows them, 'stash2plex queue clear' drops them)"
 )
+
+
+def _reader_gone() -> NoReturn:
+    """The output's reader stopped early (`stash2plex queue list | head`): end quietly, as a
+    command SIGPIPE ends does (exit 141, no message). Whatever Python still flushes goes to
+    /dev/null (Python's documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_READER_GONE)
 
 
 def _die(message: str, code: int) -> NoReturn:
