@@ -554,7 +554,7 @@ def config_check(cli: Cli) -> None:
     The table is printed even when a required setting is missing or a value is invalid (they
     are marked); the exit code is then 2.
     """
-    from stash2plex.engine.context import connect_stash, stash_address
+    from stash2plex.engine.context import API_KEY_KEY, FROM_STASH, connect_stash, stash_address
     from stash2plex.errors import ConfigError, without_credentials
     from stash2plex.settings.config import (
         PLUGIN_ID,
@@ -568,6 +568,9 @@ def config_check(cli: Cli) -> None:
     problem = None
     with cli.store() as store:
         stash_url, stash_source = stash_address(store, cli.local())
+        key_source = cli.local().sources.get("stash_api_key") if cli.local().stash_api_key else None
+        if key_source is None and stash_source == FROM_STASH and store.get_value(API_KEY_KEY):
+            key_source = "read from Stash by the plugin"
         try:
             stash_values = connect_stash(store, None, cli.local()).plugin_settings(PLUGIN_ID)
         except SyncError as exc:
@@ -587,7 +590,14 @@ def config_check(cli: Cli) -> None:
             "shown": stash_url or "not known",
             "source": stash_source or "not set",
             "problem": None if stash_url else "missing: set STASH2PLEX_STASH_URL",
-        }
+        },
+        {
+            "key": "stash_api_key",
+            "value": "***" if key_source else None,
+            "shown": "***" if key_source else "not set (needed only when Stash asks a login)",
+            "source": key_source or "not set",
+            "problem": None,
+        },
     ]
     if isinstance(problem, ConfigError) and problem.setting == "stash_url":
         rows[0]["problem"] = "invalid (see below)"

@@ -437,6 +437,17 @@ def setting_label(key: str) -> str:
 # How the command line and the service reach Stash (not plugin settings: a plugin is given
 # its connection by Stash).
 CONNECTION_LABELS = {"stash_url": "Stash URL", "stash_api_key": "Stash API key"}
+CONNECTION_HELP = {
+    "stash_url": (
+        "Stash's address, e.g. http://127.0.0.1:9999, without a login or a query. Unset: "
+        "the connection Stash gave the plugin on its last hook or task (kept in the data "
+        "folder), so a command line sharing the plugin's data folder needs none."
+    ),
+    "stash_api_key": (
+        "Stash's API key (Stash: Settings > Security > API Key), when Stash asks for a login. "
+        "Unset with an unset Stash URL: the key the plugin read from Stash. Never shown."
+    ),
+}
 
 
 def build_config(values: Mapping[str, Any] | None) -> Config:

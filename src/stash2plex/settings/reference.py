@@ -19,7 +19,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stash2plex.settings.config import PLUGIN_ID, SETTINGS, Setting
+from stash2plex.settings.config import (
+    CONNECTION_HELP,
+    CONNECTION_LABELS,
+    PLUGIN_ID,
+    SETTINGS,
+    Setting,
+)
 
 MANIFEST = f"{PLUGIN_ID}.yml"
 REFERENCE = "docs/settings.md"
@@ -128,6 +134,19 @@ def render_reference(settings: Sequence[Setting] = SETTINGS) -> str:
             "| Key | Name in Stash | Type | Default | Description |",
             "|---|---|---|---|---|",
             *rows,
+            "",
+            "## Outside Stash: how the command line and the service reach Stash",
+            "",
+            "Stash gives the plugin its own connection; the command line and the service read "
+            "these from the environment (`STASH2PLEX_<KEY>`) or the settings file. "
+            "`stash2plex config check` shows which Stash it uses and where that came from.",
+            "",
+            "| Key | Variable | Description |",
+            "|---|---|---|",
+            *(
+                f"| `{key}` | `STASH2PLEX_{key.upper()}` | {_cell(CONNECTION_HELP[key])} |"
+                for key in CONNECTION_LABELS
+            ),
             "",
         ]
     )
