@@ -122,6 +122,8 @@ def test_a_stash_url_that_is_refused_is_shown_nowhere_with_its_login(
         assert "stash_url" in said, command
     rows = json.loads(cli("--json", "config", "check", expect=2).stdout)["settings"]
     assert rows[0]["key"] == "stash_url" and rows[0]["problem"] == "invalid (see below)"
+    fix = json.loads(cli("--json", "diagnose", expect=2).stdout)[0]["fix"]
+    assert "in the environment variable STASH2PLEX_STASH_URL" in fix
     key = {"key": "stash_api_key", "value": "***", "problem": None}  # read, never shown
     assert rows[1] == {**key, "source": "environment STASH2PLEX_STASH_API_KEY"}
 

@@ -98,16 +98,24 @@ def _plex_down(error: errors.SyncError, plex: PlexClient, store: Store, config: 
     return plex.answered or answered_before(store, config.plex_url)
 
 
-def _stash_fix(error: errors.SyncError) -> tuple[str, str]:
+def _stash_fix(error: errors.SyncError, local: LocalSettings | None) -> tuple[str, str]:
     """(setting, fix) when Stash could not be read: a key Stash refused, an address that
-    redirects (a ConfigError naming `stash_url`), or Stash not answering."""
+    redirects or is not one (a ConfigError naming `stash_url`, corrected where it was set),
+    or Stash not answering."""
     if error.error_class == errors.AUTH:
         return "stash_api_key", (
             "Give Stash2Plex a current API key (Stash > Settings > Security) in "
             "STASH2PLEX_STASH_API_KEY, or run it from a Stash task, which brings its own login."
         )
     if isinstance(error, errors.ConfigError) and error.setting:
-        return error.setting, f"Correct {setting_label(error.setting)} as the detail says."
+        source = (local.sources if local is not None else {}).get(error.setting, "")
+        if source.startswith("environment "):
+            where = f" in the environment variable {source.split(' ', 1)[1]}"
+        elif source.startswith("file "):
+            where = f" in the settings file {source.split(' ', 1)[1]}"
+        else:
+            where = ""
+        return error.setting, f"Correct {setting_label(error.setting)}{where} as the detail says."
     return "", (
         "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
         "STASH2PLEX_STASH_API_KEY."
@@ -137,7 +145,7 @@ def diagnose(
         stash = connect_stash(store, connection, local)
         version = stash.version()
     except errors.SyncError as exc:
-        variable, fix = _environment_fix(exc) or _stash_fix(exc)
+        variable, fix = _environment_fix(exc) or _stash_fix(exc, local)
         return [Check("Stash", False, exc.message, fix, setting=variable)]
     url, source = stash_address(store, local)
     checks.append(
