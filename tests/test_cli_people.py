@@ -384,3 +384,30 @@ def test_scene_says_when_the_whole_queue_is_held(box, cli):
         store.change_holds(lambda holds: (replace(holds, pause=pause), []))
     said = " ".join(cli("scene", str(scene.id)).stdout.split())
     assert "queue held │ Plex rejected the token" in said
+    assert "next attempt │ when the hold on the queue lifts" in said
+
+
+def test_scene_held_by_a_later_hold_does_not_show_the_earlier_ones_reason(box, cli):
+    """The scene waited for the token to be fixed; the token was fixed and now a library name
+    holds the queue: the scene says the queue is held, not "a credential to be fixed", and
+    waits for that hold, not "as soon as the worker gets to it"."""
+    import sqlite3
+    from dataclasses import replace
+
+    from stash2plex.records import Pause
+
+    scene = matchable(box)[0]
+    pause = Pause("config", "Plex has no library named 'Stash Scene'", 0, 0, setting="plex_library")
+    with box.store() as store:
+        store.enqueue([scene.id], "Scene.Update.Post")
+        store.change_holds(lambda holds: (replace(holds, pause=pause), []))
+        path = store.path
+    with sqlite3.connect(path) as db:  # as an earlier hold (the token) left it
+        db.execute(
+            "UPDATE jobs SET state = 'waiting', reason = 'auth', due_at = 0 WHERE scene_id = ?",
+            (scene.id,),
+        )
+    said = " ".join(cli("scene", str(scene.id)).stdout.split())
+    assert "state │ waiting: the queue is held" in said, said
+    assert "credential" not in said and "as soon as the worker" not in said
+    assert "next attempt │ when the hold on the queue lifts" in said

@@ -1242,7 +1242,13 @@ def scene_command(cli: Cli, scene_id: int) -> None:
     from rich.table import Table
 
     from stash2plex.operations.inspect import NOT_IN_STASH, scene_report
-    from stash2plex.operations.present import field_words, source_words, value_words, when
+    from stash2plex.operations.present import (
+        QUEUE_HOLD_REASONS,
+        field_words,
+        source_words,
+        value_words,
+        when,
+    )
     from stash2plex.operations.queue import hold_message
 
     now = _now()
@@ -1254,8 +1260,13 @@ def scene_command(cli: Cli, scene_id: int) -> None:
             reason = exc.message
         report = scene_report(store, scene_id, context, now=now)
         held = hold_message(store.holds())
-    if held and report["job"] is not None:  # its next attempt waits for the whole queue
+    job = report["job"]
+    if held and job is not None:  # its next attempt waits for the whole queue
         report["held"] = held
+        if job["state"] in ("pending", "waiting"):
+            job["next_attempt"] = "when the hold on the queue lifts"
+        if job["reason"] in QUEUE_HOLD_REASONS:  # its own reason may be an older hold's
+            job["status"] = report["state_words"] = "waiting: the queue is held"
     if context is None:
         report.setdefault("note", f"Stash was not asked ({reason})")
     unknown = report["job"] is None and report["link"] is None and not report["dead_letters"]

@@ -26,6 +26,9 @@ WAIT_WORDS = {
     "conflict": "conflict: one Plex item holds several scenes",
 }
 STATE_WORDS = {"pending": "queued", "leased": "being synced", "done": "done"}
+# The reasons a job waits for the whole queue's hold (not for something of its own scene):
+# what they say may be an earlier hold's once another holds the queue.
+QUEUE_HOLD_REASONS = ("plex_down", "stash_down", "auth", "settings")
 #: What a parked job's due time (store.holds.PARKED, ~1e18) means: no timer, it waits for news.
 NEVER_BY_ITSELF = "when something changes"
 
