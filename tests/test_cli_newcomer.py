@@ -170,6 +170,10 @@ def test_a_wrong_library_names_the_libraries_and_the_setting(box, cli, monkeypat
     assert "Plex libraries (plex_library): environment variable STASH2PLEX_PLEX_LIBRARY" in sources
     human = cli("diagnose", expect=2)
     assert "1 problem found; first: libraries: Change Plex libraries (plex_library)" in human.stderr
+    monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", "Stash Scene")  # a letter short
+    checks = {c["name"]: c for c in json.loads(cli("--json", "diagnose", expect=2).stdout)}
+    said = checks["libraries"]["detail"]
+    assert "no library named 'Stash Scene' (did you mean 'Stash Scenes'?)" in said, said
 
 
 def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):

@@ -11,6 +11,7 @@ is pushed to each of them. A Plex item holding files of several scenes (Plex sta
 
 from __future__ import annotations
 
+import difflib
 import math
 import threading
 import time
@@ -192,13 +193,18 @@ class PlexIndex:
             missing = [name for name in wanted if name_key(name) not in by_title]
             if missing:
                 named = ", ".join(f"'{name.strip()}'" for name in missing)
-                existing = "; ".join(
+                existing = ", ".join(
                     f"'{s.title}' ({describe_library_type(s.type)})" for s in sections
                 )
+                close = difflib.get_close_matches(
+                    missing[0].strip(), [s.title for s in usable], n=1, cutoff=0.6
+                )
+                guess = f" (did you mean '{close[0]}'?)" if len(missing) == 1 and close else ""
+                add = "" if usable else "; add your Stash folder to one in Plex"
                 raise ConfigError(
-                    f"Plex has no library named {named} (Plex's libraries: {existing}); "
-                    f"change {setting_label('plex_library')} to the Movies or Other Videos "
-                    f"libraries holding your Stash files: {choices}",
+                    f"Plex has no library named {named}{guess}; change "
+                    f"{setting_label('plex_library')} to the Movies or Other Videos libraries "
+                    f"holding your Stash files{add}. Plex's libraries: {existing}",
                     setting="plex_library",
                 )
             chosen = [by_title[name_key(name)] for name in wanted]
