@@ -571,3 +571,11 @@ def test_a_command_failing_after_it_took_the_queue_over_starts_a_worker_for_it(
     assert "Stash" in failed.stderr
     wait_until(lambda: worker_running(box.data_dir), message="a worker for the queue")
     assert _worker_pid(box.data_dir) not in (None, first)
+
+
+def test_availability_shows_two_decimals_at_most_and_never_rounds_up():
+    from stash2plex.operations.present import availability_words
+
+    assert availability_words(91.32145, 0.0, 3600.0).startswith("91.32 % over the last 1 h")
+    assert availability_words(99.996, 0.0, 3600.0).startswith("99.99 %")  # not "100 %"
+    assert availability_words(100.0, 0.0, 3600.0).startswith("100 %")

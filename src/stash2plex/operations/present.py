@@ -6,6 +6,7 @@ Python values (`None`, dicts, epoch floats). Pure functions; `now` is passed in.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -87,7 +88,8 @@ def availability_words(percent: float | None, watched_since: float | None, now: 
     2026-11-30 08:11, when Stash2Plex began watching)', or 'not measured yet'."""
     if watched_since is None or now <= watched_since:
         return "not measured yet (nothing watched so far)"
-    shown = "100 %" if percent is None else f"{percent:g} %"
+    # Two decimals at most, never rounded up: 99.996 % is not "100 %".
+    shown = "100 %" if percent is None else f"{math.floor(percent * 100) / 100:g} %"
     return (
         f"{shown} over the last {duration(now - watched_since)} "
         f"(since {local_time(watched_since)}, when Stash2Plex began watching)"
