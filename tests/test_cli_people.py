@@ -389,7 +389,7 @@ def test_scene_says_when_the_whole_queue_is_held(box, cli):
 
 def test_scene_held_by_a_later_hold_does_not_show_the_earlier_ones_reason(box, cli):
     """The scene waited for the token to be fixed; the token was fixed and now a library name
-    holds the queue: the scene says the queue is held, not "a credential to be fixed", and
+    holds the queue: the scene says the queue is held, not "a rejected Plex token … to be fixed", and
     waits for that hold, not "as soon as the worker gets to it"."""
     import sqlite3
     from dataclasses import replace
@@ -409,5 +409,5 @@ def test_scene_held_by_a_later_hold_does_not_show_the_earlier_ones_reason(box, c
         )
     said = " ".join(cli("scene", str(scene.id)).stdout.split())
     assert "state │ waiting: the queue is held" in said, said
-    assert "credential" not in said and "as soon as the worker" not in said
+    assert "token" not in said and "as soon as the worker" not in said
     assert "next attempt │ when the hold on the queue lifts" in said

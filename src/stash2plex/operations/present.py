@@ -20,7 +20,7 @@ WAIT_WORDS = {
     "retry": "waiting to be retried",
     "plex_down": "waiting for Plex to come back",
     "stash_down": "waiting for Stash to answer",
-    "auth": "waiting for a credential to be fixed",
+    "auth": "waiting for a rejected Plex token or Stash API key to be fixed",
     "settings": "waiting for a setting to be fixed",
     "not_in_plex": "not in Plex yet",
     "ambiguous": "ambiguous: several Plex items could be it",
