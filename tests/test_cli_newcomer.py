@@ -244,6 +244,10 @@ def test_a_sync_counts_its_own_scenes_apart_from_the_queue(box, cli):
     counted = r"synced │ 2 .*tried, waits again │ 0 .*waiting \(all\) │ 1 not in Plex yet"
     assert re.search(counted, text), text
     assert "1 scene queued before this sync was taken up too and counted" in text
+    # The scene asked for is found at once, where it stands now.
+    assert text.index(f"scene {first.id} │ in sync with Plex") < text.index("synced │ 2"), text
+    said = json.loads(cli("--json", "sync", str(first.id)).stdout)
+    assert said["scenes"] == {str(first.id): "in sync with Plex"}
     alone = " ".join(cli("sync", str(first.id)).stdout.split())  # nothing else taken up
     assert "queued before this sync" not in alone and "tried, waits again │ 0" in alone, alone
 

@@ -775,7 +775,8 @@ def sync_command(
                 queued = len(set(scene_ids))  # `sync 3 3` queues one scene
     if not cli.as_json:
         cli.say(f"queued {plural(queued, 'scene')}" + (" to rewrite from Stash" if force else ""))
-    _drain(cli, queued_at, extra={"queued": queued})
+    named = {} if all_scenes else {"scenes": sorted(set(scene_ids))}
+    _drain(cli, queued_at, extra={"queued": queued, **named})
 
 
 def _sync_recent(cli: Cli, since: str) -> None:
@@ -1004,6 +1005,10 @@ def drain_bar(*, disable: bool, console: Any = None) -> Any:
     )
 
 
+# A sync of named scenes lists each of them (up to this many) in its table.
+NAMED_SCENES_SHOWN = 20
+
+
 def _drain(
     cli: Cli,
     since: float | None = None,
@@ -1017,6 +1022,7 @@ def _drain(
     prints nothing else to stdout with --json); `judge(store, since, report)`: the verdict
     (default `outcome.drain_verdict`)."""
     from stash2plex.engine.worker_lock import ensure_worker
+    from stash2plex.operations.inspect import scene_report
     from stash2plex.operations.outcome import drain_verdict
     from stash2plex.operations.queue import process_queue, status_report
     from stash2plex.operations.recent import settings_checked
@@ -1033,11 +1039,21 @@ def _drain(
             )
     except KeyboardInterrupt:  # only the following stops: the worker drains on
         _die(DRAIN_INTERRUPTED, 130)
+    named = [int(scene_id) for scene_id in (extra or {}).get("scenes", [])]
     with cli.store() as store:
         status = status_report(store, cli.data_dir)
         verdict = (judge or drain_verdict)(store, started_at, report)
         verdict = settings_checked(lambda: cli.context(store), cli.data_dir, report, verdict)
+        # The scenes a person named, each where it stands now (the counts below are the
+        # drain's, which took up earlier scenes too).
+        now = time.time()
+        where = {
+            str(scene_id): scene_report(store, scene_id, None, now=now)["state_words"]
+            for scene_id in named[:NAMED_SCENES_SHOWN]
+        }
     data: dict[str, Any] = {**(extra or {}), "status": status}
+    if named:
+        data["scenes"] = where  # the named ids become where each stands
     data["drained"] = {
         k: getattr(report, k)
         for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
@@ -1060,6 +1076,7 @@ def _drain(
         return _table(
             "Sync",
             {
+                **{f"scene {k}": v for k, v in data.get("scenes", {}).items()},
                 **{DRAINED_WORDS.get(k, k): v for k, v in drained.items()},
                 # The rows above count this sync; these count the queue, earlier jobs too.
                 "waiting (all)": _reasons(status["waiting"]) or "none",
