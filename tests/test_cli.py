@@ -58,6 +58,9 @@ def test_config_check_shows_values_sources_and_masks_the_token(box, cli, tmp_pat
     }
     assert rows["path_map"]["value"] == [box.library.path_map.replace(" => ", " => ")]
     assert rows["plex_timeout"]["source"] == "default"
+    # Valid values are not yet working ones: the next step is named.
+    checked = cli("--config", str(settings_file), "config", "check")
+    assert "`stash2plex diagnose` tries them on Stash and Plex" in checked.stderr
     # The Stash the settings were read from, and why that one.
     assert rows["stash_url"]["value"] == box.stash.url
     assert rows["stash_url"]["source"] == "environment STASH2PLEX_STASH_URL"

@@ -475,7 +475,7 @@ def test_an_invalid_address_in_a_variable_is_one_problem_fixed_where_it_is_set(
     assert [c["name"] for c in failed] == ["setting plex_url"], failed  # not "missing" too
     assert "starting with http:// or https://, such as http://plex.local:32400" in str(failed)
     checked = " ".join(cli("config", "check", expect=2).output.split())
-    assert "plex.local:32400 (refused)" in checked and "missing" not in checked
+    assert "plex.local:32400 (not valid)" in checked and "missing" not in checked
     assert failed[0]["fix"].startswith("Correct the environment variable STASH2PLEX_PLEX_URL")
     assert "1 problem found" in cli("diagnose", expect=2).stderr
 
@@ -583,3 +583,14 @@ def test_availability_shows_two_decimals_at_most_and_never_rounds_up():
     assert availability_words(91.32145, 0.0, 3600.0).startswith("91.32 % over the last 1 h")
     assert availability_words(99.996, 0.0, 3600.0).startswith("99.99 %")  # not "100 %"
     assert availability_words(100.0, 0.0, 3600.0).startswith("100 %")
+
+
+def test_every_json_answer_that_fails_carries_its_error_and_exit_code(box, cli, monkeypatch):
+    """README: with --json a failure is also `{"error", "exit_code"}` on stdout, in the one
+    document a command prints (health and sync print theirs before they exit)."""
+    monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-0000")
+    health = json.loads(cli("--json", "health", expect=2).stdout)
+    assert health["exit_code"] == 2 and "token" in health["error"]
+    synced = json.loads(cli("--json", "sync", "--all", expect=2).stdout)
+    assert synced["exit_code"] == 2 and "token" in synced["error"]
+    assert "wrong-token-0000" not in json.dumps([health, synced])

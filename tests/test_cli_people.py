@@ -353,8 +353,8 @@ def test_config_check_shows_a_refused_value_as_given(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_SKIP_TITLE", "maybe")
     result = cli("config", "check", expect=2)
     path_map = next(line for line in result.stdout.splitlines() if "(path_map)" in line)
-    assert "/x -> /y (refused)" in path_map and "empty" not in path_map
-    assert "maybe (refused)" in result.stdout
+    assert "/x -> /y (not valid)" in path_map and "empty" not in path_map
+    assert "maybe (not valid)" in result.stdout
     data = json.loads(cli("config", "check", "--json", expect=2).stdout)
     rows = {row["key"]: row for row in data["settings"]}
     assert rows["path_map"]["given"] == "/x -> /y" and rows["path_map"]["problem"]
@@ -389,7 +389,7 @@ def test_scene_says_when_the_whole_queue_is_held(box, cli):
 
 def test_scene_held_by_a_later_hold_does_not_show_the_earlier_ones_reason(box, cli):
     """The scene waited for the token to be fixed; the token was fixed and now a library name
-    holds the queue: the scene says the queue is held, not "a rejected Plex token … to be fixed", and
+    holds the queue: the scene says the queue is held, not that a token is to be fixed, and
     waits for that hold, not "as soon as the worker gets to it"."""
     import sqlite3
     from dataclasses import replace

@@ -124,8 +124,9 @@ def test_an_image_address_elsewhere_that_fails_is_that_scene_s_problem_not_stash
     ("typed", "said"),
     [
         ("stash.local:9999", "(such as http://stash.local:9999)"),
-        ("stash.local:9999/?apikey=secret-KEY-77", "(such as http://stash.local:9999)"),
-        ("user:secret-KEY-77@stash.local:9999", "e.g. http://127.0.0.1:9999"),
+        ("stash.local:9999/?apikey=secret-KEY-77", "(such as http://stash.local:9999), without"),
+        # One message for both faults: the scheme it lacks and the login it must not carry.
+        ("user:secret-KEY-77@stash.local:9999", "(such as http://stash.local:9999), without a"),
     ],
 )
 def test_an_address_without_its_scheme_is_answered_with_it_fixed_never_with_a_key(typed, said):

@@ -623,7 +623,7 @@ def config_check(cli: Cli) -> None:
                 given = masked(given)
             elif setting.is_address:
                 given = without_credentials(str(given))
-            shown = f"{given} (refused)"
+            shown = f"{given} (not valid)"
         else:
             given = None
         if setting.key in config.invalid:
@@ -700,6 +700,8 @@ def config_check(cli: Cli) -> None:
             )
     if config.missing or config.invalid or bad_values or problem is not None:
         sys.exit(EXIT_CONFIG)
+    if not cli.as_json:
+        cli.say("the values are valid; `stash2plex diagnose` tries them on Stash and Plex")
 
 
 @main.command("sync")
@@ -815,7 +817,10 @@ def _sync_recent(cli: Cli, since: str) -> None:
             ),
         )
         return
-    cli.show({"recent": recent, "error": verdict.error}, lambda data: data["recent"]["summary"])
+    cli.show(
+        {"recent": recent, "error": verdict.error, "exit_code": verdict.exit_code},
+        lambda data: data["recent"]["summary"],
+    )
     if verdict.error and not cli.as_json:
         cli.say(verdict.error, color="red")
     if verdict.exit_code:
@@ -1059,6 +1064,7 @@ def _drain(
         for k in ("synced", "unchanged", "skipped", "deferred", "dead_lettered")
     }
     data["error"] = verdict.error
+    data["exit_code"] = verdict.exit_code
     data["notes"] = list(verdict.notes)
 
     def render(data: dict[str, Any]) -> Any:
@@ -1283,7 +1289,8 @@ def scene_command(cli: Cli, scene_id: int) -> None:
         if job["state"] in ("pending", "waiting"):
             job["next_attempt"] = "when the hold on the queue lifts"
         if job["reason"] in QUEUE_HOLD_REASONS:  # its own reason may be an older hold's
-            job["status"] = report["state_words"] = "waiting: the queue is held"
+            report["state_words"] = "waiting: the queue is held"
+            job["status"] = "waiting"
     if context is None:
         report.setdefault("note", f"Stash was not asked ({reason})")
     unknown = report["job"] is None and report["link"] is None and not report["dead_letters"]
@@ -1494,7 +1501,8 @@ def health(cli: Cli) -> None:
             },
         )
 
-    cli.show(report, render)
+    # As every JSON answer: the error and the exit code in the document (README).
+    cli.show({**report, "error": verdict.error, "exit_code": verdict.exit_code}, render)
     if verdict.error and not cli.as_json:
         cli.say(verdict.error, color="red")
     if verdict.exit_code:

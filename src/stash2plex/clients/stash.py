@@ -111,11 +111,22 @@ class StashConnection:
             text = text[: -len("/graphql")]
         shown = without_credentials(text)
         example = "e.g. http://127.0.0.1:9999"
+        key = (
+            "the API key given in STASH2PLEX_STASH_API_KEY is used"
+            if api_key
+            else "give Stash's API key in STASH2PLEX_STASH_API_KEY"
+        )
         if not text.lower().startswith(("http://", "https://")):
-            if "://" not in text and "@" not in text:  # the address itself, without a query
-                example = f"such as http://{shown.removesuffix('…')}"
+            if "://" not in text:  # the address itself: no login, query or path
+                host = re.split(r"[/?#;]", text.rpartition("@")[2], maxsplit=1)[0]
+                example = f"such as http://{host}"
+            extra = (
+                f", without a login (…@) or a query (?…): {key}"
+                if shown.startswith("…@") or shown.endswith("…")
+                else ""
+            )
             raise ConfigError(
-                f"stash_url {shown!r} must start with http:// or https:// ({example})",
+                f"stash_url {shown!r} must start with http:// or https:// ({example}){extra}",
                 setting="stash_url",
             )
         try:
@@ -132,11 +143,6 @@ class StashConnection:
         # Any @ after the scheme: `user:pa/ss@host` puts the host in the path for urlsplit.
         if parts.query or parts.fragment or "@" in text.partition("://")[2]:
             address = f"{parts.scheme}://{text.partition('://')[2].rpartition('@')[2]}"
-            key = (
-                "the API key given in STASH2PLEX_STASH_API_KEY is used"
-                if api_key
-                else "give Stash's API key in STASH2PLEX_STASH_API_KEY"
-            )
             raise ConfigError(
                 f"stash_url must be Stash's address alone ({without_credentials(address)}), "
                 f"without a login (…@) or a query (?…): {key}",
