@@ -174,6 +174,7 @@ def test_a_wrong_library_names_the_libraries_and_the_setting(box, cli, monkeypat
     checks = {c["name"]: c for c in json.loads(cli("--json", "diagnose", expect=2).stdout)}
     said = checks["libraries"]["detail"]
     assert "no library named 'Stash Scene' (did you mean 'Stash Scenes'?)" in said, said
+    assert checks["libraries"]["fix"].endswith("to 'Stash Scenes'.")
 
 
 def test_sync_all_in_an_outage_counts_every_scene_that_waits(box, cli):

@@ -233,13 +233,15 @@ def diagnose(
         sections = index.sections()
         index.refresh(force=True, full=True)
     except errors.SyncError as exc:
+        close = (exc.detail or {}).get("did_you_mean")
+        names = f"'{close}'" if close else "the names of the Plex libraries holding your files"
         checks.append(
             Check(
                 "libraries",
                 False,
                 exc.message,
                 f"Change {setting_label('plex_library')}{_where('plex_library', sources)} to "
-                "the names of the Plex libraries holding your Stash files.",
+                f"{names}.",
                 setting="plex_library",
             )
         )

@@ -206,6 +206,7 @@ class PlexIndex:
                     f"{setting_label('plex_library')} to the Movies or Other Videos libraries "
                     f"holding your Stash files{add}. Plex's libraries: {existing}",
                     setting="plex_library",
+                    detail={"did_you_mean": close[0]} if guess else None,
                 )
             chosen = [by_title[name_key(name)] for name in wanted]
             unsupported = [s for s in chosen if s.type != "movie"]
