@@ -595,3 +595,51 @@ def test_every_json_answer_that_fails_carries_its_error_and_exit_code(box, cli, 
     synced = json.loads(cli("--json", "sync", "--all", expect=2).stdout)
     assert synced["exit_code"] == 2 and "token" in synced["error"]
     assert "wrong-token-0000" not in json.dumps([health, synced])
+
+
+def test_sigterm_while_a_command_queues_after_taking_over_leaves_a_worker(box, cli, monkeypatch):
+    """The same, stopped by SIGTERM (a service manager, `kill`): exit 143 with the sentence,
+    and a worker with the command's settings drains the queue."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from stash2plex.engine.worker_lock import worker_running
+
+    box.plex.faults.fail(503, route="^(PUT|POST) ")
+    cli("sync", "--all", expect=1)  # a worker waits out the outage with the fixture's settings
+    first = _worker_pid(box.data_dir)
+    held = box.stash.hold("FindSceneIds")
+    asked = box.stash.count("FindSceneIds")
+    env = {**os.environ, "STASH2PLEX_PLEX_TIMEOUT": "25"}  # other settings: a handover
+    command = [sys.executable, "-m", "stash2plex", "--data-dir", str(box.data_dir), "sync", "--all"]
+    running = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _worker_pid(box.data_dir) is None, message="the handover")
+        wait_until(lambda: box.stash.count("FindSceneIds") > asked, message="the queueing")
+        running.send_signal(signal.SIGTERM)
+        _, said = running.communicate(timeout=30)
+    finally:
+        held.set()
+    assert running.returncode == 143, said
+    assert "go on syncing in the background worker" in said and "Traceback" not in said
+    wait_until(lambda: worker_running(box.data_dir), message="a worker for the queue")
+    assert _worker_pid(box.data_dir) not in (None, first)
+
+
+def test_an_error_with_json_into_a_closed_pipe_keeps_its_sentence_and_code(tmp_path):
+    """`--json` sends the error to stdout too; a reader gone from stdout must not silence
+    the sentence on stderr nor turn "a setting to fix" (2) into another code."""
+    command = [sys.executable, "-m", "stash2plex", "--data-dir", str(tmp_path), "--json"]
+    env = {**os.environ, "STASH2PLEX_STASH_URL": "127.0.0.1:9"}  # refused: no http://
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        run = subprocess.run(
+            [*command, "sync", "1"], stdout=write, stderr=subprocess.PIPE, text=True, env=env
+        )
+    finally:
+        os.close(write)
+    assert run.returncode == 2, run.stderr
+    assert "stash_url" in run.stderr and "Traceback" not in run.stderr

@@ -40,10 +40,16 @@ class Stash2PlexGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from stash2plex.errors import StoreError, StoreFullError, StoreLockedError
 
+        # SIGTERM ends a command as Ctrl-C does: through its cleanups (a command that took the
+        # queue over starts a worker for it), not in the middle of them. `worker` and `serve`
+        # set their own handler (stop after the job in hand).
+        previous = _on_sigterm_raise()
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except Terminated:
+            _die(DRAIN_INTERRUPTED if ctx.invoked_subcommand == "sync" else "stopped", 143)
         except BrokenPipeError:
             _reader_gone()
         except SyncError as exc:
@@ -56,6 +62,26 @@ class Stash2PlexGroup(click.Group):
             _die(f"{exc.strerror or exc}{where}", EXIT_ATTENTION)
         except KeyboardInterrupt:
             _die(DRAIN_INTERRUPTED if ctx.invoked_subcommand == "sync" else "interrupted", 130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(Exception):
+    """SIGTERM reached a command (see `Stash2PlexGroup.invoke`)."""
+
+
+def _on_sigterm_raise() -> Any:
+    """Have SIGTERM raise Terminated; returns the handler it replaced (None where signals
+    cannot be set: not the main thread)."""
+
+    def terminated(_signum: int, _frame: Any) -> None:
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread
+        return None
 
 
 @click.group(cls=Stash2PlexGroup)
@@ -505,9 +531,13 @@ def _die(message: str, code: int) -> NoReturn:
     cli = ctx.find_object(Cli) if ctx is not None else None
     if cli is not None:
         message = cli.redact(message)
-    if cli is not None and cli.as_json and not cli.printed:
-        click.echo(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
+    # The sentence first: a reader of stdout that left must not silence it.
     click.secho(f"stash2plex: {message}", fg="red", err=True)
+    if cli is not None and cli.as_json and not cli.printed:
+        try:
+            click.echo(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
+        except BrokenPipeError:  # the error's own code still stands
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(code)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -114,23 +113,17 @@ def take_over_drain(
 @contextlib.contextmanager
 def drain_taken_over(data_dir: Path) -> Iterator[None]:
     """`take_over_drain`, then the command's queueing: when that fails (Stash stops answering
-    midway, Ctrl-C) the queue is not left without a worker. One is started as a hook would
-    start it, without this process's STASH2PLEX_* variables (the settings the command was
-    given are the ones that just failed)."""
-    take_over_drain(data_dir)
+    midway, Ctrl-C, SIGTERM) the queue is not left without a worker. One is started with this
+    process's settings, which proved usable before the takeover (`cli.context`)."""
     try:
+        take_over_drain(data_dir)  # inside: stopped while it waits, the worker may be gone
         yield
     except BaseException:
-        own = tuple(
-            name
-            for name in os.environ
-            if name.startswith("STASH2PLEX_") and name != "STASH2PLEX_DATA_DIR"
-        )
         with contextlib.suppress(Exception):  # the failure being raised says what matters
             with Store.open(data_dir) as store:
                 waiting = store.outstanding_jobs()
-            if waiting and ensure_worker(data_dir, unset=own):
-                log.info("the queue was handed to a worker started as a hook would start it")
+            if waiting and ensure_worker(data_dir):
+                log.info("the queue was handed to a worker started with this command's settings")
         raise
 
 
