@@ -568,7 +568,7 @@ def test_a_command_failing_after_it_took_the_queue_over_starts_a_worker_for_it(
     box.plex.faults.fail(503, route="^(PUT|POST) ")
     cli("sync", "--all", expect=1)  # a worker waits out the outage with the fixture's settings
     first = _worker_pid(box.data_dir)
-    monkeypatch.setenv("STASH2PLEX_PLEX_TIMEOUT", "25")  # other settings: a handover
+    monkeypatch.setenv("STASH2PLEX_DEBUG_LOGGING", "true")  # other settings: a handover
     held = box.stash.hold("FindSceneIds")
     threading.Timer(2.0, held.set).start()  # then Stash answers the queueing 503
 
@@ -612,7 +612,7 @@ def test_sigterm_while_a_command_queues_after_taking_over_leaves_a_worker(box, c
     first = _worker_pid(box.data_dir)
     held = box.stash.hold("FindSceneIds")
     asked = box.stash.count("FindSceneIds")
-    env = {**os.environ, "STASH2PLEX_PLEX_TIMEOUT": "25"}  # other settings: a handover
+    env = {**os.environ, "STASH2PLEX_DEBUG_LOGGING": "true"}  # other settings: a handover
     command = [sys.executable, "-m", "stash2plex", "--data-dir", str(box.data_dir), "sync", "--all"]
     running = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
