@@ -519,9 +519,13 @@ def _reader_gone() -> NoReturn:
     """The output's reader stopped early (`stash2plex queue list | head`): end quietly, as a
     command SIGPIPE ends does (exit 141, no message). Whatever Python still flushes goes to
     /dev/null (Python's documentation, "Note on SIGPIPE")."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    _stdout_to_devnull()
     sys.exit(EXIT_READER_GONE)
+
+
+def _stdout_to_devnull() -> None:
+    """Send what is still written to stdout nowhere (its reader left)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _die(message: str, code: int) -> NoReturn:
@@ -537,7 +541,7 @@ def _die(message: str, code: int) -> NoReturn:
         try:
             click.echo(json.dumps({"error": message, "exit_code": code}, ensure_ascii=False))
         except BrokenPipeError:  # the error's own code still stands
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _stdout_to_devnull()
     sys.exit(code)
 
 

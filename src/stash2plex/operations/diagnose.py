@@ -109,12 +109,7 @@ def _stash_fix(error: errors.SyncError, local: LocalSettings | None) -> tuple[st
         )
     if isinstance(error, errors.ConfigError) and error.setting:
         source = (local.sources if local is not None else {}).get(error.setting, "")
-        if source.startswith("environment "):
-            where = f" in the environment variable {source.split(' ', 1)[1]}"
-        elif source.startswith("file "):
-            where = f" in the settings file {source.split(' ', 1)[1]}"
-        else:
-            where = ""
+        where = f" in the {source_words(source)}" if source else ""
         return error.setting, f"Correct {setting_label(error.setting)}{where} as the detail says."
     return "", (
         "Make sure Stash is running; outside Stash set STASH2PLEX_STASH_URL and "
