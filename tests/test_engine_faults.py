@@ -100,14 +100,17 @@ def test_plex_failing_only_writes_is_one_outage_that_backs_off(box):
         assert [o["ended_at"] is not None for o in store.outages()] == [True]
 
 
-@pytest.mark.parametrize("how", ["500", "hang"])
+@pytest.mark.parametrize("how", ["500", "hang", "proxy 502"])
 def test_a_sick_plex_with_few_jobs_queued_is_an_outage_not_dead_letters(box, how):
+    # "proxy 502": Plex down behind nginx, which answers every request with its gateway error.
     clock = SteppedClock()
     if how == "hang":
         box.settings(plex_timeout=1)
     scenes = edited(box, 2)
     if how == "500":
         box.plex.faults.fail(500)
+    elif how == "proxy 502":
+        box.plex.faults.fail(502, proxy=True)
     else:
         box.plex.faults.latency(1.5)
 

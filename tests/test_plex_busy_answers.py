@@ -72,7 +72,12 @@ def test_a_reverse_proxys_gateway_error_is_asked_again_too(box, status):
     assert edits_answered(box) == [status, status, 200] and len(pauses) == 2
 
 
-def test_a_proxys_other_pages_and_a_lasting_gateway_error_are_plex_unreachable(box):
+def test_a_proxys_other_pages_are_plex_unreachable_and_a_lasting_gateway_error_fails_the_request(
+    box,
+):
+    # A lasting 502 is the request's failure, like Plex's own 500: one busy moment of Plex
+    # behind the proxy must not hold the queue (the breaker's threshold and the health check
+    # decide an outage, tests/test_engine_faults.py).
     pauses = Pauses()
     client = client_of(box, pauses)
     client.connect()
@@ -81,8 +86,9 @@ def test_a_proxys_other_pages_and_a_lasting_gateway_error_are_plex_unreachable(b
         edit_title(box, client, "Maintenance")
     assert pauses == []
     box.plex.faults.fail(502, route=EDIT, proxy=True)
-    with pytest.raises(errors.ServerDownError, match="HTTP 502"):
+    with pytest.raises(errors.TransientError, match="reverse proxy .* HTTP 502") as raised:
         edit_title(box, client, "Gone")
+    assert raised.value.server == "plex" and raised.value.error_class == errors.TRANSIENT
     assert len(pauses) == len(BUSY_RETRY_DELAYS)
     assert edits_answered(box) == [503] + [502] * (len(BUSY_RETRY_DELAYS) + 1)
 
