@@ -86,7 +86,7 @@ def test_a_proxys_other_pages_are_plex_unreachable_and_a_lasting_gateway_error_f
         edit_title(box, client, "Maintenance")
     assert pauses == []
     box.plex.faults.fail(502, route=EDIT, proxy=True)
-    with pytest.raises(errors.TransientError, match="reverse proxy .* HTTP 502") as raised:
+    with pytest.raises(errors.TransientError, match=r"reverse proxy .* HTTP 502") as raised:
         edit_title(box, client, "Gone")
     assert raised.value.server == "plex" and raised.value.error_class == errors.TRANSIENT
     assert len(pauses) == len(BUSY_RETRY_DELAYS)
