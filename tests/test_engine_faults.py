@@ -551,3 +551,36 @@ def test_a_library_deleted_in_plex_holds_the_queue_naming_the_setting(tmp_path, 
             assert box.job(scene.id).state == "done", scene.id
             key = box.plex.find_by_file(box.library.plex_path(scene.files[0].path))
             assert box.plex.item(key).title == f"After the library went {scene.id}"
+
+
+@pytest.mark.parametrize("same_id", [True, False], ids=["same id", "new id"])
+def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_path, same_id):
+    """The usual cure for a Plex library that misbehaves: remove it and add it again. Plex
+    gives it new, bare items, under a new id or (the newest library's, as an SQLite rowid)
+    the same. The first sync that meets the gone items (a scene saved in Stash) queues every
+    scene that was synced into it, and one drain puts the metadata of all of them back: not
+    only the scene that was saved."""
+    with sandbox(tmp_path, scenes=30, seed=5, settings={"plex_library": "Stash Scenes"}) as box:
+        box.drain()
+        synced = [s for s in box.library.scenes.values() if s.files and s.in_plex]
+        if not same_id:
+            box.plex.add_section("TV Shows", ["/plex/tv"], type="show")
+        box.plex.delete_section(box.section_id)
+        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
+        for scene in synced:
+            box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        assert library_problems(box.plex, box.library) != {}  # bare items
+        saved = synced[0]
+        box.stash.update_scene(saved.id, title="Saved after the library came back")
+
+        box.drain(saved.id)
+
+        assert library_problems(box.plex, box.library) == {}
+        with box.store() as store:
+            assert store.dead_letters() == []
+            assert {job.state for job in store.jobs()} == {"done"}
+            said = [e["message"] for e in store.recent_events(50)]
+        assert (section == box.section_id) is same_id
+        # The saved scene met its item's 404 first and was matched again at once.
+        told = f"the Plex items of {len(synced) - 1} synced scenes are gone"
+        assert any(message.startswith(told) for message in said), said

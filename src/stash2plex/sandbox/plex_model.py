@@ -497,7 +497,9 @@ class PlexLibrary:
         agent = agent or default_agent
         scanner = scanner or default_scanner
         with self.lock:
-            key = max(self.sections, default=0) + 1  # a deleted key is never reused
+            # As an SQLite rowid: the newest key, deleted, is given again (whether PMS does is
+            # unverified; Stash2Plex copes with either).
+            key = max(self.sections, default=0) + 1
             locs = []
             for path in locations:
                 locs.append((self._next_location_id, path))

@@ -847,6 +847,47 @@ class Store:
                 "DELETE FROM links WHERE scene_id = ? AND rating_key = ?", (scene_id, rating_key)
             )
 
+    def unlink_gone_sections(self, section_ids: Iterable[int], source: str) -> list[int]:
+        """Plex has only these library sections now: every scene linked into another (a
+        library deleted in Plex, often added again at once under a new id) loses those links
+        and is queued as `source`; our collections of the gone sections are forgotten.
+        Returns the queued scene ids, sorted."""
+        present = list(section_ids)
+        gone = f"section_id NOT IN ({placeholders(present)})"
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM plex_collections WHERE {gone}", present)
+            return self._unlink_and_queue(conn, gone, present, source)
+
+    def unlink_items_gone(self, section_id: int, source: str) -> list[int]:
+        """Right after a complete listing of one section (`replace_index`): every scene linked
+        to an item of it the listing no longer showed (deleted in Plex, or the library added
+        again under the same id, with new items) loses that link and is queued as `source`.
+        Returns the queued scene ids, sorted."""
+        where = (
+            "section_id = ? AND rating_key NOT IN "
+            "(SELECT rating_key FROM plex_items WHERE section_id = ?)"
+        )
+        with self.transaction() as conn:
+            return self._unlink_and_queue(conn, where, [section_id, section_id], source)
+
+    def _unlink_and_queue(
+        self, conn: sqlite3.Connection, where: str, params: list[int], source: str
+    ) -> list[int]:
+        """Drop the links `where` selects and queue their scenes, so each is pushed to
+        whatever item holds its file now (until Plex has scanned it, it waits "not in Plex
+        yet", as a new scene does)."""
+        scene_ids = [
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT scene_id FROM links WHERE {where} ORDER BY scene_id", params
+            )
+        ]
+        if scene_ids:
+            conn.execute(f"DELETE FROM links WHERE {where}", params)
+            self._nudge(conn)
+            recording.upsert_jobs(conn, scene_ids, source, self.clock())
+        return scene_ids
+
     def last_synced_at(self) -> float | None:
         """When any scene was last pushed (epoch seconds), or None."""
         row = self._conn.execute("SELECT MAX(synced_at) FROM links").fetchone()

@@ -66,6 +66,8 @@ UNCHANGED = "unchanged"
 DELETED = "deleted"
 NO_FILE = "no_file"
 LEFT_ALONE = "skipped"  # a scene without metadata of its own left its Plex item as it was
+# Why scenes whose Plex items are gone are queued again (shown in their jobs).
+ITEMS_GONE_SOURCE = "Plex item deleted"
 
 # A scene missing from the index triggers a re-listing at most this often, so a burst of
 # scenes Plex has not scanned yet costs one listing, not one per scene.
@@ -179,6 +181,28 @@ class PlexIndex:
             return list(cached["sections"])
         return None
 
+    def _libraries_gone(self, section_ids: list[int]) -> None:
+        """Scenes synced into a library Plex no longer lists (deleted in Plex, or deleted
+        and added again under a new id) sync again."""
+        queued = self.store.unlink_gone_sections(section_ids, ITEMS_GONE_SOURCE)
+        self._tell_items_gone(queued)
+
+    def _replace_index(self, section_id: int) -> None:
+        """List a section whole; scenes linked to items it no longer has (deleted in Plex,
+        or the library added again under the same id: new items) sync again."""
+        self.store.replace_index(section_id, self.plex.list_section(section_id))
+        self._tell_items_gone(self.store.unlink_items_gone(section_id, ITEMS_GONE_SOURCE))
+
+    def _tell_items_gone(self, queued: list[int]) -> None:
+        if queued:
+            self.store.add_event(
+                "warning",
+                "items_gone",
+                f"the Plex items of {len(queued)} synced scenes are gone (deleted in Plex, or "
+                "their library removed and added again): they are queued to sync again to the "
+                "items holding their files now",
+            )
+
     def _ask(self) -> list[dict[str, Any]]:
         wanted = list(self.config.plex_library)
         sections = self.plex.sections()
@@ -233,6 +257,7 @@ class PlexIndex:
                 )
         found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
         self.store.keep_index_of([s.id for s in chosen])
+        self._libraries_gone([s.id for s in sections])
         self.store.put_value(
             "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
         )
@@ -293,14 +318,14 @@ class PlexIndex:
         for section_id in self.section_ids():
             known = self.store.indexed_rating_keys(section_id)
             if full or not known:
-                self.store.replace_index(section_id, self.plex.list_section(section_id))
+                self._replace_index(section_id)
                 if known:  # a first listing is no news
                     appeared |= self.store.indexed_rating_keys(section_id) - known
                 continue
             newest, total = self.plex.newest_items(section_id, INCREMENTAL_PAGE)
             fresh = [item for item in newest if item.rating_key not in known]
             if len(fresh) == len(newest) == INCREMENTAL_PAGE or len(known) + len(fresh) != total:
-                self.store.replace_index(section_id, self.plex.list_section(section_id))
+                self._replace_index(section_id)
                 appeared |= self.store.indexed_rating_keys(section_id) - known
                 continue
             listed_all = False
