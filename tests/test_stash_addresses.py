@@ -5,13 +5,17 @@ tests/test_http_transport.py.)"""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import socket
+import threading
 
 import pytest
 
 from stash2plex.clients.stash import StashClient, StashConnection, image_address
 from stash2plex.errors import ConfigError, StashDownError, SyncError, TransientError
 from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.plex_emulator import PlexEmulator
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.sandbox.verify import library_problems
 
@@ -153,3 +157,56 @@ def test_a_login_in_the_address_is_refused_saying_the_api_key_given_is_used():
     assert "the API key given in STASH2PLEX_STASH_API_KEY is used" in refused.value.message
     assert "(http://127.0.0.1:9999)" in refused.value.message
     assert "secret-KEY-77" not in refused.value.message
+
+
+@contextlib.contextmanager
+def another_server(status: int):
+    """A web server that is not Stash, answering every request with `status` and a page."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = b"<html><body>Not here</body></html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_stash_url_at_plex_or_another_server_names_stash_url():
+    """Another server's port given as Stash's: Plex (its answers say so), or a 404 for POST
+    /graphql, is a setting to fix, not a scene's failure nor a rejected API key; a 503 page
+    may be Stash starting, so it waits, and says which setting to check if Stash does not run
+    there."""
+    with PlexEmulator(token=PLEX_TOKEN) as plex:
+        with pytest.raises(ConfigError) as refused:
+            StashClient(StashConnection.from_url(plex.url)).version()
+    assert refused.value.setting == "stash_url"
+    assert refused.value.message.startswith(f"{plex.url} is Plex's address, not Stash's")
+    assert "check stash_url (STASH2PLEX_STASH_URL)" in refused.value.message
+    assert PLEX_TOKEN not in refused.value.message
+
+    with another_server(404) as url:
+        with pytest.raises(ConfigError) as refused:
+            StashClient(StashConnection.from_url(url)).version()
+    assert refused.value.setting == "stash_url"
+    assert refused.value.message.startswith(f"no Stash answers at {url}: POST {url}/graphql")
+
+    with another_server(503) as url:
+        with pytest.raises(StashDownError) as down:
+            StashClient(StashConnection.from_url(url)).version()
+    assert f"if Stash does not run at {url}, check stash_url" in down.value.message

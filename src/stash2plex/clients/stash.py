@@ -233,8 +233,8 @@ class StashClient:
         except Unreachable as exc:
             url = self.connection.url
             raise StashDownError(
-                f"Stash is not reachable at {url}: is Stash running at {url}? Check stash_url "
-                "(STASH2PLEX_STASH_URL), or the server connection Stash passes the plugin"
+                f"Stash is not reachable at {url}: is Stash running at {url}? "
+                f"{_CHECK_STASH_URL.capitalize()}"
             ) from exc
         except AnswerTimeout as exc:
             raise TransientError("Stash did not answer in time", server="stash") from exc
@@ -271,11 +271,19 @@ class StashClient:
 
     def _refusal(self, status: int, headers: Mapping[str, str], text: str) -> Exception:
         """The classified error for a status other than 200 (`text`: the answer, redacted)."""
+        url = self.connection.url
+        if "X-Plex-Protocol" in headers:  # Plex marks every answer (docs/plex-api-contract.md)
+            return ConfigError(
+                f"{url} is Plex's address, not Stash's (Plex answered HTTP {status}): "
+                f"{_CHECK_STASH_URL}",
+                setting="stash_url",
+                server="stash",
+                status=status,
+            )
         if status == 401:
             return self._auth_error()
         location = headers.get("Location") if 300 <= status < 400 else None
         if location:
-            url = self.connection.url
             target = location if "://" in location else f"{url}{location}"
             target = redact(target, self.connection.secrets())
             return ConfigError(
@@ -283,6 +291,20 @@ class StashClient:
                 "(STASH2PLEX_STASH_URL) to the address Stash answers at",
                 setting="stash_url",
                 server="stash",
+            )
+        if status in (404, 405):
+            # Stash serves POST /graphql at its root: whatever answered has no GraphQL here
+            # (another server's port, or a path Stash is not behind).
+            return ConfigError(
+                f"no Stash answers at {url}: POST {url}/graphql was refused (HTTP {status}); "
+                f"{_CHECK_STASH_URL}",
+                setting="stash_url",
+                server="stash",
+                status=status,
+            )
+        if status == 503:  # Stash starting, or another server's page: either may be meant
+            return error_for_status(
+                status, "stash", f"if Stash does not run at {url}, {_CHECK_STASH_URL}"
             )
         return error_for_status(status, "stash", shorten(text) if status < 500 else "")
 
@@ -619,6 +641,11 @@ class _Busy(Exception):
 # Stash's words when SQLite refuses a transaction (stashapp/stash issues 3053, 4849, 5252:
 # "beginning transaction: database is locked"); the request was rolled back.
 _LOCKED = re.compile(r"database is locked|database is busy|SQLITE_BUSY", re.IGNORECASE)
+
+
+_CHECK_STASH_URL = (
+    "check stash_url (STASH2PLEX_STASH_URL), or the server connection Stash passes the plugin"
+)
 
 
 def _busy_status(status: int) -> bool:
