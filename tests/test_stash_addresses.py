@@ -192,21 +192,18 @@ def test_stash_url_at_plex_or_another_server_names_stash_url():
     /graphql, is a setting to fix, not a scene's failure nor a rejected API key; a 503 page
     may be Stash starting, so it waits, and says which setting to check if Stash does not run
     there."""
-    with PlexEmulator(token=PLEX_TOKEN) as plex:
-        with pytest.raises(ConfigError) as refused:
-            StashClient(StashConnection.from_url(plex.url)).version()
+    with PlexEmulator(token=PLEX_TOKEN) as plex, pytest.raises(ConfigError) as refused:
+        StashClient(StashConnection.from_url(plex.url)).version()
     assert refused.value.setting == "stash_url"
     assert refused.value.message.startswith(f"{plex.url} is Plex's address, not Stash's")
     assert "check stash_url (STASH2PLEX_STASH_URL)" in refused.value.message
     assert PLEX_TOKEN not in refused.value.message
 
-    with another_server(404) as url:
-        with pytest.raises(ConfigError) as refused:
-            StashClient(StashConnection.from_url(url)).version()
+    with another_server(404) as url, pytest.raises(ConfigError) as refused:
+        StashClient(StashConnection.from_url(url)).version()
     assert refused.value.setting == "stash_url"
     assert refused.value.message.startswith(f"no Stash answers at {url}: POST {url}/graphql")
 
-    with another_server(503) as url:
-        with pytest.raises(StashDownError) as down:
-            StashClient(StashConnection.from_url(url)).version()
+    with another_server(503) as url, pytest.raises(StashDownError) as down:
+        StashClient(StashConnection.from_url(url)).version()
     assert f"if Stash does not run at {url}, check stash_url" in down.value.message
