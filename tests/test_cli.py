@@ -268,6 +268,17 @@ def test_diagnose_fails_when_plex_holds_other_files(box, cli):
     assert "0 of" in checks["path mapping"]["detail"]
 
 
+@pytest.mark.parametrize("other", [None, "show"], ids=["no library", "only a TV library"])
+def test_diagnose_says_to_add_a_library_to_a_plex_without_one_for_scenes(box, cli, other):
+    box.plex.delete_section(box.section_id)
+    if other:
+        box.plex.add_section("TV Shows", ["/plex/tv"], type=other)
+    result = cli("--json", "diagnose", expect=2)
+    checks = {c["name"]: c for c in json.loads(result.output)}
+    assert checks["Plex"]["ok"] and not checks["libraries"]["ok"]
+    assert checks["libraries"]["fix"].startswith("In Plex, add a library of type Movies")
+
+
 def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
     result = cli("--json", "diagnose", expect=2)  # a setting to change: a configuration error

@@ -584,3 +584,29 @@ def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_pat
         # The saved scene met its item's 404 first and was matched again at once.
         told = f"the Plex items of {len(synced) - 1} synced scenes are gone"
         assert any(message.startswith(told) for message in said), said
+
+
+def test_a_new_plex_without_a_library_holds_the_queue_saying_to_add_one(tmp_path):
+    """A Plex just installed lists no library: that is a library to add, not an outage (which
+    would read "Plex is down") nor a try per scene. Once one is added the queue goes on."""
+    with sandbox(tmp_path, scenes=12, seed=4, settings={"plex_library": ""}) as box:
+        box.plex.delete_section(box.section_id)
+        clock = SteppedClock()
+        box.queue()
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+
+        with box.store() as store:
+            holds = store.holds()
+            assert store.dead_letters() == [] and store.outages() == []
+            assert {job.attempts for job in store.jobs()} == {0}
+        assert holds.breaker.is_closed
+        assert holds.pause is not None and holds.pause.setting == "plex_library"
+        assert holds.pause.message.startswith("Plex has no library yet: add a Movies")
+
+        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
+        for scene in box.library.scenes.values():
+            if scene.files and scene.in_plex:
+                box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        clock.offset += 3600  # the hold's next check
+        Worker(box.data_dir, clock=clock).run(until_idle=True)
+        assert library_problems(box.plex, box.library) == {}

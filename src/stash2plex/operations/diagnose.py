@@ -24,7 +24,7 @@ from stash2plex.settings.sources import LocalSettings, source_words, unknown_var
 from stash2plex.store.db import Store
 from stash2plex.sync.matching import MAPPED_PATH, match_scene, part_holders
 from stash2plex.sync.pathmap import map_path, parse_path_map
-from stash2plex.sync.syncer import PlexIndex
+from stash2plex.sync.syncer import ADD_LIBRARY, PlexIndex
 from stash2plex.words import plural
 
 SAMPLE_SIZE = 25
@@ -32,6 +32,9 @@ SAMPLE_SIZE = 25
 COVER_TRIES = 3
 # Plex items with several files whose owners are looked up in Stash (one query per file).
 CONFLICT_SAMPLE = 50
+_ADD_LIBRARY = (
+    "In Plex, add a library of type Movies or Other Videos holding your Stash folder (Add Library)."
+)
 
 
 @dataclass(frozen=True)
@@ -230,16 +233,13 @@ def diagnose(
     except errors.SyncError as exc:
         close = (exc.detail or {}).get("did_you_mean")
         names = f"'{close}'" if close else "the names of the Plex libraries holding your files"
-        checks.append(
-            Check(
-                "libraries",
-                False,
-                exc.message,
-                f"Change {setting_label('plex_library')}{_where('plex_library', sources)} to "
-                f"{names}.",
-                setting="plex_library",
-            )
+        fix = (
+            _ADD_LIBRARY
+            if (exc.detail or {}).get(ADD_LIBRARY)
+            else f"Change {setting_label('plex_library')}{_where('plex_library', sources)} to "
+            f"{names}."
         )
+        checks.append(Check("libraries", False, exc.message, fix, setting="plex_library"))
         return checks
     if not sections:
         checks.append(
@@ -247,7 +247,7 @@ def diagnose(
                 "libraries",
                 False,
                 "no movie or other-videos library in Plex",
-                "Add your Stash folder to a Plex library of type Movies or Other Videos.",
+                _ADD_LIBRARY,
             )
         )
         return checks

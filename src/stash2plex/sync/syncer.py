@@ -66,6 +66,8 @@ UNCHANGED = "unchanged"
 DELETED = "deleted"
 NO_FILE = "no_file"
 LEFT_ALONE = "skipped"  # a scene without metadata of its own left its Plex item as it was
+# In a ConfigError's detail: the fix is a library to add in Plex, not a setting to change.
+ADD_LIBRARY = "add_library"
 # Why scenes whose Plex items are gone are queued again (shown in their jobs).
 ITEMS_GONE_SOURCE = "Plex item deleted"
 
@@ -158,9 +160,9 @@ class PlexIndex:
         `refresh`: ask Plex again even if cached (a probe of a paused queue). Raises
         ConfigError (setting `plex_library`) when a named library does not exist or is not a
         Movies/Other Videos library, or when Plex has no such library at all: scenes cannot be
-        synced into TV, music or photo libraries, and waiting would never end. Raises
-        TransientError when Plex lists no library at all (a restarting server; a verdict on
-        the settings needs an answer).
+        synced into TV, music or photo libraries, and waiting would never end. When Plex
+        lists no library at all: TransientError if scenes were synced into one (a
+        Plex still starting), else ConfigError (a new Plex: a library to add).
         """
         if not refresh and self._sections is not None:
             read_at, remembered = self._sections
@@ -207,8 +209,15 @@ class PlexIndex:
         wanted = list(self.config.plex_library)
         sections = self.plex.sections()
         if not sections:
-            raise TransientError(
-                "Plex listed no libraries at all (is it still starting?)", server="plex"
+            if self.store.link_count():  # it listed ours before: a Plex still starting
+                raise TransientError(
+                    "Plex listed no libraries at all (is it still starting?)", server="plex"
+                )
+            raise ConfigError(  # a new Plex: the queue holds until a library is added
+                "Plex has no library yet: add a Movies or Other Videos library holding your "
+                "Stash files in Plex (the queue goes on by itself once Plex lists one)",
+                setting="plex_library",
+                detail={ADD_LIBRARY: True},
             )
         usable = [s for s in sections if s.type == "movie"]
         choices = ", ".join(s.title for s in usable) or "(none: add one in Plex)"
@@ -254,6 +263,7 @@ class PlexIndex:
                     f"syncs into (libraries found: {listed}); add your Stash folder to one and "
                     f"name it in {setting_label('plex_library')}",
                     setting="plex_library",
+                    detail={ADD_LIBRARY: True},
                 )
         found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
         self.store.keep_index_of([s.id for s in chosen])
