@@ -1189,3 +1189,35 @@ def test_the_control_api_adds_agent_items_and_moves_files(emu: PlexEmulator, sec
     assert control.item(key)["title"] == "The Long Harbour"
     assert control.move_file("/data/Movies/a.mkv", "/data/Movies/b.mkv") == key
     assert control.find_by_file("/data/Movies/b.mkv") == key
+
+
+def test_a_library_deleted_and_added_again_through_plexapi_finds_its_media_again(
+    emu: PlexEmulator, section: int, plex: PlexServer, clock: FakeClock
+) -> None:
+    """Plex Web's Delete Library and Add Library, as plexapi sends them: the media stay on
+    disk, the new library's first scan finds them as new, bare items under a new ratingKey.
+    (plexapi's `Library.add` first browses the folder through /services/browse, which the
+    emulator does not serve: its request is sent as it would send it.)"""
+    old = rich_item(emu, section, plex)
+    plex.library.sectionByID(section).delete()
+    assert emu.items() == [] and [s.title for s in plex.library.sections()] == []
+
+    params = {
+        "name": "Movies",
+        "type": "movie",
+        "agent": "tv.plex.agents.none",
+        "scanner": "Plex Video Files Scanner",
+        "language": "xn",
+        "location": "/data/Movies",
+    }
+    assert get(emu, "/library/sections", method="POST", params=params).status_code == 200
+    (added,) = PlexServer(emu.url, TOKEN, timeout=5).library.sections()  # plexapi caches
+    assert added.title == "Movies" and added.locations == ["/data/Movies"]
+    clock.advance(1)  # the first scan's delay
+    emu.run_due_scans()
+    (movie,) = added.all()
+    assert movie.ratingKey != old and movie.title == "Wicked (2024)"
+    assert [p.file for p in movie.iterParts()] == ["/data/Movies/Wicked (2024).mkv"]
+    assert get(emu, f"/library/sections/{added.key + 9}", method="DELETE").status_code == 404
+    del params["location"]
+    assert get(emu, "/library/sections", method="POST", params=params).status_code == 400

@@ -943,6 +943,34 @@ class PlexEmulator:
     def get_sections(self, request: _Request) -> _Response:
         return _Response(200, xml.sections(self.library))
 
+    @_route("POST", "/library/sections", "POST /library/sections")
+    def add_section_route(self, request: _Request) -> _Response:
+        """Add a library (plexapi `Library.add`: name, type, agent, scanner, language and one
+        `location` per folder); Plex scans a new library at once."""
+        name = request.params.get("name", "").strip()
+        locations = [value for key, value in request.pairs if key == "location" and value]
+        if not name or not locations:
+            return _error(400)
+        key = self.library.add_section(
+            name,
+            locations,
+            request.params.get("type") or "movie",
+            agent=request.params.get("agent") or None,
+            scanner=request.params.get("scanner") or None,
+            language=request.params.get("language") or "xn",
+        )
+        self.library.request_scan(key, None)
+        return _Response(200, xml.sections(self.library))
+
+    @_route("DELETE", r"/library/sections/(\d+)", "DELETE /library/sections/{id}")
+    def delete_section_route(self, request: _Request) -> _Response:
+        """Delete a library with its items and collections (plexapi `LibrarySection.delete`);
+        its media stay on disk."""
+        section_id = int(request.groups[0])
+        self.library.section(section_id)  # 404 when there is none
+        self.library.delete_section(section_id)
+        return _Response(200)
+
     @_route("GET", "/library/sections/", "GET /library/sections/")
     def get_sections_slash(self, request: _Request) -> _Response:
         return _Response(200, xml.sections(self.library))

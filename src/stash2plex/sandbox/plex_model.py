@@ -424,6 +424,9 @@ class PlexLibrary:
         # whose folders overlap), one item in each, as a real Plex holds it.
         self._by_file: dict[str, dict[int, int]] = {}
         self._scannable: dict[int, dict[str, int]] = {}
+        # Files of deleted libraries: deleting a library in Plex leaves its media on disk,
+        # where a library added again over the same folders finds them (path -> size).
+        self._left_on_disk: dict[str, int] = {}
         self._pending_scans: list[tuple[float, int, str | None, bool]] = []
         self._pending_refreshes: list[tuple[float, int]] = []
         self._tag_ids: dict[tuple[str, str], int] = {}
@@ -509,8 +512,24 @@ class PlexLibrary:
             self.sections[key] = Section(
                 key, title, type, locs, section_uuid, agent, scanner, language, now, now, now
             )
-            self._scannable[key] = {}
+            # A new library's folders may already hold media (the files of a library deleted
+            # before): its first scan finds them.
+            self._scannable[key] = {
+                path: size
+                for path, size in self._disk_files().items()
+                if any(_under(path, folder) for _, folder in locs)
+            }
             return key
+
+    def _disk_files(self) -> dict[str, int]:
+        """Every media file this Plex knows on disk (path -> size): in its items, waiting for
+        a scan, or left by a deleted library."""
+        files = dict(self._left_on_disk)
+        for scannable in self._scannable.values():
+            files.update(scannable)
+        for item in self.items.values():
+            files.update((part.file, part.size) for part in item.parts)
+        return files
 
     def add_item(
         self,
@@ -622,7 +641,9 @@ class PlexLibrary:
             if section_id not in self.sections:
                 raise KeyError(section_id)
             for key in [k for k, item in self.items.items() if item.section_id == section_id]:
+                self._left_on_disk.update((p.file, p.size) for p in self.items[key].parts)
                 self.delete_item(key)
+            self._left_on_disk.update(self._scannable.get(section_id, {}))
             for coll in self.section_collections(section_id):
                 del self.collections[coll.rating_key]
             del self.sections[section_id]
