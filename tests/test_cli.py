@@ -279,6 +279,19 @@ def test_diagnose_says_to_add_a_library_to_a_plex_without_one_for_scenes(box, cl
     assert checks["libraries"]["fix"].startswith("In Plex, add a library of type Movies")
 
 
+@pytest.mark.parametrize("proxy", [False, True], ids=["Plex's 500", "a proxy's 502"])
+def test_health_tells_a_failing_plex_from_one_a_proxy_cannot_reach(box, cli, proxy):
+    cli("health")  # Plex answered with these settings: what follows is no wrong address
+    box.plex.faults.fail(502 if proxy else 500, proxy=proxy)
+    said = " ".join(cli("health", expect=1).stderr.split())
+    assert said.startswith("stash2plex: Plex is NOT healthy: ")
+    if proxy:  # Plex did not answer: it is not "running but failing"
+        assert "Plex behind it did not answer" in said and "Start Plex" in said
+        assert "running but failing" not in said
+    else:
+        assert "Plex is running but failing" in said
+
+
 def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
     result = cli("--json", "diagnose", expect=2)  # a setting to change: a configuration error

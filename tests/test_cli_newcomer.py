@@ -233,6 +233,25 @@ def test_a_scene_plex_failed_says_why_and_when_and_syncs_again_when_asked(box, c
     assert box.item(scene).title == scene.title
 
 
+def test_a_sync_that_reached_plex_says_why_the_scenes_it_left_waiting_wait(box, cli):
+    """Some scenes reached Plex and some were refused (a reverse proxy's 502, Plex behind it
+    not answering): the sync did its job (exit 0, as README says), but the refused ones are
+    named with their failure and next try, not only counted in the table."""
+    cli("sync", "--all")
+    changed = matchable(box)[:2]
+    for scene in changed:
+        box.stash.update_scene(scene.id, title=f"Changed behind the proxy {scene.id}")
+    box.plex.faults.fail(502, route=r"^PUT ", proxy=True)
+
+    result = cli("sync", "--all")
+
+    said = " ".join(result.stderr.split())
+    assert "2 scenes did not reach Plex and wait (2 to be retried)." in said, said
+    assert "the first to be retried, failed with: a reverse proxy at" in said
+    assert "answered HTTP 502 to the edit of Plex item" in said and "The next try is" in said
+    assert "unchanged │ " in " ".join(result.stdout.split())
+
+
 def test_a_sync_counts_its_own_scenes_apart_from_the_queue(box, cli):
     """A job an earlier run queued and nobody drained is synced by the same drain: one scene
     queued, two synced, and the table says why. A scene left waiting from before and not

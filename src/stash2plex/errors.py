@@ -2,6 +2,7 @@
 
     SyncError                       every failure the worker routes; `error_class` names the route
     ├── TransientError              retry with backoff, counting attempts      (timeouts, 5xx, ...)
+    │   ├── GatewayError            a proxy's 502/504: the server behind it did not answer
     │   └── InternalError           a bug of ours: retried like a transient failure, never a hold
     ├── ServerDownError             open the breaker; wait without burning attempts (refused, 503)
     │   └── StashDownError          Stash itself is unreachable: a pause of its own, no Plex outage
@@ -82,6 +83,12 @@ class SyncError(Exception):
 
 class TransientError(SyncError):
     error_class = TRANSIENT
+
+
+class GatewayError(TransientError):
+    """A reverse proxy in front of the server answered 502 or 504 after the quick re-asks:
+    the server behind it did not answer (down, or only busy). Routed like a 5xx; told apart
+    from one where it matters that the server itself did not answer."""
 
 
 class InternalError(TransientError):

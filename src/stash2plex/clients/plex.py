@@ -39,6 +39,7 @@ from stash2plex.errors import (
     UNSETTLED_WRITE,
     AuthError,
     ConfigError,
+    GatewayError,
     NotInPlexError,
     PermanentError,
     ServerDownError,
@@ -304,7 +305,8 @@ class PlexClient:
                 if self._stopping.is_set():
                     break  # the refusal stands; the job is tried again by the next worker
             if not from_plex and busy:
-                raise _gateway_error(self.url, answer.status, action or path.partition("?")[0])
+                asked = action or f"{method} {path.partition('?')[0]}"
+                raise _gateway_error(self.url, answer.status, asked)
             if not from_plex:
                 self._refuse_not_plex(answer)
             if answer.status in _TOO_LARGE:  # about this request, whoever answered
@@ -888,14 +890,14 @@ def _busy(status: int, from_plex: bool) -> bool:
     return status in (408, 429) or (status >= 500 and status != 503)
 
 
-def _gateway_error(url: str, status: int, action: str) -> TransientError:
+def _gateway_error(url: str, status: int, action: str) -> GatewayError:
     """A reverse proxy's 502 or 504 that outlasted the re-asks: Plex behind it did not answer
-    this request. Like Plex's own 500 it is the request's failure, not yet an outage: one busy
-    moment of Plex must not hold the queue. Failures of several scenes in a row open the
-    breaker, and a job failing twice has its server health-checked (engine/routing.py,
-    engine/worker.py), so a proxy whose Plex is down still holds the queue within seconds."""
-    return TransientError(
-        f"a reverse proxy at {url} answered HTTP {status} for {action}: Plex behind it did "
+    this request. Like Plex's own 500 it is the request's failure, not yet an outage: one
+    busy moment of Plex must not hold the queue. Failures of several scenes in a row open the
+    breaker, and a job failing twice has Plex's health checked (engine/routing.py,
+    engine/worker.py), so a Plex down behind the proxy still holds the queue."""
+    return GatewayError(
+        f"a reverse proxy at {url} answered HTTP {status} to {action}: Plex behind it did "
         "not answer in time or is not running",
         server="plex",
         status=status,

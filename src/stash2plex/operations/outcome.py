@@ -147,10 +147,19 @@ def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -
         if problem.startswith("the background worker did not start"):
             sentences.append(f"{problem[0].upper()}{problem[1:]}.")
             exit_code = exit_code or EXIT_ATTENTION
-    if not sentences and report is not None and report.processed:
-        useful = report.synced + report.unchanged + report.skipped
-        if not useful and report.deferred:
-            sentences.append(_nothing_synced(store, started_at))
+    if not sentences and report is not None and report.processed and report.deferred:
+        if report.synced + report.unchanged + report.skipped:
+            # Others reached Plex: the sync did its job (exit 0), but the scenes left waiting
+            # are named with why, as a table's count alone would not say.
+            left = _left_waiting(store, started_at, none_reached=False)
+            if left is not None:
+                sentences.append(left)
+        else:
+            sentences.append(
+                _left_waiting(store, started_at, none_reached=True)
+                or "No scene reached Plex; Show Waiting Scenes (or `stash2plex queue list`) "
+                "lists each scene with its reason."
+            )
             exit_code = EXIT_ATTENTION
     return Verdict(" ".join(sentences) or None, exit_code, notes)
 
@@ -204,9 +213,11 @@ def _tries_sentence(attempts: int, max_attempts: int) -> str:
     )
 
 
-def _nothing_synced(store: Store, started_at: float) -> str:
-    """Why no scene of a drain that began at `started_at` reached Plex: the scenes it queued
-    or tried wait (those left waiting from before, untouched, are not this drain's)."""
+def _left_waiting(store: Store, started_at: float, *, none_reached: bool) -> str | None:
+    """Why scenes a drain that began at `started_at` queued or tried wait (for a match or a
+    retry; those left waiting from before, untouched, are not this drain's), or None when
+    none does. `none_reached`: no scene of the drain reached Plex ("No scene reached Plex: 2
+    scenes wait"), else "2 scenes did not reach Plex and wait"."""
     waits = {
         reason: n
         for reason, n in store.waiting_counts(started_at).items()
@@ -214,11 +225,13 @@ def _nothing_synced(store: Store, started_at: float) -> str:
     }
     total = sum(waits.values())
     if not total:
-        return (
-            "No scene reached Plex; Show Waiting Scenes (or `stash2plex queue list`) lists each "
-            "scene with its reason."
-        )
-    head = f"No scene reached Plex: {scenes(total)} {agree(total, 'waits', 'wait')}"
+        return None
+    wait = agree(total, "waits", "wait")
+    head = (
+        f"No scene reached Plex: {scenes(total)} {wait}"
+        if none_reached
+        else f"{scenes(total)} did not reach Plex and {wait}"
+    )
     return waits_sentence(head, waits, store.next_retry(started_at), store.clock())
 
 

@@ -556,6 +556,9 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
     if error is not None and pauses.never_reached(error) and not plex_url_answered(context):
         error = pauses.address_to_check(error)  # never reached with these settings
         detail = error.message
+    # Plex's HTTP status when it answered with an error (a running Plex failing); a proxy's
+    # gateway error is Plex not answering.
+    plex_status = None if isinstance(error, errors.GatewayError) else getattr(error, "status", None)
     setting = getattr(error, "setting", "") or (
         "plex_token" if health.error_class == errors.AUTH else ""
     )
@@ -567,8 +570,7 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
         "latency_ms": round(health.latency_ms, 1),
         "detail": detail,
         "problem": None if error is None else error.error_class,
-        # Plex's HTTP status when it answered with an error (a running Plex failing).
-        "status": getattr(error, "status", None),
+        "status": plex_status,
         "breaker": status["breaker"],
         "paused": status["paused"],
         "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},
