@@ -553,13 +553,15 @@ def test_a_library_deleted_in_plex_holds_the_queue_naming_the_setting(tmp_path, 
             assert box.plex.item(key).title == f"After the library went {scene.id}"
 
 
+@pytest.mark.parametrize("asked", ["saved in Stash", "Sync, unchanged"])
 @pytest.mark.parametrize("same_id", [True, False], ids=["same id", "new id"])
-def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_path, same_id):
+def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_path, same_id, asked):
     """The usual cure for a Plex library that misbehaves: remove it and add it again. Plex
     gives it new, bare items, under a new id or (the newest library's, as an SQLite rowid)
-    the same. The first sync that meets the gone items (a scene saved in Stash) queues every
-    scene that was synced into it, and one drain puts the metadata of all of them back: not
-    only the scene that was saved."""
+    the same, and always a new uuid. The first sync that meets it queues every scene that was
+    synced into it, and one drain puts the metadata of all of them back: a scene saved in
+    Stash (its edit meets the gone item), or a Sync a person asks for of a scene unchanged
+    since (which asks Plex nothing but its libraries)."""
     with sandbox(tmp_path, scenes=30, seed=5, settings={"plex_library": "Stash Scenes"}) as box:
         box.drain()
         synced = [s for s in box.library.scenes.values() if s.files and s.in_plex]
@@ -571,9 +573,13 @@ def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_pat
             box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
         assert library_problems(box.plex, box.library) != {}  # bare items
         saved = synced[0]
-        box.stash.update_scene(saved.id, title="Saved after the library came back")
-
-        box.drain(saved.id)
+        if asked == "saved in Stash":
+            box.stash.update_scene(saved.id, title="Saved after the library came back")
+            box.drain(saved.id)
+        else:
+            with box.store() as store:
+                store.enqueue([saved.id], "sync_now", retry_now=True)
+            Worker(box.data_dir).run(until_idle=True)
 
         assert library_problems(box.plex, box.library) == {}
         with box.store() as store:
@@ -581,8 +587,9 @@ def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_pat
             assert {job.state for job in store.jobs()} == {"done"}
             said = [e["message"] for e in store.recent_events(50)]
         assert (section == box.section_id) is same_id
-        # The saved scene met its item's 404 first and was matched again at once.
-        told = f"the Plex items of {len(synced) - 1} synced scenes are gone"
+        # A saved scene meets its item's 404 first and is matched again at once.
+        gone = len(synced) - (asked == "saved in Stash")
+        told = f"the Plex items of {gone} synced scenes are gone"
         assert any(message.startswith(told) for message in said), said
 
 
@@ -610,3 +617,39 @@ def test_a_new_plex_without_a_library_holds_the_queue_saying_to_add_one(tmp_path
         clock.offset += 3600  # the hold's next check
         Worker(box.data_dir, clock=clock).run(until_idle=True)
         assert library_problems(box.plex, box.library) == {}
+
+
+@pytest.mark.parametrize(
+    "how", ["proxy 502, max_retries 1", "proxy 504 on writes only", "no library listed"]
+)
+def test_a_lone_scene_waits_for_a_plex_that_cannot_take_it_instead_of_dead_letters(tmp_path, how):
+    """One scene queued (too few to reach the breaker's threshold) while Plex cannot take it
+    for reasons no scene can fix: Plex down behind a proxy with `max_retries` 1 (a first
+    failure is also the last), Plex behind a proxy answering reads but never writes, a Plex
+    listing no library after scenes were synced into one. It waits for Plex, and syncs by
+    itself once Plex is well again."""
+    settings = {"max_retries": 1} if how.endswith("max_retries 1") else {}
+    with sandbox(tmp_path, scenes=20, seed=8, settings=settings) as box:
+        clock = SteppedClock()
+        (scene,) = edited(box, 1)
+        if how.startswith("proxy 502"):
+            box.plex.faults.fail(502, proxy=True)
+        elif how.startswith("proxy 504"):
+            box.plex.faults.fail(504, proxy=True, route=r"^PUT ")
+        else:
+            box.plex.delete_section(box.section_id)
+
+        run_for(box, clock, 90, step=10)
+
+        with box.store() as store:
+            assert store.dead_letters() == []
+            assert store.job(scene.id).reason == "plex_down", store.job(scene.id)
+        box.plex.faults.clear()
+        if how == "no library listed":
+            section = box.plex.add_section("Stash Scenes", ["/plex/media"])
+            for each in box.library.scenes.values():
+                if each.files and each.in_plex:
+                    box.plex.add_item(section, [box.library.plex_path(f.path) for f in each.files])
+        run_for(box, clock, 60, step=10)
+        assert box.job(scene.id).state == "done"
+        assert box.item(scene).title == "Edited 0"

@@ -180,6 +180,12 @@ def test_a_scene_as_pushed_is_in_sync_and_each_difference_has_its_class_and_repa
     [broken] = classify(result=result(305), links=[link], gone={101})
     assert broken.kind == kinds.LINK_BROKEN and broken.action == kinds.RELINK
     assert broken.detail == "Plex item 101 is gone; its file is now Plex item 305"
+    # A scene of two files, in two items, both gone (a library removed and added again).
+    second = Link(7, 102, 1, "/plex/b.mp4", {}, 0.0, {})
+    [both] = classify(result=result(305, 306), links=[link, second], gone={101, 102})
+    assert both.detail == (
+        "Plex items 101 and 102 are gone; its files are now Plex items 305 and 306"
+    )
     [merged] = classify(result=result(101, 102), links=[link])
     assert merged.kind == kinds.STALE and merged.fields == ("items",)
 

@@ -64,12 +64,15 @@ COLLECTION_SEARCH_TYPE = 18
 
 @dataclass(frozen=True)
 class Section:
-    """One Plex library section: its id, title, type (movie, show, ...) and folders."""
+    """One Plex library section: its id, title, type (movie, show, ...), folders, and the
+    uuid Plex gives each library it creates ("" when not given): a library removed and added
+    again may get the same id, never the same uuid (docs/plex-api-contract.md, captures)."""
 
     id: int
     title: str
     type: str
     locations: tuple[str, ...]
+    uuid: str = ""
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,7 @@ class PlexClient:
                 d.get("title", ""),
                 d.get("type", ""),
                 tuple(loc.get("path", "") for loc in d.iter("Location")),
+                d.get("uuid", ""),
             )
             for d in (root if root is not None else [])
             if d.tag == "Directory"
@@ -419,6 +423,7 @@ class PlexClient:
         start = 0
         while True:
             page, total = self._listing_page(section_id, start, LISTING_PAGE_SIZE, sort="addedAt")
+            _check_page(section_id, start, LISTING_PAGE_SIZE, page, total)
             yield page
             start += LISTING_PAGE_SIZE
             if not page or start >= total:
@@ -439,6 +444,7 @@ class PlexClient:
             page, total = self._listing_page(
                 section_id, start, page_size, sort="addedAt", with_fields=True
             )
+            _check_page(section_id, start, page_size, page, total)
             if page:
                 yield page
             start += page_size
@@ -484,8 +490,10 @@ class PlexClient:
             query,
             headers={"X-Plex-Container-Start": str(start), "X-Plex-Container-Size": str(size)},
         )
-        if root is None:
-            return [], 0
+        if root is None:  # Plex answers every listing with a MediaContainer, if empty
+            raise TransientError(
+                f"Plex answered the listing of library {section_id} with nothing", server="plex"
+            )
         items = [
             _listed_item(video, section_id, with_fields) for video in root if video.tag == "Video"
         ]
@@ -888,6 +896,17 @@ def _busy(status: int, from_plex: bool) -> bool:
     if not from_plex:
         return status in (502, 504)
     return status in (408, 429) or (status >= 500 and status != 503)
+
+
+def _check_page(section_id: int, start: int, size: int, page: list[Any], total: int) -> None:
+    """Refuse a listing page shorter than the library's total says it must be: a listing cut
+    short would be taken for items deleted in Plex (and their scenes' links dropped)."""
+    if len(page) < min(size, total - start):
+        raise TransientError(
+            f"Plex's listing of library {section_id} broke off: {len(page)} items from "
+            f"position {start} of {total}",
+            server="plex",
+        )
 
 
 def _gateway_error(url: str, status: int, action: str) -> GatewayError:

@@ -234,7 +234,7 @@ class StashClient:
             url = self.connection.url
             raise StashDownError(
                 f"Stash is not reachable at {url}: is Stash running at {url}? "
-                f"{_CHECK_STASH_URL.capitalize()}"
+                f"{_CHECK_STASH_URL[0].upper()}{_CHECK_STASH_URL[1:]}"
             ) from exc
         except AnswerTimeout as exc:
             raise TransientError("Stash did not answer in time", server="stash") from exc

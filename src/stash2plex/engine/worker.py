@@ -15,6 +15,7 @@ without a worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -54,12 +55,12 @@ from stash2plex.reconcile.timer import ReconcileTimer
 from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.settings.sources import load_local_settings
 from stash2plex.store import spool
-from stash2plex.store.db import Store, quarantine
+from stash2plex.store.db import PERSON_ASKED_KEY, Store, quarantine
 from stash2plex.sync import settle
 from stash2plex.sync.backfill import EntityBackfill
 from stash2plex.sync.collection_art import Awaited, CollectionLookups
 from stash2plex.sync.read_ahead import ItemsReadAhead
-from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
+from stash2plex.sync.syncer import SECTIONS_KEY, UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
 from stash2plex.words import plural
 
@@ -205,6 +206,7 @@ class Worker:
         # Plex items read ahead for the claimed batches' first pushes (shared by the threads).
         self._items_ahead = ItemsReadAhead(clock)
         self._foreign_checked = False  # see `_step`
+        self._libraries_read_for: object = None  # see `_reread_libraries_if_asked`
         self._collections = CollectionLookups(clock)
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
         self._pull_timer = PullTimer(self.store, clock)
@@ -411,6 +413,7 @@ class Worker:
         context = self._current_context(holds)
         if context is None:
             return 0
+        self._reread_libraries_if_asked(context)
         self._expand_entity_changes(context)
         self._record_entities(context)
         self._pull_timer.tick(context)
@@ -434,6 +437,21 @@ class Worker:
                 self._claimed_again_at = self.clock() + CLAIMED_ASK_SECONDS
             self._plex_remembered = context
         return handled
+
+    def _reread_libraries_if_asked(self, context: Context) -> None:
+        """A person asked for scenes (Sync, Sync All, Sync Recent) since Plex's libraries were
+        last read: read them again (one request). An unchanged scene asks Plex nothing, so a
+        library removed and added again in Plex (new items, none of our metadata) is seen
+        only so; its scenes are queued (sync.syncer.PlexIndex). Tried once per request."""
+        asked = self.store.get_value(PERSON_ASKED_KEY)
+        read = (self.store.get_value(SECTIONS_KEY) or {}).get("read_at")
+        if not isinstance(asked, int | float) or asked == self._libraries_read_for:
+            return
+        self._libraries_read_for = asked
+        if isinstance(read, int | float) and read >= asked:
+            return
+        with contextlib.suppress(errors.SyncError):  # the scenes' own syncs meet it
+            self._syncer(context).index.sections(refresh=True)
 
     def _check_unsettled(self, context: Context) -> None:
         """Check the items of writes that timed out long enough ago (sync.settle): a value an
@@ -670,7 +688,9 @@ class Worker:
     ) -> Decision:
         if isinstance(result, errors.NotInPlexError):
             self._maybe_request_scan(context, job, result)
-        elif isinstance(result, errors.TransientError) and _repeated_server_failure(job, result):
+        elif isinstance(result, errors.TransientError) and _repeated_server_failure(
+            job, result, self._max_attempts(context)
+        ):
             result = self._confirm(context, result)
         decision = route(
             job,
@@ -1036,13 +1056,14 @@ class Worker:
         self.store.add_event(level, kind, message)
 
 
-def _repeated_server_failure(job: Job, error: errors.TransientError) -> bool:
+def _repeated_server_failure(job: Job, error: errors.TransientError, max_attempts: int) -> bool:
     """A server-side transient failure (5xx, timeout, dropped connection) of a job that
-    already failed before."""
+    already failed before, or that would send it to the dead letters (`max_retries` 1): a
+    server that fails every request must hold the job, not dead-letter it."""
     return (
         not isinstance(error, errors.InternalError)
         and error.server is not None
-        and job.attempts >= 1
+        and (job.attempts >= 1 or job.attempts + 1 >= max_attempts)
     )
 
 

@@ -149,11 +149,11 @@ def drain_verdict(store: Store, started_at: float, report: DrainReport | None) -
             exit_code = exit_code or EXIT_ATTENTION
     if not sentences and report is not None and report.processed and report.deferred:
         if report.synced + report.unchanged + report.skipped:
-            # Others reached Plex: the sync did its job (exit 0), but the scenes left waiting
-            # are named with why, as a table's count alone would not say.
+            # Others reached Plex: the sync did its job (no error, exit 0), and a note says
+            # why the scenes left waiting wait, as a table's count alone would not.
             left = _left_waiting(store, started_at, none_reached=False)
             if left is not None:
-                sentences.append(left)
+                notes = (*notes, left)
         else:
             sentences.append(
                 _left_waiting(store, started_at, none_reached=True)

@@ -40,6 +40,7 @@ from stash2plex.sync.metadata import (
     has_own_metadata,
 )
 from stash2plex.sync.tag_tree import TagTree
+from stash2plex.words import agree
 
 NEVER_SYNCED = "never_synced"
 STALE = "stale"
@@ -234,9 +235,16 @@ def conflict(scene_id: int, rating_key: int, scene_ids: list[int]) -> Finding:
     )
 
 
+def _plex_items(keys: list[int]) -> str:
+    """'Plex item 101', 'Plex items 101 and 102'."""
+    if len(keys) == 1:
+        return f"Plex item {keys[0]}"
+    return "Plex items " + ", ".join(map(str, keys[:-1])) + f" and {keys[-1]}"
+
+
 def _broken(scene_id: int, lost: list[int], new: list[int], result: MatchResult) -> Finding:
     where = (
-        f"; its file is now Plex item {', '.join(map(str, new))}"
+        f"; {agree(len(new), 'its file is', 'its files are')} now {_plex_items(new)}"
         if new
         else ("; its file is not in Plex" if not result.matches else "")
     )
@@ -245,7 +253,7 @@ def _broken(scene_id: int, lost: list[int], new: list[int], result: MatchResult)
         LINK_BROKEN,
         lost[0],
         ("items",),
-        f"Plex item {', '.join(map(str, lost))} is gone{where}",
+        f"{_plex_items(lost)} {agree(len(lost), 'is', 'are')} gone{where}",
         RELINK,
     )
 

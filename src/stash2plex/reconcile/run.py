@@ -51,7 +51,12 @@ from stash2plex.store.reconcile import ItemCheck, ReconcileTables
 from stash2plex.sync.drift import Drift, item_drift, listing_print, pushed_print, synced_keys
 from stash2plex.sync.matching import MAPPED_PATH, match_scene
 from stash2plex.sync.metadata import fingerprint
-from stash2plex.sync.syncer import PlexIndex, describe_library_type
+from stash2plex.sync.syncer import (
+    INDEX_REFRESHED_KEY,
+    SECTIONS_KEY,
+    PlexIndex,
+    describe_library_type,
+)
 from stash2plex.sync.tag_tree import TagTree
 from stash2plex.words import agree, plural
 
@@ -423,7 +428,7 @@ class _Run:
         self._check_unseen_linked()
         self.tables.prune_checks()
         now = self.clock()
-        self.store.put_value("plex_index_refreshed_at", now)
+        self.store.put_value(INDEX_REFRESHED_KEY, now)
         self.store.put_value("plex_index_full_at", now)
 
     def _library_gone(self, section_id: int) -> ConfigError:
@@ -431,7 +436,7 @@ class _Run:
         added again under another key), no item. Plex is asked for its libraries again, which
         raises the ConfigError naming `plex_library` and the libraries Plex has when the one
         configured no longer exists; otherwise the error says the library went away."""
-        cached = self.store.get_value("plex_sections") or {}
+        cached = self.store.get_value(SECTIONS_KEY) or {}
         title = next(
             (s["title"] for s in cached.get("sections", []) if s["id"] == section_id), None
         )

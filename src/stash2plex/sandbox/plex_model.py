@@ -427,6 +427,7 @@ class PlexLibrary:
         # Files of deleted libraries: deleting a library in Plex leaves its media on disk,
         # where a library added again over the same folders finds them (path -> size).
         self._left_on_disk: dict[str, int] = {}
+        self._sections_created = 0
         self._pending_scans: list[tuple[float, int, str | None, bool]] = []
         self._pending_refreshes: list[tuple[float, int]] = []
         self._tag_ids: dict[tuple[str, str], int] = {}
@@ -508,7 +509,14 @@ class PlexLibrary:
                 locs.append((self._next_location_id, path))
                 self._next_location_id += 1
             now = self.now()
-            section_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.machine_identifier}/{key}"))
+            # A library added again under the same key is another library: another uuid.
+            self._sections_created += 1
+            section_uuid = str(
+                uuid.uuid5(
+                    uuid.NAMESPACE_URL,
+                    f"{self.machine_identifier}/{key}/{self._sections_created}",
+                )
+            )
             self.sections[key] = Section(
                 key, title, type, locs, section_uuid, agent, scanner, language, now, now, now
             )

@@ -91,6 +91,10 @@ def _file_lock(path: Path) -> Iterator[None]:
 # When the next scheduled reconcile is due (epoch s), kept by `reconcile.timer`; read by the
 # hook, which must start a worker for it even with an empty queue.
 RECONCILE_DUE_KEY = "reconcile_due_at"
+# When a person last asked for scenes (epoch seconds): the worker then reads Plex's libraries
+# again before the drain, since a library removed and added again in Plex is seen by no
+# request of an unchanged scene's sync.
+PERSON_ASKED_KEY = "person_asked_at"
 
 
 def reconcile_overdue(due_at: Any, now: float) -> bool:
@@ -392,10 +396,13 @@ class Store:
         the scene is replaced by the job (a redrive): a scene is queued, dead-lettered or
         done, never two of these. Nudges the worker in the same transaction: a running worker
         that wakes for these jobs reads the settings first (the person who queued them may
-        just have changed one).
+        just have changed one); with `retry_now` it also reads Plex's libraries again
+        (PERSON_ASKED_KEY).
         """
         with self.transaction() as conn:
             self._nudge(conn)
+            if retry_now:
+                self._put(conn, PERSON_ASKED_KEY, self.clock())
             return recording.upsert_jobs(
                 conn, list(scene_ids), source, self.clock(), retry_now=retry_now
             )
@@ -858,17 +865,26 @@ class Store:
             conn.execute(f"DELETE FROM plex_collections WHERE {gone}", present)
             return self._unlink_and_queue(conn, gone, present, source)
 
-    def unlink_items_gone(self, section_id: int, source: str) -> list[int]:
-        """Right after a complete listing of one section (`replace_index`): every scene linked
-        to an item of it the listing no longer showed (deleted in Plex, or the library added
-        again under the same id, with new items) loses that link and is queued as `source`.
-        Returns the queued scene ids, sorted."""
-        where = (
-            "section_id = ? AND rating_key NOT IN "
-            "(SELECT rating_key FROM plex_items WHERE section_id = ?)"
+    def linked_but_unlisted(self, section_id: int) -> list[int]:
+        """The ratingKeys scenes are linked to in one section that its index does not hold:
+        right after a complete listing (`replace_index`), items Plex may have deleted."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT rating_key FROM links WHERE section_id = ? AND rating_key NOT IN "
+            "(SELECT rating_key FROM plex_items WHERE section_id = ?) ORDER BY rating_key",
+            (section_id, section_id),
         )
+        return [row[0] for row in rows]
+
+    def unlink_items(self, rating_keys: Iterable[int], source: str) -> list[int]:
+        """Plex no longer has these items (deleted, or their library added again with new
+        items): every scene linked to one loses that link and is queued as `source`. Returns
+        the queued scene ids, sorted."""
+        scene_ids: set[int] = set()
         with self.transaction() as conn:
-            return self._unlink_and_queue(conn, where, [section_id, section_id], source)
+            for chunk in chunks(list(rating_keys)):
+                where = f"rating_key IN ({placeholders(chunk)})"
+                scene_ids.update(self._unlink_and_queue(conn, where, chunk, source))
+        return sorted(scene_ids)
 
     def _unlink_and_queue(
         self, conn: sqlite3.Connection, where: str, params: list[int], source: str

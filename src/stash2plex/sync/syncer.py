@@ -19,15 +19,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from stash2plex.clients.plex import Health, PlexClient, PlexItem
+from stash2plex.clients.plex import Health, PlexClient, PlexItem, Section
 from stash2plex.clients.stash import StashClient, StashImage
 from stash2plex.errors import (
     AmbiguousMatchError,
     ConfigError,
     ConflictError,
     NotInPlexError,
+    ServerDownError,
     SyncError,
-    TransientError,
 )
 from stash2plex.names import name_key
 from stash2plex.paths import basename, is_windows_path, path_key, split_path
@@ -66,6 +66,12 @@ UNCHANGED = "unchanged"
 DELETED = "deleted"
 NO_FILE = "no_file"
 LEFT_ALONE = "skipped"  # a scene without metadata of its own left its Plex item as it was
+# The store key of when the index was last refreshed (epoch seconds; 0: stale, list at the
+# next miss).
+INDEX_REFRESHED_KEY = "plex_index_refreshed_at"
+# The store key of the libraries last read: settings they were read for, their ids, titles,
+# folders and uuids, and when (`read_at`, epoch seconds).
+SECTIONS_KEY = "plex_sections"
 # In a ConfigError's detail: the fix is a library to add in Plex, not a setting to change.
 ADD_LIBRARY = "add_library"
 # Why scenes whose Plex items are gone are queued again (shown in their jobs).
@@ -161,8 +167,8 @@ class PlexIndex:
         ConfigError (setting `plex_library`) when a named library does not exist or is not a
         Movies/Other Videos library, or when Plex has no such library at all: scenes cannot be
         synced into TV, music or photo libraries, and waiting would never end. When Plex
-        lists no library at all: TransientError if scenes were synced into one (a
-        Plex still starting), else ConfigError (a new Plex: a library to add).
+        lists no library at all: ServerDownError if scenes were synced into one (a Plex
+        still starting), else ConfigError (a new Plex: a library to add).
         """
         if not refresh and self._sections is not None:
             read_at, remembered = self._sections
@@ -173,7 +179,7 @@ class PlexIndex:
 
     def _stored_sections(self) -> list[dict[str, Any]] | None:
         """The sections as last read, if read for these settings."""
-        cached = self.store.get_value("plex_sections")
+        cached = self.store.get_value(SECTIONS_KEY)
         if (
             cached
             and cached.get("wanted") == list(self.config.plex_library)
@@ -183,17 +189,34 @@ class PlexIndex:
             return list(cached["sections"])
         return None
 
-    def _libraries_gone(self, section_ids: list[int]) -> None:
+    def _replaced_sections(self, sections: list[Section]) -> set[int]:
+        """The ids of libraries removed and added again under the same id since they were last
+        read at this address: the uuid differs (new items, none of our metadata)."""
+        before = self.store.get_value(SECTIONS_KEY) or {}
+        if before.get("url") != self.config.plex_url:
+            return set()
+        known = {s["id"]: s.get("uuid", "") for s in before.get("sections", [])}
+        return {s.id for s in sections if s.uuid and known.get(s.id) not in (None, "", s.uuid)}
+
+    def _libraries_gone(self, section_ids: list[int]) -> int:
         """Scenes synced into a library Plex no longer lists (deleted in Plex, or deleted
-        and added again under a new id) sync again."""
+        and added again) sync again; returns how many."""
         queued = self.store.unlink_gone_sections(section_ids, ITEMS_GONE_SOURCE)
         self._tell_items_gone(queued)
+        return len(queued)
 
     def _replace_index(self, section_id: int) -> None:
         """List a section whole; scenes linked to items it no longer has (deleted in Plex,
-        or the library added again under the same id: new items) sync again."""
+        or the library added again under the same id: new items) sync again. Those items
+        are read first (100 per request): an item deleted while the pages were read shifts
+        another across a page boundary, unseen but still there, and its scene must keep its
+        link (and what it knows of edits made in Plex)."""
         self.store.replace_index(section_id, self.plex.list_section(section_id))
-        self._tell_items_gone(self.store.unlink_items_gone(section_id, ITEMS_GONE_SOURCE))
+        unlisted = self.store.linked_but_unlisted(section_id)
+        if unlisted:
+            self._read_again(unlisted)
+            gone = set(unlisted) - self.store.indexed_rating_keys(section_id)
+            self._tell_items_gone(self.store.unlink_items(sorted(gone), ITEMS_GONE_SOURCE))
 
     def _tell_items_gone(self, queued: list[int]) -> None:
         if queued:
@@ -210,8 +233,11 @@ class PlexIndex:
         sections = self.plex.sections()
         if not sections:
             if self.store.link_count():  # it listed ours before: a Plex still starting
-                raise TransientError(
-                    "Plex listed no libraries at all (is it still starting?)", server="plex"
+                raise ServerDownError(  # waits like an outage, probed until it lists them
+                    "Plex lists no libraries at all: it is still starting, or every library "
+                    "was removed in Plex (then add yours again)",
+                    server="plex",
+                    detail={ADD_LIBRARY: True},
                 )
             raise ConfigError(  # a new Plex: the queue holds until a library is added
                 "Plex has no library yet: add a Movies or Other Videos library holding your "
@@ -265,11 +291,24 @@ class PlexIndex:
                     setting="plex_library",
                     detail={ADD_LIBRARY: True},
                 )
-        found = [{"id": s.id, "title": s.title, "locations": list(s.locations)} for s in chosen]
-        self.store.keep_index_of([s.id for s in chosen])
-        self._libraries_gone([s.id for s in sections])
+        found = [
+            {"id": s.id, "title": s.title, "locations": list(s.locations), "uuid": s.uuid}
+            for s in chosen
+        ]
+        replaced = self._replaced_sections(sections)
+        self.store.keep_index_of([s.id for s in chosen if s.id not in replaced])
+        if self._libraries_gone([s.id for s in sections if s.id not in replaced]) or replaced:
+            # Their scenes match again at once: the next miss lists the libraries, however
+            # recently the old ones were listed.
+            self.store.put_value(INDEX_REFRESHED_KEY, 0.0)
         self.store.put_value(
-            "plex_sections", {"wanted": wanted, "url": self.config.plex_url, "sections": found}
+            SECTIONS_KEY,
+            {
+                "wanted": wanted,
+                "url": self.config.plex_url,
+                "sections": found,
+                "read_at": self.clock(),
+            },
         )
         self._sections = (self.clock(), found)
         return found
@@ -302,7 +341,7 @@ class PlexIndex:
         with _REFRESH_LOCK:  # threads missing at once share one listing
             if not force and seen is not None and _REFRESHES[0] != seen:
                 return True
-            last = self.store.get_value("plex_index_refreshed_at", 0.0)
+            last = self.store.get_value(INDEX_REFRESHED_KEY, 0.0)
             if not force and self.clock() - float(last) < self.refresh_min_seconds:
                 return False
             return self._refresh(full)
@@ -349,7 +388,7 @@ class PlexIndex:
             if recheck:
                 self.store.enqueue(recheck, "a Plex file of the same name appeared")
         now = self.clock()
-        self.store.put_value("plex_index_refreshed_at", now)
+        self.store.put_value(INDEX_REFRESHED_KEY, now)
         if listed_all:
             self.store.put_value("plex_index_full_at", now)
         _REFRESHES[0] += 1  # under _REFRESH_LOCK
@@ -363,7 +402,7 @@ class PlexIndex:
         now = self.clock()
         if now - self._refreshed_at < INDEX_FRESH_SECONDS:
             return True
-        last = self.store.get_value("plex_index_refreshed_at")
+        last = self.store.get_value(INDEX_REFRESHED_KEY)
         if last is None:
             return False
         self._refreshed_at = float(last)
@@ -378,7 +417,7 @@ class PlexIndex:
         self._built = True
 
     def _stored_index(self) -> bool | None:
-        return True if self.store.get_value("plex_index_refreshed_at") is not None else None
+        return True if self.store.get_value(INDEX_REFRESHED_KEY) is not None else None
 
     def _build(self) -> bool:
         with _REFRESH_LOCK:
