@@ -292,6 +292,16 @@ def test_health_tells_a_failing_plex_from_one_a_proxy_cannot_reach(box, cli, pro
         assert "Plex is running but failing" in said
 
 
+def test_a_scene_shown_without_stash_does_not_claim_stash_dropped_its_values(box, cli, monkeypatch):
+    cli("sync", "--all")
+    scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex and s.title)
+    monkeypatch.setenv("STASH2PLEX_STASH_URL", "http://127.0.0.1:9")  # nothing listens
+    shown = " ".join(cli("scene", str(scene.id)).stdout.split())
+    assert "Stash was not asked (Stash is not reachable at" in shown  # tables fold lines
+    assert "not known here (its fingerprint is kept; Stash was" in shown
+    assert "a value Stash no longer has" not in shown
+
+
 def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
     result = cli("--json", "diagnose", expect=2)  # a setting to change: a configuration error

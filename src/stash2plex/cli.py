@@ -1384,7 +1384,9 @@ def scene_command(cli: Cli, scene_id: int) -> None:
                     pushed = value_words(row["pushed"])
                 elif row["field"] in ("poster", "art"):
                     pushed = "an image (its checksum is kept)"
-                else:  # a text is kept only as a fingerprint, shown while Stash still says it
+                elif context is None:  # a text is kept only as a fingerprint
+                    pushed = "not known here (its fingerprint is kept; Stash was not asked)"
+                else:  # shown while Stash still says it
                     pushed = "a value Stash no longer has"
                 fields.add_row(field_words(row["field"]), pushed, row.get("stash_now", "—"))
             parts.append(fields)
