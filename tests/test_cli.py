@@ -302,6 +302,19 @@ def test_a_scene_shown_without_stash_does_not_claim_stash_dropped_its_values(box
     assert "a value Stash no longer has" not in shown
 
 
+def test_a_sync_of_unchanged_scenes_says_when_plex_lost_the_library(box, cli, monkeypatch):
+    """An unchanged scene asks Plex nothing, but the one read of Plex's libraries a Sync makes
+    finds the library gone: the Sync says so and holds the queue (exit 2), instead of "in
+    sync with Plex"."""
+    monkeypatch.setenv("STASH2PLEX_PLEX_LIBRARY", "Stash Scenes")
+    cli("sync", "--all")
+    scene = next(s for s in box.library.scenes.values() if s.files and s.in_plex)
+    box.plex.delete_section(box.section_id)
+    box.plex.add_section("Films", ["/plex/films"])
+    said = " ".join(cli("sync", str(scene.id), expect=2).stderr.split())
+    assert "Plex has no library named 'Stash Scenes'" in said, said
+
+
 def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PLEX_TOKEN", "wrong-token-000")
     result = cli("--json", "diagnose", expect=2)  # a setting to change: a configuration error

@@ -462,7 +462,12 @@ class PlexClient:
                 root = self._query(f"/library/metadata/{ids}")
             except NotInPlexError:
                 continue  # none of them exists any more
-            for video in root if root is not None else []:
+            if root is None:  # Plex answers with a MediaContainer: this is no answer
+                raise TransientError(
+                    f"Plex answered the read of items {shorten(ids, 60)} with nothing",
+                    server="plex",
+                )
+            for video in root:
                 if video.tag == "Video":
                     item = _plex_item(video)
                     found[item.rating_key] = item

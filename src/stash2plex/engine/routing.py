@@ -182,13 +182,6 @@ def _transient(
             event = _outage_event(change, error.message, breaker)
             return _failed("wait", job.attempts, error, "plex_down", breaker=state, event=event)
     attempts = job.attempts + 1
-    if attempts >= settings.max_attempts and isinstance(error, errors.GatewayError):
-        # Plex behind the proxy never answered this scene's requests, though it answers its
-        # health check (reads fine, writes stuck): nothing in the scene to fix, so it waits
-        # for Plex as in an outage instead of going to the dead letters.
-        state, change = breakers.record_server_down(breaker, now, error.message)
-        event = _outage_event(change, error.message, breaker)
-        return _failed("wait", job.attempts, error, "plex_down", breaker=state, event=event)
     if attempts >= settings.max_attempts:
         decision = _dead_letter(job, error, attempts)
     else:

@@ -15,7 +15,6 @@ without a worker.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -413,7 +412,8 @@ class Worker:
         context = self._current_context(holds)
         if context is None:
             return 0
-        self._reread_libraries_if_asked(context)
+        if self._reread_libraries_if_asked(context):
+            return 0  # held by what the read found: said once, checked on the hold's timer
         self._expand_entity_changes(context)
         self._record_entities(context)
         self._pull_timer.tick(context)
@@ -438,20 +438,28 @@ class Worker:
             self._plex_remembered = context
         return handled
 
-    def _reread_libraries_if_asked(self, context: Context) -> None:
+    def _reread_libraries_if_asked(self, context: Context) -> bool:
         """A person asked for scenes (Sync, Sync All, Sync Recent) since Plex's libraries were
-        last read: read them again (one request). An unchanged scene asks Plex nothing, so a
-        library removed and added again in Plex (new items, none of our metadata) is seen
-        only so; its scenes are queued (sync.syncer.PlexIndex). Tried once per request."""
+        last read: read them again (one request), once per request. An unchanged scene asks
+        Plex nothing, so a library removed and added again in Plex (new items, none of our
+        metadata) is seen only so, and its scenes are queued (sync.syncer.PlexIndex); and
+        what the person is told covers a token Plex now refuses or a library it no longer
+        has, which hold the queue as a probe's finding would. Returns whether it is held."""
         asked = self.store.get_value(PERSON_ASKED_KEY)
         read = (self.store.get_value(SECTIONS_KEY) or {}).get("read_at")
         if not isinstance(asked, int | float) or asked == self._libraries_read_for:
-            return
+            return False
         self._libraries_read_for = asked
         if isinstance(read, int | float) and read >= asked:
-            return
-        with contextlib.suppress(errors.SyncError):  # the scenes' own syncs meet it
+            return False
+        try:
             self._syncer(context).index.sections(refresh=True)
+        except errors.SyncError as exc:
+            found = hold_checks.CheckResult(
+                probed=True, plex_error=exc, plex_answered=plex_url_answered(context)
+            )
+            return self._apply_check(found).held
+        return False
 
     def _check_unsettled(self, context: Context) -> None:
         """Check the items of writes that timed out long enough ago (sync.settle): a value an

@@ -196,6 +196,7 @@ class _FailRule(_Rule):
     headers: dict[str, str] = field(default_factory=dict)
     every: int = 1  # fail one matching request in this many (a flaky server), serve the rest
     seen: int = 0
+    target: re.Pattern[str] | None = None  # matched against the request's path and query
 
     def fails_this_one(self) -> bool:
         """Count one matching request; True when it is the one in `every` that fails."""
@@ -292,6 +293,7 @@ class Faults:
         proxy: bool = False,
         headers: dict[str, str] | None = None,
         every: int = 1,
+        target: str | None = None,
     ) -> None:
         """Answer `status` (text/html, or `body`) to the next `count` matching requests
         (None: until cleared). Rules are checked in the order they were added. `proxy`: the
@@ -299,10 +301,18 @@ class Faults:
         page, a captive portal, a redirect to https), so it carries none of Plex's headers;
         `headers`: more headers to send (a redirect's Location); `every`: only every n-th
         matching request fails (a flaky server: 5 fails a fifth of them), `count` counting
-        the failed ones."""
+        the failed ones; `target`: only requests whose path and query match this
+        regex (one item's edit: `id=14(&|$)`)."""
         with self._lock:
             rule = _FailRule(
-                _compile(route), count, status, body, proxy, dict(headers or {}), max(1, every)
+                _compile(route),
+                count,
+                status,
+                body,
+                proxy,
+                dict(headers or {}),
+                max(1, every),
+                target=_compile(target),
             )
             self._fails.append(rule)
 
@@ -357,7 +367,7 @@ class Faults:
             raise ValueError(f"unknown fault action {action!r}")
         getattr(self, action)(**kwargs)
 
-    def decide(self, route: str) -> tuple[float, str | _Response | None]:
+    def decide(self, route: str, target: str = "") -> tuple[float, str | _Response | None]:
         """(delay, outcome) for one request: outcome is None (serve it), "drop", "cut" (serve
         it, send half the answer), or an answer."""
         with self._lock:
@@ -373,7 +383,8 @@ class Faults:
                 body = MAINTENANCE_BODY.encode()
                 return delay, _Response(503, body, "application/json")
             for rule in self._fails:
-                if rule.applies(route) and rule.fails_this_one():
+                aimed = rule.target is None or rule.target.search(target) is not None
+                if rule.applies(route) and aimed and rule.fails_this_one():
                     if rule.consume():
                         self._fails.remove(rule)
                     body = rule.body if rule.body is not None else html_error(rule.status)
@@ -843,7 +854,7 @@ class PlexEmulator:
             return self._control(method, path, dict(pairs), body)
         template, func, groups = _match(method, path)
         query = {k: v for k, v in pairs if k.lower() != "x-plex-token"}
-        delay, outcome = self.faults.decide(template)
+        delay, outcome = self.faults.decide(template, f"{path}?{urlencode(query)}")
         if delay:
             time.sleep(delay)
         if outcome == "drop":
