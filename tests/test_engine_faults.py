@@ -667,3 +667,32 @@ def test_one_item_a_proxy_always_times_out_is_that_scene_s_dead_letter_not_an_ou
             assert store.outages() == []
         assert letter["scene_id"] == stuck.id and "answered HTTP 504" in letter["message"]
         assert box.item(other).title == "Edited 1"
+
+
+def test_another_plex_at_the_same_address_gets_no_write_meant_for_the_old_ones_items(tmp_path):
+    """Plex installed anew at the same address: another machine, its item numbers counted
+    from 1 again, so the old ratingKeys name other scenes' items. A scene saved in Stash must
+    not be written onto the item that now holds that number: every scene is matched afresh
+    and synced to the new server."""
+    with sandbox(tmp_path, scenes=20, seed=5, settings={"plex_library": "Stash Scenes"}) as box:
+        box.drain()
+        synced = [s for s in box.library.scenes.values() if s.files and s.in_plex]
+        plex = box.plex.library
+        plex.machine_identifier = "f" * 40
+        box.plex.delete_section(box.section_id)
+        plex._next_rating_key = 1  # a fresh database
+        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
+        for scene in reversed(synced):  # scanned in another order: numbers change hands
+            box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        saved = synced[0]
+        box.stash.update_scene(saved.id, title="Saved after Plex was installed anew")
+        box.queue(saved.id)  # a hook: no person's Sync reads the libraries first
+        clock = SteppedClock()
+
+        run_for(box, clock, 3)
+
+        assert library_problems(box.plex, box.library) == {}
+        with box.store() as store:
+            assert store.dead_letters() == []
+            said = [e["message"] for e in store.recent_events(50)]
+        assert any(m.startswith("another Plex server answers at plex_url") for m in said), said

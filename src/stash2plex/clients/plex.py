@@ -198,6 +198,9 @@ class PlexClient:
             before_send=self.throttle.acquire,
         )
         self.identity: ServerIdentity | None = None
+        # Called with who answers, each time this client connects, before its first request
+        # is sent; what it raises fails that request (the worker: another Plex server).
+        self.on_identity: Callable[[ServerIdentity], None] | None = None
         self._connecting = SingleFlight()
         self._clock = clock
         # Pauses before asking a busy Plex again end early when the worker is asked to stop.
@@ -227,12 +230,15 @@ class PlexClient:
         root = self._query("/", connecting=True)
         if root is None:
             raise TransientError("Plex sent an empty answer to GET /", server="plex")
-        self.identity = ServerIdentity(
+        identity = ServerIdentity(
             root.get("machineIdentifier", ""),
             root.get("version", ""),
             root.get("friendlyName", ""),
         )
-        return self.identity
+        if self.on_identity is not None:
+            self.on_identity(identity)
+        self.identity = identity
+        return identity
 
     def stop_waiting(self) -> None:
         """End any pause before asking a busy Plex again and any wait for a request slot, and

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from stash2plex import errors
+from stash2plex.clients.plex import ServerIdentity
 from stash2plex.engine import holds as hold_checks
 from stash2plex.engine import pauses
 from stash2plex.engine.context import (
@@ -62,6 +63,11 @@ from stash2plex.sync.read_ahead import ItemsReadAhead
 from stash2plex.sync.syncer import SECTIONS_KEY, UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
 from stash2plex.words import plural
+
+# The machineIdentifier of the Plex server the worker syncs scenes to, and why every scene
+# is queued when another answers at plex_url (shown in its job).
+SYNCED_SERVER_KEY = "synced_plex_server"
+OTHER_SERVER_SOURCE = "another Plex server"
 
 log = logging.getLogger("stash2plex.worker")
 
@@ -437,6 +443,29 @@ class Worker:
                 self._claimed_again_at = self.clock() + CLAIMED_ASK_SECONDS
             self._plex_remembered = context
         return handled
+
+    def _check_server(self, identity: ServerIdentity) -> None:
+        """Plex answered (its `GET /`, before any other request): if another server answers
+        than the one the worker synced scenes to (Plex installed anew at the same address,
+        or plex_url changed to another server), its ratingKeys name other items, so no write
+        or pull may use a link. Every scene is queued to sync to it, matched afresh, and the
+        request that connected fails (TransientError), its scene tried again soon. (Only the
+        worker records the server: a command's health check of another address must not.)"""
+        machine = identity.machine_identifier
+        known = self.store.get_value(SYNCED_SERVER_KEY)
+        if not machine or known == machine:
+            return
+        self.store.put_value(SYNCED_SERVER_KEY, machine)
+        if not known:  # the first time (or links an older version made): this is the one
+            return
+        queued = self.store.unlink_all(OTHER_SERVER_SOURCE)
+        message = (
+            f"another Plex server answers at plex_url (machine {machine[:8]}…, not "
+            f"{str(known)[:8]}…): its items are not the ones scenes were synced to; "
+            f"{plural(len(queued), 'synced scene')} queued to sync to it"
+        )
+        self._event("warning", "plex_server", message)
+        raise errors.TransientError(message, server="plex")
 
     def _reread_libraries_if_asked(self, context: Context) -> bool:
         """A person asked for scenes (Sync, Sync All, Sync Recent) since Plex's libraries were
@@ -842,6 +871,7 @@ class Worker:
             return hold_checks.CheckResult(settings_error=exc)
         if self._context is not None and _same_plex(self._context, context):
             context = replace(context, plex=self._context.plex)  # keep its connection
+        context.plex.on_identity = self._check_server
         self._context = context
         level = logging.DEBUG if context.config.debug_logging else logging.INFO
         logging.getLogger("stash2plex").setLevel(level)

@@ -865,6 +865,18 @@ class Store:
             conn.execute(f"DELETE FROM plex_collections WHERE {gone}", present)
             return self._unlink_and_queue(conn, gone, present, source)
 
+    def unlink_all(self, source: str) -> list[int]:
+        """Another Plex server answers (its items are not the ones scenes were synced to):
+        every scene loses its links and is queued as `source`; the index, our collections
+        and the libraries last read are forgotten. Returns the queued scene ids, sorted."""
+        with self.transaction() as conn:
+            for table in ("plex_index", "plex_items", "plex_collections"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute(
+                "DELETE FROM kv WHERE key IN (?, ?)", ("plex_sections", "plex_index_refreshed_at")
+            )
+            return self._unlink_and_queue(conn, "1 = 1", [], source)
+
     def linked_but_unlisted(self, section_id: int) -> list[int]:
         """The ratingKeys scenes are linked to in one section that its index does not hold:
         right after a complete listing (`replace_index`), items Plex may have deleted."""
