@@ -15,6 +15,7 @@ from stash2plex.cli import main
 from stash2plex.operations.diagnose import COVER_TRIES, _cover_fix
 from stash2plex.records import Decision
 
+from .conftest import wait_until
 from .sandbox import PLEX_TOKEN, sandbox
 
 
@@ -313,6 +314,22 @@ def test_a_sync_of_unchanged_scenes_says_when_plex_lost_the_library(box, cli, mo
     box.plex.add_section("Films", ["/plex/films"])
     said = " ".join(cli("sync", str(scene.id), expect=2).stderr.split())
     assert "Plex has no library named 'Stash Scenes'" in said, said
+
+
+def test_a_sync_of_unchanged_scenes_says_when_plex_is_down(box, cli):
+    """Nothing to push, but the Sync asked Plex for its libraries and Plex is down: the
+    person is told (exit 1, as README says for Plex down), and the scenes wait for it."""
+    cli("sync", "--all")
+    box.plex.faults.maintenance()
+    said = " ".join(cli("sync", "--all", expect=1).stderr.split())
+    assert "Plex is unavailable (503" in said and "sync by themselves when Plex is back" in said
+    box.plex.faults.maintenance(False)
+
+    def drained() -> bool:
+        with box.store() as store:
+            return set(store.job_counts()) == {"done"}
+
+    wait_until(drained, timeout=60, message="the queue to drain once Plex is back")
 
 
 def test_diagnose_names_the_token_setting_when_plex_rejects_it(box, cli, monkeypatch):

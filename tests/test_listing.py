@@ -69,7 +69,7 @@ def test_an_item_a_listing_misses_keeps_its_link_and_a_deleted_one_syncs_again(t
             assert store.links(deleted.id) == []
             job = store.job(deleted.id)
             assert job is not None and job.state == "pending"
-            assert job.source == "Plex item deleted"
+            assert job.source == "Plex item or library removed"
             assert store.job(missed.id).state == "done"
 
         # A listing cut short (a page answered with fewer items than Plex says it has).

@@ -111,6 +111,14 @@ def after_check(
     return replace(holds, breaker=breaker, pause=pause), events
 
 
+def plex_down_found(holds: Holds, error: errors.SyncError, now: float) -> tuple[Holds, list[Event]]:
+    """Plex, which answered before with these settings, was found down outside a scene's sync
+    (a person's Sync reading its libraries): an outage, told and probed as one."""
+    breaker, change = breakers.record_server_down(holds.breaker, now, error.message)
+    events = [breakers.outage_event(error.message)] if change is not None else []
+    return replace(holds, breaker=breaker), events
+
+
 def _still_paused(current: Pause | None, found: Pause, now: float, events: list[Event]) -> Pause:
     if current is None or current.kind != found.kind or current.message != found.message:
         events.append(Event("error", "pause", f"queue paused: {found.message}"))

@@ -484,11 +484,17 @@ class Worker:
         try:
             self._syncer(context).index.sections(refresh=True)
         except errors.SyncError as exc:
-            found = hold_checks.CheckResult(
-                probed=True, plex_error=exc, plex_answered=plex_url_answered(context)
-            )
-            return self._apply_check(found).held
-        return False
+            error, answered = exc, plex_url_answered(context)
+        else:
+            return False
+        if answered and error.server == "plex" and error.error_class == errors.SERVER_DOWN:
+            # Down, where it answered before: an outage the person is told of, as a scene's
+            # sync would have found it.
+            return self._change_holds(
+                lambda current: hold_checks.plex_down_found(current, error, self.clock())
+            ).held
+        found = hold_checks.CheckResult(probed=True, plex_error=error, plex_answered=answered)
+        return self._apply_check(found).held
 
     def _check_unsettled(self, context: Context) -> None:
         """Check the items of writes that timed out long enough ago (sync.settle): a value an
@@ -894,16 +900,22 @@ class Worker:
         return self._apply_check(result)
 
     def _apply_check(self, result: hold_checks.CheckResult) -> Holds:
-        """Store what a check means for the holds, and log its events (the worker log is the
-        only place a detached worker can tell a person)."""
+        """Store what a check means for the holds, and log its events."""
+        return self._change_holds(
+            lambda current: hold_checks.after_check(current, result, self.clock(), self._sources())
+        )
+
+    def _change_holds(self, change: Callable[[Holds], tuple[Holds, list[Event]]]) -> Holds:
+        """Change the holds in the store, and log the events the change says (the worker log
+        is the only place a detached worker can tell a person)."""
         logged: list[Event] = []
 
-        def change(current: Holds) -> tuple[Holds, list[Event]]:
-            holds, events = hold_checks.after_check(current, result, self.clock(), self._sources())
+        def logging_change(current: Holds) -> tuple[Holds, list[Event]]:
+            holds, events = change(current)
             logged[:] = events
             return holds, events
 
-        holds = self.store.change_holds(change)
+        holds = self.store.change_holds(logging_change)
         for event in logged:
             getattr(log, event.level)(event.message)
         return holds

@@ -887,10 +887,11 @@ def reconcile_outage(
 
 def outage_summary(summary: dict[str, Any]) -> str:
     """One sentence for the outage report."""
+    changed = summary.get("changed_in_stash", 0)
     return (
-        f"reconciled after it: {summary.get('changed_in_stash', 0)} scenes changed in Stash "
+        f"reconciled after it: {plural(changed, 'scene')} changed in Stash "
         f"during it ({summary.get('already_queued', 0)} already queued), "
-        f"{summary.get('failed_jobs_requeued', 0)} failed jobs re-queued"
+        f"{plural(summary.get('failed_jobs_requeued', 0), 'failed job')} re-queued"
     )
 
 

@@ -91,6 +91,7 @@ def keep_sandbox(
         _write_private(folder / STATE_FILE, json.dumps(state, indent=2))  # a session cookie
         try:
             say(f"Stash (emulated) at {stash.url}, Plex (emulated) at {plex.url}")
+            say(f"  Plex token (the sandbox's, no secret): {PLEX_TOKEN}")
             say(f"{scenes} scenes, nothing synced yet. Point the command line at them:")
             say(f"  export STASH2PLEX_STASH_URL={stash.url}")
             say(f"  export STASH2PLEX_DATA_DIR={data_dir}")

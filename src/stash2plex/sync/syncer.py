@@ -12,6 +12,7 @@ is pushed to each of them. A Plex item holding files of several scenes (Plex sta
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import threading
 import time
@@ -60,6 +61,9 @@ from stash2plex.sync.metadata import (
 from stash2plex.sync.pathmap import map_path
 from stash2plex.sync.read_ahead import ItemsReadAhead, first_push_items
 from stash2plex.sync.tag_tree import TagTree
+from stash2plex.words import agree, plural
+
+log = logging.getLogger("stash2plex.sync")
 
 SYNCED = "synced"
 UNCHANGED = "unchanged"
@@ -75,7 +79,7 @@ SECTIONS_KEY = "plex_sections"
 # In a ConfigError's detail: the fix is a library to add in Plex, not a setting to change.
 ADD_LIBRARY = "add_library"
 # Why scenes whose Plex items are gone are queued again (shown in their jobs).
-ITEMS_GONE_SOURCE = "Plex item deleted"
+ITEMS_GONE_SOURCE = "Plex item or library removed"
 
 # A scene missing from the index triggers a re-listing at most this often, so a burst of
 # scenes Plex has not scanned yet costs one listing, not one per scene.
@@ -219,14 +223,16 @@ class PlexIndex:
             self._tell_items_gone(self.store.unlink_items(sorted(gone), ITEMS_GONE_SOURCE))
 
     def _tell_items_gone(self, queued: list[int]) -> None:
+        """Say it in the events and the log (where a detached worker tells a person)."""
         if queued:
-            self.store.add_event(
-                "warning",
-                "items_gone",
-                f"the Plex items of {len(queued)} synced scenes are gone (deleted in Plex, or "
-                "their library removed and added again): they are queued to sync again to the "
-                "items holding their files now",
+            message = (
+                f"the Plex items of {plural(len(queued), 'synced scene')} are gone (deleted in "
+                "Plex, or their library removed and added again): "
+                f"{agree(len(queued), 'it is', 'they are')} queued to sync again to the items "
+                "holding their files now"
             )
+            self.store.add_event("warning", "items_gone", message)
+            log.warning(message)
 
     def _ask(self) -> list[dict[str, Any]]:
         wanted = list(self.config.plex_library)
