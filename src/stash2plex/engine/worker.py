@@ -419,7 +419,12 @@ class Worker:
         if context is None:
             return 0
         if self._reread_libraries_if_asked(context):
-            return 0  # held by what the read found: said once, checked on the hold's timer
+            # What the read found holds the queue: Plex down waits for the breaker; a setting
+            # to fix is met by the scenes too (each waits with its reason), while those that
+            # need no request finish.
+            holds = self.store.holds()
+            if not holds.breaker.is_closed:
+                return 0
         self._expand_entity_changes(context)
         self._record_entities(context)
         self._pull_timer.tick(context)
@@ -472,8 +477,9 @@ class Worker:
         last read: read them again (one request), once per request. An unchanged scene asks
         Plex nothing, so a library removed and added again in Plex (new items, none of our
         metadata) is seen only so, and its scenes are queued (sync.syncer.PlexIndex); and
-        what the person is told covers a token Plex now refuses or a library it no longer
-        has, which hold the queue as a probe's finding would. Returns whether it is held."""
+        what the person is told covers a token Plex now refuses, a library it no longer has
+        or Plex down, which hold the queue as a probe's finding would. Returns whether the
+        read failed."""
         asked = self.store.get_value(PERSON_ASKED_KEY)
         read = (self.store.get_value(SECTIONS_KEY) or {}).get("read_at")
         if not isinstance(asked, int | float) or asked == self._libraries_read_for:
@@ -490,11 +496,14 @@ class Worker:
         if answered and error.server == "plex" and error.error_class == errors.SERVER_DOWN:
             # Down, where it answered before: an outage the person is told of, as a scene's
             # sync would have found it.
-            return self._change_holds(
+            self._change_holds(
                 lambda current: hold_checks.plex_down_found(current, error, self.clock())
-            ).held
-        found = hold_checks.CheckResult(probed=True, plex_error=error, plex_answered=answered)
-        return self._apply_check(found).held
+            )
+        else:
+            self._apply_check(
+                hold_checks.CheckResult(probed=True, plex_error=error, plex_answered=answered)
+            )
+        return True
 
     def _check_unsettled(self, context: Context) -> None:
         """Check the items of writes that timed out long enough ago (sync.settle): a value an
