@@ -53,6 +53,17 @@ def run_for(box, clock, minutes: int, step: int = 1) -> None:
         clock.offset += 60 * step
 
 
+def library_added_again(box, scenes=None) -> int:
+    """Add the "Stash Scenes" library to Plex (again), scanned: an item for each of `scenes`
+    (in that order; all scenes Plex holds files of when None). Returns its section id."""
+    if scenes is None:
+        scenes = [s for s in box.library.scenes.values() if s.files and s.in_plex]
+    section = box.plex.add_section("Stash Scenes", ["/plex/media"])
+    for scene in scenes:
+        box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+    return section
+
+
 @pytest.mark.parametrize("body", [PROXY_PAGE, ""])
 def test_an_answer_that_is_not_from_plex_is_an_outage_never_a_success(box, body):
     clock = SteppedClock()
@@ -541,10 +552,7 @@ def test_a_library_deleted_in_plex_holds_the_queue_naming_the_setting(tmp_path, 
         assert expected in pause.message
         assert {box.job(s.id).reason for s in scenes} != {"not_in_plex"}
 
-        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
-        for scene in box.library.scenes.values():
-            if scene.files and scene.in_plex:
-                box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        library_added_again(box)
         clock.offset += 3600  # the hold's next check
         Worker(box.data_dir, clock=clock).run(until_idle=True)
         for scene in scenes:
@@ -568,9 +576,7 @@ def test_a_library_deleted_and_added_again_in_plex_gets_every_scene_back(tmp_pat
         if not same_id:
             box.plex.add_section("TV Shows", ["/plex/tv"], type="show")
         box.plex.delete_section(box.section_id)
-        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
-        for scene in synced:
-            box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        section = library_added_again(box, synced)
         assert library_problems(box.plex, box.library) != {}  # bare items
         saved = synced[0]
         if asked == "saved in Stash":
@@ -610,10 +616,7 @@ def test_a_new_plex_without_a_library_holds_the_queue_saying_to_add_one(tmp_path
         assert holds.pause is not None and holds.pause.setting == "plex_library"
         assert holds.pause.message.startswith("Plex has no library yet: add a Movies")
 
-        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
-        for scene in box.library.scenes.values():
-            if scene.files and scene.in_plex:
-                box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        library_added_again(box)
         clock.offset += 3600  # the hold's next check
         Worker(box.data_dir, clock=clock).run(until_idle=True)
         assert library_problems(box.plex, box.library) == {}
@@ -641,10 +644,7 @@ def test_a_lone_scene_waits_for_a_plex_that_cannot_take_it_instead_of_dead_lette
             assert store.job(scene.id).reason == "plex_down", store.job(scene.id)
         box.plex.faults.clear()
         if how == "no library listed":
-            section = box.plex.add_section("Stash Scenes", ["/plex/media"])
-            for each in box.library.scenes.values():
-                if each.files and each.in_plex:
-                    box.plex.add_item(section, [box.library.plex_path(f.path) for f in each.files])
+            library_added_again(box)
         run_for(box, clock, 60, step=10)
         assert box.job(scene.id).state == "done"
         assert box.item(scene).title == "Edited 0"
@@ -681,9 +681,7 @@ def test_another_plex_at_the_same_address_gets_no_write_meant_for_the_old_ones_i
         plex.machine_identifier = "f" * 40
         box.plex.delete_section(box.section_id)
         plex._next_rating_key = 1  # a fresh database
-        section = box.plex.add_section("Stash Scenes", ["/plex/media"])
-        for scene in reversed(synced):  # scanned in another order: numbers change hands
-            box.plex.add_item(section, [box.library.plex_path(f.path) for f in scene.files])
+        library_added_again(box, reversed(synced))  # scanned in another order: keys change hands
         saved = synced[0]
         box.stash.update_scene(saved.id, title="Saved after Plex was installed anew")
         box.queue(saved.id)  # a hook: no person's Sync reads the libraries first

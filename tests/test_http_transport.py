@@ -10,10 +10,7 @@ import base64
 import hashlib
 import http.client
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -25,6 +22,7 @@ from stash2plex.clients.stash import StashClient, StashConnection
 from stash2plex.sandbox.library import generate_library
 from stash2plex.sandbox.stash_emulator import StashEmulator
 
+from .conftest import serving
 from .sandbox import PLEX_TOKEN, cover_sha1, sandbox
 
 
@@ -32,18 +30,6 @@ from .sandbox import PLEX_TOKEN, cover_sha1, sandbox
 def box(tmp_path):
     with sandbox(tmp_path, scenes=12, seed=5) as opened:
         yield opened
-
-
-@contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def redirecting_to(target: str) -> type[BaseHTTPRequestHandler]:

@@ -5,10 +5,8 @@ tests/test_http_transport.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import socket
-import threading
 
 import pytest
 
@@ -19,6 +17,7 @@ from stash2plex.sandbox.plex_emulator import PlexEmulator
 from stash2plex.sandbox.stash_emulator import StashEmulator
 from stash2plex.sandbox.verify import library_problems
 
+from .conftest import serving
 from .sandbox import PLEX_TOKEN, sandbox
 
 STASH = "http://127.0.0.1:9999"
@@ -159,7 +158,6 @@ def test_a_login_in_the_address_is_refused_saying_the_api_key_given_is_used():
     assert "secret-KEY-77" not in refused.value.message
 
 
-@contextlib.contextmanager
 def another_server(status: int):
     """A web server that is not Stash, answering every request with `status` and a page."""
 
@@ -177,14 +175,7 @@ def another_server(status: int):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving(Page)
 
 
 def test_stash_url_at_plex_or_another_server_names_stash_url():

@@ -64,9 +64,10 @@ COLLECTION_SEARCH_TYPE = 18
 
 @dataclass(frozen=True)
 class Section:
-    """One Plex library section: its id, title, type (movie, show, ...), folders, and the
-    uuid Plex gives each library it creates ("" when not given): a library removed and added
-    again may get the same id, never the same uuid (docs/plex-api-contract.md, captures)."""
+    """One Plex library section: its id, title, type (movie, show, ...), folders, and its
+    uuid (every `<Directory>` of `GET /library/sections` carries one, docs/plex-api-contract.md;
+    "" when not given). The uuid is the library's own: a library removed and added again may
+    come back under the same id, not as the same library."""
 
     id: int
     title: str

@@ -56,11 +56,12 @@ from stash2plex.records import Decision, Event, EventLevel, Holds, Job
 from stash2plex.settings.sources import load_local_settings
 from stash2plex.store import spool
 from stash2plex.store.db import PERSON_ASKED_KEY, Store, quarantine
+from stash2plex.store.schema import SECTIONS_KEY
 from stash2plex.sync import settle
 from stash2plex.sync.backfill import EntityBackfill
 from stash2plex.sync.collection_art import Awaited, CollectionLookups
 from stash2plex.sync.read_ahead import ItemsReadAhead
-from stash2plex.sync.syncer import SECTIONS_KEY, UNFETCHED, SceneSyncer
+from stash2plex.sync.syncer import UNFETCHED, SceneSyncer
 from stash2plex.vocabulary import SyncStatus
 from stash2plex.words import plural
 

@@ -24,8 +24,7 @@ from stash2plex.numbers import whole_number
 from stash2plex.store.db import Store
 from stash2plex.store.holds import PARKED
 from stash2plex.store.reconcile import outage_reconciled
-
-PLEX_SECTIONS_KEY = "plex_sections"
+from stash2plex.store.schema import SECTIONS_KEY
 
 #: Availability windows the outage view reports, by label.
 WINDOWS: dict[str, float] = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
@@ -298,7 +297,7 @@ def plex_web_url(store: Store, rating_key: int) -> str | None:
     identifier, recorded once the worker or a health check connected; without it, Plex Web's
     start page at `plex_url`."""
     server = store.get_value(PLEX_SERVER_KEY) or {}
-    url = server.get("url") or (store.get_value(PLEX_SECTIONS_KEY) or {}).get("url")
+    url = server.get("url") or (store.get_value(SECTIONS_KEY) or {}).get("url")
     if not url:
         return None
     parts = urlsplit(str(url).rstrip("/"))

@@ -48,15 +48,11 @@ from stash2plex.settings.config import setting_label
 from stash2plex.settings.sources import with_source
 from stash2plex.store.db import Store
 from stash2plex.store.reconcile import ItemCheck, ReconcileTables
+from stash2plex.store.schema import INDEX_REFRESHED_KEY, SECTIONS_KEY
 from stash2plex.sync.drift import Drift, item_drift, listing_print, pushed_print, synced_keys
 from stash2plex.sync.matching import MAPPED_PATH, match_scene
 from stash2plex.sync.metadata import fingerprint
-from stash2plex.sync.syncer import (
-    INDEX_REFRESHED_KEY,
-    SECTIONS_KEY,
-    PlexIndex,
-    describe_library_type,
-)
+from stash2plex.sync.syncer import PlexIndex, describe_library_type
 from stash2plex.sync.tag_tree import TagTree
 from stash2plex.words import agree, plural
 

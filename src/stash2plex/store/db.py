@@ -45,7 +45,14 @@ from stash2plex.records import (
 from stash2plex.store import link_json, recording
 from stash2plex.store.holds import PARKED, read_holds, write_holds
 from stash2plex.store.recording import HOOK_ACTIONS, chunks, placeholders, store_error
-from stash2plex.store.schema import DB_FILENAME, MIGRATIONS, SCHEMA_VERSION, SERVER_CONNECTION_KEY
+from stash2plex.store.schema import (
+    DB_FILENAME,
+    INDEX_REFRESHED_KEY,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SECTIONS_KEY,
+    SERVER_CONNECTION_KEY,
+)
 from stash2plex.vocabulary import WAITING, HookAction
 
 if TYPE_CHECKING:
@@ -872,9 +879,7 @@ class Store:
         with self.transaction() as conn:
             for table in ("plex_index", "plex_items", "plex_collections"):
                 conn.execute(f"DELETE FROM {table}")
-            conn.execute(
-                "DELETE FROM kv WHERE key IN (?, ?)", ("plex_sections", "plex_index_refreshed_at")
-            )
+            conn.execute("DELETE FROM kv WHERE key IN (?, ?)", (SECTIONS_KEY, INDEX_REFRESHED_KEY))
             return self._unlink_and_queue(conn, "1 = 1", [], source)
 
     def linked_but_unlisted(self, section_id: int) -> list[int]:

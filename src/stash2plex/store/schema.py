@@ -9,6 +9,11 @@ DB_FILENAME = "stash2plex.db"
 #: kv keys written by hooks as well as by the worker (see store.recording).
 HOLDS_KEY = "holds"
 SERVER_CONNECTION_KEY = "server_connection"
+#: kv keys of Plex's index (sync.syncer.PlexIndex): when it was last refreshed (epoch seconds;
+#: 0: stale, list at the next miss), and the libraries last read (the settings they were read
+#: for, their ids, titles, folders and uuids, and when: `read_at`).
+INDEX_REFRESHED_KEY = "plex_index_refreshed_at"
+SECTIONS_KEY = "plex_sections"
 
 # Each migration is applied once, in order; PRAGMA user_version records how many ran.
 MIGRATIONS: tuple[str, ...] = (

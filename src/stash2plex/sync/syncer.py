@@ -37,6 +37,7 @@ from stash2plex.records import IndexEntry, Link
 from stash2plex.settings.config import Config, setting_label
 from stash2plex.single_flight import SingleFlight
 from stash2plex.store.db import Store
+from stash2plex.store.schema import INDEX_REFRESHED_KEY, SECTIONS_KEY
 from stash2plex.sync import ratings, settle
 from stash2plex.sync.collection_art import Awaited, CollectionArt, CollectionLookups
 from stash2plex.sync.matching import (
@@ -70,12 +71,6 @@ UNCHANGED = "unchanged"
 DELETED = "deleted"
 NO_FILE = "no_file"
 LEFT_ALONE = "skipped"  # a scene without metadata of its own left its Plex item as it was
-# The store key of when the index was last refreshed (epoch seconds; 0: stale, list at the
-# next miss).
-INDEX_REFRESHED_KEY = "plex_index_refreshed_at"
-# The store key of the libraries last read: settings they were read for, their ids, titles,
-# folders and uuids, and when (`read_at`, epoch seconds).
-SECTIONS_KEY = "plex_sections"
 # In a ConfigError's detail: the fix is a library to add in Plex, not a setting to change.
 ADD_LIBRARY = "add_library"
 # Why scenes whose Plex items are gone are queued again (shown in their jobs).
