@@ -13,12 +13,16 @@ Stash, summed over threads); peak memory.
 
 Usage: python bench/bench_library_sync.py [--scenes 2000] [--stash-ms 0] [--stash-images-ms 0]
     [--plex-read-ms 2] [--plex-write-ms 2] [--concurrency 4] [--min-scenes-per-second 30]
-    [--plain] [--out FILE]
+    [--plain] [--out FILE] [--runs 3] [--profile]
+
+`--profile` (py-spy: `pip install -e ".[bench]"`) adds where the worker's time goes in the
+first syncs: its CPU against its waits on Plex and Stash, and the CPU by layer.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -38,6 +42,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
 from report import command_line, emulators, machine, write_report  # noqa: E402
+from sampling import SAMPLES_PER_SECOND, Samples, sampled  # noqa: E402
 from stash2plex.clients.http import ServerTransport  # noqa: E402
 from stash2plex.engine.context import connect_stash  # noqa: E402
 from stash2plex.engine.worker import Worker  # noqa: E402
@@ -121,15 +126,23 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def phase(data_dir: Path, connection: dict, plex_url: str, wire: Wire, emulators: int) -> dict:
+def phase(
+    data_dir: Path,
+    connection: dict,
+    plex_url: str,
+    wire: Wire,
+    emulators: int,
+    profile: bool = False,
+) -> dict:
     clear_log(plex_url)
     with Store.open(data_dir) as store:
         queue_all_scenes(store, connect_stash(store, connection))
     wire.reset()
-    usage, emulator_cpu = usage_now(), process_cpu_seconds(emulators)
-    started = time.perf_counter()
-    report = Worker(data_dir).run(until_idle=True)
-    seconds = time.perf_counter() - started
+    with sampled() if profile else contextlib.nullcontext(Samples()) as samples:
+        usage, emulator_cpu = usage_now(), process_cpu_seconds(emulators)
+        started = time.perf_counter()
+        report = Worker(data_dir).run(until_idle=True)
+        seconds = time.perf_counter() - started
     user, system, switches = (now - then for now, then in zip(usage_now(), usage, strict=True))
     emulator_cpu = process_cpu_seconds(emulators) - emulator_cpu
     entries = plex_log(plex_url)
@@ -160,6 +173,7 @@ def phase(data_dir: Path, connection: dict, plex_url: str, wire: Wire, emulators
         "wait_stash": wire.seconds["stash"] + wire.seconds["stash images"],
         "routes": Counter(entry["route"] for entry in entries),
         "unknown": sum(1 for entry in entries if entry["route"] == "UNKNOWN"),
+        "samples": samples,
     }
 
 
@@ -214,10 +228,14 @@ def _met(value: float, op: str, target: float) -> bool:
 
 
 def why_missed(
-    missed: list[str], first: dict[str, Any], idle: tuple[float, float] | None = None
+    missed: list[str],
+    first: dict[str, Any],
+    idle: tuple[float, float] | None = None,
+    firsts: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """The reasons of the targets missed, from what this run measured. `idle`: the longest
-    injected latency (ms) and this machine's `idle_cost_factor` for it."""
+    injected latency (ms) and this machine's `idle_cost_factor` for it; `firsts`: every run's
+    first sync."""
     lines = []
     synced = max(1, first["synced"])
     if "first sync Plex requests/scene" in missed:
@@ -258,6 +276,16 @@ def why_missed(
                 "waits). Every answer from a slow server is handled after such a wait, so the "
                 "same first sync costs more CPU per scene here than with a fast Plex."
             )
+        if firsts and len(firsts) > 1:
+            emulators = [f["emulator_cpu_ms"] for f in firsts]
+            ratios = [f["cpu_ms"] / max(1e-9, f["emulator_cpu_ms"]) for f in firsts]
+            lines.append(
+                "- The machine's speed: the emulators, doing the same work in every run, took "
+                f"{min(emulators):.2f} to {max(emulators):.2f} ms of CPU per scene in these "
+                f"runs, and the worker {min(ratios):.2f} to {max(ratios):.2f} times theirs: its "
+                "CPU per scene follows this shared machine's speed at the time, which changes "
+                "by half within minutes. Read each run's CPU beside the emulators'."
+            )
     return ["Why targets are missed:", "", *lines, ""] if lines else []
 
 
@@ -277,6 +305,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sync.md")
     parser.add_argument(
         "--runs", type=int, default=3, help="repeat on fresh servers; the targets use medians"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the first syncs with py-spy: where the worker's CPU goes, by layer",
     )
     args = parser.parse_args()
     # Measured before the runs, on a quiet machine: with a slow server, how much more CPU the
@@ -309,7 +342,9 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         )
         with tempfile.TemporaryDirectory(prefix="s2p-bench-") as tmp:
             data_dir = Path(tmp)
-            first = phase(data_dir, info["connection"], info["plex"], wire, server_pid)
+            first = phase(
+                data_dir, info["connection"], info["plex"], wire, server_pid, args.profile
+            )
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             again = phase(data_dir, info["connection"], info["plex"], wire, server_pid)
             with Store.open(data_dir) as store:
@@ -324,6 +359,54 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         "dead": dead,
         "peak_mb": peak_mb,
     }
+
+
+def where_time_goes(runs: list[dict[str, Any]]) -> list[str]:
+    """The profile of the first syncs: the wall time against the worker's CPU and its waits,
+    and the CPU by layer (py-spy's samples of all runs together)."""
+    firsts = [run["first"] for run in runs]
+    samples = Samples()
+    for first in firsts:
+        samples.stacks.update(first["samples"].stacks)
+    lines = ["", "## Where the worker's time goes (first sync, all runs)", ""]
+    if not samples.total:
+        errors = {first["samples"].error for first in firsts} - {None}
+        return [*lines, f"Not sampled: {'; '.join(sorted(e for e in errors if e))}."]
+    scenes = sum(first["synced"] + first["unchanged"] for first in firsts)
+    wall = sum(first["seconds"] for first in firsts)
+    cpu = sum(first["cpu_ms"] * (first["synced"] + first["unchanged"]) for first in firsts) / 1000
+    plex = sum(first["wait_plex"] for first in firsts)
+    stash = sum(first["wait_stash"] for first in firsts)
+    per_scene = 1000 * cpu / max(1, scenes)
+    lines += [
+        "| of the first syncs' wall time | seconds | per scene |",
+        "|---|---|---|",
+        f"| wall time | {wall:.1f} s | {1000 * wall / max(1, scenes):.2f} ms |",
+        f"| the worker's own CPU | {cpu:.1f} s | {per_scene:.2f} ms |",
+        f"| waiting on Plex (summed over threads) | {plex:.1f} s "
+        f"| {1000 * plex / max(1, scenes):.2f} ms |",
+        f"| waiting on Stash (summed over threads) | {stash:.1f} s "
+        f"| {1000 * stash / max(1, scenes):.2f} ms |",
+        "",
+        f"The worker's CPU by layer: {samples.total} samples ({SAMPLES_PER_SECOND} a second) of "
+        "the threads "
+        "holding the GIL, each counted to the layer of its innermost Python frame (a C call, "
+        "such as an SQLite statement, counts to the frame that made it).",
+        "",
+        "| layer | share of the CPU | ms per scene |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {share:.0%} | {share * per_scene:.2f} |"
+            for name, share in samples.by_layer()
+        ),
+        "",
+        "The functions whose own code ran most:",
+        "",
+        "| function | share of the CPU |",
+        "|---|---|",
+        *(f"| `{name}` | {share:.1%} |" for name, share in samples.top_functions(12)),
+    ]
+    return lines
 
 
 def write_results(
@@ -443,7 +526,8 @@ def write_results(
         "|---|---|---|",
         *(f"| `{r}` | {first['routes'].get(r, 0)} | {again['routes'].get(r, 0)} |" for r in routes),
         "",
-        *why_missed(missed, first, idle),
+        *why_missed(missed, first, idle, [run["first"] for run in runs]),
+        *(where_time_goes(runs) if args.profile else []),
     ]
     write_report(args.out, report)
     return 0 if ok else 1
