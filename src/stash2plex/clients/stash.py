@@ -45,9 +45,10 @@ from stash2plex.errors import (
 
 DEFAULT_TIMEOUT = (5.0, 30.0)  # connect, read
 IMAGE_CHUNK_BYTES = 64 * 1024
-# Connections kept alive: the most sync threads (plex_max_concurrency is at most 16) download
-# images at once, and the reader thread asks GraphQL meanwhile.
-STASH_CONNECTIONS = 17
+# Connections kept alive: the most sync threads (plex_max_concurrency, at most 16, and one more
+# scene while Plex answers slowly: engine/sync_width.py) download images at once, and the
+# reader thread asks GraphQL meanwhile.
+STASH_CONNECTIONS = 18
 PAGE_SIZE = 200
 TAG_PAGE_SIZE = 1000
 

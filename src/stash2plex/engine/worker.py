@@ -42,6 +42,7 @@ from stash2plex.engine.context import (
 from stash2plex.engine.handover import HANDOVER_KEY, WORKER_SETTINGS_KEY, asked_to_hand_over
 from stash2plex.engine.ramp import RecoveryRamp
 from stash2plex.engine.routing import RoutePolicy, RouteSettings, route
+from stash2plex.engine.sync_width import AnswerTimes, most_scenes_at_once, scenes_at_once
 from stash2plex.engine.worker_lock import (
     ensure_worker,
     mark_holder,
@@ -199,7 +200,7 @@ class Worker:
         self._ramp: RecoveryRamp | None = None
         self._stop = threading.Event()
         self._owning = False
-        # The sync threads (plex_max_concurrency), each with its own store connection.
+        # The sync threads (see `sync_width`), each with its own store connection.
         self._executor: futures.ThreadPoolExecutor | None = None
         # Reads the next batch's scenes from Stash while a batch syncs (see `_read_batch`).
         self._reader: futures.ThreadPoolExecutor | None = None
@@ -212,6 +213,7 @@ class Worker:
         # Plex items read ahead for the claimed batches' first pushes (shared by the threads).
         self._items_ahead = ItemsReadAhead(clock)
         self._foreign_checked = False  # see `_step`
+        self._answer_times = AnswerTimes()  # how fast Plex answers (see `sync_width`)
         self._libraries_read_for: object = None  # see `_reread_libraries_if_asked`
         self._collections = CollectionLookups(clock)
         # Plex -> Stash catch-up pull: its schedule and errors live in stash2plex.pull.timer.
@@ -545,9 +547,10 @@ class Worker:
         progress: Callable[[DrainReport], None] | None,
     ) -> int:
         """Sync a claimed batch: its scenes read from Stash in one request, up to
-        `plex_max_concurrency` scenes at once, each result routed and applied here, in this
-        thread, one transaction each. A decision that stops the drain lets the scenes in
-        flight finish and gives the rest back.
+        `plex_max_concurrency` scenes at once (one more while Plex answers slowly: see
+        `sync_width`), each result routed and applied here, in this thread, one transaction
+        each. A decision that stops the drain lets the scenes in flight finish and gives the
+        rest back.
 
         Threads help while scenes wait on Plex. When the last batch sent Plex no request and
         nothing failed (an unchanged re-sync), this one runs on the worker's own thread: such
@@ -558,11 +561,19 @@ class Worker:
         requests_before = context.plex.request_count
         scenes = self._prefetch(context, jobs)
         self._read_ahead(context, jobs, scenes)
-        wide = max(1, context.config.plex_max_concurrency)
+        slots = max(1, context.config.plex_max_concurrency)
+        observers = context.plex.transport.observers
+        if self._answer_times.observe not in observers:
+            observers.append(self._answer_times.observe)
+
+        def wide() -> int:  # with each batch: as fast as Plex answers now
+            return scenes_at_once(slots, self._answer_times.typical)
+
+        threads = most_scenes_at_once(slots)  # kept across batches as Plex's speed changes
         # After a probe closed the breaker, one scene tries first (the ramp widens later).
         narrow_while_local = self._last_batch_local and not holds.breaker.trial
-        width = 1 if holds.breaker.trial or narrow_while_local else wide
-        pool = self._pool(width) if width > 1 else None
+        width = 1 if holds.breaker.trial or narrow_while_local else wide()
+        pool = self._pool(threads) if width > 1 else None
         queued = list(jobs)
         running: dict[futures.Future[_Attempt], Job] = {}
         # Finished attempts arrive here: `futures.wait` would hook into every running future
@@ -593,6 +604,7 @@ class Worker:
                     self._read_ahead(context, batch.jobs, ahead)
                     scenes.update(ahead)
                     queued.extend(batch.jobs)
+                    width = wide() if width > 1 else width
             elif pool is None and refill and lookahead is None:
                 lookahead = self._read_batch(context)  # read from Stash while this one syncs
             while queued and not stopping and len(running) < width and not self._stop.is_set():
@@ -607,8 +619,8 @@ class Worker:
                     else:
                         holds, stopping = self._finish(context, attempt, holds, report, progress)
                     handled += 1
-                    if narrow_while_local and wide > 1 and not local():
-                        width, pool = wide, self._pool(wide)  # this scene talked to Plex
+                    if narrow_while_local and slots > 1 and not local():
+                        width, pool = wide(), self._pool(threads)  # this scene talked to Plex
                 else:
                     future = pool.submit(self._attempt_in_thread, context, job, scene)
                     running[future] = job

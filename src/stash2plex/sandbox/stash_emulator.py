@@ -169,6 +169,11 @@ class StashEmulator:
         self._lock = threading.RLock()
         self._cookies: dict[str, float] = {}  # value -> expiry (clock seconds)
         self._faults = _Faults()
+        # The most image requests waiting out their injected latency at once (how many scenes
+        # a client downloads covers for at the same time).
+        self.images_at_once = 0
+        self.max_images_at_once = 0
+        self._images_lock = threading.Lock()
         # Image cache-buster stamps of performers/studios/tags/groups (bumped by `rename`).
         self._entity_stamps: dict[tuple[str, int], int] = {}
         self._base_stamp = int(clock())
@@ -546,6 +551,16 @@ class StashEmulator:
         self._faults.delay = max(0.0, float(seconds))
         self._faults.image_delay = self._faults.delay if images is None else max(0.0, images)
 
+    def _wait_as_an_image(self, seconds: float) -> None:
+        with self._images_lock:
+            self.images_at_once += 1
+            self.max_images_at_once = max(self.max_images_at_once, self.images_at_once)
+        try:
+            time.sleep(seconds)
+        finally:
+            with self._images_lock:
+                self.images_at_once -= 1
+
     def graphql_error(self, message: str, count: int | None = None, every: int = 1) -> None:
         """Answer the next `count` GraphQL requests with 200, `errors` and `data: null`; with
         `every`, only every n-th request (Stash's "database is locked" during a scan)."""
@@ -581,9 +596,11 @@ class StashEmulator:
                     handler.reply(503, b"emulated fault: held, not run\n", "text/plain")
                     return
 
-        delay = self._faults.delay if parts.path == "/graphql" else self._faults.image_delay
-        if delay:
-            time.sleep(delay)
+        if parts.path == "/graphql":
+            if self._faults.delay:
+                time.sleep(self._faults.delay)
+        elif self._faults.image_delay:
+            self._wait_as_an_image(self._faults.image_delay)
         status = self._faults.take_http(image=parts.path != "/graphql")
         if status is not None:
             handler.reply(status, f"emulated fault: HTTP {status}\n".encode(), "text/plain")
