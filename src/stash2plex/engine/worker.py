@@ -602,6 +602,10 @@ class Worker:
                 else:
                     ahead = batch.scenes()
                     self._read_ahead(context, batch.jobs, ahead)
+                    # A scene claimed again has this batch's read or none (a failed read: it
+                    # reads its own), never the earlier batch's, made before its new edit.
+                    for job in batch.jobs:
+                        scenes.pop(job.scene_id, None)
                     scenes.update(ahead)
                     queued.extend(batch.jobs)
                     width = wide() if width > 1 else width
