@@ -193,7 +193,7 @@ def _pushed_fields(
                 desired_prints[f"{kind}_url"] = fingerprint(url)
     fields = []
     for key in sorted(link.fingerprints, key=field_order):
-        if key.endswith("_url"):
+        if key.endswith(("_url", "_read_at")):  # where and when an image was read, no field
             continue
         row: dict[str, Any] = {"field": key, "pushed": link.owned.get(key)}
         if desired_prints is not None:

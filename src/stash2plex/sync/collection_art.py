@@ -37,6 +37,7 @@ from stash2plex.names import name_key
 from stash2plex.settings.config import Config
 from stash2plex.single_flight import SingleFlight
 from stash2plex.store.db import Store
+from stash2plex.sync.image_stamps import read_at_text, read_too_early
 from stash2plex.sync.metadata import SUMMARY_MAX, TAG_MAX, clean_text, fingerprint
 
 
@@ -157,11 +158,13 @@ class CollectionArt:
         plex: PlexClient,
         config: Config,
         lookups: CollectionLookups | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.stash = stash
         self.plex = plex
         self.config = config
+        self.clock = clock
         self._settles_later = lookups is not None
         self._lookups = lookups if lookups is not None else CollectionLookups()
         # (section, title) of our collections Plex answered 404 for: deleted in Plex. Their
@@ -257,7 +260,7 @@ class CollectionArt:
                 self.store.save_plex_collection(
                     section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
                 )
-            if prints.get("image_url") != url_print:
+            if prints.get("image_url") != url_print or _read_too_early(prints, source):
                 if source.image_url and self._upload(rating_key, source.image_url, prints):
                     written.append("collection poster")
                 prints["image_url"] = url_print
@@ -299,6 +302,7 @@ class CollectionArt:
 
     def _upload(self, rating_key: int, url: str, prints: dict[str, str]) -> bool:
         image = self.stash.image(url)
+        prints["image_read_at"] = read_at_text(self.clock())
         if image.placeholder or prints.get("poster") == image.sha1:
             return False
         self.plex.upload_image(rating_key, "poster", image.data)
@@ -312,9 +316,17 @@ class CollectionArt:
 def _up_to_date(row: dict[str, Any], source: Source) -> bool:
     """Whether a collection shows the source's summary and image as last written."""
     prints = row["fingerprints"]
-    return prints.get("summary") == fingerprint(source.summary) and prints.get(
-        "image_url"
-    ) == fingerprint(source.image_url)
+    return (
+        prints.get("summary") == fingerprint(source.summary)
+        and prints.get("image_url") == fingerprint(source.image_url)
+        and not _read_too_early(prints, source)
+    )
+
+
+def _read_too_early(prints: dict[str, str], source: Source) -> bool:
+    """Whether the collection's image was read within its URL's stamp second (see
+    `image_stamps`): it may have changed since under the same URL."""
+    return bool(source.image_url) and read_too_early(source.image_url, prints.get("image_read_at"))
 
 
 def _by_name(collections: dict[str, int]) -> dict[str, int]:

@@ -40,6 +40,7 @@ from stash2plex.store.db import Store
 from stash2plex.store.schema import INDEX_REFRESHED_KEY, SECTIONS_KEY
 from stash2plex.sync import ratings, settle
 from stash2plex.sync.collection_art import Awaited, CollectionArt, CollectionLookups
+from stash2plex.sync.image_stamps import read_at_text, read_too_early
 from stash2plex.sync.matching import (
     MAPPED_PATH,
     Match,
@@ -622,6 +623,7 @@ class SceneSyncer:
         self.stash = stash
         self.plex = plex
         self.config = config
+        self.clock = clock
         self.index = PlexIndex(store, plex, config, clock)
         # Items a batch read ahead (shared by the worker's threads); None: each plan reads.
         self.items_ahead = items_ahead
@@ -700,7 +702,9 @@ class SceneSyncer:
         )
 
     def collection_art(self) -> CollectionArt:
-        return CollectionArt(self.store, self.stash, self.plex, self.config, self.collections)
+        return CollectionArt(
+            self.store, self.stash, self.plex, self.config, self.collections, self.clock
+        )
 
     def _push(
         self,
@@ -1083,7 +1087,9 @@ class SceneSyncer:
         images = {
             kind: url
             for kind, url in desired.images.items()
-            if self.force or pushed.get(f"{kind}_url") != fingerprint(url)
+            if self.force
+            or pushed.get(f"{kind}_url") != fingerprint(url)
+            or read_too_early(url, pushed.get(f"{kind}_read_at"))
         }
         return SyncPlan(
             scene_id,
@@ -1157,6 +1163,7 @@ class SceneSyncer:
                 fetched[url] = self.stash.image(url)
             image = fetched[url]
             plan.fingerprints[f"{kind}_url"] = fingerprint(url)
+            plan.fingerprints[f"{kind}_read_at"] = read_at_text(self.clock())
             if image.placeholder:
                 continue  # Stash's "no cover" drawing is never worth uploading
             if self.force or plan.fingerprints.get(kind) != image.sha1:
