@@ -10,6 +10,7 @@ import base64
 import hashlib
 import http.client
 import socket
+import tracemalloc
 from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -458,3 +459,35 @@ def test_diagnose_names_the_environment_as_the_fix(box, monkeypatch, proxy, fix,
         [check] = diagnose(store)
     assert (check.name, check.ok, check.setting) == ("Stash", False, setting)
     assert check.fix.startswith(fix) and "Make sure Stash is running" not in check.fix
+
+
+class LargeCover(BaseHTTPRequestHandler):
+    """A Stash serving one 16 MB cover (an 8K PNG a user set by hand)."""
+
+    BODY = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * (16 * 4096)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(self.BODY)))
+        self.end_headers()
+        self.wfile.write(self.BODY)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_cover_is_held_in_memory_once_while_it_streams_in():
+    # Each sync thread holds one cover at a time; collecting the chunks and joining them held
+    # it twice (16 scenes at once with 60 MB covers: 1.3 GB).
+    with serving(LargeCover) as url:
+        stash = stash_at(url)
+        tracemalloc.start()
+        try:
+            image = stash.image(f"{url}/scene/1/screenshot?t=1")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    size = len(LargeCover.BODY)
+    assert image.sha1 == hashlib.sha1(LargeCover.BODY).hexdigest() and len(image.data) == size
+    assert peak < 1.3 * size, f"{peak / size:.2f} times the cover"

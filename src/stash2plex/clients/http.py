@@ -285,7 +285,7 @@ class ServerTransport:
         target: str,
         *,
         timeout: Timeout,
-        body: bytes | None = None,
+        body: bytes | bytearray | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         follow_redirects: bool = False,

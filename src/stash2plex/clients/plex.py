@@ -286,7 +286,7 @@ class PlexClient:
         *,
         action: str = "",
         headers: dict[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | bytearray | None = None,
         connecting: bool = False,
     ) -> ET.Element | None:
         """One request, after connecting (unless this is the connection's own `GET /`), its
@@ -326,7 +326,7 @@ class PlexClient:
             return utils.parseXMLString(answer.text)
 
     def _send(
-        self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None
+        self, method: str, path: str, data: bytes | bytearray | None, headers: dict[str, str] | None
     ) -> Answer:
         """One request in one of the `plex_max_concurrency` slots. A request that timed out
         keeps its slot for another `timeout`: Plex may still be running it (as long as a
@@ -543,7 +543,7 @@ class PlexClient:
             action=f"the edit of Plex item {rating_key}",
         )
 
-    def upload_image(self, rating_key: int, kind: str, data: bytes) -> None:
+    def upload_image(self, rating_key: int, kind: str, data: bytes | bytearray) -> None:
         """Upload poster (`kind="poster"`) or background art (`"art"`) bytes."""
         plural = {"poster": "posters", "art": "arts"}[kind]
         self._query(
@@ -941,7 +941,9 @@ def _from_plex(answer: Answer) -> bool:
     return "X-Plex-Protocol" in answer.headers
 
 
-def _too_large(status: int, action: str, path: str, body: bytes | None) -> PermanentError:
+def _too_large(
+    status: int, action: str, path: str, body: bytes | bytearray | None
+) -> PermanentError:
     """The refusal of a request too large for Plex or a proxy in front of it, with its size
     and what to do."""
     if status == 413:

@@ -58,7 +58,7 @@ class StashImage:
     """An image Stash served: its bytes, content type and SHA-1 (hex); `placeholder`: Stash's
     "no image" drawing, never worth uploading (bytes then empty)."""
 
-    data: bytes
+    data: bytes | bytearray
     content_type: str
     sha1: str
     placeholder: bool = False
@@ -548,18 +548,19 @@ class StashClient:
             if "svg" in content_type.lower():
                 return StashImage(b"", content_type, "", placeholder=True)
             digest = hashlib.sha1()
-            chunks: list[bytes] = []
+            # Filled as it streams in, never joined: one copy of the image per sync thread.
+            body = bytearray()
             try:
                 for chunk in response.chunks(IMAGE_CHUNK_BYTES):
-                    if not chunks and chunk.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
+                    if not body and chunk.lstrip()[:5].lower() in (b"<svg ", b"<?xml"):
                         return StashImage(b"", content_type, "", placeholder=True)
                     digest.update(chunk)
-                    chunks.append(chunk)
+                    body += chunk
             except AnswerTimeout as exc:
                 raise TransientError("Stash did not send an image in time", server="stash") from exc
             except AnswerBroken as exc:
                 raise TransientError("Stash broke off an image download", server="stash") from exc
-        return StashImage(b"".join(chunks), content_type, digest.hexdigest())
+        return StashImage(body, content_type, digest.hexdigest())
 
     def _image_answer(self, url: str) -> Answer:
         """The answer to one image request, its body not read yet. Raises the classified
