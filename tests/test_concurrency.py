@@ -249,3 +249,33 @@ def test_the_threads_sharing_a_failed_request_count_it_once_for_the_breaker(tmp_
 
         with box.store() as store:
             assert store.holds().breaker.is_closed and store.outages() == []
+
+
+def test_a_stop_ends_the_wait_for_the_request_rate_and_sends_nothing_more(tmp_path):
+    # Plex "too busy" under bulk edits: the user allows one request every two seconds. With
+    # four scenes at once, each holding a slot while it waits its turn, a stop used to wait
+    # for every turn (8 s here, 30 s at 16 at once) and send each of them.
+    settings = {"plex_max_concurrency": 4, "plex_max_requests_per_second": 0.5}
+    with sandbox(tmp_path, scenes=20, seed=4, settings=settings) as box:
+        box.queue()
+        worker = Worker(box.data_dir)
+        thread = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
+        thread.start()
+        wait_until(lambda: box.plex.log.count(route=EDIT) >= 2, timeout=30, message="edits")
+        sent = len(box.plex.log.entries)
+        stopped_at = time.monotonic()
+
+        worker.request_stop()
+        thread.join(30)
+
+        took = time.monotonic() - stopped_at
+        assert not thread.is_alive() and took < 1.5, took
+        assert len(box.plex.log.entries) - sent <= 1  # at most the one sent at the stop
+        with box.store() as store:
+            states = store.job_counts()
+            dead = store.dead_letters()
+        assert set(states) <= {"pending", "done"} and dead == []  # the rest given back
+        box.settings(plex_max_requests_per_second=0)
+        box.drain()
+        with box.store() as store:
+            assert store.outstanding_jobs() == 0 and store.dead_letters() == []

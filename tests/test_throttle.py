@@ -102,3 +102,19 @@ def test_a_wait_for_a_slot_ends_when_the_process_is_stopping():
     slots.cancel_waits()
     waiter.join(5)
     assert outcome == [False] and slots.acquire() is False
+
+
+def test_a_wait_for_the_rate_ends_when_the_process_is_stopping():
+    throttle = RequestThrottle(0.001)  # one request, then one per 1,000 s; waits really sleep
+    assert throttle.acquire() == 0.0
+    waited: list[float] = []
+    waiting = threading.Thread(target=lambda: waited.append(throttle.acquire()))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()  # waits its turn
+
+    throttle.cancel_waits()
+    waiting.join(5)
+
+    assert not waiting.is_alive() and throttle.cancelled
+    assert throttle.acquire() == 0.0  # and no wait after

@@ -196,7 +196,7 @@ class PlexClient:
             verify=verify_tls,
             pool_size=max_concurrency,
             headers={**BASE_HEADERS, "X-Plex-Token": token} if token else dict(BASE_HEADERS),
-            before_send=self.throttle.acquire,
+            before_send=self._wait_for_turn,
         )
         self.identity: ServerIdentity | None = None
         # Called with who answers, each time this client connects, before its first request
@@ -242,11 +242,20 @@ class PlexClient:
         return identity
 
     def stop_waiting(self) -> None:
-        """End any pause before asking a busy Plex again and any wait for a request slot, and
-        make none after: the worker is stopping (SIGTERM; Docker kills it ten seconds later).
-        A request that then finds no slot raises WorkerStopping."""
+        """End any pause before asking a busy Plex again, any wait for a request slot and
+        any wait for the request rate's next turn, and make none after: the worker is
+        stopping (SIGTERM; Docker kills it ten seconds later). A request that then finds no
+        slot, or no turn, raises WorkerStopping: nothing more is sent."""
         self._stopping.set()
         self.slots.cancel_waits()
+        self.throttle.cancel_waits()
+
+    def _wait_for_turn(self) -> None:
+        """Before each request: wait for its turn under `plex_max_requests_per_second`.
+        Raises WorkerStopping when the worker stopped meanwhile."""
+        self.throttle.acquire()
+        if self.throttle.cancelled:
+            raise WorkerStopping("the worker is stopping: not sent", server="plex")
 
     def reset(self) -> None:
         """Forget the connection (after an outage or a token change)."""

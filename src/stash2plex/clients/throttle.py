@@ -19,27 +19,36 @@ from collections.abc import Callable
 
 
 class RequestThrottle:
-    """At most `per_second` requests per second on average (0 or less: no limit)."""
+    """At most `per_second` requests per second on average (0 or less: no limit).
+
+    `cancel_waits` (the worker is stopping) ends the wait in hand and every later one at once;
+    `cancelled` then tells the caller not to send. `sleep` waits `s` seconds; by default a wait
+    that `cancel_waits` ends early."""
 
     def __init__(
         self,
         per_second: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.per_second = per_second
+        self.cancelled = False
+        self._woken = threading.Event()
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or self._woken.wait
         self._lock = threading.Lock()
         self._tokens = max(1.0, per_second)
         self._last = clock()
 
     def acquire(self) -> float:
-        """Wait for the right to send one request; returns the seconds waited."""
-        if self.per_second <= 0:
+        """Wait for the right to send one request; returns the seconds waited (0 at once once
+        cancelled: check `cancelled`)."""
+        if self.per_second <= 0 or self.cancelled:
             return 0.0
         with self._lock:  # one waiter at a time keeps the order fair and the sum exact
+            if self.cancelled:  # cancelled while this thread waited for the lock
+                return 0.0
             now = self._clock()
             capacity = max(1.0, self.per_second)
             self._tokens = min(capacity, self._tokens + (now - self._last) * self.per_second)
@@ -47,10 +56,17 @@ class RequestThrottle:
             wait = 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.per_second
             if wait > 0:
                 self._sleep(wait)
+                if self.cancelled:  # nothing will be sent: the budget stays as it was
+                    return 0.0
                 self._tokens += wait * self.per_second
                 self._last = now + wait
             self._tokens -= 1.0
             return wait
+
+    def cancel_waits(self) -> None:
+        """End the wait in hand and make none after (the process is stopping)."""
+        self.cancelled = True
+        self._woken.set()
 
 
 class RequestSlots:
