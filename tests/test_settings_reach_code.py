@@ -8,6 +8,7 @@ to the tests that prove it, and a test fails when a key has none or a named test
 from __future__ import annotations
 
 import ast
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from stash2plex.engine.worker import Worker
 from stash2plex.records import Decision
 from stash2plex.sandbox.manifest import load_manifest
 
-from .sandbox import sandbox
+from .conftest import wait_until
+from .sandbox import SteppedClock, sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -295,3 +297,25 @@ def test_plex_max_requests_per_second_reaches_the_plex_transport(box):
         context = build_context(store)
     assert context.plex.throttle.per_second == 5  # its arithmetic: tests/test_throttle.py
     assert context.plex.transport.pool_size == 4  # the default concurrency's connections
+
+
+def test_changed_request_limits_reach_a_running_workers_plex_client(box):
+    # The worker keeps its Plex client (and connection) across settings reads; the limits
+    # are made into it, so a change must bring a new one (a user easing a busy NAS Plex).
+    clock = SteppedClock()
+    worker = Worker(box.data_dir, clock=clock)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: worker.context is not None, message="the worker's settings")
+        kept = worker.context.plex
+        box.settings(plex_max_requests_per_second=5, plex_max_concurrency=2)
+        clock.offset += 61  # the next settings read
+        box.queue(next(iter(box.library.scenes)))
+
+        wait_until(lambda: worker.context.plex is not kept, message="a new Plex client")
+        plex = worker.context.plex
+        assert (plex.throttle.per_second, plex.slots.slots) == (5, 2)
+    finally:
+        worker.request_stop()
+        thread.join(10)

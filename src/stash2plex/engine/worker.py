@@ -1161,7 +1161,17 @@ def _without_paths(decision: Decision) -> Decision:
 
 
 def _same_plex(old: Context, new: Context) -> bool:
-    keys = ("plex_url", "plex_token", "plex_timeout", "verify_tls")
+    """Whether the new settings keep the Plex client (and its connection): the same server,
+    token, timeout, TLS check and request limits (the client's request slots, throttle and
+    connection pool are made for the limits, so changed ones take a new client)."""
+    keys = (
+        "plex_url",
+        "plex_token",
+        "plex_timeout",
+        "verify_tls",
+        "plex_max_concurrency",
+        "plex_max_requests_per_second",
+    )
     return all(getattr(old.config, k) == getattr(new.config, k) for k in keys)
 
 
