@@ -145,6 +145,20 @@ def test_unknown_key_in_the_settings_file_is_named(box, cli, tmp_path):
     assert "plex_tokn" in result.output
 
 
+@pytest.mark.parametrize(
+    "key, value", [("plex_max_concurrency", "'four'"), ("plex_max_requests_per_second", "-1")]
+)
+def test_a_refused_setting_is_said_by_each_command_that_reads_the_settings(
+    box, cli, tmp_path, key, value
+):
+    # The default is used instead; a user who set it to go faster (or gentler) is told.
+    settings_file = tmp_path / "s2p.toml"
+    settings_file.write_text(f"{key} = {value}\n")
+    for command in (["sync", "--all"], ["health"]):
+        said = cli("--config", str(settings_file), *command).stderr
+        assert said.count(f"({key}) = ") == 1 and "not valid" in said, said
+
+
 def test_sync_all_then_status_health_and_preview(box, cli, monkeypatch):
     monkeypatch.setenv("STASH2PLEX_PATH_MAP", box.library.path_map)
     cli("sync", "--all")

@@ -409,6 +409,7 @@ class Cli:
         self._local: Any = None
         self._hide_paths: bool | None = None
         self._sources: dict[str, str] = {}
+        self._warned: set[str] = set()  # settings warnings said (once per command)
         self.printed = False  # the command's output went to stdout already
         self.sandbox_dir = Path("stash2plex-sandbox")
 
@@ -433,6 +434,12 @@ class Cli:
         context = build_context(store, local=self.local())
         self._hide_paths = context.config.obfuscate_paths
         self._sources = dict(context.sources)
+        # A value the settings refused (the default is used instead) is said by every command
+        # that reads the settings, not only by `config check` and the worker's log.
+        for warning in context.config.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self.say(f"warning: {warning}", color="yellow")
         return context
 
     def sources(self) -> dict[str, str]:

@@ -203,7 +203,8 @@ SETTINGS: tuple[Setting, ...] = (
         4,
         "Plex requests at once",
         "How many scenes are written to Plex at the same time (edits and image uploads of "
-        "different items; one item's writes stay in order). Default: 4. 1 writes one at a time.",
+        "different items; one item's writes stay in order). Default: 4; 1 to 16. 1 writes one at a "
+        "time.",
         check=_whole_number(1, 16),
     ),
     Setting(
@@ -212,7 +213,7 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "Plex requests per second",
         "A cap on requests per second to Plex, for servers whose database gets \"too busy\" "
-        "under bulk edits (a NAS with a slow disk). Default: 0, no cap.",
+        "under bulk edits (a NAS with a slow disk). Default: 0, no cap; at most 1000.",
         check=_positive_number(0, 1000),
     ),
     Setting("enabled", "BOOLEAN", True, "Enabled",
