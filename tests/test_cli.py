@@ -186,6 +186,17 @@ def test_health_exits_1_when_plex_is_down(box, cli):
     assert json.loads(result.output)["healthy"] is False
 
 
+def test_health_tells_a_slow_plex_from_one_that_is_down(box, cli):
+    # Plex, answering before, now takes each request and answers after the user's
+    # plex_timeout: running, but busy.
+    box.settings(plex_timeout=1)
+    cli("health")
+    box.plex.faults.latency(2.5)
+    said = " ".join(cli("health", expect=1).stderr.split())
+    assert "did not answer within 1 s (read timeout)" in said
+    assert "running but slow to answer" in said and "Start Plex" not in said
+
+
 def test_diagnose_takes_plex_down_for_an_outage_not_a_setting(box, cli):
     """Plex down at an address where it answered (a 503 of its own while it starts; refused
     after it answered before) is the README's exit 1, as `health` says; only where it never

@@ -168,6 +168,9 @@ _STATUS_TABLE: dict[int, tuple[type[SyncError], str]] = {
 # In an error's `detail`: a write that timed out, which the server may still apply later (a
 # slow Plex finishes requests its client gave up on); see engine.routing.
 UNSETTLED_WRITE = "unsettled_write"
+# In an error's `detail`: the server took the request but sent no answer in time (running, but
+# slow: nothing to start), unlike a refused connection or a 503.
+ANSWER_LATE = "answer_late"
 # Key of a retry's stored detail: the tries a scene gets before it goes to the dead letters (the
 # setting `max_retries` when it failed), so what is told about the retry can count them.
 MAX_ATTEMPTS = "max_attempts"

@@ -36,6 +36,7 @@ from stash2plex.clients.http import (
 )
 from stash2plex.clients.throttle import RequestSlots, RequestThrottle
 from stash2plex.errors import (
+    ANSWER_LATE,
     UNSETTLED_WRITE,
     AuthError,
     ConfigError,
@@ -1023,12 +1024,13 @@ def plex_errors(
                 "still apply it, so it is sent again only after that could have happened; a "
                 "very busy Plex can take longer: raise plex_timeout if this keeps happening",
                 server="plex",
-                detail={UNSETTLED_WRITE: True},
+                detail={UNSETTLED_WRITE: True, ANSWER_LATE: True},
             ) from exc
         raise TransientError(
             f"Plex did not answer within {timeout:g} s (read timeout); a very busy Plex can "
             "take longer: raise plex_timeout if this keeps happening",
             server="plex",
+            detail={ANSWER_LATE: True},
         ) from exc
     except AnswerBroken as exc:
         # The text can quote the request URL (percent-encoded, with our parameters): a

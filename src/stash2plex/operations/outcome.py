@@ -275,6 +275,18 @@ def health_verdict(report: dict[str, Any]) -> Verdict:
                 else ""
             )
         )
+    elif report.get("slow"):  # running, but busy: starting it is not the advice either
+        tail = (
+            " Plex is running but slow to answer (a scan, a backup or a slow disk can do "
+            "this)"
+            + (
+                f": {scenes(waiting)} "
+                f"{agree(waiting, 'waits and syncs by itself', 'wait and sync by themselves')} "
+                "once it answers in time."
+                if waiting
+                else "."
+            )
+        )
     elif waiting:  # down: nothing to do but bring Plex back; nothing is lost meanwhile
         tail = (
             f" Start Plex (or wait while it restarts): {scenes(waiting)} "

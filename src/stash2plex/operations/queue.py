@@ -571,6 +571,8 @@ def health_report(context: Context, data_dir: Path) -> dict[str, Any]:
         "detail": detail,
         "problem": None if error is None else error.error_class,
         "status": plex_status,
+        # Plex took the request but did not answer in time: running, but slow.
+        "slow": bool((getattr(error, "detail", None) or {}).get(errors.ANSWER_LATE)),
         "breaker": status["breaker"],
         "paused": status["paused"],
         "queue": {k: status[k] for k in ("pending", "in_progress", "waiting", "dead_letters")},
