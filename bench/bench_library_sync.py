@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
 from report import command_line, emulators, machine, write_report  # noqa: E402
-from sampling import SAMPLES_PER_SECOND, Samples, sampled  # noqa: E402
+from sampling import MISSING, SAMPLES_PER_SECOND, Samples, py_spy, sampled  # noqa: E402
 from stash2plex.clients.http import ServerTransport  # noqa: E402
 from stash2plex.engine.context import connect_stash  # noqa: E402
 from stash2plex.engine.worker import Worker  # noqa: E402
@@ -223,6 +223,11 @@ def idle_cost_factor(wait_seconds: float, rounds: int = 100) -> float:
     return after_a_wait / back_to_back
 
 
+def _span(values: list[float]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f} to {high:.2f}"
+
+
 def _met(value: float, op: str, target: float) -> bool:
     return value <= target if op == "≤" else value >= target
 
@@ -276,15 +281,14 @@ def why_missed(
                 "waits). Every answer from a slow server is handled after such a wait, so the "
                 "same first sync costs more CPU per scene here than with a fast Plex."
             )
-        if firsts and len(firsts) > 1:
-            emulators = [f["emulator_cpu_ms"] for f in firsts]
-            ratios = [f["cpu_ms"] / max(1e-9, f["emulator_cpu_ms"]) for f in firsts]
+        if firsts:
+            emulators = _span([f["emulator_cpu_ms"] for f in firsts])
+            ratios = _span([f["cpu_ms"] / max(1e-9, f["emulator_cpu_ms"]) for f in firsts])
             lines.append(
                 "- The machine's speed: the emulators, doing the same work in every run, took "
-                f"{min(emulators):.2f} to {max(emulators):.2f} ms of CPU per scene in these "
-                f"runs, and the worker {min(ratios):.2f} to {max(ratios):.2f} times theirs: its "
-                "CPU per scene follows this shared machine's speed at the time, which changes "
-                "by half within minutes. Read each run's CPU beside the emulators'."
+                f"{emulators} ms of CPU per scene here, and the worker {ratios} times theirs: "
+                "its CPU per scene follows this shared machine's speed at the time, which "
+                "changes by half within minutes. Read each run's CPU beside the emulators'."
             )
     return ["Why targets are missed:", "", *lines, ""] if lines else []
 
@@ -312,6 +316,8 @@ def main() -> int:
         help="sample the first syncs with py-spy: where the worker's CPU goes, by layer",
     )
     args = parser.parse_args()
+    if args.profile and py_spy() is None:
+        parser.error(f"--profile needs py-spy, which {MISSING.removeprefix('py-spy ')}")
     # Measured before the runs, on a quiet machine: with a slow server, how much more CPU the
     # same work costs (reported when the CPU target is missed).
     slowest = max(args.stash_ms, args.stash_images_ms, args.plex_read_ms, args.plex_write_ms)
@@ -484,8 +490,15 @@ def write_results(
         "`plex_max_concurrency` "
         f"{args.concurrency}. The emulators run in their own process.",
         "",
-        f"Each value is the median of {len(runs)} run{'s' if len(runs) != 1 else ''}, each on "
-        "freshly started emulators; the runs are listed below.",
+        (
+            f"Each value is the median of {len(runs)} runs, each on freshly started emulators; "
+            "the runs are listed below."
+            if len(runs) > 1
+            else "Each value is from one run on freshly started emulators (`--runs 3` gives "
+            "medians, as the committed results use)."
+        ),
+        "The scenes/s target is this command's `--min-scenes-per-second`; bench/README.md "
+        "gives the command of each of the targets this project set itself.",
         "",
         "| measure | value | target | met |",
         "|---|---|---|---|",

@@ -1,7 +1,7 @@
 """Where a process's CPU goes: py-spy samples the threads that hold the GIL, and each sample is
 counted to the layer its innermost frame belongs to (the HTTP client, the store, the sync...).
 
-py-spy (`pip install -e ".[bench]"`) reads the process from outside, without stopping it
+py-spy (`pip install ".[bench]"`) reads the process from outside, without stopping it
 (`--nonblocking`), so the sampled run costs what it costs unsampled. It needs the right to read
 another process's memory: root, or a kernel that allows ptrace between a user's processes.
 """
@@ -98,14 +98,23 @@ def _path_of(frame: str) -> str:
     return frame.rpartition(" (")[2].rstrip(")").rpartition(":")[0]
 
 
+MISSING = 'py-spy is not installed: .venv/bin/pip install ".[bench]" (or pip install py-spy)'
+
+
+def py_spy() -> str | None:
+    """The py-spy program beside this Python or on PATH, or None."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
 @contextlib.contextmanager
 def sampled(rate: int = SAMPLES_PER_SECOND) -> Iterator[Samples]:
     """Sample this process while the block runs; the Samples are filled in when it ends (with
     `error` set, and no samples, when py-spy is missing or may not read this process)."""
     samples = Samples()
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(spy).exists():
-        samples.error = 'py-spy is not installed (pip install -e ".[bench]")'
+    spy = py_spy()
+    if spy is None:
+        samples.error = MISSING
         yield samples
         return
     with tempfile.TemporaryDirectory(prefix="s2p-profile-") as tmp:
