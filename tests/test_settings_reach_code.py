@@ -319,3 +319,25 @@ def test_changed_request_limits_reach_a_running_workers_plex_client(box):
     finally:
         worker.request_stop()
         thread.join(10)
+
+
+def test_a_rate_cap_lifted_mid_drain_applies_within_the_settings_minute(tmp_path):
+    # A cap of two requests a second set for a busy Plex, lifted while 150 scenes drain: the
+    # worker reads the settings again each minute, and a round of batches (hundreds of scenes)
+    # no longer runs on with the old ones (150 scenes at two requests a second: 4 minutes).
+    clock = SteppedClock()
+    settings = {"plex_max_requests_per_second": 2}
+    with sandbox(tmp_path, scenes=150, seed=5, settings=settings) as box:
+        box.queue()
+        worker = Worker(box.data_dir, clock=clock)
+        thread = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
+        thread.start()
+        wait_until(lambda: len(box.plex.log.writes()) >= 2, timeout=30, message="writes")
+        box.settings(plex_max_requests_per_second=None)
+        clock.offset += 61  # the settings minute is up
+
+        thread.join(45)
+
+        assert not thread.is_alive(), "still draining at two requests a second"
+        with box.store() as store:
+            assert store.outstanding_jobs() == 0 and store.dead_letters() == []

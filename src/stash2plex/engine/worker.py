@@ -586,6 +586,9 @@ class Worker:
         def local() -> bool:  # so far no request to Plex and no failure
             return not failed and context.plex.request_count == requests_before
 
+        def settings_expired() -> bool:  # the rest of the batch waits for them to be read
+            return self.clock() - self._settings_read_at >= SETTINGS_REFRESH_SECONDS
+
         while True:
             # More batches of the same kind (a batch that talks to Plex goes on in the pool,
             # one that does not on this thread), up to REFILL_LIMIT scenes: the outer loop
@@ -595,6 +598,10 @@ class Worker:
                 and handled < REFILL_LIMIT
                 and local() == (pool is None)
             )
+            if refill and not queued and self._settings_due(self.store.holds()):
+                # Read them before claiming more (a changed rate or concurrency, `enabled`
+                # switched off): a round may otherwise run for hundreds of scenes.
+                refill = False
             if not queued and refill:
                 batch, lookahead = lookahead or self._read_batch(context), None
                 if batch is None:
@@ -611,7 +618,13 @@ class Worker:
                     width = wide() if width > 1 else width
             elif pool is None and refill and lookahead is None:
                 lookahead = self._read_batch(context)  # read from Stash while this one syncs
-            while queued and not stopping and len(running) < width and not self._stop.is_set():
+            while (
+                queued
+                and not stopping
+                and len(running) < width
+                and not self._stop.is_set()
+                and not settings_expired()
+            ):
                 job = queued.pop(0)
                 self._pace(holds)
                 scene = scenes.get(job.scene_id, UNFETCHED)
@@ -883,16 +896,19 @@ class Worker:
 
         A failure to read them, or `enabled` off, becomes a pause (returns None).
         """
-        now = self.clock()
-        since = now - self._settings_read_at
-        stale = since >= SETTINGS_REFRESH_SECONDS or holds.nudged_at > self._settings_read_at
-        if self._context is not None and not stale:
+        if self._context is not None and not self._settings_due(holds):
             return self._context
         result = self._read_settings()
         if result.settings_error is None and result.enabled:
             return self._context
         self._apply_check(result)
         return None
+
+    def _settings_due(self, holds: Holds) -> bool:
+        """Whether the settings are read again before the next batch: every
+        SETTINGS_REFRESH_SECONDS, and after a hook or task nudged the worker."""
+        since = self.clock() - self._settings_read_at
+        return since >= SETTINGS_REFRESH_SECONDS or holds.nudged_at > self._settings_read_at
 
     def _read_settings(self) -> hold_checks.CheckResult:
         self._settings_read_at = self.clock()
