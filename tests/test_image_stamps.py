@@ -33,6 +33,10 @@ def test_an_image_read_within_its_stamps_second_is_read_again_and_later_ones_are
     assert read_too_early(URL, "1700000000.400")
     assert read_too_early(URL, f"{1700000000 + STAMP_MARGIN_SECONDS - 0.1:.3f}")
     assert not read_too_early(URL, f"{1700000000 + STAMP_MARGIN_SECONDS:.3f}")
+    # Read well before its stamp: a date in the future, or Stash's clock far ahead. Nothing
+    # is known of that second; re-reading would go on at every sync until the date passed.
+    assert not read_too_early(URL, f"{1700000000 - STAMP_MARGIN_SECONDS - 0.1:.3f}")
+    assert read_too_early(URL, f"{1700000000 - STAMP_MARGIN_SECONDS + 0.1:.3f}")  # skew
     assert not read_too_early(URL, None)  # a link recorded before reads were timed
     assert not read_too_early("http://stash:9999/scene/12/screenshot", "1")
 

@@ -61,4 +61,7 @@ def test_a_slow_plex_gets_a_scene_more_at_once_but_never_more_requests(tmp_path,
         box.drain()
 
         assert box.plex.max_in_flight == 2
-        assert box.stash.max_images_at_once == (3 if slow_plex else 2)
+        if slow_plex:
+            assert box.stash.max_images_at_once == 3
+        else:  # the worker's CPU is the limit: no scene beyond the slots
+            assert box.stash.max_images_at_once <= 2

@@ -301,8 +301,8 @@ class CollectionArt:
         return written
 
     def _upload(self, rating_key: int, url: str, prints: dict[str, str]) -> bool:
+        prints["image_read_at"] = read_at_text(self.clock())  # as the request leaves
         image = self.stash.image(url)
-        prints["image_read_at"] = read_at_text(self.clock())
         if image.placeholder or prints.get("poster") == image.sha1:
             return False
         self.plex.upload_image(rating_key, "poster", image.data)

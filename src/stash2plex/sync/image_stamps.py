@@ -31,12 +31,15 @@ def read_at_text(now: float) -> str:
 
 
 def read_too_early(url: str, read_at: str | None) -> bool:
-    """Whether the image at `url`, last read at `read_at` (`read_at_text`; None: unknown),
-    may have changed since within its stamp's second."""
+    """Whether the image at `url`, last read at `read_at` (`read_at_text`: when its request
+    was sent; None: unknown), may have changed since within its stamp's second. A read well
+    before the stamp (a date in the future, or Stash's clock far ahead of the worker's) tells
+    nothing about that second: the URL alone decides, or every sync would read it again."""
     stamp = url_stamp(url)
     if stamp is None or read_at is None:
         return False
     try:
-        return float(read_at) < stamp + STAMP_MARGIN_SECONDS
+        read = float(read_at)
     except ValueError:
         return False
+    return stamp - STAMP_MARGIN_SECONDS <= read < stamp + STAMP_MARGIN_SECONDS

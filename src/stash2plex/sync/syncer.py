@@ -1158,12 +1158,14 @@ class SceneSyncer:
             self._rate(match.rating_key, plan.desired.rating)
             written.append("rating")
         fetched: dict[str, StashImage] = {}  # poster and art share the cover: fetched once
+        read_at: dict[str, str] = {}
         for kind, url in plan.images.items():
             if url not in fetched:
+                read_at[url] = read_at_text(self.clock())  # as the request leaves
                 fetched[url] = self.stash.image(url)
             image = fetched[url]
             plan.fingerprints[f"{kind}_url"] = fingerprint(url)
-            plan.fingerprints[f"{kind}_read_at"] = read_at_text(self.clock())
+            plan.fingerprints[f"{kind}_read_at"] = read_at[url]
             if image.placeholder:
                 continue  # Stash's "no cover" drawing is never worth uploading
             if self.force or plan.fingerprints.get(kind) != image.sha1:
