@@ -5,9 +5,10 @@
 Stash (its cover) and on the worker's own CPU, and meanwhile its slot stays idle. With a slow
 Plex (a NAS: tens of milliseconds per write) one scene more than the slots keeps every slot
 busy: NAS latencies (Plex 50 ms per write, Stash 20 ms), 21 scenes/s with four scenes at once,
-24 with five. With a fast Plex the worker's CPU is the limit, and a fifth scene only adds GIL
-hand-offs and waits for a slot (25 to 36 context switches per scene, more CPU per scene and
-fewer scenes per second): so the scene is added only while Plex answers slowly.
+23 with five, for about 6 % more CPU per scene (bench/results/sync-nas.md). With a fast Plex
+the worker's CPU is the limit, and a fifth scene only adds GIL hand-offs and waits for a slot
+(25 to 36 context switches per scene, more CPU per scene and fewer scenes per second): so the
+scene is added only while Plex answers slowly.
 """
 
 from __future__ import annotations
