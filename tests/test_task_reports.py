@@ -317,3 +317,13 @@ def test_dead_letters_are_summed_up_with_what_to_run_on_the_command_line_too():
     )
     assert "run Retry Dead Letters (or `stash2plex dlq retry`) once the cause is fixed" in sentence
     assert notes == ("2 scenes (5, 6): HTTP 500 for the item", "scene 7: 400")  # not "1 scene (7)"
+
+
+def test_a_refused_setting_is_named_in_the_next_task_report(env):
+    # docs/settings.md: a value that is not valid falls back to its default, "and the next
+    # task report names the key and the accepted values".
+    _library, _plex, stash, task, _data_dir = env
+    stash.plugin_settings = {**stash.plugin_settings, "plex_max_concurrency": 100}
+    run = task("Health Check")
+    warned = [m for m in run.messages("warning") if "plex_max_concurrency" in m]
+    assert len(warned) == 1 and "from 1 to 16" in warned[0], run.messages()

@@ -7,11 +7,17 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stash2plex.engine.context import build_context, connect_stash, load_config, plex_url_answered
+from stash2plex.engine.context import (
+    Context,
+    build_context,
+    connect_stash,
+    load_config,
+    plex_url_answered,
+)
 from stash2plex.engine.worker_lock import ensure_worker
 from stash2plex.errors import StoreError, SyncError, redact
 from stash2plex.operations import queue as operations
@@ -37,6 +43,18 @@ class Task:
     data_dir: Path
     log: protocol.StashLog
     start_worker: Callable[[], Any]
+    warned: set[str] = field(default_factory=set)  # settings warnings said in Stash's log
+
+    def context(self, store: Store) -> Context:
+        """The settings and clients (`build_context`); a value the settings refused (its
+        default used instead) is said once in Stash's log, as the settings reference promises
+        ("the next task report names the key and the accepted values")."""
+        context = build_context(store, self.connection)
+        for warning in context.config.warnings:
+            if warning not in self.warned:
+                self.warned.add(warning)
+                self.log.warning(f"Stash2Plex: {warning}")
+        return context
 
 
 @dataclass
@@ -183,9 +201,7 @@ def _drain_report(
         status = operations.queue_status(store, task.data_dir)
         held = operations.hold_message(store.holds())
         verdict = (judge or drain_verdict)(store, started_at, report)
-        verdict = settings_checked(
-            lambda: build_context(store, task.connection), task.data_dir, report, verdict
-        )
+        verdict = settings_checked(lambda: task.context(store), task.data_dir, report, verdict)
     result: dict[str, Any] = {
         "seconds": round(time.monotonic() - started, 1),
         "queue": status.counts,
@@ -286,7 +302,7 @@ def preview(task: Task) -> dict[str, Any] | TaskResult:
     scene_id = _int_arg(task.args, "scene_id", None)
     count = _int_arg(task.args, "count", 10)
     with Store.open(task.data_dir) as store:
-        context = build_context(store, task.connection)
+        context = task.context(store)
         previews = operations.preview(context, scene_id=scene_id, count=count)
     for item in previews:
         task.log.info(
@@ -421,7 +437,7 @@ def recover_outage(task: Task) -> dict[str, Any] | TaskResult:
     extra = tuple(c.strip() for c in str(task.args.get("include_classes") or "").split(",") if c)
     since = time.time()
     with Store.open(task.data_dir) as store:
-        context = build_context(store, task.connection)
+        context = task.context(store)
         report = operations.recover_outage_jobs(context, ("transient", *extra))
     result = report.as_dict()
     skipped = ", ".join(f"{n} {why}" for why, n in result["skipped"].items()) or "none"
@@ -440,7 +456,7 @@ def recover_outage(task: Task) -> dict[str, Any] | TaskResult:
 
 def health_check(task: Task) -> dict[str, Any] | TaskResult:
     with Store.open(task.data_dir) as store:
-        report = operations.health_report(build_context(store, task.connection), task.data_dir)
+        report = operations.health_report(task.context(store), task.data_dir)
     from stash2plex.operations.outcome import EXIT_OK, health_verdict
 
     verdict = health_verdict(report)
@@ -502,9 +518,7 @@ def pull_from_plex(task: Task) -> dict[str, Any] | TaskResult:
 
     since = _int_arg(task.args, "since", None)
     with Store.open(task.data_dir) as store:
-        report = run_pull(
-            build_context(store, task.connection), since=since, progress=task.log.progress
-        )
+        report = run_pull(task.context(store), since=since, progress=task.log.progress)
     if report.busy:
         return TaskResult(
             report.as_dict(), "another pull from Plex is running; try again when it is done"
@@ -527,7 +541,7 @@ def sync_recent(task: Task) -> dict[str, Any] | TaskResult:
         report = queue_recent(store, stash, since=since)
         if not report.queued:
             # Nothing to drain; one probe still says so when Plex refuses us (a wrong token).
-            verdict = plex_verdict(build_context(store, task.connection), task.data_dir)
+            verdict = plex_verdict(task.context(store), task.data_dir)
     task.log.info(f"Stash2Plex: {report.summary()}")
     if not report.queued:
         return TaskResult(report.as_dict(), verdict.error)
@@ -539,7 +553,7 @@ def sync_recent(task: Task) -> dict[str, Any] | TaskResult:
             started,
             drain,
             report.scene_ids,
-            probe=lambda: plex_verdict(build_context(store, task.connection), task.data_dir),
+            probe=lambda: plex_verdict(task.context(store), task.data_dir),
         ),
     )
     return TaskResult({**report.as_dict(), **drained.output}, drained.error)
@@ -552,7 +566,7 @@ def reconcile(task: Task) -> dict[str, Any] | TaskResult:
 
     fix = _bool_arg(task.args, "fix")
     with Store.open(task.data_dir) as store:
-        context = build_context(store, task.connection)
+        context = task.context(store)
         report = run_reconcile(context, fix=fix, trigger="task", progress=task.log.progress)
     if report.state == "busy":
         return TaskResult(report.as_dict(), report.summary())
