@@ -448,7 +448,7 @@ def write_results(
             "≤",
             TARGETS["cpu_ms"],
         ),
-        "unchanged re-sync Plex requests/scene (but the one read of Plex's libraries)": (
+        "unchanged re-sync Plex requests/scene (except the one read of Plex's libraries)": (
             median("again", "scene_requests_per_scene"),
             "≤",
             TARGETS["resync_requests"],

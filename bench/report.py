@@ -51,6 +51,7 @@ def write_report(out: Path, lines: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     print(report)
+    print(f"\nReport written to {out}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -4,9 +4,10 @@ Stash's image URLs carry their object's `updated_at` in whole seconds as a cache
 (`{base}/scene/{id}/screenshot?t={updated_at unix}`, and the same `t` on performer, studio,
 tag and group images: docs/stash-plugin-protocol.md, "images"). A cover saved in the same
 second as an earlier save keeps the URL, so a cover read right after the first save and
-compared by URL alone is never read again. An image read less than `STAMP_MARGIN_SECONDS`
-after its URL's stamp may have changed unseen: it is read once more the next time its object
-syncs (and uploaded only if its bytes changed); after that the URL alone decides again.
+compared by URL alone is never read again. An image read within `STAMP_MARGIN_SECONDS` of its
+URL's stamp (either side: the two hosts' clocks differ) may have changed unseen: it is read
+again the next time its object syncs (and uploaded only if its bytes changed); once a read
+falls outside that window, the URL alone decides again.
 """
 
 from __future__ import annotations
