@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from stash2plex.sandbox.processes import reap_workers
+from stash2plex.sandbox.processes import reap_workers, worker_pids
 
 COMMAND = [sys.executable, "-m", "stash2plex"]
 
@@ -43,7 +43,9 @@ def sandbox_command(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, Path
     finally:
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=30) == 0, server.stderr.read()  # type: ignore[union-attr]
+        left = worker_pids(data_dir)  # the sandbox stops the workers its hooks started
         reap_workers(data_dir)
+        assert left == []
 
 
 def test_the_sandbox_serves_until_ctrl_c_for_the_cli_and_plugin_tasks(tmp_path: Path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stash2plex.sandbox.library import generate_library
+from stash2plex.sandbox.processes import reap_workers
 from stash2plex.sandbox.session import running_sandbox
 
 STATE_FILE = "sandbox.json"
@@ -70,7 +71,8 @@ def keep_sandbox(
     stop: threading.Event | None = None,
 ) -> None:
     """Serve the emulators until `stop` is set (Ctrl-C or SIGTERM by default), saying first
-    how to point the command line and the plugin's tasks at them."""
+    how to point the command line and the plugin's tasks at them; then stop the workers
+    started for them."""
     folder.mkdir(parents=True, exist_ok=True)
     plugin_dir = install_plugin(folder, checkout)
     data_dir = (plugin_dir or folder) / "data"
@@ -105,6 +107,9 @@ def keep_sandbox(
             _wait(stop)
         finally:
             (folder / STATE_FILE).unlink(missing_ok=True)
+            # The workers its hooks and tasks started: with the emulated Stash gone they would
+            # wait an hour for it (STASH_DOWN_EXIT_SECONDS).
+            reap_workers(data_dir)
 
 
 def _start_afresh(data_dir: Path, say: Callable[[str], None]) -> None:
