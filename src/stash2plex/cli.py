@@ -430,16 +430,15 @@ class Cli:
 
     def context(self, store):  # -> Context
         from stash2plex.engine.context import build_context
+        from stash2plex.settings.config import unsaid_warnings
 
         context = build_context(store, local=self.local())
         self._hide_paths = context.config.obfuscate_paths
         self._sources = dict(context.sources)
         # A value the settings refused (the default is used instead) is said by every command
         # that reads the settings, not only by `config check` and the worker's log.
-        for warning in context.config.warnings:
-            if warning not in self._warned:
-                self._warned.add(warning)
-                self.say(f"warning: {warning}", color="yellow")
+        for warning in unsaid_warnings(context.config, self._warned):
+            self.say(f"warning: {warning}", color="yellow")
         return context
 
     def sources(self) -> dict[str, str]:

@@ -562,9 +562,6 @@ class Worker:
         scenes = self._prefetch(context, jobs)
         self._read_ahead(context, jobs, scenes)
         slots = max(1, context.config.plex_max_concurrency)
-        observers = context.plex.transport.observers
-        if self._answer_times.observe not in observers:
-            observers.append(self._answer_times.observe)
 
         def wide() -> int:  # with each batch: as fast as Plex answers now
             return scenes_at_once(slots, self._answer_times.typical)
@@ -920,6 +917,9 @@ class Worker:
         if self._context is not None and _same_plex(self._context, context):
             context = replace(context, plex=self._context.plex)  # keep its connection
         context.plex.on_identity = self._check_server
+        observers = context.plex.transport.observers  # how fast Plex answers (sync_width)
+        if self._answer_times.observe not in observers:
+            observers.append(self._answer_times.observe)
         self._context = context
         level = logging.DEBUG if context.config.debug_logging else logging.INFO
         logging.getLogger("stash2plex").setLevel(level)

@@ -25,6 +25,7 @@ from stash2plex.operations.present import field_words
 from stash2plex.plugin import protocol
 from stash2plex.plugin.entry import wake_worker, worker_python_path
 from stash2plex.pseudonyms import obfuscate_paths
+from stash2plex.settings.config import unsaid_warnings
 from stash2plex.settings.sources import with_source
 from stash2plex.store.db import Store
 from stash2plex.words import agree, plural
@@ -50,10 +51,8 @@ class Task:
         default used instead) is said once in Stash's log, as the settings reference promises
         ("the next task report names the key and the accepted values")."""
         context = build_context(store, self.connection)
-        for warning in context.config.warnings:
-            if warning not in self.warned:
-                self.warned.add(warning)
-                self.log.warning(f"Stash2Plex: {warning}")
+        for warning in unsaid_warnings(context.config, self.warned):
+            self.log.warning(f"Stash2Plex: {warning}")
         return context
 
 

@@ -483,3 +483,11 @@ def build_config(values: Mapping[str, Any] | None) -> Config:
     if parsed.get("sync_rating_both_ways"):
         parsed["sync_rating"] = True  # both ways includes Stash -> Plex
     return Config(**parsed, warnings=tuple(warnings), invalid=invalid)
+
+
+def unsaid_warnings(config: Config, said: set[str]) -> list[str]:
+    """The config's warnings not in `said` yet, which are added to it: what a command or task
+    says once, however often it reads the settings."""
+    fresh = [warning for warning in config.warnings if warning not in said]
+    said.update(fresh)
+    return fresh

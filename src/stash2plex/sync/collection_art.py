@@ -260,7 +260,9 @@ class CollectionArt:
                 self.store.save_plex_collection(
                     section_id, source.title, ours=True, rating_key=rating_key, fingerprints=prints
                 )
-            if prints.get("image_url") != url_print or _read_too_early(prints, source):
+            if prints.get("image_url") != url_print or read_too_early(
+                source.image_url, prints.get("image_read_at")
+            ):
                 if source.image_url and self._upload(rating_key, source.image_url, prints):
                     written.append("collection poster")
                 prints["image_url"] = url_print
@@ -319,14 +321,8 @@ def _up_to_date(row: dict[str, Any], source: Source) -> bool:
     return (
         prints.get("summary") == fingerprint(source.summary)
         and prints.get("image_url") == fingerprint(source.image_url)
-        and not _read_too_early(prints, source)
+        and not read_too_early(source.image_url, prints.get("image_read_at"))
     )
-
-
-def _read_too_early(prints: dict[str, str], source: Source) -> bool:
-    """Whether the collection's image was read within its URL's stamp second (see
-    `image_stamps`): it may have changed since under the same URL."""
-    return bool(source.image_url) and read_too_early(source.image_url, prints.get("image_read_at"))
 
 
 def _by_name(collections: dict[str, int]) -> dict[str, int]:
